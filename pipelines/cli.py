@@ -1,0 +1,147 @@
+"""The `reprolab` command: run the demo, query the catalog, rebuild it, open the MLflow UI.
+
+    reprolab demo                     materialize the main job through the instance in $DAGSTER_HOME
+    reprolab query "SELECT ..."       read-only SQL over the catalog (--format table|csv|json)
+    reprolab tables                   the views in the catalog
+    reprolab summary                  a short summary of what the warehouse holds
+    reprolab catalog                  rebuild catalog.duckdb from the Parquet files
+    reprolab mlflow-ui [--port N]     the MLflow UI on the warehouse's tracking store
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from resources.catalog import CatalogError, list_views, query, refresh_catalog
+from resources.settings import default_warehouse_root
+
+
+def _print_frame(df, fmt: str) -> None:
+    if fmt == "csv":
+        sys.stdout.write(df.to_csv(index=False))
+    elif fmt == "json":
+        sys.stdout.write(df.to_json(orient="records", date_format="iso", indent=2) + "\n")
+    else:
+        print(df.to_markdown(index=False, tablefmt="simple", floatfmt=".6g") if len(df) else "(no rows)")
+
+
+def summary_frame(root: str):
+    """One row per latest-materialization view: rows, when, which run."""
+    views = list_views(root)
+    rows = []
+    for schema, view in views.itertuples(index=False):
+        if view.endswith("_history") or schema == "main":
+            continue
+        stats = query(root, f'SELECT count(*) AS n, max(materialized_at) AS at, any_value(run_id) AS run '
+                            f'FROM "{schema}"."{view}"')
+        n, at, run = stats.iloc[0]
+        rows.append({"table": f"{schema}.{view}", "rows": int(n), "materialized_at": str(at)[:19],
+                     "run_id": str(run)[:8]})
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=["table", "rows", "materialized_at", "run_id"])
+
+
+def cmd_summary(args) -> int:
+    root = args.warehouse
+    print(f"warehouse: {Path(root).resolve()}")
+    print(f"catalog:   {Path(root).resolve() / 'catalog.duckdb'}  (query it: reprolab query \"SELECT ...\")")
+    try:
+        _print_frame(summary_frame(root), "table")
+        views = list_views(root)
+        if ((views["schema"] == "main") & (views["view"] == "findings")).any():
+            print("\nfindings (ours vs paper):")
+            _print_frame(query(root, "SELECT study, metric, ours, paper, verdict FROM findings ORDER BY study"), "table")
+    except CatalogError as exc:
+        print(exc)
+        return 1
+    return 0
+
+
+def cmd_demo(args) -> int:
+    os.environ.setdefault("DAGSTER_HOME", str(Path("dagster_home").resolve()))
+    from dagster import DagsterInstance
+
+    from pipelines.definitions import PROFILE, defs
+
+    instance = DagsterInstance.get()
+    print(f"running job 'main' on profile {PROFILE!r} with DAGSTER_HOME={os.environ['DAGSTER_HOME']}", flush=True)
+    start = time.time()
+    result = defs.get_job_def("main").execute_in_process(instance=instance, raise_on_error=False)
+    minutes = (time.time() - start) / 60
+    status = "succeeded" if result.success else "FAILED"
+    print(f"\nrun {result.run_id} {status} in {minutes:.1f} min; `make ui` shows it with its logs and metadata\n")
+    cmd_summary(args)
+    return 0 if result.success else 1
+
+
+def cmd_query(args) -> int:
+    try:
+        _print_frame(query(args.warehouse, args.sql), args.format)
+    except CatalogError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_tables(args) -> int:
+    try:
+        _print_frame(list_views(args.warehouse), args.format)
+    except CatalogError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_catalog(args) -> int:
+    report = refresh_catalog(args.warehouse)
+    print(f"catalog rebuilt: {len(report.views)} views in {Path(args.warehouse).resolve() / 'catalog.duckdb'}")
+    for table, err in report.errors.items():
+        print(f"  skipped {table}: {err}", file=sys.stderr)
+    return 1 if report.errors else 0
+
+
+def cmd_mlflow_ui(args) -> int:
+    from resources.tracking import Tracking
+
+    tracking = Tracking(warehouse_root=args.warehouse)
+    tracking.setup_for_execution()  # creates the store (and fails clearly) before the server starts
+    cmd = ["mlflow", "server", "--backend-store-uri", tracking.resolved_tracking_uri,
+           "--default-artifact-root", tracking.resolved_artifact_root, "--host", "127.0.0.1", "--port", str(args.port)]
+    print(" ".join(cmd), flush=True)
+    os.execvp(cmd[0], cmd)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reprolab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--warehouse", default=default_warehouse_root(),
+                        help="warehouse root (default: $REPROLAB_WAREHOUSE or ./warehouse)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="run the main job through the instance in $DAGSTER_HOME").set_defaults(func=cmd_demo)
+    q = sub.add_parser("query", help="read-only SQL over the catalog")
+    q.add_argument("sql")
+    q.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    q.set_defaults(func=cmd_query)
+    t = sub.add_parser("tables", help="list the catalog's views")
+    t.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    t.set_defaults(func=cmd_tables)
+    sub.add_parser("summary", help="what the warehouse holds").set_defaults(func=cmd_summary)
+    sub.add_parser("catalog", help="rebuild catalog.duckdb from the Parquet files").set_defaults(func=cmd_catalog)
+    m = sub.add_parser("mlflow-ui", help="open the MLflow UI on the tracking store")
+    m.add_argument("--port", type=int, default=int(os.environ.get("MLFLOW_PORT", "5000")))
+    m.set_defaults(func=cmd_mlflow_ui)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The DuckDB catalog: views over the Parquet tables, never data of its own.
+
+``<group>.<asset>`` is the latest materialization, ``<group>.<asset>_history`` all of them, and
+``main.findings`` the union of every study's ``<group>.findings`` table. Parquet is the truth: the catalog
+is rebuilt from the folders at any time. DuckDB allows one writer per file, so writers take a file lock,
+build a new catalog under a temporary name and rename it over the old one; readers open it read-only and
+never see a half-built catalog nor hold a lock that blocks a writer.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from resources.tables import list_tables, materialization_files, table_dir
+
+CATALOG_NAME = "catalog.duckdb"
+
+
+class CatalogError(RuntimeError):
+    """The catalog is missing, or a query against it is not allowed."""
+
+
+@dataclass
+class RefreshReport:
+    views: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def catalog_path(root: str | Path) -> Path:
+    return Path(root) / CATALOG_NAME
+
+
+@contextmanager
+def _writer_lock(root: Path) -> Iterator[None]:
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".catalog.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _sql_str(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _create_views(con: duckdb.DuckDBPyConnection, root: Path, group: str, asset: str) -> list[str]:
+    files = materialization_files(root, group, asset)
+    con.execute(f'CREATE SCHEMA IF NOT EXISTS "{group}"')
+    if not files:
+        con.execute(f'DROP VIEW IF EXISTS "{group}"."{asset}"')
+        con.execute(f'DROP VIEW IF EXISTS "{group}"."{asset}_history"')
+        return []
+    pattern = table_dir(root, group, asset) / "*.parquet"
+    con.execute(f'CREATE OR REPLACE VIEW "{group}"."{asset}" AS SELECT * FROM read_parquet({_sql_str(files[-1])})')
+    con.execute(
+        f'CREATE OR REPLACE VIEW "{group}"."{asset}_history" AS '
+        f"SELECT * FROM read_parquet({_sql_str(pattern)}, union_by_name = true)"
+    )
+    return [f"{group}.{asset}", f"{group}.{asset}_history"]
+
+
+def _create_findings_view(con: duckdb.DuckDBPyConnection, views: Iterable[str]) -> None:
+    groups = sorted({v.split(".")[0] for v in views if v.endswith(".findings") and not v.startswith("main.")})
+    parts = [f'SELECT * FROM "{g}"."findings"' for g in groups]
+    if parts:
+        con.execute("CREATE OR REPLACE VIEW main.findings AS " + " UNION ALL BY NAME ".join(parts))
+    else:
+        con.execute("DROP VIEW IF EXISTS main.findings")
+
+
+def refresh_catalog(root: str | Path, tables: Iterable[tuple[str, str]] | None = None) -> RefreshReport:
+    """Rebuild the catalog (all tables), or update the views of ``tables`` in a copy of the current one.
+
+    A table whose files cannot be read is reported in ``errors`` and left out; the rest of the catalog is built.
+    """
+    root = Path(root).resolve()
+    report = RefreshReport()
+    with _writer_lock(root):
+        final = catalog_path(root)
+        tmp = root / f".catalog-{os.getpid()}-{uuid.uuid4().hex}.duckdb"
+        incremental = tables is not None and final.exists()
+        if incremental:
+            shutil.copyfile(final, tmp)
+        targets = list(tables) if incremental else list_tables(root)
+        try:
+            con = duckdb.connect(str(tmp))
+            try:
+                for group, asset in targets:
+                    try:
+                        report.views += _create_views(con, root, group, asset)
+                    except duckdb.Error as exc:
+                        report.errors[f"{group}.{asset}"] = str(exc).splitlines()[0]
+                existing = [
+                    f"{s}.{n}" for s, n in con.execute(
+                        "SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal"
+                    ).fetchall()
+                ]
+                _create_findings_view(con, existing)
+                con.execute("CHECKPOINT")
+            finally:
+                con.close()
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+            Path(str(tmp) + ".wal").unlink(missing_ok=True)
+    return report
+
+
+def connect_read_only(root: str | Path) -> duckdb.DuckDBPyConnection:
+    """Open the catalog for reading; a clear error if it has not been built yet."""
+    path = catalog_path(root)
+    if not path.exists():
+        raise CatalogError(
+            f"no catalog at {path}: materialize something (make demo) or rebuild it with `reprolab catalog`"
+        )
+    return duckdb.connect(str(path), read_only=True)
+
+
+_READ_STATEMENTS = ("SELECT", "EXPLAIN", "PRAGMA")
+
+
+def query(root: str | Path, sql: str) -> pd.DataFrame:
+    """Run read-only SQL (SELECT, SHOW, DESCRIBE, EXPLAIN …) against the catalog and return the last result.
+
+    Any statement that would write (CREATE, INSERT, DELETE, COPY, ATTACH, …) is refused before it runs.
+    """
+    con = connect_read_only(root)
+    try:
+        try:
+            statements = con.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise CatalogError(f"query failed: {exc}") from exc
+        if not statements:
+            raise CatalogError("query is empty: give one SQL statement, e.g. SELECT * FROM findings")
+        for statement in statements:
+            kind = statement.type.name
+            if kind not in _READ_STATEMENTS:
+                raise CatalogError(
+                    f"the catalog is read-only: `reprolab query` runs reading statements only, got {kind}; "
+                    "results are written by materializing assets"
+                )
+        try:
+            for statement in statements[:-1]:
+                con.execute(statement)
+            return con.execute(statements[-1]).df()
+        except duckdb.Error as exc:
+            raise CatalogError(f"query failed: {exc}") from exc
+    finally:
+        con.close()
+
+
+def list_views(root: str | Path) -> pd.DataFrame:
+    """Every view in the catalog with its schema."""
+    return query(
+        root,
+        "SELECT schema_name AS schema, view_name AS view FROM duckdb_views() WHERE NOT internal ORDER BY 1, 2",
+    )

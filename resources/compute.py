@@ -1,0 +1,86 @@
+"""Compute: the device, bf16 autocast and torch.compile switches, seeding, and a hardware record for lineage.
+
+Torch is imported inside the methods, never at module import, so the code location loads without it and a
+step process does not touch CUDA before the step runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import random
+from typing import Any, Literal
+
+import dagster as dg
+
+from resources.settings import ConfigurationError
+
+
+class Compute(dg.ConfigurableResource):
+    """Where and how models run.
+
+    ``device``: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``. ``bf16`` and ``compile``:
+    ``auto`` turns them on on CUDA only. ``seed`` is the base seed that ``seed_everything`` applies.
+    """
+
+    device: str = "auto"
+    bf16: Literal["auto", "on", "off"] = "auto"
+    compile: Literal["auto", "on", "off"] = "auto"
+    seed: int = 0
+    cpu_threads: int = 0  # 0 keeps torch's default
+
+    def torch_device(self) -> str:
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigurationError(f"device={self.device!r} (resource `compute`): CUDA is not available here; use 'auto' or 'cpu'")
+        if self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ConfigurationError(f"device={self.device!r} (resource `compute`): expected auto, cpu, cuda or cuda:N")
+        return self.device
+
+    def use_bf16(self) -> bool:
+        return self.bf16 == "on" or (self.bf16 == "auto" and self.torch_device().startswith("cuda"))
+
+    def use_compile(self) -> bool:
+        return self.compile == "on" or (self.compile == "auto" and self.torch_device().startswith("cuda"))
+
+    def autocast(self):
+        """bf16 autocast on the chosen device when enabled, else a no-op context."""
+        if not self.use_bf16():
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.autocast(device_type=self.torch_device().split(":")[0], dtype=torch.bfloat16)
+
+    def seed_everything(self, offset: int = 0) -> int:
+        """Seed python, numpy and torch with ``seed + offset``; returns the seed used."""
+        import numpy as np
+        import torch
+
+        seed = self.seed + offset
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        if self.cpu_threads:
+            torch.set_num_threads(self.cpu_threads)
+        return seed
+
+    def hardware(self) -> dict[str, Any]:
+        """What ran the step, for lineage: device, its name, torch version, thread count, precision."""
+        import torch
+
+        device = self.torch_device()
+        record = {
+            "device": device,
+            "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "bf16": self.use_bf16(),
+            "compile": self.use_compile(),
+            "host": platform.node(),
+        }
+        return record

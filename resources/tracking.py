@@ -1,0 +1,244 @@
+"""Experiment tracking over plain MLflow: runs tagged with their Dagster run, models logged and registered.
+
+The backend store defaults to SQLite and the artifact root to a folder, both under the warehouse
+(``<root>/_mlflow``); any tracking URI works. Every call goes through an explicit ``MlflowClient`` so nothing
+depends on MLflow's process-global state. MLflow is imported lazily: loading the definitions stays fast.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from resources.settings import ConfigurationError, default_warehouse_root, ensure_writable_dir
+
+DEFAULT_UI_URL = "http://127.0.0.1:5000"
+
+
+def default_tracking_uri(root: str | Path) -> str:
+    return f"sqlite:///{Path(root).resolve() / '_mlflow' / 'mlflow.db'}"
+
+
+def default_artifact_root(root: str | Path) -> str:
+    return str(Path(root).resolve() / "_mlflow" / "artifacts")
+
+
+class Tracking(dg.ConfigurableResource):
+    """MLflow tracking and model registry for every trained model.
+
+    ``tracking_uri`` (default: SQLite under the warehouse) and ``artifact_root`` may point anywhere MLflow
+    can reach; ``ui_url`` is where the MLflow UI serves that store (``reprolab mlflow-ui``), for links.
+    """
+
+    tracking_uri: str | None = None
+    artifact_root: str | None = None
+    warehouse_root: str = default_warehouse_root()
+    experiment: str = "reprolab"
+    ui_url: str = DEFAULT_UI_URL
+
+    _client: Any = PrivateAttr(default=None)
+    _experiment_id: str | None = PrivateAttr(default=None)
+
+    # -- set-up ---------------------------------------------------------------------------------------------
+    @property
+    def resolved_tracking_uri(self) -> str:
+        return self.tracking_uri or default_tracking_uri(self.warehouse_root)
+
+    @property
+    def resolved_artifact_root(self) -> str:
+        return self.artifact_root or default_artifact_root(self.warehouse_root)
+
+    def setup_for_execution(self, context: dg.InitResourceContext | None = None) -> None:
+        self._connect()
+
+    def _connect(self):
+        if self._client is not None:
+            return self._client
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        uri = self.resolved_tracking_uri
+        scheme = urlparse(uri).scheme
+        lock_dir = None
+        if scheme == "sqlite":
+            db_path = Path(uri.removeprefix("sqlite:///"))
+            lock_dir = ensure_writable_dir(db_path.parent, "tracking_uri (resource `tracking`)")
+        elif scheme in ("", "file"):
+            lock_dir = ensure_writable_dir(uri.removeprefix("file://"), "tracking_uri (resource `tracking`)")
+        if urlparse(self.resolved_artifact_root).scheme in ("", "file"):
+            ensure_writable_dir(self.resolved_artifact_root.removeprefix("file://"), "artifact_root (resource `tracking`)")
+
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        try:
+            # Creating the SQLite schema races when two step processes start at once: serialise it.
+            with _file_lock(lock_dir):
+                exp = client.get_experiment_by_name(self.experiment)
+                exp_id = exp.experiment_id if exp else client.create_experiment(
+                    self.experiment, artifact_location=self.resolved_artifact_root
+                )
+        except (MlflowException, OSError) as exc:
+            raise ConfigurationError(
+                f"tracking_uri={uri!r} (resource `tracking`) is not a reachable MLflow tracking store: "
+                f"{str(exc).splitlines()[0][:300]}"
+            ) from exc
+        self._client, self._experiment_id = client, exp_id
+        return client
+
+    @property
+    def client(self):
+        return self._connect()
+
+    # -- runs -----------------------------------------------------------------------------------------------
+    @contextmanager
+    def start_run(
+        self,
+        run_name: str,
+        *,
+        dagster_run_id: str | None = None,
+        asset_key: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Iterator[str]:
+        """Open an MLflow run tagged with the Dagster run id and asset key; yields the MLflow run id.
+
+        The run ends FINISHED, or FAILED if the body raises (and the error propagates).
+        """
+        client = self.client
+        all_tags = {"dagster.run_id": dagster_run_id or "", "dagster.asset_key": asset_key or "", **(tags or {})}
+        run = client.create_run(self._experiment_id, run_name=run_name, tags=all_tags)
+        run_id = run.info.run_id
+        if params:
+            self.log_params(run_id, params)
+        try:
+            yield run_id
+        except BaseException:
+            client.set_terminated(run_id, status="FAILED")
+            raise
+        client.set_terminated(run_id, status="FINISHED")
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(str(k), str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i : i + 100])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(str(k), float(v), now, step or 0) for k, v in metrics.items()]
+        self.client.log_batch(run_id, metrics=items)
+
+    def log_metric_history(self, run_id: str, rows: list[Mapping[str, Any]], step_key: str = "step") -> None:
+        """Log a curve (one dict per step) as MLflow metric histories, in batches."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [
+            Metric(str(k), float(v), now, int(row[step_key]))
+            for row in rows for k, v in row.items()
+            if k != step_key and v is not None and v == v  # skip NaN: MLflow plots gaps badly
+        ]
+        for i in range(0, len(items), 900):
+            self.client.log_batch(run_id, metrics=items[i : i + 900])
+
+    def log_artifacts(self, run_id: str, local_dir: str | Path, artifact_path: str | None = None) -> str:
+        self.client.log_artifacts(run_id, str(local_dir), artifact_path)
+        base = self.client.get_run(run_id).info.artifact_uri
+        return f"{base}/{artifact_path}" if artifact_path else base
+
+    def log_artifact(self, run_id: str, local_path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(local_path), artifact_path)
+
+    # -- models ---------------------------------------------------------------------------------------------
+    def log_model(
+        self,
+        run_id: str,
+        local_dir: str | Path,
+        registered_name: str,
+        aliases: tuple[str, ...] = ("latest",),
+        artifact_path: str = "model",
+    ) -> dict[str, Any]:
+        """Log a checkpoint directory (``save_pretrained`` output) and register it as a new model version.
+
+        Returns the record an asset stores: the exact ``model_uri`` (``models:/<name>/<version>``), the
+        registered name, version, aliases, the MLflow run id and a link for the UI.
+        """
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        source = self.log_artifacts(run_id, local_dir, artifact_path)
+        try:
+            client.create_registered_model(registered_name)
+        except MlflowException as exc:
+            if "already exists" not in str(exc).lower() and "RESOURCE_ALREADY_EXISTS" not in str(exc):
+                raise
+        version = client.create_model_version(registered_name, source=source, run_id=run_id,
+                                              run_link=self.run_link(run_id))
+        for alias in aliases:
+            client.set_registered_model_alias(registered_name, alias, version.version)
+        return {
+            "model_uri": f"models:/{registered_name}/{version.version}",
+            "registered_model": registered_name,
+            "model_version": int(version.version),
+            "aliases": list(aliases),
+            "mlflow_run_id": run_id,
+            "mlflow_link": self.run_link(run_id),
+            "artifact_uri": source,
+        }
+
+    def resolve_model_source(self, model_uri: str) -> str:
+        """The artifact location behind ``models:/<name>/<version>`` or ``models:/<name>@<alias>``."""
+        if not model_uri.startswith("models:/"):
+            return model_uri
+        ref = model_uri.removeprefix("models:/")
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            version = self.client.get_model_version_by_alias(name, alias)
+        elif "/" in ref:
+            name, number = ref.split("/", 1)
+            version = self.client.get_model_version(name, number)
+        else:
+            raise ValueError(f"model_uri {model_uri!r}: expected models:/<name>/<version> or models:/<name>@<alias>")
+        return version.source
+
+    def download_model(self, model_uri: str, dst: str | Path | None = None) -> Path:
+        """Local directory holding the model at ``model_uri`` (``models:/name/3``, ``models:/name@alias``,
+        ``runs:/<id>/model`` or a plain artifact location). Local artifact stores are read in place."""
+        from mlflow.artifacts import download_artifacts
+
+        source = self.resolve_model_source(model_uri)
+        local = Path(source.removeprefix("file://"))
+        if urlparse(source).scheme in ("", "file") and local.is_dir() and dst is None:
+            return local
+        uri = self.resolved_tracking_uri
+        path = download_artifacts(artifact_uri=source, dst_path=str(dst) if dst else None, tracking_uri=uri)
+        return Path(path)
+
+    def run_link(self, run_id: str) -> str:
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{self._experiment_id}/runs/{run_id}"
+
+
+@contextmanager
+def _file_lock(directory: Path | None) -> Iterator[None]:
+    if directory is None:
+        yield
+        return
+    with open(Path(directory) / ".mlflow-init.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

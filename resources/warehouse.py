@@ -1,0 +1,112 @@
+"""The warehouse IO manager: table assets to immutable Parquet with lineage, and the DuckDB catalog refreshed.
+
+Assets return a pandas DataFrame, a pyarrow Table or a dict record (e.g. a model record with its MLflow
+``model_uri``); this IO manager stamps lineage on every row, writes ``<root>/<group>/<asset>/<id>.parquet``
+and refreshes the catalog views of that asset. Inputs are read from the exact file Dagster recorded for the
+upstream's latest materialization, and the ids read are stamped as ``upstream`` lineage on the outputs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from resources.catalog import refresh_catalog
+from resources.settings import default_warehouse_root, ensure_writable_dir
+from resources.tables import Lineage, WarehouseError, latest_file, read_table, write_table
+
+
+@cache
+def _project_version() -> str:
+    """Package version plus the git commit when running from a checkout: the fallback code version."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return "0.1.0" + (f"+g{sha}" if sha else "")
+
+
+def _group_and_name(key: dg.AssetKey, group: str | None) -> tuple[str, str]:
+    """Folder names for an asset: its group (or key prefix) and the last key component."""
+    path = key.path
+    return (group or (path[0] if len(path) > 1 else "default")), path[-1]
+
+
+class WarehouseIOManager(dg.IOManager):
+    """Writes and reads table assets under ``root``; one instance per step process."""
+
+    def __init__(self, root: Path, refresh: bool = True):
+        self.root = root
+        self.refresh = refresh
+        self._upstream: dict[tuple[str, str], set[str]] = {}
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None:  # an asset that stores its own files (none do yet) or returns nothing
+            return
+        spec = context.asset_spec if context.has_asset_key else None
+        if spec is None:
+            raise dg.DagsterInvariantViolationError("WarehouseIOManager stores asset outputs only")
+        group, name = _group_and_name(spec.key, spec.group_name)
+        lineage = Lineage(
+            run_id=context.run_id,
+            code_version=spec.code_version or _project_version(),
+            upstream=sorted(self._upstream.get((context.run_id, context.step_key), ())),
+        )
+        path = write_table(self.root, group, name, obj, lineage)
+        if self.refresh:
+            report = refresh_catalog(self.root, [(group, name)])
+            for table, err in report.errors.items():
+                context.log.warning(f"catalog view for {table} not refreshed: {err}")
+        rows = len(obj) if not isinstance(obj, dict) else 1
+        context.add_output_metadata(
+            {
+                "path": dg.MetadataValue.path(str(path)),
+                "materialization_id": path.stem,
+                "dagster/row_count": rows,
+                "table": f"{group}.{name}",
+            }
+        )
+
+    def _path_for_input(self, context: dg.InputContext) -> Path:
+        key = context.asset_key
+        event = context.instance.get_latest_materialization_event(key)
+        if event is not None and event.asset_materialization is not None:
+            entry = event.asset_materialization.metadata.get("path")
+            if entry is not None and Path(entry.value).exists():
+                return Path(entry.value)
+        group = context.upstream_output.asset_spec.group_name if context.upstream_output else None
+        return latest_file(self.root, *_group_and_name(key, group))
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        path = self._path_for_input(context)
+        value = read_table(path)
+        ids = {f"{path.parent.parent.name}.{path.parent.name}:{path.stem}"}
+        if isinstance(value, dict) and "model_uri" in value:
+            ids.add(str(value["model_uri"]))
+        step = context.step_context
+        self._upstream.setdefault((step.run_id, step.step.key), set()).update(ids)
+        return value
+
+
+class Warehouse(dg.ConfigurableIOManagerFactory):
+    """Parquet + DuckDB warehouse: the default IO manager of every table asset.
+
+    ``root`` defaults to ``$REPROLAB_WAREHOUSE`` or ``./warehouse``; it must be a writable directory.
+    """
+
+    root: str = default_warehouse_root()
+    update_catalog: bool = True
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> WarehouseIOManager:
+        return WarehouseIOManager(ensure_writable_dir(self.root, "warehouse root (resource `io_manager`, field `root`)"),
+                                  refresh=self.update_catalog)
+
+
+__all__ = ["Warehouse", "WarehouseIOManager", "WarehouseError"]

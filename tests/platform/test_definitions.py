@@ -1,0 +1,59 @@
+"""The code location: loads without torch, validates with the dagster CLI, rejects unknown profiles."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _env(**extra):
+    env = {**os.environ, **extra}
+    env.pop("DAGSTER_HOME", None)
+    return env
+
+
+def test_definitions_load_without_torch_or_transformers():
+    code = (
+        "import sys; from pipelines.definitions import defs; "
+        "assert defs.resolve_job_def('main') is not None; "
+        "heavy = [m for m in ('torch', 'transformers', 'mlflow', 'great_expectations') if m in sys.modules]; "
+        "print('heavy:', heavy); assert not heavy, heavy"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(), capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_dagster_definitions_validate():
+    out = subprocess.run([str(BIN / "dagster"), "definitions", "validate", "-m", "pipelines.definitions"],
+                         cwd=REPO, env=_env(), capture_output=True, text=True)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+
+
+def test_unknown_profile_fails_at_load_with_valid_names():
+    out = subprocess.run([sys.executable, "-c", "import pipelines.definitions"], cwd=REPO,
+                         env=_env(REPROLAB_PROFILE="huge"), capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "REPROLAB_PROFILE='huge'" in out.stderr and "tiny, demo, gpu" in out.stderr
+
+
+def test_instance_yaml_is_valid(tmp_path):
+    import shutil
+
+    import dagster as dg
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+            assert instance.run_monitoring_enabled
+            assert not instance.run_retries_enabled
+            assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+    finally:
+        os.environ.pop("DAGSTER_HOME", None)
+    assert (home / "storage").is_dir() or (home / "history").is_dir()

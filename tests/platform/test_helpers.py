@@ -1,0 +1,72 @@
+"""Profiles, compute and presentation helpers."""
+
+import base64
+import re
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from resources.catalog import query
+from resources.compute import Compute
+from resources.presentation import Finding, figure_metadata, findings_frame, markdown_table
+from resources.profiles import UnknownProfileError, current_profile, pick
+from resources.settings import ConfigurationError
+
+
+def test_pick_follows_the_profile(monkeypatch):
+    assert current_profile() == "tiny" and pick(tiny=1, demo=2, gpu=3) == 1
+    monkeypatch.setenv("REPROLAB_PROFILE", "gpu")
+    assert pick(tiny=1, demo=2, gpu=3) == 3 and pick(tiny=1, demo=2) == 2
+    monkeypatch.setenv("REPROLAB_PROFILE", "laptop")
+    with pytest.raises(UnknownProfileError, match="tiny, demo, gpu"):
+        pick(tiny=1, demo=2)
+
+
+def test_compute_seeds_and_records_hardware():
+    import torch
+
+    compute = Compute(seed=7)
+    compute.seed_everything()
+    a = torch.randn(3)
+    compute.seed_everything()
+    assert torch.equal(a, torch.randn(3))
+    hw = compute.hardware()
+    assert hw["device"] == "cpu" and hw["bf16"] is False and hw["compile"] is False and hw["torch"]
+    with pytest.raises(ConfigurationError, match="device='tpu'"):
+        Compute(device="tpu").torch_device()
+
+
+def test_figure_metadata_embeds_png(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    md = figure_metadata(fig, "lm/loss curve", tmp_path, run_id="r1")
+    payload = re.search(r"base64,([A-Za-z0-9+/=]+)\)", md.value).group(1)
+    assert base64.b64decode(payload).startswith(b"\x89PNG")
+    assert (tmp_path / "_plots" / "lm_loss_curve" / "r1.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_markdown_table_truncates():
+    md = markdown_table(pd.DataFrame({"a": range(40)}), max_rows=5).value
+    assert "|   4 |" in md and "|   5 |" not in md and "35 more rows" in md
+
+
+def test_findings_land_in_one_view_across_studies(resources_for, warehouse_root):
+    def findings_asset(group, value):
+        @dg.asset(name="findings", group_name=group, key_prefix=[group])
+        def _findings() -> pd.DataFrame:
+            return findings_frame([Finding(group, "headline", value, 1.0, "tiny", "reproduced")])
+
+        return _findings
+
+    result = dg.materialize([findings_asset("study_a", 0.9), findings_asset("study_b", 0.4)], resources=resources_for)
+    assert result.success
+    rows = query(warehouse_root, "SELECT study, ours, paper FROM findings ORDER BY study")
+    assert rows.values.tolist() == [["study_a", 0.9, 1.0], ["study_b", 0.4, 1.0]]
+    with pytest.raises(ValueError, match="verdict"):
+        Finding("x", "m", 1.0, None, "tiny", "sort of")

@@ -1,0 +1,69 @@
+"""MLflow tracking: a real SQLite store under the warehouse; models logged, registered, aliased, reloaded."""
+
+import dagster as dg
+import pytest
+import torch
+
+from resources.settings import ConfigurationError
+from resources.tracking import Tracking
+
+
+def test_model_logged_registered_aliased_and_reloaded(warehouse_root, tmp_path):
+    tracking = Tracking(warehouse_root=str(warehouse_root))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    torch.save(model.state_dict(), checkpoint / "weights.pt")
+
+    with tracking.start_run("unit", dagster_run_id="run-123", asset_key="lm/tiny", params={"width": 8}) as run_id:
+        tracking.log_metric_history(run_id, [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}])
+        record = tracking.log_model(run_id, checkpoint, "lm-unit-tiny", aliases=("champion",))
+
+    assert record["model_uri"] == "models:/lm-unit-tiny/1"
+    assert record["mlflow_link"].endswith(run_id)
+    run = tracking.client.get_run(run_id)
+    assert run.data.tags["dagster.run_id"] == "run-123" and run.data.tags["dagster.asset_key"] == "lm/tiny"
+    assert run.data.params["width"] == "8" and run.info.status == "FINISHED"
+    assert [m.value for m in tracking.client.get_metric_history(run_id, "loss")] == [2.0, 1.0]
+
+    x = torch.randn(5, 4)
+    for uri in (record["model_uri"], "models:/lm-unit-tiny@champion"):
+        reloaded = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+        reloaded.load_state_dict(torch.load(tracking.download_model(uri) / "weights.pt"))
+        assert torch.equal(reloaded(x), model(x))
+
+    # a second version moves the alias; the exact URI of version 1 still loads version 1
+    with tracking.start_run("unit-2") as run2:
+        record2 = tracking.log_model(run2, checkpoint, "lm-unit-tiny", aliases=("champion",))
+    assert record2["model_version"] == 2
+    assert tracking.resolve_model_source("models:/lm-unit-tiny@champion") == record2["artifact_uri"]
+    assert tracking.resolve_model_source(record["model_uri"]) == record["artifact_uri"]
+
+
+def test_failed_body_marks_run_failed(warehouse_root):
+    tracking = Tracking(warehouse_root=str(warehouse_root))
+    with pytest.raises(RuntimeError), tracking.start_run("boom") as run_id:
+        raise RuntimeError("diverged")
+    assert tracking.client.get_run(run_id).info.status == "FAILED"
+
+
+def test_unreachable_tracking_uri_names_the_setting(warehouse_root):
+    tracking = Tracking(warehouse_root=str(warehouse_root), tracking_uri="http://127.0.0.1:9")
+    with pytest.raises(ConfigurationError, match="tracking_uri='http://127.0.0.1:9'"):
+        tracking.setup_for_execution()
+
+
+def test_tracking_resource_inside_an_asset(resources_for):
+    @dg.asset(group_name="demo_group")
+    def tracked(context: dg.AssetExecutionContext, tracking: Tracking) -> dict:
+        with tracking.start_run("tracked", dagster_run_id=context.run.run_id,
+                                asset_key=context.asset_key.to_user_string()) as run_id:
+            tracking.log_metrics(run_id, {"score": 0.5})
+        return {"mlflow_run_id": run_id, "dagster_run": context.run.run_id}
+
+    result = dg.materialize([tracked], resources=resources_for)
+    record = result.output_for_node("tracked")
+    run = resources_for["tracking"].client.get_run(record["mlflow_run_id"])
+    assert run.data.tags["dagster.run_id"] == result.run_id
+    assert run.data.metrics["score"] == 0.5
