@@ -10,11 +10,12 @@ def default_resources(warehouse_root: str | None = None) -> dict[str, Any]:
     from resources.compute import Compute
     from resources.settings import default_warehouse_root
     from resources.tracking import Tracking
-    from resources.warehouse import Warehouse
+    from resources.warehouse import Warehouse, WarehousePaths
 
     root = warehouse_root or default_warehouse_root()
     return {
         "io_manager": Warehouse(root=root),
+        "warehouse": WarehousePaths(root=root),
         "tracking": Tracking(warehouse_root=root),
         "compute": Compute(),
     }

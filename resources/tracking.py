@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 import dagster as dg
 from pydantic import PrivateAttr
 
+from resources.mlflow_store import client_for, local_model_dir, resolve_model_source
 from resources.settings import ConfigurationError, default_warehouse_root, ensure_writable_dir
 
 DEFAULT_UI_URL = "http://127.0.0.1:5000"
@@ -65,7 +66,6 @@ class Tracking(dg.ConfigurableResource):
             return self._client
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-        from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
         uri = self.resolved_tracking_uri
@@ -79,7 +79,7 @@ class Tracking(dg.ConfigurableResource):
         if urlparse(self.resolved_artifact_root).scheme in ("", "file"):
             ensure_writable_dir(self.resolved_artifact_root.removeprefix("file://"), "artifact_root (resource `tracking`)")
 
-        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client = client_for(uri)
         try:
             # Creating the SQLite schema races when two step processes start at once: serialise it.
             with _file_lock(lock_dir):
@@ -201,31 +201,12 @@ class Tracking(dg.ConfigurableResource):
 
     def resolve_model_source(self, model_uri: str) -> str:
         """The artifact location behind ``models:/<name>/<version>`` or ``models:/<name>@<alias>``."""
-        if not model_uri.startswith("models:/"):
-            return model_uri
-        ref = model_uri.removeprefix("models:/")
-        if "@" in ref:
-            name, alias = ref.split("@", 1)
-            version = self.client.get_model_version_by_alias(name, alias)
-        elif "/" in ref:
-            name, number = ref.split("/", 1)
-            version = self.client.get_model_version(name, number)
-        else:
-            raise ValueError(f"model_uri {model_uri!r}: expected models:/<name>/<version> or models:/<name>@<alias>")
-        return version.source
+        return resolve_model_source(self.client, model_uri)
 
     def download_model(self, model_uri: str, dst: str | Path | None = None) -> Path:
         """Local directory holding the model at ``model_uri`` (``models:/name/3``, ``models:/name@alias``,
         ``runs:/<id>/model`` or a plain artifact location). Local artifact stores are read in place."""
-        from mlflow.artifacts import download_artifacts
-
-        source = self.resolve_model_source(model_uri)
-        local = Path(source.removeprefix("file://"))
-        if urlparse(source).scheme in ("", "file") and local.is_dir() and dst is None:
-            return local
-        uri = self.resolved_tracking_uri
-        path = download_artifacts(artifact_uri=source, dst_path=str(dst) if dst else None, tracking_uri=uri)
-        return Path(path)
+        return local_model_dir(self.client, self.resolved_tracking_uri, model_uri, dst)
 
     def run_link(self, run_id: str) -> str:
         return f"{self.ui_url.rstrip('/')}/#/experiments/{self._experiment_id}/runs/{run_id}"

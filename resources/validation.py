@@ -34,7 +34,6 @@ def validate_frame(df: pd.DataFrame, expectation_list: Sequence[Any], name: str 
     """Run the expectations on ``df``; returns (success, one dict per expectation with its outcome)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
-
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")

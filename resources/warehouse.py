@@ -109,4 +109,16 @@ class Warehouse(dg.ConfigurableIOManagerFactory):
                                   refresh=self.update_catalog)
 
 
-__all__ = ["Warehouse", "WarehouseIOManager", "WarehouseError"]
+class WarehousePaths(dg.ConfigurableResource):
+    """The warehouse root, for assets that write files beside the tables (plots, scratch checkpoints)."""
+
+    root: str = default_warehouse_root()
+
+    def path(self, *parts: str) -> Path:
+        """``<root>/<parts…>``, its parent folders created."""
+        target = Path(self.root).resolve().joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+
+__all__ = ["Warehouse", "WarehouseIOManager", "WarehousePaths", "WarehouseError"]

@@ -1,0 +1,127 @@
+"""Tokenizers for the corpora, built with the `tokenizers` library and saved in transformers' format.
+
+Two kinds: a word-level tokenizer for the facts world (one word = one token, so ground truth needs no
+alignment) and a byte-level BPE for real text such as code (lossless on any string). Both share the
+special tokens <pad>, <s>, </s>, <unk> at ids 0..3, and prepend <s> when encoding.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from itertools import chain
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
+SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
+_BYTE_ALPHABET_SIZE = 256
+
+
+def _add_bos_processor(tokenizer: Tokenizer) -> None:
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, SPECIAL_TOKENS.index(BOS))])
+
+
+def train_word_level_tokenizer(vocabulary_words: Iterable[str]) -> Tokenizer:
+    """A word-level tokenizer over exactly these words (split on whitespace), specials at ids 0..3.
+
+    Decoding joins tokens with single spaces (the library's default when no decoder is set), so
+    text -> ids -> text is exact for single-space-separated text whose words are all in the vocabulary.
+    """
+    words = list(vocabulary_words)
+    for i, word in enumerate(words):
+        if not isinstance(word, str) or not word or word != "".join(word.split()):
+            raise ValueError(f"vocabulary_words[{i}] must be a non-empty string without whitespace, "
+                             f"got {word!r}")
+    # Specials first, then the words in the order given, each once.
+    ordered = list(dict.fromkeys(list(SPECIAL_TOKENS) + words))
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(ordered)}, unk_token=UNK))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
+    _add_bos_processor(tokenizer)
+    return tokenizer
+
+
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> Tokenizer:
+    """A byte-level BPE trained on `texts`, with at most `vocab_size` tokens (specials and all 256 byte
+    symbols included, so nothing is ever unknown and decode(encode(x)) == x for any string)."""
+    minimum = len(SPECIAL_TOKENS) + _BYTE_ALPHABET_SIZE
+    if not isinstance(vocab_size, int) or vocab_size < minimum:
+        raise ValueError(f"vocab_size must be an integer >= {minimum} (specials + byte alphabet), "
+                         f"got {vocab_size!r}")
+    if not isinstance(min_frequency, int) or min_frequency < 1:
+        raise ValueError(f"min_frequency must be a positive integer, got {min_frequency!r}")
+    tokenizer = Tokenizer(models.BPE())
+    # No prefix space: code's leading indentation and newlines must survive exactly.
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                  special_tokens=list(SPECIAL_TOKENS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    _add_bos_processor(tokenizer)
+    return tokenizer
+
+
+def _as_fast(tokenizer: Tokenizer):
+    from transformers import PreTrainedTokenizerFast
+
+    # No clean-up of spaces: it would turn "word ." into "word." and break exact round trips.
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=BOS, eos_token=EOS, pad_token=PAD,
+                                   unk_token=UNK, clean_up_tokenization_spaces=False)
+
+
+def save_tokenizer(tokenizer: Tokenizer, directory: str | Path) -> Path:
+    """Save as a transformers tokenizer directory (tokenizer.json + tokenizer_config.json) loadable
+    offline by `AutoTokenizer.from_pretrained(directory)`; returns the directory."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    _as_fast(tokenizer).save_pretrained(str(directory))
+    # Name the generic fast class, which every transformers version from 4.x on can resolve.
+    config_path = directory / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return directory
+
+
+def load_tokenizer(directory: str | Path):
+    """Load a tokenizer saved by `save_tokenizer` as a transformers fast tokenizer."""
+    from transformers import PreTrainedTokenizerFast
+
+    directory = Path(directory)
+    if not (directory / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"{directory}: no tokenizer.json; "
+                                "expected a directory written by save_tokenizer")
+    return PreTrainedTokenizerFast.from_pretrained(str(directory))
+
+
+def _backend(tokenizer) -> Tokenizer:
+    if isinstance(tokenizer, Tokenizer):
+        return tokenizer
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if isinstance(backend, Tokenizer):
+        return backend
+    raise ValueError(f"expected a tokenizers.Tokenizer or a transformers fast tokenizer, got "
+                     f"{type(tokenizer).__name__}")
+
+
+def encode_documents(tokenizer, texts: Sequence[str], add_eos: bool = True) -> np.ndarray:
+    """One int32 token stream: each document as <s> tokens... [</s>], documents back to back."""
+    backend = _backend(tokenizer)
+    bos, eos = backend.token_to_id(BOS), backend.token_to_id(EOS)
+    if bos is None or eos is None:
+        raise ValueError(f"tokenizer lacks the special tokens {BOS!r}/{EOS!r}")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ValueError(f"texts[{i}] must be a string, got {type(text).__name__}")
+    # Specials are added here rather than by the post-processor, so the layout is the same for any tokenizer.
+    encodings = backend.encode_batch(texts, add_special_tokens=False)
+    tail = [eos] if add_eos else []
+    total = sum(len(e.ids) for e in encodings) + len(encodings) * (1 + len(tail))
+    stream = chain.from_iterable(chain((bos,), e.ids, tail) for e in encodings)
+    return np.fromiter(stream, dtype=np.int32, count=total)

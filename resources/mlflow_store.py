@@ -1,0 +1,44 @@
+"""Resolving model URIs in an MLflow store to local checkpoint directories (plain MLflow, no Dagster).
+
+Shared by the ``tracking`` resource and by ``assets.lm.hub`` so science code can load a model by its URI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+
+def resolve_model_source(client, model_uri: str) -> str:
+    """The artifact location behind ``models:/<name>/<version>`` or ``models:/<name>@<alias>``; other URIs as given."""
+    if not model_uri.startswith("models:/"):
+        return model_uri
+    ref = model_uri.removeprefix("models:/")
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        version = client.get_model_version_by_alias(name, alias)
+    elif "/" in ref:
+        name, number = ref.split("/", 1)
+        version = client.get_model_version(name, number)
+    else:
+        raise ValueError(f"model_uri {model_uri!r}: expected models:/<name>/<version> or models:/<name>@<alias>")
+    return version.source
+
+
+def local_model_dir(client, tracking_uri: str, model_uri: str, dst: str | Path | None = None) -> Path:
+    """A local directory holding the model at ``model_uri`` (``models:/…``, ``runs:/<id>/model``, an artifact
+    location or a local path). Artifacts in a local store are returned in place: treat them as read-only."""
+    from mlflow.artifacts import download_artifacts
+
+    source = resolve_model_source(client, model_uri)
+    local = Path(source.removeprefix("file://"))
+    if urlparse(source).scheme in ("", "file") and local.is_dir() and dst is None:
+        return local
+    return Path(download_artifacts(artifact_uri=source, dst_path=str(dst) if dst else None, tracking_uri=tracking_uri))
+
+
+def client_for(tracking_uri: str):
+    """An MlflowClient for one store (tracking and registry on the same URI)."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)

@@ -1,0 +1,124 @@
+"""Tokenizers: exact round trips, fixed specials, and identical ids after saving and loading."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from assets.corpora.code_corpus import build_code_corpus
+from assets.corpora.facts_world import FactsWorldSpec, build_world, generate_documents, vocabulary
+from assets.corpora.tokenization import (
+    SPECIAL_TOKENS,
+    encode_documents,
+    load_tokenizer,
+    save_tokenizer,
+    train_bpe_tokenizer,
+    train_word_level_tokenizer,
+)
+
+TRICKY = "def f(x):\n\tif x:\n        return 'héllo ✓ 漢字 🙂'\r\n\n  \t trailing  \n\x00end"
+
+
+@pytest.fixture(scope="module")
+def facts():
+    spec = FactsWorldSpec(seed=1, n_people=80, n_cities=10, n_organisations=12, n_professions=6, n_owners=2,
+                          n_train_documents=60, n_validation_documents=10, n_test_documents=10, n_protected=2)
+    world = build_world(spec)
+    return world, generate_documents(world)
+
+
+@pytest.fixture(scope="module")
+def code_texts():
+    documents, _ = build_code_corpus(max_files=None, max_bytes=400_000, validation_fraction=0.1)
+    return documents["text"].tolist()
+
+
+@pytest.fixture(scope="module")
+def bpe(code_texts):
+    return train_bpe_tokenizer(code_texts, vocab_size=1200)
+
+
+def test_word_level_round_trip_and_one_token_per_word(facts):
+    world, documents = facts
+    tokenizer = train_word_level_tokenizer(vocabulary(world))
+    assert [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] == [0, 1, 2, 3]
+    assert tokenizer.get_vocab_size() == len(vocabulary(world))
+    unk = tokenizer.token_to_id("<unk>")
+    for text in documents["text"]:
+        encoding = tokenizer.encode(text)
+        assert encoding.ids[0] == 1 and unk not in encoding.ids
+        assert encoding.tokens[1:] == text.split(" ")
+        assert tokenizer.decode(encoding.ids) == text
+
+
+def test_word_level_rejects_words_with_whitespace():
+    with pytest.raises(ValueError, match=r"vocabulary_words\[1\]"):
+        train_word_level_tokenizer(["fine", "two words"])
+
+
+def test_bpe_round_trip_on_code_and_unicode(bpe, code_texts):
+    for text in code_texts[:25] + [TRICKY, "", "   ", "\t\t\n"]:
+        assert bpe.decode(bpe.encode(text).ids) == text
+    assert bpe.encode(TRICKY).ids[0] == 1
+
+
+def test_bpe_vocab_size_and_specials(bpe, code_texts):
+    assert bpe.get_vocab_size() <= 1200
+    assert bpe.get_vocab_size() > 1000  # 400 kB of code has far more than 1200 mergeable pairs
+    assert [bpe.token_to_id(t) for t in SPECIAL_TOKENS] == [0, 1, 2, 3]
+    # Merges compress: fewer tokens than bytes on held-out-ish text.
+    text = code_texts[-1]
+    assert len(bpe.encode(text).ids) < 0.6 * len(text.encode("utf-8"))
+    with pytest.raises(ValueError, match="vocab_size"):
+        train_bpe_tokenizer(code_texts[:2], vocab_size=100)
+
+
+@pytest.mark.parametrize("kind", ["word", "bpe"])
+def test_saved_tokenizer_loads_with_transformers_and_gives_identical_ids(kind, tmp_path, facts, bpe):
+    world, documents = facts
+    tokenizer = train_word_level_tokenizer(vocabulary(world)) if kind == "word" else bpe
+    sample = documents["text"].iloc[0] if kind == "word" else TRICKY
+    directory = save_tokenizer(tokenizer, tmp_path / "tok")
+    assert (directory / "tokenizer.json").is_file()
+    config = json.loads((directory / "tokenizer_config.json").read_text())
+    assert config["bos_token"] == "<s>" and config["eos_token"] == "</s>"
+    expected = tokenizer.encode(sample).ids
+    loaded = [load_tokenizer(directory), AutoTokenizer.from_pretrained(str(directory)),
+              PreTrainedTokenizerFast(tokenizer_file=str(directory / "tokenizer.json"))]
+    for fast in loaded:
+        assert fast(sample)["input_ids"] == expected
+    fast = loaded[0]
+    assert (fast.pad_token_id, fast.bos_token_id, fast.eos_token_id, fast.unk_token_id) == (0, 1, 2, 3)
+    assert fast.decode(expected, skip_special_tokens=True) == sample
+
+
+def test_encode_documents_layout(bpe):
+    texts = ["a = 1\n", "", "print('✓')\n"]
+    stream = encode_documents(bpe, texts)
+    assert stream.dtype == np.int32
+    pieces = [bpe.encode(t, add_special_tokens=False).ids for t in texts]
+    expected = [i for p in pieces for i in [1, *p, 2]]
+    assert stream.tolist() == expected
+    no_eos = encode_documents(bpe, texts, add_eos=False)
+    assert no_eos.tolist() == [i for p in pieces for i in [1, *p]]
+    assert (stream == 1).sum() == 3 and (stream == 2).sum() == 3
+
+
+def test_encode_documents_accepts_a_loaded_tokenizer(tmp_path, facts):
+    world, documents = facts
+    tokenizer = train_word_level_tokenizer(vocabulary(world))
+    fast = load_tokenizer(save_tokenizer(tokenizer, tmp_path / "w"))
+    texts = documents["text"].tolist()
+    stream = encode_documents(fast, texts)
+    np.testing.assert_array_equal(stream, encode_documents(tokenizer, texts))
+    assert len(stream) == documents["n_words"].sum() + 2 * len(documents)
+    with pytest.raises(ValueError, match=r"texts\[1\]"):
+        encode_documents(tokenizer, ["ok", 3])
+
+
+def test_load_tokenizer_names_missing_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+        load_tokenizer(tmp_path / "nothing")
