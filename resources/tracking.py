@@ -168,7 +168,7 @@ class Tracking(dg.ConfigurableResource):
         run_id: str,
         local_dir: str | Path,
         registered_name: str,
-        aliases: tuple[str, ...] = ("latest",),
+        aliases: tuple[str, ...] = ("current",),
         artifact_path: str = "model",
     ) -> dict[str, Any]:
         """Log a checkpoint directory (``save_pretrained`` output) and register it as a new model version.

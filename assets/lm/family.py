@@ -1,0 +1,97 @@
+"""A model of the family, from corpus texts to a trained (or imported) checkpoint and its numbers.
+
+`fit_language_model` is what an ``lm_<corpus>_<size>`` asset calls: encode the corpus with its tokenizer,
+build the model from its `ModelSize` (or load a local Hugging Face checkpoint instead), train it, score it on
+validation windows, and save a ``save_pretrained`` checkpoint holding model and tokenizer.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# step logs, not progress bars; the fast tokenizer's threads do not survive Dagster's process forks
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from assets.corpora.tokenization import encode_documents  # noqa: E402
+from assets.lm.model import ModelSize, build_model, count_parameters, load_checkpoint, save_checkpoint  # noqa: E402
+from assets.lm.training import CURVE_COLUMNS, TrainConfig, estimate_loss, train  # noqa: E402
+
+
+@dataclass
+class FittedModel:
+    """What training (or importing) produced: the checkpoint on disk and the numbers to record."""
+
+    checkpoint_dir: Path
+    curve: pd.DataFrame
+    parameters: int
+    non_embedding_parameters: int
+    final_val_loss: float
+    tokens_seen: int
+    seconds: float
+    source: str  # "trained" or "checkpoint"
+    vocab_size: int
+
+
+def token_streams(tokenizer: Any, train_texts: Sequence[str], val_texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Encode the train and validation documents as two token streams (<s> doc </s> …)."""
+    if not len(train_texts) or not len(val_texts):
+        raise ValueError(f"need train and validation documents, got {len(train_texts)} and {len(val_texts)}")
+    return encode_documents(tokenizer, list(train_texts)), encode_documents(tokenizer, list(val_texts))
+
+
+def validation_loss(model: Any, val_tokens: np.ndarray, context_length: int, n_windows: int, batch_size: int,
+                    device: str = "cpu") -> float:
+    """Mean next-token loss (nats) over ``n_windows`` evenly spaced validation windows."""
+    from assets.lm.data import TokenStream
+
+    windows = TokenStream(val_tokens, context_length).fixed_windows(n_windows)
+    return estimate_loss(model, windows, batch_size, device=device)
+
+
+def fit_language_model(
+    size: ModelSize,
+    tokenizer: Any,
+    train_texts: Sequence[str],
+    val_texts: Sequence[str],
+    cfg: TrainConfig,
+    out_dir: Path,
+    *,
+    checkpoint_dir: str | None = None,
+    on_log: Callable[[dict], None] | None = None,
+) -> FittedModel:
+    """Train a fresh model of ``size`` (or import ``checkpoint_dir``) and save it with its tokenizer to ``out_dir``."""
+    if checkpoint_dir:
+        model, own_tokenizer = load_checkpoint(checkpoint_dir, device=cfg.device)
+        tokenizer = own_tokenizer or tokenizer
+        vocab = len(tokenizer)
+        if model.config.vocab_size < vocab:
+            raise ValueError(f"checkpoint_dir={checkpoint_dir!r}: model vocabulary {model.config.vocab_size} is "
+                             f"smaller than its tokenizer's {vocab}; save the checkpoint with its own tokenizer")
+        context = min(size.context_length, getattr(model.config, "max_position_embeddings", size.context_length))
+        train_tokens, val_tokens = token_streams(tokenizer, train_texts, val_texts)
+        loss = validation_loss(model, val_tokens, context, cfg.eval_batches * cfg.batch_size, cfg.batch_size, cfg.device)
+        curve = pd.DataFrame([{"step": 0, "tokens": 0, "train_loss": math.nan, "val_loss": loss,
+                               "learning_rate": 0.0, "tokens_per_s": math.nan}], columns=CURVE_COLUMNS)
+        seconds, tokens_seen, source = 0.0, 0, "checkpoint"
+    else:
+        vocab = len(tokenizer)
+        model = build_model(size, vocab, seed=cfg.seed, bos_token_id=tokenizer.bos_token_id,
+                            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        train_tokens, val_tokens = token_streams(tokenizer, train_texts, val_texts)
+        result = train(model, train_tokens, val_tokens, cfg, on_log=on_log)
+        curve, loss, seconds, tokens_seen, source = result.curve, result.final_val_loss, result.seconds, result.tokens_seen, "trained"
+    save_checkpoint(model, tokenizer, out_dir, overwrite=True)
+    return FittedModel(
+        checkpoint_dir=Path(out_dir), curve=curve, parameters=count_parameters(model),
+        non_embedding_parameters=count_parameters(model, non_embedding=True), final_val_loss=float(loss),
+        tokens_seen=int(tokens_seen), seconds=float(seconds), source=source, vocab_size=vocab,
+    )
