@@ -30,12 +30,12 @@ _S = ModelSize
 FAMILIES: dict[str, list[ModelSize]] = {
     "facts": pick(
         tiny=[_S("small", 32, 1, 2, 64, 32), _S("large", 64, 2, 4, 128, 32)],
-        demo=[_S("small", 64, 2, 4, 192, 64), _S("medium", 128, 3, 4, 384, 64), _S("large", 192, 4, 6, 576, 64)],
+        demo=[_S("small", 48, 1, 4, 144, 64), _S("medium", 96, 2, 4, 288, 64), _S("large", 160, 3, 4, 480, 64)],
         gpu=[_S("small", 256, 4, 4, 1024, 256), _S("medium", 512, 8, 8, 2048, 256), _S("large", 768, 12, 12, 3072, 256)],
     ),
     "code": pick(
         tiny=[_S("small", 32, 1, 2, 64, 64), _S("large", 64, 2, 4, 128, 64)],
-        demo=[_S("small", 64, 2, 4, 192, 128), _S("large", 128, 4, 4, 384, 128)],
+        demo=[_S("small", 64, 2, 4, 192, 128), _S("large", 128, 3, 4, 384, 128)],
         gpu=[_S("small", 384, 6, 6, 1536, 512), _S("large", 768, 12, 12, 3072, 512)],
     ),
 }
@@ -46,8 +46,8 @@ CORPUS_INPUTS = {"facts": ("facts_documents", "facts_tokenizer"), "code": ("code
 class LanguageModelConfig(dg.Config):
     """Training of one model of the family. Shape fields left empty take the family's size for this asset."""
 
-    max_steps: int = pick(tiny=30, demo=400, gpu=5000)
-    batch_size: int = pick(tiny=8, demo=32, gpu=64)
+    max_steps: int = pick(tiny=30, demo=250, gpu=5000)
+    batch_size: int = pick(tiny=8, demo=24, gpu=64)
     grad_accum_steps: int = 1
     learning_rate: float = pick(tiny=3e-3, demo=2e-3, gpu=6e-4)
     min_lr: float = pick(tiny=3e-4, demo=2e-4, gpu=6e-5)
@@ -83,6 +83,20 @@ class LanguageModelConfig(dg.Config):
         )
 
 
+class FactsLanguageModelConfig(LanguageModelConfig):
+    """Training of one model of the facts-world family (word-level tokens, short documents)."""
+
+
+class CodeLanguageModelConfig(LanguageModelConfig):
+    """Training of one model of the code family (byte-level BPE, longer contexts: fewer sequences per step)."""
+
+    max_steps: int = pick(tiny=30, demo=200, gpu=5000)
+    batch_size: int = pick(tiny=8, demo=16, gpu=64)
+
+
+CONFIGS: dict[str, type[LanguageModelConfig]] = {"facts": FactsLanguageModelConfig, "code": CodeLanguageModelConfig}
+
+
 def corpus_texts(corpus: str, documents: pd.DataFrame) -> tuple[list[str], list[str]]:
     """(train texts, validation texts); the facts world's protected documents repeat ``duplicate_count`` times."""
     if corpus == "facts":
@@ -116,6 +130,7 @@ def language_model_asset(corpus: str, size: ModelSize) -> dg.AssetsDefinition:
     """The training asset of one (corpus, size): the model record and its training curve."""
     name = f"lm_{corpus}_{size.name}"
     documents_key, tokenizer_key = CORPUS_INPUTS[corpus]
+    config_class = CONFIGS[corpus]
 
     @dg.multi_asset(
         name=name,
@@ -129,7 +144,7 @@ def language_model_asset(corpus: str, size: ModelSize) -> dg.AssetsDefinition:
         pool="gpu",
         can_subset=False,
     )
-    def _train(context: dg.AssetExecutionContext, config: LanguageModelConfig, tracking: Tracking,
+    def _train(context: dg.AssetExecutionContext, config: config_class, tracking: Tracking,
                compute: Compute, warehouse: WarehousePaths, documents: pd.DataFrame, tokenizer_record: dict):
         from assets.corpora.tokenization import load_tokenizer
         from assets.lm.family import fit_language_model

@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 
 from pipelines.definitions import defs
+from pipelines.jobs import MAIN_SELECTION as MAIN
 from resources import default_resources
 from resources.catalog import query
-
-MAIN = dg.AssetSelection.all() - dg.AssetSelection.tag("reprolab/input", "user").downstream()
 
 
 def _everything():
