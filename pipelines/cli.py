@@ -110,7 +110,8 @@ def cmd_mlflow_ui(args) -> int:
 
     tracking = Tracking(warehouse_root=args.warehouse)
     tracking.setup_for_execution()  # creates the store (and fails clearly) before the server starts
-    cmd = ["mlflow", "server", "--backend-store-uri", tracking.resolved_tracking_uri,
+    beside = Path(sys.executable).parent / "mlflow"  # the venv's mlflow, even when the venv is not on PATH
+    cmd = [str(beside) if beside.exists() else "mlflow", "server", "--backend-store-uri", tracking.resolved_tracking_uri,
            "--default-artifact-root", tracking.resolved_artifact_root, "--host", "127.0.0.1", "--port", str(args.port)]
     print(" ".join(cmd), flush=True)
     os.execvp(cmd[0], cmd)

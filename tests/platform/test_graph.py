@@ -121,3 +121,19 @@ def test_user_corpus_and_checkpoint_import(graph, tmp_path):
     # the same weights scored on the same validation windows: the loss of the import matches training's
     assert math.isclose(record["final_val_loss"], trained["final_val_loss"].iloc[0], rel_tol=1e-4)
     assert load_tokenizer(source).get_vocab() == load_tokenizer(model_dir(record["model_uri"], tracking.resolved_tracking_uri)).get_vocab()
+
+
+def test_diverging_training_fails_and_registers_nothing(graph):
+    _, _, resources = graph
+    tracking = resources["tracking"]
+    before = len(tracking.client.search_model_versions("name='lm-facts-large'"))
+    result = dg.materialize(
+        _everything(), selection=dg.AssetSelection.assets("lm_facts_large", "lm_facts_large_curve"),
+        resources=resources, raise_on_error=False,
+        run_config={"ops": {"lm_facts_large": {"config": {"learning_rate": 1e4, "min_lr": 1e3, "warmup_steps": 1}}}})
+    assert not result.success
+    error = str([e for e in result.all_events if e.is_step_failure][0].step_failure_data.error)
+    assert "TrainingDivergedError" in error
+    assert len(tracking.client.search_model_versions("name='lm-facts-large'")) == before
+    failed = tracking.client.search_runs([tracking._experiment_id], "attributes.status = 'FAILED'")
+    assert any(r.data.tags.get("dagster.run_id") == result.run_id for r in failed)
