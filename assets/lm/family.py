@@ -78,7 +78,8 @@ def fit_language_model(
                              f"smaller than its tokenizer's {vocab}; save the checkpoint with its own tokenizer")
         context = min(size.context_length, getattr(model.config, "max_position_embeddings", size.context_length))
         train_tokens, val_tokens = token_streams(tokenizer, train_texts, val_texts)
-        loss = validation_loss(model, val_tokens, context, cfg.eval_batches * cfg.batch_size, cfg.batch_size, cfg.device)
+        micro_batch = cfg.batch_size // cfg.grad_accum_steps  # the same validation windows training scores
+        loss = validation_loss(model, val_tokens, context, cfg.eval_batches * micro_batch, micro_batch, cfg.device)
         curve = pd.DataFrame([{"step": 0, "tokens": 0, "train_loss": math.nan, "val_loss": loss,
                                "learning_rate": 0.0, "tokens_per_s": math.nan}], columns=CURVE_COLUMNS)
         seconds, tokens_seen, source = 0.0, 0, "checkpoint"
