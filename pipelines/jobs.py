@@ -1,18 +1,45 @@
-"""Jobs, schedules and sensors of the code location."""
+"""Jobs and schedules: the whole graph (`make demo`), the nightly re-evaluation, the weekly training.
+
+The nightly schedule re-materializes the evaluation side of the graph (assets tagged
+``reprolab/stage=evaluation``) against the currently registered models; history accumulates in the catalog's
+``_history`` views. Training stays manual, or weekly when that schedule is switched on in the UI.
+Cron and timezone come from ``REPROLAB_NIGHTLY_CRON`` / ``REPROLAB_TRAINING_CRON`` / ``REPROLAB_TIMEZONE``.
+"""
+
+import os
 
 import dagster as dg
+
+from resources.stages import STAGE_TAG
 
 # Assets that read a user's files need their path set first: materialize those from the launchpad.
 USER_INPUTS = dg.AssetSelection.tag("reprolab/input", "user").downstream()
 MAIN_SELECTION = dg.AssetSelection.all() - USER_INPUTS
+EVALUATION = dg.AssetSelection.tag(STAGE_TAG, "evaluation") - USER_INPUTS
+TRAINING = dg.AssetSelection.tag(STAGE_TAG, "training") - USER_INPUTS
 
-# The main job: the whole graph with its checks, on the active profile. `make demo` runs it.
 main_job = dg.define_asset_job(
-    "main",
-    selection=MAIN_SELECTION,
-    description="Materialize the whole graph (datasets, models, studies, findings) on the active profile.",
-)
+    "main", selection=MAIN_SELECTION,
+    description="Materialize the whole graph (datasets, models, studies, findings) on the active profile.")
+nightly_job = dg.define_asset_job(
+    "nightly_evaluation", selection=EVALUATION,
+    description="Re-evaluate probes, detectors, attacks, attributions and findings against the registered models.")
+training_job = dg.define_asset_job(
+    "training", selection=TRAINING, description="Retrain the model family and the studies' models.")
 
-JOBS = [main_job]
-SCHEDULES: list[dg.ScheduleDefinition] = []
+nightly_schedule = dg.ScheduleDefinition(
+    name="nightly_evaluation_schedule", job=nightly_job,
+    cron_schedule=os.environ.get("REPROLAB_NIGHTLY_CRON", "0 2 * * *"),
+    execution_timezone=os.environ.get("REPROLAB_TIMEZONE", "UTC"),
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every night: re-materialize the evaluation side of the graph.")
+training_schedule = dg.ScheduleDefinition(
+    name="weekly_training_schedule", job=training_job,
+    cron_schedule=os.environ.get("REPROLAB_TRAINING_CRON", "0 3 * * 0"),
+    execution_timezone=os.environ.get("REPROLAB_TIMEZONE", "UTC"),
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Weekly retraining; off by default (switch it on in the UI).")
+
+JOBS = [main_job, nightly_job, training_job]
+SCHEDULES = [nightly_schedule, training_schedule]
 SENSORS: list[dg.SensorDefinition] = []

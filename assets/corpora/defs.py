@@ -14,6 +14,7 @@ from pydantic import Field
 
 from resources.presentation import figure_metadata, markdown_table
 from resources.profiles import pick
+from resources.stages import stage
 from resources.tracking import Tracking
 from resources.validation import expectations, gx_check
 from resources.warehouse import WarehousePaths
@@ -57,12 +58,12 @@ def world_from_record(record: dict[str, Any]):
 
 @dg.multi_asset(
     outs={
-        "facts_world": dg.AssetOut(group_name=GROUP, description="The facts world's spec and summary (a record)."),
-        "facts_entities": dg.AssetOut(group_name=GROUP, description="People, cities, organisations and professions."),
-        "facts": dg.AssetOut(group_name=GROUP, description="Each person's attributes: the facts a model can memorise."),
-        "facts_documents": dg.AssetOut(group_name=GROUP,
+        "facts_world": dg.AssetOut(group_name=GROUP, tags=stage("data"), description="The facts world's spec and summary (a record)."),
+        "facts_entities": dg.AssetOut(group_name=GROUP, tags=stage("data"), description="People, cities, organisations and professions."),
+        "facts": dg.AssetOut(group_name=GROUP, tags=stage("data"), description="Each person's attributes: the facts a model can memorise."),
+        "facts_documents": dg.AssetOut(group_name=GROUP, tags=stage("data"),
                      description="Documents: author, protected flag, duplicate count, split, text."),
-        "facts_token_truth": dg.AssetOut(group_name=GROUP,
+        "facts_token_truth": dg.AssetOut(group_name=GROUP, tags=stage("data"),
                      description="Per-token ground truth: the true entropy and whether the token states a fact."),
     },
     can_subset=False,
@@ -119,7 +120,7 @@ class CodeCorpusConfig(dg.Config):
     validation_fraction: float = 0.1
 
 
-@dg.asset(group_name=GROUP)
+@dg.asset(group_name=GROUP, tags=stage("data"))
 def code_corpus(context: dg.AssetExecutionContext, config: CodeCorpusConfig) -> pd.DataFrame:
     """Python standard-library sources in a deterministic order, split train/validation by a hash of the path;
     the corpus content hash is stamped on every row (``corpus_hash``) for lineage."""
@@ -150,7 +151,7 @@ class UserCorpusConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset(group_name=GROUP, tags=USER_INPUT_TAG)
+@dg.asset(group_name=GROUP, tags={**USER_INPUT_TAG, **stage("data")})
 def user_corpus(context: dg.AssetExecutionContext, config: UserCorpusConfig) -> pd.DataFrame:
     """A user's corpus read from local files, split train/validation (set ``path`` in the launchpad)."""
     from assets.corpora.user_corpus import read_user_corpus
@@ -184,7 +185,7 @@ def _log_tokenizer(context, tracking: Tracking, tokenizer, corpus: str, kind: st
     return record
 
 
-@dg.asset(group_name=GROUP)
+@dg.asset(group_name=GROUP, tags=stage("data"))
 def facts_tokenizer(context: dg.AssetExecutionContext, tracking: Tracking, facts_world: dict) -> dict:
     """Word-level tokenizer over every word the facts world can produce (one word = one token)."""
     from assets.corpora.facts_world import vocabulary
@@ -194,7 +195,7 @@ def facts_tokenizer(context: dg.AssetExecutionContext, tracking: Tracking, facts
     return _log_tokenizer(context, tracking, tokenizer, "facts", "word-level")
 
 
-@dg.asset(group_name=GROUP)
+@dg.asset(group_name=GROUP, tags=stage("data"))
 def code_tokenizer(context: dg.AssetExecutionContext, config: BPETokenizerConfig, tracking: Tracking,
                    code_corpus: pd.DataFrame) -> dict:
     """Byte-level BPE trained on the code corpus' train split (lossless on any text)."""
@@ -205,7 +206,7 @@ def code_tokenizer(context: dg.AssetExecutionContext, config: BPETokenizerConfig
     return _log_tokenizer(context, tracking, tokenizer, "code", "byte-level-bpe")
 
 
-@dg.asset(group_name=GROUP, tags=USER_INPUT_TAG)
+@dg.asset(group_name=GROUP, tags={**USER_INPUT_TAG, **stage("data")})
 def user_tokenizer(context: dg.AssetExecutionContext, config: BPETokenizerConfig, tracking: Tracking,
                    user_corpus: pd.DataFrame) -> dict:
     """Byte-level BPE trained on the user corpus' train split."""

@@ -19,6 +19,7 @@ from assets.lm.model import ModelSize
 from resources.compute import Compute
 from resources.presentation import figure_metadata, markdown_table
 from resources.profiles import pick
+from resources.stages import stage
 from resources.tracking import Tracking
 from resources.validation import expectations, gx_check
 from resources.warehouse import WarehousePaths
@@ -135,9 +136,9 @@ def language_model_asset(corpus: str, size: ModelSize) -> dg.AssetsDefinition:
     @dg.multi_asset(
         name=name,
         outs={
-            name: dg.AssetOut(group_name=GROUP, code_version="1",
+            name: dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("training"),
                               description=f"The {size.name} model of the {corpus} family: its MLflow record."),
-            f"{name}_curve": dg.AssetOut(group_name=GROUP, code_version="1",
+            f"{name}_curve": dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("training"),
                                          description=f"Training curve of {name}: step, tokens, losses, lr, tokens/s."),
         },
         ins={"documents": dg.AssetIn(documents_key), "tokenizer_record": dg.AssetIn(tokenizer_key)},
@@ -211,7 +212,8 @@ def family_asset(corpus: str, sizes: list[ModelSize]) -> dg.AssetsDefinition:
         dg.AssetCheckSpec("family_valid", asset=key, description="Finite losses, positive parameter counts."),
     ]
 
-    @dg.asset(name=key.path[-1], group_name=GROUP, ins=ins, code_version="1", check_specs=checks)
+    @dg.asset(name=key.path[-1], group_name=GROUP, ins=ins, code_version="1", check_specs=checks,
+              tags=stage("evaluation"))
     def _family(context: dg.AssetExecutionContext, warehouse: WarehousePaths, **inputs: Any):
         import matplotlib
 

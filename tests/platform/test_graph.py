@@ -137,3 +137,31 @@ def test_diverging_training_fails_and_registers_nothing(graph):
     assert len(tracking.client.search_model_versions("name='lm-facts-large'")) == before
     failed = tracking.client.search_runs([tracking._experiment_id], "attributes.status = 'FAILED'")
     assert any(r.data.tags.get("dagster.run_id") == result.run_id for r in failed)
+
+
+def test_one_tick_of_the_nightly_schedule(graph):
+    """The nightly tick asks for the evaluation stage; running it re-evaluates against the registered models."""
+    from datetime import UTC, datetime
+
+    from pipelines.jobs import EVALUATION, nightly_schedule
+
+    _, root, resources = graph
+    assert nightly_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert nightly_schedule.cron_schedule == "0 2 * * *"
+    with dg.DagsterInstance.ephemeral() as instance:
+        context = dg.build_schedule_context(instance=instance,
+                                            scheduled_execution_time=datetime(2026, 11, 28, 2, tzinfo=UTC))
+        requests = nightly_schedule.evaluate_tick(context).run_requests
+    assert len(requests) == 1
+    selected = EVALUATION.resolve(defs.resolve_asset_graph())
+    assert dg.AssetKey("lm_facts_family") in selected and dg.AssetKey("lm_facts_large") not in selected
+    before = query(root, "SELECT count(DISTINCT run_id) AS n FROM lm.lm_facts_family_history")["n"].iloc[0]
+    tick = dg.materialize(_everything(), selection=EVALUATION, resources=resources, tags=requests[0].tags)
+    assert tick.success
+    history = query(root, "SELECT run_id, size, final_val_loss, materialized_at FROM lm.lm_facts_family_history "
+                          "ORDER BY materialized_at")
+    assert history["run_id"].nunique() == before + 1
+    # the registered models did not change overnight, so neither did their losses
+    runs = history["run_id"].drop_duplicates().tolist()
+    last, previous = (history[history["run_id"] == r].set_index("size")["final_val_loss"] for r in runs[-1:-3:-1])
+    assert np.allclose(last.sort_index(), previous.sort_index(), rtol=1e-4)
