@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PORT ?= 3000
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 
-.PHONY: demo test ui lint benchmark mlflow-ui clean
+.PHONY: demo test ui report lint benchmark mlflow-ui clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test: $(STAMP)  ## the test suite (tiny profile)
 ui: $(STAMP)  ## the Dagster UI (webserver + daemon) on 127.0.0.1:$(PORT)
 	$(BIN)/dagster instance concurrency set gpu 1 >/dev/null
 	$(BIN)/dagster dev -h 127.0.0.1 -p $(PORT) -w dagster_home/workspace.yaml
+
+report: $(STAMP)  ## the static HTML report from the DuckDB catalog: warehouse/report/index.html
+	$(BIN)/reprolab report
 
 mlflow-ui: $(STAMP)  ## the MLflow UI on the warehouse's tracking store
 	$(BIN)/reprolab mlflow-ui

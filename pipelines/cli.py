@@ -5,6 +5,7 @@
     reprolab tables                   the views in the catalog
     reprolab summary                  a short summary of what the warehouse holds
     reprolab catalog                  rebuild catalog.duckdb from the Parquet files
+    reprolab report [--out FILE]      the static HTML report (default warehouse/report/index.html)
     reprolab mlflow-ui [--port N]     the MLflow UI on the warehouse's tracking store
 """
 
@@ -105,6 +106,18 @@ def cmd_catalog(args) -> int:
     return 1 if report.errors else 0
 
 
+def cmd_report(args) -> int:
+    from pipelines.report import write_report
+
+    try:
+        path = write_report(args.warehouse, args.out)
+    except CatalogError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"report written to {path.resolve()}")
+    return 0
+
+
 def cmd_mlflow_ui(args) -> int:
     from resources.tracking import Tracking
 
@@ -133,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_tables)
     sub.add_parser("summary", help="what the warehouse holds").set_defaults(func=cmd_summary)
     sub.add_parser("catalog", help="rebuild catalog.duckdb from the Parquet files").set_defaults(func=cmd_catalog)
+    r = sub.add_parser("report", help="build the static HTML report from the catalog")
+    r.add_argument("--out", default=None, help="output file (default: <warehouse>/report/index.html)")
+    r.set_defaults(func=cmd_report)
     m = sub.add_parser("mlflow-ui", help="open the MLflow UI on the tracking store")
     m.add_argument("--port", type=int, default=int(os.environ.get("MLFLOW_PORT", "5000")))
     m.set_defaults(func=cmd_mlflow_ui)

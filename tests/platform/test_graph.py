@@ -165,3 +165,18 @@ def test_one_tick_of_the_nightly_schedule(graph):
     runs = history["run_id"].drop_duplicates().tolist()
     last, previous = (history[history["run_id"] == r].set_index("size")["final_val_loss"] for r in runs[-1:-3:-1])
     assert np.allclose(last.sort_index(), previous.sort_index(), rtol=1e-4)
+
+
+def test_report_is_one_self_contained_page(graph, tmp_path):
+    import re
+
+    from pipelines.cli import main
+
+    _, root, _ = graph
+    out = tmp_path / "report.html"
+    assert main(["--warehouse", str(root), "report", "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "lm.lm_facts_family" in page and "corpora.facts_documents" in page
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) >= 3  # the facts world, a loss curve, a family plot
+    assert not re.search(r'(src|href)="https?://', page), "the report must not load anything from the network"
