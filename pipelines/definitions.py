@@ -13,6 +13,7 @@ import dagster as dg
 
 import assets
 from pipelines.jobs import JOBS, SCHEDULES, SENSORS
+from pipelines.regression import regression_checks
 from resources import default_resources
 from resources.profiles import current_profile
 
@@ -32,7 +33,11 @@ def study_definitions() -> list[dg.Definitions]:
     return found
 
 
+_studies = study_definitions()
+_asset_keys = [key for d in _studies for a in (d.assets or []) for key in getattr(a, "keys", ())]
+
 defs = dg.Definitions.merge(
-    *study_definitions(),
-    dg.Definitions(resources=default_resources(), jobs=JOBS, schedules=SCHEDULES, sensors=SENSORS),
+    *_studies,
+    dg.Definitions(resources=default_resources(), jobs=JOBS, schedules=SCHEDULES, sensors=SENSORS,
+                   asset_checks=regression_checks(_asset_keys)),
 )

@@ -1,0 +1,68 @@
+"""Regression checks: each study's headline metrics, this materialization against the previous one.
+
+For every ``[<study>, "findings"]`` asset in the code location a check compares ``ours`` per metric between
+the latest and the previous materialization (read from the warehouse's Parquet history). A relative change
+beyond the tolerance fails with WARN severity; a metric that stops being a finite number fails with ERROR
+(a broken invariant). Both values are in the metadata.
+"""
+
+import math
+
+import dagster as dg
+import pandas as pd
+
+from resources.tables import materialization_files, read_table
+from resources.warehouse import WarehousePaths
+
+DEFAULT_TOLERANCE = 0.25  # relative change of a headline metric that is worth a look
+
+
+def compare_findings(previous: pd.DataFrame, latest: pd.DataFrame, tolerance: float) -> pd.DataFrame:
+    """One row per metric: previous and latest ``ours``, relative change, and whether it regressed."""
+    merged = latest[["metric", "ours"]].merge(previous[["metric", "ours"]], on="metric", how="left",
+                                              suffixes=("", "_previous"))
+    merged = merged.rename(columns={"ours": "latest", "ours_previous": "previous"})
+
+    def relative(row) -> float:
+        if pd.isna(row["previous"]):
+            return 0.0
+        scale = max(abs(row["previous"]), 1e-12)
+        return abs(row["latest"] - row["previous"]) / scale
+
+    merged["relative_change"] = merged.apply(relative, axis=1) if len(merged) else []
+    merged["finite"] = merged["latest"].map(lambda v: v is not None and math.isfinite(float(v)))
+    merged["changed"] = merged["relative_change"] > tolerance
+    return merged
+
+
+def findings_regression_check(key: dg.AssetKey, tolerance: float = DEFAULT_TOLERANCE) -> dg.AssetChecksDefinition:
+    study = key.path[0]
+
+    @dg.asset_check(asset=key, name="headline_metrics_stable", blocking=False,
+                    description=f"Headline metrics of {study} moved less than {tolerance:.0%} since the previous "
+                                "materialization (WARN); every metric is a finite number (ERROR).")
+    def _check(warehouse: WarehousePaths) -> dg.AssetCheckResult:
+        files = materialization_files(warehouse.root, study, key.path[-1])
+        if not files:
+            return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR,
+                                       metadata={"error": f"no materialization of {key.to_user_string()}"})
+        latest = read_table(files[-1])
+        previous = read_table(files[-2]) if len(files) > 1 else latest.iloc[0:0]
+        table = compare_findings(previous, latest, tolerance)
+        broken = table.loc[~table["finite"], "metric"].tolist()
+        changed = table.loc[table["changed"], "metric"].tolist()
+        metadata = {"compared_with": files[-2].stem if len(files) > 1 else "nothing (first materialization)",
+                    "tolerance": tolerance, "changed": dg.MetadataValue.json(changed),
+                    "metrics": dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".4g"))}
+        if broken:
+            return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR,
+                                       metadata={**metadata, "not_finite": dg.MetadataValue.json(broken)})
+        return dg.AssetCheckResult(passed=not changed, severity=dg.AssetCheckSeverity.WARN, metadata=metadata)
+
+    return _check
+
+
+def regression_checks(asset_keys) -> list[dg.AssetChecksDefinition]:
+    """A regression check for every ``[<study>, "findings"]`` asset among ``asset_keys``."""
+    return [findings_regression_check(k) for k in sorted(asset_keys, key=lambda k: k.path)
+            if len(k.path) == 2 and k.path[-1] == "findings"]

@@ -1,0 +1,37 @@
+"""Regression checks on findings: latest vs previous materialization."""
+
+import math
+
+import dagster as dg
+import pandas as pd
+
+from pipelines.regression import compare_findings, findings_regression_check
+from resources.presentation import Finding, findings_frame
+
+VALUES = iter([0.50, 0.52, 0.90, math.nan])
+
+
+@dg.asset(key=["toy", "findings"], group_name="toy")
+def toy_findings() -> pd.DataFrame:
+    return findings_frame([Finding("toy", "headline", next(VALUES), 1.0, "tiny", "reproduced"),
+                           Finding("toy", "steady", 2.0, None, "tiny", "not comparable")])
+
+
+def test_compare_findings():
+    prev = pd.DataFrame({"metric": ["a", "b"], "ours": [1.0, 2.0]})
+    latest = pd.DataFrame({"metric": ["a", "b", "c"], "ours": [1.1, 4.0, 3.0]})
+    table = compare_findings(prev, latest, tolerance=0.25).set_index("metric")
+    assert table.loc["a", "changed"] == False and table.loc["b", "changed"] == True  # noqa: E712
+    assert math.isclose(table.loc["b", "relative_change"], 1.0) and table.loc["c", "relative_change"] == 0.0
+
+
+def test_regression_check_over_four_nights(resources_for):
+    check = findings_regression_check(dg.AssetKey(["toy", "findings"]))
+    outcomes = []
+    for _ in range(4):
+        result = dg.materialize([toy_findings, check], resources=resources_for)
+        evaluation = result.get_asset_check_evaluations()[0]
+        outcomes.append((evaluation.passed, evaluation.severity))
+    warn, error = dg.AssetCheckSeverity.WARN, dg.AssetCheckSeverity.ERROR
+    # first night: nothing to compare; 0.50 -> 0.52 within 25%; 0.52 -> 0.90 beyond; NaN breaks the invariant
+    assert outcomes == [(True, warn), (True, warn), (False, warn), (False, error)]
