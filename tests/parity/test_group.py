@@ -1,0 +1,75 @@
+"""The parity group materialized on the tiny profile through `dagster.materialize`; numbers read back."""
+
+import dagster as dg
+import pytest
+
+from pipelines.definitions import defs
+from pipelines.jobs import USER_INPUTS
+from resources.catalog import query
+from resources.presentation import VERDICTS
+
+
+@pytest.fixture(scope="module")
+def group(tmp_path_factory):
+    from resources import default_resources
+
+    root = tmp_path_factory.mktemp("warehouse")
+    result = dg.materialize(list(defs.assets) + list(defs.asset_checks),
+                            selection=dg.AssetSelection.groups("parity").upstream() - USER_INPUTS,
+                            resources=default_resources(str(root)))
+    assert result.success
+    return result, root
+
+
+def test_data_checks_pass_and_findings_checks_warn(group):
+    result, _ = group
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    for name in ("parity_runs_valid", "parity_curves_valid", "parity_convergence_valid", "parity_scaling_valid",
+                 "parity_finite_sample_runs_valid"):
+        assert evaluations[name].passed, name
+    for name in ("transition_is_abrupt", "progress_precedes_accuracy", "tc_exponent_grows_with_k",
+                 "finite_sample_matches_anchor"):
+        assert evaluations[name].severity == dg.AssetCheckSeverity.WARN
+        assert "ours" in evaluations[name].metadata
+
+
+def test_every_run_of_the_grid_is_a_row_and_the_tiny_runs_converge(group):
+    _, root = group
+    from assets.parity.defs import ParityRunsConfig
+
+    sweeps = ParityRunsConfig().sweeps  # the defaults, as dicts
+    expected = sum(len(s.get("arch", ["mlp"])) * len(s["n"]) * len(s["k"]) * s["seeds"] for s in sweeps)
+    runs = query(root, "SELECT run_key, arch, n, k, converged, t_c, steps_trained, final_eval_accuracy "
+                       "FROM parity.parity_runs")
+    assert len(runs) == expected and runs["run_key"].is_unique
+    assert runs["converged"].all()
+    # after t_c the group trains on until its slowest seed converges; the models stay (near) perfect
+    assert runs["final_eval_accuracy"].median() == 1.0 and runs["final_eval_accuracy"].min() >= 0.9
+    assert (runs["t_c"] <= runs["steps_trained"]).all()
+    curves = query(root, "SELECT run_key, min(step) AS first, max(step) AS last, count(*) AS points, "
+                         "max(linf_change) FILTER (WHERE step = 0) AS moved_at_0 FROM parity.parity_curves GROUP BY 1")
+    assert set(curves["run_key"]) == set(runs["run_key"])
+    assert (curves["first"] == 0).all() and (curves["points"] >= 5).all() and (curves["moved_at_0"] == 0).all()
+
+
+def test_higher_degree_parities_take_longer(group):
+    _, root = group
+    medians = query(root, "SELECT n, k, median_t_c FROM parity.parity_convergence "
+                          "WHERE arch = 'mlp' AND sweep = 'scaling' ORDER BY n, k")
+    by = medians.pivot(index="n", columns="k", values="median_t_c")
+    assert (by[3] > 2 * by[2]).all()  # k=3 takes several times longer than k=2 at every n
+    fit = query(root, "SELECT k, exponent, points FROM parity.parity_scaling WHERE arch = 'mlp' ORDER BY k")
+    assert fit["points"].tolist() == [3, 3] and fit["exponent"].notna().all()
+
+
+def test_findings_table(group):
+    _, root = group
+    found = query(root, "SELECT study, metric, ours, paper, verdict, note FROM parity.findings")
+    assert (found["study"] == "parity").all() and found["verdict"].isin(VERDICTS).all()
+    metrics = " | ".join(found["metric"])
+    for part in ("transition share", "rising relevant_change_ratio", "exponent ratio", "finite-sample"):
+        assert part in metrics
+    ratio = found[found["metric"].str.startswith("exponent ratio k=3 / k=2 (mlp)")].iloc[0]
+    assert ratio["paper"] == 1.5 and ratio["ours"] > 0
+    finite = query(root, "SELECT weight_decay, memorized_step, t_c FROM parity.parity_finite_sample_runs")
+    assert len(finite) == 4 and finite["memorized_step"].notna().all()
