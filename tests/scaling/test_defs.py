@@ -1,0 +1,81 @@
+"""The scaling group materialized on the tiny profile: grid runs in MLflow, a finite fit, tables, findings."""
+
+import json
+import math
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from assets.scaling.defs import CELLS
+from pipelines.definitions import defs
+from pipelines.jobs import USER_INPUTS
+from resources import default_resources
+from resources.catalog import query
+from resources.presentation import VERDICTS
+
+
+@pytest.fixture(scope="module")
+def scaling(tmp_path_factory):
+    root = tmp_path_factory.mktemp("warehouse")
+    resources = default_resources(str(root))
+    result = dg.materialize(list(defs.assets) + list(defs.asset_checks),
+                            selection=dg.AssetSelection.groups("scaling").upstream() - USER_INPUTS,
+                            resources=resources)
+    assert result.success
+    return result, root, resources
+
+
+def test_every_grid_run_is_a_logged_model_scored_on_held_out_data(scaling):
+    result, root, resources = scaling
+    runs = query(root, "SELECT * FROM scaling.scaling_runs")
+    assert len(runs) == len(CELLS) and set(runs["run"]) == {c.name for c in CELLS}
+    np.testing.assert_allclose(runs["tokens"], runs["unique_tokens"] * runs["epochs"])
+    assert (runs["epochs"] == runs["nominal_epochs"]).all()
+    vocab = result.output_for_node("code_tokenizer")["vocab_size"]
+    assert (runs["held_out_loss"] < math.log(vocab)).all()  # every model learned something
+    tracking = resources["tracking"]
+    row = runs.iloc[-1]
+    run = tracking.client.get_run(row["mlflow_run_id"])
+    assert run.data.tags["dagster.run_id"] == result.run_id
+    assert math.isclose(run.data.metrics["held_out_loss"], row["held_out_loss"])
+    assert int(run.data.params["unique_tokens"]) == row["unique_tokens"]
+    assert row["model_uri"].startswith("models:/scaling-")
+    upstream = json.loads(query(root, "SELECT upstream FROM scaling.scaling_runs LIMIT 1")["upstream"].iloc[0])
+    assert any(u.startswith("scaling.scaling_run_") for u in upstream)
+
+
+def test_fit_returns_finite_constants_with_intervals(scaling):
+    _, root, _ = scaling
+    constants = query(root, "SELECT constant, value, ci_low, ci_high, paper, n_bootstrap FROM scaling.scaling_law_fit")
+    assert set(constants["constant"]) == {"a", "b", "e", "alpha", "beta", "A", "B", "E", "rd_star", "rn_star"}
+    assert np.isfinite(constants["value"]).all()
+    by = constants.set_index("constant")
+    assert by.loc["rd_star", "value"] > 0 and by.loc["rn_star", "value"] > 0
+    assert by.loc["rd_star", "paper"] == pytest.approx(15.387756)
+    assert constants["n_bootstrap"].iloc[0] > 0
+
+
+def test_derived_tables_and_findings(scaling):
+    result, root, _ = scaling
+    r2 = query(root, "SELECT dataset, form, r2 FROM scaling.scaling_r2")
+    assert len(r2) == 8 and (r2["r2"] <= 1).all()
+    eff = query(root, "SELECT source, epochs, effective_data_multiple FROM scaling.scaling_effective_data")
+    paper4 = eff[(eff["source"] == "paper") & (eff["epochs"] == 4)]["effective_data_multiple"].iloc[0]
+    assert paper4 == pytest.approx(3.7257, abs=1e-3)
+    alloc = query(root, "SELECT source, compute, parameters, tokens FROM scaling.scaling_allocation")
+    paper = alloc[(alloc["source"] == "paper") & np.isclose(alloc["compute"], 1e22)].iloc[0]
+    assert paper["parameters"] == pytest.approx(7.02e9, rel=3e-3) and paper["tokens"] == pytest.approx(2.37e11, rel=3e-3)
+    ref = query(root, "SELECT starts, rd_star, rn_star FROM scaling.scaling_reference_fit").set_index("starts")
+    assert ref.loc["notebook grid", "rd_star"] == pytest.approx(15.39, abs=0.05)
+
+    findings = query(root, "SELECT * FROM findings WHERE study = 'scaling'")
+    assert len(findings) == 5 and set(findings["verdict"]) <= set(VERDICTS)
+    assert findings["note"].str.len().min() > 20
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    for name in ("scaling_tokens_valid", "scaling_runs_valid", "scaling_law_fit_valid", "scaling_r2_valid",
+                 "scaling_effective_data_valid", "scaling_allocation_valid"):
+        assert checks[name].passed, name
+    for name in ("repeated_data_almost_as_good_up_to_4_epochs", "returns_fade_past_16_epochs", "rd_star_matches_paper"):
+        assert checks[name].severity == dg.AssetCheckSeverity.WARN
+        assert any("(paper)" in k for k in checks[name].metadata), name
