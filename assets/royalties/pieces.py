@@ -1,0 +1,176 @@
+"""The pieces whose revenue is shared: generations prompted in each owner's style, and real held-out documents.
+
+A style prompt is the first `n_prompt_words` words of one of the owner's training documents (in the facts
+world the first word names one of the author's own templates), drawn with the frequencies they have in the
+owner's documents. Generations are sampled from the all-owners model; held-out pieces are the owner's test
+documents. Every piece is kept within the model's context (whole sentences where possible) and scored as
+log p(piece | <s>), summed over its tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+PIECE_COLUMNS = ["piece_id", "kind", "source_owner", "prompt", "text", "n_tokens"]
+SENTENCE_END = "."
+
+
+def style_prompts(documents: pd.DataFrame, author: str, n: int, rng: np.random.Generator, n_prompt_words: int = 1,
+                  author_column: str = "author") -> list[str]:
+    """`n` prompts in `author`'s style: the opening words of the author's train documents, drawn at random."""
+    if not isinstance(n_prompt_words, int) or n_prompt_words < 1:
+        raise ValueError(f"n_prompt_words must be a positive int, got {n_prompt_words!r}")
+    texts = documents.loc[(documents[author_column] == author) & (documents["split"] == "train"), "text"]
+    if texts.empty:
+        raise ValueError(f"no train documents by author {author!r} to take style prompts from")
+    openings = [" ".join(t.split()[:n_prompt_words]) for t in texts]
+    return [openings[i] for i in rng.integers(0, len(openings), size=n)]
+
+
+class _BanTokens:
+    """A logits processor that forbids some token ids (the special tokens other than end-of-document)."""
+
+    def __init__(self, token_ids: Sequence[int]):
+        self.token_ids = list(token_ids)
+
+    def __call__(self, input_ids, scores):
+        scores[:, self.token_ids] = float("-inf")
+        return scores
+
+
+def _special_ids(tokenizer: Any) -> list[int]:
+    ids = {tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.unk_token_id}
+    return sorted(i for i in ids if i is not None)
+
+
+def generate_pieces(model: Any, tokenizer: Any, prompts: dict[str, list[str]], max_new_tokens: int, *,
+                    max_sentences: int | None = None, temperature: float = 1.0, seed: int = 0) -> pd.DataFrame:
+    """Sample one piece per prompt from `model` (columns: PIECE_COLUMNS, kind "generated").
+
+    `prompts` maps the owner whose style is prompted to its prompts. Generation stops at end-of-document or
+    after `max_new_tokens`; special tokens other than end-of-document are never sampled. The piece is the
+    prompt words plus the generated words (without <s> and </s>), cut after `max_sentences` sentences if set.
+    """
+    if max_sentences is not None and (not isinstance(max_sentences, int) or max_sentences < 1):
+        raise ValueError(f"max_sentences must be None or a positive int, got {max_sentences!r}")
+    import torch
+
+    from assets.lm.inference import generate
+
+    rows = []
+    eos = tokenizer.eos_token_id
+    for owner_index, (owner, owner_prompts) in enumerate(prompts.items()):
+        if not owner_prompts:
+            continue
+        encoded = [tokenizer(p)["input_ids"] for p in owner_prompts]
+        lengths = {len(e) for e in encoded}
+        if len(lengths) != 1:  # equal-length prompts batch without padding
+            raise ValueError(f"prompts of {owner!r} must have equal token lengths, got {sorted(lengths)}")
+        limit = getattr(model.config, "max_position_embeddings", None)
+        if limit is not None and lengths.pop() + max_new_tokens > limit:
+            raise ValueError(f"max_new_tokens={max_new_tokens} plus the prompt exceeds the model context {limit}")
+        out = generate(model, torch.tensor(encoded), max_new_tokens, temperature=temperature, eos_token_id=eos,
+                       seed=seed + owner_index, logits_processors=[_BanTokens(_special_ids(tokenizer))])
+        for i, (prompt, ids) in enumerate(zip(owner_prompts, out.tolist(), strict=True)):
+            ids = ids[1:]  # drop <s>
+            if eos in ids:
+                ids = ids[: ids.index(eos)]
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            if max_sentences is not None:
+                text = first_sentences(text, max_sentences)
+            rows.append({"piece_id": f"gen-{owner}-{i:03d}", "kind": "generated", "source_owner": owner,
+                         "prompt": prompt, "text": text, "n_tokens": len(tokenizer(text)["input_ids"]) - 1})
+    return pd.DataFrame(rows, columns=PIECE_COLUMNS)
+
+
+def first_sentences(text: str, n: int) -> str:
+    """The first `n` sentences of `text` (words up to the n-th "."), or all of it if it has fewer."""
+    words = text.split()
+    ends = [i + 1 for i, w in enumerate(words) if w == SENTENCE_END]
+    return " ".join(words[: ends[n - 1]] if len(ends) >= n else words)
+
+
+def opening_words(documents: pd.DataFrame, author_column: str = "author") -> dict[str, str]:
+    """Each word that opens some author's train documents, mapped to that author. In the facts world these are
+    exactly the authors' template heads, which open every sentence, so they mark whose style a sentence is in."""
+    train = documents[documents["split"] == "train"]
+    firsts = train["text"].str.split(n=1).str[0]
+    owners = pd.DataFrame({"word": firsts, "author": train[author_column]}).drop_duplicates()
+    clash = owners[owners["word"].duplicated(keep=False)]
+    if not clash.empty:
+        raise ValueError(f"opening words shared by several authors: {sorted(clash['word'].unique())[:5]}")
+    return dict(zip(owners["word"], owners["author"], strict=True))
+
+
+def style_fraction(text: str, author: str, openings: dict[str, str]) -> float:
+    """Of the sentences of `text` that open with some author's opening word, the fraction in `author`'s style
+    (NaN when none does)."""
+    styles = [openings[w] for w in text.split() if w in openings]
+    return float(np.mean([s == author for s in styles])) if styles else float("nan")
+
+
+def truncate_to_sentences(text: str, max_words: int) -> str:
+    """The longest prefix of whole sentences (ending in ".") within `max_words` words; a hard cut if even the
+    first sentence is longer."""
+    words = text.split()
+    if len(words) <= max_words:
+        return " ".join(words)
+    ends = [i + 1 for i, w in enumerate(words[:max_words]) if w == SENTENCE_END]
+    return " ".join(words[: ends[-1] if ends else max_words])
+
+
+def held_out_pieces(documents: pd.DataFrame, owners: Sequence[str], n_per_owner: int, max_words: int,
+                    rng: np.random.Generator, author_column: str = "author") -> pd.DataFrame:
+    """`n_per_owner` of each owner's test documents, drawn at random (columns: PIECE_COLUMNS, kind "held_out")."""
+    rows = []
+    for owner in owners:
+        texts = documents.loc[(documents[author_column] == owner) & (documents["split"] == "test"), "text"].tolist()
+        if len(texts) < n_per_owner:
+            raise ValueError(f"author {owner!r} has {len(texts)} test documents; n_held_out_per_owner={n_per_owner}")
+        for i, j in enumerate(rng.choice(len(texts), size=n_per_owner, replace=False)):
+            text = truncate_to_sentences(texts[j], max_words)
+            rows.append({"piece_id": f"doc-{owner}-{i:03d}", "kind": "held_out", "source_owner": owner,
+                         "prompt": "", "text": text, "n_tokens": len(text.split())})
+    return pd.DataFrame(rows, columns=PIECE_COLUMNS)
+
+
+def piece_log_likelihoods(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+    """log p(text | <s>) under `model` for each text, in nats (summed over the text's tokens)."""
+    from assets.lm.inference import sequence_logprob
+
+    bos = tokenizer.bos_token_id
+    continuations = []
+    for text in texts:
+        ids = tokenizer(text)["input_ids"]
+        ids = ids[1:] if ids and ids[0] == bos else ids
+        if not ids:
+            raise ValueError(f"piece {text!r} has no tokens to score")
+        continuations.append(ids)
+    scores = sequence_logprob(model, [[bos]] * len(continuations), continuations, batch_size=batch_size)
+    return scores.numpy().astype(np.float64)
+
+
+def build_pieces(documents: pd.DataFrame, owners: Sequence[str], generator: Any, tokenizer: Any, *,
+                 n_generated_per_owner: int, n_held_out_per_owner: int, context_length: int, prompt_words: int = 1,
+                 max_new_tokens: int = 24, piece_sentences: int | None = 1, temperature: float = 1.0,
+                 control_authors: Sequence[str] = (), seed: int = 0) -> pd.DataFrame:
+    """The batch of pieces: `generator`'s samples prompted in each owner's style (and each control author's),
+    plus each owner's held-out documents, every piece within `context_length` tokens. Adds
+    `prompted_style_fraction` (the fraction of the piece's sentences written in the source author's templates)
+    and `sentence_limit` (generated pieces cut after that many sentences; 0: not cut)."""
+    rng = np.random.default_rng([seed, 7])
+    styles = list(owners) + [a for a in control_authors if a not in owners]
+    prompts = {a: style_prompts(documents, a, n_generated_per_owner, rng, prompt_words) for a in styles}
+    max_new = min(max_new_tokens, context_length - 1 - prompt_words)
+    generated = generate_pieces(generator, tokenizer, prompts, max_new, max_sentences=piece_sentences,
+                                temperature=temperature, seed=seed)
+    held_out = held_out_pieces(documents, owners, n_held_out_per_owner, context_length - 1, rng)
+    pieces = pd.concat([generated, held_out], ignore_index=True)
+    openings = opening_words(documents)
+    purity = [style_fraction(t, a, openings) for t, a in zip(pieces["text"], pieces["source_owner"], strict=True)]
+    limit = np.where(pieces["kind"] == "generated", piece_sentences or 0, 0)  # 0: no sentence limit
+    return pieces.assign(prompted_style_fraction=purity, sentence_limit=limit.astype(np.int64))
