@@ -1,0 +1,428 @@
+"""Dagster side of the NAF study (Vyas, Kakade & Barak 2023): provable copyright protection by combining
+models trained on disjoint shards.
+
+``naf_models`` shards the facts world's training documents so that every copy of a protected document lands
+in one shard, and trains three models of the LM family: q1 and q2 on the two shards and the baseline p on
+everything (registered in MLflow as naf-q1, naf-q2, naf-p). ``naf_evaluation`` prompts every model and the
+combinations CP-Δ (∝ min(q1, q2)), CP-KL (∝ √(q1·q2)) and CP-k (p's samples kept only if k_x ≤ k) with the
+start of each protected document, and measures how much of its true continuation comes back, by duplication
+count; the k_x of every sample; and the held-out perplexity that protection costs. ``naf/findings`` puts
+the headline numbers next to the paper's claims.
+"""
+
+import dataclasses
+import math
+import tempfile
+import time
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from resources.compute import Compute
+from resources.presentation import Finding, figure_metadata, findings_frame, findings_metadata, markdown_table
+from resources.profiles import current_profile, pick
+from resources.stages import stage
+from resources.tracking import Tracking
+from resources.validation import expectations, gx_check
+from resources.warehouse import WarehousePaths
+
+GROUP = "naf"
+PAPER = "Vyas, Kakade & Barak 2023"
+# role -> (shard it trains on (None: every shard), registered MLflow name); never lm-<corpus>-<size>
+ROLES = {"q1": (0, "naf-q1"), "q2": (1, "naf-q2"), "p": (None, "naf-p")}
+
+
+# ----------------------------------------------------------------------------------------------- models
+class NafModelsConfig(dg.Config):
+    """Shards and the three models. All three share one architecture and training recipe; only the data
+    differs. The demo trains on a subset of the unprotected documents so that p sees each protected copy
+    often enough to memorise it within a CPU budget."""
+
+    n_public_documents: int | None = Field(
+        default=pick(tiny=None, demo=500, gpu=None),
+        description="unprotected train documents used (None: all); every protected document is always used")
+    shard_seed: int = 0
+    d_model: int = pick(tiny=32, demo=96, gpu=384)
+    n_layers: int = pick(tiny=1, demo=2, gpu=6)
+    n_heads: int = pick(tiny=2, demo=4, gpu=6)
+    d_ff: int = pick(tiny=64, demo=288, gpu=1536)
+    context_length: int = pick(tiny=32, demo=64, gpu=128)
+    max_steps: int = pick(tiny=60, demo=150, gpu=4000)
+    batch_size: int = pick(tiny=8, demo=32, gpu=64)
+    learning_rate: float = pick(tiny=5e-3, demo=6e-3, gpu=1e-3)
+    min_lr: float = pick(tiny=5e-4, demo=6e-4, gpu=1e-4)
+    warmup_steps: int = pick(tiny=3, demo=15, gpu=200)
+    eval_batches: int = pick(tiny=1, demo=2, gpu=10)
+    seed: int = 0
+    cpu_threads: int = Field(default=1, description="torch CPU threads while training (0: torch's default)")
+    aliases: list[str] = Field(default=["current"], description="MLflow registry aliases set on each new version")
+
+    def model_size(self):
+        from assets.lm.model import ModelSize
+
+        return ModelSize("naf", self.d_model, self.n_layers, self.n_heads, self.d_ff, self.context_length)
+
+    def train_config(self, compute: Compute):
+        from assets.lm.training import TrainConfig
+
+        return TrainConfig(max_steps=self.max_steps, batch_size=self.batch_size, learning_rate=self.learning_rate,
+                           min_lr=self.min_lr, warmup_steps=self.warmup_steps, eval_interval=self.max_steps,
+                           eval_batches=self.eval_batches, seed=self.seed, device=compute.torch_device(),
+                           bf16=compute.use_bf16(), compile=compute.use_compile())
+
+
+MODEL_OUTS = {
+    "naf_shards": "Which shard every training document went to (all copies of a text in one shard), with its "
+                  "protected flag and duplication count.",
+    "naf_q1": "q1: the LM trained on shard 0 only (MLflow record, registered as naf-q1).",
+    "naf_q2": "q2: the LM trained on shard 1 only (MLflow record, registered as naf-q2).",
+    "naf_p": "p: the baseline LM trained on both shards, i.e. every copy of every protected document "
+             "(MLflow record, registered as naf-p).",
+}
+
+
+def _progress(context, role: str, max_steps: int):
+    every, start = max(1, max_steps // 5), time.time()
+
+    def on_log(row: dict) -> None:
+        step = int(row["step"])
+        if step % every == 0 or step == max_steps:
+            eta = (time.time() - start) / step * (max_steps - step)
+            context.log.info(f"{role}: step {step}/{max_steps} train_loss {row['train_loss']:.3f}, ETA {eta:.0f}s")
+
+    return on_log
+
+
+@dg.multi_asset(
+    outs={name: dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("training"), description=text)
+          for name, text in MODEL_OUTS.items()},
+    ins={"documents": dg.AssetIn("facts_documents"), "tokenizer_record": dg.AssetIn("facts_tokenizer")},
+    check_specs=[dg.AssetCheckSpec("shards_keep_copies_together", asset="naf_shards",
+                                   description="every text (all copies of a protected document) sits in exactly "
+                                               "one shard; both shards hold protected documents; ids unique, "
+                                               "shards 0/1, at least one copy each")],
+    pool="gpu",
+    can_subset=False,
+)
+def naf_models(context: dg.AssetExecutionContext, config: NafModelsConfig, tracking: Tracking, compute: Compute,
+               warehouse: WarehousePaths, documents: pd.DataFrame, tokenizer_record: dict):
+    """Shard the training documents (protected copies kept together) and train q1, q2 on the shards and p on
+    everything with the LM family's trainer; each is logged and registered in MLflow."""
+    from assets.corpora.tokenization import load_tokenizer
+    from assets.lm.family import fit_language_model
+    from assets.naf.plots import training_curves
+    from assets.naf.sharding import assign_shards, select_training_documents, shard_training_texts
+    from assets.naf.threads import torch_threads
+
+    selected = select_training_documents(documents, config.n_public_documents, seed=config.shard_seed)
+    shards = assign_shards(selected, n_shards=2, seed=config.shard_seed)
+    tokenizer = load_tokenizer(tracking.download_model(tokenizer_record["tokenizer_uri"]))
+    val_texts = documents.loc[documents["split"] == "validation", "text"].tolist()
+    size, device = config.model_size(), compute.torch_device()
+    hardware = compute.hardware()
+    records, curves = {}, {}
+    with torch_threads(config.cpu_threads, device):
+        for role, (shard, registered) in ROLES.items():
+            compute.seed_everything(config.seed)
+            texts = shard_training_texts(selected, shards, shard, seed=config.seed)
+            held = shards if shard is None else shards[shards["shard"] == shard]
+            cfg = config.train_config(compute)
+            params = {**config.model_dump(), "role": role, "shard": "all" if shard is None else shard,
+                      "train_texts": len(texts), "tokenizer_uri": tokenizer_record["tokenizer_uri"],
+                      "device": hardware["device"]}
+            with tracking.start_run(f"naf-{role}", dagster_run_id=context.run.run_id, asset_key=f"naf_{role}",
+                                    params=params) as run_id, tempfile.TemporaryDirectory() as tmp:
+                fitted = fit_language_model(size, tokenizer, texts, val_texts, cfg, tmp + "/model",
+                                            on_log=_progress(context, role, cfg.max_steps))
+                tracking.log_metric_history(run_id, fitted.curve.to_dict("records"))
+                tracking.log_metrics(run_id, {"final_val_loss": fitted.final_val_loss, "parameters": fitted.parameters})
+                model = tracking.log_model(run_id, fitted.checkpoint_dir, registered, aliases=tuple(config.aliases))
+            curves[role] = fitted.curve
+            context.log.info(f"{role}: {len(texts)} training texts, val loss {fitted.final_val_loss:.3f}, "
+                             f"{fitted.seconds:.1f}s")
+            records[role] = {
+                **model, "role": role, "shard": -1 if shard is None else shard, "train_texts": len(texts),
+                "train_documents": len(held), "protected_documents": int(held["protected"].sum()),
+                "parameters": fitted.parameters, "final_val_loss": fitted.final_val_loss,
+                "final_train_loss": float(fitted.curve["train_loss"].iloc[-1]), "tokens_seen": fitted.tokens_seen,
+                "train_seconds": fitted.seconds, "model_size": dataclasses.asdict(size), "hardware": hardware,
+                "tokenizer_uri": tokenizer_record["tokenizer_uri"], "max_steps": config.max_steps}
+
+    by_shard = shards.groupby(["shard", "protected"]).agg(documents=("doc_id", "size"), copies=("n_copies", "sum"))
+    curve_plot = figure_metadata(training_curves(curves), "naf/training_curves", warehouse.root, context.run.run_id)
+    yield dg.Output(shards, output_name="naf_shards",
+                    metadata={"by_shard": markdown_table(by_shard.reset_index()), "documents": len(shards),
+                              "training_curves": curve_plot})
+    for role, record in records.items():
+        yield dg.Output(record, output_name=f"naf_{role}", metadata={
+            "model_uri": record["model_uri"], "mlflow": dg.MetadataValue.url(record["mlflow_link"]),
+            "final_val_loss": record["final_val_loss"], "final_train_loss": record["final_train_loss"],
+            "train_texts": record["train_texts"], "parameters": record["parameters"],
+            "seconds": round(record["train_seconds"], 1), "training_curves": curve_plot})
+    texts_in_shards = selected[selected["split"] == "train"].merge(shards[["doc_id", "shard"]], on="doc_id")
+    spread = texts_in_shards.groupby("text")["shard"].nunique()
+    protected_shards = sorted(shards.loc[shards["protected"], "shard"].unique().tolist())
+    gxe = expectations()
+    valid = gx_check(shards, [
+        gxe.ExpectColumnValuesToBeUnique(column="doc_id"),
+        gxe.ExpectColumnValuesToBeInSet(column="shard", value_set=[0, 1]),
+        gxe.ExpectColumnValuesToBeBetween(column="n_copies", min_value=1),
+    ], name="naf_shards")
+    yield dg.AssetCheckResult(check_name="shards_keep_copies_together", asset_key="naf_shards",
+                              passed=bool(valid.passed and (spread == 1).all() and protected_shards == [0, 1]),
+                              metadata={**valid.metadata, "texts_split_across_shards": int((spread > 1).sum()),
+                                        "shards_with_protected_documents": str(protected_shards)})
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+class NafEvaluationConfig(dg.Config):
+    """How the models and their combinations are probed with the protected documents."""
+
+    prompt_words: int = Field(default=pick(tiny=4, demo=8, gpu=16), description="words of the document in the prompt")
+    continuation_words: int = Field(default=pick(tiny=6, demo=16, gpu=32),
+                                    description="words of the true continuation that a sample must reproduce")
+    max_documents: int | None = Field(default=None, description="protected documents probed (None: all)")
+    n_samples: int = Field(default=pick(tiny=4, demo=24, gpu=128), description="continuations sampled per prompt")
+    temperature: float = 1.0
+    near_exact_threshold: float = Field(default=0.1, description="near-exact: normalised token edit distance <= this")
+    k_bits: float = Field(default=pick(tiny=8.0, demo=12.0, gpu=16.0),
+                          description="CP-k keeps a sample of p only if k_x = max_i log2 p(y|x)/q_i(y|x) <= k_bits")
+    cp_k_max_tries: int = Field(default=pick(tiny=4, demo=6, gpu=16),
+                                description="CP-k proposals per output before it gives up (abstains)")
+    perplexity_windows: int = pick(tiny=8, demo=64, gpu=512)
+    batch_size: int = pick(tiny=32, demo=128, gpu=512)
+    seed: int = 0
+    cpu_threads: int = Field(default=1, description="torch CPU threads (0: torch's default)")
+
+    def settings(self):
+        from assets.naf.study import EvaluationSettings
+
+        names = {f.name for f in dataclasses.fields(EvaluationSettings)}
+        return EvaluationSettings(**{k: v for k, v in self.model_dump().items() if k in names})
+
+
+EVALUATION_OUTS = {
+    "naf_regurgitation": "Per model and protected document: log2-probability of the true continuation, exact-"
+                         "extraction probability, sampled exact / near-exact rates, greedy match, k_x of the truth.",
+    "naf_regurgitation_by_duplication": "Regurgitation by model and duplication count (means over documents).",
+    "naf_k_values": "k_x = max_i log2 p(y|x)/q_i(y|x) of every sampled continuation of p, CP-Δ, CP-KL and CP-k.",
+    "naf_perplexity": "Held-out perplexity of p, q1, q2, CP-Δ and CP-KL on unprotected validation text.",
+}
+EVALUATION_CHECKS = [
+    dg.AssetCheckSpec("regurgitation_valid", asset="naf_regurgitation",
+                      description="probabilities and rates in [0, 1], log-probabilities <= 0, every model present"),
+    dg.AssetCheckSpec("regurgitation_by_duplication_valid", asset="naf_regurgitation_by_duplication",
+                      description="rates in [0, 1], one row per (model, duplication count)"),
+    dg.AssetCheckSpec("k_values_valid", asset="naf_k_values", description="k_x finite, CP-Δ k_x <= its bound"),
+    dg.AssetCheckSpec("perplexity_valid", asset="naf_perplexity", description="perplexities finite and >= 1"),
+]
+
+
+def _load(record: dict, tracking: Tracking, device: str):
+    from assets.lm.hub import load_model
+
+    return load_model(record["model_uri"], tracking.resolved_tracking_uri, device=device)
+
+
+@dg.multi_asset(
+    outs={name: dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("evaluation"), description=text)
+          for name, text in EVALUATION_OUTS.items()},
+    ins={"q1_record": dg.AssetIn("naf_q1"), "q2_record": dg.AssetIn("naf_q2"), "p_record": dg.AssetIn("naf_p"),
+         "shards": dg.AssetIn("naf_shards"), "documents": dg.AssetIn("facts_documents")},
+    check_specs=EVALUATION_CHECKS,
+    pool="gpu",
+    can_subset=False,
+)
+def naf_evaluation(context: dg.AssetExecutionContext, config: NafEvaluationConfig, tracking: Tracking,
+                   compute: Compute, warehouse: WarehousePaths, q1_record: dict, q2_record: dict, p_record: dict,
+                   shards: pd.DataFrame, documents: pd.DataFrame):
+    """Prompt p, q1, q2, CP-Δ, CP-KL and CP-k with the start of every protected document: probability and
+    sampling rate of its true continuation by duplication count, k_x of every sample, held-out perplexity."""
+    from assets.naf import plots
+    from assets.naf.study import evaluate_naf
+    from assets.naf.threads import torch_threads
+
+    device = compute.torch_device()
+    compute.seed_everything(config.seed)
+    started = time.time()
+    with torch_threads(config.cpu_threads, device):
+        loaded = {role: _load(record, tracking, device) for role, record in
+                  (("p", p_record), ("q1", q1_record), ("q2", q2_record))}
+        tokenizer = loaded["p"][1]
+        models = {role: model for role, (model, _) in loaded.items()}
+        context_length = int(models["p"].config.max_position_embeddings)
+        tables = evaluate_naf(models, tokenizer, documents, shards, config.settings(), context_length,
+                              log=context.log.info)
+    context.log.info(f"evaluation took {time.time() - started:.1f}s")
+    lineage = {"p_model_uri": p_record["model_uri"], "q1_model_uri": q1_record["model_uri"],
+               "q2_model_uri": q2_record["model_uri"]}
+    run_id = context.run.run_id
+    reg, summary = tables["regurgitation"], tables["regurgitation_by_duplication"]
+    k_values, perplexity = tables["k_values"], tables["perplexity"]
+    for frame in (reg, summary, k_values, perplexity):
+        for column, uri in lineage.items():
+            frame[column] = uri
+
+    yield dg.Output(reg, output_name="naf_regurgitation", metadata={"rows": len(reg), **lineage})
+    yield dg.Output(summary, output_name="naf_regurgitation_by_duplication", metadata={
+        "by_duplication": markdown_table(summary.drop(columns=list(lineage)), max_rows=60),
+        "plot": figure_metadata(plots.extraction_plot(summary, config.near_exact_threshold),
+                                "naf/extraction_vs_duplication", warehouse.root, run_id)})
+    k_summary = k_values.groupby(["model", "duplicate_count"])["k_bits"].describe()[["mean", "50%", "max"]]
+    yield dg.Output(k_values, output_name="naf_k_values", metadata={
+        "rows": len(k_values), "k_bits_threshold": config.k_bits,
+        "k_summary": markdown_table(k_summary.reset_index()),
+        "plot": figure_metadata(plots.k_histogram(k_values, config.k_bits), "naf/k_histogram", warehouse.root, run_id)})
+    yield dg.Output(perplexity, output_name="naf_perplexity", metadata={
+        "perplexity": markdown_table(perplexity.drop(columns=list(lineage))),
+        "plot": figure_metadata(plots.perplexity_vs_protection(perplexity), "naf/perplexity_vs_protection",
+                                warehouse.root, run_id)})
+    yield from _evaluation_checks(reg, summary, k_values, perplexity)
+
+
+def _evaluation_checks(reg: pd.DataFrame, summary: pd.DataFrame, k_values: pd.DataFrame, perplexity: pd.DataFrame):
+    gxe = expectations()
+    rates = ["p_exact", "sampled_exact_rate", "sampled_near_exact_rate", "mean_edit_distance"]
+    models = ["p", "q1", "q2", "q_holder", "q_safe", "cp_delta", "cp_kl", "cp_k"]
+    yield gx_check(reg, [
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        *[gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=1) for c in rates],
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in rates],
+        gxe.ExpectColumnValuesToBeBetween(column="logprob_bits", max_value=0),
+        gxe.ExpectColumnDistinctValuesToEqualSet(column="model", value_set=models),
+    ], name="naf_regurgitation", asset_key=dg.AssetKey("naf_regurgitation"), check_name="regurgitation_valid")
+    yield gx_check(summary, [
+        gxe.ExpectColumnValuesToBeBetween(column="sampled_exact_rate", min_value=0, max_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="mean_p_exact", min_value=0, max_value=1),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["model", "duplicate_count"]),
+        gxe.ExpectColumnValuesToBeBetween(column="n_documents", min_value=1),
+    ], name="naf_regurgitation_by_duplication", asset_key=dg.AssetKey("naf_regurgitation_by_duplication"),
+        check_name="regurgitation_by_duplication_valid")
+    # CP-Δ: every token's p/q_i <= 1/Z, so k_x never exceeds the summed normaliser bound
+    delta = k_values[k_values["model"] == "cp_delta"]
+    slack = float((delta["k_bits"] - delta["log_normaliser_bits"]).max()) if len(delta) else 0.0
+    result = gx_check(k_values, [
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        gxe.ExpectColumnValuesToNotBeNull(column="k_bits"),
+        gxe.ExpectColumnValuesToBeBetween(column="k_bits", min_value=-1e6, max_value=1e6),
+        gxe.ExpectColumnValuesToBeInSet(column="model", value_set=["p", "cp_delta", "cp_kl", "cp_k"]),
+    ], name="naf_k_values")
+    yield dg.AssetCheckResult(asset_key=dg.AssetKey("naf_k_values"), check_name="k_values_valid",
+                              passed=bool(result.passed and slack <= 1e-3),
+                              metadata={**result.metadata, "max_cp_delta_k_minus_bound_bits": slack})
+    yield gx_check(perplexity, [
+        gxe.ExpectColumnValuesToBeBetween(column="perplexity", min_value=1, max_value=1e6),
+        gxe.ExpectColumnValuesToBeUnique(column="model"),
+        gxe.ExpectColumnDistinctValuesToEqualSet(column="model", value_set=["p", "q1", "q2", "cp_delta", "cp_kl"]),
+    ], name="naf_perplexity", asset_key=dg.AssetKey("naf_perplexity"), check_name="perplexity_valid")
+
+
+# -------------------------------------------------------------------------------------------- findings
+FINDINGS_KEY = dg.AssetKey([GROUP, "findings"])
+FINDINGS_CHECKS = [
+    dg.AssetCheckSpec("combined_models_regurgitate_far_less", asset=FINDINGS_KEY,
+                      description="At the highest duplication level p visibly regurgitates, CP-Δ puts at least 10x "
+                                  "less probability on the protected continuation, and CP-k samples it at most a tenth "
+                                  "as often (WARN: a finding)."),
+    dg.AssetCheckSpec("small_perplexity_cost", asset=FINDINGS_KEY,
+                      description="CP-Δ's held-out perplexity is at most 10% above p's (WARN: a finding)."),
+    dg.AssetCheckSpec("k_stays_small", asset=FINDINGS_KEY,
+                      description="The 95th percentile of CP-Δ's k_x is below the protected continuations' "
+                                  "information content under the safe model, and its median below p's (WARN)."),
+]
+
+
+def _fmt(x: float) -> str:
+    return "inf" if x == math.inf else "nan" if not math.isfinite(x) else f"{x:.3g}"
+
+
+@dg.asset(key_prefix=[GROUP], name="findings", group_name=GROUP, code_version="1", tags=stage("evaluation"),
+          ins={"summary": dg.AssetIn("naf_regurgitation_by_duplication"), "reg": dg.AssetIn("naf_regurgitation"),
+               "k_values": dg.AssetIn("naf_k_values"), "perplexity": dg.AssetIn("naf_perplexity"),
+               "p_record": dg.AssetIn("naf_p")},
+          check_specs=FINDINGS_CHECKS)
+def naf_findings(context: dg.AssetExecutionContext, summary: pd.DataFrame, reg: pd.DataFrame,
+                 k_values: pd.DataFrame, perplexity: pd.DataFrame, p_record: dict):
+    """Headline results next to the paper's claims: how much less the combined models regurgitate than p
+    (the factor), what that costs in held-out perplexity, and how large k_x gets."""
+    from assets.naf import findings as f
+
+    r, ppl, k = f.regurgitation_numbers(reg), f.perplexity_numbers(perplexity), f.k_numbers(k_values, reg)
+    levels = sorted(summary["duplicate_count"].unique().tolist())
+    p_rows = summary[summary["model"] == "p"].set_index("duplicate_count")
+    scale = (f"{current_profile()} profile: {reg['doc_id'].nunique()} protected documents at {levels} copies, "
+             f"{int(reg['n_samples'].max())} samples each, {p_record['parameters']:,}-parameter models, "
+             f"{p_record['max_steps']} steps")
+    p_by_level = "; ".join(f"{lvl} copies: P(exact) {p_rows.loc[lvl, 'mean_p_exact']:.3g}, sampled "
+                           f"{p_rows.loc[lvl, 'sampled_exact_rate']:.3f}" for lvl in levels)
+    top = r["cp_delta"]
+    findings = [Finding(
+        GROUP, "p_exact_extraction_probability_top", top["p_mean_p_exact"], None, scale,
+        "reproduced" if top["p_visible"] else "not reproduced",
+        f"the premise: p, trained on every copy, regurgitates the most-copied protected documents. p by level: "
+        f"{p_by_level}; near-exact (edit distance <= threshold) at {top['level']} copies "
+        f"{top['p_near_exact_rate']:.3f}. 'Visible' means P(exact) or the sampled rate >= {f.VISIBLE}.")]
+    for model in ("cp_delta", "cp_kl"):
+        n = r[model]
+        findings.append(Finding(
+            GROUP, f"regurgitation_factor_{model}", n["factor"], None, scale, f.regurgitation_verdict(n),
+            f"at {n['level']} copies ({n['n_documents']} documents): mean P(exact continuation) p "
+            f"{_fmt(n['p_mean_p_exact'])} vs {model} {_fmt(n['mean_p_exact'])}, factor {_fmt(n['factor'])} "
+            f"(2^{n['log2_factor']:.1f}); sampled exact rate p {n['p_sampled_exact_rate']:.3f} vs "
+            f"{n['sampled_exact_rate']:.3f}, near-exact {n['p_near_exact_rate']:.3f} vs {n['near_exact_rate']:.3f}."
+            + ("" if n["p_visible"] else f" p itself does not visibly regurgitate at this scale (< {f.VISIBLE}).")
+            + " Paper: far less than p, shown qualitatively."))
+    n = r["cp_k"]
+    findings.append(Finding(
+        GROUP, "exact_rate_top_cp_k", n["sampled_exact_rate"], None, scale, f.cp_k_verdict(n),
+        f"CP-k (p's samples kept only if k_x <= k) at {n['level']} copies: sampled exact rate "
+        f"{n['sampled_exact_rate']:.3f} vs p's {n['p_sampled_exact_rate']:.3f}, near-exact {n['near_exact_rate']:.3f} "
+        f"vs {n['p_near_exact_rate']:.3f}; estimated P(exact) {_fmt(n['mean_p_exact'])} (p's probability over the "
+        f"acceptance rate when the truth itself passes k, else 0), factor {_fmt(n['factor'])}. "
+        f"{k['cp_k']['within_k_share']:.0%} of CP-k's outputs passed k within its tries; the others are its "
+        "lowest-k proposal, counted as output (an abstention in the paper's algorithm, which retries without "
+        "limit). Paper: CP-k rarely outputs protected content."))
+    for model, n in ppl.items():
+        findings.append(Finding(
+            GROUP, f"perplexity_cost_{model}", n["cost_vs_p"], None, scale, f.perplexity_verdict(n["cost_vs_p"]),
+            f"held-out perplexity {n['perplexity']:.3f} vs p {n['p_perplexity']:.3f} (+{n['cost_vs_p']:.1%}); vs the "
+            f"shard models' mean {n['shard_perplexity']:.3f} ({n['cost_vs_shards']:+.1%}: the combination's own "
+            "cost, the rest is each shard model seeing half the data). Paper: minimal degradation."))
+    for model in ("cp_delta", "cp_kl", "cp_k"):
+        n = k[model]
+        findings.append(Finding(
+            GROUP, f"median_k_bits_{model}", n["median_k_bits"], None, scale, f.k_verdict(n, k["p"]),
+            f"k_x of sampled continuations: median {n['median_k_bits']:.2f} bits "
+            f"({n['median_k_bits_per_token']:.3f}/token), 95th percentile {n['p95_k_bits']:.2f}, median at the top "
+            f"level {n['median_k_bits_top']:.2f} vs p's {k['p']['median_k_bits_top']:.2f}; p's 95th percentile "
+            f"{k['p']['p95_k_bits']:.2f}. Yardstick: protected continuations carry {n['information_bits']:.1f} bits "
+            f"under the safe model (median), so 2^k·q_safe(C) bounds P(C). {n['within_k_share']:.0%} within k. "
+            "Paper: small k, qualitatively."))
+    yield dg.Output(findings_frame(findings), metadata=findings_metadata(findings))
+
+    delta, cpk = r["cp_delta"], r["cp_k"]
+    yield dg.AssetCheckResult(
+        check_name="combined_models_regurgitate_far_less", severity=dg.AssetCheckSeverity.WARN,
+        passed=bool(delta["p_visible"] and delta["factor"] >= f.FAR_LESS and cpk["rate_far_less"]),
+        metadata={"factor_cp_delta (ours)": delta["factor"], "factor_cp_kl (ours)": r["cp_kl"]["factor"],
+                  "exact_rate_top_cp_k (ours)": cpk["sampled_exact_rate"], "p_mean_p_exact_top": delta["p_mean_p_exact"],
+                  "p_sampled_exact_rate_top": delta["p_sampled_exact_rate"],
+                  "paper": f"{PAPER}: far less than p (qualitative)", "threshold": f.FAR_LESS})
+    cost = ppl["cp_delta"]["cost_vs_p"]
+    yield dg.AssetCheckResult(
+        check_name="small_perplexity_cost", severity=dg.AssetCheckSeverity.WARN, passed=bool(cost <= f.SMALL_COST),
+        metadata={"cost_vs_p_cp_delta (ours)": cost, "cost_vs_p_cp_kl (ours)": ppl["cp_kl"]["cost_vs_p"],
+                  "cost_vs_shards_cp_delta": ppl["cp_delta"]["cost_vs_shards"],
+                  "paper": f"{PAPER}: minimal degradation (qualitative)", "threshold": f.SMALL_COST})
+    yield dg.AssetCheckResult(
+        check_name="k_stays_small", severity=dg.AssetCheckSeverity.WARN,
+        passed=f.k_verdict(k["cp_delta"], k["p"]) == "reproduced",
+        metadata={"median_k_bits_cp_delta (ours)": k["cp_delta"]["median_k_bits"],
+                  "p95_k_bits_cp_delta (ours)": k["cp_delta"]["p95_k_bits"],
+                  "median_k_bits_top_p": k["p"]["median_k_bits_top"],
+                  "information_bits (yardstick)": k["cp_delta"]["information_bits"],
+                  "paper": f"{PAPER}: small k (qualitative)"})
+
+
+defs = dg.Definitions(assets=[naf_models, naf_evaluation, naf_findings])
