@@ -23,9 +23,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
+from assets.lm.threads import torch_threads  # noqa: E402
 from assets.parity.architectures import Network  # noqa: E402
 from assets.parity.reference import train_reference  # noqa: E402
-from assets.parity.trainer import TrainSpec, torch_threads, train_batched  # noqa: E402
+from assets.parity.trainer import TrainSpec, train_batched  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> float:

@@ -111,9 +111,9 @@ def naf_models(context: dg.AssetExecutionContext, config: NafModelsConfig, track
     everything with the LM family's trainer; each is logged and registered in MLflow."""
     from assets.corpora.tokenization import load_tokenizer
     from assets.lm.family import fit_language_model
+    from assets.lm.threads import torch_threads
     from assets.naf.plots import training_curves
     from assets.naf.sharding import assign_shards, select_training_documents, shard_training_texts
-    from assets.naf.threads import torch_threads
 
     selected = select_training_documents(documents, config.n_public_documents, seed=config.shard_seed)
     shards = assign_shards(selected, n_shards=2, seed=config.shard_seed)
@@ -239,9 +239,9 @@ def naf_evaluation(context: dg.AssetExecutionContext, config: NafEvaluationConfi
                    shards: pd.DataFrame, documents: pd.DataFrame):
     """Prompt p, q1, q2, CP-Δ, CP-KL and CP-k with the start of every protected document: probability and
     sampling rate of its true continuation by duplication count, k_x of every sample, held-out perplexity."""
+    from assets.lm.threads import torch_threads
     from assets.naf import plots
     from assets.naf.study import evaluate_naf
-    from assets.naf.threads import torch_threads
 
     device = compute.torch_device()
     compute.seed_everything(config.seed)

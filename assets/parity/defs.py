@@ -101,8 +101,8 @@ def _scale(runs: pd.DataFrame) -> str:
 
 
 def _train(context, groups, spec, compute: Compute, threads: int):
+    from assets.lm.threads import torch_threads
     from assets.parity.sweep import run_groups
-    from assets.parity.trainer import torch_threads
 
     start, every = time.time(), max(1, len(groups) // 10)
 

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -112,19 +111,6 @@ class TrainResult:
     steps: int  # steps actually run (all models)
     seconds: float = 0.0
     subsets: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
-
-
-@contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Use ``count`` CPU threads inside the block (0: leave as is). Small batched matmuls run best on one
-    thread per process; two threads on two busy cores spin against each other."""
-    before = torch.get_num_threads()
-    if count:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def sgd_step(params: Params, grads: Params, learning_rate: float, weight_decay: float) -> None:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from assets.lm.threads import torch_threads
 from assets.parity.data import (
     all_inputs,
     evaluation_set,
@@ -14,7 +15,6 @@ from assets.parity.data import (
     training_set,
     uniform_indices,
 )
-from assets.parity.trainer import torch_threads
 
 
 @pytest.fixture(autouse=True)

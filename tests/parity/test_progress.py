@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from assets.lm.threads import torch_threads
 from assets.parity.architectures import Network
 from assets.parity.data import all_inputs, parity_labels, rademacher, relevant_mask
 from assets.parity.progress import fourier_gap, population_gradient, weight_measures
-from assets.parity.trainer import torch_threads
 
 N, A, B = 8, 2, 5  # the secret S = {2, 5}
 

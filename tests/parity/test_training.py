@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from assets.lm.threads import torch_threads
 from assets.parity.architectures import Network, backward, forward, initial_params, loss_terms
 from assets.parity.data import all_inputs, parity_labels, rademacher, secret_subsets
 from assets.parity.reference import build_model, train_reference
-from assets.parity.trainer import TrainSpec, torch_threads, train_batched
+from assets.parity.trainer import TrainSpec, train_batched
 
 QUICK = dict(eval_size=256, curve_samples=128, gap_samples=64, log_every=50)
 

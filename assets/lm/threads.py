@@ -1,4 +1,5 @@
-"""CPU thread count for the study's steps (small models on a shared 2-core machine run best on one thread)."""
+"""Torch CPU threads for a block of work: small models on a 2-core machine often run best on one thread
+per process (two threads on two busy cores spin against each other). Shared by the studies."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def torch_threads(count: int, device: str) -> Iterator[None]:
+def torch_threads(count: int, device: str = "cpu") -> Iterator[None]:
     """Use ``count`` torch CPU threads inside the block when running on CPU (0 or a GPU device: unchanged)."""
     import torch
 
