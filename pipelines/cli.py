@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from resources.catalog import CatalogError, list_views, query, refresh_catalog
@@ -68,15 +69,31 @@ def cmd_demo(args) -> int:
     from dagster import DagsterInstance
 
     from pipelines.definitions import PROFILE, defs
+    from pipelines.jobs import MAIN_SELECTION
+    from pipelines.progress import RunProgress
 
     instance = DagsterInstance.get()
-    print(f"running job 'main' on profile {PROFILE!r} with DAGSTER_HOME={os.environ['DAGSTER_HOME']}", flush=True)
+    total = len(MAIN_SELECTION.resolve(defs.resolve_asset_graph()))
+    run_id = str(uuid.uuid4())
+    print(f"running job 'main' ({total} assets) on profile {PROFILE!r} with DAGSTER_HOME={os.environ['DAGSTER_HOME']}\n"
+          f"run {run_id}: one line per materialized asset; the full log is in `make ui`"
+          f"{'' if args.verbose else ' (or rerun with --verbose)'}", flush=True)
+    # Dagster's own console log at INFO shows the studies' progress messages (steps, ETA) without the event noise
+    run_config = {} if args.verbose else {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     start = time.time()
-    result = defs.get_job_def("main").execute_in_process(instance=instance, raise_on_error=False)
+    progress = RunProgress(instance, run_id, total).start()
+    try:
+        result = defs.get_job_def("main").execute_in_process(
+            instance=instance, raise_on_error=False, run_id=run_id, run_config=run_config)
+    finally:
+        progress.stop()
     minutes = (time.time() - start) / 60
-    status = "succeeded" if result.success else "FAILED"
-    print(f"\nrun {result.run_id} {status} in {minutes:.1f} min; `make ui` shows it with its logs and metadata\n")
+    status = "succeeded" if result.success else f"FAILED (steps: {', '.join(progress.failed) or 'see the log'})"
+    print(f"\nrun {result.run_id} {status} in {minutes:.1f} min, {progress.done}/{total} assets materialized\n")
     cmd_summary(args)
+    report = Path(args.warehouse) / "report" / "index.html"
+    print(f"\nnext: `make report` writes {report.resolve()}; `make ui` opens the Dagster UI on http://127.0.0.1:3000;"
+          f" `reprolab query \"SELECT * FROM findings\"` queries the catalog")
     return 0 if result.success else 1
 
 
@@ -136,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warehouse", default=default_warehouse_root(),
                         help="warehouse root (default: $REPROLAB_WAREHOUSE or ./warehouse)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="run the main job through the instance in $DAGSTER_HOME").set_defaults(func=cmd_demo)
+    d = sub.add_parser("demo", help="run the main job through the instance in $DAGSTER_HOME")
+    d.add_argument("--verbose", action="store_true", help="Dagster's full event log on the console")
+    d.set_defaults(func=cmd_demo)
     q = sub.add_parser("query", help="read-only SQL over the catalog")
     q.add_argument("sql")
     q.add_argument("--format", choices=("table", "csv", "json"), default="table")

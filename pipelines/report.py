@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import html
+import math
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +21,8 @@ _CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
 h1{border-bottom:2px solid #444}h2{margin-top:2.5rem;border-bottom:1px solid #aaa}
 table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}td,th{border:1px solid #ccc;padding:.25rem .5rem}
-th{background:#f2f2f2}.verdict-reproduced{color:#176117}.verdict-not{color:#a11}.muted{color:#777;font-size:.85rem}
+th{background:#f2f2f2}td{vertical-align:top}.verdict-reproduced{color:#176117}.verdict-not{color:#a11}
+.verdict-other{color:#8a5a00}.muted{color:#777;font-size:.85rem}details summary{cursor:pointer;color:#555;font-size:.8rem}
 img{max-width:100%;border:1px solid #ddd;margin:.5rem 0}
 """
 
@@ -48,6 +51,81 @@ def _img(path: Path, alt: str) -> str:
     return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption class="muted">{html.escape(alt)}</figcaption></figure>'
 
 
+def _sparkline(values: list[float], width: int = 160, height: int = 28) -> str:
+    """An inline SVG line of a metric over materializations (no script, no network)."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if len(finite) < 2:
+        return ""
+    lo, hi = min(finite), max(finite)
+    span = (hi - lo) or 1.0
+    step = (width - 4) / (len(finite) - 1)
+    points = " ".join(f"{2 + i * step:.1f},{height - 3 - (v - lo) / span * (height - 6):.1f}" for i, v in enumerate(finite))
+    return (f'<svg class="trend" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
+            f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{points}"/></svg>')
+
+
+def _trend_table(history: pd.DataFrame) -> str:
+    """One row per headline metric: the latest value, the paper's, the verdict, and its trend over nights."""
+    rows = []
+    for metric, runs in history.groupby("metric", sort=True):
+        runs = runs.sort_values("materialized_at")
+        last = runs.iloc[-1]
+        rows.append(f"<tr><td>{html.escape(str(metric))}</td><td>{_number(last['ours'])}</td>"
+                    f"<td>{_number(last['paper'])}</td><td>{html.escape(str(last['verdict']))}</td><td>{len(runs)}</td>"
+                    f"<td>{_sparkline([float(v) for v in runs['ours']])}</td></tr>")
+    head = "<tr><th>metric</th><th>latest</th><th>paper</th><th>verdict</th><th>materializations</th><th>trend</th></tr>"
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _number(value) -> str:
+    return "" if value is None or pd.isna(value) else f"{float(value):.4g}"
+
+
+# Counts the figures the browser decoded: the report's own check that nothing failed to render.
+_FIGURE_CHECK = """<script>
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute('data-figures', String(imgs.length));
+  document.body.setAttribute('data-figures-rendered', String(ok));
+});
+</script>"""
+
+
+def _findings_table(findings: pd.DataFrame) -> str:
+    """Ours next to the paper's, one row per metric; the long notes fold away under each verdict."""
+    rows = []
+    for r in findings.itertuples(index=False):
+        verdict = str(r.verdict)
+        css = "verdict-reproduced" if verdict == "reproduced" else (
+            "verdict-not" if verdict == "not reproduced" else "verdict-other")
+        note = (f"<details><summary>note</summary>{html.escape(str(r.note))}</details>"
+                if isinstance(r.note, str) and r.note else "")
+        rows.append(f"<tr><td><a href='#{html.escape(str(r.study))}'>{html.escape(str(r.study))}</a></td>"
+                    f"<td>{html.escape(str(r.metric))}</td><td>{_number(r.ours)}</td><td>{_number(r.paper)}</td>"
+                    f"<td class='{css}'>{html.escape(verdict)}{note}</td></tr>")
+    head = "<tr><th>study</th><th>metric</th><th>ours</th><th>paper</th><th>verdict</th></tr>"
+    return f"<table class='findings'>{head}{''.join(rows)}</table>"
+
+
+def _provenance(root: Path, group: str, names: list[str]) -> tuple[str, pd.DataFrame]:
+    """When the group was last computed, by which runs, from which registered models; and its tables' lineage."""
+    rows, models = [], set()
+    for name in names:
+        stats = query(root, f'SELECT count(*) AS n, max(materialized_at) AS at, any_value(run_id) AS run, '
+                            f'any_value(upstream) AS up FROM "{group}"."{name}"').iloc[0]
+        models.update(re.findall(r"models:/[\w.\-]+/\d+", str(stats["up"])))
+        rows.append({"table": f"{group}.{name}", "rows": int(stats["n"]), "materialized_at": str(stats["at"])[:19],
+                     "run_id": str(stats["run"])[:8], "upstream": str(stats["up"])[:160]})
+    lineage = pd.DataFrame(rows)
+    if lineage.empty:
+        return "", lineage
+    runs = sorted(set(lineage["run_id"]))
+    text = (f"last computed {lineage['materialized_at'].max()} UTC by run{'s' if len(runs) > 1 else ''} "
+            f"{', '.join(runs)}; models: {', '.join(sorted(models)) or 'none'}")
+    return text, lineage
+
+
 def build_report(root: str | Path) -> str:
     """The report as one HTML string."""
     root = Path(root)
@@ -56,27 +134,29 @@ def build_report(root: str | Path) -> str:
     has_findings = ((views["schema"] == "main") & (views["view"] == "findings")).any()
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>reprolab report</title><style>{_CSS}</style></head><body>",
              "<h1>reprolab report</h1>",
-             f"<p class='muted'>built {datetime.now(UTC):%Y-%m-%d %H:%M UTC} from {html.escape(str(root.resolve()))}</p>"]
+             f"<p class='muted'>built {datetime.now(UTC):%Y-%m-%d %H:%M UTC} from {html.escape(str(root.resolve()))}</p>",
+             "<p>" + " · ".join(f"<a href='#{html.escape(g)}'>{html.escape(g)}</a>" for g in groups) + "</p>"]
     if has_findings:
-        findings = query(root, "SELECT study, metric, ours, paper, verdict, scale, note, materialized_at, run_id FROM findings ORDER BY study, metric")
-        parts += ["<h2>Findings: ours next to the papers'</h2>", _table(findings, 200)]
+        findings = query(root, "SELECT study, metric, ours, paper, verdict, note FROM findings ORDER BY study, metric")
+        parts += ["<h2>Findings: ours next to the papers'</h2>", _findings_table(findings)]
     for group in groups:
         parts.append(f"<h2 id='{html.escape(group)}'>{html.escape(group)}</h2>")
         names = views.loc[(views["schema"] == group) & ~views["view"].str.endswith("_history"), "view"].tolist()
+        provenance, lineage = _provenance(root, group, names)
+        parts.append(f"<p class='muted'>{html.escape(provenance)}</p>")
         if "findings" in names:
-            trend = query(root, f'SELECT metric, materialized_at, ours, paper, verdict FROM "{group}".findings_history ORDER BY metric, materialized_at')
-            parts += ["<h3>Headline metrics over time</h3>", _table(trend, 60)]
-        rows = []
-        for name in names:
-            stats = query(root, f'SELECT count(*) AS n, max(materialized_at) AS at, any_value(run_id) AS run, any_value(upstream) AS up FROM "{group}"."{name}"').iloc[0]
-            rows.append({"table": f"{group}.{name}", "rows": int(stats["n"]), "materialized_at": str(stats["at"])[:19],
-                         "run_id": str(stats["run"])[:8], "upstream": str(stats["up"])[:160]})
-        parts += ["<h3>Tables (latest materialization, with lineage)</h3>", _table(pd.DataFrame(rows), 100)]
+            scale = query(root, f'SELECT any_value(scale) AS s FROM "{group}".findings')["s"].iloc[0]
+            trend = query(root, f'SELECT metric, materialized_at, ours, paper, verdict FROM "{group}".findings_history '
+                                f'ORDER BY metric, materialized_at')
+            parts += [f"<p>scale: {html.escape(str(scale))}</p>",
+                      "<h3>Headline metrics over time</h3>", _trend_table(trend)]
         plots = _plots(root, group)
         if plots:
             parts.append("<h3>Figures</h3>")
             parts += [_img(path, f"{group}/{name}") for name, path in plots]
-    parts.append("</body></html>")
+        parts += ["<details><summary>Tables (latest materialization, with lineage)</summary>", _table(lineage, 100),
+                  "</details>"]
+    parts += [_FIGURE_CHECK, "</body></html>"]
     return "\n".join(parts)
 
 

@@ -184,3 +184,40 @@ def test_report_is_one_self_contained_page(graph, tmp_path):
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) >= 3  # the facts world, a loss curve, a family plot
     assert not re.search(r'(src|href)="https?://', page), "the report must not load anything from the network"
+
+
+def test_report_renders_in_a_real_browser(graph, tmp_path):
+    """Debian's headless Chromium opens the report: every figure decodes, and the screenshot shows them."""
+    import re
+
+    import numpy as np
+    from PIL import Image
+
+    from pipelines.report import write_report
+    from tests.platform import browser
+
+    binary = browser.chromium()
+    _, root, _ = graph
+    page = write_report(root, tmp_path / "report.html")
+    dom = browser.run(binary, page, tmp_path / "profile", "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    shown = re.search(r'data-figures="(\d+)" data-figures-rendered="(\d+)"', dom.stdout)
+    assert shown, "the report's load handler did not run"
+    assert int(shown.group(1)) >= 3 and shown.group(1) == shown.group(2)
+
+    # the same check sees a figure that fails to decode
+    broken = tmp_path / "broken.html"
+    broken.write_text(page.read_text().replace("base64,iVBOR", "base64,AAAAA", 1))
+    dom = browser.run(binary, broken, tmp_path / "profile2", "--dump-dom")
+    shown = re.search(r'data-figures="(\d+)" data-figures-rendered="(\d+)"', dom.stdout)
+    assert int(shown.group(2)) == int(shown.group(1)) - 1
+
+    shot = tmp_path / "report.png"
+    done = browser.run(binary, page, tmp_path / "profile3", f"--screenshot={shot}", "--window-size=1280,2400")
+    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    assert pixels.shape[:2] == (2400, 1280)
+    # matplotlib's first colour (the plots' lines) and the page's text are both on screen, not a blank page
+    plot_blue = (np.abs(pixels - np.array([31, 119, 180])).sum(axis=2) < 40).sum()
+    dark_text = (pixels.sum(axis=2) < 150).sum()
+    assert plot_blue > 500 and dark_text > 2000, (plot_blue, dark_text)
