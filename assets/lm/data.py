@@ -1,7 +1,10 @@
 """Token-stream batching for language-model training, nanoGPT style.
 
-A corpus is one long 1-D array of token ids. A training batch is `batch_size` random windows of
+A corpus is one long 1-D array of token ids. A training batch is `batch_size` windows of
 `context_length + 1` tokens: x is the first T tokens of each window, y the next T (shifted by one).
+Two orders: "random" draws window starts uniformly with replacement (nanoGPT); "epochs" (`EpochOrder`) cuts
+the stream into non-overlapping windows and visits each once per epoch, in a fresh random order every epoch,
+so e epochs show every window exactly e times (repeated data in the sense of the scaling-law papers).
 
 Distributed data parallel: every rank draws the *same global* batch of window offsets from the same seeded
 generator and keeps its own contiguous slice of rows (rank r of w keeps rows r*B/w : (r+1)*B/w). The
@@ -109,6 +112,59 @@ class TokenStream:
             raise ValueError(f"n_windows must be a positive int, got {n_windows!r}")
         offsets = np.linspace(0, self.n_offsets - 1, n_windows).round().astype(np.int64)
         return self.windows(torch.from_numpy(offsets))
+
+
+class EpochOrder:
+    """Non-overlapping windows of a `TokenStream`, each visited once per epoch, reshuffled every epoch.
+
+    Window starts are 0, T, 2T, ... (the tail shorter than a window is never used). `next_offsets(B)` returns the
+    next B starts of the current permutation, running on into a fresh permutation when an epoch ends, so a
+    batch may straddle two epochs. Seeded like `sample_offsets`: every DDP rank draws the same global batch.
+    """
+
+    def __init__(self, stream: TokenStream, generator: torch.Generator) -> None:
+        import torch
+
+        self.starts = torch.arange(0, stream.n_offsets, stream.context_length)
+        self.generator = generator
+        self.epoch, self._position = 0, 0
+        self._order = torch.randperm(len(self.starts), generator=generator)
+        self.windows_drawn = 0
+
+    @property
+    def n_windows(self) -> int:
+        """Windows per epoch."""
+        return len(self.starts)
+
+    @property
+    def epochs_completed(self) -> float:
+        """Windows drawn so far, in epochs."""
+        return self.windows_drawn / self.n_windows
+
+    def next_offsets(self, batch_size: int) -> torch.Tensor:
+        import torch
+
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        taken = []
+        while batch_size > 0:
+            if self._position == self.n_windows:
+                self.epoch += 1
+                self._position = 0
+                self._order = torch.randperm(self.n_windows, generator=self.generator)
+            chunk = self._order[self._position:self._position + batch_size]
+            self._position += len(chunk)
+            batch_size -= len(chunk)
+            taken.append(chunk)
+        offsets = self.starts[torch.cat(taken)]
+        self.windows_drawn += len(offsets)
+        return offsets
+
+    def get_batch(self, stream: TokenStream, batch_size: int, *, rank: int = 0,
+                  world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's rows of the next global batch in epoch order."""
+        rows = rank_slice(batch_size, rank, world_size)
+        return stream.windows(self.next_offsets(batch_size)[rows])
 
 
 def get_batch(

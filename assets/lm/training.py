@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,7 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from assets.lm.data import TokenStream, rank_slice
+from assets.lm.data import EpochOrder, TokenStream, rank_slice
+from assets.lm.distributed import Dist, setup_distributed
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
@@ -45,6 +45,8 @@ class TrainConfig:
     steps and after the last step. divergence_factor: after warmup, a train loss above this multiple of the
     first step's loss raises TrainingDivergedError (None disables; non-finite losses always raise).
     deterministic None means True on CPU (torch.use_deterministic_algorithms) and False on CUDA.
+    sampling: "random" draws training windows uniformly with replacement (nanoGPT); "epochs" visits
+    non-overlapping windows once per epoch in a fresh order each epoch (`assets.lm.data.EpochOrder`).
     """
 
     max_steps: int = 200
@@ -66,6 +68,7 @@ class TrainConfig:
     compile: bool = False
     divergence_factor: float | None = 3.0
     deterministic: bool | None = None
+    sampling: str = "random"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))  # run config may hand over a list
@@ -111,6 +114,8 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.divergence_factor must be None or > 1, got {self.divergence_factor!r}"
             )
+        if self.sampling not in ("random", "epochs"):
+            raise ValueError(f"TrainConfig.sampling must be 'random' or 'epochs', got {self.sampling!r}")
         if not (self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")):
             raise ValueError(f"TrainConfig.device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
 
@@ -124,6 +129,7 @@ class TrainResult:
     tokens_seen: int
     seconds: float
     steps: int
+    epochs: float = float("nan")  # passes over the training windows ("epochs" sampling; NaN for "random")
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -167,40 +173,6 @@ def next_token_loss(
     return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction=reduction)
 
 
-@dataclass
-class _Dist:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    created_group: bool = False
-
-    def all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
-        if self.world_size > 1:
-            import torch.distributed as dist
-
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        return t
-
-
-def _setup_distributed(device: str) -> _Dist:
-    """Join the torchrun process group when WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return _Dist()
-    import torch.distributed as dist
-
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.startswith("cuda"):
-        import torch
-
-        torch.cuda.set_device(local_rank)  # before NCCL init, so each rank binds its own GPU
-    created = False
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
-        created = True
-    return _Dist(dist.get_rank(), dist.get_world_size(), local_rank, created)
-
-
 @contextlib.contextmanager
 def _deterministic(enabled: bool) -> Iterator[None]:
     """Turn on torch's deterministic algorithms for the run and restore the caller's setting afterwards."""
@@ -233,7 +205,7 @@ def estimate_loss(
     """
     import torch
 
-    dist_ = _Dist(rank, world_size)
+    dist_ = Dist(rank, world_size)
     was_training = model.training
     model.eval()
     total = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of token losses, token count)
@@ -270,7 +242,7 @@ def train(
     """
     import torch
 
-    dist_ = _setup_distributed(cfg.device)
+    dist_ = setup_distributed(cfg.device)
     try:
         deterministic = (
             cfg.deterministic if cfg.deterministic is not None else not cfg.device.startswith("cuda")
@@ -282,7 +254,7 @@ def train(
             torch.distributed.destroy_process_group()
 
 
-def _train(model, train_tokens, val_tokens, cfg: TrainConfig, on_log, dist_: _Dist) -> TrainResult:
+def _train(model, train_tokens, val_tokens, cfg: TrainConfig, on_log, dist_: Dist) -> TrainResult:
     import torch
 
     device = cfg.device
@@ -328,6 +300,7 @@ def _train(model, train_tokens, val_tokens, cfg: TrainConfig, on_log, dist_: _Di
     scorer = runner.module if dist_.world_size > 1 else runner  # evaluation needs no gradient hooks
     autocast = torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=cfg.bf16)
     generator = torch.Generator().manual_seed(cfg.seed)
+    order = EpochOrder(train_stream, generator) if cfg.sampling == "epochs" else None
     tokens_per_step = cfg.batch_size * context_length
 
     def evaluate() -> float:
@@ -353,9 +326,10 @@ def _train(model, train_tokens, val_tokens, cfg: TrainConfig, on_log, dist_: _Di
         for group in optimizer.param_groups:
             group["lr"] = lr
         for micro in range(cfg.grad_accum_steps):
-            x, y = train_stream.get_batch(
-                micro_batch, generator, rank=dist_.rank, world_size=dist_.world_size
-            )
+            if order is None:
+                x, y = train_stream.get_batch(micro_batch, generator, rank=dist_.rank, world_size=dist_.world_size)
+            else:
+                x, y = order.get_batch(train_stream, micro_batch, rank=dist_.rank, world_size=dist_.world_size)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             # Gradients are all-reduced only on the last micro-step; the others accumulate locally.
             last = micro == cfg.grad_accum_steps - 1
@@ -407,6 +381,7 @@ def _train(model, train_tokens, val_tokens, cfg: TrainConfig, on_log, dist_: _Di
         tokens_seen=cfg.max_steps * tokens_per_step,
         seconds=time.perf_counter() - started,
         steps=cfg.max_steps,
+        epochs=order.epochs_completed if order is not None else float("nan"),
     )
 
 

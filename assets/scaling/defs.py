@@ -105,6 +105,8 @@ class ScalingRunConfig(dg.Config):
     evaluations: int = Field(default=pick(tiny=1, demo=1, gpu=4), description="held-out evaluations per run")
     seed: int = 0
     compile: bool = Field(default=False, description="torch.compile each run (off: short runs would mostly compile)")
+    sampling: str = Field(default="epochs", description="'epochs': each window once per epoch, as the paper's "
+                          "repeated data; 'random': windows drawn with replacement (Poisson(e) repeats)")
     register_model: bool = Field(default=True, description="log the checkpoint and register it in MLflow")
 
 

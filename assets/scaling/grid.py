@@ -7,9 +7,9 @@ whole corpus rather than a few files. A run trains for D = U_D × epochs tokens 
 steps; the actual D and epochs are recorded). Held-out loss is measured on the corpus' validation split,
 which no run ever trains on.
 
-Epochs here are passes in expectation: the trainer (`assets.lm.training.train`) draws training windows
-uniformly at random with replacement from the pool, so after e epochs a token has been seen Poisson(e)
-times, not exactly e times as in the paper's sequential epochs.
+Epochs are exact passes by default (`sampling="epochs"`): the trainer cuts the pool into non-overlapping windows
+and shows each once per epoch in a fresh order, so after e epochs every window has been seen e times, as in the
+paper's repeated data. `sampling="random"` draws windows with replacement instead (Poisson(e) repeats).
 
 A grid cell with epochs = 1 and U_D = D is a unique-data run: the baseline that repeated data is compared
 with, and the runs the Chinchilla stage of the fit uses.
@@ -139,6 +139,7 @@ class RunSettings:
     device: str = "cpu"
     bf16: bool = False
     compile: bool = False
+    sampling: str = "epochs"
 
     def __post_init__(self) -> None:
         if not 0 <= self.warmup_fraction < 1:
@@ -161,7 +162,7 @@ class RunSettings:
             weight_decay=self.weight_decay, grad_clip=self.grad_clip,
             eval_interval=max(1, steps // self.evaluations), eval_batches=eval_batches,
             context_length=context_length, seed=self.seed, device=self.device, bf16=self.bf16,
-            compile=self.compile,
+            compile=self.compile, sampling=self.sampling,
             # Heavily repeated data can overfit; that is the measurement, not a divergence.
             divergence_factor=None,
         )

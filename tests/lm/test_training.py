@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from assets.lm.data import TokenStream, get_batch
+from assets.lm.data import EpochOrder, TokenStream, get_batch
 from assets.lm.model import ModelSize, build_model
 from assets.lm.training import (
     CURVE_COLUMNS,
@@ -41,6 +41,33 @@ def quick_config(**overrides) -> TrainConfig:
 
 
 # --- data -----------------------------------------------------------------------------------------------
+
+
+def test_epoch_order_shows_every_window_once_per_epoch_in_a_new_order():
+    stream = TokenStream(np.arange(105), context_length=10)  # starts 0, 10, ..., 90; 100..104 is too short
+    order = EpochOrder(stream, torch.Generator().manual_seed(0))
+    assert order.n_windows == 10
+    drawn = torch.cat([order.next_offsets(4) for _ in range(10)])  # 40 windows = 4 epochs, batches straddle them
+    epochs = drawn.reshape(4, 10)
+    for epoch in epochs:
+        assert sorted(epoch.tolist()) == list(range(0, 100, 10))
+    assert len({tuple(e.tolist()) for e in epochs}) > 1  # reshuffled
+    assert order.epochs_completed == 4.0 and order.epoch == 3
+    x, y = order.get_batch(stream, 3)
+    assert torch.equal(y[:, :-1], x[:, 1:]) and (x[:, 0] % 10 == 0).all()
+    # the same seed gives the same order; random sampling would repeat windows within an epoch
+    again = EpochOrder(stream, torch.Generator().manual_seed(0))
+    assert torch.equal(torch.cat([again.next_offsets(4) for _ in range(10)]), drawn)
+
+
+def test_epoch_sampling_in_training_counts_epochs():
+    cfg = quick_config(max_steps=10, sampling="epochs")  # 10 steps * 8 windows over 1000 // 16 = 62 windows
+    result = train(build_model(SIZE, VOCAB, seed=0), pattern_stream(1000), pattern_stream(300), cfg)
+    assert result.epochs == pytest.approx(80 / 62)
+    random_result = train(build_model(SIZE, VOCAB, seed=0), pattern_stream(1000), pattern_stream(300),
+                          quick_config(max_steps=10))
+    assert math.isnan(random_result.epochs)
+    assert not result.curve["train_loss"].equals(random_result.curve["train_loss"])
 
 
 def test_batches_are_shifted_windows_and_seeded():
@@ -106,6 +133,7 @@ def test_lr_schedule_warmup_then_cosine_to_min_lr():
         ({"min_lr": 1.0, "learning_rate": 0.1}, "min_lr"),
         ({"device": "tpu"}, "device"),
         ({"divergence_factor": 0.5}, "divergence_factor"),
+        ({"sampling": "shuffle"}, "sampling"),
     ],
 )
 def test_config_errors_name_the_field(overrides, field):
