@@ -66,6 +66,9 @@ class LanguageModelConfig(dg.Config):
     checkpoint_dir: str | None = Field(
         default=None, description="import this local Hugging Face checkpoint directory instead of training")
     aliases: list[str] = Field(default=["current"], description="MLflow registry aliases set on the new version")
+    nproc_per_node: int = Field(
+        default=1, ge=1, description="more than 1: train under torchrun with this many processes (DDP, one per GPU "
+        "on a GPU machine), launched as an external process through Dagster Pipes")
 
     def model_size(self, family_size: ModelSize) -> ModelSize:
         overrides = {f: getattr(self, f) for f in ("d_model", "n_layers", "n_heads", "d_ff", "context_length")
@@ -146,14 +149,16 @@ def language_model_asset(corpus: str, size: ModelSize) -> dg.AssetsDefinition:
         can_subset=False,
     )
     def _train(context: dg.AssetExecutionContext, config: config_class, tracking: Tracking,
-               compute: Compute, warehouse: WarehousePaths, documents: pd.DataFrame, tokenizer_record: dict):
+               compute: Compute, warehouse: WarehousePaths, pipes: dg.PipesSubprocessClient,
+               documents: pd.DataFrame, tokenizer_record: dict):
         from assets.corpora.tokenization import load_tokenizer
         from assets.lm.family import fit_language_model
 
         compute.seed_everything(config.seed)
         model_size = config.model_size(size)
         cfg = config.train_config(compute)
-        tokenizer = load_tokenizer(tracking.download_model(tokenizer_record["tokenizer_uri"]))
+        tokenizer_dir = tracking.download_model(tokenizer_record["tokenizer_uri"])
+        tokenizer = load_tokenizer(tokenizer_dir)
         train_texts, val_texts = corpus_texts(corpus, documents)
         hardware = compute.hardware()
         params = {"corpus": corpus, "size": model_size.name, **dataclasses.asdict(model_size),
@@ -162,9 +167,13 @@ def language_model_asset(corpus: str, size: ModelSize) -> dg.AssetsDefinition:
         registered = f"lm-{corpus}-{model_size.name}"
         with tracking.start_run(name, dagster_run_id=context.run.run_id, asset_key=name, params=params) as run_id, \
                 tempfile.TemporaryDirectory() as tmp:
-            fitted = fit_language_model(model_size, tokenizer, train_texts, val_texts, cfg, tmp + "/model",
-                                        checkpoint_dir=config.checkpoint_dir,
-                                        on_log=_progress_logger(context, cfg.max_steps, time.time()))
+            if config.nproc_per_node > 1 and not config.checkpoint_dir:
+                fitted = _fit_under_torchrun(context, pipes, config.nproc_per_node, model_size, cfg, tokenizer_dir,
+                                             train_texts, val_texts, tmp)
+            else:
+                fitted = fit_language_model(model_size, tokenizer, train_texts, val_texts, cfg, tmp + "/model",
+                                            checkpoint_dir=config.checkpoint_dir,
+                                            on_log=_progress_logger(context, cfg.max_steps, time.time()))
             tracking.log_metric_history(run_id, fitted.curve.to_dict("records"))
             tracking.log_metrics(run_id, {"final_val_loss": fitted.final_val_loss, "parameters": fitted.parameters})
             model = tracking.log_model(run_id, fitted.checkpoint_dir, registered, aliases=tuple(config.aliases))
@@ -174,7 +183,8 @@ def language_model_asset(corpus: str, size: ModelSize) -> dg.AssetsDefinition:
                   "final_val_loss": fitted.final_val_loss, "tokens_seen": fitted.tokens_seen,
                   "train_seconds": fitted.seconds, "vocab_size": fitted.vocab_size,
                   "model_size": dataclasses.asdict(model_size), "hardware": hardware,
-                  "tokenizer_uri": tokenizer_record["tokenizer_uri"]}
+                  "tokenizer_uri": tokenizer_record["tokenizer_uri"],
+                  "processes": config.nproc_per_node if fitted.source == "trained" else 1}
         yield dg.Output(record, output_name=name, metadata={
             "model_uri": model["model_uri"], "mlflow": dg.MetadataValue.url(model["mlflow_link"]),
             "parameters": fitted.parameters, "final_val_loss": fitted.final_val_loss,
@@ -183,6 +193,27 @@ def language_model_asset(corpus: str, size: ModelSize) -> dg.AssetsDefinition:
         yield dg.Output(fitted.curve, output_name=f"{name}_curve")
 
     return _train
+
+
+def _fit_under_torchrun(context, pipes, nproc: int, size: ModelSize, cfg, tokenizer_dir, train_texts, val_texts,
+                        tmp: str):
+    """Train in ``nproc`` torchrun processes launched through Dagster Pipes; rank 0 streams its progress here."""
+    import os
+    import sys
+    from pathlib import Path
+
+    import assets
+    from assets.lm.launch_main import read_result, write_job
+
+    job = write_job(Path(tmp) / "job", size, cfg, tokenizer_dir, train_texts, val_texts)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "assets.lm.launch_main", str(job)]
+    repo = str(Path(assets.__file__).resolve().parents[1])
+    threads = str(max(1, (os.cpu_count() or 1) // nproc))  # the ranks share the machine's cores
+    context.log.info(f"launching {nproc} training processes: {' '.join(command)}")
+    pipes.run(command=command, context=context, cwd=repo,
+              env={"OMP_NUM_THREADS": threads, "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))})
+    return read_result(job)
 
 
 def _curve_plot(curve: pd.DataFrame, title: str, warehouse: WarehousePaths, run_id: str):

@@ -27,6 +27,11 @@ class Dist:
         return t
 
 
+def is_main_process() -> bool:
+    """True outside torchrun and on its rank 0: the process that writes files and reports."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def setup_distributed(device: str) -> Dist:
     """Join the torchrun process group when WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))

@@ -22,6 +22,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from assets.corpora.tokenization import encode_documents  # noqa: E402
+from assets.lm.distributed import is_main_process  # noqa: E402
 from assets.lm.model import ModelSize, build_model, count_parameters, load_checkpoint, save_checkpoint  # noqa: E402
 from assets.lm.training import CURVE_COLUMNS, TrainConfig, estimate_loss, train  # noqa: E402
 
@@ -90,7 +91,8 @@ def fit_language_model(
         train_tokens, val_tokens = token_streams(tokenizer, train_texts, val_texts)
         result = train(model, train_tokens, val_tokens, cfg, on_log=on_log)
         curve, loss, seconds, tokens_seen, source = result.curve, result.final_val_loss, result.seconds, result.tokens_seen, "trained"
-    save_checkpoint(model, tokenizer, out_dir, overwrite=True)
+    if is_main_process():  # under torchrun every rank holds the same weights; one writes them
+        save_checkpoint(model, tokenizer, out_dir, overwrite=True)
     return FittedModel(
         checkpoint_dir=Path(out_dir), curve=curve, parameters=count_parameters(model),
         non_embedding_parameters=count_parameters(model, non_embedding=True), final_val_loss=float(loss),
