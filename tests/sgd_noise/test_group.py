@@ -1,0 +1,91 @@
+"""The sgd_noise group materialized on the tiny profile through `dagster.materialize`; numbers read back."""
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from pipelines.definitions import defs
+from pipelines.jobs import USER_INPUTS
+from resources.catalog import query
+from resources.presentation import VERDICTS
+
+
+@pytest.fixture(scope="module")
+def group(tmp_path_factory):
+    from resources import default_resources
+
+    root = tmp_path_factory.mktemp("warehouse")
+    result = dg.materialize(
+        list(defs.assets) + list(defs.asset_checks),
+        selection=dg.AssetSelection.groups("sgd_noise").upstream().required_multi_asset_neighbors() - USER_INPUTS,
+        resources=default_resources(str(root)))
+    assert result.success
+    return result, root
+
+
+def test_data_checks_pass_and_findings_checks_warn(group):
+    result, _ = group
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    for name in ("sgd_noise_synthetic_curves_valid", "sgd_noise_lm_curves_valid", "sgd_noise_distance_summary_valid"):
+        assert evaluations[name].passed, name
+    for name in ("online_close_at_equal_loss", "online_less_noise_not_worse", "online_noise_cut_helps",
+                 "offline_noise_helps"):
+        assert evaluations[name].severity == dg.AssetCheckSeverity.WARN
+        assert "ours" in evaluations[name].metadata and "verdict" in evaluations[name].metadata
+
+
+def test_every_synthetic_run_is_a_row_and_learns(group):
+    _, root = group
+    from assets.sgd_noise.defs import SyntheticSweepConfig
+
+    cfg = SyntheticSweepConfig()
+    expected = 2 * len(cfg.batch_sizes) * len(cfg.learning_rates) * cfg.seeds + 2 * cfg.seeds  # + branches
+    runs = query(root, "SELECT run_key, regime, batch_size, learning_rate, seed, cut_step, final_eval_loss, "
+                       "teacher_entropy FROM sgd_noise.sgd_noise_synthetic_runs")
+    assert len(runs) == expected and runs["run_key"].is_unique
+    curves = query(root, "SELECT c.run_key, step, examples, epochs, eval_loss, r.regime, r.batch_size, r.seed "
+                         "FROM sgd_noise.sgd_noise_synthetic_curves c JOIN sgd_noise.sgd_noise_synthetic_runs r "
+                         "USING (run_key)")
+    start = curves[curves["step"] == 0]
+    # every run of a seed starts from the same network; seeds differ
+    assert (start.groupby(["seed"])["eval_loss"].nunique() == 1).all() and start["eval_loss"].nunique() == cfg.seeds
+    end = curves[curves["step"] == cfg.steps]
+    assert (end["eval_loss"].median() < start["eval_loss"].median() - 0.05)
+    assert (end["eval_loss"] > runs["teacher_entropy"].iloc[0] - 1e-4).all()
+    offline = end[end["regime"] == "offline"]
+    np.testing.assert_allclose(offline["epochs"], cfg.steps * offline["batch_size"] / cfg.train_size)
+    assert (end["examples"] == cfg.steps * end["batch_size"]).all()
+
+
+def test_lm_runs_distances_and_noise_cut(group):
+    _, root = group
+    from assets.sgd_noise.defs import LMSweepConfig
+
+    cfg = LMSweepConfig()
+    runs = query(root, "SELECT run_key, task, regime, cut_step, final_eval_loss FROM sgd_noise.sgd_noise_lm_runs")
+    for task, batches in (("lm_facts", cfg.batch_sizes), ("lm_code", cfg.code_batch_sizes)):
+        per_regime = len(batches) * len(cfg.learning_rates) + cfg.seeds - 1 + 1  # + seeds, + branch
+        cell = runs[runs["task"] == task]
+        assert len(cell) == 2 * per_regime and (cell["cut_step"] >= 0).sum() == 2, task
+    first = query(root, "SELECT run_key, eval_loss FROM sgd_noise.sgd_noise_lm_curves WHERE step = 0")
+    assert (runs.set_index("run_key")["final_eval_loss"] < first.set_index("run_key")["eval_loss"]).all()
+    distances = query(root, "SELECT task, regime, kind, tv_equal_loss, tv_equal_step FROM "
+                            "sgd_noise.sgd_noise_lm_distances UNION ALL SELECT task, regime, kind, tv_equal_loss, "
+                            "tv_equal_step FROM sgd_noise.sgd_noise_synthetic_distances")
+    assert set(distances["kind"]) == {"noise_same_seed", "noise_cross_seed", "seed"}
+    assert distances.groupby(["task", "regime"]).size().min() >= 4
+    assert distances["tv_equal_loss"].between(0, 1).all() and (distances["tv_equal_loss"] > 0).all()
+    cut = query(root, "SELECT task, regime, gain_soon, gain_end, loss_at_cut FROM sgd_noise.sgd_noise_noise_reduction")
+    assert set(zip(cut["task"], cut["regime"], strict=True)) == {
+        (t, r) for t in ("synthetic", "lm_facts", "lm_code") for r in ("online", "offline")}
+    assert cut["loss_at_cut"].notna().all() and cut["gain_soon"].abs().gt(0).all()
+
+
+def test_findings_table(group):
+    _, root = group
+    found = query(root, "SELECT study, metric, ours, verdict, note FROM sgd_noise.findings")
+    assert len(found) == 12 and (found["study"] == "sgd_noise").all() and found["verdict"].isin(VERDICTS).all()
+    for part in ("online TV at equal loss", "larger batch not worse", "noise cut", "offline advantage"):
+        assert found["metric"].str.contains(part).sum() == 3, part  # synthetic, lm_facts, lm_code
+    assert found["metric"].str.startswith("lm_code").sum() == 4
+    assert found["ours"].notna().all() and found["note"].str.len().min() > 100
