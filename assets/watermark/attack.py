@@ -1,0 +1,136 @@
+"""The random-walk attack of Zhang et al. 2023, batched over texts.
+
+Each step, for every text still walking: the perturbation oracle rewrites a random span (here the generator
+re-samples ``span`` tokens at a random position given everything before it, without the watermark), the
+quality oracle scores the candidate, and the step is taken only if the candidate's quality is not below the
+original watermarked text's (minus ``quality_tolerance``). After ``backoff_after`` consecutive rejections a
+text backs off to half the span (not below ``min_span``). A text stops after ``steps`` steps, or as soon as
+its detector no longer flags it when ``stop_when_lost``. Every step of every text is recorded: whether the
+proposal was accepted, the span, the current text's detector score, p-value, detection and quality.
+
+The attack never sees the key: only the generator (to propose), the quality oracle (to accept) and, for the
+stopping rule, the detector's verdict (an evaluation convenience; the paper runs a fixed number of steps).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+QualityFn = Callable[[Any, Any], np.ndarray]  # (prompts [N, P], responses [N, m]) -> quality [N], higher better
+DetectFn = Callable[[Any, np.ndarray], dict]  # (responses [n, m], row indices [n]) -> {"score", "p_value", "detected"}
+
+
+@dataclass(frozen=True)
+class WalkSettings:
+    steps: int = 40
+    span: int = 4
+    min_span: int = 1
+    backoff_after: int = 5
+    quality_tolerance: float = 0.0
+    stop_when_lost: bool = True
+    temperature: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.span < 1 or not 1 <= self.min_span <= self.span or self.backoff_after < 1:
+            raise ValueError(f"WalkSettings need steps >= 0, span >= min_span >= 1, backoff_after >= 1; got {self}")
+
+
+def propose_spans(model: Any, prompts, responses, spans: np.ndarray, rng: np.random.Generator, *,
+                  seed: int, temperature: float = 1.0):
+    """Perturbation oracle: for row r, re-sample spans[r] tokens at a random start given the prompt and the
+    response before it; returns (candidates [N, m], starts [N])."""
+    import torch
+
+    from assets.lm.inference import generate
+
+    n, m = responses.shape
+    p = prompts.size(1)
+    spans = np.minimum(spans, m)
+    starts = np.array([rng.integers(0, m - s + 1) for s in spans])
+    width = p + int(starts.max())
+    ids = torch.zeros(n, width, dtype=torch.long)
+    mask = torch.zeros(n, width, dtype=torch.long)
+    for r in range(n):  # left padding: every prefix ends at the last column
+        prefix = torch.cat([prompts[r], responses[r, :starts[r]]])
+        ids[r, width - len(prefix):] = prefix
+        mask[r, width - len(prefix):] = 1
+    new = generate(model, ids, int(spans.max()), attention_mask=mask, seed=seed,
+                   temperature=temperature)[:, width:].cpu()
+    candidates = responses.clone()
+    for r in range(n):
+        candidates[r, starts[r]:starts[r] + spans[r]] = new[r, :spans[r]]
+    return candidates, starts
+
+
+def random_walk(generator_model: Any, prompts, responses, quality: QualityFn, detect: DetectFn,
+                settings: WalkSettings, log: Callable[[str], None] | None = None):
+    """Walk every row; returns (final responses [N, m], per-step records DataFrame, original quality [N],
+    {"steps_taken": [N], "accepted": [N]})."""
+    n = responses.size(0)
+    rng = np.random.default_rng(settings.seed)
+    current = responses.clone()
+    q_orig = np.asarray(quality(prompts, current), dtype=float)
+    q_now = q_orig.copy()
+    first = detect(current, np.arange(n))
+    score, pval, detected = (np.asarray(first[k], dtype=float) for k in ("score", "p_value", "detected"))
+    detected = detected.astype(bool)
+    span = np.full(n, settings.span)
+    rejections = np.zeros(n, dtype=int)
+    accepted_total = np.zeros(n, dtype=int)
+    active = detected.copy() if settings.stop_when_lost else np.ones(n, dtype=bool)
+    records = [_record(0, np.arange(n), np.zeros(n, bool), span, score, pval, detected, q_now, active)]
+    started, every = time.time(), max(1, settings.steps // 10)
+    for step in range(1, settings.steps + 1):
+        rows = np.flatnonzero(active)
+        if len(rows) == 0:
+            break
+        cand, _ = propose_spans(generator_model, prompts[rows], current[rows], span[rows], rng,
+                                seed=settings.seed * 100_003 + step, temperature=settings.temperature)
+        q_cand = np.asarray(quality(prompts[rows], cand), dtype=float)
+        ok = q_cand >= q_orig[rows] - settings.quality_tolerance
+        took = rows[ok]
+        if len(took):
+            current[took] = cand[ok]
+            q_now[took] = q_cand[ok]
+            res = detect(current[took], took)
+            score[took], pval[took] = res["score"], res["p_value"]
+            detected[took] = np.asarray(res["detected"], dtype=bool)
+        accepted_total[took] += 1
+        rejections[took] = 0
+        refused = rows[~ok]
+        rejections[refused] += 1
+        backoff = refused[rejections[refused] >= settings.backoff_after]
+        span[backoff] = np.maximum(settings.min_span, span[backoff] // 2)
+        rejections[backoff] = 0
+        accepted = np.zeros(n, dtype=bool)
+        accepted[took] = True
+        records.append(_record(step, rows, accepted[rows], span[rows], score[rows], pval[rows], detected[rows],
+                               q_now[rows], np.ones(len(rows), bool)))
+        if settings.stop_when_lost:
+            active[took[~detected[took]]] = False
+        if log and (step % every == 0 or step == settings.steps):
+            eta = (time.time() - started) / step * (settings.steps - step)
+            log(f"walk step {step}/{settings.steps}: {len(rows)} walking, {ok.mean():.0%} accepted, "
+                f"{detected.mean():.0%} still detected, ETA {eta:.0f}s")
+    frame = pd.concat(records, ignore_index=True)
+    steps_taken = frame.groupby("row")["step"].max().reindex(range(n)).to_numpy()
+    return current, frame, q_orig, {"steps_taken": steps_taken, "accepted": accepted_total}
+
+
+def _record(step, rows, accepted, span, score, pval, detected, quality, walking) -> pd.DataFrame:
+    return pd.DataFrame({"step": step, "row": rows, "accepted": accepted, "span": span, "score": score,
+                         "p_value": pval, "detected": detected, "quality": quality, "walking": walking})
+
+
+def detection_curve(walk: pd.DataFrame, n_rows: int, steps: int) -> pd.DataFrame:
+    """Share of rows detected after each step, carrying a stopped row's last state forward."""
+    wide = walk.pivot_table(index="step", columns="row", values="detected", aggfunc="last")
+    wide = wide.reindex(index=range(steps + 1), columns=range(n_rows)).astype(float).ffill()
+    return pd.DataFrame({"step": wide.index, "detection_rate": wide.mean(axis=1).to_numpy()})

@@ -1,0 +1,327 @@
+"""Dagster side of the watermark study (Zhang, Edelman, Francati, Venturi, Ateniese & Barak 2023, "Watermarks
+in the Sand"): three watermarks, their detectors, and the random-walk attack that removes them.
+
+Text: the code family (byte-level BPE on Python sources; far more entropy per token than the templated facts
+world, and a watermark needs entropy to hide in). ``lm_code_small`` is the watermarked generator and the
+attack's perturbation oracle (it re-samples random spans); ``lm_code_large`` is the quality oracle (a
+separate, larger model's mean log-probability); a byte n-gram model fitted here on the code corpus is the
+independent judge of quality. ``watermark_texts`` / ``watermark_calibration``: KGW (γ=0.25, δ=2 and the
+attack paper's γ=0.5, δ=4), Unigram and EXP-sampled texts, unwatermarked texts, every detector calibrated
+at 1% FPR. ``watermark_walk`` / ``watermark_attack`` / ``watermark_summary``: the attack, step by step and
+per text. ``watermark/findings``: the paper's claims side by side.
+"""
+
+import time
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from resources.compute import Compute
+from resources.presentation import Finding, figure_metadata, findings_frame, findings_metadata, markdown_table
+from resources.profiles import current_profile, pick
+from resources.stages import stage
+from resources.tracking import Tracking
+from resources.validation import expectations, gx_check
+from resources.warehouse import WarehousePaths
+
+GROUP = "watermark"
+PAPER = "Zhang et al. 2023 (Watermarks in the Sand)"
+
+
+def _load(record: dict, tracking: Tracking, device: str):
+    from assets.lm.hub import load_model
+
+    return load_model(record["model_uri"], tracking.resolved_tracking_uri, device=device)
+
+
+# ------------------------------------------------------------------------------------------- generation
+class WatermarkGenerationConfig(dg.Config):
+    """Prompts, watermarked and unwatermarked generations, and the detectors' calibration."""
+
+    prompt_tokens: int = pick(tiny=8, demo=16, gpu=32)
+    response_tokens: int = Field(default=pick(tiny=24, demo=40, gpu=200), description="tokens per generated text")
+    n_texts: int = Field(default=pick(tiny=6, demo=24, gpu=200), description="watermarked texts per scheme")
+    n_null: int = Field(default=pick(tiny=100, demo=200, gpu=1000),
+                        description="unwatermarked texts that calibrate each detector's 1% FPR threshold")
+    fpr: float = 0.01
+    z_threshold: float = Field(default=4.0, description="KGW's own z threshold (reported beside the calibrated one)")
+    kgw_gamma: float = 0.25
+    kgw_delta: float = 2.0
+    strong_gamma: float = Field(default=0.5, description="KGW γ as the attack paper ran it")
+    strong_delta: float = Field(default=4.0, description="KGW δ as the attack paper ran it")
+    unique: bool = Field(default=False, description="score distinct (previous, token) pairs / distinct tokens only")
+    unigram_gamma: float = 0.5
+    unigram_delta: float = 2.0
+    unigram_key: int = 0
+    exp_key: int = 42
+    exp_key_length: int = Field(default=pick(tiny=32, demo=256, gpu=256),
+                                description="n: rows of the EXP key ξ (Kuditipudi et al. use 256; a short key "
+                                            "makes texts share key rows, so their qualities correlate)")
+    edit_gamma: float = Field(default=0.4, description="EXP-edit insertion/deletion cost γ")
+    permutation_runs: int = Field(default=pick(tiny=9, demo=29, gpu=99),
+                                  description="fresh keys in EXP / EXP-edit's permutation test")
+    batch_size: int = pick(tiny=32, demo=64, gpu=256)
+    seed: int = 0
+    cpu_threads: int = Field(default=1, description="torch CPU threads (0: torch's default)")
+
+    def settings(self):
+        from assets.watermark.study import StudySettings
+
+        return StudySettings(self.prompt_tokens, self.response_tokens, self.n_texts, self.n_null, self.fpr,
+                             self.z_threshold, self.permutation_runs, self.batch_size, self.seed)
+
+
+@dg.multi_asset(
+    outs={"watermark_texts": dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("evaluation"),
+                                         description="Every generated text under every detector: score, p-value, "
+                                                     "detection at 1% FPR, the oracle's quality, token ids."),
+          "watermark_calibration": dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("evaluation"),
+                                               description="Per scheme: parameters, the threshold calibrated on "
+                                                           "unwatermarked text, null p-values, detection rate.")},
+    ins={"generator": dg.AssetIn("lm_code_small"), "oracle": dg.AssetIn("lm_code_large"),
+         "documents": dg.AssetIn("code_corpus")},
+    check_specs=[dg.AssetCheckSpec("texts_valid", asset="watermark_texts",
+                                   description="p-values in [0, 1], known schemes and roles, finite scores"),
+                 dg.AssetCheckSpec("calibration_holds", asset="watermark_calibration",
+                                   description="each threshold flags at most 2x the target FPR of the null texts")],
+    pool="gpu", can_subset=False)
+def watermark_generation(context: dg.AssetExecutionContext, config: WatermarkGenerationConfig, tracking: Tracking,
+                         compute: Compute, generator: dict, oracle: dict, documents: pd.DataFrame):
+    """Generate KGW-, Unigram- and EXP-watermarked continuations of code prompts with the small code model,
+    unwatermarked ones for calibration, and score all of them with every detector."""
+    from assets.lm.threads import torch_threads
+    from assets.watermark.schemes import build_schemes
+    from assets.watermark.study import decode, detection_tables, generate_texts, mean_logprob
+
+    device, s, started = compute.torch_device(), config.settings(), time.time()
+    compute.seed_everything(config.seed)
+    val = documents.loc[documents["split"] == "validation", "text"].tolist()
+    with torch_threads(config.cpu_threads, device):
+        model, tokenizer = _load(generator, tracking, device)
+        oracle_model, _ = _load(oracle, tracking, device)
+        schemes = build_schemes(
+            int(model.config.vocab_size), kgw_gamma=config.kgw_gamma, kgw_delta=config.kgw_delta,
+            attack_paper_gamma=config.strong_gamma, attack_paper_delta=config.strong_delta, unique=config.unique,
+            unigram_gamma=config.unigram_gamma, unigram_delta=config.unigram_delta, unigram_key=config.unigram_key,
+            exp_key=config.exp_key, key_length=config.exp_key_length, edit_gamma=config.edit_gamma, device=device)
+        gen = generate_texts(model, tokenizer, val, schemes, s, log=context.log.info)
+        groups = {**{k: (gen["prompts"], v) for k, v in gen["tokens"].items()},
+                  "null": (gen["null_prompts"], gen["null_tokens"])}
+        quality = {k: mean_logprob(oracle_model, p, t, s.batch_size) for k, (p, t) in groups.items()}
+        texts = {k: decode(tokenizer, t) for k, (_, t) in groups.items()}
+        table, calibration = detection_tables(gen, schemes, s, quality, texts)
+    context.log.info(f"generation and detection took {time.time() - started:.1f}s")
+    lineage = {"generator_uri": generator["model_uri"], "oracle_uri": oracle["model_uri"]}
+    table = table.assign(**lineage)
+    calibration = calibration.assign(**lineage)
+    shown = calibration[["scheme", "threshold", "null_false_positive_rate", "null_p_ks_pvalue", "detection_rate",
+                         "p_below_fpr_rate", "z_threshold_rate"]]
+    yield dg.Output(table, output_name="watermark_texts", metadata={"rows": len(table), **lineage})
+    yield dg.Output(calibration, output_name="watermark_calibration",
+                    metadata={"calibration": markdown_table(shown), "seconds": round(time.time() - started, 1)})
+    gxe = expectations()
+    yield gx_check(table, [
+        gxe.ExpectColumnValuesToBeInSet(column="scheme", value_set=list(schemes)),
+        gxe.ExpectColumnValuesToBeInSet(column="role", value_set=["watermarked", "unwatermarked"]),
+        gxe.ExpectColumnValuesToBeBetween(column="p_value", min_value=0, max_value=1),
+        gxe.ExpectColumnValuesToNotBeNull(column="score"),
+        gxe.ExpectColumnValuesToBeBetween(column="oracle_logprob", max_value=0),
+    ], name="watermark_texts", asset_key=dg.AssetKey("watermark_texts"), check_name="texts_valid")
+    worst = float(calibration["null_false_positive_rate"].max())
+    yield dg.AssetCheckResult(asset_key="watermark_calibration", check_name="calibration_holds",
+                              passed=bool(worst <= 2 * config.fpr),
+                              metadata={"worst_null_false_positive_rate": worst, "target_fpr": config.fpr})
+
+
+# ----------------------------------------------------------------------------------------------- attack
+class WatermarkAttackConfig(dg.Config):
+    """The random walk: span re-sampling by the generator, acceptance by the larger model's quality score."""
+
+    steps: int = Field(default=pick(tiny=8, demo=60, gpu=200), description="T: the most steps per text")
+    span: int = Field(default=pick(tiny=3, demo=4, gpu=6), description="tokens re-sampled per step")
+    min_span: int = 1
+    backoff_after: int = Field(default=pick(tiny=3, demo=5, gpu=10),
+                               description="consecutive rejections before the span halves")
+    quality_tolerance: float = Field(default=0.0, description="accept if quality >= original - this (nats/token)")
+    stop_when_lost: bool = Field(default=True, description="stop a text's walk once it is no longer detected")
+    temperature: float = 1.0
+    judge_order: int = Field(default=5, description="bytes of context + 1 in the independent n-gram judge")
+    judge_max_bytes: int | None = pick(tiny=None, demo=2_000_000, gpu=None)
+    seed: int = 0
+    cpu_threads: int = 1
+
+    def walk(self):
+        from assets.watermark.attack import WalkSettings
+
+        return WalkSettings(self.steps, self.span, self.min_span, self.backoff_after, self.quality_tolerance,
+                            self.stop_when_lost, self.temperature, self.seed)
+
+
+ATTACK_OUTS = {
+    "watermark_walk": "Every step of every attacked text: accepted or not, span, detector score, p-value (EXP / "
+                      "EXP-edit: empirical, against the unwatermarked texts), detection at 1% FPR, quality-oracle "
+                      "score.",
+    "watermark_attack": "Per attacked text: score, p-value and detection before and after, steps, tokens changed, "
+                        "oracle and judge quality before and after, attack success.",
+    "watermark_summary": "Per scheme: detection rate before and after the attack, attack success, quality change.",
+}
+
+
+@dg.multi_asset(
+    outs={k: dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("evaluation"), description=v)
+          for k, v in ATTACK_OUTS.items()},
+    ins={"texts": dg.AssetIn("watermark_texts"), "calibration": dg.AssetIn("watermark_calibration"),
+         "generator": dg.AssetIn("lm_code_small"), "oracle": dg.AssetIn("lm_code_large"),
+         "documents": dg.AssetIn("code_corpus")},
+    check_specs=[dg.AssetCheckSpec("attack_valid", asset="watermark_attack",
+                                   description="every accepted text keeps the oracle's quality; rates in [0, 1]")],
+    pool="gpu", can_subset=False)
+def watermark_attack(context: dg.AssetExecutionContext, config: WatermarkAttackConfig, tracking: Tracking,
+                     compute: Compute, warehouse: WarehousePaths, texts: pd.DataFrame, calibration: pd.DataFrame,
+                     generator: dict, oracle: dict, documents: pd.DataFrame):
+    """Run the random-walk attack on every scheme's watermarked texts and measure what it costs in quality."""
+    import numpy as np
+    import torch
+
+    from assets.lm.threads import torch_threads
+    from assets.watermark import plots
+    from assets.watermark.ngram import ByteNGram
+    from assets.watermark.schemes import scheme_from_params
+    from assets.watermark.study import StudySettings, run_attack, summarise
+
+    device, started = compute.torch_device(), time.time()
+    compute.seed_everything(config.seed)
+    schemes = {r["scheme"]: scheme_from_params(r, device) for r in calibration.to_dict("records")}
+    marked = texts[texts["role"] == "watermarked"]
+    first = marked[marked["scheme"] == next(iter(schemes))].sort_values("text_id")
+    gen = {"prompts": torch.tensor(np.stack(first["prompt_ids"].to_list()), dtype=torch.long),
+           "tokens": {name: torch.tensor(np.stack(g.sort_values("text_id")["response_ids"].to_list()),
+                                         dtype=torch.long)
+                      for name, g in marked.groupby("scheme") if schemes[name].texts_from == name}}
+    null = texts[texts["role"] == "unwatermarked"]
+    null_scores = {name: g["score"].to_numpy() for name, g in null.groupby("scheme")}
+    s = StudySettings(prompt_tokens=gen["prompts"].size(1), response_tokens=len(first["response_ids"].iloc[0]),
+                      n_texts=len(first), n_null=len(null_scores[first["scheme"].iloc[0]]),
+                      fpr=float(calibration["fpr"].iloc[0]),
+                      permutation_runs=int(calibration["permutation_runs"].iloc[0]), seed=config.seed)
+    train = documents.loc[documents["split"] == "train", "text"].tolist()
+    judge = ByteNGram(config.judge_order).fit(train, max_bytes=config.judge_max_bytes)
+    null_text = null[null["scheme"] == first["scheme"].iloc[0]]
+    with torch_threads(config.cpu_threads, device):
+        model, tokenizer = _load(generator, tracking, device)
+        contexts = [tokenizer.decode(list(ids), skip_special_tokens=True) for ids in null_text["prompt_ids"]]
+    null_bpb_each = judge.bits_per_byte(null_text["text"].tolist(), contexts)
+    null_bpb = float(np.nanmean(null_bpb_each))
+    same = null_text["text_id"].to_numpy() < s.n_texts  # unwatermarked answers to the watermarked prompts
+    same_prompt_bpb = float(np.nanmean(null_bpb_each[same])) if same.any() else float("nan")
+    with torch_threads(config.cpu_threads, device):
+        oracle_model, _ = _load(oracle, tracking, device)
+        walk, results = run_attack(model, oracle_model, judge, tokenizer, gen, schemes, calibration, null_scores, s,
+                                   config.walk(), log=context.log.info)
+    summary = summarise(results, calibration, null_bpb, same_prompt_bpb)
+    context.log.info(f"attack took {time.time() - started:.1f}s")
+    run_id, root = context.run.run_id, warehouse.root
+    thresholds = dict(zip(calibration["scheme"], calibration["threshold"], strict=True))
+    yield dg.Output(walk, output_name="watermark_walk", metadata={
+        "rows": len(walk),
+        "detection_vs_steps": figure_metadata(plots.detection_vs_steps(walk, config.steps),
+                                              "watermark/detection_vs_steps", root, run_id),
+        "score_trajectories": figure_metadata(plots.score_trajectories(walk, thresholds, config.steps),
+                                              "watermark/score_trajectories", root, run_id)})
+    yield dg.Output(results, output_name="watermark_attack", metadata={
+        "rows": len(results), "quality": figure_metadata(plots.quality_before_after(results, null_bpb),
+                                                         "watermark/quality_before_after", root, run_id)})
+    yield dg.Output(summary, output_name="watermark_summary", metadata={
+        "summary": markdown_table(summary), "seconds": round(time.time() - started, 1),
+        "judge_bits_per_byte_unwatermarked": null_bpb})
+    gxe = expectations()
+    yield gx_check(results, [
+        gxe.ExpectColumnValuesToBeInSet(column="quality_kept", value_set=[True]),
+        gxe.ExpectColumnValuesToBeBetween(column="tokens_changed", min_value=0, max_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="p_value_after", min_value=0, max_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="steps", min_value=0, max_value=config.steps),
+        gxe.ExpectColumnValuesToNotBeNull(column="judge_bits_per_byte_after"),
+    ], name="watermark_attack", asset_key=dg.AssetKey("watermark_attack"), check_name="attack_valid")
+
+
+# -------------------------------------------------------------------------------------------- findings
+FINDINGS_KEY = dg.AssetKey([GROUP, "findings"])
+FINDINGS_CHECKS = [
+    dg.AssetCheckSpec("watermarked_text_detected", asset=FINDINGS_KEY,
+                      description="Every scheme's unattacked watermarked texts are detected at >= 90% at 1% FPR "
+                                  "(WARN: a finding)."),
+    dg.AssetCheckSpec("attack_removes_watermarks", asset=FINDINGS_KEY,
+                      description="The walk frees most detected texts of every scheme (> 50%) while the judge's "
+                                  "perplexity rises at most 10% (WARN: a finding)."),
+]
+
+
+@dg.asset(key_prefix=[GROUP], name="findings", group_name=GROUP, code_version="1", tags=stage("evaluation"),
+          ins={"summary": dg.AssetIn("watermark_summary"), "calibration": dg.AssetIn("watermark_calibration")},
+          check_specs=FINDINGS_CHECKS)
+def watermark_findings(context: dg.AssetExecutionContext, summary: pd.DataFrame, calibration: pd.DataFrame):
+    """Detection before the attack, attack success and quality cost per scheme, next to the paper's claims."""
+    from assets.watermark import findings as f
+
+    n = f.numbers(summary)
+    cal = calibration.set_index("scheme")
+    scale = (f"{current_profile()} profile: {int(summary['n_texts'].iloc[0])} texts per scheme, "
+             f"{int(cal['n_null'].iloc[0])} unwatermarked for calibration, code LM family "
+             f"(vocabulary {int(cal['vocab_size'].iloc[0])})")
+    rows = []
+    for name, r in n.items():
+        c = cal.loc[name]
+        params = (f"γ={c['gamma']}, δ={c['delta']}" if c["kind"] in ("kgw", "unigram")
+                  else f"n={int(c['key_length'])}" + (f", edit γ={c['edit_gamma']}" if c["kind"] == "exp_edit" else ""))
+        z_note = (f"; z > 4: {c['z_threshold_rate']:.0%}" if c["kind"] in ("kgw", "unigram") else
+                  f"; permutation p-values floor at 1/{int(c['permutation_runs']) + 1}")
+        rows.append(Finding(
+            GROUP, f"detection_rate_before_{name}", r["detection_rate_before"], None, scale,
+            f.detection_verdict(r["detection_rate_before"]),
+            f"{name} ({params}): {r['detection_rate_before']:.0%} of unattacked watermarked texts above the "
+            f"threshold calibrated at 1% FPR on unwatermarked text (null FPR {c['null_false_positive_rate']:.1%}, "
+            f"threshold {c['threshold']:.3g}; p <= 0.01: {c['p_below_fpr_rate']:.0%}{z_note}). The detector's own "
+            f"p-values on unwatermarked text: mean {c['null_p_mean']:.2f}, KS test vs uniform p = "
+            f"{c['null_p_ks_pvalue']:.2g}. Paper: high detection of unattacked text."))
+        rows.append(Finding(
+            GROUP, f"attack_success_{name}", r["attack_success_rate"], None, scale,
+            f.attack_verdict(r["attack_success_rate"], r["judge_perplexity_ratio"], int(r["n_detected_before"]),
+                             r["judge_perplexity_ratio_low"]),
+            f"the walk freed {r['attack_success_rate']:.0%} of the {int(r['n_detected_before'])} detected texts "
+            f"(detection {r['detection_rate_before']:.0%} -> {r['detection_rate_after']:.0%}; median "
+            f"{r['median_steps_to_success']:.0f} steps, {r['mean_tokens_changed']:.0%} of tokens changed). Quality: "
+            f"judge perplexity x{r['judge_perplexity_ratio']:.3f} (95% interval {r['judge_perplexity_ratio_low']:.2f}-"
+            f"{r['judge_perplexity_ratio_high']:.2f}; bits/byte {r['judge_bits_per_byte_before']:.3f} -> "
+            f"{r['judge_bits_per_byte_after']:.3f}; unwatermarked samples on the same prompts "
+            f"{r['judge_bits_per_byte_unwatermarked_same_prompts']:.3f}, on all prompts "
+            f"{r['judge_bits_per_byte_unwatermarked']:.3f}), "
+            f"oracle perplexity x{r['oracle_perplexity_ratio']:.3f}. Paper: removes the watermark from most texts "
+            f"with small quality loss. {f.DISCLOSURE}"))
+        rows.append(Finding(
+            GROUP, f"quality_ratio_{name}", r["judge_perplexity_ratio"], None, scale,
+            f.quality_verdict(r["judge_perplexity_ratio"], r["judge_perplexity_ratio_low"]),
+            f"independent judge's per-byte perplexity after / before the attack, geometric mean over texts (95% "
+            f"interval {r['judge_perplexity_ratio_low']:.2f}-{r['judge_perplexity_ratio_high']:.2f}; <= "
+            f"{1 + f.SMALL_QUALITY_LOSS:.2f}: small loss). Bits/byte before {r['judge_bits_per_byte_before']:.3f}, "
+            f"after {r['judge_bits_per_byte_after']:.3f}, unwatermarked samples on the same prompts "
+            f"{r['judge_bits_per_byte_unwatermarked_same_prompts']:.3f}. Paper: small quality loss. {f.DISCLOSURE}"))
+    yield dg.Output(findings_frame(rows), metadata=findings_metadata(rows))
+    rates = {k: v["detection_rate_before"] for k, v in n.items()}
+    yield dg.AssetCheckResult(
+        check_name="watermarked_text_detected", severity=dg.AssetCheckSeverity.WARN,
+        passed=all(v >= f.HIGH_DETECTION for v in rates.values()),
+        metadata={**{f"detection_rate_before_{k} (ours)": v for k, v in rates.items()},
+                  "paper": f"{PAPER}: high detection of unattacked text", "threshold": f.HIGH_DETECTION})
+    success = {k: v["attack_success_rate"] for k, v in n.items()}
+    ratios = {k: v["judge_perplexity_ratio"] for k, v in n.items()}
+    yield dg.AssetCheckResult(
+        check_name="attack_removes_watermarks", severity=dg.AssetCheckSeverity.WARN,
+        passed=all(f.attack_verdict(success[k], ratios[k], int(n[k]["n_detected_before"]),
+                                    n[k]["judge_perplexity_ratio_low"]) == "reproduced" for k in n),
+        metadata={**{f"attack_success_{k} (ours)": v for k, v in success.items()},
+                  **{f"judge_perplexity_ratio_{k} (ours)": v for k, v in ratios.items()},
+                  "paper": f"{PAPER}: most texts freed, small quality loss", "threshold": f.MOST})
+
+
+defs = dg.Definitions(assets=[watermark_generation, watermark_attack, watermark_findings])

@@ -1,0 +1,93 @@
+"""Generation with the watermarks on a tiny model, and the random walk's bookkeeping with known oracles."""
+
+import numpy as np
+import pytest
+import torch
+
+from assets.watermark.attack import WalkSettings, detection_curve, propose_spans, random_walk
+from assets.watermark.schemes import build_schemes, scheme_from_params, scheme_params
+
+
+@pytest.fixture(scope="module")
+def schemes():
+    return build_schemes(120, key_length=32)
+
+
+def test_tiny_model_watermarks_are_detected_and_plain_text_is_not(tiny_lm, schemes):
+    from assets.lm.inference import generate
+
+    prompts = torch.randint(120, (8, 4), generator=torch.Generator().manual_seed(0))
+    # A fresh model's next-token law is near uniform, so a green token comes with probability
+    # γe^δ / (γe^δ + 1 − γ): 0.71 for KGW (0.25, 2), 0.98 for (0.5, 4), 0.88 for Unigram (0.5, 2); over 60
+    # tokens that is an expected z of 8.2, 12.5 and 5.9.
+    plain = generate(tiny_lm, prompts, 60, seed=5)[:, 4:]
+    for name in ("kgw", "kgw_strong", "unigram"):
+        marked = schemes[name].generate(tiny_lm, prompts, 60, seed=1)
+        assert marked.shape == (8, 60)
+        z_marked, z_plain = schemes[name].detect(marked)["score"], schemes[name].detect(plain)["score"]
+        assert (z_marked > 4).all(), (name, z_marked)  # the z threshold of Kirchenbauer et al.
+        assert (np.abs(z_plain) < 4).all(), (name, z_plain)
+    exp = schemes["exp"].detect(schemes["exp"].generate(tiny_lm, prompts, 30, seed=1))["score"]
+    plain = plain[:, :30]
+    assert exp.min() > schemes["exp"].detect(plain)["score"].max()
+
+
+def test_scheme_parameters_round_trip(schemes):
+    for scheme in schemes.values():
+        again = scheme_from_params(scheme_params(scheme))
+        assert (again.name, again.kind, again.gamma, again.delta, again.texts_from) == \
+            (scheme.name, scheme.kind, scheme.gamma, scheme.delta, scheme.texts_from)
+    tokens = torch.randint(120, (3, 20), generator=torch.Generator().manual_seed(2))
+    for scheme in schemes.values():
+        again = scheme_from_params(scheme_params(scheme))
+        assert np.allclose(again.detect(tokens)["score"], scheme.detect(tokens)["score"])
+
+
+def test_proposals_change_only_the_span(tiny_lm):
+    prompts = torch.randint(120, (5, 6), generator=torch.Generator().manual_seed(0))
+    responses = torch.randint(120, (5, 12), generator=torch.Generator().manual_seed(1))
+    spans = np.array([1, 2, 3, 4, 12])
+    cand, starts = propose_spans(tiny_lm, prompts, responses, spans, np.random.default_rng(0), seed=0)
+    for r in range(5):
+        outside = torch.ones(12, dtype=torch.bool)
+        outside[starts[r]:starts[r] + spans[r]] = False
+        assert torch.equal(cand[r, outside], responses[r, outside])
+    assert starts[4] == 0  # a span as long as the text starts at 0
+
+
+def _detector(threshold_green: int):
+    """Detected while at least threshold_green tokens are even ids (a stand-in watermark)."""
+    def detect(tokens, rows):
+        score = (tokens % 2 == 0).sum(1).numpy().astype(float)
+        return {"score": score, "p_value": np.full(len(rows), 0.5), "detected": score >= threshold_green}
+    return detect
+
+
+def test_walk_accepts_everything_under_a_lenient_oracle_and_stops_when_lost(tiny_lm):
+    prompts = torch.randint(120, (4, 4), generator=torch.Generator().manual_seed(0))
+    responses = torch.full((4, 10), 2, dtype=torch.long)  # all even: score 10
+    final, walk, q0, info = random_walk(tiny_lm, prompts, responses, lambda p, r: np.zeros(len(r)),
+                                        _detector(8), WalkSettings(steps=30, span=3, seed=1))
+    assert (walk.loc[walk["step"] > 0, "accepted"]).all()
+    assert ((final % 2 == 0).sum(1) < 8).all()  # every text lost its "watermark"
+    assert (info["steps_taken"] < 30).all() and (info["accepted"] == info["steps_taken"]).all()
+    last = walk.sort_values("step").groupby("row").tail(1)
+    assert (~last["detected"]).all()
+    curve = detection_curve(walk, 4, 30)
+    assert curve["detection_rate"].iloc[0] == 1.0 and curve["detection_rate"].iloc[-1] == 0.0
+    assert curve["detection_rate"].is_monotonic_decreasing
+
+
+def test_walk_backs_off_and_keeps_the_text_under_a_strict_oracle(tiny_lm):
+    prompts = torch.randint(120, (3, 4), generator=torch.Generator().manual_seed(0))
+    responses = torch.randint(120, (3, 10), generator=torch.Generator().manual_seed(1))
+
+    def strict(p, r):  # only the original texts have quality 0; everything else is worse
+        return np.where((r == responses[: len(r)]).all(1).numpy(), 0.0, -1.0) if len(r) == 3 else -np.ones(len(r))
+
+    final, walk, _, info = random_walk(tiny_lm, prompts, responses, strict, _detector(0),
+                                       WalkSettings(steps=12, span=4, backoff_after=3, seed=0))
+    assert torch.equal(final, responses) and (info["accepted"] == 0).all()
+    spans = walk[walk["row"] == 0].set_index("step")["span"]
+    assert spans[1] == 4 and spans[3] == 2 and spans[6] == 1 and spans[12] == 1  # halves every 3 rejections
+    assert info["steps_taken"].tolist() == [12, 12, 12]

@@ -1,0 +1,68 @@
+"""The watermark group end to end on the tiny profile: generation, calibration, the attack, findings."""
+
+import dagster as dg
+import numpy as np
+
+
+def test_watermark_group_materializes_with_consistent_numbers(resources_for, warehouse_root):
+    from pipelines.definitions import defs
+    from pipelines.jobs import USER_INPUTS
+    from resources.catalog import query
+
+    result = dg.materialize(
+        list(defs.assets) + list(defs.asset_checks),
+        selection=dg.AssetSelection.groups("watermark").upstream().required_multi_asset_neighbors() - USER_INPUTS,
+        resources=resources_for,
+    )
+    assert result.success
+    schemes = ["kgw", "kgw_strong", "unigram", "exp", "exp_edit"]
+
+    calibration = result.asset_value("watermark_calibration").set_index("scheme")
+    assert list(calibration.index) == schemes
+    assert (calibration["null_false_positive_rate"] <= 0.01).all()  # threshold = the 99% quantile of the null
+    texts = result.asset_value("watermark_texts")
+    assert len(texts) == len(schemes) * (6 + 100)  # tiny profile: 6 watermarked, 100 unwatermarked texts
+    null = texts[texts["role"] == "unwatermarked"]
+    for name in schemes:
+        scores = null.loc[null["scheme"] == name, "score"]
+        assert np.isclose((scores > calibration.loc[name, "threshold"]).mean(),
+                          calibration.loc[name, "null_false_positive_rate"])
+    marked = texts[texts["role"] == "watermarked"]
+    # EXP and EXP-edit read the same texts
+    assert (marked.loc[marked["scheme"] == "exp", "text"].to_numpy() ==
+            marked.loc[marked["scheme"] == "exp_edit", "text"].to_numpy()).all()
+    # the watermark shows: watermarked z-scores sit well above the unwatermarked ones
+    for name in ("kgw", "kgw_strong", "unigram"):
+        assert marked.loc[marked["scheme"] == name, "score"].mean() > null.loc[null["scheme"] == name, "score"].mean() + 1
+
+    attack = result.asset_value("watermark_attack")
+    assert len(attack) == len(schemes) * 6
+    assert attack["quality_kept"].all()
+    assert (attack["oracle_logprob_after"] >= attack["oracle_logprob_before"] - 1e-9).all()
+    freed = attack[attack["attack_success"]]
+    assert (~freed["detected_after"] & freed["detected_before"]).all()
+    assert (attack.loc[attack["accepted_steps"] == 0, "tokens_changed"] == 0).all()
+
+    walk = result.asset_value("watermark_walk")
+    assert walk.groupby(["scheme", "text_id"])["step"].max().le(8).all()  # tiny profile: T = 8
+    start = walk[walk["step"] == 0].set_index(["scheme", "text_id"])["detected"]
+    assert (start.to_numpy() == attack.set_index(["scheme", "text_id"]).loc[start.index, "detected_before"]).all()
+
+    summary = result.asset_value("watermark_summary").set_index("scheme")
+    for name in schemes:
+        rows = attack[attack["scheme"] == name]
+        assert np.isclose(summary.loc[name, "detection_rate_before"], rows["detected_before"].mean())
+        assert np.isclose(summary.loc[name, "detection_rate_after"], rows["detected_after"].mean())
+
+    findings = result.asset_value(dg.AssetKey(["watermark", "findings"]))
+    assert {f"attack_success_{s}" for s in schemes} <= set(findings["metric"])
+    by_metric = findings.set_index("metric")["ours"]
+    assert np.isclose(by_metric["detection_rate_before_kgw"], summary.loc["kgw", "detection_rate_before"])
+
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    for name in ("texts_valid", "calibration_holds", "attack_valid"):
+        assert checks[name], name
+    assert {"watermarked_text_detected", "attack_removes_watermarks"} <= set(checks)
+
+    catalog = query(str(warehouse_root), "SELECT scheme, count(*) AS n FROM watermark.watermark_summary GROUP BY scheme")
+    assert len(catalog) == len(schemes)
