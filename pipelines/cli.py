@@ -83,7 +83,7 @@ def cmd_demo(args) -> int:
     start = time.time()
     progress = RunProgress(instance, run_id, total).start()
     try:
-        result = defs.get_job_def("main").execute_in_process(
+        result = defs.resolve_job_def("main").execute_in_process(
             instance=instance, raise_on_error=False, run_id=run_id, run_config=run_config)
     finally:
         progress.stop()

@@ -160,7 +160,7 @@ def grid_run_asset(cell: GridCell) -> dg.AssetsDefinition:
             if config.register_model:
                 registered = f"scaling-{cell.size.name}-u{cell.unique_tokens}-e{cell.epochs}"
                 model = tracking.log_model(run_id, result.checkpoint_dir, registered)
-        record = {**result.record(), "mlflow_run_id": run_id, "model_uri": model["model_uri"],
+        record = {**result.record(), "sampling": settings.sampling, "mlflow_run_id": run_id, "model_uri": model["model_uri"],
                   "mlflow_link": model["mlflow_link"], "corpus": source, "hardware": hardware}
         context.add_output_metadata({"held_out_loss": result.held_out_loss, "parameters": result.parameters,
                                      "tokens": result.tokens, "epochs": result.epochs,
@@ -178,8 +178,10 @@ def scaling_runs(context: dg.AssetExecutionContext, warehouse: WarehousePaths, *
 
     columns = ["run", "size", "parameters", "non_embedding_parameters", "unique_tokens", "epochs",
                "nominal_epochs", "tokens", "steps", "held_out_loss", "final_train_loss", "train_seconds",
-               "mlflow_run_id", "model_uri", "corpus"]
-    table = pd.DataFrame([{k: records[c.name][k] for k in columns} for c in CELLS], columns=columns)
+               "mlflow_run_id", "model_uri", "corpus", "sampling"]
+    # records written before the sampling option existed drew windows with replacement
+    table = pd.DataFrame([{k: records[c.name].get(k, "random") if k == "sampling" else records[c.name][k] for k in columns}
+                          for c in CELLS], columns=columns)
     table = table.sort_values(["parameters", "unique_tokens", "epochs"], ignore_index=True)
     fig = loss_vs_epochs_figure(table, None, "measured held-out loss (hollow: unique data at the same D)")
     context.add_output_metadata({"runs": markdown_table(table.drop(columns=["mlflow_run_id", "model_uri"]), 40),
@@ -362,7 +364,9 @@ def scaling_findings(context: dg.AssetExecutionContext, scaling_runs: pd.DataFra
     scale = (f"{current_profile()} profile: N {n.min():,.0f}-{n.max():,.0f} params, U_D "
              f"{scaling_runs['unique_tokens'].min():,.0f}-{scaling_runs['unique_tokens'].max():,.0f} tokens, "
              f"{scaling_runs['epochs'].min():.3g}-{scaling_runs['epochs'].max():.3g} epochs, "
-             f"corpus {scaling_runs['corpus'].iloc[0]}")
+             f"corpus {scaling_runs['corpus'].iloc[0]}, "
+             + ("epochs are exact passes over fixed windows" if set(scaling_runs.get("sampling", ["random"])) == {"epochs"}
+                else "windows drawn with replacement (Poisson repeats)"))
     result = headline(scaling_runs, scaling_law_fit, scaling_reference_fit, scale)
     findings = [Finding(GROUP, **row) for row in result.rows]
     yield dg.Output(findings_frame(findings), metadata=findings_metadata(findings))
