@@ -49,9 +49,9 @@ def read_result(job_dir: str | Path) -> FittedModel:
 
 def _pipes():
     """The Dagster Pipes context on rank 0 when Dagster launched us, else a no-op."""
-    from assets.lm.distributed import is_main_process
-
     from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, open_dagster_pipes  # ships with dagster
+
+    from assets.lm.distributed import is_main_process
 
     if is_main_process() and DAGSTER_PIPES_CONTEXT_ENV_VAR in os.environ:
         return open_dagster_pipes()
