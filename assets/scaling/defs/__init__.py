@@ -19,7 +19,7 @@ import pandas as pd
 from pydantic import Field
 
 from assets.lm.model import ModelSize
-from assets.scaling.checks import CHECKS
+from assets.scaling.defs.checks import CHECKS
 from assets.scaling.grid import GridCell, grid_cells
 from assets.scaling.headline import (
     FOUR_EPOCH_EXCESS_REPRODUCED,

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from assets.royalties.checks import pieces_check, shapley_check, values_check
+from assets.royalties.defs.checks import pieces_check, shapley_check, values_check
 from resources.compute import Compute
 from resources.presentation import Finding, figure_metadata, findings_frame, findings_metadata, markdown_table
 from resources.profiles import pick
