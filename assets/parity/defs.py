@@ -16,6 +16,7 @@ from pydantic import Field
 from resources.compute import Compute
 from resources.presentation import Finding, figure_metadata, findings_frame, findings_metadata, markdown_table
 from resources.profiles import current_profile, pick
+from resources.stages import stage
 from resources.validation import expectations, gx_check
 from resources.warehouse import WarehousePaths
 
@@ -118,10 +119,10 @@ def _train(context, groups, spec, compute: Compute, threads: int):
 
 
 @dg.multi_asset(
-    outs={"parity_runs": dg.AssetOut(group_name=GROUP, code_version="1",
+    outs={"parity_runs": dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("training"),
                                      description="One row per run (setting x seed): t_c or censored, the step "
                                                  "where accuracy left chance, progress measures at t_c."),
-          "parity_curves": dg.AssetOut(group_name=GROUP, code_version="1",
+          "parity_curves": dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("training"),
                                        description="Training curves: loss, accuracy, hidden-progress measures.")},
     pool="gpu", can_subset=False)
 def parity_training(context: dg.AssetExecutionContext, config: ParityRunsConfig, compute: Compute,
@@ -149,7 +150,7 @@ def parity_training(context: dg.AssetExecutionContext, config: ParityRunsConfig,
     yield dg.Output(curves, output_name="parity_curves", metadata={"rows": len(curves)})
 
 
-@dg.asset(group_name=GROUP, code_version="1")
+@dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"))
 def parity_convergence(context: dg.AssetExecutionContext, warehouse: WarehousePaths,
                        parity_runs: pd.DataFrame) -> pd.DataFrame:
     """Median t_c (censored runs counted as never converging) and quartiles per setting, with the share of the
@@ -164,7 +165,7 @@ def parity_convergence(context: dg.AssetExecutionContext, warehouse: WarehousePa
     return summary
 
 
-@dg.asset(group_name=GROUP, code_version="1")
+@dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"))
 def parity_scaling(context: dg.AssetExecutionContext, parity_convergence: pd.DataFrame) -> pd.DataFrame:
     """Fit of median t_c = c n^exponent per (architecture, k, ...) on log-log axes (scipy linregress), with
     alpha = exponent / k as in the paper's t_c <= c n^(alpha k)."""
@@ -176,7 +177,7 @@ def parity_scaling(context: dg.AssetExecutionContext, parity_convergence: pd.Dat
     return fit
 
 
-@dg.asset(group_name=GROUP, code_version="1")
+@dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"))
 def parity_hidden_progress(context: dg.AssetExecutionContext, warehouse: WarehousePaths,
                            parity_runs: pd.DataFrame, parity_curves: pd.DataFrame) -> pd.DataFrame:
     """Per converged run and progress measure: does it rise through the plateau before accuracy moves
@@ -202,10 +203,10 @@ def parity_hidden_progress(context: dg.AssetExecutionContext, warehouse: Warehou
 
 
 @dg.multi_asset(
-    outs={"parity_finite_sample_runs": dg.AssetOut(group_name=GROUP, code_version="1",
+    outs={"parity_finite_sample_runs": dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("training"),
                                                    description="Finite-sample runs: steps to memorise, steps to "
                                                                "99% test accuracy, or censored."),
-          "parity_finite_sample_curves": dg.AssetOut(group_name=GROUP, code_version="1",
+          "parity_finite_sample_curves": dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("training"),
                                                      description="Finite-sample curves: train-set and test accuracy.")},
     pool="gpu", can_subset=False)
 def parity_finite_sample(context: dg.AssetExecutionContext, config: ParityFiniteSampleConfig, compute: Compute,
@@ -242,7 +243,7 @@ _FINDING_CHECKS = {
 }
 
 
-@dg.asset(key=FINDINGS_KEY, group_name=GROUP, code_version="1",
+@dg.asset(key=FINDINGS_KEY, group_name=GROUP, code_version="1", tags=stage("evaluation"),
           ins={"runs": dg.AssetIn("parity_runs"), "convergence": dg.AssetIn("parity_convergence"),
                "scaling": dg.AssetIn("parity_scaling"), "progress": dg.AssetIn("parity_hidden_progress"),
                "finite": dg.AssetIn("parity_finite_sample_runs")},

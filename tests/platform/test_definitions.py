@@ -57,3 +57,21 @@ def test_instance_yaml_is_valid(tmp_path):
     finally:
         os.environ.pop("DAGSTER_HOME", None)
     assert (home / "storage").is_dir() or (home / "history").is_dir()
+
+
+def test_every_asset_has_a_stage_and_findings_are_re_evaluated_nightly():
+    """The schedules select on stage tags: an untagged asset would silently drop out of both."""
+    import dagster as dg
+
+    from pipelines.definitions import defs
+    from pipelines.jobs import EVALUATION, MAIN_SELECTION, TRAINING
+
+    graph = defs.resolve_asset_graph()
+    data = dg.AssetSelection.tag("reprolab/stage", "data").resolve(graph)
+    evaluation, training = EVALUATION.resolve(graph), TRAINING.resolve(graph)
+    everything = MAIN_SELECTION.resolve(graph)
+    untagged = sorted(k.to_user_string() for k in everything - evaluation - training - data)
+    assert not untagged, f"assets without a reprolab/stage tag: {untagged}"
+    assert not (evaluation & training) and not (evaluation & data)
+    findings = {k for k in everything if k.path[-1] == "findings"}
+    assert len(findings) >= 7 and findings <= evaluation

@@ -24,6 +24,7 @@ from assets.royalties.defs.checks import pieces_check, shapley_check, values_che
 from resources.compute import Compute
 from resources.presentation import Finding, figure_metadata, findings_frame, findings_metadata, markdown_table
 from resources.profiles import pick
+from resources.stages import stage
 from resources.tracking import Tracking
 from resources.validation import expectations, gx_check
 from resources.warehouse import WarehousePaths
@@ -58,7 +59,7 @@ class RoyaltiesBaseConfig(dg.Config):
         return ModelSize("royalties-base", self.d_model, self.n_layers, self.n_heads, self.d_ff, self.context_length)
 
 
-@dg.asset(group_name=GROUP, code_version="1", pool="gpu",
+@dg.asset(group_name=GROUP, code_version="1", pool="gpu", tags=stage("training"),
           ins={"documents": dg.AssetIn("facts_documents"), "tokenizer_record": dg.AssetIn("facts_tokenizer")})
 def royalties_base_model(context: dg.AssetExecutionContext, config: RoyaltiesBaseConfig, tracking: Tracking,
                          compute: Compute, documents: pd.DataFrame, tokenizer_record: dict) -> dict:
@@ -165,7 +166,8 @@ GAME_CHECKS = [
 
 
 @dg.multi_asset(
-    outs={name: dg.AssetOut(group_name=GROUP, code_version="1", description=text) for name, text in GAME_OUTS.items()},
+    outs={name: dg.AssetOut(group_name=GROUP, code_version="1", description=text, tags=stage("training"))
+          for name, text in GAME_OUTS.items()},  # the game trains one model per coalition
     ins={"documents": dg.AssetIn("facts_documents"), "base_record": dg.AssetIn("royalties_base_model")},
     check_specs=GAME_CHECKS,
     pool="gpu",
@@ -321,7 +323,7 @@ class RevenueConfig(dg.Config):
     revenue_per_piece: float = Field(default=1.0, description="revenue each piece earns, shared by royalty share")
 
 
-@dg.asset(group_name=GROUP, code_version="1", check_specs=[
+@dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"), check_specs=[
     dg.AssetCheckSpec("revenue_split_valid", asset="royalties_revenue_split",
                       description="revenue non-negative; per seed and kind the split adds up to the batch revenue")])
 def royalties_revenue_split(context: dg.AssetExecutionContext, config: RevenueConfig, royalties_shapley: pd.DataFrame):
@@ -349,7 +351,7 @@ MOST = 0.5  # "most pieces": more than half
 STABLE_AGREEMENT = 0.8  # top owner the same under two seeds for at least this fraction of pieces
 
 
-@dg.asset(key_prefix=["royalties"], name="findings", group_name=GROUP, code_version="1",
+@dg.asset(key_prefix=["royalties"], name="findings", group_name=GROUP, code_version="1", tags=stage("evaluation"),
           ins={"royalties_shapley": dg.AssetIn("royalties_shapley"), "royalties_pieces": dg.AssetIn("royalties_pieces"),
                "royalties_estimators": dg.AssetIn("royalties_estimators")},
           check_specs=[dg.AssetCheckSpec(

@@ -30,6 +30,7 @@ from assets.scaling.headline import (
 from resources.compute import Compute
 from resources.presentation import Finding, figure_metadata, findings_frame, findings_metadata, markdown_table
 from resources.profiles import current_profile, pick
+from resources.stages import stage
 from resources.tracking import Tracking
 from resources.validation import expectations, gx_check
 from resources.warehouse import WarehousePaths
@@ -65,7 +66,7 @@ class ScalingTokensConfig(dg.Config):
     validation_fraction: float = 0.1
 
 
-@dg.asset(group_name=GROUP, code_version="1", ins={"documents": dg.AssetIn("code_corpus"),
+@dg.asset(group_name=GROUP, code_version="1", tags=stage("data"), ins={"documents": dg.AssetIn("code_corpus"),
                                                     "tokenizer_record": dg.AssetIn("code_tokenizer")})
 def scaling_tokens(context: dg.AssetExecutionContext, config: ScalingTokensConfig, tracking: Tracking,
                    documents: pd.DataFrame, tokenizer_record: dict) -> pd.DataFrame:
@@ -127,7 +128,7 @@ def _progress(context, name: str, steps: int, start: float):
 def grid_run_asset(cell: GridCell) -> dg.AssetsDefinition:
     """The asset of one grid cell: train, score held-out data, log to MLflow, return the run's record."""
 
-    @dg.asset(name=cell.name, group_name=GROUP, code_version="1", pool="gpu",
+    @dg.asset(name=cell.name, group_name=GROUP, code_version="1", pool="gpu", tags=stage("training"),
               ins={"chunks": dg.AssetIn("scaling_tokens"), "tokenizer_record": dg.AssetIn("code_tokenizer")},
               description=f"Grid run: model {cell.size.name} trained {cell.epochs} epoch(s) over "
                           f"{cell.unique_tokens:,} unique tokens (D = {cell.tokens:,}); its held-out loss and MLflow run.")
@@ -171,7 +172,7 @@ def grid_run_asset(cell: GridCell) -> dg.AssetsDefinition:
     return _run
 
 
-@dg.asset(group_name=GROUP, code_version="1", ins={c.name: dg.AssetIn(c.name) for c in CELLS})
+@dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"), ins={c.name: dg.AssetIn(c.name) for c in CELLS})
 def scaling_runs(context: dg.AssetExecutionContext, warehouse: WarehousePaths, **records: Any) -> pd.DataFrame:
     """The grid's runs: N, D, U_D, epochs, final held-out loss and the MLflow run of each (one row per run)."""
     from assets.scaling.plots import loss_vs_epochs_figure
@@ -209,7 +210,7 @@ def _runs(table: pd.DataFrame, parameter_count: str = "parameters"):
     return Runs.from_frame(table, parameters=parameter_count, loss="held_out_loss")
 
 
-@dg.asset(group_name=GROUP, code_version="1")
+@dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"))
 def scaling_law_fit(context: dg.AssetExecutionContext, config: ScalingFitConfig, warehouse: WarehousePaths,
                     scaling_runs: pd.DataFrame) -> pd.DataFrame:
     """Fitted constants of the data-constrained law (a, b, e, α, β, A, B, E, R_D*, R_N*) with bootstrap
@@ -243,7 +244,7 @@ def scaling_law_fit(context: dg.AssetExecutionContext, config: ScalingFitConfig,
     return table
 
 
-@dg.asset(group_name=GROUP, code_version="1")
+@dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"))
 def scaling_reference_fit(context: dg.AssetExecutionContext, warehouse: WarehousePaths) -> pd.DataFrame:
     """The paper's 182 C4 runs refitted: R_D*, R_N* with the paper's Chinchilla constants frozen, from the
     notebook's grid of starts and from a wider grid (a second, shallower-looking basin)."""
@@ -272,7 +273,7 @@ def scaling_reference_fit(context: dg.AssetExecutionContext, warehouse: Warehous
 
 
 # --------------------------------------------------------------------------------------------- derived tables
-@dg.asset(group_name=GROUP, code_version="1")
+@dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"))
 def scaling_r2(context: dg.AssetExecutionContext, scaling_runs: pd.DataFrame, scaling_law_fit: pd.DataFrame) -> pd.DataFrame:
     """R² (on loss) and Huber objective of the plain Chinchilla form vs the data-constrained forms, on our
     grid and on the paper's 182 C4 runs (with the paper's constants)."""
@@ -290,7 +291,7 @@ def scaling_r2(context: dg.AssetExecutionContext, scaling_runs: pd.DataFrame, sc
     return table
 
 
-@dg.asset(group_name=GROUP, code_version="1")
+@dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"))
 def scaling_effective_data(context: dg.AssetExecutionContext, warehouse: WarehousePaths,
                            scaling_law_fit: pd.DataFrame) -> pd.DataFrame:
     """Effective data D'/U_D vs epochs, ours and the paper's: what each further epoch over U_D is worth."""
@@ -316,7 +317,7 @@ class ScalingAllocationConfig(dg.Config):
     paper_budgets: list[float] = Field(default=[float(c) for c in np.logspace(20, 24, 9)])
 
 
-@dg.asset(group_name=GROUP, code_version="1")
+@dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"))
 def scaling_allocation(context: dg.AssetExecutionContext, config: ScalingAllocationConfig, warehouse: WarehousePaths,
                        scaling_runs: pd.DataFrame, scaling_law_fit: pd.DataFrame) -> pd.DataFrame:
     """Compute-optimal parameters, tokens and epochs over budgets with U_D given: ours (our law, our U_D)
@@ -341,7 +342,7 @@ def scaling_allocation(context: dg.AssetExecutionContext, config: ScalingAllocat
 
 
 # --------------------------------------------------------------------------------------------------- findings
-@dg.asset(key_prefix=[GROUP], name="findings", group_name=GROUP, code_version="1",
+@dg.asset(key_prefix=[GROUP], name="findings", group_name=GROUP, code_version="1", tags=stage("evaluation"),
           check_specs=[
               dg.AssetCheckSpec("repeated_data_almost_as_good_up_to_4_epochs", asset=FINDINGS_KEY,
                                 description=f"4 epochs worth >= {FOUR_EPOCH_WORTH_REPRODUCED}x U_D and held-out loss "
