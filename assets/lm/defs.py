@@ -210,11 +210,11 @@ def _fit_under_torchrun(context, pipes, nproc: int, size: ModelSize, cfg, tokeni
     from pathlib import Path
 
     import assets
-    from assets.lm.launch_main import read_result, write_job
+    from pipelines.torchrun_main import read_result, write_job
 
     job = write_job(Path(tmp) / "job", size, cfg, tokenizer_dir, train_texts, val_texts)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "assets.lm.launch_main", str(job)]
+               "-m", "pipelines.torchrun_main", str(job)]
     repo = str(Path(assets.__file__).resolve().parents[1])
     threads = str(max(1, (os.cpu_count() or 1) // nproc))  # the ranks share the machine's cores
     context.log.info(f"launching {nproc} training processes: {' '.join(command)}")

@@ -1,6 +1,6 @@
 """Train one model of the family in a process of its own, under torchrun for several processes (DDP).
 
-    torchrun --standalone --nproc-per-node N -m assets.lm.launch_main JOB_DIR
+    torchrun --standalone --nproc-per-node N -m pipelines.torchrun_main JOB_DIR
 
 ``JOB_DIR/job.json`` (written by `write_job`) names the model size, the `TrainConfig`, the tokenizer directory
 and the texts file. Every rank trains its slice of each global batch (see `assets.lm.training`); rank 0 writes
