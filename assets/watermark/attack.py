@@ -1,7 +1,8 @@
 """The random-walk attack of Zhang et al. 2023, batched over texts.
 
-Each step, for every text still walking: the perturbation oracle rewrites a random span (here the generator
-re-samples ``span`` tokens at a random position given everything before it, without the watermark), the
+Each step, for every text still walking: the perturbation oracle rewrites a random span (``"resample"``: the
+generator re-samples ``span`` tokens at a random position given everything before it, without the watermark;
+``"infill"``: the FIM in-filler of `assets.watermark.infill` writes them given the prefix and the suffix), the
 quality oracle scores the candidate, and the step is taken only if the candidate's quality is not below the
 original watermarked text's (minus ``quality_tolerance``). After ``backoff_after`` consecutive rejections a
 text backs off to half the span (not below ``min_span``). A text stops after ``steps`` steps, or as soon as
@@ -24,6 +25,9 @@ import pandas as pd
 
 QualityFn = Callable[[Any, Any], np.ndarray]  # (prompts [N, P], responses [N, m]) -> quality [N], higher better
 DetectFn = Callable[[Any, np.ndarray], dict]  # (responses [n, m], row indices [n]) -> {"score", "p_value", "detected"}
+# (prompts [n, P], responses [n, m], spans [n], rng, seed) -> (candidates [n, m], starts [n])
+ProposeFn = Callable[[Any, Any, np.ndarray, np.random.Generator, int], tuple]
+PERTURBATIONS = ("resample", "infill")
 
 
 @dataclass(frozen=True)
@@ -36,10 +40,13 @@ class WalkSettings:
     stop_when_lost: bool = True
     temperature: float = 1.0
     seed: int = 0
+    perturbation: str = "resample"
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.span < 1 or not 1 <= self.min_span <= self.span or self.backoff_after < 1:
             raise ValueError(f"WalkSettings need steps >= 0, span >= min_span >= 1, backoff_after >= 1; got {self}")
+        if self.perturbation not in PERTURBATIONS:
+            raise ValueError(f"WalkSettings.perturbation must be one of {PERTURBATIONS}, got {self.perturbation!r}")
 
 
 def propose_spans(model: Any, prompts, responses, spans: np.ndarray, rng: np.random.Generator, *,
@@ -69,10 +76,19 @@ def propose_spans(model: Any, prompts, responses, spans: np.ndarray, rng: np.ran
     return candidates, starts
 
 
+def resampler(model: Any, temperature: float = 1.0) -> ProposeFn:
+    """The "resample" perturbation oracle: `propose_spans` with the generator."""
+    def propose(prompts, responses, spans, rng, seed):
+        return propose_spans(model, prompts, responses, spans, rng, seed=seed, temperature=temperature)
+    return propose
+
+
 def random_walk(generator_model: Any, prompts, responses, quality: QualityFn, detect: DetectFn,
-                settings: WalkSettings, log: Callable[[str], None] | None = None):
+                settings: WalkSettings, log: Callable[[str], None] | None = None, propose: ProposeFn | None = None):
     """Walk every row; returns (final responses [N, m], per-step records DataFrame, original quality [N],
-    {"steps_taken": [N], "accepted": [N]})."""
+    {"steps_taken": [N], "accepted": [N]}). ``propose`` is the perturbation oracle (default: the generator
+    re-sampling spans)."""
+    propose = propose or resampler(generator_model, settings.temperature)
     n = responses.size(0)
     rng = np.random.default_rng(settings.seed)
     current = responses.clone()
@@ -91,8 +107,7 @@ def random_walk(generator_model: Any, prompts, responses, quality: QualityFn, de
         rows = np.flatnonzero(active)
         if len(rows) == 0:
             break
-        cand, _ = propose_spans(generator_model, prompts[rows], current[rows], span[rows], rng,
-                                seed=settings.seed * 100_003 + step, temperature=settings.temperature)
+        cand, _ = propose(prompts[rows], current[rows], span[rows], rng, settings.seed * 100_003 + step)
         q_cand = np.asarray(quality(prompts[rows], cand), dtype=float)
         ok = q_cand >= q_orig[rows] - settings.quality_tolerance
         took = rows[ok]

@@ -3,9 +3,11 @@ in the Sand"): three watermarks, their detectors, and the random-walk attack tha
 
 Text: the code family (byte-level BPE on Python sources; far more entropy per token than the templated facts
 world, and a watermark needs entropy to hide in). ``lm_code_small`` is the watermarked generator and the
-attack's perturbation oracle (it re-samples random spans); ``lm_code_large`` is the quality oracle (a
-separate, larger model's mean log-probability); a byte n-gram model fitted here on the code corpus is the
-independent judge of quality. ``watermark_texts`` / ``watermark_calibration``: KGW (γ=0.25, δ=2 and the
+attack's "resample" perturbation oracle (it re-samples random spans); ``watermark_infiller``, a model of the
+same family trained here on the code corpus in fill-in-the-middle form, is the "infill" oracle (it rewrites a
+span given its prefix and suffix, as the paper's T5 span in-filler did); ``lm_code_large`` is the quality
+oracle (a separate, larger model's mean log-probability); a byte n-gram model fitted here on the code corpus
+is the independent judge of quality. ``watermark_texts`` / ``watermark_calibration``: KGW (γ=0.25, δ=2 and the
 attack paper's γ=0.5, δ=4), Unigram and EXP-sampled texts, unwatermarked texts, every detector calibrated
 at 1% FPR. ``watermark_walk`` / ``watermark_attack`` / ``watermark_summary``: the attack, step by step and
 per text. ``watermark/findings``: the paper's claims side by side.
@@ -134,9 +136,110 @@ def watermark_generation(context: dg.AssetExecutionContext, config: WatermarkGen
                               metadata={"worst_null_false_positive_rate": worst, "target_fpr": config.fpr})
 
 
+# --------------------------------------------------------------------------------------------- in-filler
+class WatermarkInfillerConfig(dg.Config):
+    """The FIM in-filler: a family model trained on PSM- (or SPM-) rearranged windows of the code corpus.
+
+    Demo settings were picked on held-out middle loss (nats/token; the generator scores 4.60 from the prefix
+    alone): from scratch, PSM, 400 steps, plain loss: 5.48 (36 s of training); warm-started from the
+    generator, context weight 0.1, 200 steps at lr 2e-3: PSM 5.41, SPM 4.97 (18 s); SPM at lr 4e-3: 4.82; SPM,
+    300 steps at lr 5e-3: 4.70 (27 s; context weight 1: 5.51 and 0: 5.14 at 200-300 steps). No setting within
+    the demo's budget beat the generator, so the demo attack re-samples (``WatermarkAttackConfig.perturbation``).
+    """
+
+    d_model: int = pick(tiny=32, demo=64, gpu=384)
+    n_layers: int = pick(tiny=1, demo=2, gpu=6)
+    n_heads: int = pick(tiny=2, demo=4, gpu=6)
+    d_ff: int = pick(tiny=64, demo=192, gpu=1536)
+    context_length: int = pick(tiny=64, demo=128, gpu=512)
+    window: int = Field(default=pick(tiny=32, demo=56, gpu=232),
+                        description="tokens per training window (prefix + middle + suffix): the generation's "
+                                    "prompt + response length")
+    max_span: int = Field(default=pick(tiny=3, demo=4, gpu=6),
+                          description="middles are 1..max_span tokens (the attack's span and its halvings)")
+    max_steps: int = pick(tiny=30, demo=300, gpu=5000)
+    batch_size: int = pick(tiny=8, demo=32, gpu=64)
+    learning_rate: float = pick(tiny=3e-3, demo=5e-3, gpu=6e-4)
+    min_lr: float = pick(tiny=3e-4, demo=5e-4, gpu=6e-5)
+    warmup_steps: int = pick(tiny=5, demo=20, gpu=300)
+    n_val: int = Field(default=pick(tiny=64, demo=256, gpu=2000), description="held-out examples scored on middles")
+    context_weight: float = Field(default=pick(tiny=1.0, demo=0.1, gpu=1.0), description="loss weight of prefix/suffix tokens against the "
+                                                           "middle's 1 (0: middle only, as a T5 span in-filler)")
+    layout: str = Field(default=pick(tiny="psm", demo="spm", gpu="psm"), description='"psm": <fim_prefix> prefix <fim_suffix> suffix <fim_middle> '
+                                                   'middle; "spm": the suffix first, so the middle continues the prefix')
+    init: str = Field(default=pick(tiny="scratch", demo="generator", gpu="scratch"), description='"scratch": fresh weights; "generator": start from lm_code_small '
+                                                      "(same shape needed) and fine-tune it on FIM examples")
+    seed: int = 0
+    cpu_threads: int = 1
+    aliases: list[str] = Field(default=["current"], description="MLflow registry aliases set on the new version")
+
+
+@dg.asset(group_name=GROUP, code_version="1", tags=stage("training"), pool="gpu",
+          ins={"documents": dg.AssetIn("code_corpus"), "tokenizer_record": dg.AssetIn("code_tokenizer"),
+               "generator": dg.AssetIn("lm_code_small")})
+def watermark_infiller(context: dg.AssetExecutionContext, config: WatermarkInfillerConfig, tracking: Tracking,
+                       compute: Compute, documents: pd.DataFrame, tokenizer_record: dict, generator: dict) -> dict:
+    """Train the attack's masked-span in-filler: a model of the code family on the corpus's training documents
+    rearranged as <fim_prefix> prefix <fim_suffix> suffix <fim_middle> middle (sentinels appended after the code
+    vocabulary, on a copy of its tokenizer), registered in MLflow as wm-infiller; with its held-out loss on the
+    middles beside the generator's (prefix only)."""
+    import tempfile
+
+    from assets.corpora.tokenization import load_tokenizer
+    from assets.lm.model import ModelSize, save_checkpoint
+    from assets.lm.threads import torch_threads
+    from assets.lm.training import TrainConfig
+    from assets.watermark.infill import fit_infiller, progress
+
+    device = compute.torch_device()
+    compute.seed_everything(config.seed)
+    tokenizer = load_tokenizer(tracking.download_model(tokenizer_record["tokenizer_uri"]))
+    train_texts = documents.loc[documents["split"] == "train", "text"].tolist()
+    val_texts = documents.loc[documents["split"] == "validation", "text"].tolist()
+    size = ModelSize("infiller", config.d_model, config.n_layers, config.n_heads, config.d_ff, config.context_length)
+    cfg = TrainConfig(max_steps=config.max_steps, batch_size=config.batch_size, learning_rate=config.learning_rate,
+                      min_lr=config.min_lr, warmup_steps=config.warmup_steps, eval_interval=config.max_steps,
+                      log_interval=max(1, config.max_steps // 10),
+                      seed=config.seed, device=device, bf16=compute.use_bf16())
+    params = {**config.model_dump(), "tokenizer_uri": tokenizer_record["tokenizer_uri"],
+              "generator_uri": generator["model_uri"]}
+    with torch_threads(config.cpu_threads, device):
+        gen_model, _ = _load(generator, tracking, device)
+        fitted = fit_infiller(size, tokenizer, train_texts, val_texts, cfg, window=config.window,
+                              max_span=config.max_span, n_val=config.n_val, generator=gen_model, init=config.init,
+                              context_weight=config.context_weight, layout=config.layout,
+                              on_log=progress(context.log.info, config.max_steps))
+    with tracking.start_run("watermark_infiller", dagster_run_id=context.run.run_id, asset_key="watermark_infiller",
+                            params=params) as run_id, tempfile.TemporaryDirectory() as tmp:
+        save_checkpoint(fitted.model, fitted.tokenizer, tmp + "/model")
+        tracking.log_metric_history(run_id, fitted.curve.to_dict("records"))
+        tracking.log_metrics(run_id, {"middle_nll": fitted.middle_nll, "generator_middle_nll":
+                                      fitted.generator_middle_nll})
+        model = tracking.log_model(run_id, tmp + "/model", "wm-infiller", aliases=tuple(config.aliases))
+    record = {**model, **fitted.record(), "window": config.window, "max_span": config.max_span, "init": config.init,
+              "context_weight": config.context_weight, "tokenizer_uri": tokenizer_record["tokenizer_uri"],
+              "generator_uri": generator["model_uri"]}
+    context.log.info(f"in-filler: middle loss {fitted.middle_nll:.3f} nats vs the generator's "
+                     f"{fitted.generator_middle_nll:.3f} (prefix only), {fitted.seconds:.1f}s")
+    context.add_output_metadata({"model_uri": model["model_uri"], "mlflow": dg.MetadataValue.url(model["mlflow_link"]),
+                                 "middle_nll": fitted.middle_nll, "generator_middle_nll": fitted.generator_middle_nll,
+                                 "seconds": round(fitted.seconds, 1)})
+    return record
+
+
 # ----------------------------------------------------------------------------------------------- attack
 class WatermarkAttackConfig(dg.Config):
-    """The random walk: span re-sampling by the generator, acceptance by the larger model's quality score."""
+    """The random walk: span rewriting by the perturbation oracle, acceptance by the larger model's quality.
+
+    Demo, 24 texts per scheme: re-sampling freed 100/100/92/75/75% of KGW/KGW-strong/Unigram/EXP/EXP-edit texts
+    (48-56% of proposals accepted); the demo in-filler freed 100/92/83/75/75% (47-54% accepted) for ~1 s more.
+    Its middle loss does not beat the generator's, so the demo keeps re-sampling; the tiny and gpu profiles
+    walk with the in-filler, as the paper did.
+    """
+
+    perturbation: str = Field(default=pick(tiny="infill", demo="resample", gpu="infill"),
+                              description='"resample": the generator re-samples the span given the text before '
+                                          'it; "infill": the FIM in-filler rewrites it given prefix and suffix')
 
     steps: int = Field(default=pick(tiny=8, demo=60, gpu=200), description="T: the most steps per text")
     span: int = Field(default=pick(tiny=3, demo=4, gpu=6), description="tokens re-sampled per step")
@@ -155,7 +258,7 @@ class WatermarkAttackConfig(dg.Config):
         from assets.watermark.attack import WalkSettings
 
         return WalkSettings(self.steps, self.span, self.min_span, self.backoff_after, self.quality_tolerance,
-                            self.stop_when_lost, self.temperature, self.seed)
+                            self.stop_when_lost, self.temperature, self.seed, self.perturbation)
 
 
 ATTACK_OUTS = {
@@ -173,13 +276,13 @@ ATTACK_OUTS = {
           for k, v in ATTACK_OUTS.items()},
     ins={"texts": dg.AssetIn("watermark_texts"), "calibration": dg.AssetIn("watermark_calibration"),
          "generator": dg.AssetIn("lm_code_small"), "oracle": dg.AssetIn("lm_code_large"),
-         "documents": dg.AssetIn("code_corpus")},
+         "documents": dg.AssetIn("code_corpus"), "infiller": dg.AssetIn("watermark_infiller")},
     check_specs=[dg.AssetCheckSpec("attack_valid", asset="watermark_attack",
                                    description="every accepted text keeps the oracle's quality; rates in [0, 1]")],
     pool="gpu", can_subset=False)
 def watermark_attack(context: dg.AssetExecutionContext, config: WatermarkAttackConfig, tracking: Tracking,
                      compute: Compute, warehouse: WarehousePaths, texts: pd.DataFrame, calibration: pd.DataFrame,
-                     generator: dict, oracle: dict, documents: pd.DataFrame):
+                     generator: dict, oracle: dict, documents: pd.DataFrame, infiller: dict):
     """Run the random-walk attack on every scheme's watermarked texts and measure what it costs in quality."""
     import numpy as np
     import torch
@@ -217,9 +320,17 @@ def watermark_attack(context: dg.AssetExecutionContext, config: WatermarkAttackC
     same_prompt_bpb = float(np.nanmean(null_bpb_each[same])) if same.any() else float("nan")
     with torch_threads(config.cpu_threads, device):
         oracle_model, _ = _load(oracle, tracking, device)
+        fim = None
+        if config.perturbation == "infill":
+            from assets.watermark.infill import fim_ids
+
+            fim_model, fim_tokenizer = _load(infiller, tracking, device)
+            fim = (fim_model, fim_ids(fim_tokenizer, int(infiller["base_vocab"]), infiller.get("layout", "psm")))
         walk, results = run_attack(model, oracle_model, judge, tokenizer, gen, schemes, calibration, null_scores, s,
-                                   config.walk(), log=context.log.info)
-    summary = summarise(results, calibration, null_bpb, same_prompt_bpb)
+                                   config.walk(), log=context.log.info, infiller=fim)
+    summary = summarise(results, calibration, null_bpb, same_prompt_bpb).assign(
+        infiller_uri=infiller["model_uri"], infiller_middle_nll=infiller["middle_nll"],
+        generator_middle_nll=infiller["generator_middle_nll"])
     context.log.info(f"attack took {time.time() - started:.1f}s")
     run_id, root = context.run.run_id, warehouse.root
     thresholds = dict(zip(calibration["scheme"], calibration["threshold"], strict=True))
@@ -268,7 +379,7 @@ def watermark_findings(context: dg.AssetExecutionContext, summary: pd.DataFrame,
     cal = calibration.set_index("scheme")
     scale = (f"{current_profile()} profile: {int(summary['n_texts'].iloc[0])} texts per scheme, "
              f"{int(cal['n_null'].iloc[0])} unwatermarked for calibration, code LM family "
-             f"(vocabulary {int(cal['vocab_size'].iloc[0])})")
+             f"(vocabulary {int(cal['vocab_size'].iloc[0])}); {f.oracle_label(summary.iloc[0])}")
     rows = []
     for name, r in n.items():
         c = cal.loc[name]
@@ -290,7 +401,8 @@ def watermark_findings(context: dg.AssetExecutionContext, summary: pd.DataFrame,
                              r["judge_perplexity_ratio_low"]),
             f"the walk freed {r['attack_success_rate']:.0%} of the {int(r['n_detected_before'])} detected texts "
             f"(detection {r['detection_rate_before']:.0%} -> {r['detection_rate_after']:.0%}; median "
-            f"{r['median_steps_to_success']:.0f} steps, {r['mean_tokens_changed']:.0%} of tokens changed). Quality: "
+            f"{r['median_steps_to_success']:.0f} steps, {r['mean_tokens_changed']:.0%} of tokens changed, "
+            f"{r.get('acceptance_rate', float('nan')):.0%} of {r.get('perturbation', 'resample')} proposals accepted). Quality: "
             f"judge perplexity x{r['judge_perplexity_ratio']:.3f} (95% interval {r['judge_perplexity_ratio_low']:.2f}-"
             f"{r['judge_perplexity_ratio_high']:.2f}; bits/byte {r['judge_bits_per_byte_before']:.3f} -> "
             f"{r['judge_bits_per_byte_after']:.3f}; unwatermarked samples on the same prompts "
@@ -324,4 +436,4 @@ def watermark_findings(context: dg.AssetExecutionContext, summary: pd.DataFrame,
                   "paper": f"{PAPER}: most texts freed, small quality loss", "threshold": f.MOST})
 
 
-defs = dg.Definitions(assets=[watermark_generation, watermark_attack, watermark_findings])
+defs = dg.Definitions(assets=[watermark_generation, watermark_infiller, watermark_attack, watermark_findings])

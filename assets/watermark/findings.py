@@ -57,3 +57,15 @@ def attack_verdict(success: float, judge_ratio: float, n_detected: int, ratio_lo
 
 def numbers(summary: pd.DataFrame) -> dict[str, dict]:
     return {r["scheme"]: r for r in summary.to_dict("records")}
+
+
+def oracle_label(row) -> str:
+    """Which perturbation oracle the walk used, with the in-filler's held-out loss on middles beside the
+    generator's (the generator sees only the prefix; the in-filler the prefix and the suffix)."""
+    kind = row.get("perturbation", "resample")
+    losses = (f"in-filler middle loss {row.get('infiller_middle_nll', math.nan):.2f} nats/token vs the generator's "
+              f"{row.get('generator_middle_nll', math.nan):.2f} from the prefix alone")
+    if kind == "infill":
+        return (f"perturbation oracle: FIM span in-filler trained here ({losses}; its demo settings were picked on "
+                f"that loss)")
+    return f"perturbation oracle: the generator re-sampling spans ({losses}, not used)"

@@ -1,7 +1,8 @@
 """The study end to end on plain tensors: prompts, watermarked and unwatermarked generations, calibration of
 every detector at a fixed false-positive rate, the random-walk attack, and quality before and after.
 
-Models: ``generator`` writes (and, as the perturbation oracle, re-samples spans), ``oracle`` is the larger
+Models: ``generator`` writes (and, as the "resample" perturbation oracle, re-samples spans; the "infill"
+oracle is the FIM in-filler of `assets.watermark.infill`), ``oracle`` is the larger
 model whose mean log-probability of the response is the quality oracle, and ``judge`` (a byte n-gram model,
 `assets.watermark.ngram`) measures quality independently of both.
 
@@ -161,9 +162,24 @@ def detection_tables(gen: dict, schemes: dict[str, Scheme], s: StudySettings, qu
 
 def run_attack(generator: Any, oracle: Any, judge: Any, tokenizer: Any, gen: dict, schemes: dict[str, Scheme],
                calibration: pd.DataFrame, null_scores: dict[str, np.ndarray], s: StudySettings,
-               walk: WalkSettings, log: Log = print) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Attack every scheme's watermarked texts at once; returns (per-step walk records, per-text results)."""
+               walk: WalkSettings, log: Log = print, infiller: tuple[Any, Any] | None = None
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Attack every scheme's watermarked texts at once; returns (per-step walk records, per-text results).
+    ``infiller`` (model, `FimIds`) is the perturbation oracle when ``walk.perturbation == "infill"``."""
     import torch
+
+    from assets.watermark.attack import resampler
+    from assets.watermark.infill import propose_infill
+
+    if walk.perturbation == "infill":
+        if infiller is None:
+            raise ValueError("walk.perturbation='infill' needs infiller=(model, FimIds)")
+        fim_model, fim_ids = infiller
+
+        def propose(p, r, spans, rng, seed):
+            return propose_infill(fim_model, fim_ids, p, r, spans, rng, seed=seed, temperature=walk.temperature)
+    else:
+        propose = resampler(generator, walk.temperature)
 
     names = list(schemes)
     n = s.n_texts
@@ -186,8 +202,9 @@ def run_attack(generator: Any, oracle: Any, judge: Any, tokenizer: Any, gen: dic
     def quality(p, r):
         return mean_logprob(oracle, p, r, s.batch_size)
 
-    final, steps, q_before, info = random_walk(generator, prompts, responses, quality, detect, walk, log)
+    final, steps, q_before, info = random_walk(generator, prompts, responses, quality, detect, walk, log, propose)
     steps.insert(0, "scheme", np.array(names)[scheme_of[steps["row"].to_numpy()]])
+    steps["perturbation"] = walk.perturbation
     steps.insert(2, "text_id", steps["row"].to_numpy() % n)
     q_after = quality(prompts, final)
     before, after = steps[steps["step"] == 0].set_index("row"), detect(final, np.arange(len(final)))
@@ -203,7 +220,7 @@ def run_attack(generator: Any, oracle: Any, judge: Any, tokenizer: Any, gen: dic
     judge_after = judge.bits_per_byte(decode(tokenizer, final), contexts)
     detected_before = before["detected"].to_numpy(bool)
     results = pd.DataFrame({
-        "scheme": np.array(names)[scheme_of], "text_id": np.arange(len(final)) % n,
+        "scheme": np.array(names)[scheme_of], "text_id": np.arange(len(final)) % n, "perturbation": walk.perturbation,
         "score_before": before["score"].to_numpy(), "score_after": after["score"], "p_value_before": p_before,
         "p_value_after": p_after, "detected_before": detected_before, "detected_after": after["detected"],
         "steps": info["steps_taken"], "accepted_steps": info["accepted"],
@@ -230,13 +247,14 @@ def summarise(results: pd.DataFrame, calibration: pd.DataFrame, null_judge_bpb: 
         judge_ratio = float(2.0 ** diff.mean())
         half = 1.96 * diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else float("nan")
         out.append({
-            "scheme": name, "n_texts": len(g), "threshold": cal["threshold"],
+            "scheme": name, "perturbation": g["perturbation"].iloc[0], "n_texts": len(g), "threshold": cal["threshold"],
             "detection_rate_before": float(g["detected_before"].mean()),
             "detection_rate_after": float(g["detected_after"].mean()),
             "attack_success_rate": float(hit["attack_success"].mean()) if len(hit) else float("nan"),
             "n_detected_before": len(hit),
             "median_steps_to_success": float(hit.loc[hit["attack_success"], "steps"].median()) if len(hit) else np.nan,
             "mean_accepted_steps": float(g["accepted_steps"].mean()),
+            "acceptance_rate": float(g["accepted_steps"].sum() / max(int(g["steps"].sum()), 1)),
             "mean_tokens_changed": float(g["tokens_changed"].mean()),
             "judge_bits_per_byte_before": float(g["judge_bits_per_byte_before"].mean()),
             "judge_bits_per_byte_after": float(g["judge_bits_per_byte_after"].mean()),

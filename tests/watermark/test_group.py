@@ -35,8 +35,16 @@ def test_watermark_group_materializes_with_consistent_numbers(resources_for, war
     for name in ("kgw", "kgw_strong", "unigram"):
         assert marked.loc[marked["scheme"] == name, "score"].mean() > null.loc[null["scheme"] == name, "score"].mean() + 1
 
+    # the tiny profile walks with the FIM in-filler; its sentinels sit after the detectors' vocabulary
+    infiller = result.asset_value("watermark_infiller")
+    assert infiller["model_uri"].startswith("models:/wm-infiller/")
+    vocab = int(calibration["vocab_size"].iloc[0])
+    assert infiller["base_vocab"] == vocab and infiller["sentinel_ids"] == [vocab, vocab + 1, vocab + 2]
+    assert np.isfinite(infiller["middle_nll"]) and np.isfinite(infiller["generator_middle_nll"])
+
     attack = result.asset_value("watermark_attack")
     assert len(attack) == len(schemes) * 6
+    assert (attack["perturbation"] == "infill").all() and attack["accepted_steps"].sum() > 0
     assert attack["quality_kept"].all()
     assert (attack["oracle_logprob_after"] >= attack["oracle_logprob_before"] - 1e-9).all()
     freed = attack[attack["attack_success"]]
@@ -54,7 +62,10 @@ def test_watermark_group_materializes_with_consistent_numbers(resources_for, war
         assert np.isclose(summary.loc[name, "detection_rate_before"], rows["detected_before"].mean())
         assert np.isclose(summary.loc[name, "detection_rate_after"], rows["detected_after"].mean())
 
+    assert (summary["perturbation"] == "infill").all()
+    assert np.allclose(summary["infiller_middle_nll"], infiller["middle_nll"])
     findings = result.asset_value(dg.AssetKey(["watermark", "findings"]))
+    assert findings["scale"].str.contains("FIM span in-filler").all()
     assert {f"attack_success_{s}" for s in schemes} <= set(findings["metric"])
     by_metric = findings.set_index("metric")["ours"]
     assert np.isclose(by_metric["detection_rate_before_kgw"], summary.loc["kgw", "detection_rate_before"])
