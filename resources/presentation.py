@@ -20,6 +20,8 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from assets import findings as contract
+
 VERDICTS = ("reproduced", "partially reproduced", "not reproduced", "not comparable")
 
 
@@ -84,3 +86,46 @@ def findings_metadata(findings: list[Finding]) -> dict[str, dg.MetadataValue]:
         if f.paper is not None:
             meta[f"{f.metric} (paper)"] = dg.MetadataValue.float(float(f.paper))
     return meta
+
+
+# ------------------------------------------------------------------------- the findings contract's factory
+def contract_metadata(findings: list[contract.Finding]) -> dict[str, dg.MetadataValue]:
+    """Each finding's ours-vs-reference pair as metadata, plus the whole table."""
+    table = contract.findings_frame(findings)[["metric", "ours", "reference", "source", "rule", "verdict",
+                                               "post_hoc"]]
+    meta: dict[str, dg.MetadataValue] = {"findings": markdown_table(table)}
+    for f in findings:
+        meta[f"{f.metric} (ours)"] = dg.MetadataValue.float(float(f.ours))
+        if f.reference is not None:
+            meta[f"{f.metric} ({f.source})"] = dg.MetadataValue.float(float(f.reference))
+    return meta
+
+
+def findings_check_specs(key: dg.AssetKey | str, checks: dict[str, str]) -> list[dg.AssetCheckSpec]:
+    """WARN checks on a study's findings asset: ``checks`` maps check name -> what it claims."""
+    return [dg.AssetCheckSpec(name, asset=key, description=f"{text} (WARN: a finding, not a bug)")
+            for name, text in checks.items()]
+
+
+def findings_results(findings: list[contract.Finding], checks: dict[str, str]):
+    """The findings asset's output and its WARN checks; ``checks`` maps check name -> the metric it reads.
+
+    Yields the ``Output`` (the findings table of `assets.findings`, both numbers in metadata) and one
+    ``AssetCheckResult`` per check, passed when that finding's verdict is "reproduced" (or "verified").
+    """
+    frame = contract.findings_frame(findings)
+    problems = contract.check_findings_frame(frame)
+    if problems:  # Finding computes its verdict, so this guards only against a changed table
+        raise ValueError("findings break their own rules: " + "; ".join(problems))
+    yield dg.Output(frame, metadata=contract_metadata(findings))
+    by_metric = {f.metric: f for f in findings}
+    for name, metric in checks.items():
+        if metric not in by_metric:
+            raise KeyError(f"check {name!r} reads finding {metric!r}, which is not among {sorted(by_metric)}")
+        f = by_metric[metric]
+        yield dg.AssetCheckResult(
+            check_name=name, severity=dg.AssetCheckSeverity.WARN, passed=f.passed,
+            metadata={"metric": f.metric, "ours": f.ours,
+                      "reference": f.reference if f.reference is not None else "none (qualitative)",
+                      "source": f.source, "rule": f.rule_text(), "verdict": f.verdict,
+                      "post_hoc": f.post_hoc or "none", "note": f.note})
