@@ -17,9 +17,26 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
 
 from resources.catalog import CatalogError, list_views, query, refresh_catalog
 from resources.settings import default_warehouse_root
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+# Columns of the contract (assets/findings.py); tables written before it carry `paper` instead of reference/source
+FINDINGS_COLUMNS = ("study", "metric", "ours", "reference", "paper", "source", "verdict", "post_hoc")
+
+
+def findings_summary(root) -> pd.DataFrame:
+    """The findings view's headline columns, those of them that exist (older tables lack the contract's)."""
+    have = set(query(root, "DESCRIBE findings")["column_name"])
+    columns = ", ".join(c for c in FINDINGS_COLUMNS if c in have)
+    return query(root, f"SELECT {columns} FROM findings ORDER BY study, metric")
 
 
 def _print_frame(df, fmt: str) -> None:
@@ -38,8 +55,12 @@ def summary_frame(root: str):
     for schema, view in views.itertuples(index=False):
         if view.endswith("_history") or schema == "main":
             continue
-        stats = query(root, f'SELECT count(*) AS n, max(materialized_at) AS at, any_value(run_id) AS run '
-                            f'FROM "{schema}"."{view}"')
+        try:
+            stats = query(root, f'SELECT count(*) AS n, max(materialized_at) AS at, any_value(run_id) AS run '
+                                f'FROM "{schema}"."{view}"')
+        except CatalogError as exc:  # one unreadable table must not hide the others
+            print(f"warning: {schema}.{view}: {exc}", file=sys.stderr)
+            continue
         n, at, run = stats.iloc[0]
         rows.append({"table": f"{schema}.{view}", "rows": int(n), "materialized_at": str(at)[:19],
                      "run_id": str(run)[:8]})
@@ -56,8 +77,8 @@ def cmd_summary(args) -> int:
         _print_frame(summary_frame(root), "table")
         views = list_views(root)
         if ((views["schema"] == "main") & (views["view"] == "findings")).any():
-            print("\nfindings (ours vs paper):")
-            _print_frame(query(root, "SELECT study, metric, ours, paper, verdict FROM findings ORDER BY study"), "table")
+            print("\nfindings (ours vs the reference, and where the reference comes from):")
+            _print_frame(findings_summary(root), "table")
     except CatalogError as exc:
         print(exc)
         return 1
@@ -116,7 +137,18 @@ def cmd_tables(args) -> int:
 
 
 def cmd_catalog(args) -> int:
-    report = refresh_catalog(args.warehouse)
+    root = Path(args.warehouse).resolve()
+    if not root.is_dir():
+        print(f"error: no warehouse at {root}: materialize something first (make demo) or pass --warehouse",
+              file=sys.stderr)
+        return 2
+    try:
+        report = refresh_catalog(root)
+    except (OSError, duckdb.Error) as exc:
+        print(f"error: cannot rebuild the catalog in {root}: {exc}", file=sys.stderr)
+        return 2
+    for path, why in report.warnings.items():
+        print(f"  warning: {why}: {path}", file=sys.stderr)
     print(f"catalog rebuilt: {len(report.views)} views in {Path(args.warehouse).resolve() / 'catalog.duckdb'}")
     for table, err in report.errors.items():
         print(f"  skipped {table}: {err}", file=sys.stderr)

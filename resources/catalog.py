@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
@@ -21,7 +22,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from resources.tables import list_tables, materialization_files, table_dir
+from resources.tables import list_tables, materialization_files
 
 CATALOG_NAME = "catalog.duckdb"
 
@@ -34,6 +35,7 @@ class CatalogError(RuntimeError):
 class RefreshReport:
     views: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    warnings: dict[str, str] = field(default_factory=dict)  # file -> why it was skipped
 
 
 def catalog_path(root: str | Path) -> Path:
@@ -55,18 +57,37 @@ def _sql_str(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def _create_views(con: duckdb.DuckDBPyConnection, root: Path, group: str, asset: str) -> list[str]:
-    files = materialization_files(root, group, asset)
+def _readable(files: list[Path]) -> tuple[list[Path], dict[str, str]]:
+    """The files whose Parquet footer reads, and the reason each other one does not."""
+    import pyarrow.parquet as pq
+
+    good, bad = [], {}
+    for f in files:
+        try:
+            pq.read_metadata(f)
+            good.append(f)
+        except Exception as exc:  # pyarrow raises several kinds for a truncated or foreign file
+            bad[str(f)] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unreadable'}"
+    return good, bad
+
+
+def _create_views(con: duckdb.DuckDBPyConnection, root: Path, group: str, asset: str,
+                  report: RefreshReport | None = None) -> list[str]:
+    """The latest and history views of one table over its readable files; unreadable ones are skipped and
+    named in ``report.warnings`` (an older good file then serves as the latest)."""
+    files, bad = _readable(materialization_files(root, group, asset))
+    if report is not None:
+        report.warnings.update({path: f"{group}.{asset}: skipped unreadable file ({why})" for path, why in bad.items()})
     con.execute(f'CREATE SCHEMA IF NOT EXISTS "{group}"')
     if not files:
         con.execute(f'DROP VIEW IF EXISTS "{group}"."{asset}"')
         con.execute(f'DROP VIEW IF EXISTS "{group}"."{asset}_history"')
         return []
-    pattern = table_dir(root, group, asset) / "*.parquet"
+    listed = "[" + ", ".join(_sql_str(f) for f in files) + "]"
     con.execute(f'CREATE OR REPLACE VIEW "{group}"."{asset}" AS SELECT * FROM read_parquet({_sql_str(files[-1])})')
     con.execute(
         f'CREATE OR REPLACE VIEW "{group}"."{asset}_history" AS '
-        f"SELECT * FROM read_parquet({_sql_str(pattern)}, union_by_name = true)"
+        f"SELECT * FROM read_parquet({listed}, union_by_name = true)"
     )
     return [f"{group}.{asset}", f"{group}.{asset}_history"]
 
@@ -83,7 +104,8 @@ def _create_findings_view(con: duckdb.DuckDBPyConnection, views: Iterable[str]) 
 def refresh_catalog(root: str | Path, tables: Iterable[tuple[str, str]] | None = None) -> RefreshReport:
     """Rebuild the catalog (all tables), or update the views of ``tables`` in a copy of the current one.
 
-    A table whose files cannot be read is reported in ``errors`` and left out; the rest of the catalog is built.
+    An unreadable file is skipped and named in ``warnings`` (the table's views keep its readable files); a
+    table that still cannot be viewed is reported in ``errors`` and left out; the rest of the catalog is built.
     """
     root = Path(root).resolve()
     report = RefreshReport()
@@ -99,7 +121,7 @@ def refresh_catalog(root: str | Path, tables: Iterable[tuple[str, str]] | None =
             try:
                 for group, asset in targets:
                     try:
-                        report.views += _create_views(con, root, group, asset)
+                        report.views += _create_views(con, root, group, asset, report)
                     except duckdb.Error as exc:
                         report.errors[f"{group}.{asset}"] = str(exc).splitlines()[0]
                 existing = [
@@ -119,22 +141,61 @@ def refresh_catalog(root: str | Path, tables: Iterable[tuple[str, str]] | None =
 
 
 def connect_read_only(root: str | Path) -> duckdb.DuckDBPyConnection:
-    """Open the catalog for reading; a clear error if it has not been built yet."""
+    """Open the catalog for reading, fenced in by DuckDB's own guards; a clear error if it is missing or locked.
+
+    The connection is read-only, may touch files only under the warehouse root (``allowed_directories``, with
+    ``enable_external_access`` off: no ``/etc``, no other databases, no extensions), and its configuration is
+    locked so a query cannot lift the guards.
+    """
+    root = Path(root).resolve()
     path = catalog_path(root)
     if not path.exists():
         raise CatalogError(
             f"no catalog at {path}: materialize something (make demo) or rebuild it with `reprolab catalog`"
         )
-    return duckdb.connect(str(path), read_only=True)
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise CatalogError(f"cannot open the catalog {path}: {str(exc).splitlines()[0]}") from exc
+    try:
+        con.execute("SET allowed_directories = [?]", [str(root) + os.sep])
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+    except duckdb.Error:
+        con.close()
+        raise
+    return con
 
 
-_READ_STATEMENTS = ("SELECT", "EXPLAIN", "PRAGMA")
+# Statement kinds that only read. EXPLAIN is allowed only around a SELECT: EXPLAIN ANALYZE runs its statement.
+_EXPLAIN = re.compile(r"^\s*EXPLAIN\s+(?:\((?:[^()])*\)\s*|ANALY[SZ]E\s+)?", re.IGNORECASE)
+
+
+def _refuse_writes(con: duckdb.DuckDBPyConnection, statements: list) -> None:
+    for statement in statements:
+        kind = statement.type.name
+        if kind == "EXPLAIN":
+            inner_sql = _EXPLAIN.sub("", statement.query, count=1)
+            try:
+                inner = con.extract_statements(inner_sql)
+            except duckdb.Error as exc:
+                raise CatalogError(f"query failed: {exc}") from exc
+            kind = inner[0].type.name if len(inner) == 1 else "EXPLAIN"
+            if kind == "EXPLAIN":  # nested or unparsable EXPLAIN: refuse rather than guess
+                kind = "nested EXPLAIN"
+        if kind not in ("SELECT", "PRAGMA"):
+            raise CatalogError(
+                f"the catalog is read-only: `reprolab query` runs reading statements only (SELECT, DESCRIBE, "
+                f"SHOW, SUMMARIZE, EXPLAIN SELECT), got {kind}; results are written by materializing assets"
+            )
 
 
 def query(root: str | Path, sql: str) -> pd.DataFrame:
     """Run read-only SQL (SELECT, SHOW, DESCRIBE, EXPLAIN …) against the catalog and return the last result.
 
-    Any statement that would write (CREATE, INSERT, DELETE, COPY, ATTACH, …) is refused before it runs.
+    Statements that would write (CREATE, INSERT, COPY, ATTACH, EXPORT, EXPLAIN ANALYZE of a write, …) are
+    refused before anything runs, and the connection's guards (`connect_read_only`) keep every file outside the
+    warehouse out of reach.
     """
     con = connect_read_only(root)
     try:
@@ -144,19 +205,13 @@ def query(root: str | Path, sql: str) -> pd.DataFrame:
             raise CatalogError(f"query failed: {exc}") from exc
         if not statements:
             raise CatalogError("query is empty: give one SQL statement, e.g. SELECT * FROM findings")
-        for statement in statements:
-            kind = statement.type.name
-            if kind not in _READ_STATEMENTS:
-                raise CatalogError(
-                    f"the catalog is read-only: `reprolab query` runs reading statements only, got {kind}; "
-                    "results are written by materializing assets"
-                )
+        _refuse_writes(con, statements)
         try:
             for statement in statements[:-1]:
                 con.execute(statement)
             return con.execute(statements[-1]).df()
         except duckdb.Error as exc:
-            raise CatalogError(f"query failed: {exc}") from exc
+            raise CatalogError(f"query failed: {str(exc).splitlines()[0]}") from exc
     finally:
         con.close()
 
