@@ -15,6 +15,7 @@ from pydantic import Field
 from resources.presentation import figure_metadata, markdown_table
 from resources.profiles import pick
 from resources.stages import stage
+from resources.subsetting import yields_selected
 from resources.tracking import Tracking
 from resources.validation import expectations, gx_check
 from resources.warehouse import WarehousePaths
@@ -58,16 +59,17 @@ def world_from_record(record: dict[str, Any]):
 
 @dg.multi_asset(
     outs={
-        "facts_world": dg.AssetOut(group_name=GROUP, tags=stage("data"), description="The facts world's spec and summary (a record)."),
-        "facts_entities": dg.AssetOut(group_name=GROUP, tags=stage("data"), description="People, cities, organisations and professions."),
-        "facts": dg.AssetOut(group_name=GROUP, tags=stage("data"), description="Each person's attributes: the facts a model can memorise."),
-        "facts_documents": dg.AssetOut(group_name=GROUP, tags=stage("data"),
+        "facts_world": dg.AssetOut(group_name=GROUP, tags=stage("data"), is_required=False, description="The facts world's spec and summary (a record)."),
+        "facts_entities": dg.AssetOut(group_name=GROUP, tags=stage("data"), is_required=False, description="People, cities, organisations and professions."),
+        "facts": dg.AssetOut(group_name=GROUP, tags=stage("data"), is_required=False, description="Each person's attributes: the facts a model can memorise."),
+        "facts_documents": dg.AssetOut(group_name=GROUP, tags=stage("data"), is_required=False,
                      description="Documents: author, protected flag, duplicate count, split, text."),
-        "facts_token_truth": dg.AssetOut(group_name=GROUP, tags=stage("data"),
+        "facts_token_truth": dg.AssetOut(group_name=GROUP, tags=stage("data"), is_required=False,
                      description="Per-token ground truth: the true entropy and whether the token states a fact."),
     },
-    can_subset=False,
+    can_subset=True,
 )
+@yields_selected
 def facts_world(context: dg.AssetExecutionContext, config: FactsWorldConfig, warehouse: WarehousePaths):
     """Generate the facts world: Zipf-skewed entities, author styles, protected documents, exact ground truth."""
     import matplotlib

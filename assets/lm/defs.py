@@ -20,6 +20,7 @@ from resources.compute import Compute
 from resources.presentation import figure_metadata, markdown_table
 from resources.profiles import pick
 from resources.stages import stage
+from resources.subsetting import yields_selected
 from resources.tracking import Tracking
 from resources.validation import expectations, gx_check
 from resources.warehouse import WarehousePaths
@@ -146,15 +147,16 @@ def language_model_asset(corpus: str, size: ModelSize) -> dg.AssetsDefinition:
     @dg.multi_asset(
         name=name,
         outs={
-            name: dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("training"),
+            name: dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("training"), is_required=False,
                               description=f"The {size.name} model of the {corpus} family: its MLflow record."),
-            f"{name}_curve": dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("training"),
+            f"{name}_curve": dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("training"), is_required=False,
                                          description=f"Training curve of {name}: step, tokens, losses, lr, tokens/s."),
         },
         ins={"documents": dg.AssetIn(documents_key), "tokenizer_record": dg.AssetIn(tokenizer_key)},
         pool="gpu",
-        can_subset=False,
+        can_subset=True,  # either output alone (e.g. `--select lm_facts_small`) trains and emits only that one
     )
+    @yields_selected
     def _train(context: dg.AssetExecutionContext, config: config_class, tracking: Tracking,
                compute: Compute, warehouse: WarehousePaths, pipes: dg.PipesSubprocessClient,
                documents: pd.DataFrame, tokenizer_record: dict):

@@ -8,7 +8,7 @@ import pytest
 from pipelines.definitions import defs
 from pipelines.jobs import USER_INPUTS
 
-SMALL = dg.AssetSelection.assets("lm_facts_small").required_multi_asset_neighbors()
+SMALL = dg.AssetSelection.assets("lm_facts_small", "lm_facts_small_curve")
 EVERYTHING = list(defs.assets) + list(defs.asset_checks)
 
 
