@@ -16,8 +16,9 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from assets.uncertainty.findings import CHECKS
 from resources.compute import Compute
-from resources.presentation import Finding, figure_metadata, findings_frame, findings_metadata, markdown_table
+from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import current_profile, pick
 from resources.stages import stage
 from resources.tracking import Tracking
@@ -172,7 +173,7 @@ class UncertaintyLabelsConfig(dg.Config):
                           self.zero_entropy, self.entropy_delta)
 
 
-@dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"),
+@dg.asset(group_name=GROUP, code_version="2", tags=stage("evaluation"),
           check_specs=[dg.AssetCheckSpec("classes_balanced_per_token", asset="uncertainty_labels",
                                          description="after balancing, every token id has as many epistemic as "
                                                      "aleatoric examples, and both classes are present")])
@@ -350,98 +351,24 @@ def uncertainty_auc(context: dg.AssetExecutionContext, warehouse: WarehousePaths
 
 # -------------------------------------------------------------------------------------------- findings
 FINDINGS_KEY = dg.AssetKey([GROUP, "findings"])
-FINDINGS_CHECKS = [
-    dg.AssetCheckSpec("probes_beat_entropy_baseline", asset=FINDINGS_KEY,
-                      description="On the facts and code datasets a probe's held-out AUC exceeds the small-model "
-                                  "entropy baseline by >= 0.05 (WARN: a finding)."),
-    dg.AssetCheckSpec("iclt_above_chance", asset=FINDINGS_KEY,
-                      description="The ICLT's held-out AUC on the facts dataset is >= 0.55 (WARN: a finding)."),
-    dg.AssetCheckSpec("probes_transfer_across_domains", asset=FINDINGS_KEY,
-                      description="Probes trained on code keep AUC >= 0.6 on facts text read by the same pair, and "
-                                  "back (WARN: a finding)."),
-]
 
 
-@dg.asset(key_prefix=[GROUP], name="findings", group_name=GROUP, code_version="1", tags=stage("evaluation"),
+@dg.asset(key_prefix=[GROUP], name="findings", group_name=GROUP, code_version="2", tags=stage("evaluation"),
           ins={"auc": dg.AssetIn("uncertainty_auc"), "labels": dg.AssetIn("uncertainty_labels"),
                "facts_small": dg.AssetIn("lm_facts_small"), "facts_large": dg.AssetIn("lm_facts_large")},
-          check_specs=FINDINGS_CHECKS)
+          check_specs=findings_check_specs(FINDINGS_KEY, {k: text for k, (_, text) in CHECKS.items()}))
 def uncertainty_findings(auc: pd.DataFrame, labels: pd.DataFrame, facts_small: dict, facts_large: dict):
     """Headline results next to the paper's: probes vs the entropy baseline, transfer across domains, the
     ICLT, and (beyond the paper) every method against the facts world's ground truth."""
-    from assets.uncertainty import findings as f
-    from assets.uncertainty.labels import agreement
+    from assets.uncertainty.findings import build_findings
 
     kept = labels[labels["kept"]].groupby("dataset")["label"].size().to_dict()
     th = labels.groupby("dataset")[["entropy_min", "zero_entropy", "entropy_delta"]].first().round(2)
     scale = (f"{current_profile()} profile: facts pair {facts_small['parameters']:,} vs {facts_large['parameters']:,} "
              f"parameters; balanced labelled tokens {kept}; thresholds (floor, zero, delta) "
              f"{ {d: tuple(r) for d, r in th.iterrows()} }")
-    out, numbers = [], {}
-    for dataset in ("facts", "code", "code_pair_on_facts"):
-        n = numbers[dataset] = f.probe_numbers(auc, dataset)
-        for kind in ("linear", "mlp"):
-            out.append(Finding(GROUP, f"{kind}_probe_auc_{dataset}", n[kind], f.PAPER_PROBE_AUC, scale,
-                               f.probe_verdict(n),
-                               f"held-out AUC at layer {n['layer']}: {kind} {f.fmt(n[kind])} (best layer "
-                               f"{n[f'{kind}_best_layer']}: {f.fmt(n[f'{kind}_best'])}) vs small-model entropy "
-                               f"{f.fmt(n['entropy'])}; output probe (top-k log-probs) {f.fmt(n['output_probe'])}; "
-                               f"{n['n_train']} train / {n['n_test']} test tokens. Paper: probes often > 0.9, "
-                               "well above the entropy baseline."))
-        out.append(Finding(GROUP, f"entropy_baseline_auc_{dataset}", n["entropy"], None, scale, "not comparable",
-                           "the small model's entropy alone (1-D logistic regression): the bar probes must clear."))
-    for source, target in CROSS:
-        layer = f.chosen_layer(auc, source)
-        embedding = f.auc_of(auc, source, target, "linear", layer=layer) if source.split("_pair_on_")[0] == \
-            target.split("_pair_on_")[0] else math.nan
-        output = f.auc_of(auc, source, target, "linear", layer=-1)
-        value = embedding if not math.isnan(embedding) else output
-        what = "linear probe on hidden states" if not math.isnan(embedding) else "output probe (top-k log-probs)"
-        out.append(Finding(GROUP, f"transfer_auc_{source}_to_{target}", value, None, scale,
-                           f.transfer_verdict(value, numbers.get(source, {}).get("linear", math.nan)),
-                           f"{what} trained on {source}, tested on {target}: {f.fmt(value)}; entropy baseline "
-                           f"transferred {f.fmt(f.auc_of(auc, source, target, 'entropy'))}. Hidden-state probes transfer "
-                           "only between datasets read by the same pair (facts and code pairs are different networks). "
-                           "Paper: probes trained on one domain generalise to others."))
-    iclt_rows = auc[auc["method"] == "iclt"]
-    for _, r in iclt_rows[iclt_rows["target"] == "proxy"].iterrows():
-        out.append(Finding(GROUP, f"iclt_auc_{r['train_dataset']}", r["auc"], None, scale, f.iclt_verdict(r["auc"]),
-                           f"1-D logistic classifier on the mutual-information score, fitted on {r['n_train']} and "
-                           f"tested on {r['n_test']} tokens: AUC {f.fmt(r['auc'])} (raw score in-sample "
-                           f"{f.fmt(r['auc_in_sample'])}). Mean MI epistemic {r['mean_mi_epistemic']:.2g} vs aleatoric "
-                           f"{r['mean_mi_aleatoric']:.2g} nats, against H(top-k) {r['mean_h_x']:.2f}: near zero means "
-                           "the small model barely copies from context, the effect the test relies on. "
-                           "Paper: non-trivial accuracy without labels."))
-    truth = auc[(auc["target"] == "truth") & (auc["train_dataset"] == "facts")]
-    for _, r in truth.iterrows():
-        out.append(Finding(GROUP, f"truth_auc_{r['method']}", r["auc"], None, scale, "not comparable",
-                           f"beyond the paper: {r['method']} (layer {r['layer']}) scored against the facts world's "
-                           f"truth (epistemic: true entropy < zero threshold; aleatoric: true entropy >= floor) on "
-                           f"{r['n_test']} uncertain held-out tokens."))
-    facts = labels[labels["dataset"] == "facts"]
-    rate, n_both = agreement(facts["label"].to_numpy(), facts["truth_label"].to_numpy())
-    out.append(Finding(GROUP, "proxy_truth_agreement", rate, None, scale, "not comparable",
-                       f"beyond the paper: share of {n_both} facts tokens with both labels where the large-model proxy "
-                       "label equals the truth's."))
-    yield dg.Output(findings_frame(out), metadata=findings_metadata(out))
-
-    beats = {d: f.beats_baseline(numbers[d]) for d in ("facts", "code")}
-    yield dg.AssetCheckResult(check_name="probes_beat_entropy_baseline", severity=dg.AssetCheckSeverity.WARN,
-                              passed=all(beats.values()),
-                              metadata={f"{d} {k} (ours)": numbers[d][k] for d in beats for k in ("linear", "mlp", "entropy")}
-                              | {"paper": f"{PAPER}: probes often > 0.9 AUC, above entropy", "margin": f.MARGIN})
-    facts_iclt = iclt_rows[(iclt_rows["train_dataset"] == "facts") & (iclt_rows["target"] == "proxy")]["auc"]
-    iclt_value = float(facts_iclt.iloc[0]) if len(facts_iclt) else math.nan
-    yield dg.AssetCheckResult(check_name="iclt_above_chance", severity=dg.AssetCheckSeverity.WARN,
-                              passed=bool(iclt_value >= 0.5 + f.ICLT_CHANCE_MARGIN),
-                              metadata={"iclt_auc_facts (ours)": iclt_value, "paper": f"{PAPER}: non-trivial",
-                                        "threshold": 0.5 + f.ICLT_CHANCE_MARGIN})
-    transfers = {f"{s}->{t}": f.auc_of(auc, s, t, "linear", layer=f.chosen_layer(auc, s))
-                 for s, t in CROSS[:2]}
-    yield dg.AssetCheckResult(check_name="probes_transfer_across_domains", severity=dg.AssetCheckSeverity.WARN,
-                              passed=bool(all(v >= f.TRANSFER_FLOOR for v in transfers.values())),
-                              metadata={f"{k} (ours)": v for k, v in transfers.items()}
-                              | {"paper": f"{PAPER}: probes generalise across domains", "threshold": f.TRANSFER_FLOOR})
+    findings = build_findings(auc, labels, scale, CROSS, study=GROUP)
+    yield from findings_results(findings, {k: metric for k, (metric, _) in CHECKS.items()})
 
 
 defs = dg.Definitions(assets=[uncertainty_tokens, uncertainty_labels, uncertainty_probes, uncertainty_iclt,

@@ -42,7 +42,9 @@ def label_all(tokens: pd.DataFrame, thresholds: dict[str, Thresholds], balanced:
         extra = [c for c in ("true_entropy", "is_fact", "slot") if c in group.columns]
         th = thresholds[dataset]
         frames.append(pd.concat([group[cols + extra], labels], axis=1).assign(
-            entropy_min=th.entropy_min, zero_entropy=th.zero_entropy, entropy_delta=th.entropy_delta))
+            entropy_min=th.entropy_min, zero_entropy=th.zero_entropy, entropy_delta=th.entropy_delta,
+            # only quantile_thresholds makes overlapping thresholds: they were read off this run's entropies
+            threshold_source="quantiles" if th.allow_overlap else "fixed"))
     out = pd.concat(frames, ignore_index=True)
     if "is_fact" in out.columns:
         out["is_fact"] = out["is_fact"].astype("boolean")

@@ -8,6 +8,7 @@ import pandas as pd
 
 
 def test_uncertainty_group_materializes_with_consistent_numbers(resources_for, warehouse_root):
+    from assets.findings import check_findings_frame
     from assets.uncertainty.labels import proxy_labels, quantile_thresholds
     from pipelines.definitions import defs
     from pipelines.jobs import USER_INPUTS
@@ -50,7 +51,14 @@ def test_uncertainty_group_materializes_with_consistent_numbers(resources_for, w
     assert (iclt["h_y"] <= math.log(4) + 1e-9).all()  # tiny profile: top_k = 4 candidates
     assert iclt["kept"].any()
 
-    findings = result.asset_value(dg.AssetKey(["uncertainty", "findings"])).set_index("metric")
+    frame = result.asset_value(dg.AssetKey(["uncertainty", "findings"]))
+    assert check_findings_frame(frame) == []
+    assert {"reference", "source", "rule", "post_hoc"} <= set(frame.columns)
+    findings = frame.set_index("metric")
+    # tiny profile: both pairs label by their own quantiles, a post-hoc choice every probe finding records
+    assert findings.loc["linear_probe_auc_facts", "post_hoc"].startswith("facts labels: thresholds from this run")
+    assert findings.loc["linear_probe_auc_facts", "source"] == "paper"
+    assert findings.loc["entropy_baseline_auc_facts", "verdict"] == "not comparable"
     assert {"linear_probe_auc_facts", "mlp_probe_auc_facts", "entropy_baseline_auc_facts",
             "proxy_truth_agreement", "iclt_auc_facts"} <= set(findings.index)
     layer = int(own.loc[own["method"] == "linear", "layer"].max())
@@ -61,5 +69,7 @@ def test_uncertainty_group_materializes_with_consistent_numbers(resources_for, w
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["token_table_valid"] and checks["classes_balanced_per_token"]
     assert {"probes_beat_entropy_baseline", "iclt_above_chance", "probes_transfer_across_domains"} <= set(checks)
+    passed = set(findings.index[findings["verdict"] == "reproduced"])
+    assert checks["iclt_above_chance"] == ("iclt_auc_facts" in passed)
     catalog = query(str(warehouse_root), "SELECT dataset, count(*) AS n FROM uncertainty.uncertainty_labels GROUP BY dataset")
     assert isinstance(catalog, pd.DataFrame) and len(catalog) == 3
