@@ -4,7 +4,8 @@
 training curves with the hidden-progress measures). ``parity_convergence``: median t_c per setting.
 ``parity_scaling``: the fit of median t_c against n per k. ``parity_hidden_progress``: per run, whether the
 progress measure rose through the plateau. ``parity_finite_sample_runs`` / ``_curves``: the fixed training
-set with weight decay (grokking-like). ``parity/findings``: the headline results next to the paper's.
+set with weight decay (grokking-like). ``parity/findings``: the headline results next to their references,
+each verdict computed from a rule stated in ``assets.parity.findings``.
 """
 
 import time
@@ -14,7 +15,7 @@ import pandas as pd
 from pydantic import Field
 
 from resources.compute import Compute
-from resources.presentation import Finding, figure_metadata, findings_frame, findings_metadata, markdown_table
+from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import current_profile, pick
 from resources.stages import stage
 from resources.validation import expectations, gx_check
@@ -238,20 +239,22 @@ FINDINGS_KEY = dg.AssetKey([GROUP, "findings"])
 _FINDING_CHECKS = {
     "transition_is_abrupt": "The loss stays near chance for most of the run and falls within a small fraction of it.",
     "progress_precedes_accuracy": "The hidden-progress measure rises during the plateau, before accuracy moves.",
-    "tc_exponent_grows_with_k": "t_c grows polynomially in n with an exponent that grows with k.",
-    "finite_sample_matches_anchor": "With 500 samples and weight decay, 99% test accuracy in about 832 steps.",
+    "tc_exponent_grows_with_k": "t_c grows polynomially in n with an exponent proportional to k (n^(alpha k)).",
+    "finite_sample_matches_anchor": "With 500 samples and weight decay, 99% test accuracy in about 832 steps "
+                                    "(a public replication's number, not the paper's).",
 }
 
 
-@dg.asset(key=FINDINGS_KEY, group_name=GROUP, code_version="1", tags=stage("evaluation"),
+@dg.asset(key=FINDINGS_KEY, group_name=GROUP, code_version="2", tags=stage("evaluation"),
           ins={"runs": dg.AssetIn("parity_runs"), "convergence": dg.AssetIn("parity_convergence"),
                "scaling": dg.AssetIn("parity_scaling"), "progress": dg.AssetIn("parity_hidden_progress"),
                "finite": dg.AssetIn("parity_finite_sample_runs")},
-          check_specs=[dg.AssetCheckSpec(name, asset=FINDINGS_KEY, description=f"{text} (WARN: a finding, not a bug)")
-                       for name, text in _FINDING_CHECKS.items()])
+          check_specs=findings_check_specs(FINDINGS_KEY, _FINDING_CHECKS))
 def parity_findings(runs: pd.DataFrame, convergence: pd.DataFrame, scaling: pd.DataFrame,
                     progress: pd.DataFrame, finite: pd.DataFrame):
-    """The headline results next to the paper's: abrupt transition, hidden progress, t_c ~ n^O(k), finite sample."""
+    """The headline results next to their references, each judged by the rule stated in
+    ``assets.parity.findings`` (abrupt transition, hidden progress, t_c ~ n^O(k) against the exponent ratio
+    n^(alpha k) implies, finite sample against a public replication); each check reads one finding."""
     from assets.parity import analysis
     from assets.parity import findings as science
 
@@ -260,35 +263,28 @@ def parity_findings(runs: pd.DataFrame, convergence: pd.DataFrame, scaling: pd.D
     scale = _scale(head)
     summary = convergence[(convergence["sweep"] == headline) & (convergence["arch"] == "mlp")]
     k = int(head["k"].max())
-    rows = {"transition_is_abrupt": [science.transition_finding(head, summary, scale)]}
+    transition = science.transition_finding(head, summary, scale)
     mlp_progress = progress[(progress["measure"] == PROGRESS_MEASURE) & progress["run_key"].isin(head["run_key"])
                             & (progress["k"] == k)]
-    rows["progress_precedes_accuracy"] = [science.hidden_progress_finding(mlp_progress, scale, f"mlp, k={k}")]
+    rising = science.hidden_progress_finding(mlp_progress, scale, f"mlp, k={k}")
+    found = [transition, rising]
     poly = progress[(progress["measure"] == PROGRESS_MEASURE) & (progress["arch"] == "polynet")]
     if len(poly):
-        rows["progress_precedes_accuracy"].append(
-            science.hidden_progress_finding(poly, _scale(runs[runs["arch"] == "polynet"]), "polynet"))
+        found.append(science.hidden_progress_finding(poly, _scale(runs[runs["arch"] == "polynet"]), "polynet"))
     fit = scaling[(scaling["arch"] == "mlp") & scaling["width"].isin(head["width"].unique())
                   & (scaling["loss"] == head["loss"].iloc[0]) & (scaling["init"] == head["init"].iloc[0])]
-    rows["tc_exponent_grows_with_k"] = science.scaling_findings(fit, scale)
+    exponents = science.scaling_findings(fit, scale)
+    found += exponents
     poly_fit = scaling[scaling["arch"] == "polynet"]
     if len(poly_fit):
-        rows["tc_exponent_grows_with_k"] += science.scaling_findings(
-            poly_fit, _scale(runs[runs["arch"] == "polynet"]), "polynet", per_k=False)
-    finite_summary = analysis.finite_sample_summary(finite)
-    rows["finite_sample_matches_anchor"] = [science.finite_sample_finding(finite_summary, _scale(finite))]
-
-    found = [Finding(study=GROUP, **row) for group in rows.values() for row in group]
-    yield dg.Output(findings_frame(found), metadata=findings_metadata(found))
-    for name, group in rows.items():
-        main = group[0]
-        if name == "tc_exponent_grows_with_k":  # the headline architecture's ratio row, else its one row
-            main = next((r for r in group if r["metric"].startswith("exponent ratio")), group[0])
-        yield dg.AssetCheckResult(
-            check_name=name, severity=dg.AssetCheckSeverity.WARN, passed=main["verdict"] == "reproduced",
-            metadata={"metric": main["metric"], "ours": main["ours"],
-                      "paper": main["paper"] if main["paper"] is not None else "qualitative",
-                      "verdict": main["verdict"], "note": main["note"]})
+        found += science.scaling_findings(poly_fit, _scale(runs[runs["arch"] == "polynet"]), "polynet", per_k=False)
+    finite_row = science.finite_sample_finding(analysis.finite_sample_summary(finite), _scale(finite))
+    found.append(finite_row)
+    # the headline architecture's ratio row, else its first exponent row
+    scaling_row = next((f for f in exponents if f.metric.startswith("exponent ratio")), exponents[0])
+    yield from findings_results(found, checks={
+        "transition_is_abrupt": transition.metric, "progress_precedes_accuracy": rising.metric,
+        "tc_exponent_grows_with_k": scaling_row.metric, "finite_sample_matches_anchor": finite_row.metric})
 
 
 # ------------------------------------------------------------------------------------------ data checks

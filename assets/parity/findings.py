@@ -1,27 +1,44 @@
-"""The study's headline results next to the paper's, each with the rule that gives its verdict.
+"""The study's headline results as `assets.findings.Finding`s: each rule is stated here, before the numbers.
 
-Plain dicts (metric, ours, paper, scale, verdict, note) that the Dagster side turns into ``Finding`` rows.
-The rules are fixed here, not tuned to the numbers; where the scale we ran does not show an effect, the
-verdict says so and the note gives the numbers.
+Rules (fixed in code, not tuned to the numbers; ``Rule`` / ``Condition`` of the findings contract):
+- abrupt transition: the share of t_c between leaving chance and 100% accuracy, at most 25% (partially at
+  most 50%); the paper's claim is qualitative (no reference value).
+- hidden progress: the share of converged runs whose progress measure rises significantly through the
+  plateau, at least 50% (partially 25%); qualitative (no reference value).
+- t_c ~ n^(alpha k): the exponent of median t_c in n per k is descriptive (the paper states no exponent, so
+  there is nothing to compare it with). The ratio of the exponents at the largest and smallest k is judged
+  against k_hi / k_lo, the value one alpha in n^(alpha k) implies (``paper (derived)``): within a factor
+  1.25, partially 1.5 (for k=3 / k=2 the partial band's lower edge, 1.0, is "the exponent does not grow");
+  and only when every fit is polynomial (r^2 >= 0.9, partially >= 0.8) and, with more than two k, the
+  exponent grows at every step in k.
+- finite sample: median steps to 99% test accuracy against the public replication's ~832 steps, within a
+  factor 1.5 (partially 3), only in the anchor's setting (n=20, k=3, width 1000, 500 samples); elsewhere the
+  row is descriptive.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-PAPER_ANCHOR_STEPS = 832  # public replication: n=20, k=3, width-1000 MLP, 500 samples, wd 0.01 -> 99% test
-ABRUPT_SHARE = 0.25  # "falls within a small fraction of the steps": the transition takes at most a quarter of t_c
+from assets.findings import Condition, Finding, Rule
+
+STUDY = "parity"
+ANCHOR_STEPS = 832  # public replication (not the paper): n=20, k=3, width-1000 MLP, 500 samples, wd 0.01 -> 99%
+ANCHOR_SETTING = (20, 3, 1000, 500)  # n, k, width, training-set size
+ABRUPT = Rule.at_most(0.25, partial=0.5)  # "falls within a small fraction of the steps"
+RISING = Rule.at_least(0.5, partial=0.25)  # share of runs whose progress measure rises in the plateau
 SIGNIFICANCE = 0.05
-
-
-def _finding(metric: str, ours: float, paper: float | None, scale: str, verdict: str, note: str) -> dict[str, Any]:
-    return {"metric": metric, "ours": float(ours) if ours is not None else math.nan, "paper": paper,
-            "scale": scale, "verdict": verdict, "note": note}
+EXPONENT_RATIO = Rule.within_factor(1.25, partial=1.5)
+POLYNOMIAL = Rule.at_least(0.9, partial=0.8)  # r^2 of the log-log fit
+RATIO_POST_HOC = ("ratio tolerance (factor 1.25, partially 1.5) and r^2 partial bar 0.8 set in issue 16, when the "
+                  "demo's earlier ratio (1.93 for k=3 / k=2) was on record")
+ANCHOR = Rule.within_factor(1.5, partial=3.0)
+ANCHOR_POST_HOC = ("tolerance factor 1.5 (partially 3) set in issue 16 after the demo's 1,600 steps were known; "
+                   "the earlier rule (factor 2, partially 4) called 1,600 vs 832 reproduced")
 
 
 def headline_runs(runs: pd.DataFrame, sweep: str, arch: str = "mlp") -> pd.DataFrame:
@@ -32,7 +49,7 @@ def headline_runs(runs: pd.DataFrame, sweep: str, arch: str = "mlp") -> pd.DataF
     return selected
 
 
-def transition_finding(runs: pd.DataFrame, summary: pd.DataFrame, scale: str) -> dict[str, Any]:
+def transition_finding(runs: pd.DataFrame, summary: pd.DataFrame, scale: str) -> Finding:
     """Abruptness: the share of t_c between leaving chance and 100% accuracy, at the largest k and n run."""
     k, n = int(runs["k"].max()), int(runs.loc[runs["k"] == runs["k"].max(), "n"].max())
     cell = summary[(summary["k"] == k)].sort_values("n")
@@ -40,98 +57,100 @@ def transition_finding(runs: pd.DataFrame, summary: pd.DataFrame, scale: str) ->
     share = float(at["median_transition_share"].median())
     trend = stats.spearmanr(cell["n"], cell["median_transition_share"]) if len(cell) >= 3 else None
     shrinking = trend is not None and trend.statistic < 0
-    if share <= ABRUPT_SHARE:
-        verdict = "reproduced"
-    elif share < 0.5:
-        verdict = "partially reproduced"
-    else:
-        verdict = "not reproduced"
     shares = ", ".join(f"n={int(r.n)}: {r.median_transition_share:.2f}" for r in cell.itertuples())
     median_tc = float(at["median_t_c"].median())
-    note = (f"k={k}, n={n}: median t_c={median_tc:.0f} steps; the accuracy leaves chance at {1 - share:.0%} of t_c "
-            f"and reaches 100% in the remaining {share:.0%} (rule: reproduced if <= {ABRUPT_SHARE:.0%}, partially "
-            f"if < 50%). Transition share by n at k={k}: {shares}"
+    note = (f"Rule: {ABRUPT.describe()}. k={k}, n={n}: median t_c={median_tc:.0f} steps; the accuracy leaves "
+            f"chance at {1 - share:.0%} of t_c and reaches 100% in the remaining {share:.0%}. Transition share by "
+            f"n at k={k}: {shares}"
             + (f" (Spearman vs n {trend.statistic:+.2f}: {'shrinks' if shrinking else 'does not shrink'} as n grows)."
                if trend is not None else ".")
             + " Paper: loss near chance for most of training, then a sharp drop (n=50, k=3: a qualitative claim).")
-    return _finding(f"transition share of t_c (k={k}, n={n})", share, None, scale, verdict, note)
+    return Finding(STUDY, f"transition share of t_c (k={k}, n={n})", share, rule=ABRUPT, scale=scale, note=note)
 
 
-def hidden_progress_finding(progress: pd.DataFrame, scale: str, label: str) -> dict[str, Any]:
+def hidden_progress_finding(progress: pd.DataFrame, scale: str, label: str) -> Finding:
     """Share of runs whose progress measure rises significantly through the plateau (one-sided Spearman)."""
     tested = progress.dropna(subset=["p_value"])
     measure = progress["measure"].iloc[0] if len(progress) else "measure"
+    metric = f"runs with rising {measure} in the plateau ({label})"
     if tested.empty:
-        return _finding(f"runs with rising {measure} in the plateau ({label})", math.nan, None, scale,
-                        "not comparable", "no converged run had enough logged plateau steps to test a trend")
+        return Finding(STUDY, metric, math.nan, rule=RISING, scale=scale,
+                       note="no converged run had enough logged plateau steps to test a trend")
     share = float((tested["p_value"] < SIGNIFICANCE).mean())
-    verdict = "reproduced" if share >= 0.5 else "partially reproduced" if share >= 0.25 else "not reproduced"
-    note = (f"{len(tested)} converged runs; over the plateau (logged steps from 10% of t_move to t_move, the first "
-            f"step with evaluation accuracy >= 0.6) {measure} rises in {share:.0%} of runs (one-sided Spearman "
-            f"p < {SIGNIFICANCE}); median rho {tested['spearman_rho'].median():.2f}, median rise x"
-            f"{tested['rise'].median():.2f}, median share of its rise up to t_c made before accuracy moved "
-            f"{tested['share_before_move'].median():.2f}. Rule: reproduced if >= 50% of runs. Paper: hidden "
-            "progress measures grow steadily while loss and accuracy stay flat.")
-    return _finding(f"runs with rising {measure} in the plateau ({label})", share, None, scale, verdict, note)
+    note = (f"Rule: {RISING.describe()} (share of runs with a one-sided Spearman p < {SIGNIFICANCE}). "
+            f"{len(tested)} converged runs; over the plateau (logged steps from 10% of t_move to t_move, the first "
+            f"step with evaluation accuracy >= 0.6) {measure} rises in {share:.0%} of runs; median rho "
+            f"{tested['spearman_rho'].median():.2f}, median rise x{tested['rise'].median():.2f}, median share of "
+            f"its rise up to t_c made before accuracy moved {tested['share_before_move'].median():.2f}. Paper: "
+            "hidden progress measures grow steadily while loss and accuracy stay flat.")
+    return Finding(STUDY, metric, share, rule=RISING, scale=scale, note=note)
 
 
-def scaling_findings(fit: pd.DataFrame, scale: str, label: str = "mlp", per_k: bool = True) -> list[dict[str, Any]]:
-    """Exponent of median t_c in n per k (``per_k``), and whether it grows with k as n^(alpha k) says."""
+def _fit_text(r) -> str:
+    return (f"k={r.k}: median t_c = {r.prefactor:.3g} n^{r.exponent:.2f} (± {r.exponent_stderr:.2f}), r^2 "
+            f"{r.r_squared:.3f} over n={r.n_values} (medians {r.median_t_c_values}), alpha {r.alpha:.2f}")
+
+
+def scaling_findings(fit: pd.DataFrame, scale: str, label: str = "mlp", per_k: bool = True) -> list[Finding]:
+    """Exponent of median t_c in n per k (``per_k``, descriptive), and the ratio of the exponents at the
+    largest and smallest k against the k_hi / k_lo that n^(alpha k) implies."""
     fit = fit.sort_values("k")
     if fit.empty:
-        return [_finding(f"t_c exponent in n ({label})", math.nan, None, scale, "not comparable",
-                         "fewer than three values of n converged for every k: no fit")]
-    found = []
-    describe = "; ".join(
-        f"k={r.k}: median t_c = {r.prefactor:.3g} n^{r.exponent:.2f} (± {r.exponent_stderr:.2f}), r^2 {r.r_squared:.3f}"
-        f" over n={r.n_values} (medians {r.median_t_c_values}), alpha {r.alpha:.2f}" for r in fit.itertuples())
-    for row in fit.itertuples() if per_k else ():
-        polynomial = row.r_squared >= 0.9
-        found.append(_finding(
-            f"t_c exponent in n ({label}, k={row.k})", row.exponent, None, scale,
-            "reproduced" if polynomial else "partially reproduced",
-            f"median t_c = {row.prefactor:.3g} * n^{row.exponent:.2f} (± {row.exponent_stderr:.2f}), r^2 "
-            f"{row.r_squared:.3f} over n={row.n_values} (medians {row.median_t_c_values}); alpha = exponent/k = "
-            f"{row.alpha:.2f}. Rule: reproduced (polynomial) if r^2 >= 0.9 on log-log axes. Paper: t_c <= c n^(alpha k)."))
-    if len(fit) >= 2:
-        lo, hi = fit.iloc[0], fit.iloc[-1]
-        ratio = float(hi.exponent / lo.exponent) if lo.exponent > 0 else math.nan
-        grows = bool(np.all(np.diff(fit["exponent"].to_numpy()) > 0))
-        polynomial = bool((fit["r_squared"] >= 0.9).all())
-        verdict = ("reproduced" if grows and polynomial else "partially reproduced" if grows else "not reproduced")
-        found.append(_finding(
-            f"exponent ratio k={hi.k} / k={lo.k} ({label})", ratio, float(hi.k / lo.k), scale, verdict,
-            f"{describe}. The exponent {'grows' if grows else 'does not grow'} with k. The paper's t_c ~ n^(alpha k) "
-            f"with one alpha predicts the ratio of the k's, {hi.k / lo.k:.2f}. Rule: reproduced if the exponent "
-            "grows with k and every fit has r^2 >= 0.9."))
+        return [Finding(STUDY, f"t_c exponent in n ({label})", math.nan, scale=scale,
+                        note="fewer than three values of n converged for every k: no fit")]
+    found = [Finding(STUDY, f"t_c exponent in n ({label}, k={row.k})", row.exponent, scale=scale,
+                     note=f"Descriptive: the paper states no exponent to compare with (t_c <= c n^(alpha k)). "
+                          f"{_fit_text(row)}; alpha = exponent / k.")
+             for row in (fit.itertuples() if per_k else ())]
+    if len(fit) < 2:
+        return found
+    lo, hi = fit.iloc[0], fit.iloc[-1]
+    implied = float(hi.k / lo.k)
+    ratio = float(hi.exponent / lo.exponent) if lo.exponent > 0 else math.nan
+    conditions = [Condition("min r^2 of the fits", float(fit["r_squared"].min()), POLYNOMIAL)]
+    steps = np.diff(fit["exponent"].to_numpy())
+    if len(fit) > 2:
+        conditions.append(Condition("exponent steps up at every k (1 = yes)", float(bool((steps > 0).all())),
+                                    Rule.at_least(1.0)))
+    describe = "; ".join(_fit_text(r) for r in fit.itertuples())
+    note = (f"Rule: {EXPONENT_RATIO.describe()}, the reference being k_hi / k_lo = {implied:.2f} (t_c ~ n^(alpha k) "
+            f"with one alpha); and every fit r^2 {POLYNOMIAL.describe().removeprefix('ours ')}"
+            + ("; and the exponent grows at every step in k" if len(fit) > 2 else "") + f". {describe}."
+            + ("" if lo.exponent > 0 else f" The k={lo.k} exponent is not positive (t_c does not grow with n): "
+               "no ratio."))
+    found.append(Finding(STUDY, f"exponent ratio k={hi.k} / k={lo.k} ({label})", ratio, reference=implied,
+                         source="paper (derived)", rule=EXPONENT_RATIO, conditions=conditions, scale=scale,
+                         post_hoc=RATIO_POST_HOC, note=note))
     return found
 
 
-def finite_sample_finding(summary: pd.DataFrame, scale: str) -> dict[str, Any]:
+def finite_sample_finding(summary: pd.DataFrame, scale: str) -> Finding:
     """Steps to 99% test accuracy with a fixed training set and weight decay, against the public anchor."""
+    metric = "finite-sample steps to 99% test accuracy"
     decayed = summary[summary["weight_decay"] > 0].sort_values("weight_decay")
     if decayed.empty:
-        return _finding("finite-sample steps to 99% test accuracy", math.nan, PAPER_ANCHOR_STEPS, scale,
-                        "not comparable", "no finite-sample run with weight decay in the config")
+        return Finding(STUDY, metric, math.nan, scale=scale,
+                       note="no finite-sample run with weight decay in the config")
     row = decayed.iloc[0]
-    ours = float(row["median_t_c"])
+    median = float(row["median_t_c"])
+    # a censored median (half the runs or more never reached the target): the steps trained are a lower bound
+    ours = median if math.isfinite(median) else float(row["max_steps_trained"])
+    reached = Condition("share of runs reaching 99% test accuracy", float(row["generalized"] / row["runs"]),
+                        Rule.at_least(0.5))
     controls = summary[summary["weight_decay"] == 0]
     control = ("; without weight decay " + ", ".join(
         f"{int(c.generalized)}/{int(c.runs)} runs reached the target in {int(c.max_steps_trained)} steps "
         f"(median final test accuracy {c.median_final_eval_accuracy:.3f})" for c in controls.itertuples())
         if len(controls) else "")
-    same_setting = (int(row["n"]), int(row["k"]), int(row["width"]), int(row["train_set_size"])) == (20, 3, 1000, 500)
-    if not math.isfinite(ours):
-        verdict = "not reproduced"
-    elif not same_setting:
-        verdict = "not comparable"
-    else:
-        factor = abs(math.log(ours / PAPER_ANCHOR_STEPS, 2))
-        verdict = "reproduced" if factor <= 1 else "partially reproduced" if factor <= 2 else "not reproduced"
-    note = (f"n={int(row['n'])}, k={int(row['k'])}, width {int(row['width'])}, {int(row['train_set_size'])} "
-            f"samples, weight decay {row['weight_decay']:g}, {row['loss']} loss: memorised the training set at a "
-            f"median {row['median_memorized_step']:.0f} steps, 99% test accuracy at {ours:.0f} "
-            f"({int(row['generalized'])}/{int(row['runs'])} runs){control}. Anchor (public replication, not the "
-            f"paper): about {PAPER_ANCHOR_STEPS} steps. Rule: reproduced within a factor 2, partially within 4"
-            + ("" if same_setting else "; not the anchor's setting, so not comparable") + ".")
-    return _finding("finite-sample steps to 99% test accuracy", ours, float(PAPER_ANCHOR_STEPS), scale, verdict, note)
+    same_setting = (int(row["n"]), int(row["k"]), int(row["width"]), int(row["train_set_size"])) == ANCHOR_SETTING
+    rule_text = (f"Rule: {ANCHOR.describe()} (about {ANCHOR_STEPS} steps, a public replication, not the paper), "
+                 "and at least half the runs reach the target; only in the anchor's setting (n=20, k=3, width "
+                 "1000, 500 samples)" + ("" if same_setting else ": not this setting, so descriptive") + ". ")
+    note = (rule_text + f"n={int(row['n'])}, k={int(row['k'])}, width {int(row['width'])}, "
+            f"{int(row['train_set_size'])} samples, weight decay {row['weight_decay']:g}, {row['loss']} loss: "
+            f"memorised the training set at a median {row['median_memorized_step']:.0f} steps, 99% test accuracy "
+            + (f"at {median:.0f}" if math.isfinite(median) else f"not reached by the median run in {ours:.0f}")
+            + f" ({int(row['generalized'])}/{int(row['runs'])} runs){control}.")
+    return Finding(STUDY, metric, ours, reference=float(ANCHOR_STEPS), source="public replication",
+                   rule=ANCHOR if same_setting else None, conditions=[reached] if same_setting else (),
+                   scale=scale, post_hoc=ANCHOR_POST_HOC if same_setting else "", note=note)

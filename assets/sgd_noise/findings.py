@@ -1,28 +1,40 @@
-"""The paper's claims next to our numbers, each with a fixed rule for its verdict (not tuned to the numbers).
+"""The paper's claims next to our numbers as `assets.findings.Finding`s, each rule stated here before the numbers.
 
-Plain dicts (metric, ours, paper, scale, verdict, note) that the Dagster side turns into ``Finding`` rows.
 Claims (Vyas, Morwani, Zhao, Kaplun, Kakade & Barak 2023): online, (1) at equal loss, runs with different
 noise levels are close in function space; (2) less noise never gives a worse loss at equal steps, and
 cutting the noise mid-run lowers the loss at once; offline, (3) the implicit-bias advantage of noise (a
-better held-out loss with a smaller batch or a larger learning rate) appears, unlike online.
+better held-out loss with a smaller batch or a larger learning rate) appears, unlike online. The paper states
+these qualitatively: no row has a reference value (source "none"); each is judged against a stated bar.
+
+Rules (``Rule`` / ``Condition`` of the findings contract, fixed in code, not tuned to the numbers):
+- equal loss: the online TV distance between a noisy run and the lowest-noise run of another seed, over the
+  distance between two seeds of the lowest-noise run, at most 1.25; partially at most the same ratio offline
+  (the paper's contrast) when that is looser.
+- never worse: the share of equal-step comparisons where the larger batch is not worse, at least 95%
+  (partially 75%).
+- noise cut: the mean held-out loss gain soon after the cut at least 0 (the loss is not higher); and the cut
+  helped soon after in every seed (partially in half); and it was still ahead at the end in at least half the
+  seeds (else at most partially).
+- implicit bias: the mean offline advantage of the smallest over the largest batch at least 0; and online the
+  same advantage at most 0.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import pandas as pd
 
+from assets.findings import Condition, Finding, Rule
+
+STUDY = "sgd_noise"
 CLOSE_RATIO = 1.25  # noisy-vs-lowest-noise distance at most this multiple of the seed-to-seed distance
-NEVER_WORSE_SHARE = 0.95  # "never": at least this share of equal-step comparisons
-MOSTLY_SHARE = 0.75
-
-
-def _finding(metric: str, ours: float | None, paper: float | None, scale: str, verdict: str,
-             note: str) -> dict[str, Any]:
-    return {"metric": metric, "ours": float(ours) if ours is not None else math.nan, "paper": paper,
-            "scale": scale, "verdict": verdict, "note": note}
+NEVER_WORSE = Rule.at_least(0.95, partial=0.75)  # "never": share of equal-step comparisons
+CUT_GAIN = Rule.at_least(0.0)
+CUT_EVERY_SEED = Rule.at_least(1.0, partial=0.5)
+CUT_LASTS = Rule.at_least(0.5, partial=0.0)  # ahead at the end in most seeds, else at most "partially"
+OFFLINE_HELPS = Rule.at_least(0.0)
+ONLINE_DOES_NOT = Rule.at_most(0.0)
 
 
 def _ratio(summary: pd.DataFrame, task: str, regime: str) -> tuple[float, float, float]:
@@ -32,7 +44,7 @@ def _ratio(summary: pd.DataFrame, task: str, regime: str) -> tuple[float, float,
             get("noise_cross_seed", "median_tv_equal_step"))
 
 
-def equal_loss_finding(summary: pd.DataFrame, task: str, scale: str) -> dict[str, Any]:
+def equal_loss_finding(summary: pd.DataFrame, task: str, scale: str) -> Finding:
     """Online, noisy runs vs the lowest-noise run (another seed) at equal loss, over the seed baseline."""
     online, tv, tv_step = _ratio(summary, task, "online")
     offline, tv_off, _ = _ratio(summary, task, "offline")
@@ -41,99 +53,91 @@ def equal_loss_finding(summary: pd.DataFrame, task: str, scale: str) -> dict[str
     same, same_step = same_rows["median_tv_equal_loss"], same_rows["median_tv_equal_step"]
     seed = summary[(summary["task"] == task) & (summary["regime"] == "online")
                    & (summary["kind"] == "seed")]["median_tv_equal_loss"]
-    if math.isnan(online):
-        verdict = "not comparable"
-    elif online <= CLOSE_RATIO:
-        verdict = "reproduced"
-    elif online < offline:
-        verdict = "partially reproduced"
-    else:
-        verdict = "not reproduced"
-    note = (f"{task}, online: median TV distance at equal held-out loss between a noisy run and the lowest-noise "
+    # partially: closer online than offline, the paper's contrast (a bar from the offline runs, stated here)
+    rule = Rule.at_most(CLOSE_RATIO, partial=offline if math.isfinite(offline) and offline > CLOSE_RATIO else None)
+    note = (f"Rule: {rule.describe()}; the partial bar is the offline ratio (the paper's contrast), when above "
+            f"{CLOSE_RATIO}. "
+            f"{task}, online: median TV distance at equal held-out loss between a noisy run and the lowest-noise "
             f"run of another seed {tv:.4f} vs {float(seed.median()) if len(seed) else math.nan:.4f} between "
-            f"lowest-noise runs of two seeds (ratio {online:.2f}; rule: reproduced if <= {CLOSE_RATIO}, partially "
-            f"if below the offline ratio {offline:.2f}). Same seed (shared init and data): "
+            f"lowest-noise runs of two seeds (ratio {online:.2f}; offline {offline:.2f}). Same seed (shared init and "
+            "data): "
             f"{float(same.median()) if len(same) else math.nan:.4f} at equal loss vs "
             f"{float(same_step.median()) if len(same_step) else math.nan:.4f} at equal steps. At equal steps instead of equal loss the "
             f"cross-seed distance is {tv_step:.4f}; offline at equal loss {tv_off:.4f}. Paper: models trained "
             "with different noise are close in function space at equal loss (they follow one 'golden path').")
-    return _finding(f"{task}: online TV at equal loss, noisy / seed baseline", online, 1.0, scale, verdict, note)
+    return Finding(STUDY, f"{task}: online TV at equal loss, noisy / seed baseline", online, rule=rule, scale=scale,
+                   note=note)
 
 
-def never_worse_finding(comparisons: pd.DataFrame, task: str, scale: str) -> dict[str, Any]:
+def never_worse_finding(comparisons: pd.DataFrame, task: str, scale: str) -> Finding:
     """Online, a larger batch at the same learning rate never has a worse loss at equal steps."""
     cell = comparisons[(comparisons["task"] == task) & (comparisons["regime"] == "online")
                        & (comparisons["knob"] == "batch_size")]
     lr_cell = comparisons[(comparisons["task"] == task) & (comparisons["regime"] == "online")
                           & (comparisons["knob"] == "learning_rate")]
+    metric = f"{task}: online, larger batch not worse at equal steps (share)"
     if cell.empty:
-        return _finding(f"{task}: online, larger batch not worse at equal steps", None, 1.0, scale,
-                        "not comparable", "the sweep has a single batch size")
+        return Finding(STUDY, metric, math.nan, rule=NEVER_WORSE, scale=scale, note="the sweep has a single batch size")
     share = float(cell["less_noise_not_worse"].mean())
-    verdict = ("reproduced" if share >= NEVER_WORSE_SHARE else
-               "partially reproduced" if share >= MOSTLY_SHARE else "not reproduced")
     worst = cell.assign(excess=cell["quiet_loss"] - cell["noisy_loss"]).sort_values("excess").iloc[-1]
-    note = (f"{task}, online: at {len(cell)} (step, batch pair, learning rate) comparisons of seed-mean held-out "
-            f"loss, the larger batch was not worse (within 0.2%) in {share:.0%} (rule: reproduced if >= "
-            f"{NEVER_WORSE_SHARE:.0%}, partially if >= {MOSTLY_SHARE:.0%}); worst case step {int(worst['step'])}: "
+    note = (f"Rule: {NEVER_WORSE.describe()} (share of comparisons). {task}, online: at {len(cell)} (step, batch "
+            f"pair, learning rate) comparisons of seed-mean held-out loss, the larger batch was not worse (within "
+            f"0.2%) in {share:.0%}; worst case step {int(worst['step'])}: "
             f"B={int(worst['quiet_value'])} {worst['quiet_loss']:.4f} vs B={int(worst['noisy_value'])} "
             f"{worst['noisy_loss']:.4f}. A smaller learning rate at the same batch was not worse in "
             f"{float(lr_cell['less_noise_not_worse'].mean()) if len(lr_cell) else math.nan:.0%} of comparisons "
             "(a smaller learning rate also moves slower, which the paper separates from noise). Paper: less noise "
             "never hurts at equal steps online; noise only buys computation (more steps per example).")
-    return _finding(f"{task}: online, larger batch not worse at equal steps (share)", share, 1.0, scale, verdict, note)
+    return Finding(STUDY, metric, share, rule=NEVER_WORSE, scale=scale, note=note)
 
 
-def noise_reduction_finding(reduction: pd.DataFrame, task: str, scale: str) -> dict[str, Any]:
+def noise_reduction_finding(reduction: pd.DataFrame, task: str, scale: str) -> Finding:
     """Online, cutting the noise mid-run lowers the held-out loss soon after the cut."""
     cell = reduction[(reduction["task"] == task) & (reduction["regime"] == "online")] if len(reduction) else reduction
+    metric = f"{task}: online noise cut, held-out loss gain soon after"
     if cell.empty:
-        return _finding(f"{task}: online noise cut, loss gain soon after", None, None, scale, "not comparable",
-                        "no noise-reduction branch was run")
+        return Finding(STUDY, metric, math.nan, rule=CUT_GAIN, scale=scale, note="no noise-reduction branch was run")
     gain, end = float(cell["gain_soon"].mean()), float(cell["gain_end"].mean())
-    helped = float((cell["gain_soon"] > 0).mean())
-    verdict = ("reproduced" if helped == 1.0 and end > 0 else
-               "partially reproduced" if gain > 0 or end > 0 else "not reproduced")
+    helped, lasted = float((cell["gain_soon"] > 0).mean()), float((cell["gain_end"] > 0).mean())
+    conditions = [Condition("share of seeds helped soon after", helped, CUT_EVERY_SEED),
+                  Condition("share of seeds still ahead at the end", lasted, CUT_LASTS)]
     off = reduction[(reduction["task"] == task) & (reduction["regime"] == "offline")]
     row = cell.iloc[0]
     how = (f"learning rate x{row['cut_lr_factor']:g}" if row["cut_lr_factor"] != 1 else
            f"batch x{int(row['cut_batch_factor'])}")
-    note = (f"{task}, online: cutting the noise ({how}) at step {int(row['cut_step'])} lowered the held-out loss "
-            f"by {gain:+.4f} at step {int(row['soon_step'])} (in {helped:.0%} of {len(cell)} seeds) and by "
-            f"{end:+.4f} at the end (step {int(row['end_step'])}); rule: reproduced if it helped soon after in "
-            "every seed and at the end, partially if either on average. Offline the same cut gave "
+    note = (f"Rule: mean gain soon after the cut {CUT_GAIN.describe().removeprefix('ours ')}; and it helped in "
+            f"every seed (partially in half); and the branch is still ahead at the end in at least half the seeds "
+            f"(else at most partially). {task}, online: cutting the noise ({how}) at step {int(row['cut_step'])} "
+            f"lowered the held-out loss by {gain:+.4f} at step {int(row['soon_step'])} (in {helped:.0%} of "
+            f"{len(cell)} seeds) and by {end:+.4f} at the end (step {int(row['end_step'])}; ahead in {lasted:.0%}). "
+            "Offline the same cut gave "
             f"{float(off['gain_soon'].mean()) if len(off) else math.nan:+.4f} soon and "
             f"{float(off['gain_end'].mean()) if len(off) else math.nan:+.4f} at the end. Paper: reducing the noise "
             "(larger batch or smaller learning rate) immediately improves the loss.")
-    return _finding(f"{task}: online noise cut, held-out loss gain soon after", gain, None, scale, verdict, note)
+    return Finding(STUDY, metric, gain, rule=CUT_GAIN, conditions=conditions, scale=scale, note=note)
 
 
-def implicit_bias_finding(bias: pd.DataFrame, task: str, scale: str) -> dict[str, Any]:
+def implicit_bias_finding(bias: pd.DataFrame, task: str, scale: str) -> Finding:
     """Offline, the smaller batch (more noise) reaches a better held-out loss than the larger; online not."""
     cell = bias[bias["task"] == task] if len(bias) else bias
     by = {regime: cell[(cell["regime"] == regime) & (cell["knob"] == "batch_size")] for regime in ("offline", "online")}
+    metric = f"{task}: offline advantage of a smaller batch (best held-out loss)"
     if any(frame.empty for frame in by.values()):
-        return _finding(f"{task}: offline advantage of a smaller batch", None, None, scale, "not comparable",
-                        "needs several batch sizes in both regimes")
+        return Finding(STUDY, metric, math.nan, rule=OFFLINE_HELPS, scale=scale,
+                       note="needs several batch sizes in both regimes")
     offline_adv, online_adv = (float(by[r]["noise_advantage"].mean()) for r in ("offline", "online"))
-    if offline_adv > 0 and online_adv <= 0:
-        verdict = "reproduced"
-    elif float(by["offline"]["noise_advantage"].max()) > 0 and online_adv <= 0:
-        verdict = "partially reproduced"
-    else:
-        verdict = "not reproduced"
+    online = Condition("online advantage of a smaller batch (mean)", online_adv, ONLINE_DOES_NOT)
     lr = {r: cell[(cell["regime"] == r) & (cell["knob"] == "learning_rate")]["noise_advantage"] for r in by}
     off = by["offline"].iloc[0]
     per_lr = ", ".join(f"lr={r.fixed_value:g}: {r.noise_advantage:+.4f}" for r in by["offline"].itertuples())
-    note = (f"{task}: best held-out loss over training of the largest batch (B={int(off['quiet_value'])}) minus "
-            f"that of the smallest (B={int(off['noisy_value'])}) at the same learning rate, mean over learning "
-            f"rates: offline {offline_adv:+.4f} ({per_lr}), online {online_adv:+.4f} (> 0: the noisier run "
-            "generalised better). Rule: reproduced if a smaller batch helps offline on average and not online; "
-            "partially if it helps offline at some learning rate and not online. Along the learning rate "
-            "(smallest minus largest, "
-            f"same batch): offline {float(lr['offline'].mean()) if len(lr['offline']) else math.nan:+.4f}, online "
+    note = (f"Rule: the mean offline advantage {OFFLINE_HELPS.describe().removeprefix('ours ')}; and online "
+            f"{ONLINE_DOES_NOT.describe().removeprefix('ours ')} (no partial band). {task}: best held-out loss over "
+            f"training of the largest batch (B={int(off['quiet_value'])}) minus that of the smallest "
+            f"(B={int(off['noisy_value'])}) at the same learning rate, mean over learning rates: offline "
+            f"{offline_adv:+.4f} ({per_lr}), online {online_adv:+.4f} (> 0: the noisier run generalised better). "
+            "Along the learning rate (smallest minus largest, same batch): offline "
+            f"{float(lr['offline'].mean()) if len(lr['offline']) else math.nan:+.4f}, online "
             f"{float(lr['online'].mean()) if len(lr['online']) else math.nan:+.4f}; at equal steps this also "
             "measures speed (a larger learning rate moves further), not only noise. Paper: offline, noisier SGD "
             "generalises better (implicit bias); online it only buys computation.")
-    return _finding(f"{task}: offline advantage of a smaller batch (best held-out loss)", offline_adv, None,
-                    scale, verdict, note)
+    return Finding(STUDY, metric, offline_adv, rule=OFFLINE_HELPS, conditions=[online], scale=scale, note=note)

@@ -233,7 +233,9 @@ def train_lm(spec: LMRunSpec, build: Callable[[int], torch.nn.Module], windows: 
             key = spec.branch_key
             heads[key] = copy.deepcopy(heads[spec.key])
             optimizers[key] = torch.optim.Adam(heads[key].parameters(), lr=spec.learning_rate, betas=(0.9, 0.95))
-            optimizers[key].load_state_dict(optimizers[spec.key].state_dict())
+            # a deep copy: load_state_dict keeps the state tensors it is given, so without it the branch and
+            # its parent would share Adam's moments and step counters
+            optimizers[key].load_state_dict(copy.deepcopy(optimizers[spec.key].state_dict()))
             lrs[key] = spec.learning_rate * spec.cut_lr_factor
             # the branch's curve starts at the cut, from the parent's checkpoints up to there
             parent_rows = [r for r in rows if r[0] == spec.key]

@@ -3,10 +3,10 @@
 import dagster as dg
 import pytest
 
+from assets.findings import VERDICTS, check_findings_frame
 from pipelines.definitions import defs
 from pipelines.jobs import USER_INPUTS
 from resources.catalog import query
-from resources.presentation import VERDICTS
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +64,20 @@ def test_higher_degree_parities_take_longer(group):
 
 def test_findings_table(group):
     _, root = group
-    found = query(root, "SELECT study, metric, ours, paper, verdict, note FROM parity.findings")
+    found = query(root, "SELECT * FROM parity.findings")
+    assert check_findings_frame(found) == []
+    assert {"reference", "source", "rule", "post_hoc"} <= set(found.columns)
     assert (found["study"] == "parity").all() and found["verdict"].isin(VERDICTS).all()
     metrics = " | ".join(found["metric"])
     for part in ("transition share", "rising relevant_change_ratio", "exponent ratio", "finite-sample"):
         assert part in metrics
     ratio = found[found["metric"].str.startswith("exponent ratio k=3 / k=2 (mlp)")].iloc[0]
-    assert ratio["paper"] == 1.5 and ratio["ours"] > 0
+    assert ratio["reference"] == 1.5 and ratio["source"] == "paper (derived)" and ratio["ours"] > 0
+    assert ratio["comparison"] == "within_factor" and "r^2" in ratio["conditions"]
+    per_k = found[found["metric"].str.startswith("t_c exponent in n")]
+    assert len(per_k) == 2 and (per_k["verdict"] == "not comparable").all()  # descriptive: no paper exponent
+    anchor = found[found["metric"] == "finite-sample steps to 99% test accuracy"].iloc[0]
+    assert anchor["reference"] == 832 and anchor["source"] == "public replication"
+    assert anchor["verdict"] == "not comparable"  # the tiny profile does not run the anchor's setting
     finite = query(root, "SELECT weight_decay, memorized_step, t_c FROM parity.parity_finite_sample_runs")
     assert len(finite) == 4 and finite["memorized_step"].notna().all()

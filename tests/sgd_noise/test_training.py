@@ -84,3 +84,36 @@ def test_lm_branch_with_a_larger_batch_sees_more_fresh_windows():
     assert len(run.snapshots[spec.branch_key]) == len(loss)
     with pytest.raises(ValueError, match="branch needs"):
         LMRunSpec("online", 4, 1e-2, 0, cut_step=6)
+
+
+def test_lm_noise_cut_leaves_its_parent_untouched():
+    """The branch gets its own copy of the parent's Adam state: after the cut, the parent trains exactly as
+    it would without a branch (a shared state would let the branch's updates move the parent's moments and
+    step counter)."""
+    import torch
+
+    from assets.corpora.defs import FactsWorldConfig
+    from assets.corpora.facts_world import build_world, vocabulary
+    from assets.corpora.tokenization import train_word_level_tokenizer
+    from assets.lm.model import ModelSize, build_model
+    from assets.sgd_noise.language import FactsSource, LMRunSpec, train_lm, windows_for
+
+    world = build_world(FactsWorldConfig().spec())
+    tokenizer = train_word_level_tokenizer(vocabulary(world))
+    size = ModelSize("t", 16, 1, 2, 32, 12)
+    source = FactsSource(world, tokenizer, offline_documents=10)
+    heldout = source.heldout(8, 12)
+
+    def run(spec):
+        return train_lm(spec, lambda s: build_model(size, tokenizer.get_vocab_size(), s),
+                        windows_for(spec, source, 12), heldout, 12, [3, 6, 9], warmup_steps=2)
+
+    cut = LMRunSpec("online", 4, 1e-2, 0, cut_step=6, cut_lr_factor=0.25)  # same batches as the parent
+    alone, branched = run(LMRunSpec("online", 4, 1e-2, 0)), run(cut)
+    parent = branched.curves[branched.curves["run_key"] == cut.key].set_index("step")["eval_loss"]
+    np.testing.assert_array_equal(parent.to_numpy(), alone.curves.set_index("step")["eval_loss"].to_numpy())
+    for ours, theirs in zip(branched.snapshots[cut.key][-1].values(), alone.snapshots[cut.key][-1].values(),
+                            strict=True):
+        assert torch.equal(ours, theirs)
+    branch = branched.curves[branched.curves["run_key"] == cut.branch_key].set_index("step")["eval_loss"]
+    assert branch.loc[12] != parent.loc[12]
