@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-LINEAGE_COLUMNS = ("materialization_id", "run_id", "code_version", "materialized_at", "upstream")
+LINEAGE_COLUMNS = ("materialization_id", "run_id", "code_version", "materialized_at", "upstream", "upstream_resolution")
 _KIND_KEY = b"reprolab.kind"
 _JSON_KEY = b"reprolab.json_columns"
 
@@ -36,6 +36,9 @@ class Lineage:
     code_version: str
     upstream: Sequence[str] = ()
     materialized_at: datetime | None = None
+    # upstream table id -> how it was chosen: "this run" (materialized by the same run), "at launch" (the
+    # latest materialization when the run was created), or "latest" (no run record: the newest on disk)
+    resolution: Mapping[str, str] | None = None
 
 
 def table_dir(root: str | Path, group: str, asset: str) -> Path:
@@ -87,6 +90,7 @@ def write_table(root: str | Path, group: str, asset: str, value: Any, lineage: L
     frame["run_id"] = lineage.run_id
     frame["code_version"] = lineage.code_version
     frame["upstream"] = json.dumps(sorted(set(lineage.upstream)))
+    frame["upstream_resolution"] = json.dumps(dict(sorted((lineage.resolution or {}).items())))
     table = pa.Table.from_pandas(frame, preserve_index=False)
     # added on the Arrow side: pandas' tz-aware -> Arrow path warns under pandas 3
     stamp = pa.array([now.astimezone(UTC)] * table.num_rows, type=pa.timestamp("us", tz="UTC"))

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,14 +81,11 @@ class Tracking(dg.ConfigurableResource):
         if urlparse(self.resolved_artifact_root).scheme in ("", "file"):
             ensure_writable_dir(self.resolved_artifact_root.removeprefix("file://"), "artifact_root (resource `tracking`)")
 
-        client = client_for(uri)
         try:
-            # Creating the SQLite schema races when two step processes start at once: serialise it.
+            # Creating or migrating the SQLite schema races when two processes start at once: serialise all of it
+            # (the client is built inside the lock: MLflow creates the store's tables when it first opens it).
             with _file_lock(lock_dir):
-                exp = client.get_experiment_by_name(self.experiment)
-                exp_id = exp.experiment_id if exp else client.create_experiment(
-                    self.experiment, artifact_location=self.resolved_artifact_root
-                )
+                client, exp_id = _open_store(uri, self.experiment, self.resolved_artifact_root)
         except (MlflowException, OSError) as exc:
             raise ConfigurationError(
                 f"tracking_uri={uri!r} (resource `tracking`) is not a reachable MLflow tracking store: "
@@ -155,9 +154,23 @@ class Tracking(dg.ConfigurableResource):
             self.client.log_batch(run_id, metrics=items[i : i + 900])
 
     def log_artifacts(self, run_id: str, local_dir: str | Path, artifact_path: str | None = None) -> str:
-        self.client.log_artifacts(run_id, str(local_dir), artifact_path)
+        """Log a directory; in a local artifact store it lands whole or not at all (written under a temporary
+        name and renamed), so a full disk leaves no partial ``model.safetensors`` behind."""
         base = self.client.get_run(run_id).info.artifact_uri
-        return f"{base}/{artifact_path}" if artifact_path else base
+        target = f"{base}/{artifact_path}" if artifact_path else base
+        local_base = _local_path(base)
+        if local_base is None or not artifact_path:
+            self.client.log_artifacts(run_id, str(local_dir), artifact_path)
+            return target
+        partial = f".{artifact_path.replace('/', '_')}.partial-{uuid.uuid4().hex[:8]}"
+        try:
+            self.client.log_artifacts(run_id, str(local_dir), partial)
+            final = local_base / artifact_path
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(local_base / partial, final)
+        finally:
+            shutil.rmtree(local_base / partial, ignore_errors=True)
+        return target
 
     def log_artifact(self, run_id: str, local_path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(local_path), artifact_path)
@@ -223,3 +236,48 @@ def _file_lock(directory: Path | None) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _local_path(uri: str) -> Path | None:
+    """The local directory of a ``file://`` (or plain path) artifact URI; None for remote stores."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("", "file"):
+        return None
+    return Path(parsed.path if parsed.scheme == "file" else uri)
+
+
+def _open_store(uri: str, experiment: str, artifact_root: str):
+    """Client and experiment id; a SQLite store left half-migrated by a crash (``_alembic_tmp_*`` tables from an
+    interrupted batch migration, e.g. on a full disk) is repaired once by dropping those leftovers."""
+    from mlflow.exceptions import MlflowException
+
+    def attempt():
+        client = client_for(uri)
+        exp = client.get_experiment_by_name(experiment)
+        return client, (exp.experiment_id if exp else client.create_experiment(experiment,
+                                                                               artifact_location=artifact_root))
+    try:
+        return attempt()
+    except (MlflowException, Exception) as exc:
+        if "_alembic_tmp_" not in str(exc) or not uri.startswith("sqlite:///"):
+            raise
+        leftovers = drop_alembic_leftovers(Path(uri.removeprefix("sqlite:///")))
+        try:
+            return attempt()
+        except Exception as again:
+            raise ConfigurationError(
+                f"the MLflow store {uri} was left half-migrated (dropped leftover tables {leftovers}, still "
+                f"failing: {str(again).splitlines()[0][:200]}); restore it from a backup or move it aside "
+                "(models registered in it are then lost to the registry)") from again
+
+
+def drop_alembic_leftovers(db_path: Path) -> list[str]:
+    """Drop the ``_alembic_tmp_*`` tables an interrupted MLflow migration leaves in its SQLite store."""
+    import sqlite3
+
+    with sqlite3.connect(db_path) as con:
+        names = [r[0] for r in con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '\\_alembic\\_tmp\\_%' ESCAPE '\\'")]
+        for name in names:
+            con.execute(f'DROP TABLE IF EXISTS "{name}"')
+    return names

@@ -3,7 +3,9 @@
 Assets return a pandas DataFrame, a pyarrow Table or a dict record (e.g. a model record with its MLflow
 ``model_uri``); this IO manager stamps lineage on every row, writes ``<root>/<group>/<asset>/<id>.parquet``
 and refreshes the catalog views of that asset. Inputs are read from the exact file Dagster recorded for the
-upstream's latest materialization, and the ids read are stamped as ``upstream`` lineage on the outputs.
+upstream's materialization in the same run, else for its latest one when the run was created (never one that a
+concurrent run wrote later); the ids read are stamped as ``upstream`` lineage on the outputs, and how each was
+chosen as ``upstream_resolution``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class WarehouseIOManager(dg.IOManager):
         self.root = root
         self.refresh = refresh
         self._upstream: dict[tuple[str, str], set[str]] = {}
+        self._resolution: dict[tuple[str, str], dict[str, str]] = {}
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:  # an asset that stores its own files (none do yet) or returns nothing
@@ -58,6 +61,7 @@ class WarehouseIOManager(dg.IOManager):
             run_id=context.run_id,
             code_version=spec.code_version or _project_version(),
             upstream=sorted(self._upstream.get((context.run_id, context.step_key), ())),
+            resolution=self._resolution.get((context.run_id, context.step_key), {}),
         )
         path = write_table(self.root, group, name, obj, lineage)
         if self.refresh:
@@ -74,25 +78,48 @@ class WarehouseIOManager(dg.IOManager):
             }
         )
 
-    def _path_for_input(self, context: dg.InputContext) -> Path:
+    def _path_for_input(self, context: dg.InputContext) -> tuple[Path, str]:
+        """The upstream file this run reads, and how it was chosen (see `resolve_upstream_event`)."""
         key = context.asset_key
-        event = context.instance.get_latest_materialization_event(key)
+        event, how = resolve_upstream_event(context.instance, key, context.step_context.run_id)
         if event is not None and event.asset_materialization is not None:
             entry = event.asset_materialization.metadata.get("path")
             if entry is not None and Path(entry.value).exists():
-                return Path(entry.value)
+                return Path(entry.value), how
         group = context.upstream_output.asset_spec.group_name if context.upstream_output else None
-        return latest_file(self.root, *_group_and_name(key, group))
+        return latest_file(self.root, *_group_and_name(key, group)), "latest on disk"
 
     def load_input(self, context: dg.InputContext) -> Any:
-        path = self._path_for_input(context)
+        path, how = self._path_for_input(context)
         value = read_table(path)
-        ids = {f"{path.parent.parent.name}.{path.parent.name}:{path.stem}"}
+        table_id = f"{path.parent.parent.name}.{path.parent.name}:{path.stem}"
+        ids = {table_id}
         if isinstance(value, dict) and "model_uri" in value:
             ids.add(str(value["model_uri"]))
         step = context.step_context
         self._upstream.setdefault((step.run_id, step.step.key), set()).update(ids)
+        self._resolution.setdefault((step.run_id, step.step.key), {})[table_id] = how
+        context.log.debug(f"input {context.asset_key.to_user_string()}: {path} ({how})")
         return value
+
+
+def resolve_upstream_event(instance: dg.DagsterInstance, key: dg.AssetKey, run_id: str):
+    """Which materialization of ``key`` a step of run ``run_id`` reads: the one this run made when it made one,
+    else the latest one that existed when the run was created (a run started at the same time by someone else
+    never changes what this run reads). Returns (event log entry or None, "this run" | "at launch" | "latest")."""
+    from dagster import DagsterEventType
+
+    mine = [r.event_log_entry for r in instance.get_records_for_run(
+        run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
+        if r.event_log_entry.dagster_event and r.event_log_entry.dagster_event.asset_key == key]
+    if mine:
+        return mine[-1], "this run"
+    record = instance.get_run_record_by_id(run_id)
+    if record is None:  # no run record (direct invocation): the newest
+        return instance.get_latest_materialization_event(key), "latest"
+    launched = record.create_timestamp.timestamp()
+    found = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, before_timestamp=launched), limit=1)
+    return (found.records[0].event_log_entry if found.records else None), "at launch"
 
 
 class Warehouse(dg.ConfigurableIOManagerFactory):
