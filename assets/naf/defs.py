@@ -11,7 +11,6 @@ the headline numbers next to the paper's claims.
 """
 
 import dataclasses
-import math
 import tempfile
 import time
 
@@ -19,8 +18,9 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from assets.naf.findings import CHECKS
 from resources.compute import Compute
-from resources.presentation import Finding, figure_metadata, findings_frame, findings_metadata, markdown_table
+from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import current_profile, pick
 from resources.stages import stage
 from resources.tracking import Tracking
@@ -116,6 +116,7 @@ def naf_models(context: dg.AssetExecutionContext, config: NafModelsConfig, track
     from assets.naf.sharding import assign_shards, select_training_documents, shard_training_texts
 
     selected = select_training_documents(documents, config.n_public_documents, seed=config.shard_seed)
+    available = int(((documents["split"] == "train") & ~documents["protected"].astype(bool)).sum())
     shards = assign_shards(selected, n_shards=2, seed=config.shard_seed)
     tokenizer = load_tokenizer(tracking.download_model(tokenizer_record["tokenizer_uri"]))
     val_texts = documents.loc[documents["split"] == "validation", "text"].tolist()
@@ -147,7 +148,8 @@ def naf_models(context: dg.AssetExecutionContext, config: NafModelsConfig, track
                 "parameters": fitted.parameters, "final_val_loss": fitted.final_val_loss,
                 "final_train_loss": float(fitted.curve["train_loss"].iloc[-1]), "tokens_seen": fitted.tokens_seen,
                 "train_seconds": fitted.seconds, "model_size": dataclasses.asdict(size), "hardware": hardware,
-                "tokenizer_uri": tokenizer_record["tokenizer_uri"], "max_steps": config.max_steps}
+                "tokenizer_uri": tokenizer_record["tokenizer_uri"], "max_steps": config.max_steps,
+                "n_public_documents": config.n_public_documents, "public_documents_available": available}
 
     by_shard = shards.groupby(["shard", "protected"]).agg(documents=("doc_id", "size"), copies=("n_copies", "sum"))
     curve_plot = figure_metadata(training_curves(curves), "naf/training_curves", warehouse.root, context.run.run_id)
@@ -320,109 +322,26 @@ def _evaluation_checks(reg: pd.DataFrame, summary: pd.DataFrame, k_values: pd.Da
 
 # -------------------------------------------------------------------------------------------- findings
 FINDINGS_KEY = dg.AssetKey([GROUP, "findings"])
-FINDINGS_CHECKS = [
-    dg.AssetCheckSpec("combined_models_regurgitate_far_less", asset=FINDINGS_KEY,
-                      description="At the highest duplication level p visibly regurgitates, CP-Δ puts at least 10x "
-                                  "less probability on the protected continuation, and CP-k samples it at most a tenth "
-                                  "as often (WARN: a finding)."),
-    dg.AssetCheckSpec("small_perplexity_cost", asset=FINDINGS_KEY,
-                      description="CP-Δ's held-out perplexity is at most 10% above p's (WARN: a finding)."),
-    dg.AssetCheckSpec("k_stays_small", asset=FINDINGS_KEY,
-                      description="The 95th percentile of CP-Δ's k_x is below the protected continuations' "
-                                  "information content under the safe model, and its median below p's (WARN)."),
-]
 
 
-def _fmt(x: float) -> str:
-    return "inf" if x == math.inf else "nan" if not math.isfinite(x) else f"{x:.3g}"
-
-
-@dg.asset(key_prefix=[GROUP], name="findings", group_name=GROUP, code_version="1", tags=stage("evaluation"),
+@dg.asset(key_prefix=[GROUP], name="findings", group_name=GROUP, code_version="2", tags=stage("evaluation"),
           ins={"summary": dg.AssetIn("naf_regurgitation_by_duplication"), "reg": dg.AssetIn("naf_regurgitation"),
                "k_values": dg.AssetIn("naf_k_values"), "perplexity": dg.AssetIn("naf_perplexity"),
                "p_record": dg.AssetIn("naf_p")},
-          check_specs=FINDINGS_CHECKS)
-def naf_findings(context: dg.AssetExecutionContext, summary: pd.DataFrame, reg: pd.DataFrame,
-                 k_values: pd.DataFrame, perplexity: pd.DataFrame, p_record: dict):
+          check_specs=findings_check_specs(FINDINGS_KEY, {k: text for k, (_, text) in CHECKS.items()}))
+def naf_findings(summary: pd.DataFrame, reg: pd.DataFrame, k_values: pd.DataFrame, perplexity: pd.DataFrame,
+                 p_record: dict):
     """Headline results next to the paper's claims: how much less the combined models regurgitate than p
     (the factor), what that costs in held-out perplexity, and how large k_x gets."""
-    from assets.naf import findings as f
+    from assets.naf.findings import build_findings, corpus_post_hoc
 
-    r, ppl, k = f.regurgitation_numbers(reg), f.perplexity_numbers(perplexity), f.k_numbers(k_values, reg)
     levels = sorted(summary["duplicate_count"].unique().tolist())
-    p_rows = summary[summary["model"] == "p"].set_index("duplicate_count")
     scale = (f"{current_profile()} profile: {reg['doc_id'].nunique()} protected documents at {levels} copies, "
              f"{int(reg['n_samples'].max())} samples each, {p_record['parameters']:,}-parameter models, "
              f"{p_record['max_steps']} steps")
-    p_by_level = "; ".join(f"{lvl} copies: P(exact) {p_rows.loc[lvl, 'mean_p_exact']:.3g}, sampled "
-                           f"{p_rows.loc[lvl, 'sampled_exact_rate']:.3f}" for lvl in levels)
-    top = r["cp_delta"]
-    findings = [Finding(
-        GROUP, "p_exact_extraction_probability_top", top["p_mean_p_exact"], None, scale,
-        "reproduced" if top["p_visible"] else "not reproduced",
-        f"the premise: p, trained on every copy, regurgitates the most-copied protected documents. p by level: "
-        f"{p_by_level}; near-exact (edit distance <= threshold) at {top['level']} copies "
-        f"{top['p_near_exact_rate']:.3f}. 'Visible' means P(exact) or the sampled rate >= {f.VISIBLE}.")]
-    for model in ("cp_delta", "cp_kl"):
-        n = r[model]
-        findings.append(Finding(
-            GROUP, f"regurgitation_factor_{model}", n["factor"], None, scale, f.regurgitation_verdict(n),
-            f"at {n['level']} copies ({n['n_documents']} documents): mean P(exact continuation) p "
-            f"{_fmt(n['p_mean_p_exact'])} vs {model} {_fmt(n['mean_p_exact'])}, factor {_fmt(n['factor'])} "
-            f"(2^{n['log2_factor']:.1f}); sampled exact rate p {n['p_sampled_exact_rate']:.3f} vs "
-            f"{n['sampled_exact_rate']:.3f}, near-exact {n['p_near_exact_rate']:.3f} vs {n['near_exact_rate']:.3f}."
-            + ("" if n["p_visible"] else f" p itself does not visibly regurgitate at this scale (< {f.VISIBLE}).")
-            + " Paper: far less than p, shown qualitatively."))
-    n = r["cp_k"]
-    findings.append(Finding(
-        GROUP, "exact_rate_top_cp_k", n["sampled_exact_rate"], None, scale, f.cp_k_verdict(n),
-        f"CP-k (p's samples kept only if k_x <= k) at {n['level']} copies: sampled exact rate "
-        f"{n['sampled_exact_rate']:.3f} vs p's {n['p_sampled_exact_rate']:.3f}, near-exact {n['near_exact_rate']:.3f} "
-        f"vs {n['p_near_exact_rate']:.3f}; estimated P(exact) {_fmt(n['mean_p_exact'])} (p's probability over the "
-        f"acceptance rate when the truth itself passes k, else 0), factor {_fmt(n['factor'])}. "
-        f"{k['cp_k']['within_k_share']:.0%} of CP-k's outputs passed k within its tries; the others are its "
-        "lowest-k proposal, counted as output (an abstention in the paper's algorithm, which retries without "
-        "limit). Paper: CP-k rarely outputs protected content."))
-    for model, n in ppl.items():
-        findings.append(Finding(
-            GROUP, f"perplexity_cost_{model}", n["cost_vs_p"], None, scale, f.perplexity_verdict(n["cost_vs_p"]),
-            f"held-out perplexity {n['perplexity']:.3f} vs p {n['p_perplexity']:.3f} (+{n['cost_vs_p']:.1%}); vs the "
-            f"shard models' mean {n['shard_perplexity']:.3f} ({n['cost_vs_shards']:+.1%}: the combination's own "
-            "cost, the rest is each shard model seeing half the data). Paper: minimal degradation."))
-    for model in ("cp_delta", "cp_kl", "cp_k"):
-        n = k[model]
-        findings.append(Finding(
-            GROUP, f"median_k_bits_{model}", n["median_k_bits"], None, scale, f.k_verdict(n, k["p"]),
-            f"k_x of sampled continuations: median {n['median_k_bits']:.2f} bits "
-            f"({n['median_k_bits_per_token']:.3f}/token), 95th percentile {n['p95_k_bits']:.2f}, median at the top "
-            f"level {n['median_k_bits_top']:.2f} vs p's {k['p']['median_k_bits_top']:.2f}; p's 95th percentile "
-            f"{k['p']['p95_k_bits']:.2f}. Yardstick: protected continuations carry {n['information_bits']:.1f} bits "
-            f"under the safe model (median), so 2^k·q_safe(C) bounds P(C). {n['within_k_share']:.0%} within k. "
-            "Paper: small k, qualitatively."))
-    yield dg.Output(findings_frame(findings), metadata=findings_metadata(findings))
-
-    delta, cpk = r["cp_delta"], r["cp_k"]
-    yield dg.AssetCheckResult(
-        check_name="combined_models_regurgitate_far_less", severity=dg.AssetCheckSeverity.WARN,
-        passed=bool(delta["p_visible"] and delta["factor"] >= f.FAR_LESS and cpk["rate_far_less"]),
-        metadata={"factor_cp_delta (ours)": delta["factor"], "factor_cp_kl (ours)": r["cp_kl"]["factor"],
-                  "exact_rate_top_cp_k (ours)": cpk["sampled_exact_rate"], "p_mean_p_exact_top": delta["p_mean_p_exact"],
-                  "p_sampled_exact_rate_top": delta["p_sampled_exact_rate"],
-                  "paper": f"{PAPER}: far less than p (qualitative)", "threshold": f.FAR_LESS})
-    cost = ppl["cp_delta"]["cost_vs_p"]
-    yield dg.AssetCheckResult(
-        check_name="small_perplexity_cost", severity=dg.AssetCheckSeverity.WARN, passed=bool(cost <= f.SMALL_COST),
-        metadata={"cost_vs_p_cp_delta (ours)": cost, "cost_vs_p_cp_kl (ours)": ppl["cp_kl"]["cost_vs_p"],
-                  "cost_vs_shards_cp_delta": ppl["cp_delta"]["cost_vs_shards"],
-                  "paper": f"{PAPER}: minimal degradation (qualitative)", "threshold": f.SMALL_COST})
-    yield dg.AssetCheckResult(
-        check_name="k_stays_small", severity=dg.AssetCheckSeverity.WARN,
-        passed=f.k_verdict(k["cp_delta"], k["p"]) == "reproduced",
-        metadata={"median_k_bits_cp_delta (ours)": k["cp_delta"]["median_k_bits"],
-                  "p95_k_bits_cp_delta (ours)": k["cp_delta"]["p95_k_bits"],
-                  "median_k_bits_top_p": k["p"]["median_k_bits_top"],
-                  "information_bits (yardstick)": k["cp_delta"]["information_bits"],
-                  "paper": f"{PAPER}: small k (qualitative)"})
+    post_hoc = corpus_post_hoc(p_record.get("n_public_documents"), p_record.get("public_documents_available"))
+    findings = build_findings(summary, reg, k_values, perplexity, scale, post_hoc, study=GROUP)
+    yield from findings_results(findings, {k: metric for k, (metric, _) in CHECKS.items()})
 
 
 defs = dg.Definitions(assets=[naf_models, naf_evaluation, naf_findings])

@@ -1,8 +1,9 @@
-"""Headline numbers of the NAF study and the verdict rules that compare them with the paper's claims.
+"""Headline numbers of the NAF study and its findings (`assets.findings`) against the paper's claims.
 
 The paper (Vyas, Kakade & Barak 2023) claims, qualitatively: models combined from shards (CP-Δ, CP-k)
 regurgitate protected content far less than a model trained on everything, at a small cost in quality,
-with small k. The rules below fix what "far less", "small cost" and "small k" mean here, before any run.
+with small k. The rules below fix what "far less", "small cost" and "small k" mean here, before any run; the
+paper states no numbers for them, so every finding's reference is none.
 """
 
 from __future__ import annotations
@@ -12,12 +13,27 @@ import math
 import numpy as np
 import pandas as pd
 
+from assets.findings import Condition, Finding, Rule
+
 FAR_LESS = 10.0  # "far less": the exact-extraction probability falls by at least this factor
 SOMEWHAT_LESS = 2.0
-VISIBLE = 0.05  # p "visibly regurgitates" when it samples (or puts this much probability on) the exact text
+VISIBLE = 0.05  # p "visibly regurgitates" when it puts this much probability on the exact text (mean P(exact))
 SMALL_COST = 0.10  # "small perplexity cost": at most +10% held-out perplexity over p
 MODERATE_COST = 0.25
 COMBINED = ("cp_delta", "cp_kl", "cp_k")
+# check name -> (the finding it reads, what it claims)
+CHECKS = {
+    "combined_models_regurgitate_far_less": (
+        "combined_far_less_top",
+        f"At the highest duplication level p visibly regurgitates (P(exact) >= {VISIBLE}), CP-Δ puts at least "
+        f"{FAR_LESS:g}x less probability on the protected continuation, and CP-k samples it at most 1/{FAR_LESS:g} as "
+        "often as p"),
+    "small_perplexity_cost": ("perplexity_cost_cp_delta",
+                              f"CP-Δ's held-out perplexity is at most {SMALL_COST:.0%} above p's"),
+    "k_stays_small": ("median_k_bits_cp_delta",
+                      "CP-Δ's k_x stays below the protected continuations' information content under the safe model "
+                      "(median and 95th percentile), and its median at the top level below p's"),
+}
 
 
 MAX_FACTOR = 1e300  # keeps the headline finite when a combination puts (numerically) no mass on the truth
@@ -65,24 +81,6 @@ def regurgitation_numbers(regurgitation: pd.DataFrame) -> dict[str, dict]:
     return out
 
 
-def regurgitation_verdict(numbers: dict) -> str:
-    """Far less (>= FAR_LESS times) and p visibly regurgitates: reproduced; far less but p itself hardly
-    regurgitates, or only SOMEWHAT_LESS: partially; otherwise not reproduced."""
-    factor = numbers["factor"]
-    if math.isnan(factor):
-        return "not comparable"
-    if factor >= FAR_LESS:
-        return "reproduced" if numbers["p_visible"] else "partially reproduced"
-    return "partially reproduced" if factor >= SOMEWHAT_LESS else "not reproduced"
-
-
-def cp_k_verdict(numbers: dict) -> str:
-    """CP-k by its sampled exact rate: at most 1/FAR_LESS of p's, with p visibly regurgitating."""
-    if not numbers["p_visible"]:
-        return "partially reproduced" if numbers["sampled_exact_rate"] <= numbers["p_sampled_exact_rate"] else "not reproduced"
-    return "reproduced" if numbers["rate_far_less"] else "not reproduced"
-
-
 def perplexity_numbers(perplexity: pd.DataFrame) -> dict[str, dict]:
     """Per combination: held-out perplexity, its relative cost over p and over the shard models."""
     table = perplexity.set_index("model")
@@ -92,10 +90,6 @@ def perplexity_numbers(perplexity: pd.DataFrame) -> dict[str, dict]:
                 "cost_vs_p": float(table.loc[m, "perplexity"]) / p - 1.0,
                 "cost_vs_shards": float(table.loc[m, "perplexity"]) / shards - 1.0}
             for m in ("cp_delta", "cp_kl") if m in table.index}
-
-
-def perplexity_verdict(cost: float) -> str:
-    return "reproduced" if cost <= SMALL_COST else "partially reproduced" if cost <= MODERATE_COST else "not reproduced"
 
 
 def k_numbers(k_values: pd.DataFrame, regurgitation: pd.DataFrame) -> dict[str, dict]:
@@ -118,9 +112,91 @@ def k_numbers(k_values: pd.DataFrame, regurgitation: pd.DataFrame) -> dict[str, 
     return out
 
 
-def k_verdict(combined: dict, p: dict) -> str:
-    """Small k: the 95th percentile stays below the protected continuations' information content (the
-    bound is non-vacuous) and the median below p's median at the highest duplication level."""
-    non_vacuous = combined["p95_k_bits"] < combined["information_bits"]
-    below_p = combined["median_k_bits_top"] < p["median_k_bits_top"]
-    return "reproduced" if non_vacuous and below_p else "partially reproduced" if non_vacuous or below_p else "not reproduced"
+def _fmt(x: float) -> str:
+    return "inf" if x == math.inf else "nan" if not math.isfinite(x) else f"{x:.3g}"
+
+
+def corpus_post_hoc(n_public: int | None, available: int | None) -> str:
+    """The post-hoc cut of the unprotected corpus (the demo's 500 documents), or "" when p trains on all."""
+    if n_public is None:
+        return ""
+    of = f" of the {available}" if available else ""
+    return (f"public corpus cut to {n_public}{of} unprotected training documents (every protected copy kept), chosen "
+            "after seeing results so that p memorises the protected copies within the demo's CPU budget; the paper "
+            "trains on the full corpus (not run here)")
+
+
+def build_findings(summary: pd.DataFrame, reg: pd.DataFrame, k_values: pd.DataFrame, perplexity: pd.DataFrame,
+                   scale: str, post_hoc: str = "", study: str = "naf") -> list[Finding]:
+    """The study's findings: the premise (p regurgitates), how much less the combinations do, what that costs
+    in held-out perplexity, and how large k_x gets; every one with its rule."""
+    r, ppl, k = regurgitation_numbers(reg), perplexity_numbers(perplexity), k_numbers(k_values, reg)
+    levels = sorted(summary["duplicate_count"].unique().tolist())
+    p_rows = summary[summary["model"] == "p"].set_index("duplicate_count")
+    p_by_level = "; ".join(f"{lvl} copies: P(exact) {p_rows.loc[lvl, 'mean_p_exact']:.3g}, sampled "
+                           f"{p_rows.loc[lvl, 'sampled_exact_rate']:.3f}" for lvl in levels)
+    top = r["cp_delta"]
+    p_exact = top["p_mean_p_exact"]
+
+    def p_visible(partial: float | None = 0.0) -> Condition:
+        return Condition("p_exact_of_p", p_exact, Rule.at_least(VISIBLE, partial=partial))
+
+    out = [Finding(
+        study, "p_exact_extraction_probability_top", p_exact, rule=Rule.at_least(VISIBLE), scale=scale,
+        post_hoc=post_hoc,
+        note=f"the premise: p, trained on every copy, regurgitates the most-copied protected documents. p by level: "
+             f"{p_by_level}; near-exact (edit distance <= threshold) at {top['level']} copies "
+             f"{top['p_near_exact_rate']:.3f}.")]
+    for model in ("cp_delta", "cp_kl"):
+        n = r[model]
+        out.append(Finding(
+            study, f"regurgitation_factor_{model}", n["factor"], rule=Rule.at_least(FAR_LESS, partial=SOMEWHAT_LESS),
+            scale=scale, post_hoc=post_hoc, conditions=[p_visible()],
+            note=f"at {n['level']} copies ({n['n_documents']} documents): mean P(exact continuation) p "
+                 f"{_fmt(n['p_mean_p_exact'])} vs {model} {_fmt(n['mean_p_exact'])}, factor {_fmt(n['factor'])} "
+                 f"(2^{n['log2_factor']:.1f}); sampled exact rate p {n['p_sampled_exact_rate']:.3f} vs "
+                 f"{n['sampled_exact_rate']:.3f}, near-exact {n['p_near_exact_rate']:.3f} vs {n['near_exact_rate']:.3f}. "
+                 "A factor over p's own near-zero probability counts at most partially. Paper: far less than p, "
+                 "shown qualitatively."))
+    n = r["cp_k"]
+    p_rate = n["p_sampled_exact_rate"]
+    out.append(Finding(
+        study, "exact_rate_top_cp_k", n["sampled_exact_rate"], rule=Rule.at_most(p_rate / FAR_LESS), scale=scale,
+        post_hoc=post_hoc, conditions=[p_visible()],
+        note=f"CP-k (p's samples kept only if k_x <= k) at {n['level']} copies: sampled exact rate "
+             f"{n['sampled_exact_rate']:.3f} vs p's {p_rate:.3f} (the bar: 1/{FAR_LESS:g} of p's), near-exact "
+             f"{n['near_exact_rate']:.3f} vs {n['p_near_exact_rate']:.3f}; estimated P(exact) {_fmt(n['mean_p_exact'])} "
+             f"(p's probability over the acceptance rate when the truth itself passes k, else 0), factor "
+             f"{_fmt(n['factor'])}. {k['cp_k']['within_k_share']:.0%} of CP-k's outputs passed k within its tries; "
+             "the others are its lowest-k proposal, counted as output (an abstention in the paper's algorithm, which "
+             "retries without limit). Paper: CP-k rarely outputs protected content."))
+    ratio = n["sampled_exact_rate"] / p_rate if p_rate > 0 else math.nan
+    out.append(Finding(
+        study, "combined_far_less_top", top["factor"], rule=Rule.at_least(FAR_LESS), scale=scale, post_hoc=post_hoc,
+        conditions=[p_visible(None), Condition("cp_k_exact_rate_over_p", ratio, Rule.at_most(1 / FAR_LESS))],
+        note=f"the compound claim at {top['level']} copies: CP-Δ's factor {_fmt(top['factor'])}, p's P(exact) "
+             f"{_fmt(p_exact)}, CP-k's sampled exact rate {ratio:.3g} of p's (nan: p never sampled it)."))
+    for model, n in ppl.items():
+        out.append(Finding(
+            study, f"perplexity_cost_{model}", n["cost_vs_p"], rule=Rule.at_most(SMALL_COST, partial=MODERATE_COST),
+            scale=scale, post_hoc=post_hoc,
+            note=f"held-out perplexity {n['perplexity']:.3f} vs p {n['p_perplexity']:.3f} (+{n['cost_vs_p']:.1%}); vs "
+                 f"the shard models' mean {n['shard_perplexity']:.3f} ({n['cost_vs_shards']:+.1%}: the combination's "
+                 "own cost, the rest is each shard model seeing half the data). Paper: minimal degradation."))
+    for model in COMBINED:
+        n = k[model]
+        info = n["information_bits"]
+        known = math.isfinite(info)  # without the yardstick (no q_safe rows) the finding is descriptive
+        out.append(Finding(
+            study, f"median_k_bits_{model}", n["median_k_bits"], rule=Rule.at_most(info) if known else None,
+            scale=scale, post_hoc=post_hoc,
+            conditions=[Condition("p95_k_bits", n["p95_k_bits"], Rule.at_most(info)),
+                        Condition("median_k_bits_top_minus_p", n["median_k_bits_top"] - k["p"]["median_k_bits_top"],
+                                  Rule.at_most(0.0, partial=info))] if known else [],
+            note=f"k_x of sampled continuations: median {n['median_k_bits']:.2f} bits "
+                 f"({n['median_k_bits_per_token']:.3f}/token), 95th percentile {n['p95_k_bits']:.2f}, median at the "
+                 f"top level {n['median_k_bits_top']:.2f} vs p's {k['p']['median_k_bits_top']:.2f}; p's 95th "
+                 f"percentile {k['p']['p95_k_bits']:.2f}. Yardstick (the bar): protected continuations carry "
+                 f"{info:.1f} bits under the safe model (median), so 2^k·q_safe(C) bounds P(C) non-vacuously only "
+                 f"below it. {n['within_k_share']:.0%} within k. Paper: small k, qualitatively."))
+    return out

@@ -1,25 +1,55 @@
-"""The verdict rules on hand-made numbers: the factor, CP-k's rate, the perplexity cost and small k."""
+"""The findings on hand-made numbers: the factor, CP-k's rate, the perplexity cost and small k, each judged
+by its stated rule (`assets.findings`)."""
 
 import math
 
 import pandas as pd
 import pytest
 
+from assets.findings import check_findings_frame, findings_frame
 from assets.naf import findings as f
 
 
-def regurgitation(p_bits, delta_bits, cp_k_exact, p_rate=0.5, cp_k_rate=0.0):
+def regurgitation(p_bits, delta_bits, cp_k_exact, p_rate=0.5, cp_k_rate=0.0, safe_bits=-50.0):
     rows = []
     for i, (pb, db, ck) in enumerate(zip(p_bits, delta_bits, cp_k_exact, strict=True)):
         common = {"doc_id": f"d{i}", "duplicate_count": 16, "sampled_near_exact_rate": 0.0}
         rows += [{**common, "model": "p", "logprob_bits": pb, "p_exact": 2.0 ** pb, "sampled_exact_rate": p_rate},
                  {**common, "model": "cp_delta", "logprob_bits": db, "p_exact": 2.0 ** db, "sampled_exact_rate": 0.0},
                  {**common, "model": "cp_kl", "logprob_bits": db, "p_exact": 2.0 ** db, "sampled_exact_rate": 0.0},
-                 {**common, "model": "cp_k", "logprob_bits": math.nan, "p_exact": ck, "sampled_exact_rate": cp_k_rate}]
+                 {**common, "model": "cp_k", "logprob_bits": math.nan, "p_exact": ck, "sampled_exact_rate": cp_k_rate},
+                 {**common, "model": "q_safe", "logprob_bits": safe_bits, "p_exact": 2.0 ** safe_bits,
+                  "sampled_exact_rate": 0.0}]
     # a lower level, which the headline ignores
     rows.append({"doc_id": "low", "duplicate_count": 1, "model": "p", "logprob_bits": -40.0, "p_exact": 2.0 ** -40,
                  "sampled_exact_rate": 0.0, "sampled_near_exact_rate": 0.0})
     return pd.DataFrame(rows)
+
+
+def k_values(medians: dict[str, float], spread: float = 2.0) -> pd.DataFrame:
+    rows = []
+    for model, m in medians.items():
+        for level in (1, 16):
+            for k in (m - spread, m, m + spread):
+                rows.append({"model": model, "duplicate_count": level, "k_bits": k, "k_bits_per_token": k / 10,
+                             "within_k": k <= 12})
+    return pd.DataFrame(rows)
+
+
+def findings(reg, ks, costs=(0.05, 0.2)):
+    summary = reg.groupby(["model", "duplicate_count"], as_index=False).agg(
+        mean_p_exact=("p_exact", "mean"), sampled_exact_rate=("sampled_exact_rate", "mean"))
+    perplexity = pd.DataFrame({"model": ["p", "q1", "q2", "cp_delta", "cp_kl"],
+                               "perplexity": [10.0, 11.0, 11.0, 10 * (1 + costs[0]), 10 * (1 + costs[1])]})
+    out = f.build_findings(summary, reg, ks, perplexity, "unit", post_hoc="corpus cut")
+    frame = findings_frame(out)
+    assert check_findings_frame(frame) == []
+    assert (frame["post_hoc"] == "corpus cut").all() and (frame["source"] == "none").all()
+    assert {metric for metric, _ in f.CHECKS.values()} <= set(frame["metric"])
+    return frame.set_index("metric")
+
+
+SMALL_K = {"p": 30.0, "cp_delta": 10.0, "cp_kl": 12.0, "cp_k": 8.0}
 
 
 def test_factor_is_the_ratio_of_mean_exact_extraction_probabilities():
@@ -27,28 +57,46 @@ def test_factor_is_the_ratio_of_mean_exact_extraction_probabilities():
     delta = numbers["cp_delta"]
     # means: p (0.5 + 0.125) / 2; CP-Δ 2^-11 / 2 (the other term underflows but is handled in log space)
     assert delta["factor"] == pytest.approx(0.625 * 2 ** 11)
-    assert delta["p_visible"] and f.regurgitation_verdict(delta) == "reproduced"
     assert math.isfinite(delta["factor"])
-    cpk = numbers["cp_k"]
-    assert cpk["factor"] == math.inf and cpk["rate_far_less"] and f.cp_k_verdict(cpk) == "reproduced"
+    assert numbers["cp_k"]["factor"] == math.inf and numbers["cp_k"]["rate_far_less"]
+    by = findings(regurgitation([-1.0, -3.0], [-11.0, -2000.0], [0.0, 0.0]), k_values(SMALL_K))
+    assert by.loc["regurgitation_factor_cp_delta", "verdict"] == "reproduced"
+    assert by.loc["exact_rate_top_cp_k", "verdict"] == "reproduced"
+    assert by.loc["combined_far_less_top", "verdict"] == "reproduced"
+    assert by.loc["p_exact_extraction_probability_top", "verdict"] == "reproduced"
+    assert [by.loc[f"perplexity_cost_{m}", "verdict"] for m in ("cp_delta", "cp_kl")] == ["reproduced",
+                                                                                          "partially reproduced"]
 
 
 def test_verdicts_follow_the_thresholds():
-    weak = f.regurgitation_numbers(regurgitation([-1.0], [-3.0], [0.3], cp_k_rate=0.3))
-    assert weak["cp_delta"]["factor"] == pytest.approx(4.0)
-    assert f.regurgitation_verdict(weak["cp_delta"]) == "partially reproduced"
-    assert f.cp_k_verdict(weak["cp_k"]) == "not reproduced"
-    none = f.regurgitation_numbers(regurgitation([-1.0], [-1.5], [0.3]))
-    assert f.regurgitation_verdict(none["cp_delta"]) == "not reproduced"
-    faint = f.regurgitation_numbers(regurgitation([-20.0], [-40.0], [0.0], p_rate=0.0))
-    assert not faint["cp_delta"]["p_visible"]
-    assert f.regurgitation_verdict(faint["cp_delta"]) == "partially reproduced"  # far less, but of almost nothing
-    assert [f.perplexity_verdict(c) for c in (0.05, 0.2, 0.4)] == ["reproduced", "partially reproduced",
-                                                                   "not reproduced"]
+    by = findings(regurgitation([-1.0], [-3.0], [0.3], cp_k_rate=0.3), k_values(SMALL_K), costs=(0.4, 0.1))
+    assert by.loc["regurgitation_factor_cp_delta", "ours"] == pytest.approx(4.0)
+    assert by.loc["regurgitation_factor_cp_delta", "verdict"] == "partially reproduced"
+    assert by.loc["exact_rate_top_cp_k", "verdict"] == "not reproduced"  # 0.3 against p's 0.5
+    assert by.loc["combined_far_less_top", "verdict"] == "not reproduced"
+    assert by.loc["perplexity_cost_cp_delta", "verdict"] == "not reproduced"
+    by = findings(regurgitation([-1.0], [-1.5], [0.3]), k_values(SMALL_K))
+    assert by.loc["regurgitation_factor_cp_delta", "verdict"] == "not reproduced"
+    faint = findings(regurgitation([-20.0], [-40.0], [0.0], p_rate=0.0), k_values(SMALL_K))
+    assert faint.loc["p_exact_extraction_probability_top", "verdict"] == "not reproduced"
+    # far less, but of almost nothing: at most partially
+    assert faint.loc["regurgitation_factor_cp_delta", "verdict"] == "partially reproduced"
+    assert faint.loc["combined_far_less_top", "verdict"] == "not comparable"  # p never sampled it: no ratio
 
 
-def test_k_verdict_needs_a_non_vacuous_bound():
-    p = {"median_k_bits_top": 40.0}
-    assert f.k_verdict({"p95_k_bits": 20.0, "information_bits": 45.0, "median_k_bits_top": 10.0}, p) == "reproduced"
-    assert f.k_verdict({"p95_k_bits": 50.0, "information_bits": 45.0, "median_k_bits_top": 10.0}, p) == "partially reproduced"
-    assert f.k_verdict({"p95_k_bits": 50.0, "information_bits": 45.0, "median_k_bits_top": 41.0}, p) == "not reproduced"
+def test_small_k_needs_a_non_vacuous_bound():
+    reg = regurgitation([-1.0], [-20.0], [0.0], safe_bits=-45.0)  # protected continuations carry 45 bits
+    by = findings(reg, k_values(SMALL_K, spread=5))
+    assert by.loc["median_k_bits_cp_delta", "verdict"] == "reproduced"
+    # the bound is non-vacuous but k sits above p's: partially
+    by = findings(reg, k_values({**SMALL_K, "cp_delta": 35.0}, spread=5))
+    assert by.loc["median_k_bits_cp_delta", "verdict"] == "partially reproduced"
+    # the 95th percentile above the information content: the bound says nothing, whatever p does
+    by = findings(reg, k_values({**SMALL_K, "cp_delta": 10.0}, spread=40))
+    assert by.loc["median_k_bits_cp_delta", "verdict"] == "not reproduced"
+
+
+def test_corpus_cut_is_a_post_hoc_choice():
+    assert f.corpus_post_hoc(None, 4000) == ""
+    text = f.corpus_post_hoc(500, 4000)
+    assert text.startswith("public corpus cut to 500 of the 4000") and "after seeing results" in text

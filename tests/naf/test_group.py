@@ -7,6 +7,7 @@ import pandas as pd
 
 
 def test_naf_group_materializes_with_consistent_numbers(resources_for, warehouse_root):
+    from assets.findings import check_findings_frame
     from pipelines.definitions import defs
     from pipelines.jobs import USER_INPUTS
     from resources.catalog import query
@@ -62,6 +63,10 @@ def test_naf_group_materializes_with_consistent_numbers(resources_for, warehouse
     assert math.isclose(perplexity.loc["p", "perplexity_ratio_vs_p"], 1.0)
 
     findings = result.asset_value(dg.AssetKey(["naf", "findings"]))
+    assert check_findings_frame(findings) == []
+    assert {"reference", "source", "rule", "post_hoc"} <= set(findings.columns)
+    assert (findings["post_hoc"] == "").all()  # tiny profile: p trains on the whole corpus, nothing cut
+    assert records["p"]["n_public_documents"] is None
     assert {"regurgitation_factor_cp_delta", "perplexity_cost_cp_delta", "median_k_bits_cp_delta"} <= set(findings["metric"])
     factor = findings.set_index("metric").loc["regurgitation_factor_cp_delta", "ours"]
     summary = result.asset_value("naf_regurgitation_by_duplication")
@@ -73,6 +78,8 @@ def test_naf_group_materializes_with_consistent_numbers(resources_for, warehouse
                  "k_values_valid", "perplexity_valid"):
         assert checks[name], name
     assert {"combined_models_regurgitate_far_less", "small_perplexity_cost", "k_stays_small"} <= set(checks)
+    verdicts = findings.set_index("metric")["verdict"]
+    assert checks["small_perplexity_cost"] == (verdicts["perplexity_cost_cp_delta"] == "reproduced")
 
     catalog = query(str(warehouse_root), "SELECT model, count(*) AS n FROM naf.naf_perplexity GROUP BY model")
     assert isinstance(catalog, pd.DataFrame) and len(catalog) == 5
