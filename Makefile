@@ -23,6 +23,7 @@ test: $(STAMP)  ## the test suite (tiny profile)
 	$(BIN)/python -m pytest -q
 
 ui: $(STAMP)  ## the Dagster UI (webserver + daemon) on 127.0.0.1:$(PORT)
+	$(BIN)/reprolab init
 	$(BIN)/dagster instance concurrency set gpu 1 >/dev/null
 	$(BIN)/dagster dev -h 127.0.0.1 -p $(PORT) -w dagster_home/workspace.yaml
 

@@ -5,6 +5,8 @@
     reprolab tables                   the views in the catalog
     reprolab summary                  a short summary of what the warehouse holds
     reprolab catalog                  rebuild catalog.duckdb from the Parquet files
+    reprolab init                     create the Dagster and MLflow stores once, under a lock (make does this)
+    reprolab recover                  fail runs whose worker died (kill -9) and free their pool slots
     reprolab report [--out FILE]      the static HTML report (default warehouse/report/index.html)
     reprolab mlflow-ui [--port N]     the MLflow UI on the warehouse's tracking store
 """
@@ -92,10 +94,15 @@ def cmd_demo(args) -> int:
     from pipelines.definitions import PROFILE, defs
     from pipelines.jobs import MAIN_SELECTION
     from pipelines.progress import RunProgress
+    from pipelines.recovery import recover
+    from pipelines.stores import init_stores
 
+    init_stores(args.warehouse)
     instance = DagsterInstance.get()
+    recover(instance)  # a run killed earlier must not hold the gpu pool slot this run needs
     total = len(MAIN_SELECTION.resolve(defs.resolve_asset_graph()))
     run_id = str(uuid.uuid4())
+    _stop_on_signals(instance, run_id)
     print(f"running job 'main' ({total} assets) on profile {PROFILE!r} with DAGSTER_HOME={os.environ['DAGSTER_HOME']}\n"
           f"run {run_id}: one line per materialized asset; the full log is in `make ui`"
           f"{'' if args.verbose else ' (or rerun with --verbose)'}", flush=True)
@@ -116,6 +123,52 @@ def cmd_demo(args) -> int:
     print(f"\nnext: `make report` writes {report.resolve()}; `make ui` opens the Dagster UI on http://127.0.0.1:3000;"
           f" `reprolab query \"SELECT * FROM findings\"` queries the catalog")
     return 0 if result.success else 1
+
+
+def _stop_on_signals(instance, run_id: str) -> None:
+    """Ctrl-C or SIGTERM stop `reprolab demo` at once: the run is marked canceled and its pool slots freed (an
+    in-process run waiting for a slot would otherwise ignore them). The step under way is abandoned."""
+    import signal
+
+    def stop(signum, frame):
+        from pipelines.recovery import free_slots
+
+        print(f"\n{signal.Signals(signum).name}: stopping run {run_id}; marking it canceled and freeing its pool "
+              "slots", file=sys.stderr, flush=True)
+        try:
+            run = instance.get_run_by_id(run_id)
+            if run is not None and not run.is_finished:
+                instance.report_run_canceled(run, message=f"reprolab demo stopped by {signal.Signals(signum).name}")
+            free_slots(instance, run_id)
+        finally:
+            os._exit(128 + signum)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
+
+def cmd_init(args) -> int:
+    from pipelines.stores import init_stores
+
+    try:
+        where = init_stores(args.warehouse)
+    except Exception as exc:  # any store error: one line, non-zero
+        print(f"error: could not initialise the stores: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    print(f"stores ready: Dagster instance in {where['dagster_home']}, MLflow at {where['mlflow']}")
+    return 0
+
+
+def cmd_recover(args) -> int:
+    os.environ.setdefault("DAGSTER_HOME", str(Path("dagster_home").resolve()))
+    from dagster import DagsterInstance
+
+    from pipelines.recovery import recover
+
+    recovered = recover(DagsterInstance.get())
+    if not recovered:
+        print("no dead runs: nothing holds a pool slot it should not")
+    return 0
 
 
 def cmd_query(args) -> int:
@@ -196,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--format", choices=("table", "csv", "json"), default="table")
     t.set_defaults(func=cmd_tables)
     sub.add_parser("summary", help="what the warehouse holds").set_defaults(func=cmd_summary)
+    sub.add_parser("init", help="create the Dagster and MLflow stores once, under a lock").set_defaults(func=cmd_init)
+    sub.add_parser("recover", help="fail runs whose worker died and free their pool slots").set_defaults(
+        func=cmd_recover)
     sub.add_parser("catalog", help="rebuild catalog.duckdb from the Parquet files").set_defaults(func=cmd_catalog)
     r = sub.add_parser("report", help="build the static HTML report from the catalog")
     r.add_argument("--out", default=None, help="output file (default: <warehouse>/report/index.html)")

@@ -10,6 +10,7 @@ import os
 
 import dagster as dg
 
+from pipelines.recovery import dead_run_sensor
 from resources.stages import STAGE_TAG
 
 # Assets that read a user's files need their path set first: materialize those from the launchpad.
@@ -42,4 +43,4 @@ training_schedule = dg.ScheduleDefinition(
 
 JOBS = [main_job, nightly_job, training_job]
 SCHEDULES = [nightly_schedule, training_schedule]
-SENSORS: list[dg.SensorDefinition] = []
+SENSORS: list[dg.SensorDefinition] = [dead_run_sensor]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from typing import TextIO
 
 import dagster as dg
@@ -41,6 +42,8 @@ class RunProgress:
         self._step_started: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._waits_checked = 0.0
+        self._last_wait: str | None = None
 
     def poll(self) -> list[str]:
         """Read the events written since the last poll and turn them into progress lines."""
@@ -83,6 +86,15 @@ class RunProgress:
     def _emit(self) -> None:
         for line in self.poll():
             print(line, file=self.out, flush=True)
+        now = time.monotonic()
+        if now - self._waits_checked >= 10 * self.interval:  # a step queued on a pool another run holds
+            self._waits_checked = now
+            from pipelines.recovery import pool_waits
+
+            for line in pool_waits(self.instance, self.run_id):
+                if line != self._last_wait:
+                    print(line, file=self.out, flush=True)
+                    self._last_wait = line
 
     def start(self) -> RunProgress:
         self._thread = threading.Thread(target=self._loop, name="reprolab-progress", daemon=True)

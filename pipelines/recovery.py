@@ -1,0 +1,126 @@
+"""Dead runs found, failed and their pool slots freed; waits on a pool made visible.
+
+Dagster's run monitoring cannot see a dead worker under the default run launcher (it has no worker health
+check), so a run killed with SIGKILL stays STARTED and keeps its ``gpu`` pool slot: every later training step
+waits forever. Every Dagster event records the pid of the process that wrote it; a run whose worker process
+(the pid of its RUN_START, or of its newest step event) no longer exists on this machine, or is now a different
+process started after the run, is dead. `recover` marks such runs failed and frees their slots; `reprolab
+recover` runs it by hand, `reprolab demo` before it starts, and the ``dead_run_sensor`` from the daemon.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+_ACTIVE = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.CANCELING]
+_PID_EVENTS = {dg.DagsterEventType.RUN_START, dg.DagsterEventType.STEP_START, dg.DagsterEventType.ENGINE_EVENT,
+               dg.DagsterEventType.STEP_WORKER_STARTED}
+
+
+@dataclass(frozen=True)
+class DeadRun:
+    run_id: str
+    job_name: str
+    pid: int
+    reason: str
+
+
+def _process_start(pid: int) -> float | None:
+    """Seconds since the epoch when ``pid`` started (Linux /proc); None when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    except OSError:
+        return time.time()  # unreadable: assume alive
+    ticks = int(stat.rsplit(")", 1)[1].split()[19])
+    boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                if line.startswith("btime"))
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _alive(pid: int, since: float | None) -> bool:
+    if Path("/proc").is_dir():
+        started = _process_start(pid)
+        if started is None:
+            return False
+        # a pid reused by a process that started after the run did is not the run's worker
+        return since is None or started <= since + 2.0
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """The pid of the run's worker: the process that wrote its newest pid-carrying event."""
+    conn = instance.get_records_for_run(run_id, of_type=_PID_EVENTS, limit=1, ascending=False)
+    for record in conn.records:
+        event = record.event_log_entry.dagster_event
+        if event is not None and event.pid:
+            return int(event.pid)
+    return None
+
+
+def dead_runs(instance: dg.DagsterInstance) -> list[DeadRun]:
+    """Runs the instance thinks are going whose worker process is gone."""
+    found = []
+    for record in instance.get_run_records(filters=dg.RunsFilter(statuses=_ACTIVE)):
+        run = record.dagster_run
+        pid = worker_pid(instance, run.run_id)
+        if pid is None or pid == os.getpid():
+            continue  # not started yet (the queue's start timeout covers it), or this very process
+        since = record.start_time
+        if not _alive(pid, since):
+            found.append(DeadRun(run.run_id, run.job_name, pid, f"worker process {pid} is gone"))
+    return found
+
+
+def free_slots(instance: dg.DagsterInstance, run_id: str) -> None:
+    instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+
+
+def recover(instance: dg.DagsterInstance, log: Callable[[str], None] = print) -> list[DeadRun]:
+    """Mark every dead run failed and free its pool slots; returns what was recovered."""
+    dead = dead_runs(instance)
+    for d in dead:
+        run = instance.get_run_by_id(d.run_id)
+        if run is None:
+            continue
+        instance.report_run_failed(run, message=f"reprolab recover: {d.reason}; marked failed, pool slots freed")
+        free_slots(instance, d.run_id)
+        log(f"recovered run {d.run_id} ({d.job_name}): {d.reason}; marked failed, its pool slots freed")
+    return dead
+
+
+def pool_waits(instance: dg.DagsterInstance, run_id: str, pools: tuple[str, ...] = ("gpu",)) -> list[str]:
+    """One line per pool where ``run_id`` has a step waiting while other runs hold every slot."""
+    lines = []
+    for pool in pools:
+        try:
+            info = instance.event_log_storage.get_concurrency_info(pool)
+        except NotImplementedError:
+            return []
+        waiting = [p.step_key for p in info.pending_steps if p.run_id == run_id and p.assigned_timestamp is None]
+        holders = sorted({c.run_id for c in info.claimed_slots if c.run_id != run_id})
+        if waiting and holders:
+            lines.append(f"waiting for pool {pool!r} held by run {', '.join(holders)} (step {waiting[0]}); if that "
+                         "run is dead, `reprolab recover` fails it and frees the slot")
+    return lines
+
+
+@dg.sensor(name="dead_run_sensor", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Fails runs whose worker process died (e.g. SIGKILL) and frees their pool slots: the default "
+                       "run launcher's monitoring cannot see them.")
+def dead_run_sensor(context: dg.SensorEvaluationContext):
+    recovered = recover(context.instance, log=context.log.warning)
+    return dg.SkipReason(f"recovered {len(recovered)} dead run(s)" if recovered else "no dead runs")

@@ -1,0 +1,121 @@
+"""Runs on a real instance (issue 15, 2 and 4): a run killed with SIGKILL no longer blocks the gpu pool, the wait
+is visible, and two runs started together on a fresh instance both complete."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from pipelines.recovery import dead_runs, pool_waits, recover
+from pipelines.stores import init_stores
+
+REPO = Path(__file__).resolve().parents[2]
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    import dagster as dg
+
+    @dg.asset(pool=sys.argv[3] or None)
+    def work():
+        print("claimed", flush=True)
+        time.sleep(float(sys.argv[2]))
+        return 1
+
+    job = dg.Definitions(assets=[work]).resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(instance=dg.DagsterInstance.get(), run_id=sys.argv[1], raise_on_error=False)
+    print("done", result.success, flush=True)
+""")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    init_stores(tmp_path / "warehouse", home)
+    return home
+
+
+def _child(home: Path, run_id: str, seconds: float, pool: str = "gpu") -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", CHILD, run_id, str(seconds), pool], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "DAGSTER_HOME": str(home)})
+
+
+def _wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_killed_run_is_recovered_and_the_next_run_completes(home):
+    import uuid
+
+    killed_id, next_id = str(uuid.uuid4()), str(uuid.uuid4())
+    first = _child(home, killed_id, 120)
+    assert first.stdout.readline().strip() == "claimed"
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+
+    instance = dg.DagsterInstance.get()
+    assert instance.get_run_by_id(killed_id).status == dg.DagsterRunStatus.STARTED  # Dagster did not notice
+    holders = {c.run_id for c in instance.event_log_storage.get_concurrency_info("gpu").claimed_slots}
+    assert holders == {killed_id}
+
+    second = _child(home, next_id, 0)
+    try:
+        # the next run waits on the dead run's slot, and the wait says who holds it
+        line = _wait_for(lambda: pool_waits(instance, next_id), what="the second run to queue on the pool")
+        assert f"held by run {killed_id}" in line[0] and "reprolab recover" in line[0]
+        assert [d.run_id for d in dead_runs(instance)] == [killed_id]
+        recovered = recover(instance, log=lambda _: None)
+        assert [d.run_id for d in recovered] == [killed_id]
+        assert instance.get_run_by_id(killed_id).status == dg.DagsterRunStatus.FAILURE
+        out, err = second.communicate(timeout=120)
+    finally:
+        second.kill()
+    assert "done True" in out, err[-2000:]
+    assert instance.get_run_by_id(next_id).status == dg.DagsterRunStatus.SUCCESS
+    assert not dead_runs(instance)
+
+
+def test_two_runs_started_together_on_a_fresh_instance(home):
+    import uuid
+
+    ids = [str(uuid.uuid4()) for _ in range(2)]
+    procs = [_child(home, run_id, 0, pool="") for run_id in ids]
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert all("done True" in o for o, _ in outs), [e[-1500:] for _, e in outs]
+    instance = dg.DagsterInstance.get()
+    assert {r.run_id for r in instance.get_runs()} == set(ids)
+    check = subprocess.run([str(Path(sys.executable).parent / "dagster"), "instance", "info"], capture_output=True,
+                           text=True, env={**os.environ, "DAGSTER_HOME": str(home)}, cwd=home)
+    assert check.returncode == 0, check.stderr[-1500:]
+
+
+def test_reprolab_init_twice_at_once_and_again(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    exe = str(Path(sys.executable).parent / "reprolab")
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    procs = [subprocess.Popen([exe, "--warehouse", str(tmp_path / "wh"), "init"], env=env, cwd=REPO, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e[-800:] for _, e in outs]
+    assert (home / "history" / "runs.db").exists() and (tmp_path / "wh" / "_mlflow" / "mlflow.db").exists()
+    again = subprocess.run([exe, "--warehouse", str(tmp_path / "wh"), "recover"], env=env, cwd=REPO,
+                           capture_output=True, text=True)
+    assert again.returncode == 0 and "no dead runs" in again.stdout
