@@ -70,10 +70,12 @@ def _trend_table(history: pd.DataFrame) -> str:
     for metric, runs in history.groupby("metric", sort=True):
         runs = runs.sort_values("materialized_at")
         last = runs.iloc[-1]
+        reference = last["reference"] if pd.notna(last.get("reference")) else last.get("paper")
         rows.append(f"<tr><td>{html.escape(str(metric))}</td><td>{_number(last['ours'])}</td>"
-                    f"<td>{_number(last['paper'])}</td><td>{html.escape(str(last['verdict']))}</td><td>{len(runs)}</td>"
+                    f"<td>{_number(reference)}</td><td>{html.escape(str(last['verdict']))}</td><td>{len(runs)}</td>"
                     f"<td>{_sparkline([float(v) for v in runs['ours']])}</td></tr>")
-    head = "<tr><th>metric</th><th>latest</th><th>paper</th><th>verdict</th><th>materializations</th><th>trend</th></tr>"
+    head = ("<tr><th>metric</th><th>latest</th><th>reference</th><th>verdict</th><th>materializations</th>"
+            "<th>trend</th></tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
 
@@ -92,20 +94,37 @@ window.addEventListener('load', function () {
 </script>"""
 
 
+def _text(value) -> str:
+    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else html.escape(str(value))
+
+
 def _findings_table(findings: pd.DataFrame) -> str:
-    """Ours next to the paper's, one row per metric; the long notes fold away under each verdict."""
+    """Ours next to the reference and where it comes from, the rule, the verdict and any choice made after seeing
+    results, one row per metric; the long notes fold away under each verdict."""
     rows = []
-    for r in findings.itertuples(index=False):
-        verdict = str(r.verdict)
-        css = "verdict-reproduced" if verdict == "reproduced" else (
-            "verdict-not" if verdict == "not reproduced" else "verdict-other")
-        note = (f"<details><summary>note</summary>{html.escape(str(r.note))}</details>"
-                if isinstance(r.note, str) and r.note else "")
-        rows.append(f"<tr><td><a href='#{html.escape(str(r.study))}'>{html.escape(str(r.study))}</a></td>"
-                    f"<td>{html.escape(str(r.metric))}</td><td>{_number(r.ours)}</td><td>{_number(r.paper)}</td>"
-                    f"<td class='{css}'>{html.escape(verdict)}{note}</td></tr>")
-    head = "<tr><th>study</th><th>metric</th><th>ours</th><th>paper</th><th>verdict</th></tr>"
+    for r in findings.to_dict("records"):
+        verdict = str(r["verdict"])
+        css = "verdict-reproduced" if verdict in ("reproduced", "verified") else (
+            "verdict-not" if verdict in ("not reproduced", "not verified") else "verdict-other")
+        note = f"<details><summary>note</summary>{_text(r['note'])}</details>" if _text(r["note"]) else ""
+        reference = r["reference"] if pd.notna(r.get("reference")) else r.get("paper")
+        source = _text(r.get("source")) or ("paper" if pd.notna(r.get("paper")) else "")
+        post_hoc = f"<span class='post-hoc'>{_text(r.get('post_hoc'))}</span>" if _text(r.get("post_hoc")) else ""
+        rows.append(f"<tr><td><a href='#{_text(r['study'])}'>{_text(r['study'])}</a></td>"
+                    f"<td>{_text(r['metric'])}</td><td>{_number(r['ours'])}</td><td>{_number(reference)}</td>"
+                    f"<td>{source}</td><td class='muted'>{_text(r.get('rule'))}</td>"
+                    f"<td class='{css}'>{html.escape(verdict)}{note}</td><td class='muted'>{post_hoc}</td></tr>")
+    head = ("<tr><th>study</th><th>metric</th><th>ours</th><th>reference</th><th>source</th><th>rule</th>"
+            "<th>verdict</th><th>chosen after seeing results</th></tr>")
     return f"<table class='findings'>{head}{''.join(rows)}</table>"
+
+
+def _select(root: Path, relation: str, columns: tuple[str, ...], order: str) -> pd.DataFrame:
+    """``columns`` of ``relation`` that exist (tables written before the findings contract lack some), the rest
+    as empty columns."""
+    have = set(query(root, f"DESCRIBE {relation}")["column_name"])
+    picked = ", ".join(c for c in columns if c in have)
+    return query(root, f"SELECT {picked} FROM {relation} ORDER BY {order}").reindex(columns=list(columns))
 
 
 def _provenance(root: Path, group: str, names: list[str]) -> tuple[str, pd.DataFrame]:
@@ -137,8 +156,10 @@ def build_report(root: str | Path) -> str:
              f"<p class='muted'>built {datetime.now(UTC):%Y-%m-%d %H:%M UTC} from {html.escape(str(root.resolve()))}</p>",
              "<p>" + " · ".join(f"<a href='#{html.escape(g)}'>{html.escape(g)}</a>" for g in groups) + "</p>"]
     if has_findings:
-        findings = query(root, "SELECT study, metric, ours, paper, verdict, note FROM findings ORDER BY study, metric")
-        parts += ["<h2>Findings: ours next to the papers'</h2>", _findings_table(findings)]
+        findings = _select(root, "findings", ("study", "metric", "ours", "reference", "paper", "source", "rule",
+                                              "verdict", "post_hoc", "note"), "study, metric")
+        parts += ["<h2>Findings: ours next to the references, with the rule that judges them</h2>",
+                  _findings_table(findings)]
     for group in groups:
         parts.append(f"<h2 id='{html.escape(group)}'>{html.escape(group)}</h2>")
         names = views.loc[(views["schema"] == group) & ~views["view"].str.endswith("_history"), "view"].tolist()
@@ -146,8 +167,8 @@ def build_report(root: str | Path) -> str:
         parts.append(f"<p class='muted'>{html.escape(provenance)}</p>")
         if "findings" in names:
             scale = query(root, f'SELECT any_value(scale) AS s FROM "{group}".findings')["s"].iloc[0]
-            trend = query(root, f'SELECT metric, materialized_at, ours, paper, verdict FROM "{group}".findings_history '
-                                f'ORDER BY metric, materialized_at')
+            trend = _select(root, f'"{group}".findings_history', ("metric", "materialized_at", "ours", "reference",
+                                                                   "paper", "verdict"), "metric, materialized_at")
             parts += [f"<p>scale: {html.escape(str(scale))}</p>",
                       "<h3>Headline metrics over time</h3>", _trend_table(trend)]
         plots = _plots(root, group)

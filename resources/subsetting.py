@@ -17,7 +17,8 @@ import dagster as dg
 
 def selected_only(context: dg.AssetExecutionContext, events: Iterator[Any]) -> Iterator[Any]:
     """Pass through the events of selected outputs and checks; drop the rest."""
-    outputs = context.selected_output_names
+    op_context = getattr(context, "op_execution_context", context)
+    outputs = op_context.selected_output_names
     checks = context.selected_asset_check_keys
     check_names = {k.name for k in checks}
     for event in events:

@@ -7,9 +7,10 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from assets.findings import Finding, Rule, findings_frame
 from resources.catalog import query
 from resources.compute import Compute
-from resources.presentation import Finding, figure_metadata, findings_frame, markdown_table
+from resources.presentation import figure_metadata, markdown_table
 from resources.profiles import UnknownProfileError, current_profile, pick
 from resources.settings import ConfigurationError
 
@@ -60,13 +61,13 @@ def test_findings_land_in_one_view_across_studies(resources_for, warehouse_root)
     def findings_asset(group, value):
         @dg.asset(name="findings", group_name=group, key_prefix=[group])
         def _findings() -> pd.DataFrame:
-            return findings_frame([Finding(group, "headline", value, 1.0, "tiny", "reproduced")])
+            return findings_frame([Finding(group, "headline", value, 1.0, "paper", Rule.within_factor(1.5),
+                                           scale="tiny")])
 
         return _findings
 
     result = dg.materialize([findings_asset("study_a", 0.9), findings_asset("study_b", 0.4)], resources=resources_for)
     assert result.success
-    rows = query(warehouse_root, "SELECT study, ours, paper FROM findings ORDER BY study")
-    assert rows.values.tolist() == [["study_a", 0.9, 1.0], ["study_b", 0.4, 1.0]]
-    with pytest.raises(ValueError, match="verdict"):
-        Finding("x", "m", 1.0, None, "tiny", "sort of")
+    rows = query(warehouse_root, "SELECT study, ours, reference, source, verdict FROM findings ORDER BY study")
+    assert rows.values.tolist() == [["study_a", 0.9, 1.0, "paper", "reproduced"],
+                                    ["study_b", 0.4, 1.0, "paper", "not reproduced"]]

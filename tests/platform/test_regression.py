@@ -5,16 +5,16 @@ import math
 import dagster as dg
 import pandas as pd
 
+from assets.findings import Finding, Rule, findings_frame
 from pipelines.regression import compare_findings, findings_regression_check
-from resources.presentation import Finding, findings_frame
 
 VALUES = iter([0.50, 0.52, 0.90, math.nan])
 
 
 @dg.asset(key=["toy", "findings"], group_name="toy")
 def toy_findings() -> pd.DataFrame:
-    return findings_frame([Finding("toy", "headline", next(VALUES), 1.0, "tiny", "reproduced"),
-                           Finding("toy", "steady", 2.0, None, "tiny", "not comparable")])
+    return findings_frame([Finding("toy", "headline", next(VALUES), 1.0, "paper", Rule.within_factor(2), scale="tiny"),
+                           Finding("toy", "steady", 2.0, scale="tiny")])
 
 
 def test_compare_findings():
