@@ -1,0 +1,126 @@
+"""Questions over the facts world, single- and multi-hop, with a reasoning trace and the ground-truth answer.
+
+The facts world (`assets.corpora.facts_laws`) gives each person four attributes: birth city, profession,
+employer and birth year. Cities and organisations carry no attributes of their own, so a chained question
+such as "in which city was the employer of X founded?" has no answer in this world. Multi-hop questions
+here compose two facts and one comparison, which is the same kind of work (recall, recall, combine):
+
+- "single_hop": one fact ("in which city was X born ?"), n_steps = 1;
+- "earlier_born": "who was born first , X or Y ?" (two birth years, compared), n_steps = 3;
+- "same_employer": "do X and Y work at the same place ?" (two employers, compared), n_steps = 3;
+- "same_birth_city": "were X and Y born in the same city ?" (two birth cities, compared), n_steps = 3.
+
+For the comparison questions about the same value, about half the pairs share it (when anyone does), so
+"yes" and "no" are both common answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from assets.chat.task_table import draw_distinct, split_problems, task_row, words
+
+TASK = "facts"
+MULTI_HOP_KINDS = ("earlier_born", "same_employer", "same_birth_city")
+
+# attribute -> (question, statement of the fact) with X for the person and V for the value.
+SINGLE_HOP = {
+    "birth_city": ("in which city was X born ?", "X was born in V ."),
+    "profession": ("what is the profession of X ?", "X works as a V ."),
+    "employer": ("where does X work ?", "X works at V ."),
+    "birth_year": ("in which year was X born ?", "X was born in V ."),
+}
+
+
+@dataclass(frozen=True)
+class FactsQuestionSpec:
+    """Which questions to ask. people_pool: ask only about the `people_pool` most written-about people
+    (None: everyone), so a small model that saw each of them often can know the answers.
+    multi_hop_share: fraction of questions that are multi-hop."""
+
+    seed: int = 0
+    people_pool: int | None = None
+    multi_hop_share: float = 0.5
+    n_train: int = 1000
+    n_validation: int = 100
+    n_test: int = 100
+
+    def __post_init__(self) -> None:
+        if self.people_pool is not None and (not isinstance(self.people_pool, int) or self.people_pool < 2):
+            raise ValueError(f"FactsQuestionSpec.people_pool must be None or an integer >= 2, "
+                             f"got {self.people_pool!r}")
+        if not 0.0 <= self.multi_hop_share <= 1.0:
+            raise ValueError(f"FactsQuestionSpec.multi_hop_share must be in [0, 1], got {self.multi_hop_share!r}")
+
+
+def _fill(text: str, person: str, value: str = "") -> str:
+    return " ".join(person if w == "X" else value if w == "V" else w for w in text.split())
+
+
+def single_hop_question(people: pd.DataFrame, rng: np.random.Generator) -> dict:
+    """One fact about one person."""
+    person = people.iloc[int(rng.integers(len(people)))]
+    attribute = list(SINGLE_HOP)[int(rng.integers(len(SINGLE_HOP)))]
+    question, statement = SINGLE_HOP[attribute]
+    value = str(person[attribute])
+    return task_row(TASK, "single_hop", _fill(question, person["person"]),
+                    _fill(statement, person["person"], value), value, 1)
+
+
+def multi_hop_question(people: pd.DataFrame, rng: np.random.Generator, kind: str) -> dict | None:
+    """Two facts and a comparison; None when this draw cannot make the question (e.g. equal birth years)."""
+    x = people.iloc[int(rng.integers(len(people)))]
+    if kind == "earlier_born":
+        y = people.iloc[int(rng.integers(len(people)))]
+        year_x, year_y = int(x["birth_year"]), int(y["birth_year"])
+        if year_x == year_y:
+            return None
+        first, later = (x, y) if year_x < year_y else (y, x)
+        trace = (f"{x['person']} was born in {year_x} . {y['person']} was born in {year_y} . "
+                 f"{first['birth_year']} is before {later['birth_year']} .")
+        return task_row(TASK, kind, f"who was born first , {x['person']} or {y['person']} ?", trace,
+                        str(first["person"]), 3)
+    attribute, question, statement = {
+        "same_employer": ("employer", "do X and Y work at the same place ?", "X works at V ."),
+        "same_birth_city": ("birth_city", "were X and Y born in the same city ?", "X was born in V ."),
+    }[kind]
+    others = people[people["person"] != x["person"]]
+    sharing = others[others[attribute] == x[attribute]]
+    pool = sharing if len(sharing) and rng.random() < 0.5 else others
+    y = pool.iloc[int(rng.integers(len(pool)))]
+    same = x[attribute] == y[attribute]
+    verdict = f"{x[attribute]} is {y[attribute]}" if same else f"{x[attribute]} is not {y[attribute]}"
+    trace = f"{_fill(statement, x['person'], x[attribute])} {_fill(statement, y['person'], y[attribute])} {verdict} ."
+    prompt = question.replace("X", str(x["person"])).replace("Y", str(y["person"]))
+    return task_row(TASK, kind, prompt, trace, "yes" if same else "no", 3)
+
+
+def facts_questions(world, spec: FactsQuestionSpec) -> pd.DataFrame:
+    """Train/validation/test questions over a `FactsWorld` (TASK_COLUMNS), distinct across splits."""
+    people = world.people.sort_values("frequency_rank")
+    if spec.people_pool is not None:
+        people = people.head(spec.people_pool)
+    people = people.reset_index(drop=True)
+    if len(people) < 2:
+        raise ValueError("facts_questions needs a world with at least two people")
+    rng = np.random.default_rng([spec.seed, 18, 2])
+
+    def draw() -> dict:
+        if rng.random() < spec.multi_hop_share:
+            for _ in range(20):  # a pool where everyone shares a birth year never makes earlier_born
+                row = multi_hop_question(people, rng, MULTI_HOP_KINDS[int(rng.integers(len(MULTI_HOP_KINDS)))])
+                if row is not None:
+                    return row
+        return single_hop_question(people, rng)
+
+    wanted = spec.n_train + spec.n_validation + spec.n_test
+    return split_problems(TASK, draw_distinct(draw, wanted), spec.n_train, spec.n_validation, spec.n_test)
+
+
+def check_facts(row: dict | pd.Series, answer: str) -> bool:
+    """True when `answer` names the ground truth (same words, case and spacing aside)."""
+    given = words(answer)
+    return bool(given) and given == words(row["answer"])
