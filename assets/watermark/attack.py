@@ -1,16 +1,21 @@
 """The random-walk attack of Zhang et al. 2023, batched over texts.
 
-Each step, for every text still walking: the perturbation oracle rewrites a random span (``"resample"``: the
-generator re-samples ``span`` tokens at a random position given everything before it, without the watermark;
+Each step, for every text: the perturbation oracle rewrites a random span (``"resample"``: the generator
+re-samples ``span`` tokens at a random position given everything before it, without the watermark;
 ``"infill"``: the FIM in-filler of `assets.watermark.infill` writes them given the prefix and the suffix), the
 quality oracle scores the candidate, and the step is taken only if the candidate's quality is not below the
 original watermarked text's (minus ``quality_tolerance``). After ``backoff_after`` consecutive rejections a
-text backs off to half the span (not below ``min_span``). A text stops after ``steps`` steps, or as soon as
-its detector no longer flags it when ``stop_when_lost``. Every step of every text is recorded: whether the
-proposal was accepted, the span, the current text's detector score, p-value, detection and quality.
+text backs off to half the span (not below ``min_span``).
 
-The attack never sees the key: only the generator (to propose), the quality oracle (to accept) and, for the
-stopping rule, the detector's verdict (an evaluation convenience; the paper runs a fixed number of steps).
+The paper's protocol (the default): every text walks the fixed budget of ``steps`` steps; the attacker never
+queries the detector. Detection is measured by the key holder afterwards, and along the way for the curves:
+every step of every text is recorded (whether the proposal was accepted, the span, the current text's detector
+score, p-value, detection and quality), so `success_at` reads the attack's success at any step count, e.g.
+the `checkpoints` 0, T/4, T/2, 3T/4 and T. Because the walk's randomness does not depend on detection, the
+first t steps of a T-step walk are exactly a t-step walk.
+
+``detector_in_the_loop`` (an option, not the paper's attack): a text stops walking as soon as the key-holder's
+detector no longer flags it. It saves steps in an evaluation but gives the attacker an oracle it does not have.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ class WalkSettings:
     min_span: int = 1
     backoff_after: int = 5
     quality_tolerance: float = 0.0
-    stop_when_lost: bool = True
+    detector_in_the_loop: bool = False  # not the paper's protocol: stop a text once the detector lets it go
     temperature: float = 1.0
     seed: int = 0
     perturbation: str = "resample"
@@ -100,12 +105,12 @@ def random_walk(generator_model: Any, prompts, responses, quality: QualityFn, de
     span = np.full(n, settings.span)
     rejections = np.zeros(n, dtype=int)
     accepted_total = np.zeros(n, dtype=int)
-    active = detected.copy() if settings.stop_when_lost else np.ones(n, dtype=bool)
+    active = detected.copy() if settings.detector_in_the_loop else np.ones(n, dtype=bool)
     records = [_record(0, np.arange(n), np.zeros(n, bool), span, score, pval, detected, q_now, active)]
     started, every = time.time(), max(1, settings.steps // 10)
     for step in range(1, settings.steps + 1):
         rows = np.flatnonzero(active)
-        if len(rows) == 0:
+        if len(rows) == 0:  # only with the detector in the loop: every text already let go
             break
         cand, _ = propose(prompts[rows], current[rows], span[rows], rng, settings.seed * 100_003 + step)
         q_cand = np.asarray(quality(prompts[rows], cand), dtype=float)
@@ -128,7 +133,7 @@ def random_walk(generator_model: Any, prompts, responses, quality: QualityFn, de
         accepted[took] = True
         records.append(_record(step, rows, accepted[rows], span[rows], score[rows], pval[rows], detected[rows],
                                q_now[rows], np.ones(len(rows), bool)))
-        if settings.stop_when_lost:
+        if settings.detector_in_the_loop:
             active[took[~detected[took]]] = False
         if log and (step % every == 0 or step == settings.steps):
             eta = (time.time() - started) / step * (settings.steps - step)
@@ -146,6 +151,33 @@ def _record(step, rows, accepted, span, score, pval, detected, quality, walking)
 
 def detection_curve(walk: pd.DataFrame, n_rows: int, steps: int) -> pd.DataFrame:
     """Share of rows detected after each step, carrying a stopped row's last state forward."""
-    wide = walk.pivot_table(index="step", columns="row", values="detected", aggfunc="last")
-    wide = wide.reindex(index=range(steps + 1), columns=range(n_rows)).astype(float).ffill()
+    wide = detected_at(walk, n_rows, steps)
     return pd.DataFrame({"step": wide.index, "detection_rate": wide.mean(axis=1).to_numpy()})
+
+
+def checkpoints(steps: int) -> list[int]:
+    """The step counts the attack's success is reported at: 0, T/4, T/2, 3T/4 and T (rounded, distinct)."""
+    return sorted({round(steps * q) for q in (0, 0.25, 0.5, 0.75)} | {steps})
+
+
+def detected_at(walk: pd.DataFrame, n_rows: int, steps: int) -> pd.DataFrame:
+    """Whether each row was detected after each step [steps + 1, n_rows] (a row that stopped keeps its last
+    state: with the detector in the loop, a text let go stays let go)."""
+    wide = walk.pivot_table(index="step", columns="row", values="detected", aggfunc="last")
+    return wide.reindex(index=range(steps + 1), columns=range(n_rows)).astype(float).ffill()
+
+
+def success_at(walk: pd.DataFrame, n_rows: int, steps: int, at: list[int]) -> dict[int, np.ndarray]:
+    """Per step count in ``at``: which rows were detected before the walk and no longer after that many steps
+    (the walk keeps quality by construction: every accepted step passed the quality oracle)."""
+    wide = detected_at(walk, n_rows, steps)
+    before = wide.loc[0].to_numpy() > 0.5
+    return {t: before & ~(wide.loc[min(t, steps)].to_numpy() > 0.5) for t in at}
+
+
+def first_undetected_step(walk: pd.DataFrame, n_rows: int, steps: int) -> np.ndarray:
+    """Per row, the first step after which the detector no longer flagged it (NaN: never, or not detected at
+    the start)."""
+    wide = detected_at(walk, n_rows, steps).to_numpy() > 0.5  # [steps + 1, n_rows]
+    lost = ~wide & wide[0]
+    return np.where(lost.any(0), lost.argmax(0), np.nan).astype(float)

@@ -19,8 +19,9 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from assets.watermark.findings import CHECKS
 from resources.compute import Compute
-from resources.presentation import Finding, figure_metadata, findings_frame, findings_metadata, markdown_table
+from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import current_profile, pick
 from resources.stages import stage
 from resources.tracking import Tracking
@@ -231,23 +232,29 @@ def watermark_infiller(context: dg.AssetExecutionContext, config: WatermarkInfil
 class WatermarkAttackConfig(dg.Config):
     """The random walk: span rewriting by the perturbation oracle, acceptance by the larger model's quality.
 
-    Demo, 24 texts per scheme: re-sampling freed 100/100/92/75/75% of KGW/KGW-strong/Unigram/EXP/EXP-edit texts
-    (48-56% of proposals accepted); the demo in-filler freed 100/92/83/75/75% (47-54% accepted) for ~1 s more.
-    Its middle loss does not beat the generator's, so the demo keeps re-sampling; the tiny and gpu profiles
-    walk with the in-filler, as the paper did.
+    The paper's protocol: every text walks the fixed budget of ``steps``; detection is measured afterwards (and
+    at T/4, T/2, 3T/4 for the curves). Demo, 24 texts per scheme, measured with the detector in the loop (before
+    issue 16): re-sampling freed 100/100/92/75/75% of KGW/KGW-strong/Unigram/EXP/EXP-edit texts (48-56% of
+    proposals accepted); the demo in-filler freed 100/92/83/75/75% (47-54% accepted) for ~1 s more. Its middle
+    loss does not beat the generator's, so the demo keeps re-sampling; the tiny and gpu profiles walk with the
+    in-filler, as the paper did.
     """
 
     perturbation: str = Field(default=pick(tiny="infill", demo="resample", gpu="infill"),
                               description='"resample": the generator re-samples the span given the text before '
                                           'it; "infill": the FIM in-filler rewrites it given prefix and suffix')
 
-    steps: int = Field(default=pick(tiny=8, demo=60, gpu=200), description="T: the most steps per text")
+    steps: int = Field(default=pick(tiny=8, demo=60, gpu=200), description="T: the fixed step budget per text")
+    earlier_budget: int | None = Field(default=pick(tiny=None, demo=40, gpu=None),
+                                       description="a shorter budget whose success is reported beside T's (demo: the "
+                                                   "40 steps it walked before being lengthened after seeing results)")
     span: int = Field(default=pick(tiny=3, demo=4, gpu=6), description="tokens re-sampled per step")
     min_span: int = 1
     backoff_after: int = Field(default=pick(tiny=3, demo=5, gpu=10),
                                description="consecutive rejections before the span halves")
     quality_tolerance: float = Field(default=0.0, description="accept if quality >= original - this (nats/token)")
-    stop_when_lost: bool = Field(default=True, description="stop a text's walk once it is no longer detected")
+    detector_in_the_loop: bool = Field(default=False, description="NOT the paper's attack: stop a text's walk as "
+                                       "soon as the key-holder's detector no longer flags it")
     temperature: float = 1.0
     judge_order: int = Field(default=5, description="bytes of context + 1 in the independent n-gram judge")
     judge_max_bytes: int | None = pick(tiny=None, demo=2_000_000, gpu=None)
@@ -258,7 +265,7 @@ class WatermarkAttackConfig(dg.Config):
         from assets.watermark.attack import WalkSettings
 
         return WalkSettings(self.steps, self.span, self.min_span, self.backoff_after, self.quality_tolerance,
-                            self.stop_when_lost, self.temperature, self.seed, self.perturbation)
+                            self.detector_in_the_loop, self.temperature, self.seed, self.perturbation)
 
 
 ATTACK_OUTS = {
@@ -267,12 +274,13 @@ ATTACK_OUTS = {
                       "score.",
     "watermark_attack": "Per attacked text: score, p-value and detection before and after, steps, tokens changed, "
                         "oracle and judge quality before and after, attack success.",
-    "watermark_summary": "Per scheme: detection rate before and after the attack, attack success, quality change.",
+    "watermark_summary": "Per scheme: detection rate before and after the attack, attack success after the fixed "
+                         "budget T and at T/4, T/2, 3T/4 (and the demo's earlier 40-step budget), quality change.",
 }
 
 
 @dg.multi_asset(
-    outs={k: dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("evaluation"), description=v)
+    outs={k: dg.AssetOut(group_name=GROUP, code_version="2", tags=stage("evaluation"), description=v)
           for k, v in ATTACK_OUTS.items()},
     ins={"texts": dg.AssetIn("watermark_texts"), "calibration": dg.AssetIn("watermark_calibration"),
          "generator": dg.AssetIn("lm_code_small"), "oracle": dg.AssetIn("lm_code_large"),
@@ -328,7 +336,8 @@ def watermark_attack(context: dg.AssetExecutionContext, config: WatermarkAttackC
             fim = (fim_model, fim_ids(fim_tokenizer, int(infiller["base_vocab"]), infiller.get("layout", "psm")))
         walk, results = run_attack(model, oracle_model, judge, tokenizer, gen, schemes, calibration, null_scores, s,
                                    config.walk(), log=context.log.info, infiller=fim)
-    summary = summarise(results, calibration, null_bpb, same_prompt_bpb).assign(
+    summary = summarise(results, calibration, null_bpb, same_prompt_bpb, walk, config.steps,
+                        config.earlier_budget).assign(
         infiller_uri=infiller["model_uri"], infiller_middle_nll=infiller["middle_nll"],
         generator_middle_nll=infiller["generator_middle_nll"])
     context.log.info(f"attack took {time.time() - started:.1f}s")
@@ -358,82 +367,23 @@ def watermark_attack(context: dg.AssetExecutionContext, config: WatermarkAttackC
 
 # -------------------------------------------------------------------------------------------- findings
 FINDINGS_KEY = dg.AssetKey([GROUP, "findings"])
-FINDINGS_CHECKS = [
-    dg.AssetCheckSpec("watermarked_text_detected", asset=FINDINGS_KEY,
-                      description="Every scheme's unattacked watermarked texts are detected at >= 90% at 1% FPR "
-                                  "(WARN: a finding)."),
-    dg.AssetCheckSpec("attack_removes_watermarks", asset=FINDINGS_KEY,
-                      description="The walk frees most detected texts of every scheme (> 50%) while the judge's "
-                                  "perplexity rises at most 10% (WARN: a finding)."),
-]
 
 
-@dg.asset(key_prefix=[GROUP], name="findings", group_name=GROUP, code_version="1", tags=stage("evaluation"),
+@dg.asset(key_prefix=[GROUP], name="findings", group_name=GROUP, code_version="2", tags=stage("evaluation"),
           ins={"summary": dg.AssetIn("watermark_summary"), "calibration": dg.AssetIn("watermark_calibration")},
-          check_specs=FINDINGS_CHECKS)
-def watermark_findings(context: dg.AssetExecutionContext, summary: pd.DataFrame, calibration: pd.DataFrame):
-    """Detection before the attack, attack success and quality cost per scheme, next to the paper's claims."""
-    from assets.watermark import findings as f
+          check_specs=findings_check_specs(FINDINGS_KEY, {k: text for k, (_, text) in CHECKS.items()}))
+def watermark_findings(summary: pd.DataFrame, calibration: pd.DataFrame):
+    """Detection before the attack, attack success after the fixed step budget and quality cost per scheme,
+    next to the paper's claims."""
+    from assets.watermark.findings import build_findings, oracle_label
 
-    n = f.numbers(summary)
     cal = calibration.set_index("scheme")
     scale = (f"{current_profile()} profile: {int(summary['n_texts'].iloc[0])} texts per scheme, "
              f"{int(cal['n_null'].iloc[0])} unwatermarked for calibration, code LM family "
-             f"(vocabulary {int(cal['vocab_size'].iloc[0])}); {f.oracle_label(summary.iloc[0])}")
-    rows = []
-    for name, r in n.items():
-        c = cal.loc[name]
-        params = (f"γ={c['gamma']}, δ={c['delta']}" if c["kind"] in ("kgw", "unigram")
-                  else f"n={int(c['key_length'])}" + (f", edit γ={c['edit_gamma']}" if c["kind"] == "exp_edit" else ""))
-        z_note = (f"; z > 4: {c['z_threshold_rate']:.0%}" if c["kind"] in ("kgw", "unigram") else
-                  f"; permutation p-values floor at 1/{int(c['permutation_runs']) + 1}")
-        rows.append(Finding(
-            GROUP, f"detection_rate_before_{name}", r["detection_rate_before"], None, scale,
-            f.detection_verdict(r["detection_rate_before"]),
-            f"{name} ({params}): {r['detection_rate_before']:.0%} of unattacked watermarked texts above the "
-            f"threshold calibrated at 1% FPR on unwatermarked text (null FPR {c['null_false_positive_rate']:.1%}, "
-            f"threshold {c['threshold']:.3g}; p <= 0.01: {c['p_below_fpr_rate']:.0%}{z_note}). The detector's own "
-            f"p-values on unwatermarked text: mean {c['null_p_mean']:.2f}, KS test vs uniform p = "
-            f"{c['null_p_ks_pvalue']:.2g}. Paper: high detection of unattacked text."))
-        rows.append(Finding(
-            GROUP, f"attack_success_{name}", r["attack_success_rate"], None, scale,
-            f.attack_verdict(r["attack_success_rate"], r["judge_perplexity_ratio"], int(r["n_detected_before"]),
-                             r["judge_perplexity_ratio_low"]),
-            f"the walk freed {r['attack_success_rate']:.0%} of the {int(r['n_detected_before'])} detected texts "
-            f"(detection {r['detection_rate_before']:.0%} -> {r['detection_rate_after']:.0%}; median "
-            f"{r['median_steps_to_success']:.0f} steps, {r['mean_tokens_changed']:.0%} of tokens changed, "
-            f"{r.get('acceptance_rate', float('nan')):.0%} of {r.get('perturbation', 'resample')} proposals accepted). Quality: "
-            f"judge perplexity x{r['judge_perplexity_ratio']:.3f} (95% interval {r['judge_perplexity_ratio_low']:.2f}-"
-            f"{r['judge_perplexity_ratio_high']:.2f}; bits/byte {r['judge_bits_per_byte_before']:.3f} -> "
-            f"{r['judge_bits_per_byte_after']:.3f}; unwatermarked samples on the same prompts "
-            f"{r['judge_bits_per_byte_unwatermarked_same_prompts']:.3f}, on all prompts "
-            f"{r['judge_bits_per_byte_unwatermarked']:.3f}), "
-            f"oracle perplexity x{r['oracle_perplexity_ratio']:.3f}. Paper: removes the watermark from most texts "
-            f"with small quality loss. {f.DISCLOSURE}"))
-        rows.append(Finding(
-            GROUP, f"quality_ratio_{name}", r["judge_perplexity_ratio"], None, scale,
-            f.quality_verdict(r["judge_perplexity_ratio"], r["judge_perplexity_ratio_low"]),
-            f"independent judge's per-byte perplexity after / before the attack, geometric mean over texts (95% "
-            f"interval {r['judge_perplexity_ratio_low']:.2f}-{r['judge_perplexity_ratio_high']:.2f}; <= "
-            f"{1 + f.SMALL_QUALITY_LOSS:.2f}: small loss). Bits/byte before {r['judge_bits_per_byte_before']:.3f}, "
-            f"after {r['judge_bits_per_byte_after']:.3f}, unwatermarked samples on the same prompts "
-            f"{r['judge_bits_per_byte_unwatermarked_same_prompts']:.3f}. Paper: small quality loss. {f.DISCLOSURE}"))
-    yield dg.Output(findings_frame(rows), metadata=findings_metadata(rows))
-    rates = {k: v["detection_rate_before"] for k, v in n.items()}
-    yield dg.AssetCheckResult(
-        check_name="watermarked_text_detected", severity=dg.AssetCheckSeverity.WARN,
-        passed=all(v >= f.HIGH_DETECTION for v in rates.values()),
-        metadata={**{f"detection_rate_before_{k} (ours)": v for k, v in rates.items()},
-                  "paper": f"{PAPER}: high detection of unattacked text", "threshold": f.HIGH_DETECTION})
-    success = {k: v["attack_success_rate"] for k, v in n.items()}
-    ratios = {k: v["judge_perplexity_ratio"] for k, v in n.items()}
-    yield dg.AssetCheckResult(
-        check_name="attack_removes_watermarks", severity=dg.AssetCheckSeverity.WARN,
-        passed=all(f.attack_verdict(success[k], ratios[k], int(n[k]["n_detected_before"]),
-                                    n[k]["judge_perplexity_ratio_low"]) == "reproduced" for k in n),
-        metadata={**{f"attack_success_{k} (ours)": v for k, v in success.items()},
-                  **{f"judge_perplexity_ratio_{k} (ours)": v for k, v in ratios.items()},
-                  "paper": f"{PAPER}: most texts freed, small quality loss", "threshold": f.MOST})
+             f"(vocabulary {int(cal['vocab_size'].iloc[0])}), {int(summary['steps_budget'].iloc[0])}-step walk "
+             f"({summary['protocol'].iloc[0]}); {oracle_label(summary.iloc[0])}")
+    yield from findings_results(build_findings(summary, calibration, scale, study=GROUP),
+                                {k: metric for k, (metric, _) in CHECKS.items()})
 
 
 defs = dg.Definitions(assets=[watermark_generation, watermark_infiller, watermark_attack, watermark_findings])

@@ -1,10 +1,13 @@
-"""Headline numbers of the watermark study and the rules that compare them with the paper's claims.
+"""Headline numbers of the watermark study and its findings (`assets.findings`) against the paper's claims.
 
 Zhang et al. 2023 claim, for KGW, Unigram and Kuditipudi's EXP(-edit): unattacked watermarked text is
 detected reliably, and the random-walk attack removes the watermark from most texts with small quality
-loss. The rules below fix "reliably", "most" and "small". Quality is the independent judge's per-byte
-perplexity after / before the attack (geometric mean over texts); with a few dozen short texts its 95%
-interval is wide, so a point estimate above the bar whose interval still reaches it counts as inconclusive.
+loss. The rules below fix "reliably", "most" and "small"; the paper's own numbers are not used as references
+(different models and texts), so every reference is none. Attack success is read after the walk's full,
+fixed step budget (the paper's protocol: the attacker never queries the detector). Quality is the independent
+judge's per-byte perplexity after / before the attack (geometric mean over texts); with a few dozen short
+texts its 95% interval is wide, so a point estimate above the bar whose interval still reaches it counts as
+inconclusive (partially), one whose interval lies above it as a clear loss.
 """
 
 from __future__ import annotations
@@ -13,46 +16,42 @@ import math
 
 import pandas as pd
 
-# Said in every attack and quality note: these choices were made after seeing demo numbers.
-DISCLOSURE = ("Chosen after seeing results: the demo walk was lengthened from 40 to 60 steps after a first run freed "
-              "only 42-67% of EXP texts, and the interval rule for quality verdicts was added after the first numbers.")
+from assets.findings import Condition, Finding, Rule
+
+# Post-hoc choices, recorded in the findings' post_hoc column
+LENGTHENED = ("walk lengthened from {earlier} to {steps} steps after a first demo run (detector in the loop) freed "
+              "only 42-67% of EXP texts; success after {earlier} steps: {rate}")
+INTERVAL_RULE = ("the 95%-interval rule for quality (a loss above the bar counts as clear only when the interval's "
+                 "lower end is above it too) was added after the first numbers")
 
 HIGH_DETECTION = 0.9  # "detected at high rates" at 1% FPR
 SOME_DETECTION = 0.5
-MOST = 0.5  # "removes the watermark from most texts": attack success above this share
+MOST = 0.5  # "removes the watermark from most texts": at least half the detected texts freed
+SOME = 0.25  # partially: at least a quarter freed
 SMALL_QUALITY_LOSS = 0.10  # judge perplexity (per byte) at most 10% above the watermarked text's
+MODERATE_QUALITY_LOSS = 0.25  # partially (with an interval that still reaches a small loss)
 SCHEMES = ("kgw", "kgw_strong", "unigram", "exp", "exp_edit")
+# check name -> (the finding it reads, what it claims)
+CHECKS = {
+    "watermarked_text_detected": (
+        "detection_rate_before_worst",
+        f"Every scheme's unattacked watermarked texts are detected at >= {HIGH_DETECTION:.0%} at 1% FPR"),
+    "attack_removes_watermarks": (
+        "attack_success_worst",
+        f"After the fixed step budget the walk frees at least {MOST:.0%} of every scheme's detected texts while the "
+        f"judge's perplexity rises at most {SMALL_QUALITY_LOSS:.0%}"),
+}
 
 
-def detection_verdict(rate: float) -> str:
-    if math.isnan(rate):
-        return "not comparable"
-    if rate >= HIGH_DETECTION:
-        return "reproduced"
-    return "partially reproduced" if rate >= SOME_DETECTION else "not reproduced"
-
-
-def quality_verdict(ratio: float, ratio_low: float = float("nan")) -> str:
-    """Small loss (ratio <= 1 + SMALL_QUALITY_LOSS): reproduced; a clear loss (even the 95% interval's lower end
-    above it): not reproduced; a larger point estimate whose interval still reaches a small loss: partially
-    (inconclusive at this sample size)."""
-    if math.isnan(ratio):
-        return "not comparable"
-    if ratio <= 1 + SMALL_QUALITY_LOSS:
-        return "reproduced"
-    return "not reproduced" if not ratio_low <= 1 + SMALL_QUALITY_LOSS else "partially reproduced"
-
-
-def attack_verdict(success: float, judge_ratio: float, n_detected: int, ratio_low: float = float("nan")) -> str:
-    """Most texts freed (> MOST) with a small quality loss: reproduced; most freed with an inconclusive or clear
-    loss, or a minority freed with small loss: partially; nothing freed, or a minority at a clear loss: not
-    reproduced; nothing detected to attack: not comparable."""
-    if n_detected == 0 or math.isnan(success):
-        return "not comparable"
-    quality = quality_verdict(judge_ratio, ratio_low)
-    if success > MOST:
-        return "reproduced" if quality == "reproduced" else "partially reproduced"
-    return "partially reproduced" if success > 0 and quality == "reproduced" else "not reproduced"
+def quality_conditions(ratio: float, ratio_low: float) -> list[Condition]:
+    """Small quality loss: the judge's ratio at most 1 + SMALL_QUALITY_LOSS (partially up to
+    1 + MODERATE_QUALITY_LOSS), and not a clear loss (the interval's lower end above the bar; no interval: the
+    point estimate decides)."""
+    bar = 1 + SMALL_QUALITY_LOSS
+    out = [Condition("judge_perplexity_ratio", ratio, Rule.at_most(bar, partial=1 + MODERATE_QUALITY_LOSS))]
+    if math.isfinite(ratio_low):
+        out.append(Condition("judge_perplexity_ratio_low95", ratio_low, Rule.at_most(bar)))
+    return out
 
 
 def numbers(summary: pd.DataFrame) -> dict[str, dict]:
@@ -69,3 +68,91 @@ def oracle_label(row) -> str:
         return (f"perturbation oracle: FIM span in-filler trained here ({losses}; its demo settings were picked on "
                 f"that loss)")
     return f"perturbation oracle: the generator re-sampling spans ({losses}, not used)"
+
+
+def _worst(values, pick=min) -> float:
+    values = [float(v) for v in values]
+    return math.nan if not values or any(math.isnan(v) for v in values) else pick(values)
+
+
+def _pct(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{x:.0%}"
+
+
+def steps_post_hoc(r: dict) -> str:
+    """The demo's lengthened walk (40 -> 60 steps, chosen after seeing results), with the success at 40."""
+    earlier, steps = r.get("earlier_budget_steps", math.nan), r.get("steps_budget", math.nan)
+    if not (math.isfinite(earlier) and (int(earlier), int(steps)) == (40, 60)):
+        return ""
+    return LENGTHENED.format(earlier=int(earlier), steps=int(steps), rate=_pct(r["success_rate_earlier_budget"]))
+
+
+def success_by_step(r: dict) -> str:
+    """Attack success at the checkpoints of the fixed budget T, e.g. "15 steps 40%, 30 steps 60%, ..."."""
+    steps = int(r["steps_budget"])
+    parts = [(round(steps * q), r.get(c, math.nan)) for q, c in
+             ((0.25, "success_rate_quarter"), (0.5, "success_rate_half"), (0.75, "success_rate_three_quarters"))]
+    if math.isfinite(r.get("earlier_budget_steps", math.nan)):
+        parts.append((int(r["earlier_budget_steps"]), r["success_rate_earlier_budget"]))
+    parts = sorted(set(parts)) + [(steps, r["attack_success_rate"])]
+    return ", ".join(f"{t} steps {_pct(v)}" for t, v in parts)
+
+
+def build_findings(summary: pd.DataFrame, calibration: pd.DataFrame, scale: str,
+                   study: str = "watermark") -> list[Finding]:
+    """Detection before the attack, attack success after the fixed budget and quality cost per scheme, and
+    the worst scheme's numbers (the claims "every scheme")."""
+    n = numbers(summary)
+    cal = calibration.set_index("scheme")
+    out = []
+    for name, r in n.items():
+        c = cal.loc[name]
+        params = (f"γ={c['gamma']}, δ={c['delta']}" if c["kind"] in ("kgw", "unigram")
+                  else f"n={int(c['key_length'])}" + (f", edit γ={c['edit_gamma']}" if c["kind"] == "exp_edit" else ""))
+        z_note = (f"; z > 4: {c['z_threshold_rate']:.0%}" if c["kind"] in ("kgw", "unigram") else
+                  f"; permutation p-values floor at 1/{int(c['permutation_runs']) + 1}")
+        out.append(Finding(
+            study, f"detection_rate_before_{name}", r["detection_rate_before"],
+            rule=Rule.at_least(HIGH_DETECTION, partial=SOME_DETECTION), scale=scale,
+            note=f"{name} ({params}): {r['detection_rate_before']:.0%} of unattacked watermarked texts above the "
+                 f"threshold calibrated at 1% FPR on unwatermarked text (null FPR {c['null_false_positive_rate']:.1%}, "
+                 f"threshold {c['threshold']:.3g}; p <= 0.01: {c['p_below_fpr_rate']:.0%}{z_note}). The detector's "
+                 f"own p-values on unwatermarked text: mean {c['null_p_mean']:.2f}, KS test vs uniform p = "
+                 f"{c['null_p_ks_pvalue']:.2g}. Paper: high detection of unattacked text."))
+        low = r["judge_perplexity_ratio_low"]
+        quality = (f"judge perplexity x{r['judge_perplexity_ratio']:.3f} (95% interval {low:.2f}-"
+                   f"{r['judge_perplexity_ratio_high']:.2f}; bits/byte {r['judge_bits_per_byte_before']:.3f} -> "
+                   f"{r['judge_bits_per_byte_after']:.3f}; unwatermarked samples on the same prompts "
+                   f"{r['judge_bits_per_byte_unwatermarked_same_prompts']:.3f}, on all prompts "
+                   f"{r['judge_bits_per_byte_unwatermarked']:.3f})")
+        post = "; ".join(p for p in (steps_post_hoc(r), INTERVAL_RULE) if p)
+        out.append(Finding(
+            study, f"attack_success_{name}", r["attack_success_rate"], rule=Rule.at_least(MOST, partial=SOME),
+            scale=scale, post_hoc=post, conditions=quality_conditions(r["judge_perplexity_ratio"], low),
+            note=f"{r.get('protocol', 'fixed budget')}: after {int(r['steps_budget'])} steps the walk freed "
+                 f"{r['attack_success_rate']:.0%} of the {int(r['n_detected_before'])} detected texts (detection "
+                 f"{r['detection_rate_before']:.0%} -> {r['detection_rate_after']:.0%}); success by step count: "
+                 f"{success_by_step(r)}; median {r['median_steps_to_success']:.0f} steps until the detector first let "
+                 f"a freed text go; {r['mean_tokens_changed']:.0%} of tokens changed, "
+                 f"{r.get('acceptance_rate', math.nan):.0%} of {r.get('perturbation', 'resample')} proposals accepted. "
+                 f"Quality: {quality}, oracle perplexity x{r['oracle_perplexity_ratio']:.3f}. Paper: removes the "
+                 "watermark from most texts with small quality loss."))
+        out.append(Finding(
+            study, f"quality_ratio_{name}", r["judge_perplexity_ratio"],
+            rule=Rule.at_most(1 + SMALL_QUALITY_LOSS, partial=1 + MODERATE_QUALITY_LOSS), scale=scale,
+            post_hoc=post, conditions=quality_conditions(r["judge_perplexity_ratio"], low)[1:],
+            note=f"independent judge's per-byte perplexity after / before the attack, geometric mean over texts: "
+                 f"{quality}. Paper: small quality loss."))
+    rows = list(n.values())
+    post = "; ".join(dict.fromkeys(p for r in rows for p in (steps_post_hoc(r), INTERVAL_RULE) if p))
+    out.append(Finding(
+        study, "detection_rate_before_worst", _worst(r["detection_rate_before"] for r in rows),
+        rule=Rule.at_least(HIGH_DETECTION, partial=SOME_DETECTION), scale=scale,
+        note="the lowest detection rate of unattacked watermarked text over the schemes."))
+    out.append(Finding(
+        study, "attack_success_worst", _worst(r["attack_success_rate"] for r in rows),
+        rule=Rule.at_least(MOST, partial=SOME), scale=scale, post_hoc=post,
+        conditions=quality_conditions(_worst((r["judge_perplexity_ratio"] for r in rows), max),
+                                      _worst((r["judge_perplexity_ratio_low"] for r in rows), max)),
+        note="the lowest attack success after the full budget over the schemes, with the largest quality loss."))
+    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from assets.watermark.attack import detection_curve
+from assets.watermark.attack import checkpoints, detection_curve
 
 
 def _plt():
@@ -18,7 +18,7 @@ def _plt():
 
 
 def detection_vs_steps(walk: pd.DataFrame, steps: int):
-    """Share of each scheme's texts still detected (1% FPR) after each attack step."""
+    """Share of each scheme's texts still detected (1% FPR) after each attack step (dotted: T/4, T/2, 3T/4, T)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for name, g in walk.groupby("scheme", sort=False):
@@ -26,6 +26,8 @@ def detection_vs_steps(walk: pd.DataFrame, steps: int):
         local = g.assign(row=g["row"].map({r: i for i, r in enumerate(rows)}))
         curve = detection_curve(local, len(rows), steps)
         ax.plot(curve["step"], curve["detection_rate"], label=name)
+    for t in checkpoints(steps)[1:]:  # the step counts the summary reports success at
+        ax.axvline(t, color="grey", ls=":", lw=0.8)
     ax.set(title="Detection at 1% FPR along the random walk", xlabel="attack step", ylabel="detection rate",
            ylim=(-0.03, 1.03))
     ax.legend()

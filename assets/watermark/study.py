@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from assets.watermark.attack import WalkSettings, random_walk
+from assets.watermark.attack import WalkSettings, checkpoints, first_undetected_step, random_walk, success_at
 from assets.watermark.schemes import Scheme
 
 Log = Callable[[str], None]
@@ -231,16 +231,31 @@ def run_attack(generator: Any, oracle: Any, judge: Any, tokenizer: Any, gen: dic
         "quality_kept": q_after >= q_before - walk.quality_tolerance - 1e-9,
         "text_before": decode(tokenizer, responses), "text_after": decode(tokenizer, final)})
     results["attack_success"] = results["detected_before"] & ~results["detected_after"] & results["quality_kept"]
+    results["first_undetected_step"] = first_undetected_step(steps, len(final), walk.steps)
+    results["protocol"] = "detector in the loop" if walk.detector_in_the_loop else "fixed budget"
     return steps, results
 
 
+CHECKPOINT_COLUMNS = ("success_rate_quarter", "success_rate_half", "success_rate_three_quarters")
+
+
 def summarise(results: pd.DataFrame, calibration: pd.DataFrame, null_judge_bpb: float,
-              same_prompt_judge_bpb: float = float("nan")) -> pd.DataFrame:
-    """Per scheme: detection before and after, attack success, and quality before and after (with the judge's
-    bits/byte of unwatermarked text overall and on the watermarked texts' own prompts)."""
+              same_prompt_judge_bpb: float = float("nan"), walk: pd.DataFrame | None = None,
+              steps: int | None = None, earlier_budget: int | None = None) -> pd.DataFrame:
+    """Per scheme: detection before and after, attack success after the full budget of ``steps`` and (from the
+    per-step ``walk``) after T/4, T/2, 3T/4 and ``earlier_budget`` steps, and quality before and after (with the
+    judge's bits/byte of unwatermarked text overall and on the watermarked texts' own prompts)."""
+    at: dict[str, int] = {}
+    if walk is not None and steps is not None:
+        at = dict(zip(CHECKPOINT_COLUMNS, checkpoints(steps)[1:-1], strict=False))
+        if earlier_budget is not None:
+            at["success_rate_earlier_budget"] = min(earlier_budget, steps)
+        freed = success_at(walk, len(results), steps, sorted(set(at.values())))
     out = []
     for name, g in results.groupby("scheme", sort=False):
         hit = g[g["detected_before"]]
+        rows = np.flatnonzero((results["scheme"] == name).to_numpy() & results["detected_before"].to_numpy(bool))
+        by_step = {c: float(freed[t][rows].mean()) if len(rows) else float("nan") for c, t in at.items()}
         cal = calibration.set_index("scheme").loc[name]
         # geometric mean over texts of the judge's per-byte perplexity after / before, with a 95% normal interval
         diff = (g["judge_bits_per_byte_after"] - g["judge_bits_per_byte_before"]).to_numpy()
@@ -250,9 +265,16 @@ def summarise(results: pd.DataFrame, calibration: pd.DataFrame, null_judge_bpb: 
             "scheme": name, "perturbation": g["perturbation"].iloc[0], "n_texts": len(g), "threshold": cal["threshold"],
             "detection_rate_before": float(g["detected_before"].mean()),
             "detection_rate_after": float(g["detected_after"].mean()),
+            "protocol": g["protocol"].iloc[0] if "protocol" in g else "fixed budget",
+            "steps_budget": steps if steps is not None else int(g["steps"].max()),
+            **{c: by_step.get(c, float("nan")) for c in CHECKPOINT_COLUMNS},
             "attack_success_rate": float(hit["attack_success"].mean()) if len(hit) else float("nan"),
+            "earlier_budget_steps": at.get("success_rate_earlier_budget", np.nan),
+            "success_rate_earlier_budget": by_step.get("success_rate_earlier_budget", float("nan")),
             "n_detected_before": len(hit),
-            "median_steps_to_success": float(hit.loc[hit["attack_success"], "steps"].median()) if len(hit) else np.nan,
+            # steps until the detector first let go, among texts freed after the full budget
+            "median_steps_to_success": float(hit.loc[hit["attack_success"], "first_undetected_step"].median())
+            if len(hit) and "first_undetected_step" in hit else np.nan,
             "mean_accepted_steps": float(g["accepted_steps"].mean()),
             "acceptance_rate": float(g["accepted_steps"].sum() / max(int(g["steps"].sum()), 1)),
             "mean_tokens_changed": float(g["tokens_changed"].mean()),

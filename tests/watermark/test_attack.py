@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from assets.watermark.attack import WalkSettings, detection_curve, propose_spans, random_walk
+from assets.watermark.attack import (
+    WalkSettings,
+    checkpoints,
+    detection_curve,
+    first_undetected_step,
+    propose_spans,
+    random_walk,
+    success_at,
+)
 from assets.watermark.schemes import build_schemes, scheme_from_params, scheme_params
 
 
@@ -63,11 +71,46 @@ def _detector(threshold_green: int):
     return detect
 
 
-def test_walk_accepts_everything_under_a_lenient_oracle_and_stops_when_lost(tiny_lm):
+def _lenient(p, r):
+    return np.zeros(len(r))
+
+
+def test_the_paper_walk_never_asks_the_detector_and_walks_the_whole_budget(tiny_lm):
     prompts = torch.randint(120, (4, 4), generator=torch.Generator().manual_seed(0))
     responses = torch.full((4, 10), 2, dtype=torch.long)  # all even: score 10
-    final, walk, q0, info = random_walk(tiny_lm, prompts, responses, lambda p, r: np.zeros(len(r)),
-                                        _detector(8), WalkSettings(steps=30, span=3, seed=1))
+    settings = WalkSettings(steps=30, span=3, seed=1)
+    assert not settings.detector_in_the_loop  # the paper's protocol is the default
+    final, walk, _, info = random_walk(tiny_lm, prompts, responses, _lenient, _detector(8), settings)
+    # every text walks all 30 steps, also after the detector has let it go
+    assert info["steps_taken"].tolist() == [30] * 4 and (info["accepted"] == 30).all()
+    assert walk.groupby("row")["step"].nunique().eq(31).all()
+    # a detector that never flags anything changes nothing in the walk: the attacker never queries it
+    again, walk_blind, _, info_blind = random_walk(tiny_lm, prompts, responses, _lenient, _detector(99), settings)
+    assert torch.equal(final, again) and (info_blind["accepted"] == info["accepted"]).all()
+    assert (walk_blind["step"].to_numpy() == walk["step"].to_numpy()).all()
+    assert not walk_blind["detected"].any()
+    # the first t steps of a T-step walk are a t-step walk
+    short, walk_short, _, _ = random_walk(tiny_lm, prompts, responses, _lenient, _detector(8),
+                                          WalkSettings(steps=12, span=3, seed=1))
+    head = walk[walk["step"] <= 12].reset_index(drop=True)
+    assert head[["step", "row", "accepted", "score", "detected"]].equals(
+        walk_short[["step", "row", "accepted", "score", "detected"]])
+    # success at the checkpoints, read off the per-step records
+    assert checkpoints(30) == [0, 8, 15, 22, 30] and checkpoints(8) == [0, 2, 4, 6, 8]
+    freed = success_at(walk, 4, 30, [0, 12, 30])
+    assert not freed[0].any()
+    assert (freed[30] == ((final % 2 == 0).sum(1) < 8).numpy()).all()
+    assert (freed[12] == ~walk_short.sort_values("step").groupby("row")["detected"].last().to_numpy()).all()
+    first = first_undetected_step(walk, 4, 30)
+    lost = walk[~walk["detected"]].groupby("row")["step"].min()
+    assert np.allclose(first[lost.index], lost.to_numpy())
+
+
+def test_detector_in_the_loop_stops_a_text_once_it_is_lost(tiny_lm):
+    prompts = torch.randint(120, (4, 4), generator=torch.Generator().manual_seed(0))
+    responses = torch.full((4, 10), 2, dtype=torch.long)  # all even: score 10
+    final, walk, q0, info = random_walk(tiny_lm, prompts, responses, _lenient, _detector(8),
+                                        WalkSettings(steps=30, span=3, seed=1, detector_in_the_loop=True))
     assert (walk.loc[walk["step"] > 0, "accepted"]).all()
     assert ((final % 2 == 0).sum(1) < 8).all()  # every text lost its "watermark"
     assert (info["steps_taken"] < 30).all() and (info["accepted"] == info["steps_taken"]).all()
@@ -76,6 +119,11 @@ def test_walk_accepts_everything_under_a_lenient_oracle_and_stops_when_lost(tiny
     curve = detection_curve(walk, 4, 30)
     assert curve["detection_rate"].iloc[0] == 1.0 and curve["detection_rate"].iloc[-1] == 0.0
     assert curve["detection_rate"].is_monotonic_decreasing
+    assert np.allclose(first_undetected_step(walk, 4, 30), info["steps_taken"])
+    # a text the detector never flagged does not walk at all
+    _, _, _, idle = random_walk(tiny_lm, prompts, responses, _lenient, _detector(99),
+                                WalkSettings(steps=30, span=3, seed=1, detector_in_the_loop=True))
+    assert (idle["steps_taken"] == 0).all()
 
 
 def test_walk_backs_off_and_keeps_the_text_under_a_strict_oracle(tiny_lm):

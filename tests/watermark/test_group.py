@@ -5,6 +5,7 @@ import numpy as np
 
 
 def test_watermark_group_materializes_with_consistent_numbers(resources_for, warehouse_root):
+    from assets.findings import check_findings_frame
     from pipelines.definitions import defs
     from pipelines.jobs import USER_INPUTS
     from resources.catalog import query
@@ -52,7 +53,9 @@ def test_watermark_group_materializes_with_consistent_numbers(resources_for, war
     assert (attack.loc[attack["accepted_steps"] == 0, "tokens_changed"] == 0).all()
 
     walk = result.asset_value("watermark_walk")
-    assert walk.groupby(["scheme", "text_id"])["step"].max().le(8).all()  # tiny profile: T = 8
+    # the paper's protocol: every text walks the whole budget (tiny profile: T = 8), detection measured after
+    assert walk.groupby(["scheme", "text_id"])["step"].nunique().eq(9).all()
+    assert (attack["steps"] == 8).all() and (attack["protocol"] == "fixed budget").all()
     start = walk[walk["step"] == 0].set_index(["scheme", "text_id"])["detected"]
     assert (start.to_numpy() == attack.set_index(["scheme", "text_id"]).loc[start.index, "detected_before"]).all()
 
@@ -61,10 +64,22 @@ def test_watermark_group_materializes_with_consistent_numbers(resources_for, war
         rows = attack[attack["scheme"] == name]
         assert np.isclose(summary.loc[name, "detection_rate_before"], rows["detected_before"].mean())
         assert np.isclose(summary.loc[name, "detection_rate_after"], rows["detected_after"].mean())
+        # success after the full budget, read off the walk's last step, is the per-text table's
+        last = walk[(walk["scheme"] == name) & (walk["step"] == 8)].set_index("text_id")["detected"]
+        freed = rows.set_index("text_id")
+        assert (freed["attack_success"] == (freed["detected_before"] & ~last[freed.index])).all()
+        hit = freed[freed["detected_before"]]
+        if len(hit):
+            assert np.isclose(summary.loc[name, "attack_success_rate"], hit["attack_success"].mean())
+            assert 0 <= summary.loc[name, "success_rate_quarter"] <= 1
+    assert (summary["steps_budget"] == 8).all() and summary["earlier_budget_steps"].isna().all()
 
     assert (summary["perturbation"] == "infill").all()
     assert np.allclose(summary["infiller_middle_nll"], infiller["middle_nll"])
     findings = result.asset_value(dg.AssetKey(["watermark", "findings"]))
+    assert check_findings_frame(findings) == []
+    assert {"reference", "source", "rule", "post_hoc"} <= set(findings.columns)
+    assert findings.loc[findings["metric"].str.startswith("quality_ratio"), "post_hoc"].str.contains("interval").all()
     assert findings["scale"].str.contains("FIM span in-filler").all()
     assert {f"attack_success_{s}" for s in schemes} <= set(findings["metric"])
     by_metric = findings.set_index("metric")["ours"]
@@ -74,6 +89,8 @@ def test_watermark_group_materializes_with_consistent_numbers(resources_for, war
     for name in ("texts_valid", "calibration_holds", "attack_valid"):
         assert checks[name], name
     assert {"watermarked_text_detected", "attack_removes_watermarks"} <= set(checks)
+    verdicts = findings.set_index("metric")["verdict"]
+    assert checks["attack_removes_watermarks"] == (verdicts["attack_success_worst"] == "reproduced")
 
     catalog = query(str(warehouse_root), "SELECT scheme, count(*) AS n FROM watermark.watermark_summary GROUP BY scheme")
     assert len(catalog) == len(schemes)

@@ -1,13 +1,15 @@
-"""The independent byte n-gram judge (a proper distribution that prefers corpus-like text) and the verdict
-rules of the findings."""
+"""The independent byte n-gram judge (a proper distribution that prefers corpus-like text), and the findings
+of a hand-made attack: success after the fixed budget and at its checkpoints, quality as a condition."""
 
 import math
 
 import numpy as np
+import pandas as pd
 
+from assets.findings import check_findings_frame, findings_frame
 from assets.watermark import findings as f
 from assets.watermark.ngram import ByteNGram
-from assets.watermark.study import calibrated_threshold, empirical_pvalue
+from assets.watermark.study import calibrated_threshold, empirical_pvalue, summarise
 
 CORPUS = ["def add(a, b):\n    return a + b\n", "def sub(a, b):\n    return a - b\n",
           "for i in range(10):\n    print(i)\n"] * 20
@@ -34,17 +36,62 @@ def test_threshold_and_empirical_p_value():
     assert np.allclose(p, [1 / 201, 2 / 201, 1.0])
 
 
-def test_verdict_rules():
-    assert f.detection_verdict(0.95) == "reproduced"
-    assert f.detection_verdict(0.6) == "partially reproduced"
-    assert f.detection_verdict(0.2) == "not reproduced"
-    assert f.quality_verdict(1.05) == "reproduced"
-    assert f.quality_verdict(1.3, 0.95) == "partially reproduced"  # the interval still reaches a small loss
-    assert f.quality_verdict(1.3, 1.2) == "not reproduced"
-    assert f.quality_verdict(1.3) == "not reproduced"  # no interval: the point estimate decides
-    assert f.attack_verdict(0.9, 1.02, 20) == "reproduced"
-    assert f.attack_verdict(0.9, 1.4, 20, 1.2) == "partially reproduced"
-    assert f.attack_verdict(0.3, 1.0, 20) == "partially reproduced"
-    assert f.attack_verdict(0.3, 1.4, 20, 1.2) == "not reproduced"
-    assert f.attack_verdict(0.0, 1.0, 20) == "not reproduced"
-    assert f.attack_verdict(float("nan"), 1.0, 0) == "not comparable"
+def _attack(success: dict[str, list[bool]], bits_after: dict[str, list[float]], steps: int = 8):
+    """A hand-made attack: per scheme, which texts the walk frees (each lets go at step 2 and stays free) and the
+    judge's bits/byte after (1.0 before); every text is detected before the walk."""
+    results, walk, row = [], [], 0
+    for name, freed in success.items():
+        for i, ok in enumerate(freed):
+            results.append({"scheme": name, "text_id": i, "perturbation": "resample", "protocol": "fixed budget",
+                            "detected_before": True, "detected_after": not ok, "attack_success": ok,
+                            "quality_kept": True, "steps": steps, "accepted_steps": steps // 2,
+                            "tokens_changed": 0.3, "oracle_logprob_before": -2.0, "oracle_logprob_after": -1.9,
+                            "judge_bits_per_byte_before": 1.0, "judge_bits_per_byte_after": bits_after[name][i],
+                            "first_undetected_step": 2.0 if ok else np.nan})
+            walk += [{"scheme": name, "row": row, "step": t, "detected": not (ok and t >= 2)} for t in range(steps + 1)]
+            row += 1
+    return pd.DataFrame(results), pd.DataFrame(walk)
+
+
+def _calibration(names):
+    return pd.DataFrame([{"scheme": n, "kind": "kgw", "gamma": 0.25, "delta": 2.0, "key_length": 0, "edit_gamma": 0.4,
+                          "threshold": 2.0, "permutation_runs": 9, "null_false_positive_rate": 0.01,
+                          "p_below_fpr_rate": 1.0, "z_threshold_rate": 1.0, "null_p_mean": 0.5,
+                          "null_p_ks_pvalue": 0.5, "n_null": 100, "vocab_size": 120} for n in names])
+
+
+def _findings(success, bits_after, earlier_budget=None, steps=8):
+    results, walk = _attack(success, bits_after, steps)
+    calibration = _calibration(list(success))
+    summary = summarise(results, calibration, 1.0, 1.0, walk, steps, earlier_budget)
+    frame = findings_frame(f.build_findings(summary, calibration, "unit"))
+    assert check_findings_frame(frame) == []
+    return summary.set_index("scheme"), frame.set_index("metric")
+
+
+def test_findings_judge_success_after_the_fixed_budget_with_quality_as_a_condition():
+    n = 8
+    summary, by = _findings({"good": [True] * 6 + [False] * 2, "costly": [True] * n, "weak": [True] + [False] * 7},
+                            {"good": [1.0] * n, "costly": [1.5] * n, "weak": [1.0] * n})
+    assert summary.loc["good", "attack_success_rate"] == 0.75
+    assert summary.loc["good", "success_rate_half"] == 0.75 and summary.loc["good", "median_steps_to_success"] == 2
+    assert by.loc["attack_success_good", "verdict"] == "reproduced"
+    # every text freed, but a clear quality loss (x2^0.5, the interval far above 1.1): the claim fails
+    assert by.loc["quality_ratio_costly", "verdict"] == "not reproduced"
+    assert by.loc["attack_success_costly", "verdict"] == "not reproduced"
+    assert by.loc["attack_success_weak", "verdict"] == "not reproduced"  # 1 of 8 freed
+    assert by.loc["attack_success_worst", "ours"] == 1 / 8
+    assert by.loc["detection_rate_before_worst", "verdict"] == "reproduced"
+    assert by.loc["attack_success_good", "post_hoc"] == f.INTERVAL_RULE  # no earlier budget on this profile
+    assert {metric for metric, _ in f.CHECKS.values()} <= set(by.index)
+
+
+def test_an_inconclusive_quality_loss_is_partial_and_the_lengthened_walk_is_post_hoc():
+    bits = [1.0, 1.0, 1.0, 1.6, 1.0, 1.0, 1.0, 1.0]  # one text much worse: x1.13 with a wide interval
+    summary, by = _findings({"kgw": [True] * 8}, {"kgw": [b + 0.1 for b in bits]}, earlier_budget=40, steps=60)
+    assert summary.loc["kgw", "judge_perplexity_ratio"] > 1.1 > summary.loc["kgw", "judge_perplexity_ratio_low"]
+    assert by.loc["quality_ratio_kgw", "verdict"] == "partially reproduced"
+    assert by.loc["attack_success_kgw", "verdict"] == "partially reproduced"
+    assert summary.loc["kgw", "earlier_budget_steps"] == 40 and summary.loc["kgw", "success_rate_earlier_budget"] == 1
+    assert by.loc["attack_success_kgw", "post_hoc"].startswith("walk lengthened from 40 to 60 steps")
+    assert "success after 40 steps: 100%" in by.loc["attack_success_kgw", "post_hoc"]
