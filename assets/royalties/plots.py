@@ -18,13 +18,14 @@ def _pyplot():
 
 
 def shares_plot(shapley: pd.DataFrame, owners: list[str], seed: int) -> Any:
-    """Stacked royalty shares of each piece (one bar per piece), one panel per owner whose style was prompted
-    (or whose document was held out); rows: generated pieces, held-out documents."""
+    """Stacked royalty shares of each piece (one bar per piece), one panel per source (the owner whose style was
+    prompted, whose data a neutral piece copies, or whose document was held out); rows: generated pieces,
+    neutral-prompt pieces, held-out documents."""
     plt = _pyplot()
     table = shapley[shapley["seed"] == seed]
     sources = list(dict.fromkeys([*owners, *sorted(table["source_owner"].unique())]))
     sources = [s for s in sources if s in set(table["source_owner"])]
-    kinds = [k for k in ("generated", "held_out") if k in set(table["kind"])]
+    kinds = [k for k in ("generated", "neutral", "held_out") if k in set(table["kind"])]
     colours = {o: plt.cm.tab10(i % 10) for i, o in enumerate(owners)}
     fig, axes = plt.subplots(len(kinds), len(sources), figsize=(2.6 * len(sources) + 1, 2.6 * len(kinds)),
                              squeeze=False, sharey=True)
@@ -42,13 +43,13 @@ def shares_plot(shapley: pd.DataFrame, owners: list[str], seed: int) -> Any:
                        label=owner if (r, c) == (0, 0) else None)
                 bottom += wide[owner].fillna(0).to_numpy()
             unpaid = int((wide.fillna(0).sum(axis=1) == 0).sum())
-            ax.set_title(f"{kind}: {source}" + (f" ({unpaid} unpaid)" if unpaid else ""), fontsize=9)
+            ax.set_title(f"{kind}: {source or '(unattributed)'}" + (f" ({unpaid} unpaid)" if unpaid else ""), fontsize=9)
             ax.set_xticks([])
             ax.set_ylim(0, 1.02)
             if c == 0:
                 ax.set_ylabel("royalty share")
     fig.legend(loc="upper center", ncol=len(owners), fontsize=8, bbox_to_anchor=(0.5, 1.06))
-    fig.suptitle(f"royalty shares per piece, grouped by the prompted owner (seed {seed})", y=1.12, fontsize=10)
+    fig.suptitle(f"royalty shares per piece, grouped by the source owner (seed {seed})", y=1.12, fontsize=10)
     fig.tight_layout()
     return fig
 

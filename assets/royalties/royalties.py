@@ -1,6 +1,6 @@
 """From coalition values to royalties: Shapley values and shares per piece, the revenue split, and the
-numbers the findings compare with the paper (does the prompted owner get the largest share? are shares
-stable across seeds?).
+numbers the findings compare with the paper (does the prompted owner, or the owner whose data a neutral-prompt
+piece copies, get the largest share? are shares stable across seeds?).
 
 Tables (long format, one row per seed and piece and coalition/owner):
 - coalition values: seed, piece_id, coalition, n_members, log_likelihood, value
@@ -180,32 +180,48 @@ def revenue_split(shapley: pd.DataFrame, revenue_per_piece: float = 1.0) -> pd.D
 def headline_numbers(shapley: pd.DataFrame, pieces: pd.DataFrame) -> dict:
     """The numbers the findings report, from the Shapley table and the pieces.
 
-    fraction_generated / fraction_held_out: mean over seeds of the fraction of owner-sourced pieces whose
-    source owner gets the largest share (per_seed_generated lists them per seed); owner_share: mean share of
-    the prompted owner on generated pieces; pure_*: the same fraction split by whether the generated piece is
-    wholly in the prompted owner's templates; control_gain / owner_gain: mean v(N) - v({}) (= sum of phi) of
-    pieces prompted in a non-owner's style and in an owner's style; plus `seed_stability`.
+    fraction_generated / fraction_held_out / fraction_neutral: mean over seeds of the fraction of
+    owner-sourced pieces whose source owner gets the largest share (per_seed_* lists them per seed; for neutral
+    pieces the source is the owner whose data the piece copies most, and pieces attributed to a non-owner or to
+    no one are left out: neutral_sources counts them); owner_share: mean share of the prompted owner on
+    generated pieces; pure_*: the same fraction split by whether the generated piece is wholly in the prompted
+    owner's templates; attribution_agreement: the fraction of prompted pieces whose data attribution names the
+    prompted owner; control_gain / owner_gain: mean v(N) - v({}) (= sum of phi) of pieces prompted in a
+    non-owner's style and in an owner's style; plus `seed_stability`.
     """
     owners = set(shapley["owner"])
     generated = top_owner_fraction(shapley, "generated")
     held_out = top_owner_fraction(shapley, "held_out")
+    neutral = top_owner_fraction(shapley, "neutral")
     own = shapley[(shapley["source_owner"] == shapley["owner"]) & (shapley["kind"] == "generated")]
     own = own.merge(pieces[["piece_id", "prompted_style_fraction"]], on="piece_id")
     pure = own["prompted_style_fraction"] == 1.0
     gain = shapley.groupby(["seed", "piece_id", "kind", "source_owner"])["phi"].sum().reset_index()
-    control = ~gain["source_owner"].isin(owners)
+    prompted = gain["kind"] == "generated"
+    control = prompted & ~gain["source_owner"].isin(owners)
+    neutral_pieces = pieces[pieces["kind"] == "neutral"]
+    prompted_owned = pieces[(pieces["kind"] == "generated") & pieces["source_owner"].isin(owners)]
+    agreement = (prompted_owned["attributed_source"] == prompted_owned["source_owner"]
+                 if "attributed_source" in pieces else pd.Series(dtype=bool))
 
     def mean(series: pd.Series) -> float:
         return float(series.mean()) if len(series) else float("nan")
 
+    sources = neutral_pieces["source_owner"].map(lambda s: s if s in owners else ("(none)" if not s else "non-owner"))
     return {
         "fraction_generated": mean(generated["fraction"]), "fraction_held_out": mean(held_out["fraction"]),
-        "per_seed_generated": generated.to_dict("records"), "owner_share": mean(own["royalty_share"]),
-        "sentence_limit": int(pieces.loc[pieces["kind"] == "generated", "sentence_limit"].max()),
+        "fraction_neutral": mean(neutral["fraction"]), "per_seed_generated": generated.to_dict("records"),
+        "per_seed_neutral": neutral.to_dict("records"), "n_neutral": len(neutral_pieces),
+        "n_neutral_owner_sourced": int(neutral_pieces["source_owner"].isin(owners).sum()),
+        "neutral_sources": {k: int(v) for k, v in sources.value_counts().sort_index().items()},
+        "neutral_copied_words": mean(neutral_pieces.get("copied_words", pd.Series(dtype=float))),
+        "attribution_agreement": mean(agreement),
+        "owner_share": mean(own["royalty_share"]),
+        "sentence_limit": int(pieces.loc[pieces["kind"] != "held_out", "sentence_limit"].max()),
         "pure_pieces": mean(pure), "mean_style_fraction": mean(own["prompted_style_fraction"]),
         "fraction_pure": mean(own.loc[pure, "is_top_owner"]), "fraction_impure": mean(own.loc[~pure, "is_top_owner"]),
         "control_gain": mean(gain.loc[control, "phi"]),
-        "owner_gain": mean(gain.loc[~control & (gain["kind"] == "generated"), "phi"]),
+        "owner_gain": mean(gain.loc[prompted & ~control, "phi"]),
         **seed_stability(shapley),
     }
 

@@ -171,3 +171,14 @@ def test_pieces(world):
     assert ll.shape == (9,) and np.all(ll < 0) and np.all(np.isfinite(ll))
     with pytest.raises(ValueError, match="test documents"):
         held_out_pieces(documents, ["owner_1"], 10_000, 31, rng)
+
+
+def test_neutral_pieces_share_one_empty_prompt(world):
+    from assets.royalties.pieces import neutral_pieces
+
+    documents, tokenizer, base = world
+    authors = ["owner_1", "owner_2", "owner_3", "public"]
+    neutral = neutral_pieces(base, tokenizer, documents, authors, 6, 10, max_sentences=1, seed=0)
+    assert 0 < len(neutral) <= 6 and (neutral["kind"] == "neutral").all() and (neutral["prompt"] == "").all()
+    assert neutral["piece_id"].is_unique and (neutral["n_tokens"] >= 1).all()
+    assert set(neutral["source_owner"]) <= {*authors, ""} and (neutral["copied_words"] >= 1).all()

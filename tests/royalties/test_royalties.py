@@ -113,3 +113,35 @@ def test_headline_numbers(game):
     assert h["owner_share"] == pytest.approx((5 / 6.5 + 0.8) / 2)
     assert h["owner_gain"] == pytest.approx(np.mean([6.5, 4.5, 6.5 * 1.1, 4.5 * 1.1]))
     assert np.isnan(h["control_gain"]) and h["top_owner_agreement"] == 1.0
+
+
+def test_neutral_pieces_count_only_when_an_owner_is_their_source(game):
+    """A neutral piece counts for its attributed owner; pieces attributed to a non-owner or to no one do not."""
+    from assets.royalties.royalties import headline_numbers
+
+    values, pieces, _ = game
+    pieces = pieces.assign(kind=["neutral", "neutral", "neutral"], source_owner=["owner_1", "public", ""],
+                           attributed_source=["owner_1", "public", ""], copied_words=[4.0, 2.0, 1.0],
+                           prompted_style_fraction=np.nan, sentence_limit=1)
+    table, _, _ = shapley_frame(values, pieces, OWNERS)
+    h = headline_numbers(table, pieces)
+    assert h["fraction_neutral"] == 1.0 and h["per_seed_neutral"][0]["n_pieces"] == 1
+    assert h["n_neutral"] == 3 and h["n_neutral_owner_sourced"] == 1 and h["neutral_sources"] == {"(none)": 1, "non-owner": 1, "owner_1": 1}
+    assert h["neutral_copied_words"] == pytest.approx(7 / 3) and np.isnan(h["fraction_generated"])
+
+
+def test_attribution_by_copied_words():
+    from assets.royalties.pieces import attribute_source, copied_overlap, longest_shared_run, ngram_overlap
+
+    corpora = {"a": "\n".join([" x y z w . ", " p q r . "]), "b": " y z w v . \n x y . "}
+    assert longest_shared_run("x y z w v .".split(), corpora["a"]) == 4  # "x y z w"
+    assert longest_shared_run("x y z w v .".split(), corpora["b"]) == 5  # "y z w v ."
+    assert longest_shared_run(". p".split(), corpora["a"]) == 1  # runs never straddle two documents
+    assert longest_shared_run("k".split(), corpora["a"]) == 0
+    assert attribute_source("x y z w v .", corpora) == ("b", 5)
+    assert attribute_source("p q r .", corpora) == ("a", 4)
+    assert ngram_overlap("x y z k".split(), corpora["a"], 3) == 0.5 and np.isnan(ngram_overlap(["x"], corpora["a"], 2))
+    assert copied_overlap("x y z k".split(), corpora["a"]) == pytest.approx((3 / 4 + 2 / 3 + 1 / 2) / 3)
+    assert attribute_source("x y v", corpora) == ("b", 2)  # "v" is b's word: overlap decides, not the run
+    assert attribute_source("x y", corpora) == ("", 2)  # tied on both measures: no source
+    assert attribute_source("k l", corpora) == ("", 0)

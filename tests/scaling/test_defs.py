@@ -7,12 +7,12 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from assets.findings import VERDICTS, check_findings_frame
 from assets.scaling.defs import CELLS
 from pipelines.definitions import defs
 from pipelines.jobs import USER_INPUTS
 from resources import default_resources
 from resources.catalog import query
-from resources.presentation import VERDICTS
 
 
 @pytest.fixture(scope="module")
@@ -69,13 +69,27 @@ def test_derived_tables_and_findings(scaling):
     ref = query(root, "SELECT starts, rd_star, rn_star FROM scaling.scaling_reference_fit").set_index("starts")
     assert ref.loc["notebook grid", "rd_star"] == pytest.approx(15.39, abs=0.05)
 
-    findings = query(root, "SELECT * FROM findings WHERE study = 'scaling'")
+    findings = query(root, "SELECT * FROM scaling.findings")
     assert len(findings) == 5 and set(findings["verdict"]) <= set(VERDICTS)
+    assert check_findings_frame(findings) == []
+    assert {"reference", "source", "rule", "post_hoc"} <= set(findings.columns)
     assert findings["note"].str.len().min() > 20
+    by = findings.set_index("metric")
+    refit = by.loc["R_D* refitted on the paper's 182 C4 runs"]
+    assert refit["source"] == "code check" and refit["verdict"] == "verified"  # 15.39 on the paper's runs
+    last16 = by.loc["worth of the 16th epoch (x a fresh epoch)"]
+    assert last16["reference"] == pytest.approx(0.39, abs=0.01) and last16["comparison"] == "within_factor"
+    if not 0.39 / 3 <= last16["ours"] <= 0.39 * 3:
+        assert last16["verdict"] == "not reproduced"
+    assert last16["post_hoc"] and (by["source"] != "none").all()
+    union = query(root, "SELECT count(*) AS n FROM findings WHERE study = 'scaling'")
+    assert union["n"].iloc[0] == 5
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     for name in ("scaling_tokens_valid", "scaling_runs_valid", "scaling_law_fit_valid", "scaling_r2_valid",
                  "scaling_effective_data_valid", "scaling_allocation_valid"):
         assert checks[name].passed, name
     for name in ("repeated_data_almost_as_good_up_to_4_epochs", "returns_fade_past_16_epochs", "rd_star_matches_paper"):
         assert checks[name].severity == dg.AssetCheckSeverity.WARN
-        assert any("(paper)" in k for k in checks[name].metadata), name
+        meta = checks[name].metadata
+        assert meta["source"].value.startswith("paper") and "reference" in meta and "ours" in meta, name
+        assert checks[name].passed == (meta["verdict"].value == "reproduced"), name

@@ -4,7 +4,8 @@ Players are the facts world's copyright owners; the public author's documents ar
 ``royalties_base_model`` trains the LM family on the base corpus alone (the lm_facts_* models saw every
 owner's documents, so they cannot stand for "no owner data"). ``royalties_game`` trains one model per
 coalition (fine-tuned from the base model on base + the coalition's documents, each coalition once), samples
-pieces from the all-owners model prompted in each owner's style, adds held-out real documents, and computes
+pieces from the all-owners model prompted in each owner's style and from one neutral prompt (their source
+decided by the training data they copy), adds held-out real documents, and computes
 coalition values, exact and Monte Carlo Shapley values and royalty shares. ``royalties_revenue_split``
 pays out a batch; ``royalties/findings`` compares the headline with the paper's.
 """
@@ -21,8 +22,9 @@ import pandas as pd
 from pydantic import Field
 
 from assets.royalties.defs.checks import pieces_check, shapley_check, values_check
+from assets.royalties.findings import CHECK_CLAIMS
 from resources.compute import Compute
-from resources.presentation import Finding, figure_metadata, findings_frame, findings_metadata, markdown_table
+from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import pick
 from resources.stages import stage
 from resources.tracking import Tracking
@@ -129,6 +131,9 @@ class RoyaltiesGameConfig(dg.Config):
     mc_check_every: int = Field(default=5, description="permutations between stopping-rule checks (history rows)")
     n_generated_per_owner: int = pick(tiny=2, demo=4, gpu=16)
     n_held_out_per_owner: int = pick(tiny=1, demo=3, gpu=16)
+    n_neutral_pieces: int = Field(default=pick(tiny=6, demo=32, gpu=64),
+                                  description="pieces sampled from one neutral prompt (<s> alone), each attributed "
+                                              "to the author whose training data it copies most")
     public_control: bool = Field(default=True, description="also generate pieces prompted in the public style")
     prompt_words: int = 1
     max_new_tokens: int = pick(tiny=12, demo=24, gpu=60)
@@ -144,8 +149,8 @@ class RoyaltiesGameConfig(dg.Config):
 
 
 GAME_OUTS = {
-    "royalties_pieces": "The pieces whose revenue is shared: generated (prompted in each owner's style) and "
-                        "held-out real documents.",
+    "royalties_pieces": "The pieces whose revenue is shared: generated (prompted in each owner's style), neutral "
+                        "(one prompt for all, attributed by the training data they copy) and held-out real documents.",
     "royalties_coalition_values": "v(S)(x) = log p_{base+S}(x) - log p_base(x) for every coalition S scored and "
                                   "piece x, per seed.",
     "royalties_coalition_models": "One row per coalition model trained: its data, loss, time and MLflow run.",
@@ -156,7 +161,7 @@ GAME_OUTS = {
 }
 GAME_CHECKS = [
     dg.AssetCheckSpec("pieces_valid", asset="royalties_pieces",
-                      description="ids unique, no empty piece, kinds generated/held_out, token counts within context"),
+                      description="ids unique, no empty piece, kinds generated/neutral/held_out, token counts within context"),
     dg.AssetCheckSpec("coalition_values_valid", asset="royalties_coalition_values",
                       description="log-likelihoods finite and <= 0, v({}) = 0, coalition sizes in range"),
     dg.AssetCheckSpec("shapley_valid", asset="royalties_shapley",
@@ -201,7 +206,8 @@ def royalties_game(context: dg.AssetExecutionContext, config: RoyaltiesGameConfi
             n_held_out_per_owner=config.n_held_out_per_owner, context_length=context_length,
             prompt_words=config.prompt_words, max_new_tokens=config.max_new_tokens,
             piece_sentences=config.piece_sentences, temperature=config.temperature, seed=config.seed,
-            control_authors=[base_record["base_author"]] if config.public_control else [])
+            control_authors=[base_record["base_author"]] if config.public_control else [],
+            n_neutral=config.n_neutral_pieces, base_authors=[base_record["base_author"]])
         uri = model_rows[-1]["model_uri"]  # the all-owners model was the last one fitted and registered
         context.log.info(f"{len(pieces)} pieces from {uri}: " + ", ".join(
             f"{kind} {n}" for kind, n in pieces.groupby("kind").size().items()))
@@ -347,22 +353,18 @@ def royalties_revenue_split(context: dg.AssetExecutionContext, config: RevenueCo
 
 # ------------------------------------------------------------------------------------------- findings
 FINDINGS_KEY = dg.AssetKey(["royalties", "findings"])
-MOST = 0.5  # "most pieces": more than half
-STABLE_AGREEMENT = 0.8  # top owner the same under two seeds for at least this fraction of pieces
 
 
-@dg.asset(key_prefix=["royalties"], name="findings", group_name=GROUP, code_version="1", tags=stage("evaluation"),
+@dg.asset(key_prefix=["royalties"], name="findings", group_name=GROUP, code_version="2", tags=stage("evaluation"),
           ins={"royalties_shapley": dg.AssetIn("royalties_shapley"), "royalties_pieces": dg.AssetIn("royalties_pieces"),
                "royalties_estimators": dg.AssetIn("royalties_estimators")},
-          check_specs=[dg.AssetCheckSpec(
-              "prompted_owner_gets_largest_share", asset=FINDINGS_KEY,
-              description=f"The owner whose style produced a piece gets the largest share in most (> {MOST:.0%}) "
-                          f"generated pieces, and the top owner agrees across seeds for >= {STABLE_AGREEMENT:.0%} "
-                          "of pieces (WARN: a finding, not a bug).")])
+          check_specs=findings_check_specs(FINDINGS_KEY, CHECK_CLAIMS))
 def royalties_findings(context: dg.AssetExecutionContext, royalties_shapley: pd.DataFrame,
                        royalties_pieces: pd.DataFrame, royalties_estimators: pd.DataFrame):
-    """Headline results side by side with the paper's: the prompted owner receives the largest share; shares
-    are stable across seeds; Monte Carlo matches the exact Shapley values with fewer coalitions."""
+    """Headline results against the paper's claims: the source owner receives the largest share (prompted
+    pieces, neutral-prompt pieces attributed by copied data, held-out documents); shares are stable across
+    seeds; Monte Carlo against the exact Shapley values."""
+    from assets.royalties.findings import CHECKS, royalties_findings
     from assets.royalties.royalties import headline_numbers
 
     shapley, estimators = royalties_shapley, royalties_estimators
@@ -370,52 +372,7 @@ def royalties_findings(context: dg.AssetExecutionContext, royalties_shapley: pd.
     scale = (f"{n_owners} owners, {shapley['piece_id'].nunique()} pieces, {n_seeds} training seeds, "
              f"{int(estimators['coalitions_trained'].sum())} coalition models")
     h = headline_numbers(shapley, royalties_pieces)
-
-    def verdict(fraction: float) -> str:
-        if not math.isfinite(fraction):
-            return "not comparable"
-        return "reproduced" if fraction > MOST else "partially reproduced" if fraction > 1 / n_owners else "not reproduced"
-
-    per_seed = ", ".join(f"seed {r['seed']}: {r['fraction']:.2f} of {r['n_pieces']}" for r in h["per_seed_generated"])
-    agreement = h["top_owner_agreement"]
-    limit = f"cut after {h['sentence_limit']} sentence(s)" if h["sentence_limit"] else "not cut into sentences"
-    findings = [
-        Finding(GROUP, "prompted_owner_top_share_fraction_generated", h["fraction_generated"], None, scale,
-                verdict(h["fraction_generated"]),
-                f"generated pieces ({limit}) where the owner whose style was prompted gets the largest royalty share "
-                f"({per_seed}); "
-                f"the paper shows this qualitatively (artists' styles in generated artworks) without one fraction. "
-                f"Mean share of the prompted owner {h['owner_share']:.2f}; chance level for the top owner is "
-                f"1/{n_owners}. {h['pure_pieces']:.0%} of these pieces are wholly in the prompted owner's templates "
-                f"(mean style fraction {h['mean_style_fraction']:.2f}); the prompted owner is on top in "
-                f"{h['fraction_pure']:.2f} of those and {h['fraction_impure']:.2f} of the rest"),
-        Finding(GROUP, "source_owner_top_share_fraction_held_out", h["fraction_held_out"], None, scale,
-                verdict(h["fraction_held_out"]), "held-out real documents of each owner: the author gets the largest share"),
-        Finding(GROUP, "top_owner_agreement_across_seeds", agreement, None, scale,
-                "not comparable" if not math.isfinite(agreement) else
-                "reproduced" if agreement >= STABLE_AGREEMENT else "not reproduced",
-                f"coalition models retrained with {n_seeds} seeds on the same pieces; mean |share difference| "
-                f"{h['mean_abs_share_difference']:.3f}, share correlation {h['share_correlation']:.3f}"),
-        Finding(GROUP, "public_control_mean_total_value_nats", h["control_gain"], None, scale, "not comparable",
-                f"pieces prompted in the public (non-owner) style: v(N) - v({{}}) = sum of Shapley values, i.e. how "
-                f"much all owners' data raised their log-likelihood, against {h['owner_gain']:.1f} nats for pieces "
-                "prompted in an owner's style (the owners' data should not be needed for the public style; the "
-                "share rule still renormalises whatever small positive values such pieces get)"),
-        Finding(GROUP, "monte_carlo_max_abs_error_nats", float(estimators["max_abs_error_vs_exact"].max()), None, scale,
-                "not comparable",
-                f"permutation Monte Carlo vs exact Shapley values; {int(estimators['n_permutations'].max())} "
-                f"permutations at most, visiting {int(estimators['coalitions_visited'].max())} of "
-                f"{int(estimators['coalitions_total'].max())} coalitions"),
-    ]
-    yield dg.Output(findings_frame(findings), metadata=findings_metadata(findings))
-    passed = (math.isfinite(h["fraction_generated"]) and h["fraction_generated"] > MOST
-              and (not math.isfinite(agreement) or agreement >= STABLE_AGREEMENT))
-    yield dg.AssetCheckResult(
-        check_name="prompted_owner_gets_largest_share", severity=dg.AssetCheckSeverity.WARN, passed=bool(passed),
-        metadata={"fraction_generated (ours)": h["fraction_generated"], "fraction_held_out (ours)": h["fraction_held_out"],
-                  "paper": f"{PAPER}: the prompted artist receives the largest share (shown in figures, no fraction)",
-                  "threshold": MOST, "top_owner_agreement_across_seeds": agreement,
-                  "mean_abs_share_difference_across_seeds": h["mean_abs_share_difference"]})
+    yield from findings_results(royalties_findings(h, estimators, n_owners, n_seeds, scale), CHECKS)
 
 
 defs = dg.Definitions(assets=[royalties_base_model, royalties_game, royalties_revenue_split, royalties_findings])

@@ -14,7 +14,7 @@ def pieces_check(pieces: pd.DataFrame, context_length: int) -> dg.AssetCheckResu
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
         gxe.ExpectColumnValuesToBeUnique(column="piece_id"),
         gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),
-        gxe.ExpectColumnValuesToBeInSet(column="kind", value_set=["generated", "held_out"]),
+        gxe.ExpectColumnValuesToBeInSet(column="kind", value_set=["generated", "neutral", "held_out"]),
         gxe.ExpectColumnValuesToBeBetween(column="n_tokens", min_value=1, max_value=context_length - 1),
     ], name="royalties_pieces", asset_key=dg.AssetKey("royalties_pieces"), check_name="pieces_valid")
 

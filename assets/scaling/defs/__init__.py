@@ -21,14 +21,9 @@ from pydantic import Field
 from assets.lm.model import ModelSize
 from assets.scaling.defs.checks import CHECKS
 from assets.scaling.grid import GridCell, grid_cells
-from assets.scaling.headline import (
-    FOUR_EPOCH_EXCESS_REPRODUCED,
-    FOUR_EPOCH_WORTH_REPRODUCED,
-    RD_STAR_CLOSE,
-    SIXTEENTH_EPOCH_FADED,
-)
+from assets.scaling.headline import CHECK_CLAIMS
 from resources.compute import Compute
-from resources.presentation import Finding, figure_metadata, findings_frame, findings_metadata, markdown_table
+from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import current_profile, pick
 from resources.stages import stage
 from resources.tracking import Tracking
@@ -342,24 +337,13 @@ def scaling_allocation(context: dg.AssetExecutionContext, config: ScalingAllocat
 
 
 # --------------------------------------------------------------------------------------------------- findings
-@dg.asset(key_prefix=[GROUP], name="findings", group_name=GROUP, code_version="1", tags=stage("evaluation"),
-          check_specs=[
-              dg.AssetCheckSpec("repeated_data_almost_as_good_up_to_4_epochs", asset=FINDINGS_KEY,
-                                description=f"4 epochs worth >= {FOUR_EPOCH_WORTH_REPRODUCED}x U_D and held-out loss "
-                                            f"within {FOUR_EPOCH_EXCESS_REPRODUCED}% of unique data (the paper: ~3.7x, "
-                                            "+0.6%). WARN: a finding, not a bug."),
-              dg.AssetCheckSpec("returns_fade_past_16_epochs", asset=FINDINGS_KEY,
-                                description=f"the 16th epoch adds less than {SIXTEENTH_EPOCH_FADED} of a fresh epoch's "
-                                            "worth (paper: 0.39)."),
-              dg.AssetCheckSpec("rd_star_matches_paper", asset=FINDINGS_KEY,
-                                description=f"fitted R_D* within x{RD_STAR_CLOSE} of the paper's 15.4 (small scale may "
-                                            "differ: the metadata says by how much)."),
-          ])
+@dg.asset(key_prefix=[GROUP], name="findings", group_name=GROUP, code_version="2", tags=stage("evaluation"),
+          check_specs=findings_check_specs(FINDINGS_KEY, CHECK_CLAIMS))
 def scaling_findings(context: dg.AssetExecutionContext, scaling_runs: pd.DataFrame, scaling_law_fit: pd.DataFrame,
                      scaling_reference_fit: pd.DataFrame):
     """The study's headline results next to the paper's: the worth of repeated data up to 4 epochs, fading
-    returns past 16, and R_D* (ours at small scale; the paper's runs refitted)."""
-    from assets.scaling.headline import headline
+    returns by 16, and R_D* (ours at small scale; the paper's runs refitted, a check of our fitter)."""
+    from assets.scaling.headline import CHECKS, headline
 
     n = scaling_runs["parameters"]
     scale = (f"{current_profile()} profile: N {n.min():,.0f}-{n.max():,.0f} params, U_D "
@@ -368,12 +352,7 @@ def scaling_findings(context: dg.AssetExecutionContext, scaling_runs: pd.DataFra
              f"corpus {scaling_runs['corpus'].iloc[0]}, "
              + ("epochs are exact passes over fixed windows" if set(scaling_runs.get("sampling", ["random"])) == {"epochs"}
                 else "windows drawn with replacement (Poisson repeats)"))
-    result = headline(scaling_runs, scaling_law_fit, scaling_reference_fit, scale)
-    findings = [Finding(GROUP, **row) for row in result.rows]
-    yield dg.Output(findings_frame(findings), metadata=findings_metadata(findings))
-    for name, (passed, numbers) in result.checks.items():
-        yield dg.AssetCheckResult(check_name=name, severity=dg.AssetCheckSeverity.WARN, passed=passed,
-                                  metadata={k: float(v) for k, v in numbers.items()})
+    yield from findings_results(headline(scaling_runs, scaling_law_fit, scaling_reference_fit, scale), CHECKS)
 
 
 # ----------------------------------------------------------------------------------------------- data checks
