@@ -1,0 +1,195 @@
+"""Supervised fine-tuning on conversations, with the loss on the assistant's tokens only.
+
+A conversation is rendered by the chat template (`assets.chat.format`), and every token the assistant
+writes (reasoning, `<|/reasoning|>`, `<|answer|>`, answer, `<|end|>`) is a target; the system, developer,
+user and data turns and the role headers are context only (label -100, which cross-entropy ignores).
+Rows are right-padded to a fixed length; with causal attention, padding after a sequence changes nothing
+before it, so no attention mask is needed.
+
+The loop is the LM family's (`assets.lm.training`): its `TrainConfig`, AdamW with decay on matmul weights
+only (`configure_optimizer`), linear warmup then cosine decay (`lr_at`), gradient clipping, bf16 autocast
+and torch.compile on GPU, and its float32 `next_token_loss`. Only the batch source differs: the LM trainer
+cuts windows from one token stream, SFT draws whole conversations (a fresh permutation each epoch).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from assets.chat.format import encode_conversation
+from assets.lm.training import (
+    CURVE_COLUMNS,
+    TrainConfig,
+    TrainingDivergedError,
+    TrainResult,
+    configure_optimizer,
+    lr_at,
+    next_token_loss,
+)
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import torch
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class SFTData:
+    """Conversations as fixed-length rows: input_ids [N, T] (right-padded) and labels [N, T], where
+    labels[i, t] = input_ids[i, t] on assistant tokens and -100 elsewhere (the Hugging Face convention:
+    aligned with input_ids, the shift to next-token targets happens in the loss). lengths [N]: real tokens."""
+
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    lengths: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.input_ids.size(0))
+
+    @property
+    def n_target_tokens(self) -> int:
+        return int((self.labels != IGNORE_INDEX).sum())
+
+
+def sft_data(tokenizer: Any, conversations: Sequence[Sequence[Mapping[str, Any]]], context_length: int) -> SFTData:
+    """Encode conversations with the chat template and mask everything but the assistant's tokens.
+
+    Raises ValueError naming the first conversation longer than `context_length` tokens (a cut-off
+    conversation would teach the model to stop mid-answer).
+    """
+    import torch
+
+    if not isinstance(context_length, int) or context_length < 2:
+        raise ValueError(f"context_length must be an int >= 2, got {context_length!r}")
+    if not conversations:
+        raise ValueError("sft_data needs at least one conversation")
+    pad = tokenizer.pad_token_id
+    input_ids = torch.full((len(conversations), context_length), pad, dtype=torch.long)
+    labels = torch.full_like(input_ids, IGNORE_INDEX)
+    lengths = torch.zeros(len(conversations), dtype=torch.long)
+    for i, messages in enumerate(conversations):
+        ids, mask = encode_conversation(tokenizer, messages)
+        if len(ids) > context_length:
+            raise ValueError(f"conversations[{i}] has {len(ids)} tokens, more than context_length="
+                             f"{context_length}; raise context_length or shorten the conversation")
+        row = torch.tensor(ids, dtype=torch.long)
+        input_ids[i, : len(ids)] = row
+        labels[i, : len(ids)] = row.masked_fill(torch.tensor(mask) == 0, IGNORE_INDEX)
+        lengths[i] = len(ids)
+    return SFTData(input_ids, labels, lengths)
+
+
+def _batch(data: SFTData, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) for next-token loss, cut to the longest row of this batch (padding columns cost compute)."""
+    width = int(data.lengths[rows].max())
+    ids, labels = data.input_ids[rows, :width], data.labels[rows, :width]
+    return ids[:, :-1], labels[:, 1:]
+
+
+def sft_loss(model: Any, data: SFTData, batch_size: int = 64, *, device: str = "cpu", bf16: bool = False) -> float:
+    """Mean cross-entropy per assistant token over all of `data` (nats), in eval mode, no gradient."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        with torch.no_grad(), torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
+            for start in range(0, len(data), batch_size):
+                x, y = _batch(data, torch.arange(start, min(start + batch_size, len(data))))
+                total += float(next_token_loss(model, x.to(device), y.to(device), reduction="sum"))
+                count += int((y != IGNORE_INDEX).sum())
+    finally:
+        model.train(was_training)
+    return total / max(count, 1)
+
+
+def fit_sft(
+    model: Any,
+    train: SFTData,
+    cfg: TrainConfig,
+    val: SFTData | None = None,
+    on_log: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Fine-tune `model` in place on `train` conversations for cfg.max_steps optimizer steps.
+
+    Each step takes cfg.batch_size conversations (in cfg.grad_accum_steps micro-batches), visiting every
+    conversation once per epoch in a seeded order. The loss is the mean over the micro-batch's assistant
+    tokens. `val` is scored every cfg.eval_interval steps and after the last. The curve has the LM trainer's
+    CURVE_COLUMNS; "tokens" counts the real (non-padding) tokens read. Raises TrainingDivergedError on a
+    non-finite loss
+    (checked when a curve row is written). The model is left in train mode, as the LM trainer leaves it.
+    """
+    import torch
+
+    device = cfg.device
+    device_type = device.split(":")[0]
+    model.to(device)
+    model.train()
+    optimizer = configure_optimizer(model, cfg, device_type)
+    runner = torch.compile(model) if cfg.compile else model
+    autocast = torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    micro = cfg.batch_size // cfg.grad_accum_steps
+    order, position = torch.randperm(len(train), generator=generator), 0
+
+    def next_rows(n: int) -> torch.Tensor:
+        nonlocal order, position
+        taken = []
+        while n > 0:
+            if position == len(order):
+                order, position = torch.randperm(len(train), generator=generator), 0
+            chunk = order[position:position + n]
+            position += len(chunk)
+            n -= len(chunk)
+            taken.append(chunk)
+        return torch.cat(taken)
+
+    rows_out: list[dict] = []
+    tokens, interval_steps, interval_tokens = 0, 0, 0
+    interval_loss = torch.zeros((), device=device)  # read only when logging: no device sync per step
+    started = interval_start = time.perf_counter()
+    val_loss = float("nan")
+    for step in range(1, cfg.max_steps + 1):
+        lr = lr_at(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        for _ in range(cfg.grad_accum_steps):
+            rows = next_rows(micro)
+            x, y = _batch(train, rows)
+            with autocast:
+                loss = next_token_loss(runner, x.to(device), y.to(device))
+            (loss / cfg.grad_accum_steps).backward()
+            interval_loss += loss.detach() / cfg.grad_accum_steps
+            interval_tokens += int(train.lengths[rows].sum())
+        if cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        interval_steps += 1
+        do_eval = val is not None and (step % cfg.eval_interval == 0 or step == cfg.max_steps)
+        if not (do_eval or step % cfg.log_interval == 0 or step == cfg.max_steps):
+            continue
+        train_loss = float(interval_loss) / interval_steps
+        if not math.isfinite(train_loss):
+            raise TrainingDivergedError(f"SFT loss is {train_loss} at step {step} (lr {lr:.3g})")
+        if do_eval:
+            val_loss = sft_loss(model, val, micro, device=device, bf16=cfg.bf16)
+        tokens += interval_tokens
+        now = time.perf_counter()
+        row = {"step": step, "tokens": tokens, "train_loss": train_loss,
+               "val_loss": val_loss if do_eval else float("nan"), "learning_rate": lr,
+               "tokens_per_s": interval_tokens / max(now - interval_start, 1e-9)}
+        rows_out.append(row)
+        if on_log is not None:
+            on_log(dict(row))
+        interval_loss.zero_()
+        interval_steps, interval_tokens, interval_start = 0, 0, time.perf_counter()
+    return TrainResult(curve=pd.DataFrame(rows_out, columns=CURVE_COLUMNS), final_val_loss=float(val_loss),
+                       tokens_seen=tokens, seconds=time.perf_counter() - started, steps=cfg.max_steps)
