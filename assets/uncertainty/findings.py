@@ -150,12 +150,12 @@ def build_findings(auc: pd.DataFrame, labels: pd.DataFrame, scale: str, cross: S
     same_pair = []
     for source, target in cross:
         layer = chosen_layer(auc, source)
-        embedding = auc_of(auc, source, target, "linear", layer=layer) if source.split("_pair_on_")[0] == \
-            target.split("_pair_on_")[0] else math.nan
+        same = source.split("_pair_on_")[0] == target.split("_pair_on_")[0]
+        embedding = auc_of(auc, source, target, "linear", layer=layer) if same else math.nan
         value = embedding if not math.isnan(embedding) else auc_of(auc, source, target, "linear", layer=-1)
         what = "linear probe on hidden states" if not math.isnan(embedding) else "output probe (top-k log-probs)"
-        if not math.isnan(embedding):
-            same_pair.append(value)
+        if same:  # the claim needs both directions: a missing one makes it not comparable
+            same_pair.append(embedding)
         in_domain = numbers.get(source, probe_numbers(auc, source))["linear"]
         # the drop is judged only where the in-domain probe has an AUC (else the note says so)
         drop = [] if math.isnan(in_domain) else [

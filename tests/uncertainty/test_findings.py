@@ -77,3 +77,4 @@ def test_a_claim_over_datasets_is_not_comparable_when_one_is_missing():
     assert math.isnan(by.loc["probe_margin_over_entropy_worst", "ours"])
     assert by.loc["probe_margin_over_entropy_worst", "verdict"] == "not comparable"
     assert by.loc["iclt_auc_facts", "verdict"] == "not comparable"  # no ICLT row: still a finding, never missing
+    assert by.loc["transfer_auc_code_pair_worst", "verdict"] == "not comparable"  # neither direction measured
