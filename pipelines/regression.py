@@ -2,8 +2,9 @@
 
 For every ``[<study>, "findings"]`` asset in the code location a check compares ``ours`` per metric between
 the latest and the previous materialization (read from the warehouse's Parquet history). A relative change
-beyond the tolerance fails with WARN severity; a metric that stops being a finite number fails with ERROR
-(a broken invariant). Both values are in the metadata.
+beyond the tolerance fails with WARN severity; a metric that stops being a finite number (finite in the previous
+materialization, not now) fails with ERROR. A metric that was never finite is a "not comparable" finding, listed
+in the metadata but not an error. Both values are in the metadata.
 """
 
 import math
@@ -15,6 +16,10 @@ from resources.tables import materialization_files, read_table
 from resources.warehouse import WarehousePaths
 
 DEFAULT_TOLERANCE = 0.25  # relative change of a headline metric that is worth a look
+
+
+def _finite(v) -> bool:
+    return v is not None and not pd.isna(v) and math.isfinite(float(v))
 
 
 def compare_findings(previous: pd.DataFrame, latest: pd.DataFrame, tolerance: float) -> pd.DataFrame:
@@ -30,7 +35,9 @@ def compare_findings(previous: pd.DataFrame, latest: pd.DataFrame, tolerance: fl
         return abs(row["latest"] - row["previous"]) / scale
 
     merged["relative_change"] = merged.apply(relative, axis=1) if len(merged) else []
-    merged["finite"] = merged["latest"].map(lambda v: v is not None and math.isfinite(float(v)))
+    merged["finite"] = merged["latest"].map(_finite)
+    # broken: was a finite number last time and is not now (a "not comparable" NaN from the start is a finding)
+    merged["broken"] = ~merged["finite"] & merged["previous"].map(_finite)
     merged["changed"] = merged["relative_change"] > tolerance
     return merged
 
@@ -49,10 +56,11 @@ def findings_regression_check(key: dg.AssetKey, tolerance: float = DEFAULT_TOLER
         latest = read_table(files[-1])
         previous = read_table(files[-2]) if len(files) > 1 else latest.iloc[0:0]
         table = compare_findings(previous, latest, tolerance)
-        broken = table.loc[~table["finite"], "metric"].tolist()
+        broken = table.loc[table["broken"], "metric"].tolist()
         changed = table.loc[table["changed"], "metric"].tolist()
         metadata = {"compared_with": files[-2].stem if len(files) > 1 else "nothing (first materialization)",
                     "tolerance": tolerance, "changed": dg.MetadataValue.json(changed),
+                    "not_finite": dg.MetadataValue.json(table.loc[~table["finite"], "metric"].tolist()),
                     "metrics": dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".4g"))}
         if broken:
             return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR,

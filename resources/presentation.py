@@ -3,9 +3,9 @@
 - ``figure_metadata``: a matplotlib figure saved as PNG under ``<warehouse>/_plots`` and embedded (base64)
   in ``MetadataValue.md`` so the Dagster UI shows it.
 - ``markdown_table``: a DataFrame as a markdown table for metadata.
-- ``Finding`` / ``findings_frame``: one row per headline result (metric, our value, the paper's value, scale,
-  verdict); each study materializes them as its ``<group>.findings`` table, and the catalog unions those into
-  one ``findings`` view across studies.
+- ``findings_results`` / ``findings_check_specs``: a study's list of `assets.findings.Finding` (the contract:
+  ours, the reference and its source, the rule, the verdict computed from it, post-hoc choices) as its
+  ``<group>.findings`` table and its WARN checks; the catalog unions those tables into one ``findings`` view.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,6 @@ import dagster as dg
 import pandas as pd
 
 from assets import findings as contract
-
-VERDICTS = ("reproduced", "partially reproduced", "not reproduced", "not comparable")
 
 
 def figure_png(fig: Any, dpi: int = 110) -> bytes:
@@ -53,39 +50,6 @@ def markdown_table(df: pd.DataFrame, max_rows: int = 30, floatfmt: str = ".4g") 
     if len(df) > max_rows:
         text += f"\n\n… {len(df) - max_rows} more rows"
     return dg.MetadataValue.md(text)
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One headline result of a study, side by side with the paper's."""
-
-    study: str
-    metric: str
-    ours: float
-    paper: float | None
-    scale: str  # e.g. "demo profile: 4M-param models, 2M tokens" — what our number was measured at
-    verdict: str
-    note: str = ""
-
-    def __post_init__(self) -> None:
-        if self.verdict not in VERDICTS:
-            raise ValueError(f"Finding.verdict={self.verdict!r}; expected one of {VERDICTS}")
-
-
-def findings_frame(findings: list[Finding]) -> pd.DataFrame:
-    """Findings as the rows of a study's ``findings`` table."""
-    columns = list(Finding.__dataclass_fields__)
-    return pd.DataFrame([asdict(f) for f in findings], columns=columns)
-
-
-def findings_metadata(findings: list[Finding]) -> dict[str, dg.MetadataValue]:
-    """Each finding's our-vs-paper pair as metadata, plus the whole table."""
-    meta: dict[str, dg.MetadataValue] = {"findings": markdown_table(findings_frame(findings))}
-    for f in findings:
-        meta[f"{f.metric} (ours)"] = dg.MetadataValue.float(float(f.ours))
-        if f.paper is not None:
-            meta[f"{f.metric} (paper)"] = dg.MetadataValue.float(float(f.paper))
-    return meta
 
 
 # ------------------------------------------------------------------------- the findings contract's factory

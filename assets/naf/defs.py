@@ -23,6 +23,7 @@ from resources.compute import Compute
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import current_profile, pick
 from resources.stages import stage
+from resources.subsetting import yields_selected
 from resources.tracking import Tracking
 from resources.validation import expectations, gx_check
 from resources.warehouse import WarehousePaths
@@ -95,7 +96,7 @@ def _progress(context, role: str, max_steps: int):
 
 
 @dg.multi_asset(
-    outs={name: dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("training"), description=text)
+    outs={name: dg.AssetOut(is_required=False, group_name=GROUP, code_version="1", tags=stage("training"), description=text)
           for name, text in MODEL_OUTS.items()},
     ins={"documents": dg.AssetIn("facts_documents"), "tokenizer_record": dg.AssetIn("facts_tokenizer")},
     check_specs=[dg.AssetCheckSpec("shards_keep_copies_together", asset="naf_shards",
@@ -103,8 +104,9 @@ def _progress(context, role: str, max_steps: int):
                                                "one shard; both shards hold protected documents; ids unique, "
                                                "shards 0/1, at least one copy each")],
     pool="gpu",
-    can_subset=False,
+    can_subset=True,
 )
+@yields_selected
 def naf_models(context: dg.AssetExecutionContext, config: NafModelsConfig, tracking: Tracking, compute: Compute,
                warehouse: WarehousePaths, documents: pd.DataFrame, tokenizer_record: dict):
     """Shard the training documents (protected copies kept together) and train q1, q2 on the shards and p on
@@ -228,14 +230,15 @@ def _load(record: dict, tracking: Tracking, device: str):
 
 
 @dg.multi_asset(
-    outs={name: dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("evaluation"), description=text)
+    outs={name: dg.AssetOut(is_required=False, group_name=GROUP, code_version="1", tags=stage("evaluation"), description=text)
           for name, text in EVALUATION_OUTS.items()},
     ins={"q1_record": dg.AssetIn("naf_q1"), "q2_record": dg.AssetIn("naf_q2"), "p_record": dg.AssetIn("naf_p"),
          "shards": dg.AssetIn("naf_shards"), "documents": dg.AssetIn("facts_documents")},
     check_specs=EVALUATION_CHECKS,
     pool="gpu",
-    can_subset=False,
+    can_subset=True,
 )
+@yields_selected
 def naf_evaluation(context: dg.AssetExecutionContext, config: NafEvaluationConfig, tracking: Tracking,
                    compute: Compute, warehouse: WarehousePaths, q1_record: dict, q2_record: dict, p_record: dict,
                    shards: pd.DataFrame, documents: pd.DataFrame):

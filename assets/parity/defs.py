@@ -18,6 +18,7 @@ from resources.compute import Compute
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import current_profile, pick
 from resources.stages import stage
+from resources.subsetting import yields_selected
 from resources.validation import expectations, gx_check
 from resources.warehouse import WarehousePaths
 
@@ -120,12 +121,13 @@ def _train(context, groups, spec, compute: Compute, threads: int):
 
 
 @dg.multi_asset(
-    outs={"parity_runs": dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("training"),
+    outs={"parity_runs": dg.AssetOut(is_required=False, group_name=GROUP, code_version="1", tags=stage("training"),
                                      description="One row per run (setting x seed): t_c or censored, the step "
                                                  "where accuracy left chance, progress measures at t_c."),
-          "parity_curves": dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("training"),
+          "parity_curves": dg.AssetOut(is_required=False, group_name=GROUP, code_version="1", tags=stage("training"),
                                        description="Training curves: loss, accuracy, hidden-progress measures.")},
-    pool="gpu", can_subset=False)
+    pool="gpu", can_subset=True)
+@yields_selected
 def parity_training(context: dg.AssetExecutionContext, config: ParityRunsConfig, compute: Compute,
                     warehouse: WarehousePaths):
     """Train the grid of (n, k, architecture, width, B, η, loss, init) x seeds by online SGD, many networks at once."""
@@ -204,12 +206,13 @@ def parity_hidden_progress(context: dg.AssetExecutionContext, warehouse: Warehou
 
 
 @dg.multi_asset(
-    outs={"parity_finite_sample_runs": dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("training"),
+    outs={"parity_finite_sample_runs": dg.AssetOut(is_required=False, group_name=GROUP, code_version="1", tags=stage("training"),
                                                    description="Finite-sample runs: steps to memorise, steps to "
                                                                "99% test accuracy, or censored."),
-          "parity_finite_sample_curves": dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("training"),
+          "parity_finite_sample_curves": dg.AssetOut(is_required=False, group_name=GROUP, code_version="1", tags=stage("training"),
                                                      description="Finite-sample curves: train-set and test accuracy.")},
-    pool="gpu", can_subset=False)
+    pool="gpu", can_subset=True)
+@yields_selected
 def parity_finite_sample(context: dg.AssetExecutionContext, config: ParityFiniteSampleConfig, compute: Compute,
                          warehouse: WarehousePaths):
     """A fixed training set per seed and weight decay (the grokking-like setting), with weight decay 0 as control."""

@@ -21,6 +21,7 @@ from resources.compute import Compute
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import current_profile, pick
 from resources.stages import stage
+from resources.subsetting import yields_selected
 from resources.tracking import Tracking
 from resources.validation import expectations, gx_check
 from resources.warehouse import WarehousePaths
@@ -108,9 +109,10 @@ SYNTHETIC_OUTS = {
 }
 
 
-@dg.multi_asset(outs={n: dg.AssetOut(group_name=GROUP, code_version=CODE_VERSION, tags=stage("training"),
+@dg.multi_asset(outs={n: dg.AssetOut(is_required=False, group_name=GROUP, code_version=CODE_VERSION, tags=stage("training"),
                                      description=d) for n, d in SYNTHETIC_OUTS.items()},
-                pool="gpu", can_subset=False)
+                pool="gpu", can_subset=True)
+@yields_selected
 def sgd_noise_synthetic(context: dg.AssetExecutionContext, config: SyntheticSweepConfig, compute: Compute,
                         tracking: Tracking, warehouse: WarehousePaths):
     """Train the random-teacher sweep (batch x learning rate x seeds, online and offline, plus noise-cut
@@ -167,11 +169,12 @@ LM_OUTS = {
 }
 
 
-@dg.multi_asset(outs={n: dg.AssetOut(group_name=GROUP, code_version=LM_CODE_VERSION, tags=stage("training"),
+@dg.multi_asset(outs={n: dg.AssetOut(is_required=False, group_name=GROUP, code_version=LM_CODE_VERSION, tags=stage("training"),
                                      description=d) for n, d in LM_OUTS.items()},
                 ins={"world_record": dg.AssetIn("facts_world"), "facts_tokenizer": dg.AssetIn("facts_tokenizer"),
                      "code_corpus": dg.AssetIn("code_corpus"), "code_tokenizer": dg.AssetIn("code_tokenizer")},
-                pool="gpu", can_subset=False)
+                pool="gpu", can_subset=True)
+@yields_selected
 def sgd_noise_lm(context: dg.AssetExecutionContext, config: LMSweepConfig, compute: Compute, tracking: Tracking,
                  world_record: dict, facts_tokenizer: dict, code_corpus: pd.DataFrame, code_tokenizer: dict):
     """Train the LM family online (fresh text every batch) and offline (a fixed set, many epochs) over batch x

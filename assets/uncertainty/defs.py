@@ -21,6 +21,7 @@ from resources.compute import Compute
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import current_profile, pick
 from resources.stages import stage
+from resources.subsetting import yields_selected
 from resources.tracking import Tracking
 from resources.validation import expectations, gx_check
 from resources.warehouse import WarehousePaths
@@ -239,15 +240,16 @@ CROSS = [("code", "code_pair_on_facts"), ("code_pair_on_facts", "code"), ("facts
 
 
 @dg.multi_asset(
-    outs={"uncertainty_probe_auc": dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("evaluation"),
+    outs={"uncertainty_probe_auc": dg.AssetOut(is_required=False, group_name=GROUP, code_version="1", tags=stage("evaluation"),
                                                description="AUC per (train dataset, test dataset, method, layer, "
                                                            "target): held out, across domains, against the truth."),
-          "uncertainty_probe_scores": dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("evaluation"),
+          "uncertainty_probe_scores": dg.AssetOut(is_required=False, group_name=GROUP, code_version="1", tags=stage("evaluation"),
                                                   description="Held-out scores per token of the entropy baseline and "
                                                               "the probes at the chosen layer (ROC curves).")},
     ins={"tokens": dg.AssetIn("uncertainty_tokens"), "labels": dg.AssetIn("uncertainty_labels")},
-    can_subset=False,
+    can_subset=True,
 )
+@yields_selected
 def uncertainty_probes(context: dg.AssetExecutionContext, config: UncertaintyProbeConfig, warehouse: WarehousePaths,
                        tokens: pd.DataFrame, labels: pd.DataFrame):
     """Train linear and MLP probes per layer on balanced labelled tokens of the train split, compare with the

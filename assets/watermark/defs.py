@@ -24,6 +24,7 @@ from resources.compute import Compute
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import current_profile, pick
 from resources.stages import stage
+from resources.subsetting import yields_selected
 from resources.tracking import Tracking
 from resources.validation import expectations, gx_check
 from resources.warehouse import WarehousePaths
@@ -76,10 +77,10 @@ class WatermarkGenerationConfig(dg.Config):
 
 
 @dg.multi_asset(
-    outs={"watermark_texts": dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("evaluation"),
+    outs={"watermark_texts": dg.AssetOut(is_required=False, group_name=GROUP, code_version="1", tags=stage("evaluation"),
                                          description="Every generated text under every detector: score, p-value, "
                                                      "detection at 1% FPR, the oracle's quality, token ids."),
-          "watermark_calibration": dg.AssetOut(group_name=GROUP, code_version="1", tags=stage("evaluation"),
+          "watermark_calibration": dg.AssetOut(is_required=False, group_name=GROUP, code_version="1", tags=stage("evaluation"),
                                                description="Per scheme: parameters, the threshold calibrated on "
                                                            "unwatermarked text, null p-values, detection rate.")},
     ins={"generator": dg.AssetIn("lm_code_small"), "oracle": dg.AssetIn("lm_code_large"),
@@ -88,7 +89,8 @@ class WatermarkGenerationConfig(dg.Config):
                                    description="p-values in [0, 1], known schemes and roles, finite scores"),
                  dg.AssetCheckSpec("calibration_holds", asset="watermark_calibration",
                                    description="each threshold flags at most 2x the target FPR of the null texts")],
-    pool="gpu", can_subset=False)
+    pool="gpu", can_subset=True)
+@yields_selected
 def watermark_generation(context: dg.AssetExecutionContext, config: WatermarkGenerationConfig, tracking: Tracking,
                          compute: Compute, generator: dict, oracle: dict, documents: pd.DataFrame):
     """Generate KGW-, Unigram- and EXP-watermarked continuations of code prompts with the small code model,
@@ -280,14 +282,15 @@ ATTACK_OUTS = {
 
 
 @dg.multi_asset(
-    outs={k: dg.AssetOut(group_name=GROUP, code_version="2", tags=stage("evaluation"), description=v)
+    outs={k: dg.AssetOut(is_required=False, group_name=GROUP, code_version="2", tags=stage("evaluation"), description=v)
           for k, v in ATTACK_OUTS.items()},
     ins={"texts": dg.AssetIn("watermark_texts"), "calibration": dg.AssetIn("watermark_calibration"),
          "generator": dg.AssetIn("lm_code_small"), "oracle": dg.AssetIn("lm_code_large"),
          "documents": dg.AssetIn("code_corpus"), "infiller": dg.AssetIn("watermark_infiller")},
     check_specs=[dg.AssetCheckSpec("attack_valid", asset="watermark_attack",
                                    description="every accepted text keeps the oracle's quality; rates in [0, 1]")],
-    pool="gpu", can_subset=False)
+    pool="gpu", can_subset=True)
+@yields_selected
 def watermark_attack(context: dg.AssetExecutionContext, config: WatermarkAttackConfig, tracking: Tracking,
                      compute: Compute, warehouse: WarehousePaths, texts: pd.DataFrame, calibration: pd.DataFrame,
                      generator: dict, oracle: dict, documents: pd.DataFrame, infiller: dict):

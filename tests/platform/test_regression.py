@@ -23,6 +23,11 @@ def test_compare_findings():
     table = compare_findings(prev, latest, tolerance=0.25).set_index("metric")
     assert table.loc["a", "changed"] == False and table.loc["b", "changed"] == True  # noqa: E712
     assert math.isclose(table.loc["b", "relative_change"], 1.0) and table.loc["c", "relative_change"] == 0.0
+    # a metric that was never finite is a "not comparable" finding, not a broken one; finite -> NaN is broken
+    prev = pd.DataFrame({"metric": ["never", "lost"], "ours": [math.nan, 1.0]})
+    latest = pd.DataFrame({"metric": ["never", "lost", "new_nan"], "ours": [math.nan, math.nan, math.nan]})
+    table = compare_findings(prev, latest, tolerance=0.25).set_index("metric")
+    assert table["broken"].to_dict() == {"never": False, "lost": True, "new_nan": False}
 
 
 def test_regression_check_over_four_nights(resources_for):

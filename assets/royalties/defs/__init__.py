@@ -27,6 +27,7 @@ from resources.compute import Compute
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import pick
 from resources.stages import stage
+from resources.subsetting import yields_selected
 from resources.tracking import Tracking
 from resources.validation import expectations, gx_check
 from resources.warehouse import WarehousePaths
@@ -171,13 +172,14 @@ GAME_CHECKS = [
 
 
 @dg.multi_asset(
-    outs={name: dg.AssetOut(group_name=GROUP, code_version="1", description=text, tags=stage("training"))
+    outs={name: dg.AssetOut(is_required=False, group_name=GROUP, code_version="1", description=text, tags=stage("training"))
           for name, text in GAME_OUTS.items()},  # the game trains one model per coalition
     ins={"documents": dg.AssetIn("facts_documents"), "base_record": dg.AssetIn("royalties_base_model")},
     check_specs=GAME_CHECKS,
     pool="gpu",
-    can_subset=False,
+    can_subset=True,
 )
+@yields_selected
 def royalties_game(context: dg.AssetExecutionContext, config: RoyaltiesGameConfig, tracking: Tracking,
                    compute: Compute, warehouse: WarehousePaths, documents: pd.DataFrame, base_record: dict):
     """Train every coalition's model once, generate and score the pieces, and share each piece among owners by
