@@ -202,10 +202,18 @@ def load_checkpoint(
         raise FileNotFoundError(
             f"checkpoint directory {path} has no config.json (not a save_pretrained checkpoint)"
         )
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype or torch.float32)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype or torch.float32)
+    except Exception as exc:  # garbage config or weights: transformers' message does not always name the folder
+        raise ValueError(f"checkpoint directory {path} could not be loaded as a causal LM: "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}") from exc
     model.to(device).eval()
     tokenizer_files = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
     tokenizer = None
     if any((path / name).is_file() for name in tokenizer_files):
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        except Exception as exc:
+            raise ValueError(f"checkpoint directory {path}: its tokenizer files could not be loaded: "
+                             f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}") from exc
     return model, tokenizer
