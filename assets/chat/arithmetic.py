@@ -44,9 +44,15 @@ class ArithmeticSpec:
         for name, low in (("chain_ops", 1), ("sum_digits", 1)):
             value = tuple(getattr(self, name))
             object.__setattr__(self, name, value)
-            if len(value) != 2 or not all(isinstance(v, int) and v >= low for v in value) or value[0] > value[1]:
-                raise ValueError(f"ArithmeticSpec.{name} must be [fewest, most] integers >= {low} with "
-                                 f"fewest <= most, got {list(value)!r}")
+            if (
+                len(value) != 2
+                or not all(isinstance(v, int) and v >= low for v in value)
+                or value[0] > value[1]
+            ):
+                raise ValueError(
+                    f"ArithmeticSpec.{name} must be [fewest, most] integers >= {low} with "
+                    f"fewest <= most, got {list(value)!r}"
+                )
         if not 0.0 <= self.sum_share <= 1.0:
             raise ValueError(f"ArithmeticSpec.sum_share must be in [0, 1], got {self.sum_share!r}")
 

@@ -34,18 +34,42 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
 
 EFFORT_BUDGETS = {"low": 16, "medium": 64, "high": 256}
-SAMPLE_COLUMNS = ["prompt_index", "sample_index", "budget", "reasoning", "answer", "reasoning_tokens",
-                  "generated_tokens", "prompt_tokens", "flops", "budget_exhausted", "finished",
-                  "prompt_ids", "completion_ids", "forced"]
-ANSWER_COLUMNS = ["prompt_index", "budget", "k", "answer", "votes", "reasoning_tokens", "generated_tokens",
-                  "flops", "mean_reasoning_tokens"]
+SAMPLE_COLUMNS = [
+    "prompt_index",
+    "sample_index",
+    "budget",
+    "reasoning",
+    "answer",
+    "reasoning_tokens",
+    "generated_tokens",
+    "prompt_tokens",
+    "flops",
+    "budget_exhausted",
+    "finished",
+    "prompt_ids",
+    "completion_ids",
+    "forced",
+]
+ANSWER_COLUMNS = [
+    "prompt_index",
+    "budget",
+    "k",
+    "answer",
+    "votes",
+    "reasoning_tokens",
+    "generated_tokens",
+    "flops",
+    "mean_reasoning_tokens",
+]
 
 
 def reasoning_budget(effort: str | int, efforts: Mapping[str, int] = EFFORT_BUDGETS) -> int:
     """Budget in tokens for an effort level ("low", "medium", "high") or a budget given directly."""
     if isinstance(effort, str):
         if effort not in efforts:
-            raise ValueError(f"effort must be one of {list(efforts)} or a token budget (int >= 0), got {effort!r}")
+            raise ValueError(
+                f"effort must be one of {list(efforts)} or a token budget (int >= 0), got {effort!r}"
+            )
         return int(efforts[effort])
     if isinstance(effort, bool) or not isinstance(effort, int | np.integer) or effort < 0:
         raise ValueError(f"budget must be an int >= 0 or one of {list(efforts)}, got {effort!r}")
@@ -68,7 +92,7 @@ class ReasoningBudget:
         import torch
 
         ids = self.ids
-        written = input_ids[:, self.prompt_width:]
+        written = input_ids[:, self.prompt_width :]
         steps = written.size(1)
         is_close = written == ids.end_reasoning
         closed = is_close.any(1)
@@ -80,18 +104,25 @@ class ReasoningBudget:
         force = torch.full_like(last, -1)
         force = torch.where(~closed & (n_reasoning >= self.budget), ids.end_reasoning, force)
         force = torch.where(closed & (last == ids.end_reasoning), ids.answer, force)
-        force = torch.where(closed & (last != ids.end_reasoning) & (n_answer >= self.max_answer_tokens), ids.end, force)
-        scores = scores.clone()
+        force = torch.where(
+            closed & (last != ids.end_reasoning) & (n_answer >= self.max_answer_tokens), ids.end, force
+        )
+        # Masks rather than row indices: no host-device sync per generated token.
         neg_inf = torch.finfo(scores.dtype).min
         device = scores.device
-        reasoning_rows = (~closed).nonzero(as_tuple=True)[0][:, None]
-        scores[reasoning_rows, torch.tensor([ids.answer, ids.end], device=device)] = neg_inf
-        answer_rows = closed.nonzero(as_tuple=True)[0][:, None]
-        scores[answer_rows, torch.tensor([ids.reasoning, ids.end_reasoning, ids.answer], device=device)] = neg_inf
-        forced_rows = force >= 0
-        scores[forced_rows] = neg_inf
-        scores[forced_rows, force[forced_rows]] = 0.0
-        self.forced.append(forced_rows.cpu())
+        banned_in_reasoning = torch.tensor([ids.answer, ids.end], device=device)
+        banned_in_answer = torch.tensor([ids.reasoning, ids.end_reasoning, ids.answer], device=device)
+        scores = scores.clone()
+        scores[:, banned_in_reasoning] = torch.where(
+            ~closed[:, None], neg_inf, scores[:, banned_in_reasoning]
+        )
+        scores[:, banned_in_answer] = torch.where(closed[:, None], neg_inf, scores[:, banned_in_answer])
+        forced_rows = (force >= 0)[:, None]
+        target = force.clamp(min=0)[:, None]
+        kept = scores.gather(1, target)
+        scores = torch.where(forced_rows, neg_inf, scores)
+        scores.scatter_(1, target, torch.where(forced_rows, 0.0, kept))
+        self.forced.append(forced_rows[:, 0])
         return scores
 
 
@@ -108,7 +139,8 @@ def generate_with_budget(
     batch_size: int = 64,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """k sampled assistant turns per conversation under a reasoning budget; one row per sample (SAMPLE_COLUMNS).
+    """k sampled assistant turns per conversation under a reasoning budget, one row per sample
+    (SAMPLE_COLUMNS).
 
     Prompts are batched (sorted by length, left-padded) with a KV cache. temperature 0 is greedy (k copies
     are then identical). `budget` is a token count or an effort level. If a prompt plus the longest turn
@@ -132,8 +164,10 @@ def generate_with_budget(
     longest = max(len(p) for p in prompts)
     effective = min(requested, max_positions - longest - answer_room)
     if effective < 0:
-        raise ValueError(f"a prompt of {longest} tokens leaves no room for an answer of {max_answer_tokens} "
-                         f"tokens within the model's {max_positions} positions")
+        raise ValueError(
+            f"a prompt of {longest} tokens leaves no room for an answer of {max_answer_tokens} "
+            f"tokens within the model's {max_positions} positions"
+        )
     n_params = count_parameters(model, non_embedding=True)
     device = next(model.parameters()).device
 
@@ -141,36 +175,60 @@ def generate_with_budget(
     jobs.sort(key=lambda job: len(prompts[job[0]]))  # similar lengths together: less padding
     rows: list[dict] = []
     for chunk_index, start in enumerate(range(0, len(jobs), batch_size)):
-        chunk = jobs[start:start + batch_size]
+        chunk = jobs[start : start + batch_size]
         width = max(len(prompts[i]) for i, _ in chunk)
         batch = torch.full((len(chunk), width), ids.pad, dtype=torch.long)
         mask = torch.zeros_like(batch)
         for r, (i, _) in enumerate(chunk):
-            batch[r, width - len(prompts[i]):] = torch.tensor(prompts[i])
-            mask[r, width - len(prompts[i]):] = 1
+            batch[r, width - len(prompts[i]) :] = torch.tensor(prompts[i])
+            mask[r, width - len(prompts[i]) :] = 1
         processor = ReasoningBudget(ids, width, effective, max_answer_tokens)
-        out = generate(model, batch.to(device), effective + answer_room, logits_processors=[processor],
-                       temperature=temperature, top_k=top_k, eos_token_id=ids.end, seed=seed + chunk_index,
-                       attention_mask=mask.to(device))
-        forced = torch.stack(processor.forced, 1) if processor.forced else torch.zeros(len(chunk), 0, dtype=torch.bool)
+        out = generate(
+            model,
+            batch.to(device),
+            effective + answer_room,
+            logits_processors=[processor],
+            temperature=temperature,
+            top_k=top_k,
+            eos_token_id=ids.end,
+            seed=seed + chunk_index,
+            attention_mask=mask.to(device),
+        )
+        forced = (
+            torch.stack(processor.forced, 1).cpu()
+            if processor.forced
+            else torch.zeros(len(chunk), 0, dtype=torch.bool)
+        )
         for r, (i, j) in enumerate(chunk):
             completion = out[r, width:].tolist()
             if ids.end in completion:
                 completion = completion[: completion.index(ids.end) + 1]
             turn = parse_assistant_turn(tokenizer, completion)
             processed = len(prompts[i]) + len(completion) - 1
-            rows.append({
-                "prompt_index": i, "sample_index": j, "budget": effective, "reasoning": turn.reasoning,
-                "answer": turn.answer if turn.closed_reasoning else None,
-                "reasoning_tokens": turn.reasoning_tokens, "generated_tokens": len(completion),
-                "prompt_tokens": len(prompts[i]), "flops": 2.0 * n_params * processed,
-                # The budget ran out when the close of the reasoning was forced rather than written.
-                "budget_exhausted": bool(forced[r, turn.reasoning_tokens]) if turn.closed_reasoning else True,
-                "finished": turn.finished, "prompt_ids": prompts[i], "completion_ids": completion,
-                "forced": forced[r, : len(completion)].tolist(),
-            })
-    return pd.DataFrame(rows, columns=SAMPLE_COLUMNS).sort_values(["prompt_index", "sample_index"],
-                                                                  ignore_index=True)
+            rows.append(
+                {
+                    "prompt_index": i,
+                    "sample_index": j,
+                    "budget": effective,
+                    "reasoning": turn.reasoning,
+                    "answer": turn.answer if turn.closed_reasoning else None,
+                    "reasoning_tokens": turn.reasoning_tokens,
+                    "generated_tokens": len(completion),
+                    "prompt_tokens": len(prompts[i]),
+                    "flops": 2.0 * n_params * processed,
+                    # The budget ran out when the close of the reasoning was forced rather than written.
+                    "budget_exhausted": bool(forced[r, turn.reasoning_tokens])
+                    if turn.closed_reasoning
+                    else True,
+                    "finished": turn.finished,
+                    "prompt_ids": prompts[i],
+                    "completion_ids": completion,
+                    "forced": forced[r, : len(completion)].tolist(),
+                }
+            )
+    return pd.DataFrame(rows, columns=SAMPLE_COLUMNS).sort_values(
+        ["prompt_index", "sample_index"], ignore_index=True
+    )
 
 
 def normalise_answer(answer: str) -> str:
@@ -178,7 +236,9 @@ def normalise_answer(answer: str) -> str:
     return " ".join(str(answer).lower().split())
 
 
-def majority_vote(answers: Sequence[str | None], key: Callable[[str], str] = normalise_answer) -> tuple[str | None, int]:
+def majority_vote(
+    answers: Sequence[str | None], key: Callable[[str], str] = normalise_answer
+) -> tuple[str | None, int]:
     """The most common answer and its vote count; empty or missing answers do not vote.
 
     Answers with the same `key` are one candidate (reported in the form first seen); a tie goes to the
@@ -198,9 +258,16 @@ def majority_vote(answers: Sequence[str | None], key: Callable[[str], str] = nor
     return firsts[best], counts[best]
 
 
-def answer_with_budget(model: Any, tokenizer: Any, conversations: Sequence[Sequence[Mapping[str, Any]]],
-                       budget: str | int, *, k: int = 1, key: Callable[[str], str] = normalise_answer,
-                       **generation: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+def answer_with_budget(
+    model: Any,
+    tokenizer: Any,
+    conversations: Sequence[Sequence[Mapping[str, Any]]],
+    budget: str | int,
+    *,
+    k: int = 1,
+    key: Callable[[str], str] = normalise_answer,
+    **generation: Any,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(answers, samples): per conversation the majority-vote answer of k samples and the compute they spent
     together (ANSWER_COLUMNS: summed reasoning/generated tokens and FLOPs over the k samples), and the
     per-sample table of `generate_with_budget`."""
@@ -208,8 +275,17 @@ def answer_with_budget(model: Any, tokenizer: Any, conversations: Sequence[Seque
     rows = []
     for i, group in samples.groupby("prompt_index", sort=True):
         answer, votes = majority_vote(group["answer"].tolist(), key=key)
-        rows.append({"prompt_index": i, "budget": int(group["budget"].iloc[0]), "k": k, "answer": answer,
-                     "votes": votes, "reasoning_tokens": int(group["reasoning_tokens"].sum()),
-                     "generated_tokens": int(group["generated_tokens"].sum()), "flops": float(group["flops"].sum()),
-                     "mean_reasoning_tokens": float(group["reasoning_tokens"].mean())})
+        rows.append(
+            {
+                "prompt_index": i,
+                "budget": int(group["budget"].iloc[0]),
+                "k": k,
+                "answer": answer,
+                "votes": votes,
+                "reasoning_tokens": int(group["reasoning_tokens"].sum()),
+                "generated_tokens": int(group["generated_tokens"].sum()),
+                "flops": float(group["flops"].sum()),
+                "mean_reasoning_tokens": float(group["reasoning_tokens"].mean()),
+            }
+        )
     return pd.DataFrame(rows, columns=ANSWER_COLUMNS), samples

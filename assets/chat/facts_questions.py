@@ -50,10 +50,13 @@ class FactsQuestionSpec:
 
     def __post_init__(self) -> None:
         if self.people_pool is not None and (not isinstance(self.people_pool, int) or self.people_pool < 2):
-            raise ValueError(f"FactsQuestionSpec.people_pool must be None or an integer >= 2, "
-                             f"got {self.people_pool!r}")
+            raise ValueError(
+                f"FactsQuestionSpec.people_pool must be None or an integer >= 2, got {self.people_pool!r}"
+            )
         if not 0.0 <= self.multi_hop_share <= 1.0:
-            raise ValueError(f"FactsQuestionSpec.multi_hop_share must be in [0, 1], got {self.multi_hop_share!r}")
+            raise ValueError(
+                f"FactsQuestionSpec.multi_hop_share must be in [0, 1], got {self.multi_hop_share!r}"
+            )
 
 
 def _fill(text: str, person: str, value: str = "") -> str:
@@ -66,8 +69,14 @@ def single_hop_question(people: pd.DataFrame, rng: np.random.Generator) -> dict:
     attribute = list(SINGLE_HOP)[int(rng.integers(len(SINGLE_HOP)))]
     question, statement = SINGLE_HOP[attribute]
     value = str(person[attribute])
-    return task_row(TASK, "single_hop", _fill(question, person["person"]),
-                    _fill(statement, person["person"], value), value, 1)
+    return task_row(
+        TASK,
+        "single_hop",
+        _fill(question, person["person"]),
+        _fill(statement, person["person"], value),
+        value,
+        1,
+    )
 
 
 def multi_hop_question(people: pd.DataFrame, rng: np.random.Generator, kind: str) -> dict | None:
@@ -79,10 +88,18 @@ def multi_hop_question(people: pd.DataFrame, rng: np.random.Generator, kind: str
         if year_x == year_y:
             return None
         first, later = (x, y) if year_x < year_y else (y, x)
-        trace = (f"{x['person']} was born in {year_x} . {y['person']} was born in {year_y} . "
-                 f"{first['birth_year']} is before {later['birth_year']} .")
-        return task_row(TASK, kind, f"who was born first , {x['person']} or {y['person']} ?", trace,
-                        str(first["person"]), 3)
+        trace = (
+            f"{x['person']} was born in {year_x} . {y['person']} was born in {year_y} . "
+            f"{first['birth_year']} is before {later['birth_year']} ."
+        )
+        return task_row(
+            TASK,
+            kind,
+            f"who was born first , {x['person']} or {y['person']} ?",
+            trace,
+            str(first["person"]),
+            3,
+        )
     attribute, question, statement = {
         "same_employer": ("employer", "do X and Y work at the same place ?", "X works at V ."),
         "same_birth_city": ("birth_city", "were X and Y born in the same city ?", "X was born in V ."),
@@ -93,7 +110,8 @@ def multi_hop_question(people: pd.DataFrame, rng: np.random.Generator, kind: str
     y = pool.iloc[int(rng.integers(len(pool)))]
     same = x[attribute] == y[attribute]
     verdict = f"{x[attribute]} is {y[attribute]}" if same else f"{x[attribute]} is not {y[attribute]}"
-    trace = f"{_fill(statement, x['person'], x[attribute])} {_fill(statement, y['person'], y[attribute])} {verdict} ."
+    facts = [_fill(statement, p["person"], p[attribute]) for p in (x, y)]
+    trace = f"{facts[0]} {facts[1]} {verdict} ."
     prompt = question.replace("X", str(x["person"])).replace("Y", str(y["person"]))
     return task_row(TASK, kind, prompt, trace, "yes" if same else "no", 3)
 
@@ -111,7 +129,9 @@ def facts_questions(world, spec: FactsQuestionSpec) -> pd.DataFrame:
     def draw() -> dict:
         if rng.random() < spec.multi_hop_share:
             for _ in range(20):  # a pool where everyone shares a birth year never makes earlier_born
-                row = multi_hop_question(people, rng, MULTI_HOP_KINDS[int(rng.integers(len(MULTI_HOP_KINDS)))])
+                row = multi_hop_question(
+                    people, rng, MULTI_HOP_KINDS[int(rng.integers(len(MULTI_HOP_KINDS)))]
+                )
                 if row is not None:
                     return row
         return single_hop_question(people, rng)

@@ -14,8 +14,9 @@ Rendered, every turn is a role token, its text and `<|end|>`; the assistant turn
 
 The generation prompt is `<|assistant|> <|reasoning|>`, so whatever a model writes first is reasoning, and a
 budget on it (`assets.chat.budget`) is a count of tokens before `<|/reasoning|>`. The template marks the
-assistant's own tokens with `{% generation %}`, so `apply_chat_template(..., return_assistant_tokens_mask=True)`
-gives the SFT loss mask straight from transformers, on any checkpoint that carries the template.
+assistant's own tokens with `{% generation %}`, so `apply_chat_template(...,
+return_assistant_tokens_mask=True)` gives the SFT loss mask straight from transformers, on any checkpoint
+that carries the template.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-SYSTEM, DEVELOPER, USER, DATA, ASSISTANT = "<|system|>", "<|developer|>", "<|user|>", "<|data|>", "<|assistant|>"
+SYSTEM, DEVELOPER, USER, DATA, ASSISTANT = (
+    "<|system|>",
+    "<|developer|>",
+    "<|user|>",
+    "<|data|>",
+    "<|assistant|>",
+)
 REASONING, END_REASONING, ANSWER, END = "<|reasoning|>", "<|/reasoning|>", "<|answer|>", "<|end|>"
 ROLE_TOKENS = {"system": SYSTEM, "developer": DEVELOPER, "user": USER, "data": DATA, "assistant": ASSISTANT}
 ROLES = tuple(ROLE_TOKENS)
@@ -78,7 +85,7 @@ class ChatTokenIds:
 
 @dataclass(frozen=True)
 class AssistantTurn:
-    """A parsed assistant turn. `closed_reasoning`: `<|/reasoning|>` was written; `finished`: `<|end|>` was."""
+    """A parsed assistant turn. closed_reasoning: `<|/reasoning|>` was written; finished: `<|end|>` was."""
 
     reasoning: str
     answer: str
@@ -161,8 +168,11 @@ def prompt_ids(tokenizer: Any, messages: Sequence[Mapping[str, Any]]) -> list[in
     messages = validate_messages(messages)
     if messages[-1]["role"] == "assistant":
         raise ValueError("prompt_ids: the conversation already ends with an assistant turn")
-    return list(tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
-                                              return_dict=True)["input_ids"])
+    return list(
+        tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, return_dict=True)[
+            "input_ids"
+        ]
+    )
 
 
 def encode_conversation(tokenizer: Any, messages: Sequence[Mapping[str, Any]]) -> tuple[list[int], list[int]]:
@@ -174,8 +184,9 @@ def encode_conversation(tokenizer: Any, messages: Sequence[Mapping[str, Any]]) -
     messages = validate_messages(messages)
     if not any(m["role"] == "assistant" for m in messages):
         raise ValueError("encode_conversation: the conversation has no assistant turn to learn from")
-    out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
-                                        return_assistant_tokens_mask=True)
+    out = tokenizer.apply_chat_template(
+        messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
     return list(out["input_ids"]), list(out["assistant_masks"])
 
 

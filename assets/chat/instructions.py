@@ -42,8 +42,10 @@ class InstructionSpec:
         object.__setattr__(self, "kinds", tuple(self.kinds))
         unknown = [k for k in self.kinds if k not in CONSTRAINT_KINDS]
         if not self.kinds or unknown:
-            raise ValueError(f"InstructionSpec.kinds must be a non-empty subset of {list(CONSTRAINT_KINDS)}, "
-                             f"got {list(self.kinds)!r}")
+            raise ValueError(
+                f"InstructionSpec.kinds must be a non-empty subset of {list(CONSTRAINT_KINDS)}, "
+                f"got {list(self.kinds)!r}"
+            )
 
 
 def constrain(base_answer: str, kind: str, rng: np.random.Generator) -> tuple[str, dict, str]:
@@ -54,13 +56,21 @@ def constrain(base_answer: str, kind: str, rng: np.random.Generator) -> tuple[st
     if kind == "n_words":
         extra = int(rng.integers(0, MAX_EXTRA_WORDS + 1))
         n = len(base) + extra
-        reference = " ".join(list(LEAD_IN[MAX_EXTRA_WORDS - extra:]) + base)
+        reference = " ".join(list(LEAD_IN[MAX_EXTRA_WORDS - extra :]) + base)
         return f"answer in exactly {n} words .", {"kind": kind, "n": n}, reference
     word = MARKER_WORDS[int(rng.integers(len(MARKER_WORDS)))]
     if kind == "end_word":
-        return f"end your answer with the word {word} .", {"kind": kind, "word": word}, f"{base_answer} {word}"
+        return (
+            f"end your answer with the word {word} .",
+            {"kind": kind, "word": word},
+            f"{base_answer} {word}",
+        )
     if kind == "start_word":
-        return f"begin your answer with the word {word} .", {"kind": kind, "word": word}, f"{word} {base_answer}"
+        return (
+            f"begin your answer with the word {word} .",
+            {"kind": kind, "word": word},
+            f"{word} {base_answer}",
+        )
     raise ValueError(f"constraint kind must be one of {list(CONSTRAINT_KINDS)}, got {kind!r}")
 
 
@@ -80,8 +90,16 @@ def instruction_problems(base: pd.DataFrame, spec: InstructionSpec) -> pd.DataFr
         kind = kinds[int(rng.integers(len(kinds)))]
         system, constraint, reference = constrain(str(row["answer"]), kind, rng)
         constraint["base_answer"] = str(row["answer"])
-        new = task_row(TASK, kind, row["prompt"], row["reasoning"], reference, int(row["n_steps"]),
-                       system=system, constraint=constraint)
+        new = task_row(
+            TASK,
+            kind,
+            row["prompt"],
+            row["reasoning"],
+            reference,
+            int(row["n_steps"]),
+            system=system,
+            constraint=constraint,
+        )
         new["split"] = row["split"]
         new["task_id"] = str(row["task_id"]).replace(str(row["task"]), TASK, 1)
         rows.append(new)
@@ -106,7 +124,7 @@ def check_constraint(constraint: dict | str, answer: str) -> bool:
 
 def _contains(haystack: list[str], needle: list[str]) -> bool:
     n = len(needle)
-    return n > 0 and any(haystack[i:i + n] == needle for i in range(len(haystack) - n + 1))
+    return n > 0 and any(haystack[i : i + n] == needle for i in range(len(haystack) - n + 1))
 
 
 def check_instructions(row: dict | pd.Series, answer: str) -> bool:

@@ -57,7 +57,9 @@ class SFTData:
         return int((self.labels != IGNORE_INDEX).sum())
 
 
-def sft_data(tokenizer: Any, conversations: Sequence[Sequence[Mapping[str, Any]]], context_length: int) -> SFTData:
+def sft_data(
+    tokenizer: Any, conversations: Sequence[Sequence[Mapping[str, Any]]], context_length: int
+) -> SFTData:
     """Encode conversations with the chat template and mask everything but the assistant's tokens.
 
     Raises ValueError naming the first conversation longer than `context_length` tokens (a cut-off
@@ -76,8 +78,10 @@ def sft_data(tokenizer: Any, conversations: Sequence[Sequence[Mapping[str, Any]]
     for i, messages in enumerate(conversations):
         ids, mask = encode_conversation(tokenizer, messages)
         if len(ids) > context_length:
-            raise ValueError(f"conversations[{i}] has {len(ids)} tokens, more than context_length="
-                             f"{context_length}; raise context_length or shorten the conversation")
+            raise ValueError(
+                f"conversations[{i}] has {len(ids)} tokens, more than context_length="
+                f"{context_length}; raise context_length or shorten the conversation"
+            )
         row = torch.tensor(ids, dtype=torch.long)
         input_ids[i, : len(ids)] = row
         labels[i, : len(ids)] = row.masked_fill(torch.tensor(mask) == 0, IGNORE_INDEX)
@@ -92,7 +96,9 @@ def _batch(data: SFTData, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return ids[:, :-1], labels[:, 1:]
 
 
-def sft_loss(model: Any, data: SFTData, batch_size: int = 64, *, device: str = "cpu", bf16: bool = False) -> float:
+def sft_loss(
+    model: Any, data: SFTData, batch_size: int = 64, *, device: str = "cpu", bf16: bool = False
+) -> float:
     """Mean cross-entropy per assistant token over all of `data` (nats), in eval mode, no gradient."""
     import torch
 
@@ -145,7 +151,7 @@ def fit_sft(
         while n > 0:
             if position == len(order):
                 order, position = torch.randperm(len(train), generator=generator), 0
-            chunk = order[position:position + n]
+            chunk = order[position : position + n]
             position += len(chunk)
             n -= len(chunk)
             taken.append(chunk)
@@ -183,13 +189,23 @@ def fit_sft(
             val_loss = sft_loss(model, val, micro, device=device, bf16=cfg.bf16)
         tokens += interval_tokens
         now = time.perf_counter()
-        row = {"step": step, "tokens": tokens, "train_loss": train_loss,
-               "val_loss": val_loss if do_eval else float("nan"), "learning_rate": lr,
-               "tokens_per_s": interval_tokens / max(now - interval_start, 1e-9)}
+        row = {
+            "step": step,
+            "tokens": tokens,
+            "train_loss": train_loss,
+            "val_loss": val_loss if do_eval else float("nan"),
+            "learning_rate": lr,
+            "tokens_per_s": interval_tokens / max(now - interval_start, 1e-9),
+        }
         rows_out.append(row)
         if on_log is not None:
             on_log(dict(row))
         interval_loss.zero_()
         interval_steps, interval_tokens, interval_start = 0, 0, time.perf_counter()
-    return TrainResult(curve=pd.DataFrame(rows_out, columns=CURVE_COLUMNS), final_val_loss=float(val_loss),
-                       tokens_seen=tokens, seconds=time.perf_counter() - started, steps=cfg.max_steps)
+    return TrainResult(
+        curve=pd.DataFrame(rows_out, columns=CURVE_COLUMNS),
+        final_val_loss=float(val_loss),
+        tokens_seen=tokens,
+        seconds=time.perf_counter() - started,
+        steps=cfg.max_steps,
+    )

@@ -25,18 +25,50 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-TASK_COLUMNS = ["task_id", "task", "kind", "split", "system", "prompt", "messages", "reasoning", "answer",
-                "n_steps", "constraint"]
+TASK_COLUMNS = [
+    "task_id",
+    "task",
+    "kind",
+    "split",
+    "system",
+    "prompt",
+    "messages",
+    "reasoning",
+    "answer",
+    "n_steps",
+    "constraint",
+]
 SPLITS = ("train", "validation", "test")
 
 
-def task_row(task: str, kind: str, prompt: str, reasoning: str, answer: str, n_steps: int, *,
-             system: str = "", constraint: dict | None = None) -> dict:
+def task_row(
+    task: str,
+    kind: str,
+    prompt: str,
+    reasoning: str,
+    answer: str,
+    n_steps: int,
+    *,
+    system: str = "",
+    constraint: dict | None = None,
+) -> dict:
     """One problem as a dict of TASK_COLUMNS (task_id and split are filled by `split_problems`)."""
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    return {"task_id": "", "task": task, "kind": kind, "split": "", "system": system, "prompt": prompt,
-            "messages": json.dumps(messages), "reasoning": reasoning, "answer": answer, "n_steps": int(n_steps),
-            "constraint": json.dumps(constraint or {}, sort_keys=True)}
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": prompt}
+    ]
+    return {
+        "task_id": "",
+        "task": task,
+        "kind": kind,
+        "split": "",
+        "system": system,
+        "prompt": prompt,
+        "messages": json.dumps(messages),
+        "reasoning": reasoning,
+        "answer": answer,
+        "n_steps": int(n_steps),
+        "constraint": json.dumps(constraint or {}, sort_keys=True),
+    }
 
 
 def check_split_sizes(n_train: int, n_validation: int, n_test: int) -> None:
@@ -45,7 +77,9 @@ def check_split_sizes(n_train: int, n_validation: int, n_test: int) -> None:
             raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
 
 
-def split_problems(task: str, rows: Sequence[dict], n_train: int, n_validation: int, n_test: int) -> pd.DataFrame:
+def split_problems(
+    task: str, rows: Sequence[dict], n_train: int, n_validation: int, n_test: int
+) -> pd.DataFrame:
     """Cut distinct problems (drawn in a seeded order) into train/validation/test, in that order.
 
     Rows must already be distinct by prompt (a problem is in exactly one split). Raises if there are fewer
@@ -54,8 +88,10 @@ def split_problems(task: str, rows: Sequence[dict], n_train: int, n_validation: 
     check_split_sizes(n_train, n_validation, n_test)
     wanted = n_train + n_validation + n_test
     if len(rows) < wanted:
-        raise ValueError(f"{task}: only {len(rows)} distinct problems exist for the settings given, but the "
-                         f"splits ask for {wanted}; ask for fewer or widen the settings")
+        raise ValueError(
+            f"{task}: only {len(rows)} distinct problems exist for the settings given, but the "
+            f"splits ask for {wanted}; ask for fewer or widen the settings"
+        )
     splits = ["train"] * n_train + ["validation"] * n_validation + ["test"] * n_test
     frame = pd.DataFrame(list(rows[:wanted]), columns=TASK_COLUMNS)
     frame["split"] = splits
@@ -72,7 +108,8 @@ def split_problems(task: str, rows: Sequence[dict], n_train: int, n_validation: 
 def draw_distinct(draw, wanted: int, *, max_tries_per_row: int = 50) -> list[dict]:
     """Call `draw()` (one problem row) until `wanted` distinct prompts (system + prompt) are collected.
 
-    Gives up after wanted * max_tries_per_row draws and returns what it has (the caller reports the shortfall).
+    Gives up after wanted * max_tries_per_row draws and returns what it has (the caller reports the
+    shortfall).
     """
     seen: set[tuple[str, str]] = set()
     rows: list[dict] = []

@@ -20,9 +20,20 @@ from assets.chat.instructions import InstructionSpec, check_instructions, instru
 from assets.chat.task_table import SPLITS, TASK_COLUMNS
 
 __all__ = [
-    "SPLITS", "TASK_COLUMNS", "ArithmeticSpec", "FactsQuestionSpec", "InstructionSpec", "arithmetic_problems",
-    "facts_questions", "instruction_problems", "check_answer", "score_answers", "verifiable_reward",
-    "conversation", "prompt_messages", "task_words",
+    "SPLITS",
+    "TASK_COLUMNS",
+    "ArithmeticSpec",
+    "FactsQuestionSpec",
+    "InstructionSpec",
+    "arithmetic_problems",
+    "facts_questions",
+    "instruction_problems",
+    "check_answer",
+    "score_answers",
+    "verifiable_reward",
+    "conversation",
+    "prompt_messages",
+    "task_words",
 ]
 
 CHECKERS = {"arithmetic": check_arithmetic, "facts": check_facts, "instructions": check_instructions}
@@ -40,8 +51,9 @@ def score_answers(rows: pd.DataFrame, answers: Sequence[str | None]) -> np.ndarr
     """check_answer over aligned rows and answers, as a bool array."""
     if len(rows) != len(answers):
         raise ValueError(f"score_answers: {len(rows)} rows but {len(answers)} answers")
-    return np.array([check_answer(row, a) for (_, row), a in zip(rows.iterrows(), answers, strict=True)],
-                    dtype=bool)
+    return np.array(
+        [check_answer(row, a) for (_, row), a in zip(rows.iterrows(), answers, strict=True)], dtype=bool
+    )
 
 
 def verifiable_reward(rows: pd.DataFrame, answers: Sequence[str | None]) -> np.ndarray:

@@ -16,15 +16,22 @@ def make_tokenizer(*frames, extra=()):
 
 
 def make_model(tokenizer, seed=0, size=TINY, **kwargs):
-    return build_model(size, len(tokenizer), seed, bos_token_id=tokenizer.bos_token_id,
-                       eos_token_id=tokenizer.convert_tokens_to_ids("<|end|>"),
-                       pad_token_id=tokenizer.pad_token_id, **kwargs)
+    return build_model(
+        size,
+        len(tokenizer),
+        seed,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|end|>"),
+        pad_token_id=tokenizer.pad_token_id,
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="session")
 def arithmetic():
-    return arithmetic_problems(ArithmeticSpec(seed=0, chain_ops=(1, 3), sum_digits=(1, 2), n_train=200,
-                                              n_validation=40, n_test=40))
+    return arithmetic_problems(
+        ArithmeticSpec(seed=0, chain_ops=(1, 3), sum_digits=(1, 2), n_train=200, n_validation=40, n_test=40)
+    )
 
 
 @pytest.fixture(scope="session")

@@ -26,9 +26,11 @@ TURN = {"role": "assistant", "reasoning": "1 + 2 = 3", "content": "3"}
 
 def test_rendering_puts_every_role_and_the_reasoning_channel_in_order(tokenizer):
     text = tokenizer.apply_chat_template([*MESSAGES, TURN], tokenize=False)
-    assert text == ("<s> <|system|> compute <|end|> <|developer|> add <|end|> <|data|> 7 <|end|> "
-                    "<|user|> compute 1 + 2 <|end|> <|assistant|> <|reasoning|> 1 + 2 = 3 <|/reasoning|> "
-                    "<|answer|> 3 <|end|>")
+    assert text == (
+        "<s> <|system|> compute <|end|> <|developer|> add <|end|> <|data|> 7 <|end|> "
+        "<|user|> compute 1 + 2 <|end|> <|assistant|> <|reasoning|> 1 + 2 = 3 <|/reasoning|> "
+        "<|answer|> 3 <|end|>"
+    )
     prompt = tokenizer.apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=True)
     assert prompt.endswith("<|user|> compute 1 + 2 <|end|> <|assistant|> <|reasoning|>")
     # vLLM/DeepSeek name the reasoning field reasoning_content; both render the same.
@@ -48,8 +50,9 @@ def test_template_survives_save_pretrained_and_a_model_checkpoint(tokenizer, tmp
     tokenizer.save_pretrained(tmp_path / "tok")
     reloaded = AutoTokenizer.from_pretrained(tmp_path / "tok")
     assert reloaded.apply_chat_template(MESSAGES, add_generation_prompt=True)["input_ids"] == expected
-    assert reloaded.apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=True) == \
-        tokenizer.apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=True)
+    assert reloaded.apply_chat_template(
+        MESSAGES, tokenize=False, add_generation_prompt=True
+    ) == tokenizer.apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=True)
     # The same through a model checkpoint written the project's way.
     save_checkpoint(make_model(tokenizer), tokenizer, tmp_path / "ckpt")
     model, loaded = load_checkpoint(tmp_path / "ckpt")
@@ -63,13 +66,13 @@ def test_assistant_mask_covers_exactly_what_the_model_writes(tokenizer):
     prompt = prompt_ids(tokenizer, MESSAGES)
     assert ids[: len(prompt)] == prompt
     assert mask == [0] * len(prompt) + [1] * (len(ids) - len(prompt))
-    written = tokenizer.convert_ids_to_tokens(ids[len(prompt):])
+    written = tokenizer.convert_ids_to_tokens(ids[len(prompt) :])
     assert written == ["1", "+", "2", "=", "3", END_REASONING, "<|answer|>", "3", "<|end|>"]
 
 
 def test_parse_round_trips_and_handles_unfinished_turns(tokenizer):
     ids, _ = encode_conversation(tokenizer, [*MESSAGES, TURN])
-    completion = ids[len(prompt_ids(tokenizer, MESSAGES)):]
+    completion = ids[len(prompt_ids(tokenizer, MESSAGES)) :]
     turn = parse_assistant_turn(tokenizer, completion + [tokenizer.pad_token_id] * 3)
     assert (turn.reasoning, turn.answer, turn.reasoning_tokens) == ("1 + 2 = 3", "3", 5)
     assert turn.closed_reasoning and turn.finished

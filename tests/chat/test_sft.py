@@ -23,10 +23,14 @@ def test_prompt_tokens_carry_no_label(tokenizer, arithmetic):
         n_prompt, n = len(prompt_ids(tokenizer, prompt_messages(row))), int(data.lengths[i])
         assert (data.labels[i, :n_prompt] == IGNORE_INDEX).all()  # system/user turns and the headers
         assert torch.equal(data.labels[i, n_prompt:n], data.input_ids[i, n_prompt:n])  # what the model writes
-        assert (data.labels[i, n:] == IGNORE_INDEX).all() and (data.input_ids[i, n:] == tokenizer.pad_token_id).all()
+        assert (data.labels[i, n:] == IGNORE_INDEX).all() and (
+            data.input_ids[i, n:] == tokenizer.pad_token_id
+        ).all()
         assert tokenizer.convert_ids_to_tokens(int(data.labels[i, n - 1])) == "<|end|>"
-    assert data.n_target_tokens == sum(int(data.lengths[i]) - len(prompt_ids(tokenizer, prompt_messages(r)))
-                                       for i, (_, r) in enumerate(rows.iterrows()))
+    assert data.n_target_tokens == sum(
+        int(data.lengths[i]) - len(prompt_ids(tokenizer, prompt_messages(r)))
+        for i, (_, r) in enumerate(rows.iterrows())
+    )
 
 
 def test_a_conversation_longer_than_the_context_is_refused(tokenizer, arithmetic):
@@ -35,14 +39,25 @@ def test_a_conversation_longer_than_the_context_is_refused(tokenizer, arithmetic
 
 
 def test_sft_lowers_the_assistant_token_loss(tokenizer, arithmetic):
-    train = sft_data(tokenizer, [conversation(r) for _, r in arithmetic[arithmetic.split == "train"].iterrows()],
-                     CONTEXT)
-    val = sft_data(tokenizer, [conversation(r) for _, r in arithmetic[arithmetic.split == "validation"].iterrows()],
-                   CONTEXT)
+    train = sft_data(
+        tokenizer, [conversation(r) for _, r in arithmetic[arithmetic.split == "train"].iterrows()], CONTEXT
+    )
+    val = sft_data(
+        tokenizer,
+        [conversation(r) for _, r in arithmetic[arithmetic.split == "validation"].iterrows()],
+        CONTEXT,
+    )
     model = make_model(tokenizer, seed=0)
     before = sft_loss(model, val)
-    cfg = TrainConfig(max_steps=100, batch_size=16, learning_rate=2e-2, min_lr=2e-3, warmup_steps=5,
-                      eval_interval=50, seed=0)
+    cfg = TrainConfig(
+        max_steps=100,
+        batch_size=16,
+        learning_rate=2e-2,
+        min_lr=2e-3,
+        warmup_steps=5,
+        eval_interval=50,
+        seed=0,
+    )
     t0 = time.perf_counter()
     result = fit_sft(model, train, cfg, val)
     seconds = time.perf_counter() - t0

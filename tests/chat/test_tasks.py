@@ -24,8 +24,17 @@ from assets.chat.tasks import (
 from assets.corpora.facts_world import FactsWorldSpec, build_world
 from tests.chat.conftest import make_tokenizer
 
-WORLD = FactsWorldSpec(seed=3, n_people=40, n_cities=4, n_organisations=5, n_professions=4,
-                       n_train_documents=0, n_validation_documents=0, n_test_documents=0, n_protected=0)
+WORLD = FactsWorldSpec(
+    seed=3,
+    n_people=40,
+    n_cities=4,
+    n_organisations=5,
+    n_professions=4,
+    n_train_documents=0,
+    n_validation_documents=0,
+    n_test_documents=0,
+    n_protected=0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +44,9 @@ def world():
 
 @pytest.fixture(scope="module")
 def facts(world):
-    return facts_questions(world, FactsQuestionSpec(seed=1, people_pool=20, n_train=120, n_validation=20,
-                                                    n_test=20))
+    return facts_questions(
+        world, FactsQuestionSpec(seed=1, people_pool=20, n_train=120, n_validation=20, n_test=20)
+    )
 
 
 def _splits_are_clean(frame, sizes):
@@ -59,8 +69,9 @@ def test_arithmetic_traces_are_correct_and_steps_counted(arithmetic):
             a, b = row["prompt"].removeprefix("add ").split(" + ")
             assert int(row["answer"].replace(" ", "")) == int(a.replace(" ", "")) + int(b.replace(" ", ""))
             assert row["n_steps"] == len(a.split()) == row["reasoning"].count("write")
-    again = arithmetic_problems(ArithmeticSpec(seed=0, chain_ops=(1, 3), sum_digits=(1, 2), n_train=200,
-                                               n_validation=40, n_test=40))
+    again = arithmetic_problems(
+        ArithmeticSpec(seed=0, chain_ops=(1, 3), sum_digits=(1, 2), n_train=200, n_validation=40, n_test=40)
+    )
     assert again.equals(arithmetic)
 
 
