@@ -38,3 +38,12 @@ def arithmetic():
 def tokenizer(arithmetic):
     # Every number 0..99 is a word, so any answer a model writes is tokenisable.
     return make_tokenizer(arithmetic, extra=[str(i) for i in range(100)])
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    # Tiny models on a shared 2-core machine: two threads spin against each other and the other workers.
+    from assets.lm.threads import torch_threads
+
+    with torch_threads(1):
+        yield
