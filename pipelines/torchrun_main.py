@@ -2,10 +2,10 @@
 
     torchrun --standalone --nproc-per-node N -m pipelines.torchrun_main JOB_DIR
 
-``JOB_DIR/job.json`` (written by `write_job`) names the model size, the `TrainConfig`, the tokenizer directory
+``JOB_DIR/job.json`` (written by `assets.lm.distributed.write_job`) names the model size, the `TrainConfig`, the tokenizer directory
 and the texts file. Every rank trains its slice of each global batch (see `assets.lm.training`); rank 0 writes
 the checkpoint to ``JOB_DIR/model``, the curve to ``JOB_DIR/curve.csv`` and the numbers to
-``JOB_DIR/result.json``, which `read_result` turns back into a `FittedModel`. When Dagster launched the
+``JOB_DIR/result.json``, which `assets.lm.distributed.read_result` turns back into a `FittedModel`. When Dagster launched the
 process through Pipes, rank 0 also streams progress to the run's log and reports the numbers as metadata.
 """
 
@@ -20,31 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from assets.lm.family import FittedModel
 from assets.lm.model import ModelSize
 from assets.lm.training import TrainConfig
-
-
-def write_job(job_dir: str | Path, size: ModelSize, cfg: TrainConfig, tokenizer_dir: str | Path,
-              train_texts: list[str], val_texts: list[str]) -> Path:
-    """Lay out what the external process needs; returns ``job_dir``."""
-    job = Path(job_dir)
-    job.mkdir(parents=True, exist_ok=True)
-    (job / "texts.json").write_text(json.dumps({"train": list(train_texts), "validation": list(val_texts)}))
-    spec = {"size": dataclasses.asdict(size), "train": dataclasses.asdict(cfg), "tokenizer_dir": str(tokenizer_dir)}
-    (job / "job.json").write_text(json.dumps(spec))
-    return job
-
-
-def read_result(job_dir: str | Path) -> FittedModel:
-    """The `FittedModel` rank 0 left in ``job_dir``; a clear error when the process wrote none."""
-    job = Path(job_dir)
-    if not (job / "result.json").exists():
-        raise RuntimeError(f"the training process left no {job / 'result.json'}: see its log above")
-    numbers = json.loads((job / "result.json").read_text())
-    return FittedModel(checkpoint_dir=job / "model", curve=pd.read_csv(job / "curve.csv"), **numbers)
 
 
 def _pipes():

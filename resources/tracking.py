@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 import dagster as dg
 from pydantic import PrivateAttr
 
-from resources.mlflow_store import client_for, local_model_dir, resolve_model_source
+from assets.lm.registry import client_for, local_model_dir, resolve_model_source
 from resources.settings import ConfigurationError, default_warehouse_root, ensure_writable_dir
 
 DEFAULT_UI_URL = "http://127.0.0.1:5000"

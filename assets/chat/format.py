@@ -105,9 +105,9 @@ def install_chat_format(tokenizer: Any) -> Any:
     from tokenizers import Tokenizer
 
     if isinstance(tokenizer, Tokenizer):
-        from assets.corpora.tokenization import _as_fast
+        from assets.corpora.tokenization import as_fast_tokenizer
 
-        tokenizer = _as_fast(tokenizer)
+        tokenizer = as_fast_tokenizer(tokenizer)
     if not hasattr(tokenizer, "backend_tokenizer"):
         raise ValueError(
             f"install_chat_format needs a tokenizers.Tokenizer or a fast transformers tokenizer, "

@@ -50,13 +50,6 @@ class FactsWorldConfig(dg.Config):
         return FactsWorldSpec(**{k: v for k, v in self.model_dump().items() if k in names})
 
 
-def world_from_record(record: dict[str, Any]):
-    """Rebuild the (deterministic) world from the ``facts_world`` record's spec."""
-    from assets.corpora.facts_world import FactsWorldSpec, build_world
-
-    return build_world(FactsWorldSpec(**record["spec"]))
-
-
 @dg.multi_asset(
     outs={
         "facts_world": dg.AssetOut(group_name=GROUP, tags=stage("data"), is_required=False, description="The facts world's spec and summary (a record)."),
@@ -190,7 +183,7 @@ def _log_tokenizer(context, tracking: Tracking, tokenizer, corpus: str, kind: st
 @dg.asset(group_name=GROUP, tags=stage("data"))
 def facts_tokenizer(context: dg.AssetExecutionContext, tracking: Tracking, facts_world: dict) -> dict:
     """Word-level tokenizer over every word the facts world can produce (one word = one token)."""
-    from assets.corpora.facts_world import vocabulary
+    from assets.corpora.facts_world import vocabulary, world_from_record
     from assets.corpora.tokenization import train_word_level_tokenizer
 
     tokenizer = train_word_level_tokenizer(vocabulary(world_from_record(facts_world)))

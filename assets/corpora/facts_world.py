@@ -30,7 +30,7 @@ from assets.corpora.facts_templates import ATTRIBUTE, END, FILLER, FIXED, NAME, 
 
 __all__ = [
     "END_OF_DOCUMENT", "SPECIAL_TOKENS", "AuthorLaw", "DocumentError", "FactsWorld", "FactsWorldSpec",
-    "build_world", "vocabulary", "sample_documents", "generate_documents", "training_texts",
+    "build_world", "world_from_record", "vocabulary", "sample_documents", "generate_documents", "training_texts",
     "token_ground_truth", "next_token_distribution",
 ]
 
@@ -337,3 +337,8 @@ def next_token_distribution(world: FactsWorld, prefix_words: Sequence[str]) -> d
         options = law.filler_lists[int(value)]
         return {w: 1.0 / len(options) for w in options}
     return {value: 1.0}
+
+
+def world_from_record(record: dict) -> FactsWorld:
+    """Rebuild the (deterministic) world from a ``facts_world`` record's spec."""
+    return build_world(FactsWorldSpec(**record["spec"]))

@@ -66,7 +66,7 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: in
     return tokenizer
 
 
-def _as_fast(tokenizer: Tokenizer):
+def as_fast_tokenizer(tokenizer: Tokenizer):
     from transformers import PreTrainedTokenizerFast
 
     # No clean-up of spaces: it would turn "word ." into "word." and break exact round trips.
@@ -79,7 +79,7 @@ def save_tokenizer(tokenizer: Tokenizer, directory: str | Path) -> Path:
     offline by `AutoTokenizer.from_pretrained(directory)`; returns the directory."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    _as_fast(tokenizer).save_pretrained(str(directory))
+    as_fast_tokenizer(tokenizer).save_pretrained(str(directory))
     # Name the generic fast class, which every transformers version from 4.x on can resolve.
     config_path = directory / "tokenizer_config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))

@@ -212,7 +212,7 @@ def _fit_under_torchrun(context, pipes, nproc: int, size: ModelSize, cfg, tokeni
     from pathlib import Path
 
     import assets
-    from pipelines.torchrun_main import read_result, write_job
+    from assets.lm.distributed import read_result, write_job
 
     job = write_job(Path(tmp) / "job", size, cfg, tokenizer_dir, train_texts, val_texts)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",

@@ -1,13 +1,20 @@
-"""The torchrun side of training: which rank this process is, and the all-reduce the loop needs."""
+"""The torchrun side of training: which rank this process is, the all-reduce the loop needs, and the job a
+launched training process reads (`write_job`) and leaves behind (`read_result`)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
+
+    from assets.lm.model import ModelSize
+    from assets.lm.training import TrainConfig
 
 
 @dataclass
@@ -49,3 +56,28 @@ def setup_distributed(device: str) -> Dist:
         dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
         created = True
     return Dist(dist.get_rank(), dist.get_world_size(), local_rank, created)
+
+
+# -- a training job laid out on disk for an external process (pipelines/torchrun_main.py) ------------------
+def write_job(job_dir: str | Path, size: ModelSize, cfg: TrainConfig, tokenizer_dir: str | Path,
+              train_texts: list[str], val_texts: list[str]) -> Path:
+    """Lay out what the external process needs; returns ``job_dir``."""
+    job = Path(job_dir)
+    job.mkdir(parents=True, exist_ok=True)
+    (job / "texts.json").write_text(json.dumps({"train": list(train_texts), "validation": list(val_texts)}))
+    spec = {"size": dataclasses.asdict(size), "train": dataclasses.asdict(cfg), "tokenizer_dir": str(tokenizer_dir)}
+    (job / "job.json").write_text(json.dumps(spec))
+    return job
+
+
+def read_result(job_dir: str | Path) -> Any:
+    """The `FittedModel` rank 0 left in ``job_dir``; a clear error when the process wrote none."""
+    job = Path(job_dir)
+    if not (job / "result.json").exists():
+        raise RuntimeError(f"the training process left no {job / 'result.json'}: see its log above")
+    numbers = json.loads((job / "result.json").read_text())
+    import pandas as pd
+
+    from assets.lm.family import FittedModel
+
+    return FittedModel(checkpoint_dir=job / "model", curve=pd.read_csv(job / "curve.csv"), **numbers)

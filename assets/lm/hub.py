@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from assets.lm.model import load_checkpoint
-from resources.mlflow_store import client_for, local_model_dir
+from assets.lm.registry import client_for, local_model_dir
 
 
 def model_dir(model_uri: str, tracking_uri: str) -> Path:

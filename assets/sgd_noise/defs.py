@@ -180,7 +180,7 @@ def sgd_noise_lm(context: dg.AssetExecutionContext, config: LMSweepConfig, compu
     """Train the LM family online (fresh text every batch) and offline (a fixed set, many epochs) over batch x
     learning rate with a noise-cut branch, on the facts world and (where the profile asks) the code corpus;
     distances between next-token distributions at equal held-out loss."""
-    from assets.corpora.defs import world_from_record
+    from assets.corpora.facts_world import world_from_record
     from assets.corpora.tokenization import load_tokenizer
     from assets.lm.threads import torch_threads
     from assets.sgd_noise.data import REGIMES

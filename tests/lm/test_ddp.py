@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from assets.lm import ddp_main
 from assets.lm.model import ModelSize, build_model
+from tests.lm import ddp_main
 
 REPO = Path(__file__).resolve().parents[2]
 # Global batch 8 = 2 micro-steps x 2 ranks x 2 rows: exercises no_sync accumulation and the rank slices.
@@ -50,7 +50,7 @@ def test_torchrun_two_ranks_matches_one_process(tmp_path):
             "--master_port",
             str(free_port()),
             "-m",
-            "assets.lm.ddp_main",
+            "tests.lm.ddp_main",
             "--out",
             str(ddp),
             *ARGS,

@@ -1,6 +1,6 @@
 """Resolving model URIs in an MLflow store to local checkpoint directories (plain MLflow, no Dagster).
 
-Shared by the ``tracking`` resource and by ``assets.lm.hub`` so science code can load a model by its URI.
+Shared by the ``tracking`` resource (Dagster side) and by ``assets.lm.hub`` (science), so both resolve a URI the same way.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Train a tiny model on a synthetic seeded token stream; works alone or under torchrun.
 
-    python -m assets.lm.ddp_main --out DIR [--steps 8 --batch-size 8 ...]
-    torchrun --nproc_per_node 2 -m assets.lm.ddp_main --out DIR [...]
+    python -m tests.lm.ddp_main --out DIR [--steps 8 --batch-size 8 ...]
+    torchrun --nproc_per_node 2 -m tests.lm.ddp_main --out DIR [...]
 
 Rank 0 writes DIR/params.safetensors (final parameters) and DIR/curve.csv (the loss curve). With the same
 arguments (same global batch) both launches should give the same parameters up to float rounding; the DDP
-test checks exactly that. Also a template for launching `train` as an external process (Dagster Pipes).
+test checks exactly that. The DDP test's workload; the project's one torchrun entry point is pipelines/torchrun_main.py.
 """
 
 from __future__ import annotations
