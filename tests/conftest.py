@@ -27,3 +27,18 @@ def resources_for(warehouse_root):
     from resources import default_resources
 
     return default_resources(str(warehouse_root))
+
+
+@pytest.fixture(scope="session")
+def backbone(tmp_path_factory):
+    """The tiny corpora and language-model family, materialized once per session (only by tests that ask) into
+    one Dagster instance and one warehouse; study group tests materialize their own group against it."""
+    import dagster as dg
+
+    from tests.backbone import materialize_backbone
+
+    instance = dg.DagsterInstance.ephemeral()
+    try:
+        yield materialize_backbone(tmp_path_factory.mktemp("backbone-warehouse"), instance)
+    finally:
+        instance.dispose()

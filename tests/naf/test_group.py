@@ -6,21 +6,14 @@ import dagster as dg
 import pandas as pd
 
 
-def test_naf_group_materializes_with_consistent_numbers(resources_for, warehouse_root):
+def test_naf_group_materializes_with_consistent_numbers(backbone):
     from assets.findings import check_findings_frame
-    from pipelines.definitions import defs
-    from pipelines.jobs import USER_INPUTS
     from resources.catalog import query
 
-    result = dg.materialize(
-        list(defs.assets) + list(defs.asset_checks),
-        selection=dg.AssetSelection.groups("naf").upstream().required_multi_asset_neighbors() - USER_INPUTS,
-        resources=resources_for,
-    )
-    assert result.success
+    result = backbone.materialize("naf")  # reads the session's corpora (checked there)
 
     shards = result.asset_value("naf_shards")
-    documents = result.asset_value("facts_documents")
+    documents = backbone.value("facts_documents")
     train = documents[documents["split"] == "train"].merge(shards, on="doc_id", suffixes=("", "_shard"))
     assert len(train) == (documents["split"] == "train").sum()  # tiny profile: every train document is used
     assert (train.groupby("text")["shard"].nunique() == 1).all()
@@ -81,5 +74,5 @@ def test_naf_group_materializes_with_consistent_numbers(resources_for, warehouse
     verdicts = findings.set_index("metric")["verdict"]
     assert checks["small_perplexity_cost"] == (verdicts["perplexity_cost_cp_delta"] == "reproduced")
 
-    catalog = query(str(warehouse_root), "SELECT model, count(*) AS n FROM naf.naf_perplexity GROUP BY model")
+    catalog = query(backbone.root, "SELECT model, count(*) AS n FROM naf.naf_perplexity GROUP BY model")
     assert isinstance(catalog, pd.DataFrame) and len(catalog) == 5

@@ -1,6 +1,7 @@
 """The royalties group materialized on the tiny profile through `dagster.materialize`, its numbers read back
 through the warehouse, the DuckDB catalog and the MLflow registry."""
 
+import json
 import math
 
 import dagster as dg
@@ -8,22 +9,22 @@ import numpy as np
 import pytest
 
 from assets.findings import VERDICTS, check_findings_frame
-from pipelines.definitions import defs
-from pipelines.jobs import USER_INPUTS
-from resources import default_resources
 from resources.catalog import query
-
-# facts_world is a multi-asset that cannot be subset: take all of it, not just the outputs royalties reads
-SELECTION = dg.AssetSelection.groups("royalties").upstream().required_multi_asset_neighbors() - USER_INPUTS
 
 
 @pytest.fixture(scope="module")
-def group(tmp_path_factory):
-    root = tmp_path_factory.mktemp("warehouse")
-    resources = default_resources(str(root))
-    result = dg.materialize(list(defs.assets) + list(defs.asset_checks), selection=SELECTION, resources=resources)
-    assert result.success
-    return result, root, resources
+def group(backbone):
+    """The royalties group against the session's corpora (its reads of them are checked there)."""
+    return backbone.materialize("royalties"), backbone.root, backbone.resources
+
+
+def registered_by(tracking, model_uri: str, run_id: str) -> None:
+    """``model_uri`` names the newest version of its model, registered from an MLflow run of Dagster run ``run_id``."""
+    name, version = model_uri.removeprefix("models:/").split("/")
+    versions = tracking.client.search_model_versions(f"name = '{name}'")
+    assert version == str(max(int(v.version) for v in versions)), (model_uri, [v.version for v in versions])
+    run = tracking.client.get_run(tracking.client.get_model_version(name, version).run_id)
+    assert run.data.tags["dagster.run_id"] == run_id, model_uri
 
 
 def test_checks(group):
@@ -81,10 +82,12 @@ def test_values_are_reproducible_from_the_registered_models(group):
     result, root, resources = group
     tracking = resources["tracking"]
     base_record = result.output_for_node("royalties_base_model")
-    assert base_record["model_uri"] == "models:/royalties-facts-base/1"
+    assert base_record["model_uri"].startswith("models:/royalties-facts-base/")
+    registered_by(tracking, base_record["model_uri"], result.run_id)
     pieces = query(root, "SELECT piece_id, text, generator_uri FROM royalties.royalties_pieces ORDER BY piece_id")
     generator_uri = pieces.loc[pieces["generator_uri"] != "", "generator_uri"].unique()
-    assert generator_uri.tolist() == ["models:/royalties-facts-all-owners/1"]
+    assert len(generator_uri) == 1 and generator_uri[0].startswith("models:/royalties-facts-all-owners/")
+    registered_by(tracking, generator_uri[0], result.run_id)
     values = query(root, "SELECT piece_id, coalition, log_likelihood FROM royalties.royalties_coalition_values "
                          "WHERE seed = 0 ORDER BY piece_id")
     grand = values["coalition"][values["coalition"].str.count(",").idxmax()]
@@ -138,7 +141,11 @@ def test_neutral_pieces_share_one_prompt_and_are_attributed_by_their_text(group)
     _, root, _ = group
     pieces = query(root, "SELECT piece_id, kind, source_owner, prompt, text, copied_words, attributed_source "
                          "FROM royalties.royalties_pieces WHERE kind = 'neutral'")
-    documents = query(root, "SELECT author, split, text FROM corpora.facts_documents")
+    # the documents this run's pieces were built from (the shared warehouse may hold other materializations)
+    upstream = json.loads(query(root, "SELECT upstream FROM royalties.royalties_pieces LIMIT 1")["upstream"].iloc[0])
+    (read,) = [u.split(":", 1)[1] for u in upstream if u.startswith("corpora.facts_documents:")]
+    documents = query(root, "SELECT author, split, text FROM corpora.facts_documents_history "
+                            f"WHERE materialization_id = '{read}'")
     assert len(pieces) > 0 and (pieces["prompt"] == "").all() and (pieces["copied_words"] >= 1).all()
     assert (pieces["source_owner"] == pieces["attributed_source"]).all()
     corpora = {a: author_corpus(documents, a) for a in documents["author"].unique()}

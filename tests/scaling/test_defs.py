@@ -9,30 +9,22 @@ import pytest
 
 from assets.findings import VERDICTS, check_findings_frame
 from assets.scaling.defs import CELLS
-from pipelines.definitions import defs
-from pipelines.jobs import USER_INPUTS
-from resources import default_resources
 from resources.catalog import query
 
 
 @pytest.fixture(scope="module")
-def scaling(tmp_path_factory):
-    root = tmp_path_factory.mktemp("warehouse")
-    resources = default_resources(str(root))
-    result = dg.materialize(list(defs.assets) + list(defs.asset_checks),
-                            selection=dg.AssetSelection.groups("scaling").upstream() - USER_INPUTS,
-                            resources=resources)
-    assert result.success
-    return result, root, resources
+def scaling(backbone):
+    """The scaling group against the session's code corpus and tokenizer (its reads of them are checked there)."""
+    return backbone.materialize("scaling"), backbone.root, backbone.resources
 
 
-def test_every_grid_run_is_a_logged_model_scored_on_held_out_data(scaling):
+def test_every_grid_run_is_a_logged_model_scored_on_held_out_data(scaling, backbone):
     result, root, resources = scaling
     runs = query(root, "SELECT * FROM scaling.scaling_runs")
     assert len(runs) == len(CELLS) and set(runs["run"]) == {c.name for c in CELLS}
     np.testing.assert_allclose(runs["tokens"], runs["unique_tokens"] * runs["epochs"])
     assert (runs["epochs"] == runs["nominal_epochs"]).all()
-    vocab = result.output_for_node("code_tokenizer")["vocab_size"]
+    vocab = backbone.value("code_tokenizer")["vocab_size"]
     assert (runs["held_out_loss"] < math.log(vocab)).all()  # every model learned something
     tracking = resources["tracking"]
     row = runs.iloc[-1]

@@ -5,22 +5,13 @@ import numpy as np
 import pytest
 
 from assets.findings import VERDICTS, check_findings_frame
-from pipelines.definitions import defs
-from pipelines.jobs import USER_INPUTS
 from resources.catalog import query
 
 
 @pytest.fixture(scope="module")
-def group(tmp_path_factory):
-    from resources import default_resources
-
-    root = tmp_path_factory.mktemp("warehouse")
-    result = dg.materialize(
-        list(defs.assets) + list(defs.asset_checks),
-        selection=dg.AssetSelection.groups("sgd_noise").upstream().required_multi_asset_neighbors() - USER_INPUTS,
-        resources=default_resources(str(root)))
-    assert result.success
-    return result, root
+def group(backbone):
+    """The sgd_noise group against the session's corpora (its reads of them are checked there)."""
+    return backbone.materialize("sgd_noise"), backbone.root
 
 
 def test_data_checks_pass_and_findings_checks_warn(group):

@@ -7,26 +7,19 @@ import numpy as np
 import pandas as pd
 
 
-def test_uncertainty_group_materializes_with_consistent_numbers(resources_for, warehouse_root):
+def test_uncertainty_group_materializes_with_consistent_numbers(backbone):
     from assets.findings import check_findings_frame
     from assets.uncertainty.labels import proxy_labels, quantile_thresholds
-    from pipelines.definitions import defs
-    from pipelines.jobs import USER_INPUTS
     from resources.catalog import query
 
-    result = dg.materialize(
-        list(defs.assets) + list(defs.asset_checks),
-        selection=dg.AssetSelection.groups("uncertainty").upstream().required_multi_asset_neighbors() - USER_INPUTS,
-        resources=resources_for,
-    )
-    assert result.success
+    result = backbone.materialize("uncertainty")  # reads the session's corpora and lm pairs (checked there)
 
     tokens = result.asset_value("uncertainty_tokens")
     assert set(tokens["dataset"]) == {"facts", "code", "code_pair_on_facts"}
     facts = tokens[tokens["dataset"] == "facts"]
     assert facts["true_entropy"].notna().all() and facts["is_fact"].any()
     assert (tokens["small_entropy"] <= np.log(tokens["vocab_size"]) + 1e-4).all()
-    small = result.asset_value("lm_facts_small")
+    small = backbone.value("lm_facts_small")
     assert (facts["small_model"] == small["model_uri"]).all()
     assert len(facts["hidden_l0"].iloc[0]) == small["model_size"]["d_model"]
 
@@ -71,5 +64,5 @@ def test_uncertainty_group_materializes_with_consistent_numbers(resources_for, w
     assert {"probes_beat_entropy_baseline", "iclt_above_chance", "probes_transfer_across_domains"} <= set(checks)
     passed = set(findings.index[findings["verdict"] == "reproduced"])
     assert checks["iclt_above_chance"] == ("iclt_auc_facts" in passed)
-    catalog = query(str(warehouse_root), "SELECT dataset, count(*) AS n FROM uncertainty.uncertainty_labels GROUP BY dataset")
+    catalog = query(backbone.root, "SELECT dataset, count(*) AS n FROM uncertainty.uncertainty_labels GROUP BY dataset")
     assert isinstance(catalog, pd.DataFrame) and len(catalog) == 3

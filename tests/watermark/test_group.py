@@ -4,18 +4,11 @@ import dagster as dg
 import numpy as np
 
 
-def test_watermark_group_materializes_with_consistent_numbers(resources_for, warehouse_root):
+def test_watermark_group_materializes_with_consistent_numbers(backbone):
     from assets.findings import check_findings_frame
-    from pipelines.definitions import defs
-    from pipelines.jobs import USER_INPUTS
     from resources.catalog import query
 
-    result = dg.materialize(
-        list(defs.assets) + list(defs.asset_checks),
-        selection=dg.AssetSelection.groups("watermark").upstream().required_multi_asset_neighbors() - USER_INPUTS,
-        resources=resources_for,
-    )
-    assert result.success
+    result = backbone.materialize("watermark")  # reads the session's code corpus and lm_code pair (checked there)
     schemes = ["kgw", "kgw_strong", "unigram", "exp", "exp_edit"]
 
     calibration = result.asset_value("watermark_calibration").set_index("scheme")
@@ -92,5 +85,5 @@ def test_watermark_group_materializes_with_consistent_numbers(resources_for, war
     verdicts = findings.set_index("metric")["verdict"]
     assert checks["attack_removes_watermarks"] == (verdicts["attack_success_worst"] == "reproduced")
 
-    catalog = query(str(warehouse_root), "SELECT scheme, count(*) AS n FROM watermark.watermark_summary GROUP BY scheme")
+    catalog = query(backbone.root, "SELECT scheme, count(*) AS n FROM watermark.watermark_summary GROUP BY scheme")
     assert len(catalog) == len(schemes)
