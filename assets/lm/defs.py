@@ -6,16 +6,17 @@ sizes side by side with a plot, and a check that larger models reach lower valid
 """
 
 import dataclasses
-import math
-import tempfile
-import time
+from functools import partial
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from assets.lm.config import ModelShape, Optimiser
 from assets.lm.model import ModelSize
+from assets.lm.registration import Display, load_tokenizer_of, train_and_register
+from assets.lm.sizes import FAMILY_SIZES
 from resources.compute import Compute
 from resources.presentation import figure_metadata, markdown_table
 from resources.profiles import pick
@@ -26,26 +27,12 @@ from resources.validation import expectations, gx_check
 from resources.warehouse import WarehousePaths
 
 GROUP = "lm"
-
-# The family, per corpus and profile. Sizes grow in width and depth so the larger models can learn more.
-_S = ModelSize
-FAMILIES: dict[str, list[ModelSize]] = {
-    "facts": pick(
-        tiny=[_S("small", 32, 1, 2, 64, 32), _S("large", 64, 2, 4, 128, 32)],
-        demo=[_S("small", 48, 1, 4, 144, 64), _S("medium", 96, 2, 4, 288, 64), _S("large", 160, 3, 4, 480, 64)],
-        gpu=[_S("small", 256, 4, 4, 1024, 256), _S("medium", 512, 8, 8, 2048, 256), _S("large", 768, 12, 12, 3072, 256)],
-    ),
-    "code": pick(
-        tiny=[_S("small", 32, 1, 2, 64, 64), _S("large", 64, 2, 4, 128, 64)],
-        demo=[_S("small", 64, 2, 4, 192, 128), _S("large", 128, 3, 4, 384, 128)],
-        gpu=[_S("small", 384, 6, 6, 1536, 512), _S("large", 768, 12, 12, 3072, 512)],
-    ),
-}
+FAMILIES: dict[str, list[ModelSize]] = {corpus: pick(**sizes) for corpus, sizes in FAMILY_SIZES.items()}
 # corpus -> (documents asset, tokenizer asset)
 CORPUS_INPUTS = {"facts": ("facts_documents", "facts_tokenizer"), "code": ("code_corpus", "code_tokenizer")}
 
 
-class LanguageModelConfig(dg.Config):
+class LanguageModelConfig(ModelShape, Optimiser, dg.Config):
     """Training of one model of the family. Shape fields left empty take the family's size for this asset."""
 
     max_steps: int = pick(tiny=30, demo=250, gpu=5000)
@@ -58,7 +45,6 @@ class LanguageModelConfig(dg.Config):
     grad_clip: float = 1.0
     eval_interval: int = pick(tiny=10, demo=100, gpu=500)
     eval_batches: int = pick(tiny=2, demo=8, gpu=20)
-    seed: int = 0
     d_model: int | None = None
     n_layers: int | None = None
     n_heads: int | None = None
@@ -70,22 +56,6 @@ class LanguageModelConfig(dg.Config):
     nproc_per_node: int = Field(
         default=1, ge=1, description="more than 1: train under torchrun with this many processes (DDP, one per GPU "
         "on a GPU machine), launched as an external process through Dagster Pipes")
-
-    def model_size(self, family_size: ModelSize) -> ModelSize:
-        overrides = {f: getattr(self, f) for f in ("d_model", "n_layers", "n_heads", "d_ff", "context_length")
-                     if getattr(self, f) is not None}
-        return dataclasses.replace(family_size, **overrides)
-
-    def train_config(self, compute: Compute):
-        from assets.lm.training import TrainConfig
-
-        return TrainConfig(
-            max_steps=self.max_steps, batch_size=self.batch_size, grad_accum_steps=self.grad_accum_steps,
-            learning_rate=self.learning_rate, min_lr=self.min_lr, warmup_steps=self.warmup_steps,
-            weight_decay=self.weight_decay, grad_clip=self.grad_clip, eval_interval=self.eval_interval,
-            eval_batches=self.eval_batches, seed=self.seed, device=compute.torch_device(),
-            bf16=compute.use_bf16(), compile=compute.use_compile(),
-        )
 
 
 class FactsLanguageModelConfig(LanguageModelConfig):
@@ -107,35 +77,6 @@ class CodeLanguageModelConfig(LanguageModelConfig):
 
 
 CONFIGS: dict[str, type[LanguageModelConfig]] = {"facts": FactsLanguageModelConfig, "code": CodeLanguageModelConfig}
-
-
-def corpus_texts(corpus: str, documents: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """(train texts, validation texts); the facts world's protected documents repeat ``duplicate_count`` times."""
-    if corpus == "facts":
-        from assets.corpora.facts_world import training_texts
-
-        train = training_texts(documents)
-    else:
-        train = documents.loc[documents["split"] == "train", "text"].tolist()
-    return train, documents.loc[documents["split"] == "validation", "text"].tolist()
-
-
-def _progress_logger(context, max_steps: int, start: float):
-    """Log step, losses, throughput and ETA about ten times per run."""
-    every = max(1, max_steps // 10)
-
-    def on_log(row: dict) -> None:
-        step = int(row["step"])
-        if step % every and step != max_steps and not math.isfinite(row.get("val_loss", math.nan)):
-            return
-        elapsed = time.time() - start
-        eta = elapsed / max(step, 1) * (max_steps - step)
-        val = row.get("val_loss", math.nan)
-        context.log.info(f"step {step}/{max_steps} train_loss {row['train_loss']:.3f}"
-                         + (f" val_loss {val:.3f}" if math.isfinite(val) else "")
-                         + f" {row.get('tokens_per_s', 0):.0f} tok/s, ETA {eta:.0f}s")
-
-    return on_log
 
 
 def language_model_asset(corpus: str, size: ModelSize) -> dg.AssetsDefinition:
@@ -160,84 +101,51 @@ def language_model_asset(corpus: str, size: ModelSize) -> dg.AssetsDefinition:
     def _train(context: dg.AssetExecutionContext, config: config_class, tracking: Tracking,
                compute: Compute, warehouse: WarehousePaths, pipes: dg.PipesSubprocessClient,
                documents: pd.DataFrame, tokenizer_record: dict):
-        from assets.corpora.tokenization import load_tokenizer
-        from assets.lm.family import fit_language_model
+        from assets.lm.family import corpus_texts, fit_language_model
 
         compute.seed_everything(config.seed)
-        model_size = config.model_size(size)
-        cfg = config.train_config(compute)
-        tokenizer_dir = tracking.download_model(tokenizer_record["tokenizer_uri"])
-        tokenizer = load_tokenizer(tokenizer_dir)
+        model_size, cfg = config.model_size(size.name, family=size), config.train_config(compute)
         train_texts, val_texts = corpus_texts(corpus, documents)
-        hardware = compute.hardware()
-        params = {"corpus": corpus, "size": model_size.name, **dataclasses.asdict(model_size),
-                  **{k: v for k, v in config.model_dump().items() if k not in dataclasses.asdict(model_size)},
-                  "tokenizer_uri": tokenizer_record["tokenizer_uri"], "device": hardware["device"]}
-        registered = f"lm-{corpus}-{model_size.name}"
-        with tracking.start_run(name, dagster_run_id=context.run.run_id, asset_key=name, params=params) as run_id, \
-                tempfile.TemporaryDirectory() as tmp:
-            if config.nproc_per_node > 1 and not config.checkpoint_dir:
-                fitted = _fit_under_torchrun(context, pipes, config.nproc_per_node, model_size, cfg, tokenizer_dir,
-                                             train_texts, val_texts, tmp)
-            else:
-                fitted = fit_language_model(model_size, tokenizer, train_texts, val_texts, cfg, tmp + "/model",
-                                            checkpoint_dir=config.checkpoint_dir,
-                                            on_log=_progress_logger(context, cfg.max_steps, time.time()))
-            tracking.log_metric_history(run_id, fitted.curve.to_dict("records"))
-            tracking.log_metrics(run_id, {"final_val_loss": fitted.final_val_loss, "parameters": fitted.parameters})
-            model = tracking.log_model(run_id, fitted.checkpoint_dir, registered, aliases=tuple(config.aliases))
+        shape = dataclasses.asdict(model_size)
+        params = {"corpus": corpus, "size": model_size.name, **shape,
+                  **{k: v for k, v in config.model_dump().items() if k not in shape},
+                  "tokenizer_uri": tokenizer_record["tokenizer_uri"]}
+        torchrun = config.nproc_per_node > 1 and not config.checkpoint_dir
 
-        record = {**model, "corpus": corpus, "size": model_size.name, "source": fitted.source,
-                  "parameters": fitted.parameters, "non_embedding_parameters": fitted.non_embedding_parameters,
-                  "final_val_loss": fitted.final_val_loss, "tokens_seen": fitted.tokens_seen,
-                  "train_seconds": fitted.seconds, "vocab_size": fitted.vocab_size,
-                  "model_size": dataclasses.asdict(model_size), "hardware": hardware,
-                  "tokenizer_uri": tokenizer_record["tokenizer_uri"],
-                  "processes": config.nproc_per_node if fitted.source == "trained" else 1}
-        yield dg.Output(record, output_name=name, metadata={
-            "model_uri": model["model_uri"], "mlflow": dg.MetadataValue.url(model["mlflow_link"]),
-            "parameters": fitted.parameters, "final_val_loss": fitted.final_val_loss,
-            "tokens_seen": fitted.tokens_seen, "seconds": round(fitted.seconds, 1),
-            "loss_curve": _curve_plot(fitted.curve, name, warehouse, context.run.run_id)})
+        def fit(workdir, on_log):
+            if torchrun:
+                return _fit_under_torchrun(context, pipes, tracking, config.nproc_per_node, model_size, cfg,
+                                           tokenizer_record, train_texts, val_texts, workdir)
+            return fit_language_model(model_size, load_tokenizer_of(tokenizer_record, tracking), train_texts,
+                                      val_texts, cfg, workdir / "model", checkpoint_dir=config.checkpoint_dir,
+                                      on_log=on_log)
+
+        fitted, record, metadata = train_and_register(
+            context, tracking, compute, fit, run_name=name, params=params, steps=cfg.max_steps,
+            registered=f"lm-{corpus}-{model_size.name}", aliases=config.aliases, plot_name=f"lm/{name}",
+            display=Display(dg.MetadataValue.url, partial(figure_metadata, warehouse_root=warehouse.root,
+                                                          run_id=context.run.run_id)))
+        record |= {"corpus": corpus, "size": model_size.name, "source": fitted.source,
+                   "non_embedding_parameters": fitted.non_embedding_parameters, "vocab_size": fitted.vocab_size,
+                   "model_size": shape, "tokenizer_uri": tokenizer_record["tokenizer_uri"],
+                   "processes": config.nproc_per_node if fitted.source == "trained" else 1}
+        yield dg.Output(record, output_name=name, metadata={**metadata, "tokens_seen": fitted.tokens_seen})
         yield dg.Output(fitted.curve, output_name=f"{name}_curve")
 
     return _train
 
 
-def _fit_under_torchrun(context, pipes, nproc: int, size: ModelSize, cfg, tokenizer_dir, train_texts, val_texts,
-                        tmp: str):
+def _fit_under_torchrun(context, pipes, tracking, nproc: int, size: ModelSize, cfg, tokenizer_record, train_texts,
+                        val_texts, workdir):
     """Train in ``nproc`` torchrun processes launched through Dagster Pipes; rank 0 streams its progress here."""
-    import os
-    import sys
-    from pathlib import Path
+    from assets.lm.distributed import read_result, torchrun_launch, write_job
 
-    import assets
-    from assets.lm.distributed import read_result, write_job
-
-    job = write_job(Path(tmp) / "job", size, cfg, tokenizer_dir, train_texts, val_texts)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "pipelines.torchrun_main", str(job)]
-    repo = str(Path(assets.__file__).resolve().parents[1])
-    threads = str(max(1, (os.cpu_count() or 1) // nproc))  # the ranks share the machine's cores
-    context.log.info(f"launching {nproc} training processes: {' '.join(command)}")
-    pipes.run(command=command, context=context, cwd=repo,
-              env={"OMP_NUM_THREADS": threads, "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))})
+    tokenizer_dir = tracking.download_model(tokenizer_record["tokenizer_uri"])
+    job = write_job(workdir / "job", size, cfg, tokenizer_dir, train_texts, val_texts)
+    launch = torchrun_launch(job, nproc)
+    context.log.info(f"launching {nproc} training processes: {' '.join(launch['command'])}")
+    pipes.run(context=context, **launch)
     return read_result(job)
-
-
-def _curve_plot(curve: pd.DataFrame, title: str, warehouse: WarehousePaths, run_id: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(curve["tokens"], curve["train_loss"], label="train", alpha=0.6)
-    val = curve.dropna(subset=["val_loss"])
-    ax.plot(val["tokens"], val["val_loss"], "o-", label="validation")
-    ax.set(title=title, xlabel="tokens", ylabel="loss (nats/token)")
-    ax.legend()
-    return figure_metadata(fig, f"lm/{title}", warehouse.root, run_id)
 
 
 def family_asset(corpus: str, sizes: list[ModelSize]) -> dg.AssetsDefinition:
@@ -255,24 +163,12 @@ def family_asset(corpus: str, sizes: list[ModelSize]) -> dg.AssetsDefinition:
     @dg.asset(name=key.path[-1], group_name=GROUP, ins=ins, code_version="1", check_specs=checks,
               tags=stage("evaluation"))
     def _family(context: dg.AssetExecutionContext, warehouse: WarehousePaths, **inputs: Any):
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from assets.lm.plots import family_figure
 
         rows = [{k: inputs[n][k] for k in ("size", "parameters", "non_embedding_parameters", "final_val_loss",
                                            "tokens_seen", "train_seconds", "model_uri")} for n in names]
         table = pd.DataFrame(rows).sort_values("parameters", ignore_index=True)
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-        for n in names:
-            val = inputs[f"{n}_curve"].dropna(subset=["val_loss"])
-            axes[0].plot(val["tokens"], val["val_loss"], "o-", label=inputs[n]["size"])
-        axes[0].set(title=f"{corpus}: validation loss", xlabel="tokens", ylabel="nats/token")
-        axes[0].legend()
-        axes[1].semilogx(table["parameters"], table["final_val_loss"], "o-")
-        for r in table.itertuples():
-            axes[1].annotate(r.size, (r.parameters, r.final_val_loss))
-        axes[1].set(title="final validation loss vs parameters", xlabel="parameters")
+        fig = family_figure(corpus, table, {inputs[n]["size"]: inputs[f"{n}_curve"] for n in names})
         yield dg.Output(table, metadata={
             "family": markdown_table(table),
             "plot": figure_metadata(fig, f"lm/{corpus}_family", warehouse.root, context.run.run_id)})

@@ -81,3 +81,18 @@ def read_result(job_dir: str | Path) -> Any:
     from assets.lm.family import FittedModel
 
     return FittedModel(checkpoint_dir=job / "model", curve=pd.read_csv(job / "curve.csv"), **numbers)
+
+
+def torchrun_launch(job_dir: str | Path, nproc: int) -> dict[str, Any]:
+    """``command``, ``cwd`` and ``env`` that train the job at ``job_dir`` in ``nproc`` torchrun processes (the
+    repository's ``pipelines.torchrun_main``; the ranks share the machine's cores)."""
+    import sys
+
+    import assets
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "pipelines.torchrun_main", str(job_dir)]
+    repo = str(Path(assets.__file__).resolve().parents[1])
+    threads = str(max(1, (os.cpu_count() or 1) // nproc))
+    path = os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))
+    return {"command": command, "cwd": repo, "env": {"OMP_NUM_THREADS": threads, "PYTHONPATH": path}}

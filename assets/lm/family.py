@@ -41,6 +41,15 @@ class FittedModel:
     source: str  # "trained" or "checkpoint"
     vocab_size: int
 
+    def metrics(self) -> dict[str, float]:
+        """What MLflow records of the run and the UI shows."""
+        return {"final_val_loss": self.final_val_loss, "parameters": self.parameters}
+
+    def record(self) -> dict[str, Any]:
+        """The numbers a model record keeps."""
+        return {"parameters": self.parameters, "final_val_loss": self.final_val_loss,
+                "tokens_seen": self.tokens_seen, "train_seconds": self.seconds}
+
 
 def token_streams(tokenizer: Any, train_texts: Sequence[str], val_texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Encode the train and validation documents as two token streams (<s> doc </s> …)."""
@@ -98,3 +107,15 @@ def fit_language_model(
         non_embedding_parameters=count_parameters(model, non_embedding=True), final_val_loss=float(loss),
         tokens_seen=int(tokens_seen), seconds=float(seconds), source=source, vocab_size=vocab,
     )
+
+
+def corpus_texts(corpus: str, documents: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(train texts, validation texts) of a family's corpus; the facts world's protected documents repeat
+    ``duplicate_count`` times."""
+    if corpus == "facts":
+        from assets.corpora.facts_world import training_texts
+
+        train = training_texts(documents)
+    else:
+        train = documents.loc[documents["split"] == "train", "text"].tolist()
+    return train, documents.loc[documents["split"] == "validation", "text"].tolist()

@@ -11,13 +11,15 @@ the headline numbers next to the paper's claims.
 """
 
 import dataclasses
-import tempfile
 import time
+from functools import partial
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from assets.lm.config import ModelShape, Optimiser
+from assets.lm.registration import Display, load_registered, load_tokenizer_of, train_and_register
 from assets.naf.findings import CHECKS
 from resources.compute import Compute
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
@@ -35,7 +37,7 @@ ROLES = {"q1": (0, "naf-q1"), "q2": (1, "naf-q2"), "p": (None, "naf-p")}
 
 
 # ----------------------------------------------------------------------------------------------- models
-class NafModelsConfig(dg.Config):
+class NafModelsConfig(ModelShape, Optimiser, dg.Config):
     """Shards and the three models. All three share one architecture and training recipe; only the data
     differs. The demo trains on a subset of the unprotected documents so that p sees each protected copy
     often enough to memorise it within a CPU budget."""
@@ -55,22 +57,8 @@ class NafModelsConfig(dg.Config):
     min_lr: float = pick(tiny=5e-4, demo=6e-4, gpu=1e-4)
     warmup_steps: int = pick(tiny=3, demo=15, gpu=200)
     eval_batches: int = pick(tiny=1, demo=2, gpu=10)
-    seed: int = 0
     cpu_threads: int = Field(default=1, description="torch CPU threads while training (0: torch's default)")
     aliases: list[str] = Field(default=["current"], description="MLflow registry aliases set on each new version")
-
-    def model_size(self):
-        from assets.lm.model import ModelSize
-
-        return ModelSize("naf", self.d_model, self.n_layers, self.n_heads, self.d_ff, self.context_length)
-
-    def train_config(self, compute: Compute):
-        from assets.lm.training import TrainConfig
-
-        return TrainConfig(max_steps=self.max_steps, batch_size=self.batch_size, learning_rate=self.learning_rate,
-                           min_lr=self.min_lr, warmup_steps=self.warmup_steps, eval_interval=self.max_steps,
-                           eval_batches=self.eval_batches, seed=self.seed, device=compute.torch_device(),
-                           bf16=compute.use_bf16(), compile=compute.use_compile())
 
 
 MODEL_OUTS = {
@@ -81,18 +69,6 @@ MODEL_OUTS = {
     "naf_p": "p: the baseline LM trained on both shards, i.e. every copy of every protected document "
              "(MLflow record, registered as naf-p).",
 }
-
-
-def _progress(context, role: str, max_steps: int):
-    every, start = max(1, max_steps // 5), time.time()
-
-    def on_log(row: dict) -> None:
-        step = int(row["step"])
-        if step % every == 0 or step == max_steps:
-            eta = (time.time() - start) / step * (max_steps - step)
-            context.log.info(f"{role}: step {step}/{max_steps} train_loss {row['train_loss']:.3f}, ETA {eta:.0f}s")
-
-    return on_log
 
 
 @dg.multi_asset(
@@ -111,7 +87,6 @@ def naf_models(context: dg.AssetExecutionContext, config: NafModelsConfig, track
                warehouse: WarehousePaths, documents: pd.DataFrame, tokenizer_record: dict):
     """Shard the training documents (protected copies kept together) and train q1, q2 on the shards and p on
     everything with the LM family's trainer; each is logged and registered in MLflow."""
-    from assets.corpora.tokenization import load_tokenizer
     from assets.lm.family import fit_language_model
     from assets.lm.threads import torch_threads
     from assets.naf.plots import training_curves
@@ -120,63 +95,57 @@ def naf_models(context: dg.AssetExecutionContext, config: NafModelsConfig, track
     selected = select_training_documents(documents, config.n_public_documents, seed=config.shard_seed)
     available = int(((documents["split"] == "train") & ~documents["protected"].astype(bool)).sum())
     shards = assign_shards(selected, n_shards=2, seed=config.shard_seed)
-    tokenizer = load_tokenizer(tracking.download_model(tokenizer_record["tokenizer_uri"]))
+    tokenizer = load_tokenizer_of(tokenizer_record, tracking)
     val_texts = documents.loc[documents["split"] == "validation", "text"].tolist()
-    size, device = config.model_size(), compute.torch_device()
-    hardware = compute.hardware()
-    records, curves = {}, {}
-    with torch_threads(config.cpu_threads, device):
+    size, cfg = config.model_size("naf"), config.train_config(compute, eval_interval=config.max_steps)
+    display = Display(dg.MetadataValue.url, partial(figure_metadata, warehouse_root=warehouse.root,
+                                                    run_id=context.run.run_id))
+    outputs, curves = {}, {}
+    with torch_threads(config.cpu_threads, compute.torch_device()):
         for role, (shard, registered) in ROLES.items():
             compute.seed_everything(config.seed)
             texts = shard_training_texts(selected, shards, shard, seed=config.seed)
             held = shards if shard is None else shards[shards["shard"] == shard]
-            cfg = config.train_config(compute)
             params = {**config.model_dump(), "role": role, "shard": "all" if shard is None else shard,
-                      "train_texts": len(texts), "tokenizer_uri": tokenizer_record["tokenizer_uri"],
-                      "device": hardware["device"]}
-            with tracking.start_run(f"naf-{role}", dagster_run_id=context.run.run_id, asset_key=f"naf_{role}",
-                                    params=params) as run_id, tempfile.TemporaryDirectory() as tmp:
-                fitted = fit_language_model(size, tokenizer, texts, val_texts, cfg, tmp + "/model",
-                                            on_log=_progress(context, role, cfg.max_steps))
-                tracking.log_metric_history(run_id, fitted.curve.to_dict("records"))
-                tracking.log_metrics(run_id, {"final_val_loss": fitted.final_val_loss, "parameters": fitted.parameters})
-                model = tracking.log_model(run_id, fitted.checkpoint_dir, registered, aliases=tuple(config.aliases))
-            curves[role] = fitted.curve
-            context.log.info(f"{role}: {len(texts)} training texts, val loss {fitted.final_val_loss:.3f}, "
-                             f"{fitted.seconds:.1f}s")
-            records[role] = {
-                **model, "role": role, "shard": -1 if shard is None else shard, "train_texts": len(texts),
-                "train_documents": len(held), "protected_documents": int(held["protected"].sum()),
-                "parameters": fitted.parameters, "final_val_loss": fitted.final_val_loss,
-                "final_train_loss": float(fitted.curve["train_loss"].iloc[-1]), "tokens_seen": fitted.tokens_seen,
-                "train_seconds": fitted.seconds, "model_size": dataclasses.asdict(size), "hardware": hardware,
-                "tokenizer_uri": tokenizer_record["tokenizer_uri"], "max_steps": config.max_steps,
-                "n_public_documents": config.n_public_documents, "public_documents_available": available}
+                      "train_texts": len(texts), "tokenizer_uri": tokenizer_record["tokenizer_uri"]}
+            fitted, record, metadata = train_and_register(
+                context, tracking, compute, lambda workdir, on_log, texts=texts: fit_language_model(
+                    size, tokenizer, texts, val_texts, cfg, workdir / "model", on_log=on_log),
+                run_name=f"naf-{role}", asset_key=f"naf_{role}", params=params, steps=cfg.max_steps,
+                registered=registered, aliases=config.aliases, plot_name=f"naf/{role}_loss_curve", display=display)
+            curves[role], final_train_loss = fitted.curve, float(fitted.curve["train_loss"].iloc[-1])
+            record |= {"role": role, "shard": -1 if shard is None else shard, "train_texts": len(texts),
+                       "train_documents": len(held), "protected_documents": int(held["protected"].sum()),
+                       "final_train_loss": final_train_loss, "model_size": dataclasses.asdict(size),
+                       "tokenizer_uri": tokenizer_record["tokenizer_uri"], "max_steps": config.max_steps,
+                       "n_public_documents": config.n_public_documents, "public_documents_available": available}
+            outputs[role] = (record, {**metadata, "final_train_loss": final_train_loss, "train_texts": len(texts)})
 
     by_shard = shards.groupby(["shard", "protected"]).agg(documents=("doc_id", "size"), copies=("n_copies", "sum"))
     curve_plot = figure_metadata(training_curves(curves), "naf/training_curves", warehouse.root, context.run.run_id)
     yield dg.Output(shards, output_name="naf_shards",
                     metadata={"by_shard": markdown_table(by_shard.reset_index()), "documents": len(shards),
                               "training_curves": curve_plot})
-    for role, record in records.items():
-        yield dg.Output(record, output_name=f"naf_{role}", metadata={
-            "model_uri": record["model_uri"], "mlflow": dg.MetadataValue.url(record["mlflow_link"]),
-            "final_val_loss": record["final_val_loss"], "final_train_loss": record["final_train_loss"],
-            "train_texts": record["train_texts"], "parameters": record["parameters"],
-            "seconds": round(record["train_seconds"], 1), "training_curves": curve_plot})
-    texts_in_shards = selected[selected["split"] == "train"].merge(shards[["doc_id", "shard"]], on="doc_id")
-    spread = texts_in_shards.groupby("text")["shard"].nunique()
-    protected_shards = sorted(shards.loc[shards["protected"], "shard"].unique().tolist())
+    for role, (record, metadata) in outputs.items():
+        yield dg.Output(record, output_name=f"naf_{role}", metadata={**metadata, "training_curves": curve_plot})
+    yield _shards_check(selected, shards)
+
+
+def _shards_check(selected: pd.DataFrame, shards: pd.DataFrame) -> dg.AssetCheckResult:
+    from assets.naf.sharding import shard_integrity
+
+    integrity = shard_integrity(selected, shards)
     gxe = expectations()
     valid = gx_check(shards, [
         gxe.ExpectColumnValuesToBeUnique(column="doc_id"),
         gxe.ExpectColumnValuesToBeInSet(column="shard", value_set=[0, 1]),
         gxe.ExpectColumnValuesToBeBetween(column="n_copies", min_value=1),
     ], name="naf_shards")
-    yield dg.AssetCheckResult(check_name="shards_keep_copies_together", asset_key="naf_shards",
-                              passed=bool(valid.passed and (spread == 1).all() and protected_shards == [0, 1]),
-                              metadata={**valid.metadata, "texts_split_across_shards": int((spread > 1).sum()),
-                                        "shards_with_protected_documents": str(protected_shards)})
+    protected = integrity["shards_with_protected_documents"]
+    return dg.AssetCheckResult(check_name="shards_keep_copies_together", asset_key="naf_shards",
+                               passed=bool(valid.passed and integrity["texts_split_across_shards"] == 0
+                                           and protected == [0, 1]),
+                               metadata={**valid.metadata, **integrity, "shards_with_protected_documents": str(protected)})
 
 
 # ------------------------------------------------------------------------------------------- evaluation
@@ -223,12 +192,6 @@ EVALUATION_CHECKS = [
 ]
 
 
-def _load(record: dict, tracking: Tracking, device: str):
-    from assets.lm.hub import load_model
-
-    return load_model(record["model_uri"], tracking.resolved_tracking_uri, device=device)
-
-
 @dg.multi_asset(
     outs={name: dg.AssetOut(is_required=False, group_name=GROUP, code_version="1", tags=stage("evaluation"), description=text)
           for name, text in EVALUATION_OUTS.items()},
@@ -252,7 +215,7 @@ def naf_evaluation(context: dg.AssetExecutionContext, config: NafEvaluationConfi
     compute.seed_everything(config.seed)
     started = time.time()
     with torch_threads(config.cpu_threads, device):
-        loaded = {role: _load(record, tracking, device) for role, record in
+        loaded = {role: load_registered(record, tracking, device) for role, record in
                   (("p", p_record), ("q1", q1_record), ("q2", q2_record))}
         tokenizer = loaded["p"][1]
         models = {role: model for role, (model, _) in loaded.items()}

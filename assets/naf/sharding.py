@@ -107,3 +107,12 @@ def select_training_documents(documents: pd.DataFrame, n_public: int | None, see
                          f"(the unprotected train documents), got {n_public!r}")
     public = documents[is_public_train].sample(n=n_public, random_state=seed)
     return pd.concat([documents[~is_public_train], public]).sort_index()
+
+
+def shard_integrity(selected: pd.DataFrame, shards: pd.DataFrame) -> dict:
+    """What the shards check reads: how many training texts ended up in more than one shard (0: every copy of a
+    text is in one shard) and which shards hold protected documents (both, for the study to mean anything)."""
+    texts_in_shards = selected[selected["split"] == "train"].merge(shards[["doc_id", "shard"]], on="doc_id")
+    spread = texts_in_shards.groupby("text")["shard"].nunique()
+    return {"texts_split_across_shards": int((spread > 1).sum()),
+            "shards_with_protected_documents": sorted(shards.loc[shards["protected"], "shard"].unique().tolist())}

@@ -19,25 +19,6 @@ from assets.royalties.shapley import all_coalitions, monte_carlo_shapley
 ESTIMATORS = ("exact", "monte_carlo")
 
 
-class ProgressLog:
-    """Called once per trained coalition model; passes about ten of the calls on to `log` (with the count
-    and, when the total is known, an ETA)."""
-
-    def __init__(self, log: Callable[[str], None], expected: int | None):
-        self.log, self.expected, self.done, self.started = log, expected, 0, time.perf_counter()
-
-    def __call__(self, message: str) -> None:
-        self.done += 1
-        if self.done % max(1, (self.expected or 10) // 10) and self.done != self.expected:
-            return
-        elapsed = time.perf_counter() - self.started
-        if self.expected:
-            eta = elapsed / self.done * (self.expected - self.done)
-            self.log(f"{self.done}/{self.expected} {message}; {elapsed:.0f}s, ETA {eta:.0f}s")
-        else:
-            self.log(f"{self.done} {message}; {elapsed:.0f}s")
-
-
 @dataclass
 class GameResult:
     """pieces: the scored batch; values: coalition values per seed (`royalties.VALUE_COLUMNS`); estimators: per

@@ -79,6 +79,22 @@ def grid_cells(sizes: Sequence[ModelSize], unique_budgets: Sequence[int], epochs
     return sorted(cells.values(), key=lambda c: (names.index(c.size.name), c.unique_tokens, c.epochs))
 
 
+# The grid per profile: every (size, U_D, epochs), plus unique-data runs (epochs = 1) at the D values listed.
+GRIDS: dict[str, dict] = {
+    "tiny": {"sizes": [ModelSize(name="xs", d_model=16, n_layers=1, n_heads=2, d_ff=32, context_length=32),
+                       ModelSize(name="s", d_model=32, n_layers=1, n_heads=2, d_ff=64, context_length=32)],
+             "unique_budgets": [1024], "epochs": [1, 2, 4], "unique_baselines": [2048, 4096]},
+    "demo": {"sizes": [ModelSize(name="s", d_model=32, n_layers=1, n_heads=2, d_ff=64, context_length=64),
+                       ModelSize(name="m", d_model=48, n_layers=2, n_heads=4, d_ff=96, context_length=64)],
+             "unique_budgets": [4096, 8192], "epochs": [1, 2, 4, 8, 16], "unique_baselines": [16384, 32768, 65536]},
+    "gpu": {"sizes": [ModelSize(name="8m", d_model=256, n_layers=4, n_heads=4, d_ff=1024, context_length=256),
+                      ModelSize(name="20m", d_model=384, n_layers=6, n_heads=6, d_ff=1536, context_length=256),
+                      ModelSize(name="42m", d_model=512, n_layers=8, n_heads=8, d_ff=2048, context_length=256),
+                      ModelSize(name="76m", d_model=640, n_layers=10, n_heads=10, d_ff=2560, context_length=256)],
+            "unique_budgets": [2**17, 2**19], "epochs": [1, 2, 4, 8, 16, 32], "unique_baselines": [2**18, 2**20]},
+}
+
+
 # ------------------------------------------------------------------------------------------------ token pools
 def token_chunks(train_tokens: np.ndarray, val_tokens: np.ndarray, chunk_tokens: int, seed: int) -> pd.DataFrame:
     """The encoded corpus as a table: train chunks in their seeded draw order, then the validation stream.
@@ -196,6 +212,11 @@ class CellResult:
     @property
     def epochs(self) -> float:
         return self.tokens / self.cell.unique_tokens
+
+    def metrics(self) -> dict[str, float]:
+        """What MLflow records of the run and the UI shows."""
+        return {"held_out_loss": self.held_out_loss, "parameters": self.parameters, "tokens": self.tokens,
+                "epochs": self.epochs}
 
     def record(self) -> dict[str, Any]:
         return {"run": self.cell.name, "size": self.cell.size.name, "parameters": self.parameters,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
-from assets.scaling.law import ScalingLaw, predict_loss
+from assets.scaling.law import PAPER_C4, ScalingLaw, predict_loss
 
 
 def _pyplot():
@@ -112,3 +114,10 @@ def reference_fit_figure(runs: pd.DataFrame, laws: dict[str, ScalingLaw]):
     axes[0][0].set_ylabel("observed loss")
     fig.colorbar(points, ax=axes[0].tolist(), label="log2 epochs")
     return fig
+
+
+def refit_figure(runs: pd.DataFrame, best: Any):
+    """`reference_fit_figure` of Chinchilla's form and of the best refit (``best``: a row with rd_star, rn_star)."""
+    label = f"refit: R_D* = {best.rd_star:.3g}, R_N* = {best.rn_star:.3g}"
+    return reference_fit_figure(runs, {"Chinchilla (D = tokens)": PAPER_C4.chinchilla(),
+                                       label: PAPER_C4.with_decay(best.rd_star, best.rn_star)})

@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     # One thread per rank: two ranks on two cores, and the same kernels as the one-process reference.
     torch.set_num_threads(1)
-    size = ModelSize("ddp-test", args.d_model, args.layers, args.heads, 2 * args.d_model, args.context)
+    size = ModelSize(name="ddp-test", d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,
+                     d_ff=2 * args.d_model, context_length=args.context)
     model = build_model(size, args.vocab, seed=args.seed)
     train_tokens = synthetic_stream(args.tokens, args.vocab, seed=args.seed)
     val_tokens = synthetic_stream(args.tokens // 4, args.vocab, seed=args.seed, noise_seed=1)

@@ -62,7 +62,8 @@ def test_torchrun_two_ranks_matches_one_process(tmp_path):
     max_diff = max(float((a[k] - b[k]).abs().max()) for k in a)
     assert max_diff < 1e-5, f"parameters differ by {max_diff}"
     # Not vacuous: training moved the weights far more than the tolerance.
-    init = build_model(ModelSize("ddp-test", 32, 2, 4, 64, 16), 32, seed=3).state_dict()
+    size = ModelSize(name="ddp-test", d_model=32, n_layers=2, n_heads=4, d_ff=64, context_length=16)
+    init = build_model(size, 32, seed=3).state_dict()
     assert max(float((a[k] - init[k]).abs().max()) for k in a) > 1e-3
 
     ca, cb = pd.read_csv(single / "curve.csv"), pd.read_csv(ddp / "curve.csv")

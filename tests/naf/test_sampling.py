@@ -95,7 +95,8 @@ def test_cp_k_gives_up_after_max_tries():
 def test_kv_cache_sampling_matches_full_forward_passes():
     from assets.lm.model import ModelSize, build_model
 
-    models = [build_model(ModelSize("t", 16, 1, 2, 32, 16), 12, seed=s).eval() for s in (0, 1)]
+    size = ModelSize(name="t", d_model=16, n_layers=1, n_heads=2, d_ff=32, context_length=16)
+    models = [build_model(size, 12, seed=s).eval() for s in (0, 1)]
     prompts = torch.randint(0, 12, (5, 3), generator=torch.Generator().manual_seed(0))
     runs = [sample(models, cp_delta, prompts, 6, generator=torch.Generator().manual_seed(3), use_cache=c)
             for c in (True, False)]

@@ -84,7 +84,7 @@ def world(tmp_path_factory):
     base_val = coalition_texts(documents, frozenset(), ["public"], "validation")
     cfg = TrainConfig(max_steps=40, batch_size=16, learning_rate=3e-3, min_lr=3e-4, warmup_steps=4, eval_interval=40,
                       eval_batches=1)
-    size = ModelSize("t", 32, 1, 2, 64, 32)
+    size = ModelSize(name="t", d_model=32, n_layers=1, n_heads=2, d_ff=64, context_length=32)
     fitted = fit_language_model(size, tokenizer, base_train, base_val, cfg, tmp_path_factory.mktemp("base") / "m")
     from assets.lm.model import load_checkpoint
 
@@ -127,7 +127,7 @@ def test_scratch_training_starts_from_a_fresh_model(world):
     from assets.lm.training import TrainConfig
 
     documents, tokenizer, base = world
-    size = ModelSize("t", 32, 1, 2, 64, 32)
+    size = ModelSize(name="t", d_model=32, n_layers=1, n_heads=2, d_ff=64, context_length=32)
     training = CoalitionTraining(TrainConfig(max_steps=3, batch_size=8, warmup_steps=1, eval_interval=3, eval_batches=1),
                                  init="scratch", model_size=size)
     fitted = fit_coalition_model(base, tokenizer, documents, frozenset({"owner_3"}), training)

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets.royalties.game import ProgressLog, play_game
+from assets.lm.registration import ProgressLog
+from assets.royalties.game import play_game
 from assets.royalties.royalties import shapley_frame
 
 PLAYERS = [f"owner_{i}" for i in range(1, 7)]

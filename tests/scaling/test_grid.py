@@ -16,8 +16,8 @@ from assets.scaling.grid import (
     unique_pool,
 )
 
-SMALL = ModelSize("s", 16, 1, 2, 32, 16)
-LARGE = ModelSize("l", 32, 1, 2, 64, 16)
+SMALL = ModelSize(name="s", d_model=16, n_layers=1, n_heads=2, d_ff=32, context_length=16)
+LARGE = ModelSize(name="l", d_model=32, n_layers=1, n_heads=2, d_ff=64, context_length=16)
 
 
 def test_grid_spans_sizes_budgets_epochs_and_unique_baselines_without_duplicates():

@@ -9,8 +9,7 @@ it; ``scaling_reference_fit`` refits the paper's own 182 C4 runs; ``scaling/find
 numbers next to the paper's, with WARN checks.
 """
 
-import tempfile
-import time
+from functools import partial
 from typing import Any, Literal
 
 import dagster as dg
@@ -18,10 +17,10 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from assets.lm.model import ModelSize
-from assets.scaling.defs.checks import CHECKS
-from assets.scaling.grid import GridCell, grid_cells
+from assets.lm.registration import Display, load_tokenizer_of, train_and_register
+from assets.scaling.grid import GRIDS, GridCell, grid_cells
 from assets.scaling.headline import CHECK_CLAIMS
+from assets.scaling.study import PAPER_UNIQUE_TOKENS
 from resources.compute import Compute
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import current_profile, pick
@@ -32,20 +31,8 @@ from resources.warehouse import WarehousePaths
 
 GROUP = "scaling"
 FINDINGS_KEY = dg.AssetKey([GROUP, "findings"])
-PAPER_UNIQUE_TOKENS = 25e9  # the paper's Figure 1 / allocation example: 25B unique tokens
+CELLS: list[GridCell] = grid_cells(**pick(**GRIDS))  # this profile's grid (assets.scaling.grid.GRIDS)
 
-# The grid, per profile: every (size, U_D, epochs), plus unique-data runs (epochs = 1) at the listed D.
-_S = ModelSize
-SIZES: list[ModelSize] = pick(
-    tiny=[_S("xs", 16, 1, 2, 32, 32), _S("s", 32, 1, 2, 64, 32)],
-    demo=[_S("s", 32, 1, 2, 64, 64), _S("m", 48, 2, 4, 96, 64)],
-    gpu=[_S("8m", 256, 4, 4, 1024, 256), _S("20m", 384, 6, 6, 1536, 256), _S("42m", 512, 8, 8, 2048, 256),
-         _S("76m", 640, 10, 10, 2560, 256)],
-)
-UNIQUE_BUDGETS: list[int] = pick(tiny=[1024], demo=[4096, 8192], gpu=[2**17, 2**19])
-EPOCHS: list[int] = pick(tiny=[1, 2, 4], demo=[1, 2, 4, 8, 16], gpu=[1, 2, 4, 8, 16, 32])
-UNIQUE_BASELINES: list[int] = pick(tiny=[2048, 4096], demo=[16384, 32768, 65536], gpu=[2**18, 2**20])
-CELLS: list[GridCell] = grid_cells(SIZES, UNIQUE_BUDGETS, EPOCHS, UNIQUE_BASELINES)
 
 # ------------------------------------------------------------------------------------------------- corpus
 class ScalingTokensConfig(dg.Config):
@@ -67,7 +54,7 @@ def scaling_tokens(context: dg.AssetExecutionContext, config: ScalingTokensConfi
                    documents: pd.DataFrame, tokenizer_record: dict) -> pd.DataFrame:
     """The corpus encoded once: train chunks in a seeded draw order (unique pools are prefixes of it) and the
     held-out validation stream that no grid run trains on."""
-    from assets.corpora.tokenization import encode_documents, load_tokenizer
+    from assets.corpora.tokenization import encode_documents
     from assets.scaling.grid import token_chunks
 
     source = "code_corpus"
@@ -77,7 +64,7 @@ def scaling_tokens(context: dg.AssetExecutionContext, config: ScalingTokensConfi
         documents = read_user_corpus(config.corpus_path, config.text_column, None, config.validation_fraction,
                                      config.seed)
         source = config.corpus_path
-    tokenizer = load_tokenizer(tracking.download_model(tokenizer_record["tokenizer_uri"]))
+    tokenizer = load_tokenizer_of(tokenizer_record, tracking)
     train = encode_documents(tokenizer, documents.loc[documents["split"] == "train", "text"].tolist())
     val = encode_documents(tokenizer, documents.loc[documents["split"] == "validation", "text"].tolist())
     chunks = token_chunks(train, val, config.chunk_tokens, config.seed).assign(source=source)
@@ -106,20 +93,6 @@ class ScalingRunConfig(dg.Config):
     register_model: bool = Field(default=True, description="log the checkpoint and register it in MLflow")
 
 
-def _progress(context, name: str, steps: int, start: float):
-    every = max(1, steps // 10)
-
-    def on_log(row: dict) -> None:
-        step = int(row["step"])
-        if step % every and step != steps:
-            return
-        elapsed = time.time() - start
-        context.log.info(f"{name} step {step}/{steps} train_loss {row['train_loss']:.3f}, "
-                         f"ETA {elapsed / max(step, 1) * (steps - step):.0f}s")
-
-    return on_log
-
-
 def grid_run_asset(cell: GridCell) -> dg.AssetsDefinition:
     """The asset of one grid cell: train, score held-out data, log to MLflow, return the run's record."""
 
@@ -128,41 +101,30 @@ def grid_run_asset(cell: GridCell) -> dg.AssetsDefinition:
               description=f"Grid run: model {cell.size.name} trained {cell.epochs} epoch(s) over "
                           f"{cell.unique_tokens:,} unique tokens (D = {cell.tokens:,}); its held-out loss and MLflow run.")
     def _run(context: dg.AssetExecutionContext, config: ScalingRunConfig, tracking: Tracking, compute: Compute,
-             chunks: pd.DataFrame, tokenizer_record: dict) -> dict:
+             warehouse: WarehousePaths, chunks: pd.DataFrame, tokenizer_record: dict) -> dict:
         import dataclasses
 
-        from assets.corpora.tokenization import load_tokenizer
         from assets.scaling.grid import RunSettings, steps_for, train_cell
 
         compute.seed_everything(config.seed)
         settings = RunSettings(**{k: v for k, v in config.model_dump().items() if k != "register_model"},
                                device=compute.torch_device(), bf16=compute.use_bf16())
-        tokenizer = load_tokenizer(tracking.download_model(tokenizer_record["tokenizer_uri"]))
+        tokenizer = load_tokenizer_of(tokenizer_record, tracking)
         source = str(chunks["source"].iloc[0])
         params = {"cell": cell.name, "size": cell.size.name, **dataclasses.asdict(cell.size),
                   "unique_tokens": cell.unique_tokens, "epochs": cell.epochs, "corpus": source,
                   **dataclasses.asdict(settings), "tokenizer_uri": tokenizer_record["tokenizer_uri"]}
-        hardware = compute.hardware()
-        with tracking.start_run(cell.name, dagster_run_id=context.run.run_id, asset_key=cell.name,
-                                params=params, tags={"study": GROUP}) as run_id, \
-                tempfile.TemporaryDirectory() as tmp:
-            result = train_cell(cell, chunks, tokenizer, settings,
-                                checkpoint_dir=tmp + "/model" if config.register_model else None,
-                                on_log=_progress(context, cell.name, steps_for(cell, settings), time.time()))
-            tracking.log_metric_history(run_id, result.curve.to_dict("records"))
-            tracking.log_metrics(run_id, {"held_out_loss": result.held_out_loss, "parameters": result.parameters,
-                                          "tokens": result.tokens, "epochs": result.epochs})
-            model = {"model_uri": None, "mlflow_link": tracking.run_link(run_id)}
-            if config.register_model:
-                registered = f"scaling-{cell.size.name}-u{cell.unique_tokens}-e{cell.epochs}"
-                model = tracking.log_model(run_id, result.checkpoint_dir, registered)
-        record = {**result.record(), "sampling": settings.sampling, "mlflow_run_id": run_id, "model_uri": model["model_uri"],
-                  "mlflow_link": model["mlflow_link"], "corpus": source, "hardware": hardware}
-        context.add_output_metadata({"held_out_loss": result.held_out_loss, "parameters": result.parameters,
-                                     "tokens": result.tokens, "epochs": result.epochs,
-                                     "seconds": round(result.seconds, 1),
-                                     "mlflow": dg.MetadataValue.url(model["mlflow_link"])})
-        return record
+        registered = f"scaling-{cell.size.name}-u{cell.unique_tokens}-e{cell.epochs}" if config.register_model else None
+        _, record, metadata = train_and_register(
+            context, tracking, compute, lambda workdir, on_log: train_cell(
+                cell, chunks, tokenizer, settings, checkpoint_dir=workdir / "model" if registered else None,
+                on_log=on_log),
+            run_name=cell.name, params=params, tags={"study": GROUP}, steps=steps_for(cell, settings),
+            registered=registered,
+            plot_name=f"scaling/{cell.name}", display=Display(dg.MetadataValue.url, partial(
+                figure_metadata, warehouse_root=warehouse.root, run_id=context.run.run_id)))
+        context.add_output_metadata(metadata)
+        return {**record, "sampling": settings.sampling, "corpus": source}
 
     return _run
 
@@ -171,14 +133,9 @@ def grid_run_asset(cell: GridCell) -> dg.AssetsDefinition:
 def scaling_runs(context: dg.AssetExecutionContext, warehouse: WarehousePaths, **records: Any) -> pd.DataFrame:
     """The grid's runs: N, D, U_D, epochs, final held-out loss and the MLflow run of each (one row per run)."""
     from assets.scaling.plots import loss_vs_epochs_figure
+    from assets.scaling.study import runs_table
 
-    columns = ["run", "size", "parameters", "non_embedding_parameters", "unique_tokens", "epochs",
-               "nominal_epochs", "tokens", "steps", "held_out_loss", "final_train_loss", "train_seconds",
-               "mlflow_run_id", "model_uri", "corpus", "sampling"]
-    # records written before the sampling option existed drew windows with replacement
-    table = pd.DataFrame([{k: records[c.name].get(k, "random") if k == "sampling" else records[c.name][k] for k in columns}
-                          for c in CELLS], columns=columns)
-    table = table.sort_values(["parameters", "unique_tokens", "epochs"], ignore_index=True)
+    table = runs_table([records[c.name] for c in CELLS])
     fig = loss_vs_epochs_figure(table, None, "measured held-out loss (hollow: unique data at the same D)")
     context.add_output_metadata({"runs": markdown_table(table.drop(columns=["mlflow_run_id", "model_uri"]), 40),
                                  "plot": figure_metadata(fig, "scaling/runs", warehouse.root, context.run.run_id)})
@@ -199,42 +156,25 @@ class ScalingFitConfig(dg.Config):
     seed: int = 0
 
 
-def _runs(table: pd.DataFrame, parameter_count: str = "parameters"):
-    from assets.scaling.fitting import Runs
-
-    return Runs.from_frame(table, parameters=parameter_count, loss="held_out_loss")
-
-
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"))
 def scaling_law_fit(context: dg.AssetExecutionContext, config: ScalingFitConfig, warehouse: WarehousePaths,
                     scaling_runs: pd.DataFrame) -> pd.DataFrame:
     """Fitted constants of the data-constrained law (a, b, e, α, β, A, B, E, R_D*, R_N*) with bootstrap
     percentile intervals, next to the paper's; the plot shows the fitted curves over the measured losses."""
-    from assets.scaling import fitting
-    from assets.scaling.law import PAPER_C4
     from assets.scaling.plots import loss_vs_epochs_figure
+    from assets.scaling.study import law_fit
 
-    runs = _runs(scaling_runs, config.parameter_count)
-    grids = {("paper", True): fitting.PAPER_CHINCHILLA_GRID_TIED, ("paper", False): fitting.PAPER_CHINCHILLA_GRID,
-             ("coarse", True): fitting.COARSE_CHINCHILLA_GRID_TIED, ("coarse", False): fitting.COARSE_CHINCHILLA_GRID}
-    started = time.time()
-    full = fitting.fit_law(runs, tie=config.tie_exponents, chinchilla_max_epochs=config.chinchilla_max_epochs,
-                           chinchilla_starts=grids[(config.chinchilla_grid, config.tie_exponents)])
-    context.log.info(f"fit in {time.time() - started:.1f}s: R_D* = {full.law.rd_star:.4g}, R_N* = {full.law.rn_star:.4g}")
-    boot = fitting.bootstrap_law(runs, full, n_resamples=config.n_bootstrap, seed=config.seed,
-                                 tie=config.tie_exponents, chinchilla_max_epochs=config.chinchilla_max_epochs)
-    context.log.info(f"bootstrap: {len(boot)}/{config.n_bootstrap} resamples refitted in {time.time() - started:.1f}s")
-    table = fitting.constants_table(full, boot, PAPER_C4)
-    table["objective"] = np.where(table["stage"] == "decay", full.decay.objective, full.chinchilla.objective)
-    table["n_runs"] = np.where(table["stage"] == "decay", len(runs), len(full.stage1_index))
-    table["parameter_count"] = config.parameter_count  # which N the constants are for (downstream reads it)
+    table, full, resamples = law_fit(
+        scaling_runs, tie=config.tie_exponents, chinchilla_max_epochs=config.chinchilla_max_epochs,
+        chinchilla_grid=config.chinchilla_grid, parameter_count=config.parameter_count,
+        n_bootstrap=config.n_bootstrap, seed=config.seed, log=context.log.info)
     plot_table = scaling_runs.assign(parameters=scaling_runs[config.parameter_count])
     fig = loss_vs_epochs_figure(plot_table, full.law, f"fitted law: R_D* = {full.law.rd_star:.3g}, "
                                                       f"R_N* = {full.law.rn_star:.3g} (dotted: all-unique data)")
     context.add_output_metadata({
         "constants": markdown_table(table), "rd_star": float(full.law.rd_star), "rn_star": float(full.law.rn_star),
         "stage1_starts": full.chinchilla.n_starts, "stage1_runs": len(full.stage1_index),
-        "bootstrap_resamples": len(boot),
+        "bootstrap_resamples": resamples,
         "plot": figure_metadata(fig, "scaling/law_fit", warehouse.root, context.run.run_id)})
     return table
 
@@ -243,27 +183,12 @@ def scaling_law_fit(context: dg.AssetExecutionContext, config: ScalingFitConfig,
 def scaling_reference_fit(context: dg.AssetExecutionContext, warehouse: WarehousePaths) -> pd.DataFrame:
     """The paper's 182 C4 runs refitted: R_D*, R_N* with the paper's Chinchilla constants frozen, from the
     notebook's grid of starts and from a wider grid (a second, shallower-looking basin)."""
-    from assets.scaling.fitting import Runs, objective_value
-    from assets.scaling.law import PAPER_C4
-    from assets.scaling.plots import reference_fit_figure
-    from assets.scaling.reference import reference_runs, refit_reference, wide_decay_starts
+    from assets.scaling.plots import refit_figure
+    from assets.scaling.study import reference_fit
 
-    runs_df = reference_runs()
-    runs = Runs.from_frame(runs_df)
-    paper_objective = objective_value(PAPER_C4, runs)
-    rows = []
-    for starts_name, starts in (("notebook grid", None), ("wide grid", wide_decay_starts())):
-        fit = refit_reference(runs_df, PAPER_C4, starts)
-        rows.append({"starts": starts_name, "n_starts": fit.n_starts, "rd_star": fit.law.rd_star,
-                     "rn_star": fit.law.rn_star, "huber": fit.objective, "paper_rd_star": PAPER_C4.rd_star,
-                     "paper_rn_star": PAPER_C4.rn_star, "paper_huber": paper_objective, "n_runs": len(runs)})
-    table = pd.DataFrame(rows)
-    best = table.loc[0]
-    fig = reference_fit_figure(runs_df, {"Chinchilla (D = tokens)": PAPER_C4.chinchilla(),
-                                         f"refit: R_D* = {best.rd_star:.3g}, R_N* = {best.rn_star:.3g}":
-                                             PAPER_C4.with_decay(best.rd_star, best.rn_star)})
-    context.add_output_metadata({"refit": markdown_table(table),
-                                 "plot": figure_metadata(fig, "scaling/reference_fit", warehouse.root, context.run.run_id)})
+    table, runs = reference_fit()
+    context.add_output_metadata({"refit": markdown_table(table), "plot": figure_metadata(
+        refit_figure(runs, table.loc[0]), "scaling/reference_fit", warehouse.root, context.run.run_id)})
     return table
 
 
@@ -272,16 +197,9 @@ def scaling_reference_fit(context: dg.AssetExecutionContext, warehouse: Warehous
 def scaling_r2(context: dg.AssetExecutionContext, scaling_runs: pd.DataFrame, scaling_law_fit: pd.DataFrame) -> pd.DataFrame:
     """R² (on loss) and Huber objective of the plain Chinchilla form vs the data-constrained forms, on our
     grid and on the paper's 182 C4 runs (with the paper's constants)."""
-    from assets.scaling.fitting import Runs, compare_forms, law_from_constants
-    from assets.scaling.law import PAPER_C4
-    from assets.scaling.reference import reference_runs
+    from assets.scaling.study import r2_table
 
-    law = law_from_constants(scaling_law_fit)
-    ours = compare_forms(_runs(scaling_runs, str(scaling_law_fit["parameter_count"].iloc[0])), law.chinchilla(),
-                         law).assign(dataset="ours")
-    paper = compare_forms(Runs.from_frame(reference_runs()), PAPER_C4.chinchilla(), PAPER_C4).assign(dataset="paper C4 runs")
-    table = pd.concat([ours, paper], ignore_index=True)[["dataset", "form", "decay_constants", "rd_star",
-                                                          "rn_star", "r2", "huber", "n_runs"]]
+    table = r2_table(scaling_runs, scaling_law_fit)
     context.add_output_metadata({"r2": markdown_table(table)})
     return table
 
@@ -295,11 +213,9 @@ def scaling_effective_data(context: dg.AssetExecutionContext, warehouse: Warehou
     from assets.scaling.law import PAPER_C4
     from assets.scaling.plots import effective_data_figure
 
-    law = law_from_constants(scaling_law_fit)
-    table = effective_data_table({"ours": law.rd_star, "paper": PAPER_C4.rd_star})
-    fig = effective_data_figure(table)
-    context.add_output_metadata({"effective_data": markdown_table(table, 40),
-                                 "plot": figure_metadata(fig, "scaling/effective_data", warehouse.root, context.run.run_id)})
+    table = effective_data_table({"ours": law_from_constants(scaling_law_fit).rd_star, "paper": PAPER_C4.rd_star})
+    context.add_output_metadata({"effective_data": markdown_table(table, 40), "plot": figure_metadata(
+        effective_data_figure(table), "scaling/effective_data", warehouse.root, context.run.run_id)})
     return table
 
 
@@ -317,22 +233,13 @@ def scaling_allocation(context: dg.AssetExecutionContext, config: ScalingAllocat
                        scaling_runs: pd.DataFrame, scaling_law_fit: pd.DataFrame) -> pd.DataFrame:
     """Compute-optimal parameters, tokens and epochs over budgets with U_D given: ours (our law, our U_D)
     and the paper's (its constants, 25B unique tokens), next to Chinchilla's unconstrained optimum."""
-    from assets.scaling.allocation import allocation_table
-    from assets.scaling.fitting import law_from_constants
-    from assets.scaling.law import PAPER_C4
     from assets.scaling.plots import allocation_figure
+    from assets.scaling.study import allocation
 
-    law = law_from_constants(scaling_law_fit)
-    repeated = scaling_runs[scaling_runs["nominal_epochs"] > 1]
-    cap = config.unique_tokens or float((repeated if len(repeated) else scaling_runs)["unique_tokens"].max())
-    flops = 6.0 * scaling_runs[str(scaling_law_fit["parameter_count"].iloc[0])] * scaling_runs["tokens"]
-    budgets = config.budgets or [float(c) for c in np.geomspace(flops.min(), flops.max() * 10, 8)]
-    table = pd.concat([allocation_table(budgets, cap, law, "ours"),
-                       allocation_table(config.paper_budgets, config.paper_unique_tokens, PAPER_C4, "paper")],
-                      ignore_index=True)
-    fig = allocation_figure(table)
-    context.add_output_metadata({"allocation": markdown_table(table),
-                                 "plot": figure_metadata(fig, "scaling/allocation", warehouse.root, context.run.run_id)})
+    table = allocation(scaling_runs, scaling_law_fit, config.unique_tokens, config.budgets,
+                       config.paper_unique_tokens, config.paper_budgets)
+    context.add_output_metadata({"allocation": markdown_table(table), "plot": figure_metadata(
+        allocation_figure(table), "scaling/allocation", warehouse.root, context.run.run_id)})
     return table
 
 
@@ -344,14 +251,9 @@ def scaling_findings(context: dg.AssetExecutionContext, scaling_runs: pd.DataFra
     """The study's headline results next to the paper's: the worth of repeated data up to 4 epochs, fading
     returns by 16, and R_D* (ours at small scale; the paper's runs refitted, a check of our fitter)."""
     from assets.scaling.headline import CHECKS, headline
+    from assets.scaling.study import scale_description
 
-    n = scaling_runs["parameters"]
-    scale = (f"{current_profile()} profile: N {n.min():,.0f}-{n.max():,.0f} params, U_D "
-             f"{scaling_runs['unique_tokens'].min():,.0f}-{scaling_runs['unique_tokens'].max():,.0f} tokens, "
-             f"{scaling_runs['epochs'].min():.3g}-{scaling_runs['epochs'].max():.3g} epochs, "
-             f"corpus {scaling_runs['corpus'].iloc[0]}, "
-             + ("epochs are exact passes over fixed windows" if set(scaling_runs.get("sampling", ["random"])) == {"epochs"}
-                else "windows drawn with replacement (Poisson repeats)"))
+    scale = scale_description(scaling_runs, current_profile())
     yield from findings_results(headline(scaling_runs, scaling_law_fit, scaling_reference_fit, scale), CHECKS)
 
 
@@ -372,8 +274,75 @@ def scaling_runs_valid(scaling_runs: pd.DataFrame) -> dg.AssetCheckResult:
     ], name="scaling_runs")
 
 
+@dg.asset_check(asset="scaling_tokens", description="train chunks of equal size, a validation row, ids >= 0")
+def scaling_tokens_valid(scaling_tokens: pd.DataFrame) -> dg.AssetCheckResult:
+    gxe = expectations()
+    chunks = scaling_tokens.assign(min_id=scaling_tokens["tokens"].map(lambda t: int(np.min(t))),
+                                   length=scaling_tokens["tokens"].map(len)).drop(columns=["tokens"])
+    result = gx_check(chunks, [
+        gxe.ExpectColumnDistinctValuesToEqualSet(column="split", value_set=["train", "validation"]),
+        gxe.ExpectColumnValuesToBeBetween(column="min_id", min_value=0),
+        gxe.ExpectColumnPairValuesToBeEqual(column_A="length", column_B="n_tokens"),
+    ], name="scaling_tokens")
+    train_sizes = chunks.loc[chunks["split"] == "train", "n_tokens"].nunique()
+    return dg.AssetCheckResult(passed=bool(result.passed and train_sizes == 1),
+                               metadata={**result.metadata, "train_chunk_sizes": int(train_sizes)})
+
+
+@dg.asset_check(asset="scaling_law_fit", description="every constant finite; R_D*, R_N* positive; intervals ordered")
+def scaling_law_fit_valid(scaling_law_fit: pd.DataFrame) -> dg.AssetCheckResult:
+    gxe = expectations()
+    decay = scaling_law_fit[scaling_law_fit["stage"] == "decay"]
+    ordered = scaling_law_fit.dropna(subset=["ci_low", "ci_high"])
+    result = gx_check(scaling_law_fit, [
+        gxe.ExpectTableRowCountToEqual(value=10),
+        gxe.ExpectColumnValuesToNotBeNull(column="value"),
+        gxe.ExpectColumnValuesToBeBetween(column="value", min_value=-1e6, max_value=1e12),
+    ], name="scaling_law_fit")
+    passed = result.passed and bool((decay["value"] > 0).all()) and bool((ordered["ci_low"] <= ordered["ci_high"]).all())
+    return dg.AssetCheckResult(passed=passed, metadata=result.metadata)
+
+
+@dg.asset_check(asset="scaling_r2", description="R² at most 1; Huber objectives non-negative; four forms per dataset")
+def scaling_r2_valid(scaling_r2: pd.DataFrame) -> dg.AssetCheckResult:
+    gxe = expectations()
+    return gx_check(scaling_r2, [
+        gxe.ExpectTableRowCountToEqual(value=8),
+        gxe.ExpectColumnValuesToBeBetween(column="r2", max_value=1.0),
+        gxe.ExpectColumnValuesToBeBetween(column="huber", min_value=0),
+    ], name="scaling_r2")
+
+
+@dg.asset_check(asset="scaling_effective_data", description="1 <= D'/U_D <= epochs and below the limit 1 + R_D*")
+def scaling_effective_data_valid(scaling_effective_data: pd.DataFrame) -> dg.AssetCheckResult:
+    gxe = expectations()
+    table = scaling_effective_data.assign(
+        below_epochs=scaling_effective_data["effective_data_multiple"] <= scaling_effective_data["epochs"] + 1e-9,
+        below_limit=scaling_effective_data["effective_data_multiple"] <= scaling_effective_data["limit_multiple"] + 1e-9)
+    return gx_check(table, [
+        gxe.ExpectColumnValuesToBeBetween(column="effective_data_multiple", min_value=1.0),
+        gxe.ExpectColumnValuesToBeInSet(column="below_epochs", value_set=[True]),
+        gxe.ExpectColumnValuesToBeInSet(column="below_limit", value_set=[True]),
+    ], name="scaling_effective_data")
+
+
+@dg.asset_check(asset="scaling_allocation", description="positive N, D; C = 6ND; no worse than Chinchilla's split under the cap")
+def scaling_allocation_valid(scaling_allocation: pd.DataFrame) -> dg.AssetCheckResult:
+    gxe = expectations()
+    table = scaling_allocation.assign(
+        flops_ratio=6 * scaling_allocation["parameters"] * scaling_allocation["tokens"] / scaling_allocation["compute"],
+        no_worse=scaling_allocation["loss"] <= scaling_allocation["chinchilla_loss_with_cap"] + 1e-9)
+    return gx_check(table, [
+        gxe.ExpectColumnValuesToBeBetween(column="parameters", min_value=0, strict_min=True),
+        gxe.ExpectColumnValuesToBeBetween(column="tokens", min_value=0, strict_min=True),
+        gxe.ExpectColumnValuesToBeBetween(column="flops_ratio", min_value=0.999, max_value=1.001),
+        gxe.ExpectColumnValuesToBeInSet(column="no_worse", value_set=[True]),
+    ], name="scaling_allocation")
+
+
 defs = dg.Definitions(
     assets=[scaling_tokens, *[grid_run_asset(c) for c in CELLS], scaling_runs, scaling_law_fit, scaling_reference_fit,
             scaling_r2, scaling_effective_data, scaling_allocation, scaling_findings],
-    asset_checks=[*CHECKS, scaling_runs_valid],
+    asset_checks=[scaling_runs_valid, scaling_tokens_valid, scaling_law_fit_valid, scaling_r2_valid,
+                  scaling_effective_data_valid, scaling_allocation_valid],
 )

@@ -12,8 +12,7 @@ pays out a batch; ``royalties/findings`` compares the headline with the paper's.
 
 import dataclasses
 import math
-import tempfile
-import time
+from functools import partial
 from typing import Literal
 
 import dagster as dg
@@ -21,7 +20,8 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from assets.royalties.defs.checks import pieces_check, shapley_check, values_check
+from assets.lm.config import ModelShape, Optimiser, train_config
+from assets.lm.registration import Display, load_registered, load_tokenizer_of, train_and_register
 from assets.royalties.findings import CHECK_CLAIMS
 from resources.compute import Compute
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
@@ -39,7 +39,7 @@ PAPER = "Wang et al. 2024"
 
 
 # ------------------------------------------------------------------------------------------- base model
-class RoyaltiesBaseConfig(dg.Config):
+class RoyaltiesBaseConfig(ModelShape, Optimiser, dg.Config):
     """The base model: the LM family's architecture trained on the public author's documents only."""
 
     base_author: str = Field(default="public", description="author whose documents form the common base corpus")
@@ -54,54 +54,37 @@ class RoyaltiesBaseConfig(dg.Config):
     min_lr: float = pick(tiny=3e-4, demo=3e-4, gpu=1e-4)
     warmup_steps: int = pick(tiny=2, demo=15, gpu=200)
     eval_batches: int = pick(tiny=1, demo=2, gpu=10)
-    seed: int = 0
-
-    def model_size(self):
-        from assets.lm.model import ModelSize
-
-        return ModelSize("royalties-base", self.d_model, self.n_layers, self.n_heads, self.d_ff, self.context_length)
 
 
 @dg.asset(group_name=GROUP, code_version="1", pool="gpu", tags=stage("training"),
           ins={"documents": dg.AssetIn("facts_documents"), "tokenizer_record": dg.AssetIn("facts_tokenizer")})
 def royalties_base_model(context: dg.AssetExecutionContext, config: RoyaltiesBaseConfig, tracking: Tracking,
-                         compute: Compute, documents: pd.DataFrame, tokenizer_record: dict) -> dict:
+                         compute: Compute, warehouse: WarehousePaths, documents: pd.DataFrame,
+                         tokenizer_record: dict) -> dict:
     """The base model of the royalties game: trained on the public author's documents only (v({}) is measured
     against it), logged and registered in MLflow as royalties-facts-base."""
-    from assets.corpora.tokenization import load_tokenizer
     from assets.lm.family import fit_language_model
-    from assets.lm.training import TrainConfig
     from assets.royalties.coalitions import coalition_texts
 
     compute.seed_everything(config.seed)
     if config.base_author not in set(documents["author"]):
         raise ValueError(f"base_author={config.base_author!r} wrote no documents; authors: "
                          f"{sorted(documents['author'].unique())}")
-    tokenizer = load_tokenizer(tracking.download_model(tokenizer_record["tokenizer_uri"]))
+    tokenizer = load_tokenizer_of(tokenizer_record, tracking)
     train_texts = coalition_texts(documents, frozenset(), [config.base_author], "train", seed=config.seed)
     val_texts = coalition_texts(documents, frozenset(), [config.base_author], "validation")
-    size = config.model_size()
-    cfg = TrainConfig(max_steps=config.max_steps, batch_size=config.batch_size, learning_rate=config.learning_rate,
-                      min_lr=config.min_lr, warmup_steps=config.warmup_steps, eval_interval=config.max_steps,
-                      eval_batches=config.eval_batches, seed=config.seed, device=compute.torch_device(),
-                      bf16=compute.use_bf16(), compile=compute.use_compile())
-    hardware = compute.hardware()
-    params = {**config.model_dump(), "tokenizer_uri": tokenizer_record["tokenizer_uri"], "device": hardware["device"],
+    size, cfg = config.model_size("royalties-base"), config.train_config(compute, eval_interval=config.max_steps)
+    params = {**config.model_dump(), "tokenizer_uri": tokenizer_record["tokenizer_uri"],
               "train_documents": len(train_texts)}
-    with tracking.start_run("royalties-base", dagster_run_id=context.run.run_id, asset_key="royalties_base_model",
-                            params=params) as run_id, tempfile.TemporaryDirectory() as tmp:
-        fitted = fit_language_model(size, tokenizer, train_texts, val_texts, cfg, tmp + "/model")
-        tracking.log_metric_history(run_id, fitted.curve.to_dict("records"))
-        tracking.log_metrics(run_id, {"final_val_loss": fitted.final_val_loss, "parameters": fitted.parameters})
-        model = tracking.log_model(run_id, fitted.checkpoint_dir, BASE_MODEL_NAME)
-    context.log.info(f"base model: {fitted.parameters} parameters, val loss {fitted.final_val_loss:.3f} "
-                     f"after {fitted.seconds:.1f}s")
-    context.add_output_metadata({"model_uri": model["model_uri"], "mlflow": dg.MetadataValue.url(model["mlflow_link"]),
-                                 "final_val_loss": fitted.final_val_loss, "parameters": fitted.parameters,
-                                 "seconds": round(fitted.seconds, 1)})
-    return {**model, "base_author": config.base_author, "parameters": fitted.parameters,
-            "final_val_loss": fitted.final_val_loss, "tokens_seen": fitted.tokens_seen,
-            "train_seconds": fitted.seconds, "model_size": dataclasses.asdict(size), "hardware": hardware,
+    _, record, metadata = train_and_register(
+        context, tracking, compute, lambda workdir, on_log: fit_language_model(
+            size, tokenizer, train_texts, val_texts, cfg, workdir / "model", on_log=on_log),
+        run_name="royalties-base", asset_key="royalties_base_model", params=params, steps=cfg.max_steps,
+        registered=BASE_MODEL_NAME, plot_name="royalties/base_model_loss_curve",
+        display=Display(dg.MetadataValue.url, partial(figure_metadata, warehouse_root=warehouse.root,
+                                                      run_id=context.run.run_id)))
+    context.add_output_metadata(metadata)
+    return {**record, "base_author": config.base_author, "model_size": dataclasses.asdict(size),
             "tokenizer_uri": tokenizer_record["tokenizer_uri"], "max_steps": config.max_steps}
 
 
@@ -148,6 +131,32 @@ class RoyaltiesGameConfig(dg.Config):
             return self.estimator
         return "exact" if n_owners <= self.exact_max_owners else "monte_carlo"
 
+    def coalition_training(self, compute: Compute, base_record: dict):
+        """How every coalition model trains: from the base model (or from scratch, at its size)."""
+        from assets.lm.model import ModelSize
+        from assets.royalties.coalitions import CoalitionTraining
+
+        scratch = self.coalition_init == "scratch"
+        steps = self.scratch_steps if scratch else self.finetune_steps
+        return CoalitionTraining(  # compiling each short coalition run would cost more than it saves
+            train=train_config(self, compute, max_steps=steps, warmup_steps=min(self.warmup_steps, steps),
+                               eval_interval=steps, eval_batches=1, compile=False),
+            init=self.coalition_init, base_authors=(base_record["base_author"],),
+            model_size=ModelSize(**base_record["model_size"]) if scratch else None)
+
+    def mc_options(self) -> dict:
+        return {"tolerance": self.mc_tolerance, "relative_tolerance": self.mc_relative_tolerance,
+                "min_permutations": self.mc_min_permutations, "max_permutations": self.mc_max_permutations,
+                "check_every": self.mc_check_every}
+
+    def piece_options(self, base_author: str) -> dict:
+        """`assets.royalties.pieces.build_pieces`' settings."""
+        return {"n_generated_per_owner": self.n_generated_per_owner, "n_held_out_per_owner": self.n_held_out_per_owner,
+                "prompt_words": self.prompt_words, "max_new_tokens": self.max_new_tokens,
+                "piece_sentences": self.piece_sentences, "temperature": self.temperature, "seed": self.seed,
+                "control_authors": [base_author] if self.public_control else [],
+                "n_neutral": self.n_neutral_pieces, "base_authors": [base_author]}
+
 
 GAME_OUTS = {
     "royalties_pieces": "The pieces whose revenue is shared: generated (prompted in each owner's style), neutral "
@@ -184,62 +193,25 @@ def royalties_game(context: dg.AssetExecutionContext, config: RoyaltiesGameConfi
                    compute: Compute, warehouse: WarehousePaths, documents: pd.DataFrame, base_record: dict):
     """Train every coalition's model once, generate and score the pieces, and share each piece among owners by
     the Shapley value of the log-likelihood gain (exact by enumeration and permutation Monte Carlo)."""
-    from assets.lm.hub import load_model
     from assets.royalties import plots
+    from assets.royalties.coalition_runs import play_tracked_game
     from assets.royalties.coalitions import owners_of
-    from assets.royalties.game import ProgressLog, play_game
-    from assets.royalties.pieces import build_pieces, piece_log_likelihoods
-    from assets.royalties.royalties import shapley_frame
 
     owners = owners_of(documents, config.n_owners)
     estimator = config.estimator_for(len(owners))
     compute.seed_everything(config.seed)
-    base_model, tokenizer = load_model(base_record["model_uri"], tracking.resolved_tracking_uri,
-                                       device=compute.torch_device())
-    context_length = int(base_model.config.max_position_embeddings)
+    base_model, tokenizer = load_registered(base_record, tracking, compute.torch_device())
     seeds = [config.seed + k for k in range(config.n_seeds)]
-    started = time.time()
-    model_rows: list[dict] = []
-    progress = ProgressLog(context.log.info, config.n_seeds * (2 ** len(owners) - 1) if estimator == "exact" else None)
-
-    def make_pieces(fitted):
-        pieces = build_pieces(
-            documents, owners, fitted.model, tokenizer, n_generated_per_owner=config.n_generated_per_owner,
-            n_held_out_per_owner=config.n_held_out_per_owner, context_length=context_length,
-            prompt_words=config.prompt_words, max_new_tokens=config.max_new_tokens,
-            piece_sentences=config.piece_sentences, temperature=config.temperature, seed=config.seed,
-            control_authors=[base_record["base_author"]] if config.public_control else [],
-            n_neutral=config.n_neutral_pieces, base_authors=[base_record["base_author"]])
-        uri = model_rows[-1]["model_uri"]  # the all-owners model was the last one fitted and registered
-        context.log.info(f"{len(pieces)} pieces from {uri}: " + ", ".join(
-            f"{kind} {n}" for kind, n in pieces.groupby("kind").size().items()))
-        return pieces.assign(generator_uri=np.where(pieces["kind"] == "generated", uri, ""))
-
-    with tracking.start_run("royalties-game", dagster_run_id=context.run.run_id, asset_key="royalties_game",
-                            params={**config.model_dump(), "owners": ",".join(owners), "estimator_used": estimator,
-                                    "base_model_uri": base_record["model_uri"]}) as game_run:
-        game = play_game(
-            owners,
-            lambda seed: _coalition_fitter(context, config, tracking, compute, documents, base_model, tokenizer,
-                                           base_record, owners, seed, game_run, model_rows, progress),
-            seeds, make_pieces, lambda fitted, texts: piece_log_likelihoods(fitted.model, tokenizer, texts),
-            estimator=estimator, mc_options=_mc_options(config))
-        pieces, values = game.pieces, game.values
-        shapley, history, mc_summary = shapley_frame(values, pieces, owners, **_mc_options(config))
-        mean_values = values.groupby(["seed", "coalition"])["value"].mean()
-        for row in model_rows:
-            row["mean_value"] = float(mean_values.get((row["seed"], row["coalition"]), math.nan))
-            if row["mlflow_run_id"]:
-                tracking.log_metrics(row["mlflow_run_id"], {"mean_value": row["mean_value"]})
-        estimators = game.estimators.merge(mc_summary, on="seed")
-        tracking.log_metrics(game_run, {"coalitions_trained": float(estimators["coalitions_trained"].sum()),
-                                        "seconds": time.time() - started})
-
-    models = pd.DataFrame(model_rows)
+    game = play_tracked_game(
+        tracking, context.run.run_id, documents, owners, base_model, tokenizer, base_record["model_uri"],
+        config.coalition_training(compute, base_record), seeds=seeds, estimator=estimator, mc_options=config.mc_options(),
+        piece_options=config.piece_options(base_record["base_author"]), registered=GENERATOR_NAME,
+        params={**config.model_dump(), "owners": ",".join(owners), "estimator_used": estimator,
+                "base_model_uri": base_record["model_uri"]}, log=context.log.info)
+    pieces, values, shapley, models = game.pieces, game.values, game.shapley, game.models
     owner_pieces = shapley[shapley["owner"] == shapley["source_owner"]]
     top_fraction = owner_pieces.groupby("kind")["is_top_owner"].mean().to_dict()
-    context.log.info(f"trained {int(models['trained'].sum())} coalition models in {time.time() - started:.0f}s; "
-                     f"prompted owner on top: {top_fraction}")
+    context.log.info(f"prompted owner on top: {top_fraction}")
 
     run_id, first_seed = context.run.run_id, seeds[0]
     shown = pieces[pieces["kind"] == "generated"].drop_duplicates("source_owner")["piece_id"].head(4).tolist()
@@ -256,74 +228,14 @@ def royalties_game(context: dg.AssetExecutionContext, config: RoyaltiesGameConfi
         **{f"prompted owner on top ({kind})": float(v) for kind, v in top_fraction.items()},
         "shares_per_piece": figure_metadata(plots.shares_plot(shapley, owners, first_seed), "royalties/shares",
                                             warehouse.root, run_id)})
-    yield dg.Output(history, output_name="royalties_mc_convergence", metadata={
-        "convergence": figure_metadata(plots.convergence_plot(history, shapley, shown, first_seed),
+    yield dg.Output(game.history, output_name="royalties_mc_convergence", metadata={
+        "convergence": figure_metadata(plots.convergence_plot(game.history, shapley, shown, first_seed),
                                        "royalties/mc_convergence", warehouse.root, run_id)})
-    yield dg.Output(estimators, output_name="royalties_estimators", metadata={"estimators": markdown_table(estimators)})
-    yield pieces_check(pieces, context_length)
+    yield dg.Output(game.estimators, output_name="royalties_estimators",
+                    metadata={"estimators": markdown_table(game.estimators)})
+    yield pieces_check(pieces, int(base_model.config.max_position_embeddings))
     yield values_check(values, len(owners))
     yield shapley_check(shapley, values, owners)
-
-
-def _mc_options(config: RoyaltiesGameConfig) -> dict:
-    return {"tolerance": config.mc_tolerance, "relative_tolerance": config.mc_relative_tolerance,
-            "min_permutations": config.mc_min_permutations, "max_permutations": config.mc_max_permutations,
-            "check_every": config.mc_check_every}
-
-
-def _coalition_fitter(context, config: RoyaltiesGameConfig, tracking: Tracking, compute: Compute,
-                      documents: pd.DataFrame, base_model, tokenizer, base_record: dict, owners: list[str], seed: int,
-                      game_run: str, model_rows: list[dict], progress):
-    """The `fit` of one seed's CoalitionCache: trains, logs an MLflow child run, records a row; the first seed's
-    all-owners model is registered (it generates the pieces)."""
-    from assets.lm.model import ModelSize
-    from assets.lm.training import TrainConfig
-    from assets.royalties.coalitions import CoalitionTraining, fit_coalition_model
-    from assets.royalties.shapley import coalition_key
-
-    scratch = config.coalition_init == "scratch"
-    steps = config.scratch_steps if scratch else config.finetune_steps
-    train_cfg = TrainConfig(max_steps=steps, batch_size=config.batch_size, learning_rate=config.learning_rate,
-                            min_lr=config.min_lr, warmup_steps=min(config.warmup_steps, steps), eval_interval=steps,
-                            eval_batches=1, seed=seed, device=compute.torch_device(), bf16=compute.use_bf16(),
-                            compile=False)  # compiling each short coalition run would cost more than it saves
-    training = CoalitionTraining(train=train_cfg, init=config.coalition_init, base_authors=(base_record["base_author"],),
-                                 model_size=ModelSize(**base_record["model_size"]) if scratch else None)
-    register = seed == config.seed
-
-    def fit(coalition: frozenset[str]):
-        key = coalition_key(coalition, owners)
-        fitted = fit_coalition_model(base_model, tokenizer, documents, coalition, training)
-        row = {"seed": seed, "coalition": key, "n_members": len(coalition), "trained": fitted.trained,
-               "init": config.coalition_init if fitted.trained else "base", "steps": steps if fitted.trained else 0,
-               "final_val_loss": fitted.final_val_loss, "train_seconds": fitted.seconds,
-               "tokens_seen": fitted.tokens_seen, "mlflow_run_id": "", "model_uri": ""}
-        if fitted.trained:
-            params = {"coalition": key, "n_members": len(coalition), "seed": seed, "init": config.coalition_init,
-                      "steps": steps, "batch_size": config.batch_size, "learning_rate": config.learning_rate,
-                      "base_model_uri": base_record["model_uri"]}
-            with tracking.start_run(f"royalties-coalition-{key}-seed{seed}", dagster_run_id=context.run.run_id,
-                                    asset_key="royalties_game", params=params,
-                                    tags={"mlflow.parentRunId": game_run}) as run_id:
-                tracking.log_metrics(run_id, {"final_val_loss": fitted.final_val_loss,
-                                              "train_seconds": fitted.seconds, "tokens_seen": fitted.tokens_seen})
-                if register and len(coalition) == len(owners):
-                    row["model_uri"] = _register(tracking, run_id, fitted.model, tokenizer)["model_uri"]
-            row["mlflow_run_id"] = run_id
-            progress(f"coalition model {key}, seed {seed}: val loss {fitted.final_val_loss:.3f}")
-        model_rows.append(row)
-        return fitted
-
-    return fit
-
-
-def _register(tracking: Tracking, run_id: str, model, tokenizer) -> dict:
-    """Register the all-owners model (it generated the pieces) so the pieces' lineage points at an exact URI."""
-    from assets.lm.model import save_checkpoint
-
-    with tempfile.TemporaryDirectory() as tmp:
-        save_checkpoint(model, tokenizer, tmp + "/model")
-        return tracking.log_model(run_id, tmp + "/model", GENERATOR_NAME)
 
 
 # ------------------------------------------------------------------------------------------- revenue
@@ -375,6 +287,50 @@ def royalties_findings(context: dg.AssetExecutionContext, royalties_shapley: pd.
              f"{int(estimators['coalitions_trained'].sum())} coalition models")
     h = headline_numbers(shapley, royalties_pieces)
     yield from findings_results(royalties_findings(h, estimators, n_owners, n_seeds, scale), CHECKS)
+
+
+# ----------------------------------------------------------------------------------------------- checks
+def pieces_check(pieces: pd.DataFrame, context_length: int) -> dg.AssetCheckResult:
+    gxe = expectations()
+    return gx_check(pieces, [
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        gxe.ExpectColumnValuesToBeUnique(column="piece_id"),
+        gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),
+        gxe.ExpectColumnValuesToBeInSet(column="kind", value_set=["generated", "neutral", "held_out"]),
+        gxe.ExpectColumnValuesToBeBetween(column="n_tokens", min_value=1, max_value=context_length - 1),
+    ], name="royalties_pieces", asset_key=dg.AssetKey("royalties_pieces"), check_name="pieces_valid")
+
+
+def values_check(values: pd.DataFrame, n_owners: int) -> dg.AssetCheckResult:
+    gxe = expectations()
+    result = gx_check(values, [
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        gxe.ExpectColumnValuesToNotBeNull(column="value"),
+        gxe.ExpectColumnValuesToBeBetween(column="log_likelihood", max_value=0.0),
+        gxe.ExpectColumnValuesToBeBetween(column="n_members", min_value=0, max_value=n_owners),
+    ], name="royalties_coalition_values", check_name="coalition_values_valid")
+    empty = values.loc[values["coalition"] == "{}", "value"]
+    base_ok = len(empty) > 0 and float(empty.abs().max()) == 0.0
+    return dg.AssetCheckResult(asset_key="royalties_coalition_values", check_name="coalition_values_valid",
+                               passed=bool(result.passed and base_ok),
+                               metadata={**result.metadata, "empty_coalition_value_is_zero": base_ok})
+
+
+def shapley_check(shapley: pd.DataFrame, values: pd.DataFrame, owners: list[str]) -> dg.AssetCheckResult:
+    from assets.royalties.royalties import shares_and_efficiency
+
+    gxe = expectations()
+    result = gx_check(shapley, [
+        gxe.ExpectColumnValuesToNotBeNull(column="phi"),
+        gxe.ExpectColumnValuesToBeBetween(column="royalty_share", min_value=0.0, max_value=1.0),
+        gxe.ExpectColumnValuesToBeInSet(column="owner", value_set=owners),
+    ], name="royalties_shapley", check_name="shapley_valid")
+    share_ok, gap = shares_and_efficiency(shapley, values, owners)
+    efficient = bool(math.isfinite(gap) and gap < 1e-6 * max(1.0, float(values["value"].abs().max())))
+    return dg.AssetCheckResult(asset_key="royalties_shapley", check_name="shapley_valid",
+                               passed=bool(result.passed and share_ok and efficient),
+                               metadata={**result.metadata, "shares_sum_to_one_or_zero": share_ok,
+                                         "max_efficiency_gap": gap})
 
 
 defs = dg.Definitions(assets=[royalties_base_model, royalties_game, royalties_revenue_split, royalties_findings])

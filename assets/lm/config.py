@@ -1,0 +1,71 @@
+"""The settings every trained model shares, declared once: the model's shape and the optimiser.
+
+Plain pydantic, no Dagster: a study's Dagster ``Config`` mixes them in (``class NafModelsConfig(ModelShape,
+Optimiser, dg.Config)``) and restates only the defaults it changes (per profile, with
+``resources.profiles.pick``). `ModelShape.model_size` and `train_config` build the science's `ModelSize` and
+`TrainConfig` by keyword from the fields the Config has, so a field is never copied across by hand.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from assets.lm.model import ModelSize
+    from assets.lm.training import TrainConfig
+
+SHAPE_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff", "context_length")
+# the TrainConfig fields a Config may carry (context_length is the model's: training uses all of it)
+OPTIMISER_FIELDS = ("max_steps", "batch_size", "grad_accum_steps", "learning_rate", "min_lr", "warmup_steps",
+                    "weight_decay", "grad_clip", "eval_interval", "eval_batches", "seed")
+
+
+class ModelShape(BaseModel):
+    """Shape of a model of the LM family (`assets.lm.model.ModelSize`); defaults: the tiny facts model."""
+
+    d_model: int = 32
+    n_layers: int = 1
+    n_heads: int = 2
+    d_ff: int = 64
+    context_length: int = 32
+
+    def model_size(self, name: str, family: ModelSize | None = None) -> ModelSize:
+        """The `ModelSize` called ``name``; a field left None takes ``family``'s value."""
+        return model_size(self, name, family)
+
+
+class Optimiser(BaseModel):
+    """The optimiser fields of `assets.lm.training.TrainConfig` every training Config has (defaults: its own)."""
+
+    max_steps: int = 200
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 20
+    eval_batches: int = 4
+    seed: int = 0
+
+    def train_config(self, compute: Any, **overrides: Any) -> TrainConfig:
+        return train_config(self, compute, **overrides)
+
+
+def model_size(source: Any, name: str, family: ModelSize | None = None) -> ModelSize:
+    """`ModelSize` ``name`` from the shape fields of ``source``; None fields (or missing ones) take ``family``'s."""
+    from assets.lm.model import ModelSize
+
+    shape = {field: getattr(source, field, None) for field in SHAPE_FIELDS}
+    if family is not None:
+        shape = {field: getattr(family, field) if value is None else value for field, value in shape.items()}
+    return ModelSize(name=name, n_kv_heads=family.n_kv_heads if family else None, **shape)
+
+
+def train_config(source: Any, compute: Any, **overrides: Any) -> TrainConfig:
+    """`TrainConfig` from the optimiser fields ``source`` has, on ``compute``'s device, precision and compile
+    setting (the Compute resource), with ``overrides`` (e.g. ``eval_interval=steps``) on top."""
+    from assets.lm.training import TrainConfig
+
+    fields = {field: getattr(source, field) for field in OPTIMISER_FIELDS if hasattr(source, field)}
+    device = {"device": compute.torch_device(), "bf16": compute.use_bf16(), "compile": compute.use_compile()}
+    return TrainConfig(**{**fields, **device, **overrides})

@@ -1,0 +1,134 @@
+"""One way to train a model, record it in MLflow and load it back, for every study that trains.
+
+`train_and_register` trains (or imports) a model inside an MLflow run tagged with the Dagster run, logs its
+parameters, curve and metrics, logs and registers the checkpoint with aliases, and returns the asset's record
+and metadata (with the loss-curve plot). `log_training_run` is its MLflow half for a model trained elsewhere
+(the royalties game's coalition models). `load_registered` / `load_tokenizer_of` load a record's exact model
+and tokenizer. `ProgressLog` is the one progress/ETA logger.
+
+Dagster-free by import, so the science may use it too: the Dagster side hands in its context (``log``,
+``run.run_id``), its ``tracking`` and ``compute`` resources, and a `Display` (how the UI shows a link and a
+figure).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+
+
+class ProgressLog:
+    """About ``times`` log lines over ``expected`` units of work (training steps, models), each with the elapsed
+    time and, when ``expected`` is known, an ETA. Call it once per unit (or pass ``done``); `on_train_log` is
+    the trainer's ``on_log`` (it also speaks at every evaluation)."""
+
+    def __init__(self, log: Callable[[str], None], expected: int | None, label: str = "", times: int = 10):
+        self.log, self.expected, self.label = log, expected, f"{label}: " if label else ""
+        self.every, self.done, self.started = max(1, (expected or times) // times), 0, time.perf_counter()
+
+    def __call__(self, message: str, done: int | None = None, force: bool = False) -> None:
+        self.done = self.done + 1 if done is None else done
+        if not force and self.done % self.every and self.done != self.expected:
+            return
+        elapsed = time.perf_counter() - self.started
+        if self.expected:
+            eta = elapsed / max(self.done, 1) * (self.expected - self.done)
+            self.log(f"{self.label}{self.done}/{self.expected} {message}; {elapsed:.0f}s, ETA {eta:.0f}s")
+        else:
+            self.log(f"{self.label}{self.done} {message}; {elapsed:.0f}s")
+
+    def on_train_log(self, row: Mapping[str, Any]) -> None:
+        val = row.get("val_loss", math.nan)
+        evaluated = math.isfinite(val)
+        self(f"steps, train_loss {row['train_loss']:.3f}" + (f" val_loss {val:.3f}" if evaluated else "")
+             + f", {row.get('tokens_per_s', 0):.0f} tok/s", done=int(row["step"]), force=evaluated)
+
+
+@dataclass(frozen=True)
+class Display:
+    """How the Dagster side shows a link and a figure in the UI: ``link(url)`` (``dg.MetadataValue.url``) and
+    ``figure(fig, name)`` (``resources.presentation.figure_metadata`` bound to the warehouse and the run)."""
+
+    link: Callable[[str], Any]
+    figure: Callable[[Any, str], Any]
+
+
+class Trained(Protocol):
+    """What a fit returns (`assets.lm.family.FittedModel`, `assets.scaling.grid.CellResult`)."""
+
+    curve: pd.DataFrame
+    checkpoint_dir: Path | None
+    seconds: float
+
+    def metrics(self) -> dict[str, float]: ...  # logged in MLflow and shown in the metadata
+
+    def record(self) -> dict[str, Any]: ...  # the numbers the asset's record keeps
+
+
+def log_training_run(tracking: Any, run_id: str, *, curve: pd.DataFrame | None, metrics: Mapping[str, float],
+                     checkpoint_dir: str | Path | None = None, registered: str | None = None,
+                     aliases: tuple[str, ...] | list[str] = ("current",)) -> dict[str, Any]:
+    """Log a finished training into the open MLflow run ``run_id``: its curve (metric histories) and metrics;
+    with ``registered``, the checkpoint as a new version of that registered model with ``aliases``.
+
+    Returns the model part of a record: ``tracking.log_model``'s (exact ``model_uri``, version, link, …), or
+    only the run and its link (``model_uri`` None) when nothing is registered."""
+    if registered is not None and checkpoint_dir is None:
+        raise ValueError(f"registered={registered!r} needs a checkpoint_dir to log")
+    if curve is not None:
+        tracking.log_metric_history(run_id, curve.to_dict("records"))
+    tracking.log_metrics(run_id, dict(metrics))
+    if registered is None:
+        return {"model_uri": None, "mlflow_run_id": run_id, "mlflow_link": tracking.run_link(run_id)}
+    return tracking.log_model(run_id, checkpoint_dir, registered, aliases=tuple(aliases))
+
+
+def train_and_register(context: Any, tracking: Any, compute: Any, fit: Callable[[Path, Callable], Trained], *,
+                       run_name: str, params: Mapping[str, Any], steps: int, display: Display,
+                       registered: str | None, aliases: tuple[str, ...] | list[str] = ("current",),
+                       asset_key: str | None = None, tags: Mapping[str, str] | None = None,
+                       plot_name: str | None = None) -> tuple[Trained, dict[str, Any], dict[str, Any]]:
+    """Train in an MLflow run tagged with the Dagster run, log and register the checkpoint; (fit, record,
+    metadata).
+
+    ``fit(workdir, on_log)`` trains (writing its checkpoint under the temporary ``workdir``) and returns a
+    `Trained`; ``on_log`` reports progress about ten times over ``steps``. The record is the model's MLflow
+    part, the fit's numbers and the hardware; the metadata shows the URI, the MLflow link, the metrics, the
+    seconds and the loss curve (saved as ``plot_name``, by default ``<run_name>``)."""
+    from assets.lm.plots import loss_curve_figure
+
+    hardware = compute.hardware()
+    progress = ProgressLog(context.log.info, steps, label=run_name)
+    with tracking.start_run(run_name, dagster_run_id=context.run.run_id, asset_key=asset_key or run_name,
+                            params={**params, "device": hardware["device"]}, tags=tags) as run_id, \
+            tempfile.TemporaryDirectory() as workdir:
+        fitted = fit(Path(workdir), progress.on_train_log)
+        model = log_training_run(tracking, run_id, curve=fitted.curve, metrics=fitted.metrics(),
+                                 checkpoint_dir=fitted.checkpoint_dir, registered=registered, aliases=aliases)
+    record = {**model, **fitted.record(), "hardware": hardware}
+    figure = loss_curve_figure(fitted.curve, run_name)
+    metadata = {"model_uri": model["model_uri"], "mlflow": display.link(model["mlflow_link"]), **fitted.metrics(),
+                "seconds": round(fitted.seconds, 1), "loss_curve": display.figure(figure, plot_name or run_name)}
+    return fitted, record, metadata
+
+
+def load_registered(record: Mapping[str, Any], tracking: Any, device: str = "cpu") -> tuple[Any, Any]:
+    """(model in eval mode, tokenizer) of a model record: its exact ``model_uri`` in the ``tracking`` store."""
+    from assets.lm.hub import load_model
+
+    return load_model(record["model_uri"], tracking.resolved_tracking_uri, device=device)
+
+
+def load_tokenizer_of(record: Mapping[str, Any], tracking: Any) -> Any:
+    """The tokenizer a record names (``tokenizer_uri``: a tokenizer asset's, or a model record's)."""
+    from assets.corpora.tokenization import load_tokenizer
+
+    return load_tokenizer(tracking.download_model(record["tokenizer_uri"]))
+
