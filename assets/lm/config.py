@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from assets.lm.training import TrainConfig
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from assets.lm.model import ModelSize
-    from assets.lm.training import TrainConfig
 
 SHAPE_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff", "context_length")
 # the TrainConfig fields a Config may carry (context_length is the model's: training uses all of it)
@@ -39,13 +40,13 @@ class ModelShape(BaseModel):
 class Optimiser(BaseModel):
     """The optimiser fields of `assets.lm.training.TrainConfig` every training Config has (defaults: its own)."""
 
-    max_steps: int = 200
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_steps: int = 20
-    eval_batches: int = 4
-    seed: int = 0
+    max_steps: int = TrainConfig.max_steps
+    batch_size: int = TrainConfig.batch_size
+    learning_rate: float = TrainConfig.learning_rate
+    min_lr: float = TrainConfig.min_lr
+    warmup_steps: int = TrainConfig.warmup_steps
+    eval_batches: int = TrainConfig.eval_batches
+    seed: int = TrainConfig.seed
 
     def train_config(self, compute: Any, **overrides: Any) -> TrainConfig:
         return train_config(self, compute, **overrides)
@@ -64,8 +65,6 @@ def model_size(source: Any, name: str, family: ModelSize | None = None) -> Model
 def train_config(source: Any, compute: Any, **overrides: Any) -> TrainConfig:
     """`TrainConfig` from the optimiser fields ``source`` has, on ``compute``'s device, precision and compile
     setting (the Compute resource), with ``overrides`` (e.g. ``eval_interval=steps``) on top."""
-    from assets.lm.training import TrainConfig
-
     fields = {field: getattr(source, field) for field in OPTIMISER_FIELDS if hasattr(source, field)}
     device = {"device": compute.torch_device(), "bf16": compute.use_bf16(), "compile": compute.use_compile()}
     return TrainConfig(**{**fields, **device, **overrides})
