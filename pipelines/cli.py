@@ -9,6 +9,8 @@
     reprolab recover                  fail runs whose worker died (kill -9) and free their pool slots
     reprolab report [--out FILE]      the static HTML report (default warehouse/report/index.html)
     reprolab mlflow-ui [--port N]     the MLflow UI on the warehouse's tracking store
+    reprolab serve MODEL [--port N]   an OpenAI-compatible server for a chat model (models:/chat-sft@current or a
+                                      checkpoint directory) on 127.0.0.1
 """
 
 from __future__ import annotations
@@ -233,6 +235,25 @@ def cmd_mlflow_ui(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from pipelines.serve import serve
+    from resources.tracking import default_tracking_uri
+
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            print(f"error: --api-key-env {args.api_key_env}: that environment variable is not set", file=sys.stderr)
+            return 2
+    try:
+        serve(args.model, tracking_uri=args.tracking_uri or default_tracking_uri(args.warehouse), host=args.host,
+              port=args.port, device=args.device, name=args.name, api_key=api_key)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        print(f"error: cannot serve {args.model!r}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reprolab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--warehouse", default=default_warehouse_root(),
@@ -259,6 +280,17 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("mlflow-ui", help="open the MLflow UI on the tracking store")
     m.add_argument("--port", type=int, default=int(os.environ.get("MLFLOW_PORT", "5000")))
     m.set_defaults(func=cmd_mlflow_ui)
+    s = sub.add_parser("serve", help="serve a chat model behind an OpenAI-compatible HTTP API")
+    s.add_argument("model", help="models:/<name>@<alias>, models:/<name>/<version>, runs:/<id>/model or a "
+                                 "checkpoint directory")
+    s.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--name", default=None, help="model id clients ask for (default: chat-sft@current for "
+                                                "models:/chat-sft@current, a checkpoint's folder name)")
+    s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    s.add_argument("--tracking-uri", default=None, help="MLflow store (default: the warehouse's)")
+    s.add_argument("--api-key-env", default=None, help="require the key in this environment variable as a bearer token")
+    s.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -226,9 +226,14 @@ def generate_with_budget(
                     "forced": forced[r, : len(completion)].tolist(),
                 }
             )
-    return pd.DataFrame(rows, columns=SAMPLE_COLUMNS).sort_values(
-        ["prompt_index", "sample_index"], ignore_index=True
-    )
+    rows.sort(key=lambda row: (row["prompt_index"], row["sample_index"]))
+    return _with_answers(pd.DataFrame(rows, columns=SAMPLE_COLUMNS), rows)
+
+
+def _with_answers(frame: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
+    """Put the answers back as objects: building a frame from rows turns a missing answer (None) into NaN."""
+    frame["answer"] = pd.Series([row["answer"] for row in rows], index=frame.index, dtype=object)
+    return frame
 
 
 def normalise_answer(answer: str) -> str:
@@ -247,7 +252,7 @@ def majority_vote(
     firsts: dict[str, str] = {}
     counts: Counter[str] = Counter()
     for answer in answers:
-        if answer is None or not str(answer).strip():
+        if not isinstance(answer, str) or not answer.strip():  # None (or a NaN from pandas): no answer
             continue
         k = key(answer)
         firsts.setdefault(k, answer)
@@ -288,4 +293,4 @@ def answer_with_budget(
                 "mean_reasoning_tokens": float(group["reasoning_tokens"].mean()),
             }
         )
-    return pd.DataFrame(rows, columns=ANSWER_COLUMNS), samples
+    return _with_answers(pd.DataFrame(rows, columns=ANSWER_COLUMNS), rows), samples

@@ -40,11 +40,12 @@ CHECKERS = {"arithmetic": check_arithmetic, "facts": check_facts, "instructions"
 
 
 def check_answer(row: dict | pd.Series, answer: str | None) -> bool:
-    """Is `answer` (the assistant's final answer text) right for this task row? None counts as wrong."""
+    """Is `answer` (the assistant's final answer text) right for this task row? None counts as wrong (so does
+    the NaN that pandas puts in place of a None in a frame built from rows)."""
     task = row["task"]
     if task not in CHECKERS:
         raise ValueError(f"row.task must be one of {list(CHECKERS)}, got {task!r}")
-    return answer is not None and CHECKERS[task](row, answer)
+    return isinstance(answer, str) and CHECKERS[task](row, answer)
 
 
 def score_answers(rows: pd.DataFrame, answers: Sequence[str | None]) -> np.ndarray:

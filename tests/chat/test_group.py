@@ -1,0 +1,74 @@
+"""The chat group end to end on the tiny profile: task worlds, tokenizer, base/SFT/RL models, the budget table."""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+
+def test_chat_group_materializes_with_consistent_numbers(backbone):
+    from assets.chat.budget import EFFORT_BUDGETS
+    from assets.chat.format import CHAT_SPECIAL_TOKENS, prompt_ids
+    from assets.chat.tasks import prompt_messages
+    from assets.lm.hub import load_model
+    from pipelines.serve import load_server
+    from resources.catalog import query
+
+    result = backbone.materialize("chat")  # reads the session's facts world (checked there)
+
+    tables = {t: result.asset_value(f"chat_{t}_tasks") for t in ("arithmetic", "facts", "instruction")}
+    for frame in tables.values():
+        assert frame["task_id"].is_unique and set(frame["split"]) == {"train", "validation", "test"}
+    assert tables["arithmetic"]["split"].value_counts().to_dict() == {"train": 200, "validation": 20, "test": 20}
+    assert tables["facts"]["split"].value_counts().to_dict() == {"train": 100, "validation": 20, "test": 20}
+    # the instruction tasks are the facts questions under a system constraint, splits kept
+    assert list(tables["instruction"]["split"]) == list(tables["facts"]["split"])
+    assert (tables["instruction"]["system"] != "").all()
+
+    records = {name: result.asset_value(f"chat_{name}") for name in ("base", "sft", "rl")}
+    for name, record in records.items():
+        assert record["registered_model"] == f"chat-{name}"
+        assert record["model_uri"] == f"models:/chat-{name}/{record['model_version']}"
+    assert records["sft"]["base_model_uri"] == records["base"]["model_uri"]
+    assert records["rl"]["sft_model_uri"] == records["sft"]["model_uri"]
+    vocab = result.asset_value("chat_tokenizer")["vocab_size"]
+    assert 0 < records["sft"]["final_val_loss"] < np.log(vocab)  # below a uniform guess over the vocabulary
+    assert 0 <= records["rl"]["first_reward"] <= 1 and records["rl"]["final_kl"] >= 0
+
+    # The registered model loads by alias, with the chat template: every task word is a known token.
+    tracking_uri = backbone.resources["tracking"].resolved_tracking_uri
+    model, tokenizer = load_model("models:/chat-rl@current", tracking_uri)
+    assert set(CHAT_SPECIAL_TOKENS) <= set(tokenizer.get_vocab()) and tokenizer.chat_template
+    row = tables["instruction"].iloc[0]
+    ids = prompt_ids(tokenizer, prompt_messages(row))
+    assert tokenizer.unk_token_id not in ids and tokenizer.decode(ids).endswith("<|assistant|> <|reasoning|>")
+    assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
+    served = load_server("models:/chat-sft@current", tracking_uri)  # what `reprolab serve` loads
+    assert served.name == "chat-sft@current" and served.model.config.vocab_size == len(tokenizer)
+
+    table = result.asset_value("chat_budget_accuracy")
+    settings = 3 + len(EFFORT_BUDGETS)  # tiny budgets 0, 4, 16 and the three effort levels
+    assert len(table) == 2 * 3 * settings and set(table["model"]) == {"sft", "rl"}
+    assert set(table["task"]) == {"arithmetic", "facts", "instructions"}
+    assert table["accuracy"].between(0, 1).all() and (table["n"] == 20).all()
+    assert (table["mean_reasoning_tokens"] <= table["budget"]).all() and (table["budget"] <= table["requested_budget"]).all()
+    efforts = table[table["effort"] != ""]
+    assert (efforts["requested_budget"] == efforts["effort"].map(EFFORT_BUDGETS)).all()
+    assert (table.loc[table["requested_budget"] == 0, "mean_reasoning_tokens"] == 0).all()
+    # FLOPs per answer = 2 N (prompt + generated - 1): with the same prompts, linear in the generated tokens
+    n = records["sft"]["non_embedding_parameters"]
+    for _, group in table.groupby(["model", "task"]):
+        offset = group["flops_per_answer"] - 2 * n * group["mean_generated_tokens"]
+        assert np.allclose(offset, offset.iloc[0]) and offset.iloc[0] > 0
+    # an effort level reuses the answers of the equal budget
+    same = table[(table["requested_budget"] == 16)].groupby(["model", "task"])["accuracy"].nunique()
+    assert (same == 1).all()
+
+    checks = {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()}
+    for name in ("chat_arithmetic_tasks", "chat_facts_tasks", "chat_instruction_tasks"):
+        assert checks[(name, "task_table_valid")].passed
+    assert checks[("chat_budget_accuracy", "budget_accuracy_valid")].passed
+    rises = checks[("chat_budget_accuracy", "accuracy_rises_with_budget")]
+    assert rises.severity == dg.AssetCheckSeverity.WARN and set(rises.metadata["by_model"].value) == {"sft", "rl"}
+
+    catalog = query(str(backbone.root), "SELECT model, count(*) AS n FROM chat.chat_budget_accuracy GROUP BY model")
+    assert isinstance(catalog, pd.DataFrame) and sorted(catalog["n"]) == [3 * settings] * 2
