@@ -25,9 +25,9 @@ CODE = ["def add(a, b):\n    return a + b\n\n\nclass Point:\n    def __init__(se
 
 @pytest.fixture(scope="module")
 def code_tokenizer():
-    from assets.corpora.tokenization import _as_fast, train_bpe_tokenizer
+    from assets.corpora.tokenization import as_fast_tokenizer, train_bpe_tokenizer
 
-    return _as_fast(train_bpe_tokenizer(CODE, 300))
+    return as_fast_tokenizer(train_bpe_tokenizer(CODE, 300))
 
 
 @pytest.fixture(scope="module")
