@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 from assets.lm.inference import generate  # noqa: E402
 from assets.lm.model import ModelSize, build_model  # noqa: E402
 from assets.lm.threads import torch_threads  # noqa: E402
-from assets.watermark.exp import exp_key, exp_sampler  # noqa: E402
+from assets.watermark.exp_sampling import exp_key, exp_sampler  # noqa: E402
 from assets.watermark.greenlist import (  # noqa: E402
     KGWGreenLists,
     UnigramGreenList,

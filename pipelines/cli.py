@@ -95,7 +95,7 @@ def cmd_demo(args) -> int:
 
     from pipelines.definitions import PROFILE, defs
     from pipelines.jobs import MAIN_SELECTION
-    from pipelines.progress import RunProgress
+    from pipelines.run_progress import RunProgress
     from pipelines.recovery import recover
     from pipelines.stores import init_stores
 

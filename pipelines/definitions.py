@@ -12,8 +12,8 @@ import pkgutil
 import dagster as dg
 
 import assets
+from pipelines.findings_drift import regression_checks
 from pipelines.jobs import JOBS, SCHEDULES, SENSORS
-from pipelines.regression import regression_checks
 from resources import default_resources
 from resources.profiles import current_profile
 

@@ -49,7 +49,7 @@ from assets.parity.data import (
     training_set,
     uniform_indices,
 )
-from assets.parity.progress import fourier_gap, population_gradient, weight_measures
+from assets.parity.hidden_progress import fourier_gap, population_gradient, weight_measures
 
 CHANCE_EMA = 0.1  # weight of the newest batch in the accuracy average
 CHANCE_LEVEL = 0.6  # a B=32 batch accuracy averaged this way sits at 0.5 ± 0.02 at chance

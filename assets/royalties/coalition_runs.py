@@ -26,7 +26,7 @@ from assets.lm.registration import ProgressLog, log_training_run
 from assets.royalties.coalitions import CoalitionModel, CoalitionTraining, fit_coalition_model
 from assets.royalties.game import play_game
 from assets.royalties.pieces import build_pieces, piece_log_likelihoods
-from assets.royalties.royalties import shapley_frame
+from assets.royalties.royalty_shares import shapley_frame
 from assets.royalties.shapley import coalition_key
 
 

@@ -249,7 +249,7 @@ class RevenueConfig(dg.Config):
 def royalties_revenue_split(context: dg.AssetExecutionContext, config: RevenueConfig, royalties_shapley: pd.DataFrame):
     """The revenue of the batch of pieces split among owners by royalty share, per seed and piece kind
     (what no owner is owed is the row "(unpaid)")."""
-    from assets.royalties.royalties import revenue_split
+    from assets.royalties.royalty_shares import revenue_split
 
     split = revenue_split(royalties_shapley, config.revenue_per_piece)
     yield dg.Output(split, metadata={"split": markdown_table(split)})
@@ -279,7 +279,7 @@ def royalties_findings(context: dg.AssetExecutionContext, royalties_shapley: pd.
     pieces, neutral-prompt pieces attributed by copied data, held-out documents); shares are stable across
     seeds; Monte Carlo against the exact Shapley values."""
     from assets.royalties.findings import CHECKS, royalties_findings
-    from assets.royalties.royalties import headline_numbers
+    from assets.royalties.royalty_shares import headline_numbers
 
     shapley, estimators = royalties_shapley, royalties_estimators
     n_owners, n_seeds = shapley["owner"].nunique(), shapley["seed"].nunique()
@@ -317,7 +317,7 @@ def values_check(values: pd.DataFrame, n_owners: int) -> dg.AssetCheckResult:
 
 
 def shapley_check(shapley: pd.DataFrame, values: pd.DataFrame, owners: list[str]) -> dg.AssetCheckResult:
-    from assets.royalties.royalties import shares_and_efficiency
+    from assets.royalties.royalty_shares import shares_and_efficiency
 
     gxe = expectations()
     result = gx_check(shapley, [

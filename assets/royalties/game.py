@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from assets.royalties.coalitions import CoalitionCache
-from assets.royalties.royalties import coalition_values_frame
+from assets.royalties.royalty_shares import coalition_values_frame
 from assets.royalties.shapley import all_coalitions, monte_carlo_shapley
 
 ESTIMATORS = ("exact", "monte_carlo")

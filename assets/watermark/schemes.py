@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from assets.watermark import exp as exp_mod
+from assets.watermark import exp_sampling as exp_mod
 from assets.watermark.greenlist import (
     HASH_KEY,
     KGWGreenLists,

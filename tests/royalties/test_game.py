@@ -7,7 +7,7 @@ import pytest
 
 from assets.lm.registration import ProgressLog
 from assets.royalties.game import play_game
-from assets.royalties.royalties import shapley_frame
+from assets.royalties.royalty_shares import shapley_frame
 
 PLAYERS = [f"owner_{i}" for i in range(1, 7)]
 WEIGHTS = np.array([[3.0, 0.1], [0.2, 2.0], [0.5, 0.5], [0.1, 0.1], [0.0, 0.3], [0.4, 0.0]])  # player x piece

@@ -110,7 +110,7 @@ def test_coalition_runs_logged_to_mlflow(group):
 
 
 def test_revenue_and_findings(group):
-    from assets.royalties.royalties import top_owner_fraction
+    from assets.royalties.royalty_shares import top_owner_fraction
 
     _, root, _ = group
     split = query(root, "SELECT seed, kind, owner, n_pieces, revenue FROM royalties.royalties_revenue_split")

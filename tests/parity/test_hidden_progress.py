@@ -9,7 +9,7 @@ import torch
 from assets.lm.threads import torch_threads
 from assets.parity.architectures import Network
 from assets.parity.data import all_inputs, parity_labels, rademacher, relevant_mask
-from assets.parity.progress import fourier_gap, population_gradient, weight_measures
+from assets.parity.hidden_progress import fourier_gap, population_gradient, weight_measures
 
 N, A, B = 8, 2, 5  # the secret S = {2, 5}
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from assets.watermark.exp import (
+from assets.watermark.exp_sampling import (
     cost_tensor,
     edit_statistic,
     exp_key,

@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.findings import Finding, Rule, findings_frame
-from pipelines.regression import compare_findings, findings_regression_check
+from pipelines.findings_drift import compare_findings, findings_regression_check
 
 VALUES = iter([0.50, 0.52, 0.90, math.nan])
 

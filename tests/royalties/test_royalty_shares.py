@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets.royalties.royalties import (
+from assets.royalties.royalty_shares import (
     coalition_values_frame,
     revenue_split,
     seed_stability,
@@ -102,7 +102,7 @@ def test_missing_coalition_is_named(game):
 
 
 def test_headline_numbers(game):
-    from assets.royalties.royalties import headline_numbers
+    from assets.royalties.royalty_shares import headline_numbers
 
     values, pieces, _ = game
     table, _, _ = shapley_frame(values, pieces, OWNERS)
@@ -117,7 +117,7 @@ def test_headline_numbers(game):
 
 def test_neutral_pieces_count_only_when_an_owner_is_their_source(game):
     """A neutral piece counts for its attributed owner; pieces attributed to a non-owner or to no one do not."""
-    from assets.royalties.royalties import headline_numbers
+    from assets.royalties.royalty_shares import headline_numbers
 
     values, pieces, _ = game
     pieces = pieces.assign(kind=["neutral", "neutral", "neutral"], source_owner=["owner_1", "public", ""],

@@ -6,7 +6,7 @@ import uuid
 import dagster as dg
 import pytest
 
-from pipelines.progress import RunProgress
+from pipelines.run_progress import RunProgress
 
 
 @dg.asset(group_name="progress_demo")
