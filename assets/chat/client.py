@@ -63,17 +63,22 @@ class Endpoint:
             return key
         if urlparse(self.base_url).hostname in LOOPBACK:
             return "unused"  # the client insists on some key; a local server without --api-key-env ignores it
-        raise ValueError(f"Endpoint.api_key_env: the environment variable {self.api_key_env} is not set; set it to "
-                         f"the key for {self.base_url}")
+        raise ValueError(
+            f"Endpoint.api_key_env: the environment variable {self.api_key_env} is not set; set it to "
+            f"the key for {self.base_url}"
+        )
 
     def client(self) -> Any:
         from openai import OpenAI
 
         if urlparse(self.base_url).scheme not in ("http", "https"):
-            raise ValueError(f"Endpoint.base_url must be an http(s) URL such as http://127.0.0.1:8000/v1, got "
-                             f"{self.base_url!r}")
-        return OpenAI(base_url=self.base_url, api_key=self.api_key(), timeout=self.timeout,
-                      max_retries=self.max_retries)
+            raise ValueError(
+                f"Endpoint.base_url must be an http(s) URL such as http://127.0.0.1:8000/v1, got "
+                f"{self.base_url!r}"
+            )
+        return OpenAI(
+            base_url=self.base_url, api_key=self.api_key(), timeout=self.timeout, max_retries=self.max_retries
+        )
 
 
 @dataclass(frozen=True)
@@ -132,11 +137,17 @@ def chat(
     """One chat completion request with n choices. Errors of the endpoint (4xx/5xx) propagate as the `openai`
     package's exceptions, with the endpoint's message."""
     client = client or endpoint.client()
-    kwargs: dict[str, Any] = {"model": model_id(endpoint, client), "n": n,
-                              "messages": [{**m, "role": endpoint.role_map.get(m["role"], m["role"])}
-                                           for m in messages]}
-    for name, value in (("temperature", temperature), ("max_tokens", max_tokens),
-                        ("reasoning_effort", reasoning_effort), ("seed", seed)):
+    kwargs: dict[str, Any] = {
+        "model": model_id(endpoint, client),
+        "n": n,
+        "messages": [{**m, "role": endpoint.role_map.get(m["role"], m["role"])} for m in messages],
+    }
+    for name, value in (
+        ("temperature", temperature),
+        ("max_tokens", max_tokens),
+        ("reasoning_effort", reasoning_effort),
+        ("seed", seed),
+    ):
         if value is not None:
             kwargs[name] = value
     if reasoning_budget is not None:
@@ -146,8 +157,10 @@ def chat(
     details = getattr(usage, "completion_tokens_details", None) if usage is not None else None
     return ChatResult(
         model=response.model,
-        replies=[Reply(c.message.content or "", _reasoning_of(c.message), c.finish_reason)
-                 for c in sorted(response.choices, key=lambda c: c.index)],
+        replies=[
+            Reply(c.message.content or "", _reasoning_of(c.message), c.finish_reason)
+            for c in sorted(response.choices, key=lambda c: c.index)
+        ],
         prompt_tokens=getattr(usage, "prompt_tokens", None),
         completion_tokens=getattr(usage, "completion_tokens", None),
         reasoning_tokens=getattr(details, "reasoning_tokens", None),
@@ -174,14 +187,25 @@ def answer_problems(
     for i, (_, row) in enumerate(problems.iterrows()):
         result = chat(endpoint, prompt_messages(row), n=n, client=client, **request)
         answer, votes = majority_vote([r.answer for r in result.replies], key=key)
-        agreeing = next((r for r in result.replies if answer is not None and key(r.answer) == key(answer)),
-                        result.replies[0])
-        rows.append({
-            "task_id": row["task_id"], "task": row["task"], "answer": answer, "votes": votes,
-            "correct": bool(check_answer(row, answer)), "reasoning": agreeing.reasoning, "n": n,
-            "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-            "reasoning_tokens": result.reasoning_tokens, "finish_reason": agreeing.finish_reason,
-        })
+        agreeing = next(
+            (r for r in result.replies if answer is not None and key(r.answer) == key(answer)),
+            result.replies[0],
+        )
+        rows.append(
+            {
+                "task_id": row["task_id"],
+                "task": row["task"],
+                "answer": answer,
+                "votes": votes,
+                "correct": bool(check_answer(row, answer)),
+                "reasoning": agreeing.reasoning,
+                "n": n,
+                "prompt_tokens": result.prompt_tokens,
+                "completion_tokens": result.completion_tokens,
+                "reasoning_tokens": result.reasoning_tokens,
+                "finish_reason": agreeing.finish_reason,
+            }
+        )
         if on_answer is not None:
             on_answer(i + 1, len(problems))
     frame = pd.DataFrame(rows, columns=ANSWER_COLUMNS)

@@ -11,15 +11,15 @@ reward. Each is registered in MLflow (chat-base, chat-sft, chat-rl; alias curren
 under each reasoning budget and effort level, with the compute each answer spent.
 """
 
-import contextlib
 import dataclasses
+import functools
 import tempfile
-import time
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from assets.lm.config import ModelShape, Optimiser
 from resources.compute import Compute
 from resources.presentation import figure_metadata, markdown_table
 from resources.profiles import pick
@@ -160,7 +160,7 @@ class ChatTrainingConfig(dg.Config):
     aliases: list[str] = Field(default=["current"], description="MLflow registry aliases set on the new version")
 
 
-class ChatBaseConfig(ChatTrainingConfig):
+class ChatBaseConfig(ModelShape, Optimiser, ChatTrainingConfig):
     """The base model's shape and pretraining (the LM family's architecture and trainer)."""
 
     d_model: int = pick(tiny=32, demo=64, gpu=384)
@@ -176,7 +176,7 @@ class ChatBaseConfig(ChatTrainingConfig):
     eval_batches: int = pick(tiny=1, demo=2, gpu=10)
 
 
-class ChatSFTConfig(ChatTrainingConfig):
+class ChatSFTConfig(Optimiser, ChatTrainingConfig):
     """Supervised fine-tuning on the train conversations of every task (the LM trainer's optimiser/schedule)."""
 
     max_steps: int = pick(tiny=20, demo=500, gpu=3000)
@@ -203,65 +203,11 @@ class ChatRLConfig(ChatTrainingConfig):
     temperature: float = 1.0
 
 
-def _train_config(config, compute: Compute):
-    from assets.lm.training import TrainConfig
+def _display(context, warehouse: WarehousePaths):
+    from assets.lm.registration import Display
 
-    return TrainConfig(max_steps=config.max_steps, batch_size=config.batch_size, learning_rate=config.learning_rate,
-                       min_lr=config.min_lr, warmup_steps=config.warmup_steps, eval_interval=config.max_steps,
-                       eval_batches=getattr(config, "eval_batches", 1), log_interval=max(1, config.max_steps // 20),
-                       seed=config.seed, device=compute.torch_device(), bf16=compute.use_bf16(),
-                       compile=compute.use_compile())
-
-
-def _progress(context, what: str, max_steps: int, key: str = "train_loss"):
-    every, start = max(1, max_steps // 5), time.time()
-
-    def on_log(row: dict) -> None:
-        step = int(row["step"])
-        if step % every == 0 or step == max_steps:
-            eta = (time.time() - start) / step * (max_steps - step)
-            context.log.info(f"{what}: step {step}/{max_steps} {key} {row[key]:.3f}, ETA {eta:.0f}s")
-
-    return on_log
-
-
-@contextlib.contextmanager
-def _training_run(context, tracking: Tracking, compute: Compute, config, name: str, params: dict):
-    """Seeded, on the configured CPU threads, inside an MLflow run; yields (run id, checkpoint directory)."""
-    from assets.lm.threads import torch_threads
-
-    compute.seed_everything(config.seed)
-    with torch_threads(config.cpu_threads, compute.torch_device()), tempfile.TemporaryDirectory() as tmp, \
-            tracking.start_run(f"chat-{name}", dagster_run_id=context.run.run_id, asset_key=f"chat_{name}",
-                               params={**config.model_dump(), **params}) as run_id:
-        yield run_id, f"{tmp}/model"
-
-
-def _register(context, tracking: Tracking, warehouse: WarehousePaths, name: str, run_id: str, directory: str,
-              curve: pd.DataFrame, metrics: dict, config, extra: dict, plot_y: str = "train_loss") -> dict:
-    """Log curve and metrics, register the checkpoint as ``chat-<name>``, attach metadata; returns the record."""
-    from assets.chat.plots import training_figure
-
-    tracking.log_metric_history(run_id, curve.to_dict("records"))
-    tracking.log_metrics(run_id, metrics)
-    model = tracking.log_model(run_id, directory, f"chat-{name}", aliases=tuple(config.aliases))
-    plot = figure_metadata(training_figure({name: curve}, plot_y, plot_y, f"chat-{name}"), f"chat/{name}",
-                           warehouse.root, context.run.run_id)
-    context.add_output_metadata({"model_uri": model["model_uri"], "mlflow": dg.MetadataValue.url(model["mlflow_link"]),
-                                 **{k: float(v) for k, v in metrics.items()}, "curve": plot})
-    return {**model, **metrics, **extra}
-
-
-def _load(tracking: Tracking, record: dict, device: str):
-    from assets.lm.model import load_checkpoint
-
-    return load_checkpoint(tracking.download_model(record["model_uri"]), device=device)
-
-
-def _sizes(model) -> dict:
-    from assets.lm.model import count_parameters
-
-    return {"parameters": count_parameters(model), "non_embedding_parameters": count_parameters(model, non_embedding=True)}
+    return Display(dg.MetadataValue.url, functools.partial(figure_metadata, warehouse_root=warehouse.root,
+                                                           run_id=context.run.run_id))
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("training"), pool="gpu",
@@ -272,26 +218,27 @@ def chat_base(context: dg.AssetExecutionContext, config: ChatBaseConfig, trackin
     documents plus every task's train problems as plain text (question, worked solution, answer); chat-base."""
     from assets.chat.study import pretraining_texts
     from assets.corpora.facts_world import training_texts
-    from assets.corpora.tokenization import load_tokenizer
     from assets.lm.family import fit_language_model
-    from assets.lm.model import ModelSize
+    from assets.lm.registration import load_tokenizer_of, train_and_register
+    from assets.lm.threads import torch_threads
 
-    tokenizer = load_tokenizer(tracking.download_model(chat_tokenizer["tokenizer_uri"]))
+    tokenizer = load_tokenizer_of(chat_tokenizer, tracking)
     frames = list(tasks.values())
     train = pretraining_texts(training_texts(documents), frames, "train", seed=config.seed)
     val = pretraining_texts(documents.loc[documents["split"] == "validation", "text"], frames, "validation")
-    size = ModelSize("chat-base", config.d_model, config.n_layers, config.n_heads, config.d_ff, config.context_length)
-    cfg = _train_config(config, compute)
-    with _training_run(context, tracking, compute, config, "base",
-                       {"train_texts": len(train), "tokenizer_uri": chat_tokenizer["tokenizer_uri"]}) as (run_id, out):
-        fitted = fit_language_model(size, tokenizer, train, val, cfg, out,
-                                    on_log=_progress(context, "chat-base", cfg.max_steps))
-        return _register(context, tracking, warehouse, "base", run_id, out, fitted.curve,
-                         {"final_val_loss": fitted.final_val_loss, "train_seconds": fitted.seconds}, config,
-                         {"model_size": dataclasses.asdict(size), "tokens_seen": fitted.tokens_seen,
-                          "parameters": fitted.parameters, "non_embedding_parameters": fitted.non_embedding_parameters,
-                          "train_texts": len(train), "tokenizer_uri": chat_tokenizer["tokenizer_uri"],
-                          "hardware": compute.hardware()})
+    size, cfg = config.model_size("chat-base"), config.train_config(compute, eval_interval=config.max_steps)
+    compute.seed_everything(config.seed)
+    with torch_threads(config.cpu_threads, cfg.device):
+        fitted, record, metadata = train_and_register(
+            context, tracking, compute, lambda workdir, on_log: fit_language_model(
+                size, tokenizer, train, val, cfg, workdir / "model", on_log=on_log),
+            run_name="chat-base", asset_key="chat_base", steps=cfg.max_steps, registered="chat-base",
+            params={**config.model_dump(), "train_texts": len(train), "tokenizer_uri": chat_tokenizer["tokenizer_uri"]},
+            aliases=config.aliases, plot_name="chat/base_loss_curve", display=_display(context, warehouse))
+    context.add_output_metadata({**metadata, "train_texts": len(train)})
+    return {**record, "model_size": dataclasses.asdict(size), "train_texts": len(train),
+            "non_embedding_parameters": fitted.non_embedding_parameters,
+            "tokenizer_uri": chat_tokenizer["tokenizer_uri"]}
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("training"), pool="gpu", ins=TASK_INS)
@@ -299,23 +246,27 @@ def chat_sft(context: dg.AssetExecutionContext, config: ChatSFTConfig, tracking:
              warehouse: WarehousePaths, chat_base: dict, **tasks) -> dict:
     """chat-base fine-tuned on the train conversations of every task (system/user turns as context, the
     assistant's reasoning and answer as targets; validation loss on the validation conversations); chat-sft."""
-    from assets.chat.sft import fit_sft, sft_data
+    from assets.chat.sft import fine_tune, sft_data
     from assets.chat.study import split_rows
     from assets.chat.tasks import conversation
-    from assets.lm.model import save_checkpoint
+    from assets.lm.registration import load_registered, train_and_register
+    from assets.lm.threads import torch_threads
 
-    cfg = _train_config(config, compute)
-    model, tokenizer = _load(tracking, chat_base, cfg.device)
+    cfg = config.train_config(compute, eval_interval=config.max_steps)
+    model, tokenizer = load_registered(chat_base, tracking, cfg.device)
     train, val = (sft_data(tokenizer, [conversation(r) for _, r in split_rows(tasks.values(), s).iterrows()],
                            int(chat_base["model_size"]["context_length"])) for s in ("train", "validation"))
-    with _training_run(context, tracking, compute, config, "sft", {"base_model_uri": chat_base["model_uri"],
-                       "conversations": len(train), "target_tokens": train.n_target_tokens}) as (run_id, out):
-        result = fit_sft(model, train, cfg, val, on_log=_progress(context, "chat-sft", cfg.max_steps))
-        save_checkpoint(model, tokenizer, out)
-        return _register(context, tracking, warehouse, "sft", run_id, out, result.curve,
-                         {"final_val_loss": result.final_val_loss, "train_seconds": result.seconds}, config,
-                         {"base_model_uri": chat_base["model_uri"], "conversations": len(train),
-                          "model_size": chat_base["model_size"], "hardware": compute.hardware(), **_sizes(model)})
+    params = {**config.model_dump(), "base_model_uri": chat_base["model_uri"], "conversations": len(train),
+              "target_tokens": train.n_target_tokens}
+    compute.seed_everything(config.seed)
+    with torch_threads(config.cpu_threads, cfg.device):
+        _, record, metadata = train_and_register(
+            context, tracking, compute, lambda workdir, on_log: fine_tune(
+                model, tokenizer, train, cfg, workdir / "model", val, on_log=on_log),
+            run_name="chat-sft", asset_key="chat_sft", params=params, steps=cfg.max_steps, registered="chat-sft",
+            aliases=config.aliases, plot_name="chat/sft_loss_curve", display=_display(context, warehouse))
+    context.add_output_metadata({**metadata, "conversations": len(train)})
+    return {**record, "base_model_uri": chat_base["model_uri"], "model_size": chat_base["model_size"]}
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("training"), pool="gpu", ins=TASK_INS)
@@ -325,25 +276,38 @@ def chat_rl(context: dg.AssetExecutionContext, config: ChatRLConfig, tracking: T
     verifiable reward: 1 for an answer the task's checker accepts, 0 otherwise; chat-rl. The demo's run is too
     short to improve on SFT (10 steps of 128 rollouts; greedy accuracy stays within a few points of SFT's):
     the reward curve and the budget table show what it did."""
+    from assets.chat.plots import training_figure
     from assets.chat.rl import GRPOConfig, grpo
     from assets.chat.study import reward_summary, rows_of_tasks, split_rows
     from assets.chat.tasks import verifiable_reward
-    from assets.lm.model import save_checkpoint
+    from assets.lm.model import count_parameters, save_checkpoint
+    from assets.lm.registration import ProgressLog, load_registered, log_training_run
+    from assets.lm.threads import torch_threads
 
     device = compute.torch_device()
-    (policy, tokenizer), (reference, _) = _load(tracking, chat_sft, device), _load(tracking, chat_sft, device)
+    policy, tokenizer = load_registered(chat_sft, tracking, device)
+    reference, _ = load_registered(chat_sft, tracking, device)
     rows = rows_of_tasks(split_rows(tasks.values(), "train"), config.tasks)
     fields = {f.name for f in dataclasses.fields(GRPOConfig)}
     cfg = GRPOConfig(**{k: v for k, v in config.model_dump().items() if k in fields}, device=device)
-    with _training_run(context, tracking, compute, config, "rl",
-                       {"sft_model_uri": chat_sft["model_uri"], "prompts": len(rows)}) as (run_id, out):
+    progress = ProgressLog(context.log.info, cfg.steps, "chat-rl")
+    params = {**config.model_dump(), "sft_model_uri": chat_sft["model_uri"], "prompts": len(rows), "device": device}
+    compute.seed_everything(config.seed)
+    with torch_threads(config.cpu_threads, device), tempfile.TemporaryDirectory() as tmp, tracking.start_run(
+            "chat-rl", dagster_run_id=context.run.run_id, asset_key="chat_rl", params=params) as run_id:
         result = grpo(policy, tokenizer, rows, verifiable_reward, cfg, reference=reference,
-                      on_log=_progress(context, "chat-rl", cfg.steps, "mean_reward"))
-        save_checkpoint(policy, tokenizer, out)
-        return _register(context, tracking, warehouse, "rl", run_id, out, result.curve,
-                         {**reward_summary(result.curve), "train_seconds": result.seconds}, config,
-                         {"sft_model_uri": chat_sft["model_uri"], "model_size": chat_sft["model_size"],
-                          "hardware": compute.hardware(), **_sizes(policy)}, plot_y="mean_reward")
+                      on_log=lambda row: progress(f"steps, mean reward {row['mean_reward']:.3f}", done=row["step"]))
+        save_checkpoint(policy, tokenizer, f"{tmp}/model")
+        metrics = {**reward_summary(result.curve), "train_seconds": result.seconds}
+        model = log_training_run(tracking, run_id, curve=result.curve, metrics=metrics, checkpoint_dir=f"{tmp}/model",
+                                 registered="chat-rl", aliases=config.aliases)
+    plot = figure_metadata(training_figure({"chat-rl": result.curve}, "mean_reward", "mean reward", "chat-rl"),
+                           "chat/rl_reward_curve", warehouse.root, context.run.run_id)
+    context.add_output_metadata({"model_uri": model["model_uri"], "mlflow": dg.MetadataValue.url(model["mlflow_link"]),
+                                 **metrics, "reward_curve": plot})
+    return {**model, **metrics, "sft_model_uri": chat_sft["model_uri"], "model_size": chat_sft["model_size"],
+            "hardware": compute.hardware(), "parameters": count_parameters(policy),
+            "non_embedding_parameters": count_parameters(policy, non_embedding=True)}
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
@@ -376,11 +340,12 @@ def chat_budget_accuracy(context: dg.AssetExecutionContext, config: BudgetAccura
     accuracy on multi-step problems."""
     from assets.chat.plots import budget_accuracy_figure
     from assets.chat.study import accuracy_rises, budget_accuracy, split_rows
+    from assets.lm.registration import load_registered
     from assets.lm.threads import torch_threads
 
     compute.seed_everything(config.seed)
     device = compute.torch_device()
-    models = {name: _load(tracking, record, device) for name, record in (("sft", chat_sft), ("rl", chat_rl))}
+    models = {name: load_registered(record, tracking, device) for name, record in (("sft", chat_sft), ("rl", chat_rl))}
     tokenizer = models["sft"][1]
     with torch_threads(config.cpu_threads, device):
         table = budget_accuracy({n: m for n, (m, _) in models.items()}, tokenizer, split_rows(tasks.values(), "test"),

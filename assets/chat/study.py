@@ -181,7 +181,9 @@ def accuracy_rises(
         gain = float(acc[-1] - acc[0]) if len(acc) else float("nan")
         worst_drop = float(max(0.0, *(acc[:-1] - acc[1:]))) if len(acc) > 1 else 0.0
         out[str(model)] = {
-            "accuracy_by_budget": {int(b): float(a) for b, a in zip(curve["requested_budget"], acc, strict=True)},
+            "accuracy_by_budget": {
+                int(b): float(a) for b, a in zip(curve["requested_budget"], acc, strict=True)
+            },
             "gain": gain,
             "worst_drop": worst_drop,
             "passed": bool(len(acc) > 1 and gain >= min_gain and worst_drop <= max_drop),
