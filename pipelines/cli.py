@@ -95,8 +95,8 @@ def cmd_demo(args) -> int:
 
     from pipelines.definitions import PROFILE, defs
     from pipelines.jobs import MAIN_SELECTION
-    from pipelines.run_progress import RunProgress
     from pipelines.recovery import recover
+    from pipelines.run_progress import RunProgress
     from pipelines.stores import init_stores
 
     init_stores(args.warehouse)

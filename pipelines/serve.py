@@ -235,8 +235,8 @@ def model_name_for(source: str) -> str:
 
 def load_server(source: str, tracking_uri: str, *, device: str = "cpu", name: str | None = None) -> ChatServer:
     """A `ChatServer` for a registered model URI (models:/..., runs:/...) or a local checkpoint directory."""
-    from assets.lm.hub import model_dir
     from assets.lm.model import load_checkpoint
+    from assets.lm.registry import model_dir
 
     if not Path(source).is_dir():
         if ":/" not in source:

@@ -121,7 +121,7 @@ def train_and_register(context: Any, tracking: Any, compute: Any, fit: Callable[
 
 def load_registered(record: Mapping[str, Any], tracking: Any, device: str = "cpu") -> tuple[Any, Any]:
     """(model in eval mode, tokenizer) of a model record: its exact ``model_uri`` in the ``tracking`` store."""
-    from assets.lm.hub import load_model
+    from assets.lm.registry import load_model
 
     return load_model(record["model_uri"], tracking.resolved_tracking_uri, device=device)
 

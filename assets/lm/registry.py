@@ -1,11 +1,16 @@
-"""Resolving model URIs in an MLflow store to local checkpoint directories (plain MLflow, no Dagster).
+"""The model registry, read by URI (plain MLflow, no Dagster): the one way studies get at a trained model.
 
-Shared by the ``tracking`` resource (Dagster side) and by ``assets.lm.hub`` (science), so both resolve a URI the same way.
+A URI is what a model record holds: ``models:/lm-facts-small/3`` (exact version), ``models:/<name>@<alias>``,
+``runs:/<run id>/model``, or a local checkpoint directory (``save_pretrained`` output with its tokenizer).
+`load_model` returns the model and its tokenizer; `model_dir` the local checkpoint directory.
+
+Shared by the ``tracking`` resource (Dagster side) and by the studies (science), so both resolve a URI the same way.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 
@@ -42,3 +47,17 @@ def client_for(tracking_uri: str):
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def model_dir(model_uri: str, tracking_uri: str) -> Path:
+    """The local checkpoint directory behind ``model_uri`` in the MLflow store at ``tracking_uri``."""
+    if Path(model_uri).is_dir():
+        return Path(model_uri)
+    return local_model_dir(client_for(tracking_uri), tracking_uri, model_uri)
+
+
+def load_model(model_uri: str, tracking_uri: str, device: str = "cpu") -> tuple[Any, Any]:
+    """(model in eval mode, tokenizer) for ``model_uri``; the tokenizer is None if the checkpoint has none."""
+    from assets.lm.model import load_checkpoint
+
+    return load_checkpoint(model_dir(model_uri, tracking_uri), device=device)

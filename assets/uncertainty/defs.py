@@ -62,7 +62,7 @@ def _model_source(config: dg.Config, pair: str, size: str, record: dict) -> str:
 
 def load_pair(small_source: str, large_source: str, tracking: Tracking, device: str):
     """(small, large, tokenizer) from model URIs or local checkpoint directories (one shared vocabulary)."""
-    from assets.lm.hub import load_model
+    from assets.lm.registry import load_model
     from assets.uncertainty.tokens import check_same_vocabulary
 
     small, small_tok = load_model(small_source, tracking.resolved_tracking_uri, device=device)
@@ -296,7 +296,7 @@ def uncertainty_iclt(context: dg.AssetExecutionContext, config: UncertaintyIcltC
     """ICLT scores per sampled token: the small model's top-k candidates, each continued greedily to a
     sentence end and put in context before the prompt repeats; mutual information between the original
     top-k distribution and the in-context ones (``mi``), with H(Y), H(Y|X) and the labels."""
-    from assets.lm.hub import load_model
+    from assets.lm.registry import load_model
     from assets.lm.threads import torch_threads
     from assets.uncertainty.iclt import IcltSettings, iclt, sentence_end_ids
     from assets.uncertainty.study import iclt_auc, iclt_sample, pair_of

@@ -34,7 +34,7 @@ PAPER = "Zhang et al. 2023 (Watermarks in the Sand)"
 
 
 def _load(record: dict, tracking: Tracking, device: str):
-    from assets.lm.hub import load_model
+    from assets.lm.registry import load_model
 
     return load_model(record["model_uri"], tracking.resolved_tracking_uri, device=device)
 

@@ -9,7 +9,7 @@ def test_chat_group_materializes_with_consistent_numbers(backbone):
     from assets.chat.budget import EFFORT_BUDGETS
     from assets.chat.format import CHAT_SPECIAL_TOKENS, prompt_ids
     from assets.chat.tasks import prompt_messages
-    from assets.lm.hub import load_model
+    from assets.lm.registry import load_model
     from pipelines.serve import load_server
     from resources.catalog import query
 

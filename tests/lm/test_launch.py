@@ -46,8 +46,8 @@ def test_two_torchrun_processes_through_pipes_match_one_process(corpus):
     assert any("trained on 2 processes" in m for m in messages), messages
     assert any(m.startswith("step ") and "ETA" in m for m in messages)
     # the reloaded checkpoint is the one rank 0 wrote
-    from assets.lm.hub import load_model
     from assets.lm.model import count_parameters
+    from assets.lm.registry import load_model
 
     model, _ = load_model(two["model_uri"], resources_for["tracking"].resolved_tracking_uri)
     assert count_parameters(model) == two["parameters"]

@@ -57,7 +57,7 @@ def test_facts_world_tables(graph):
 
 def test_models_registered_and_reloadable_by_uri(graph):
     result, root, resources = graph
-    from assets.lm.hub import load_model
+    from assets.lm.registry import load_model
 
     tracking = resources["tracking"]
     record = result.output_for_node("lm_facts_large", "lm_facts_large")
@@ -95,7 +95,7 @@ def test_user_corpus_and_checkpoint_import(graph, tmp_path):
     """A user's corpus file and a local Hugging Face checkpoint directory, both made by this test."""
     _, root, resources = graph
     from assets.corpora.tokenization import load_tokenizer
-    from assets.lm.hub import model_dir
+    from assets.lm.registry import model_dir
 
     corpus = tmp_path / "mine.jsonl"
     rows = [{"text": f"def f{i}(x):\n    return x * {i}\n", "owner": f"o{i % 2}"} for i in range(40)]

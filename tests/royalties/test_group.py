@@ -76,7 +76,7 @@ def test_values_and_efficiency(group):
 
 def test_values_are_reproducible_from_the_registered_models(group):
     """Load the base and all-owners models by their exact URIs and recompute two rows of the value table."""
-    from assets.lm.hub import load_model
+    from assets.lm.registry import load_model
     from assets.royalties.pieces import piece_log_likelihoods
 
     result, root, resources = group

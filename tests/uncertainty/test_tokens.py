@@ -13,9 +13,9 @@ from assets.corpora.facts_world import (
     vocabulary,
 )
 from assets.corpora.tokenization import load_tokenizer, save_tokenizer, train_word_level_tokenizer
-from assets.lm.hub import load_model
 from assets.lm.inference import token_statistics
 from assets.lm.model import ModelSize, build_model, save_checkpoint
+from assets.lm.registry import load_model
 from assets.uncertainty.tokens import (
     attach_truth,
     check_same_vocabulary,
