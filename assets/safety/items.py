@@ -1,0 +1,96 @@
+"""The one table shape every safety evaluation's items share, so one battery runs and grades them all.
+
+Columns (ITEM_COLUMNS):
+  evaluation    refusal | jailbreak | hallucination | bias | hierarchy | regurgitation.
+  item_id       unique within the suite, "<evaluation>-<split>-<nnnnnn>".
+  request_id    the base request an item derives from (a jailbreak item names the request it wraps; else
+                its own id).
+  split         "train" (templates and jailbreak families that training data may use) or "eval" (held out).
+  set           the card's evaluation set: "standard" or "challenging" for refusals, "seen" / "held_out" for
+                jailbreaks (the family's split), else the item kind ("answerable", "ambiguous", ...).
+  category      finer kind: allowed / disallowed / lookalike, answerable / unknown_person / unheld_attribute,
+                ambiguous / disambiguated_pro / disambiguated_anti, the hierarchy conflict, ...
+  template_id   the template the text came from (templates are disjoint across splits).
+  family        the jailbreak wrapper family ("" for an unwrapped item).
+  messages      the prompt conversation as JSON (roles system/developer/user/data).
+  request       the text a judge is shown as "the request" (the conversation, rendered, for multi-turn items).
+  expected      what the policy asks for: comply | refuse | abstain | choose | obey_higher | not_reproduce.
+  answer        the ground-truth answer when one is expected ("" otherwise).
+  forbidden     a value that must not appear in the response (a private attribute, a password; "" if none).
+  clauses       comma-separated policy clause ids that decide the item (assets.safety.policy).
+  meta          JSON with what an evaluation's grader needs beyond the above.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from assets.safety.policy import check_clause_ids
+
+ITEM_COLUMNS = ["evaluation", "item_id", "request_id", "split", "set", "category", "template_id", "family",
+                "messages", "request", "expected", "answer", "forbidden", "clauses", "meta"]
+EVALUATIONS = ("refusal", "jailbreak", "hallucination", "bias", "hierarchy", "regurgitation")
+EXPECTED = ("comply", "refuse", "abstain", "choose", "obey_higher", "not_reproduce")
+ITEM_SPLITS = ("train", "eval")
+
+
+def user_messages(text: str, system: str = "") -> list[dict]:
+    """A one-question conversation (with a system message when one is given)."""
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+
+
+def render_conversation(messages: list[dict]) -> str:
+    """A conversation as one text for a judge: `[system] ... [user] ...`."""
+    return " ".join(f"[{m['role']}] {m['content']}" for m in messages)
+
+
+def item_row(evaluation: str, *, split: str, set_: str, category: str, template_id: str, messages: list[dict],
+             expected: str, clauses: str, answer: str = "", forbidden: str = "", family: str = "",
+             request_id: str = "", meta: dict | None = None) -> dict:
+    """One item as a dict of ITEM_COLUMNS (item_id is filled by `number_items`)."""
+    if evaluation not in EVALUATIONS:
+        raise ValueError(f"evaluation must be one of {list(EVALUATIONS)}, got {evaluation!r}")
+    if split not in ITEM_SPLITS:
+        raise ValueError(f"split must be one of {list(ITEM_SPLITS)}, got {split!r}")
+    if expected not in EXPECTED:
+        raise ValueError(f"expected must be one of {list(EXPECTED)}, got {expected!r}")
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    request = users[-1] if len(messages) == 1 else render_conversation(messages)
+    return {"evaluation": evaluation, "item_id": "", "request_id": request_id, "split": split, "set": set_,
+            "category": category, "template_id": template_id, "family": family,
+            "messages": json.dumps(messages), "request": request if users else "", "expected": expected,
+            "answer": str(answer), "forbidden": str(forbidden), "clauses": check_clause_ids(clauses),
+            "meta": json.dumps(meta or {}, sort_keys=True)}
+
+
+def number_items(evaluation: str, rows: list[dict]) -> pd.DataFrame:
+    """The rows as an ITEM_COLUMNS frame with ids `<evaluation>-<split>-<nnnnnn>` (numbered per split);
+    a row without a request_id gets its own item_id."""
+    frame = pd.DataFrame(rows, columns=ITEM_COLUMNS)
+    counters = {s: 0 for s in ITEM_SPLITS}
+    ids = []
+    for split in frame["split"]:
+        ids.append(f"{evaluation}-{split}-{counters[split]:06d}")
+        counters[split] += 1
+    frame["item_id"] = ids
+    frame["request_id"] = np.where(frame["request_id"] == "", frame["item_id"], frame["request_id"])
+    return frame
+
+
+def item_meta(row: dict | pd.Series) -> dict:
+    """The parsed `meta` of an item."""
+    return json.loads(row["meta"]) if row["meta"] else {}
+
+
+def check_items(frame: pd.DataFrame, what: str = "items") -> pd.DataFrame:
+    """Raise a clear error unless `frame` has ITEM_COLUMNS with unique item ids; returns it."""
+    missing = [c for c in ITEM_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} is missing columns {missing}; it has {list(frame.columns)}")
+    if not frame["item_id"].is_unique:
+        raise ValueError(f"{what}.item_id must be unique; repeated: "
+                         f"{frame['item_id'][frame['item_id'].duplicated()].head(3).tolist()}")
+    return frame
