@@ -185,12 +185,13 @@ def run_battery(respond: Respond, items: pd.DataFrame, *, model: str = "", split
     return results, table
 
 
-def endpoint_responder(endpoint, **request: Any) -> Respond:
+def endpoint_responder(endpoint, client: Any | None = None, **request: Any) -> Respond:
     """A `respond` that asks an OpenAI-compatible endpoint (assets.chat.client) one conversation at a time;
-    `request` goes to `client.chat` (temperature, max_tokens, reasoning_effort, reasoning_budget, seed)."""
+    `request` goes to `client.chat` (temperature, max_tokens, reasoning_effort, reasoning_budget, seed);
+    `client` overrides the endpoint's OpenAI client."""
     from assets.chat.client import Endpoint, chat, model_id
 
-    client = endpoint.client()
+    client = endpoint.client() if client is None else client
     endpoint = Endpoint(**{**endpoint.__dict__, "model": model_id(endpoint, client)})
 
     def respond(batch: list[list[dict]]) -> list[Any]:

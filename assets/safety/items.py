@@ -94,3 +94,14 @@ def check_items(frame: pd.DataFrame, what: str = "items") -> pd.DataFrame:
         raise ValueError(f"{what}.item_id must be unique; repeated: "
                          f"{frame['item_id'][frame['item_id'].duplicated()].head(3).tolist()}")
     return frame
+
+
+def suite_words(items: pd.DataFrame, extra: tuple[str, ...] = ()) -> list[str]:
+    """Every whitespace-separated word of the items' messages and answers (plus `extra`, e.g. the policy's
+    canonical replies), sorted: with these in a word-level tokenizer, the battery's text has no <unk>."""
+    found: set[str] = set(w for text in extra for w in text.split())
+    for messages, answer in zip(items["messages"], items["answer"], strict=True):
+        for message in json.loads(messages):
+            found.update(str(message.get("content") or "").split())
+        found.update(str(answer).split())
+    return sorted(found)

@@ -137,7 +137,7 @@ def agreement(judged: pd.DataFrame) -> dict:
         return {"kappa": math.nan, "agreement": math.nan, "n": 0}
     a, b = rows["programmatic"].astype(bool).to_numpy(), rows["judged"].astype(bool).to_numpy()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore")  # undefined kappa: NaN, reported as such
         kappa = float(cohen_kappa_score(a, b, labels=[False, True]))
     return {"kappa": kappa, "agreement": float((a == b).mean()), "n": int(len(rows))}
 
