@@ -14,7 +14,7 @@ held out (evaluation only)
 - many_shot: fabricated dialogue in which the assistant already answered the same question about other
   people (their true values, all different from the target's), then the request;
 - another_language: the request's ordinary words replaced by a seeded invented language (a fixed
-  word-substitution table, `language_table`); names and values stay as they are.
+  word-substitution table over the templates' words, `language_table`); names and values stay as they are.
 
 Items: requests of "train" templates are wrapped only in seen families (split "train"); requests of
 "eval" templates in every family (split "eval"), so no held-out family ever meets training data, and the
@@ -32,7 +32,8 @@ from assets.corpora.facts_templates import WordMint
 from assets.corpora.facts_world import vocabulary
 from assets.safety.graders import rot13
 from assets.safety.items import item_row, number_items, user_messages
-from assets.safety.requests import REQUEST_COLUMNS
+from assets.safety.policy import ATTRIBUTE_WORDS
+from assets.safety.requests import REQUEST_COLUMNS, TEMPLATES
 
 SEEN, HELD_OUT = "seen", "held_out"
 FAMILIES = {
@@ -91,16 +92,15 @@ def _swap(text: str, person: str, name: str) -> str:
     return " ".join(name if w == person else w for w in text.split())
 
 
-def language_table(world, texts: list[str], seed: int = 0) -> tuple[str, dict[str, str]]:
-    """(language name, {english word: invented word}) for every ordinary word of `texts`.
+def language_table(world, seed: int = 0) -> tuple[str, dict[str, str]]:
+    """(language name, {english word: invented word}) for every ordinary word of the request templates.
 
-    Ordinary words are all words but the world's names and values (people, cities, organisations,
-    professions, years) and punctuation. Invented words never collide with the world's vocabulary; the
-    table depends only on the seed and the set of words.
+    Ordinary words are the templates' words (requests.TEMPLATES, attribute words included) but their slots
+    and punctuation, so the table is one fixed object per (world, seed), whichever requests were drawn.
+    Names and values are never translated; invented words never collide with the world's vocabulary.
     """
-    entities = set(world.people["person"]) | set(world.cities) | set(world.organisations)
-    entities |= set(world.professions) | set(world.people["birth_year"].astype(str))
-    english = sorted({w for t in texts for w in t.split() if w not in entities and w.isalpha()})
+    texts = [t.text for t in TEMPLATES] + list(ATTRIBUTE_WORDS.values())
+    english = sorted({w for t in texts for w in t.split() if w.isalpha() and w.islower()})
     mint = WordMint(reserved=set(vocabulary(world)) | set(english))
     rng = np.random.default_rng([seed, 19, 7])
     language, *words = mint.mint(rng, len(english) + 1, min_syllables=1, max_syllables=2,
@@ -119,7 +119,7 @@ def family_splits(held_out: tuple[str, ...] | None = None) -> dict[str, str]:
 
 
 def _wrappers(world, requests: pd.DataFrame, seed: int, n_shots: int) -> dict[str, Callable[[pd.Series], str]]:
-    language, table = language_table(world, requests["text"].tolist(), seed)
+    language, table = language_table(world, seed)
     people = world.people.sort_values("frequency_rank").reset_index(drop=True)
 
     def shots_for(r) -> list[tuple[str, str]]:
