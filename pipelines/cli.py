@@ -11,6 +11,9 @@
     reprolab mlflow-ui [--port N]     the MLflow UI on the warehouse's tracking store
     reprolab serve MODEL [--port N]   an OpenAI-compatible server for a chat model (models:/chat-sft@current or a
                                       checkpoint directory) on 127.0.0.1
+    reprolab evaluate --base-url URL --model NAME
+                                      the safety battery against any OpenAI-compatible endpoint, into the
+                                      warehouse's safety tables (keyed by endpoint and model)
 """
 
 from __future__ import annotations
@@ -254,6 +257,46 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    """The safety battery over an endpoint; its rows replace that endpoint's earlier rows in new
+    materializations of safety_results and safety_system_card (everyone else's rows kept)."""
+    from datetime import UTC, datetime
+
+    from assets.chat.client import Endpoint
+    from assets.safety.responders import replace_rows, run_endpoint, system_card
+    from resources.tables import Lineage, WarehouseError, latest_file, read_table, write_table
+
+    root = Path(args.warehouse)
+    try:
+        items_file = latest_file(root, "safety", "safety_items")
+    except WarehouseError as exc:
+        print(f"error: {exc}: materialize safety_items first (make demo, or the UI)", file=sys.stderr)
+        return 2
+    endpoint = Endpoint(args.base_url, args.model, args.api_key_env)
+    try:
+        new = run_endpoint(endpoint, read_table(items_file), max_tokens=args.max_tokens, temperature=0.0)
+    except Exception as exc:  # the endpoint's or the key's error, in one line
+        print(f"error: evaluating {args.base_url} failed: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    upstream = [f"safety.safety_items:{items_file.stem}"]
+    try:
+        previous_file = latest_file(root, "safety", "safety_results")
+        previous, upstream = read_table(previous_file), [*upstream, f"safety.safety_results:{previous_file.stem}"]
+    except WarehouseError:
+        previous = None
+    results = replace_rows(previous, new)
+    lineage = Lineage(run_id=f"evaluate-{uuid.uuid4()}", code_version="evaluate-1", upstream=upstream,
+                      materialized_at=datetime.now(UTC), resolution={u: "latest" for u in upstream})
+    write_table(root, "safety", "safety_results", results, lineage)
+    write_table(root, "safety", "safety_system_card", system_card(results), lineage)
+    refresh_catalog(root, [("safety", "safety_results"), ("safety", "safety_system_card")])
+    card = system_card(new)
+    print(f"{len(new)} items graded for {new['model'].iloc[0]} at {args.base_url}; the tables safety.safety_results "
+          f"and safety.safety_system_card now hold them")
+    _print_frame(card[["evaluation", "metric", "value", "n"]], "table")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reprolab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--warehouse", default=default_warehouse_root(),
@@ -291,6 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tracking-uri", default=None, help="MLflow store (default: the warehouse's)")
     s.add_argument("--api-key-env", default=None, help="require the key in this environment variable as a bearer token")
     s.set_defaults(func=cmd_serve)
+    e = sub.add_parser("evaluate", help="run the safety battery against an OpenAI-compatible endpoint")
+    e.add_argument("--base-url", required=True, help="the endpoint, e.g. http://127.0.0.1:8000/v1")
+    e.add_argument("--model", default=None, help="model id (default: the first one the endpoint lists)")
+    e.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the key")
+    e.add_argument("--max-tokens", type=int, default=64, help="max tokens per answer")
+    e.set_defaults(func=cmd_evaluate)
     return parser
 
 

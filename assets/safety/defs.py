@@ -1,0 +1,251 @@
+"""Dagster side of the safety study (the OpenAI o1 system card's safety evaluations).
+
+``safety_policy`` is the written policy (numbered clauses); ``safety_stereotypes`` the stereotype the bias
+questions probe; ``safety_items`` the battery's items over the facts world (refusal, jailbreak, hallucination,
+bias, instruction hierarchy, regurgitation of the protected documents), train and eval templates disjoint.
+``safety_results`` asks every registered chat model (chat-sft, chat-rl) in-process under a reasoning budget,
+any endpoints named in its config, and two reference responders (the policy oracle, always-comply); one row
+per responder x evaluation x item. ``safety_system_card`` is the card's table per responder, with a plot;
+``safety/findings`` checks the graders on the references. `reprolab evaluate --base-url URL --model NAME`
+writes an endpoint's rows into the same tables.
+"""
+
+import time
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from assets.safety.findings import CHECKS
+from resources.compute import Compute
+from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
+from resources.profiles import current_profile, pick
+from resources.stages import stage
+from resources.tracking import Tracking
+from resources.validation import expectations, gx_check
+from resources.warehouse import WarehousePaths
+
+GROUP = "safety"
+MODEL_INS = {"chat_sft": dg.AssetIn("chat_sft"), "chat_rl": dg.AssetIn("chat_rl")}
+
+
+# ------------------------------------------------------------------------------------------------------ data
+@dg.asset(group_name=GROUP, code_version="1", tags=stage("data"),
+          check_specs=[dg.AssetCheckSpec("policy_valid", asset="safety_policy",
+                                         description="clause ids unique, known sections, no empty text")])
+def safety_policy():
+    """The written policy (the "spec") every evaluation grades against: one row per numbered clause (P1 ...),
+    its section, title and text. Birth year and employer are private; birth city and profession public."""
+    from assets.safety.policy import SECTIONS, policy_table
+
+    table = policy_table()
+    yield dg.Output(table, metadata={"clauses": markdown_table(table, max_rows=40)})
+    gxe = expectations()
+    yield gx_check(table, [gxe.ExpectColumnValuesToBeUnique(column="clause_id"),
+                           gxe.ExpectColumnValuesToBeInSet(column="section", value_set=list(SECTIONS.values())),
+                           gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1)],
+                   name="safety_policy", check_name="policy_valid")
+
+
+class SuiteConfig(dg.Config):
+    """Sizes of the battery (assets.safety.battery.SuiteSpec): items per template, people asked about."""
+
+    seed: int = 0
+    people_pool: int | None = Field(default=pick(tiny=20, demo=50, gpu=None),
+                                    description="ask about this many most-mentioned people (None: everyone)")
+    n_per_template: int = Field(default=pick(tiny=1, demo=2, gpu=16), description="items per template")
+    n_shots: int = 4
+    n_stereotypes: int = pick(tiny=2, demo=4, gpu=8)
+    n_per_context: int = pick(tiny=1, demo=1, gpu=4)
+    prompt_words: int = 8
+    max_documents: int | None = pick(tiny=4, demo=8, gpu=None)
+
+
+@dg.asset(group_name=GROUP, code_version="1", tags=stage("data"),
+          check_specs=[dg.AssetCheckSpec("stereotypes_valid", asset="safety_stereotypes",
+                                         description="ids unique, one row per stereotype, lift > 1")])
+def safety_stereotypes(config: SuiteConfig, facts_world: dict):
+    """The stereotype the bias questions probe, as recorded data: the strongest (birth city, profession)
+    co-occurrences among the facts world's written-about people, with counts and lift."""
+    from assets.corpora.facts_world import world_from_record
+    from assets.safety.bias import stereotypes
+
+    table = stereotypes(world_from_record(facts_world), config.n_stereotypes, seed=config.seed)
+    yield dg.Output(table, metadata={"stereotypes": markdown_table(table)})
+    gxe = expectations()
+    yield gx_check(table, [gxe.ExpectColumnValuesToBeUnique(column="stereotype_id"),
+                           gxe.ExpectTableRowCountToEqual(value=config.n_stereotypes)],
+                   name="safety_stereotypes", check_name="stereotypes_valid")
+
+
+@dg.asset(group_name=GROUP, code_version="1", tags=stage("data"), ins={"documents": dg.AssetIn("facts_documents")},
+          check_specs=[dg.AssetCheckSpec("items_valid", asset="safety_items",
+                                         description="ids unique, known evaluations/splits/expectations, "
+                                                     "train and eval templates disjoint, every evaluation on eval")])
+def safety_items(config: SuiteConfig, facts_world: dict, documents: pd.DataFrame):
+    """The battery's items (assets.safety.items.ITEM_COLUMNS) over the facts world, both splits: refusal
+    requests (allowed, disallowed, look-alikes), jailbreak wrappers (seen / held-out families), hallucination,
+    BBQ-style bias, instruction-hierarchy conflicts and the protected documents to continue."""
+    from assets.corpora.facts_world import world_from_record
+    from assets.safety.battery import SuiteSpec, build_suite
+
+    protected = documents[documents["protected"].astype(bool)].drop_duplicates("doc_id")
+    items = build_suite(world_from_record(facts_world), SuiteSpec(**config.model_dump()), documents=protected)
+    counts = items.groupby(["evaluation", "split"]).size().unstack(fill_value=0).reset_index()
+    yield dg.Output(items, metadata={"items": len(items), "by_evaluation": markdown_table(counts),
+                                     "eval_items": int((items["split"] == "eval").sum())})
+    yield _items_check(items)
+
+
+def _items_check(items: pd.DataFrame) -> dg.AssetCheckResult:
+    from assets.safety.items import EVALUATIONS, EXPECTED, ITEM_COLUMNS, ITEM_SPLITS
+
+    gxe = expectations()
+    valid = gx_check(items, [
+        gxe.ExpectTableColumnsToMatchSet(column_set=ITEM_COLUMNS, exact_match=True),
+        gxe.ExpectColumnValuesToBeUnique(column="item_id"),
+        gxe.ExpectColumnValuesToBeInSet(column="evaluation", value_set=list(EVALUATIONS)),
+        gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(ITEM_SPLITS)),
+        gxe.ExpectColumnValuesToBeInSet(column="expected", value_set=list(EXPECTED)),
+        gxe.ExpectColumnValueLengthsToBeBetween(column="messages", min_value=3),
+    ], name="safety_items")
+    train = set(items.loc[items["split"] == "train", "template_id"])
+    shared = sorted(train & set(items.loc[items["split"] == "eval", "template_id"]))
+    on_eval = set(items.loc[items["split"] == "eval", "evaluation"])
+    return dg.AssetCheckResult(check_name="items_valid", asset_key="safety_items",
+                               passed=bool(valid.passed and not shared and on_eval == set(items["evaluation"])),
+                               metadata={**valid.metadata, "templates_in_both_splits": str(shared[:10])})
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+class EndpointConfig(dg.Config):
+    """An OpenAI-compatible endpoint to evaluate beside our models (its key in `api_key_env`)."""
+
+    base_url: str
+    model: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+
+
+class ResultsConfig(dg.Config):
+    """How every responder is asked: reasoning budget (tokens or low/medium/high), answer length, greedy."""
+
+    budget: str = Field(default=pick(tiny="2", demo="8", gpu="medium"),
+                        description="reasoning budget: a token count or an effort level (low, medium, high)")
+    max_answer_tokens: int = pick(tiny=8, demo=16, gpu=32)
+    temperature: float = 0.0
+    batch_size: int = pick(tiny=64, demo=64, gpu=256)
+    splits: list[str] = ["eval"]
+    seed: int = 0
+    cpu_threads: int = Field(default=1, description="torch CPU threads (0: torch's default)")
+    endpoints: list[EndpointConfig] = Field(default=[], description="OpenAI-compatible endpoints to evaluate too")
+
+
+def _budget(text: str) -> str | int:
+    return int(text) if text.strip().isdigit() else text.strip()
+
+
+@dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"), pool="gpu", ins=MODEL_INS,
+          check_specs=[dg.AssetCheckSpec("results_valid", asset="safety_results",
+                                         description="scores in [0, 1], one row per responder x item, every "
+                                                     "registered model and both references present")])
+def safety_results(context: dg.AssetExecutionContext, config: ResultsConfig, tracking: Tracking,
+                   compute: Compute, safety_items: pd.DataFrame, **chat_models):
+    """Every eval item asked of every registered chat model (chat-sft, chat-rl: in-process, at the reasoning
+    budget), of the endpoints in config, and of two reference responders (policy_oracle, always_comply),
+    graded: one row per responder x evaluation x item, keyed by model_uri or endpoint + model."""
+    from assets.chat.client import Endpoint
+    from assets.lm.registry import load_model
+    from assets.lm.threads import torch_threads
+    from assets.safety.responders import (
+        model_responder,
+        run_endpoint,
+        run_model,
+        run_references,
+        vocabulary_coverage,
+    )
+
+    frames, meta, device = [run_references(safety_items, config.splits)], {}, compute.torch_device()
+    with torch_threads(config.cpu_threads, device):
+        for name, record in chat_models.items():
+            started = time.time()
+            model, tokenizer = load_model(record["model_uri"], tracking.resolved_tracking_uri, device=device)
+            respond = model_responder(model, tokenizer, budget=_budget(config.budget), seed=config.seed,
+                                      max_answer_tokens=config.max_answer_tokens, temperature=config.temperature,
+                                      batch_size=config.batch_size)
+            frames.append(run_model(respond, safety_items, model=record["registered_model"],
+                                    model_uri=record["model_uri"], splits=config.splits, batch_size=config.batch_size))
+            coverage = vocabulary_coverage(tokenizer, safety_items, config.splits)
+            meta |= {f"{name}_seconds": round(time.time() - started, 1), f"{name}_oov_rate": coverage["oov_rate"],
+                     f"{name}_items_unanswered": int((~frames[-1]["answered"]).sum())}
+            meta["oov_words"] = dg.MetadataValue.md(" ".join(coverage["missing_words"][:200]) or "(none)")
+    for spec in config.endpoints:
+        frames.append(run_endpoint(Endpoint(spec.base_url, spec.model, spec.api_key_env), safety_items,
+                                   splits=config.splits, max_tokens=config.max_answer_tokens,
+                                   temperature=config.temperature))
+    results = pd.concat(frames, ignore_index=True)
+    summary = results.groupby(["responder", "model", "evaluation"])["score"].mean().unstack().reset_index()
+    yield dg.Output(results, metadata={"rows": len(results), "mean_score": markdown_table(summary), **meta,
+                                       "budget": config.budget})
+    yield _results_check(results, [r["registered_model"] for r in chat_models.values()])
+
+
+def _results_check(results: pd.DataFrame, models: list[str]) -> dg.AssetCheckResult:
+    from assets.safety.responders import REFERENCES
+
+    gxe = expectations()
+    valid = gx_check(results, [
+        gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0, max_value=1),
+        gxe.ExpectColumnValuesToNotBeNull(column="score"),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["responder", "model", "model_uri", "endpoint", "item_id"]),
+        gxe.ExpectColumnValuesToBeInSet(column="responder", value_set=["model", "endpoint", "reference"]),
+    ], name="safety_results")
+    present = set(results["model"]) >= {*models, *REFERENCES}
+    return dg.AssetCheckResult(check_name="results_valid", asset_key="safety_results",
+                               passed=bool(valid.passed and present), metadata=valid.metadata)
+
+
+@dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"),
+          check_specs=[dg.AssetCheckSpec("card_valid", asset="safety_system_card",
+                                         description="values in [0, 1] or NaN for an empty set, n >= 0, one row "
+                                                     "per responder x metric")])
+def safety_system_card(context: dg.AssetExecutionContext, warehouse: WarehousePaths, safety_results: pd.DataFrame):
+    """The system card's table: per responder (registered model, endpoint, reference) every evaluation's
+    metrics (not_unsafe / not_overrefuse, goodness@0.1, hallucination, bias, hierarchy, regurgitation) with n,
+    over the eval items that fit each model's context; and the bar chart of the headline metrics."""
+    from assets.safety.findings import system_card_figure
+    from assets.safety.responders import system_card
+
+    card = system_card(safety_results)
+    pivot = card.pivot_table(index="metric", columns="model", values="value", sort=False).reset_index()
+    yield dg.Output(card, metadata={"card": markdown_table(pivot, max_rows=60), "rows": len(card),
+                                    "plot": figure_metadata(system_card_figure(card), "safety/system_card",
+                                                            warehouse.root, context.run.run_id)})
+    gxe = expectations()
+    finite = card.dropna(subset=["value"])
+    yield gx_check(finite, [
+        gxe.ExpectColumnValuesToBeBetween(column="value", min_value=0, max_value=1e6),
+        gxe.ExpectColumnValuesToBeBetween(column="n", min_value=0),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["responder", "model", "model_uri", "endpoint", "metric"]),
+    ], name="safety_system_card", check_name="card_valid")
+
+
+# -------------------------------------------------------------------------------------------------- findings
+FINDINGS_KEY = dg.AssetKey([GROUP, "findings"])
+
+
+@dg.asset(key_prefix=[GROUP], name="findings", group_name=GROUP, code_version="1", tags=stage("evaluation"),
+          ins={"card": dg.AssetIn("safety_system_card")},
+          check_specs=findings_check_specs(FINDINGS_KEY, {k: text for k, (_, text) in CHECKS.items()}))
+def safety_findings(card: pd.DataFrame):
+    """The graders checked on the reference responders (the oracle scores 1 on not_unsafe and not_overrefuse,
+    always-comply 0 on not_unsafe), and every registered model's headline metrics as descriptive rows."""
+    from assets.safety.findings import build_findings
+
+    models = sorted(set(card.loc[card["responder"] != "reference", "model"]))
+    scale = f"{current_profile()} profile: {', '.join(models) or 'no models'} on the eval split"
+    yield from findings_results(build_findings(card, scale, study=GROUP),
+                                {k: metric for k, (metric, _) in CHECKS.items()})
+
+
+defs = dg.Definitions(assets=[safety_policy, safety_stereotypes, safety_items, safety_results, safety_system_card,
+                              safety_findings])

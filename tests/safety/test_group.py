@@ -1,0 +1,104 @@
+"""The safety group end to end on the tiny profile (against the session backbone and the chat models it
+trains), and `reprolab evaluate` against `reprolab serve` over HTTP writing into the same tables."""
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from tests.chat.test_serve import _start
+
+CHAT_MODELS = ("chat_tokenizer", "chat_base", "chat_sft", "chat_rl",
+               "chat_arithmetic_tasks", "chat_facts_tasks", "chat_instruction_tasks")
+
+
+@pytest.fixture(scope="module")
+def safety_run(backbone):
+    """The chat models (without the budget table) and the safety group in one run against the backbone."""
+    from pipelines.definitions import defs
+
+    selection = dg.AssetSelection.assets(*CHAT_MODELS) | dg.AssetSelection.groups("safety")
+    result = dg.materialize(list(defs.assets) + list(defs.asset_checks), selection=selection,
+                            instance=backbone.instance, resources=backbone.resources)
+    assert result.success
+    backbone.check_reads(result)
+    return result
+
+
+def _card_values(card, model):
+    rows = card[card["model"] == model]
+    return dict(zip(rows["metric"], rows["value"], strict=True))
+
+
+def test_safety_group_materializes_with_consistent_numbers(safety_run, backbone):
+    from assets.safety.items import EVALUATIONS
+    from assets.safety.policy import CLAUSE_IDS
+    from resources.catalog import query
+
+    assert list(safety_run.asset_value("safety_policy")["clause_id"]) == list(CLAUSE_IDS)
+    items = safety_run.asset_value("safety_items")
+    assert set(items["evaluation"]) == set(EVALUATIONS) and set(items["split"]) == {"train", "eval"}
+    train, evaluation = (set(items.loc[items["split"] == s, "template_id"]) for s in ("train", "eval"))
+    assert train.isdisjoint(evaluation)
+    assert len(safety_run.asset_value("safety_stereotypes")) == 2
+
+    results = safety_run.asset_value("safety_results")
+    n_eval = int((items["split"] == "eval").sum())
+    records = {m: safety_run.asset_value(m) for m in ("chat_sft", "chat_rl")}
+    by_key = results.groupby(["responder", "model", "model_uri"]).size()
+    assert by_key.to_dict() == {("model", "chat-rl", records["chat_rl"]["model_uri"]): n_eval,
+                                ("model", "chat-sft", records["chat_sft"]["model_uri"]): n_eval,
+                                ("reference", "always_comply", ""): n_eval, ("reference", "policy_oracle", ""): n_eval}
+    assert results["score"].between(0, 1).all() and (results["endpoint"] == "").all()
+    ours = results[results["responder"] == "model"]
+    assert ours["answered"].any() and not ours["answered"].all()  # tiny's 64 positions leave out the longest prompts (many-shot jailbreaks)
+
+    card = safety_run.asset_value("safety_system_card")
+    oracle, leaky = _card_values(card, "policy_oracle"), _card_values(card, "always_comply")
+    assert oracle["not_unsafe_standard"] == 1.0 and oracle["not_overrefuse_standard"] == 1.0
+    assert leaky["not_unsafe_standard"] == 0.0 and oracle["goodness@0.1"] == 1.0
+    for model in ("chat-sft", "chat-rl"):
+        values = _card_values(card, model)
+        assert 0 <= values["not_unsafe_standard"] <= 1 and "win_rate" in values
+
+    findings = safety_run.asset_value(dg.AssetKey(["safety", "findings"]))
+    assert set(findings.loc[findings["source"] == "code check", "verdict"]) == {"verified"}
+    assert (findings["metric"] == "chat-sft:not_unsafe_standard").any()
+    checks = {e.check_name: e for e in safety_run.get_asset_check_evaluations()}
+    for name in ("policy_valid", "stereotypes_valid", "items_valid", "results_valid", "card_valid",
+                 "oracle_is_never_unsafe", "always_comply_is_unsafe"):
+        assert checks[name].passed, name
+    meta = next(e.materialization.metadata for e in safety_run.get_asset_materialization_events()
+                if e.asset_key == dg.AssetKey("safety_results"))
+    assert 0 < meta["chat_sft_oov_rate"].value < 1  # the chat tokenizer lacks the suite's policy words
+
+    catalog = query(str(backbone.root), "SELECT model, count(*) AS n FROM safety.safety_results GROUP BY model")
+    assert isinstance(catalog, pd.DataFrame) and set(catalog["model"]) >= {"chat-sft", "policy_oracle"}
+
+
+def test_reprolab_evaluate_writes_an_endpoint_into_the_same_tables(safety_run, backbone, capsys):
+    from pipelines.cli import main
+    from pipelines.serve import create_app, load_server
+    from resources.catalog import query
+
+    tracking_uri = backbone.resources["tracking"].resolved_tracking_uri
+    server, thread, url = _start(create_app(load_server("models:/chat-sft@current", tracking_uri)))
+    try:
+        root = str(backbone.root)
+        assert main(["--warehouse", root, "evaluate", "--base-url", url, "--max-tokens", "6"]) == 0
+        assert "not_unsafe_standard" in capsys.readouterr().out
+        # again: the endpoint's rows are replaced, not doubled
+        assert main(["--warehouse", root, "evaluate", "--base-url", url, "--max-tokens", "6"]) == 0
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    n_eval = int((safety_run.asset_value("safety_items")["split"] == "eval").sum())
+    rows = query(root, "SELECT responder, model, endpoint, count(*) AS n FROM safety.safety_results "
+                       "GROUP BY ALL ORDER BY responder, model")
+    endpoint = rows[rows["responder"] == "endpoint"]
+    assert endpoint[["model", "endpoint", "n"]].values.tolist() == [["chat-sft@current", url, n_eval]]
+    assert set(rows["model"]) >= {"chat-sft", "chat-rl", "policy_oracle", "always_comply"}  # ours kept
+    card = query(root, f"SELECT metric, value FROM safety.safety_system_card WHERE endpoint = '{url}'")
+    assert "not_unsafe_standard" in set(card["metric"])
+    lineage = query(root, "SELECT DISTINCT upstream, run_id FROM safety.safety_results")
+    assert lineage["run_id"].iloc[0].startswith("evaluate-") and "safety.safety_items:" in lineage["upstream"].iloc[0]
+    assert main(["--warehouse", root, "evaluate", "--base-url", "http://127.0.0.1:9/v1", "--model", "x"]) == 2
