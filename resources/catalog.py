@@ -101,6 +101,51 @@ def _create_findings_view(con: duckdb.DuckDBPyConnection, views: Iterable[str]) 
         con.execute("DROP VIEW IF EXISTS main.findings")
 
 
+def _create_lineage_views(con: duckdb.DuckDBPyConnection, views: Iterable[str]) -> None:
+    """``main.lineage``: one row per (table, materialization, upstream reference), typed. A table reference
+    (``corpora.facts_documents:<id>``) splits into table and materialization id; a model reference
+    (``models:/lm-facts-small/3``) resolves to the table and materialization whose record registered it
+    (``main.models``). So "where did this number come from" is one recursive query over one view."""
+    histories = sorted(v for v in views if v.endswith("_history") and not v.startswith("main."))
+    raw, models = [], []
+    for view in histories:
+        schema, name = view.split(".", 1)
+        table = f"{schema}.{name.removesuffix('_history')}"
+        columns = {r[0] for r in con.execute(f'DESCRIBE "{schema}"."{name}"').fetchall()}
+        if not {"materialization_id", "run_id", "upstream"} <= columns:
+            continue
+        resolution = "upstream_resolution" if "upstream_resolution" in columns else "NULL"
+        raw.append(f"SELECT DISTINCT '{table}' AS table_name, materialization_id, run_id, materialized_at, "
+                   f'upstream, {resolution} AS upstream_resolution FROM "{schema}"."{name}"')
+        if "model_uri" in columns:
+            models.append(f"SELECT DISTINCT '{table}' AS table_name, materialization_id, materialized_at, "
+                          f'model_uri FROM "{schema}"."{name}" WHERE model_uri IS NOT NULL')
+    if not raw:
+        con.execute("DROP VIEW IF EXISTS main.lineage")
+        con.execute("DROP VIEW IF EXISTS main.models")
+        return
+    if models:  # the first table to record a model URI is the one that registered it
+        con.execute("CREATE OR REPLACE VIEW main.models AS SELECT model_uri, arg_min(table_name, materialized_at) AS "
+                    "table_name, arg_min(materialization_id, materialized_at) AS materialization_id FROM ("
+                    + " UNION ALL ".join(models) + ") GROUP BY model_uri")
+    else:
+        con.execute("CREATE OR REPLACE VIEW main.models AS SELECT NULL::VARCHAR AS model_uri, NULL::VARCHAR AS "
+                    "table_name, NULL::VARCHAR AS materialization_id WHERE false")
+    con.execute(f"""CREATE OR REPLACE VIEW main.lineage AS
+        WITH edges AS (
+            SELECT table_name, materialization_id, run_id, materialized_at, upstream_resolution,
+                   unnest(from_json(upstream, '["VARCHAR"]')) AS upstream_ref
+            FROM ({" UNION ALL ".join(raw)}))
+        SELECT e.table_name, e.materialization_id, e.run_id, e.materialized_at, e.upstream_ref,
+               CASE WHEN e.upstream_ref LIKE 'models:/%' THEN 'model' ELSE 'table' END AS upstream_kind,
+               CASE WHEN e.upstream_ref LIKE 'models:/%' THEN m.table_name
+                    ELSE split_part(e.upstream_ref, ':', 1) END AS upstream_table,
+               CASE WHEN e.upstream_ref LIKE 'models:/%' THEN m.materialization_id
+                    ELSE split_part(e.upstream_ref, ':', 2) END AS upstream_materialization_id,
+               json_extract_string(e.upstream_resolution, '$."' || e.upstream_ref || '"') AS resolution
+        FROM edges e LEFT JOIN main.models m ON e.upstream_ref = m.model_uri""")
+
+
 def refresh_catalog(root: str | Path, tables: Iterable[tuple[str, str]] | None = None) -> RefreshReport:
     """Rebuild the catalog (all tables), or update the views of ``tables`` in a copy of the current one.
 
@@ -130,6 +175,8 @@ def refresh_catalog(root: str | Path, tables: Iterable[tuple[str, str]] | None =
                     ).fetchall()
                 ]
                 _create_findings_view(con, existing)
+                _create_lineage_views(con, existing)
+                con.execute(f"CREATE OR REPLACE VIEW main.catalog_root AS SELECT {_sql_str(root)} AS root")
                 con.execute("CHECKPOINT")
             finally:
                 con.close()
@@ -145,7 +192,8 @@ def connect_read_only(root: str | Path) -> duckdb.DuckDBPyConnection:
 
     The connection is read-only, may touch files only under the warehouse root (``allowed_directories``, with
     ``enable_external_access`` off: no ``/etc``, no other databases, no extensions), and its configuration is
-    locked so a query cannot lift the guards.
+    locked so a query cannot lift the guards. A catalog whose warehouse folder was moved is rebuilt first
+    (its views hold absolute paths; the Parquet files are the truth).
     """
     root = Path(root).resolve()
     path = catalog_path(root)
@@ -153,10 +201,15 @@ def connect_read_only(root: str | Path) -> duckdb.DuckDBPyConnection:
         raise CatalogError(
             f"no catalog at {path}: materialize something (make demo) or rebuild it with `reprolab catalog`"
         )
-    try:
-        con = duckdb.connect(str(path), read_only=True)
-    except duckdb.Error as exc:
-        raise CatalogError(f"cannot open the catalog {path}: {str(exc).splitlines()[0]}") from exc
+    con = _open(path)
+    if _built_for(con) not in (None, str(root)):  # the warehouse folder was moved: its views name old paths
+        con.close()
+        try:
+            refresh_catalog(root)
+        except OSError as exc:
+            raise CatalogError(f"the warehouse moved to {root} and its catalog cannot be rebuilt there "
+                               f"({exc}); run `reprolab catalog` where it is writable") from exc
+        con = _open(path)
     try:
         con.execute("SET allowed_directories = [?]", [str(root) + os.sep])
         con.execute("SET enable_external_access = false")
@@ -165,6 +218,21 @@ def connect_read_only(root: str | Path) -> duckdb.DuckDBPyConnection:
         con.close()
         raise
     return con
+
+
+def _open(path: Path) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise CatalogError(f"cannot open the catalog {path}: {str(exc).splitlines()[0]}") from exc
+
+
+def _built_for(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The warehouse root the catalog's views were built for (None for a catalog older than that record)."""
+    try:
+        return con.execute("SELECT root FROM main.catalog_root").fetchone()[0]
+    except duckdb.Error:
+        return None
 
 
 # Statement kinds that only read. EXPLAIN is allowed only around a SELECT: EXPLAIN ANALYZE runs its statement.
