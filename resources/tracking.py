@@ -25,6 +25,14 @@ from assets.lm.registry import client_for, local_model_dir, resolve_model_source
 from resources.settings import ConfigurationError, default_warehouse_root, ensure_writable_dir
 
 DEFAULT_UI_URL = "http://127.0.0.1:5000"
+UI_URL_ENV = "REPROLAB_MLFLOW_UI_URL"  # one setting for every link to the MLflow UI and for `reprolab mlflow-ui`
+# The MLflow UI opens an experiment in its model-training view, not the GenAI one, when it carries this tag.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def default_ui_url() -> str:
+    """``$REPROLAB_MLFLOW_UI_URL`` or http://127.0.0.1:5000: where links in metadata point."""
+    return os.environ.get(UI_URL_ENV, DEFAULT_UI_URL)
 
 
 def default_tracking_uri(root: str | Path) -> str:
@@ -39,14 +47,15 @@ class Tracking(dg.ConfigurableResource):
     """MLflow tracking and model registry for every trained model.
 
     ``tracking_uri`` (default: SQLite under the warehouse) and ``artifact_root`` may point anywhere MLflow
-    can reach; ``ui_url`` is where the MLflow UI serves that store (``reprolab mlflow-ui``), for links.
+    can reach; ``ui_url`` is where the MLflow UI serves that store (``reprolab mlflow-ui``), for links
+    (default ``$REPROLAB_MLFLOW_UI_URL``, else http://127.0.0.1:5000).
     """
 
     tracking_uri: str | None = None
     artifact_root: str | None = None
     warehouse_root: str = default_warehouse_root()
     experiment: str = "reprolab"
-    ui_url: str = DEFAULT_UI_URL
+    ui_url: str = default_ui_url()
 
     _client: Any = PrivateAttr(default=None)
     _experiment_id: str | None = PrivateAttr(default=None)
@@ -254,8 +263,12 @@ def _open_store(uri: str, experiment: str, artifact_root: str):
     def attempt():
         client = client_for(uri)
         exp = client.get_experiment_by_name(experiment)
-        return client, (exp.experiment_id if exp else client.create_experiment(experiment,
-                                                                               artifact_location=artifact_root))
+        if exp is None:
+            return client, client.create_experiment(experiment, artifact_location=artifact_root, tags=EXPERIMENT_KIND)
+        if any(exp.tags.get(k) != v for k, v in EXPERIMENT_KIND.items()):
+            for key, value in EXPERIMENT_KIND.items():
+                client.set_experiment_tag(exp.experiment_id, key, value)
+        return client, exp.experiment_id
     try:
         return attempt()
     except (MlflowException, Exception) as exc:

@@ -67,3 +67,16 @@ def test_tracking_resource_inside_an_asset(resources_for):
     run = resources_for["tracking"].client.get_run(record["mlflow_run_id"])
     assert run.data.tags["dagster.run_id"] == result.run_id
     assert run.data.metrics["score"] == 0.5
+
+
+def test_ui_address_comes_from_one_setting_and_the_experiment_is_model_training(tmp_path, monkeypatch):
+    from resources.tracking import Tracking, default_ui_url
+
+    monkeypatch.setenv("REPROLAB_MLFLOW_UI_URL", "http://127.0.0.1:5123")
+    assert default_ui_url() == "http://127.0.0.1:5123"
+    tracking = Tracking(warehouse_root=str(tmp_path), ui_url=default_ui_url())
+    with tracking.start_run("link") as run_id:
+        pass
+    assert tracking.run_link(run_id).startswith("http://127.0.0.1:5123/#/experiments/")
+    exp = tracking.client.get_experiment_by_name(tracking.experiment)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
