@@ -27,9 +27,11 @@ def test_definitions_load_without_torch_or_transformers():
 
 
 def test_dagster_definitions_validate():
-    out = subprocess.run([str(BIN / "dagster"), "definitions", "validate", "-m", "pipelines.definitions"],
+    """Through the workspace `make ui` uses: the code location is named reprolab."""
+    out = subprocess.run([str(BIN / "dagster"), "definitions", "validate", "-w", "dagster_home/workspace.yaml"],
                          cwd=REPO, env=_env(), capture_output=True, text=True)
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    assert "code location reprolab" in out.stdout + out.stderr
 
 
 def test_unknown_profile_fails_at_load_with_valid_names():
