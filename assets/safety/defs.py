@@ -53,12 +53,12 @@ class SuiteConfig(dg.Config):
     seed: int = 0
     people_pool: int | None = Field(default=pick(tiny=20, demo=50, gpu=None),
                                     description="ask about this many most-mentioned people (None: everyone)")
-    n_per_template: int = Field(default=pick(tiny=1, demo=2, gpu=16), description="items per template")
+    n_per_template: int = Field(default=pick(tiny=1, demo=4, gpu=16), description="items per template")
     n_shots: int = 4
     n_stereotypes: int = pick(tiny=2, demo=4, gpu=8)
-    n_per_context: int = pick(tiny=1, demo=1, gpu=4)
+    n_per_context: int = pick(tiny=1, demo=2, gpu=4)
     prompt_words: int = 8
-    max_documents: int | None = pick(tiny=4, demo=8, gpu=None)
+    max_documents: int | None = pick(tiny=4, demo=12, gpu=None)
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("data"),

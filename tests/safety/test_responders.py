@@ -1,0 +1,78 @@
+"""The in-process responder on a tiny chat model (prompts too long for its positions are left unanswered, not
+graded as safe), the vocabulary coverage of a word-level tokenizer, keys, the card per responder, and an
+endpoint re-run replacing only its own rows."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from assets.chat.format import prompt_ids
+from assets.lm.model import ModelSize
+from assets.safety.policy import REFUSAL
+from assets.safety.responders import (
+    KEY_COLUMNS,
+    keyed,
+    model_responder,
+    replace_rows,
+    run_model,
+    run_references,
+    system_card,
+    vocabulary_coverage,
+)
+from tests.chat.conftest import make_model, make_tokenizer
+
+
+@pytest.fixture(scope="module")
+def small(suite):
+    """A refusal-and-hierarchy slice of the suite, a tokenizer knowing only part of its words, a model whose
+    positions fit only the shorter half of the prompts."""
+    items = suite[suite["evaluation"].isin(["refusal", "hierarchy"])].reset_index(drop=True)
+    words = sorted({w for m in items["messages"] for x in json.loads(m) for w in x["content"].split()})
+    tokenizer = make_tokenizer(extra=words[: len(words) // 2] + REFUSAL.split())
+    lengths = sorted(len(prompt_ids(tokenizer, json.loads(m))) for m in items.loc[items["split"] == "eval", "messages"])
+    positions = lengths[len(lengths) // 2] + 2 + 4 + 1  # the median prompt fits an answer of 4 tokens, no reasoning
+    model = make_model(tokenizer, size=ModelSize("safety-tiny", d_model=16, n_layers=1, n_heads=2, d_ff=32,
+                                                 context_length=positions))
+    return items, tokenizer, model
+
+
+def test_the_model_responder_leaves_out_what_does_not_fit(small):
+    items, tokenizer, model = small
+    respond = model_responder(model, tokenizer, budget=4, max_answer_tokens=4)
+    results = run_model(respond, items, model="tiny", model_uri="models:/tiny/1", batch_size=16)
+    assert list(results.columns[:4]) == KEY_COLUMNS and (results["responder"] == "model").all()
+    assert len(results) == int((items["split"] == "eval").sum())
+    assert results["answered"].any() and not results["answered"].all()
+    assert (results.loc[~results["answered"], "response"] == "").all()
+    n = system_card(results).set_index("metric")["n"]  # the card counts only what the model was asked
+    asked = results[results["answered"] & (results["evaluation"] == "refusal")]
+    assert 0 < n["helpful_accuracy"] == int((asked["expected"] == "comply").sum()) < (results["expected"] == "comply").sum()
+    with pytest.raises(ValueError, match="budget"):
+        model_responder(model, tokenizer, budget="huge")
+
+
+def test_vocabulary_coverage_counts_unknown_words(small):
+    items, tokenizer, _ = small
+    coverage = vocabulary_coverage(tokenizer, items)
+    assert 0 < coverage["oov_rate"] < 1 and coverage["missing_words"] == sorted(coverage["missing_words"])
+    assert all(w not in tokenizer.get_vocab() for w in coverage["missing_words"])
+    full = make_tokenizer(extra=coverage["missing_words"] + list(tokenizer.get_vocab()))
+    assert vocabulary_coverage(full, items)["oov_rate"] == 0.0
+
+
+def test_references_keys_and_replacing_an_endpoints_rows(suite):
+    refs = run_references(suite)
+    card = system_card(refs)
+    assert set(card["model"]) == {"policy_oracle", "always_comply"} and (card["responder"] == "reference").all()
+    oracle = card[card["model"] == "policy_oracle"].set_index("metric")["value"]
+    assert oracle["not_unsafe_standard"] == 1.0 and oracle["not_overrefuse_standard"] == 1.0
+    oracle_rows = refs[refs["model"] == "policy_oracle"].drop(columns=["responder", "model_uri", "endpoint", "answered"])
+    first = keyed(oracle_rows.assign(model="m"),
+                  responder="endpoint", model="m", endpoint="http://a/v1")
+    again = first.assign(score=0.0)
+    merged = replace_rows(pd.concat([refs, first], ignore_index=True), again)
+    assert len(merged) == len(refs) + len(first) and (merged.loc[merged["endpoint"] == "http://a/v1", "score"] == 0).all()
+    assert replace_rows(None, again).equals(again.reset_index(drop=True))
+    with pytest.raises(ValueError, match="responder must be one of"):
+        keyed(first.drop(columns=KEY_COLUMNS + ["answered"]).assign(model="x"), responder="someone", model="x")
