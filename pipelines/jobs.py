@@ -7,11 +7,31 @@ Cron and timezone come from ``REPROLAB_NIGHTLY_CRON`` / ``REPROLAB_TRAINING_CRON
 """
 
 import os
+import subprocess
+from functools import cache
+from pathlib import Path
 
 import dagster as dg
 
 from pipelines.recovery import dead_run_sensor
+from resources.profiles import current_profile
 from resources.stages import STAGE_TAG
+
+
+@cache
+def git_commit() -> str:
+    """The checkout's commit (short), or "unknown" outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run_tags() -> dict[str, str]:
+    """Tags on every run of the lab's jobs: which profile and which commit produced it."""
+    return {"reprolab/profile": current_profile(), "reprolab/git_commit": git_commit()}
 
 # Assets that read a user's files need their path set first: materialize those from the launchpad.
 USER_INPUTS = dg.AssetSelection.tag("reprolab/input", "user").downstream()
@@ -20,13 +40,13 @@ EVALUATION = dg.AssetSelection.tag(STAGE_TAG, "evaluation") - USER_INPUTS
 TRAINING = dg.AssetSelection.tag(STAGE_TAG, "training") - USER_INPUTS
 
 main_job = dg.define_asset_job(
-    "main", selection=MAIN_SELECTION,
+    "main", selection=MAIN_SELECTION, tags=run_tags(),
     description="Materialize the whole graph (datasets, models, studies, findings) on the active profile.")
 nightly_job = dg.define_asset_job(
-    "nightly_evaluation", selection=EVALUATION,
+    "nightly_evaluation", selection=EVALUATION, tags=run_tags(),
     description="Re-evaluate probes, detectors, attacks, attributions and findings against the registered models.")
 training_job = dg.define_asset_job(
-    "training", selection=TRAINING, description="Retrain the model family and the studies' models.")
+    "training", selection=TRAINING, tags=run_tags(), description="Retrain the model family and the studies' models.")
 
 nightly_schedule = dg.ScheduleDefinition(
     name="nightly_evaluation_schedule", job=nightly_job,

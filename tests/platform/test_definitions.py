@@ -77,3 +77,30 @@ def test_every_asset_has_a_stage_and_findings_are_re_evaluated_nightly():
     assert not (evaluation & training) and not (evaluation & data)
     findings = {k for k in everything if k.path[-1] == "findings"}
     assert len(findings) >= 7 and findings <= evaluation
+
+
+def test_every_asset_has_kinds_owners_and_its_study():
+    import dagster as dg
+
+    from pipelines.definitions import PAPERS, defs
+
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if not node.is_materializable:
+            continue
+        assert "parquet" in node.kinds and node.owners == ["team:reprolab"], key
+        assert node.tags["reprolab/study"] == node.group_name, key
+        if node.group_name in PAPERS:
+            assert node.tags["reprolab/paper"] == PAPERS[node.group_name][0]
+    trained = graph.get(dg.AssetKey("lm_facts_small"))
+    assert {"pytorch", "mlflow"} <= trained.kinds
+
+
+def test_runs_carry_profile_and_commit_tags():
+    from pipelines.definitions import defs
+    from pipelines.jobs import git_commit
+
+    for name in ("main", "nightly_evaluation", "training"):
+        tags = defs.resolve_job_def(name).tags
+        assert tags["reprolab/profile"] == "tiny" and tags["reprolab/git_commit"] == git_commit() != ""
