@@ -25,6 +25,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
 import duckdb
 
@@ -226,13 +227,21 @@ def cmd_report(args) -> int:
 
 
 def cmd_mlflow_ui(args) -> int:
-    from resources.tracking import Tracking
+    from resources.tracking import UI_URL_ENV, Tracking, default_ui_url
 
     tracking = Tracking(warehouse_root=args.warehouse)
     tracking.setup_for_execution()  # creates the store (and fails clearly) before the server starts
+    configured = urlparse(default_ui_url())
+    port = args.port or configured.port or 5000
+    if port != (configured.port or 5000):
+        print(f"note: links in asset metadata point at {default_ui_url()}; set {UI_URL_ENV}="
+              f"http://127.0.0.1:{port} before materializing to have them point here", file=sys.stderr)
     beside = Path(sys.executable).parent / "mlflow"  # the venv's mlflow, even when the venv is not on PATH
+    # light on a laptop: one web worker, and no background job workers (MLflow's GenAI job runner)
     cmd = [str(beside) if beside.exists() else "mlflow", "server", "--backend-store-uri", tracking.resolved_tracking_uri,
-           "--default-artifact-root", tracking.resolved_artifact_root, "--host", "127.0.0.1", "--port", str(args.port)]
+           "--default-artifact-root", tracking.resolved_artifact_root, "--host", "127.0.0.1", "--port", str(port),
+           "--workers", "1"]
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     print(" ".join(cmd), flush=True)
     os.execvp(cmd[0], cmd)
     return 0
@@ -321,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="output file (default: <warehouse>/report/index.html)")
     r.set_defaults(func=cmd_report)
     m = sub.add_parser("mlflow-ui", help="open the MLflow UI on the tracking store")
-    m.add_argument("--port", type=int, default=int(os.environ.get("MLFLOW_PORT", "5000")))
+    m.add_argument("--port", type=int, default=None,
+                   help="default: the port of $REPROLAB_MLFLOW_UI_URL (where metadata links point), else 5000")
     m.set_defaults(func=cmd_mlflow_ui)
     s = sub.add_parser("serve", help="serve a chat model behind an OpenAI-compatible HTTP API")
     s.add_argument("model", help="models:/<name>@<alias>, models:/<name>/<version>, runs:/<id>/model or a "
