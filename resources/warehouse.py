@@ -75,6 +75,9 @@ class WarehouseIOManager(dg.IOManager):
                 "materialization_id": path.stem,
                 "dagster/row_count": rows,
                 "table": f"{group}.{name}",
+                "dagster/table_name": f"{group}.{name}",  # the DuckDB view that serves it
+                "dagster/uri": dg.MetadataValue.path(str(path)),
+                "dagster/column_schema": column_schema(path),
             }
         )
 
@@ -101,6 +104,19 @@ class WarehouseIOManager(dg.IOManager):
         self._resolution.setdefault((step.run_id, step.step.key), {})[table_id] = how
         context.log.debug(f"input {context.asset_key.to_user_string()}: {path} ({how})")
         return value
+
+
+def column_schema(path: Path) -> dg.TableSchema:
+    """The written file's columns and their Arrow types (lineage columns described), for the UI's schema tab."""
+    import pyarrow.parquet as pq
+
+    described = {"materialization_id": "this file's id (time-ordered)", "run_id": "the Dagster run that wrote it",
+                 "code_version": "code version of the asset", "materialized_at": "when it was written (UTC)",
+                 "upstream": "JSON list of the input tables (group.asset:id) and model URIs it was computed from",
+                 "upstream_resolution": "JSON: per input, made by this run or the latest at launch"}
+    schema = pq.read_schema(path)
+    return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type), description=described.get(f.name))
+                                   for f in schema])
 
 
 def resolve_upstream_event(instance: dg.DagsterInstance, key: dg.AssetKey, run_id: str):

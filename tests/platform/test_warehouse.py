@@ -125,3 +125,11 @@ def test_query_is_read_only(resources_for, warehouse_root):
 def test_missing_catalog_error(tmp_path):
     with pytest.raises(CatalogError, match="reprolab catalog"):
         query(tmp_path, "SELECT 1")
+
+
+def test_table_assets_carry_schema_and_table_name(resources_for, warehouse_root):
+    result = dg.materialize([numbers], resources=resources_for)
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["dagster/table_name"].value == "demo_group.numbers"
+    columns = {c.name: c.type for c in meta["dagster/column_schema"].schema.columns}
+    assert {"materialization_id", "run_id", "upstream"} <= set(columns) and len(columns) >= 6
