@@ -78,7 +78,6 @@ def test_safety_group_materializes_with_consistent_numbers(safety_run, backbone)
 def test_reprolab_evaluate_writes_an_endpoint_into_the_same_tables(safety_run, backbone, capsys):
     from pipelines.cli import main
     from pipelines.serve import create_app, load_server
-    from resources.catalog import query
 
     tracking_uri = backbone.resources["tracking"].resolved_tracking_uri
     server, thread, url = _start(create_app(load_server("models:/chat-sft@current", tracking_uri)))
@@ -88,9 +87,20 @@ def test_reprolab_evaluate_writes_an_endpoint_into_the_same_tables(safety_run, b
         assert "not_unsafe_standard" in capsys.readouterr().out
         # again: the endpoint's rows are replaced, not doubled
         assert main(["--warehouse", root, "evaluate", "--base-url", url, "--max-tokens", "6"]) == 0
+        _check_catalog(safety_run, str(backbone.root), url)
+        launchpad = _materialize_with_endpoint(backbone, url)
     finally:
         server.should_exit = True
         thread.join(10)
+    n_eval = int((safety_run.asset_value("safety_items")["split"] == "eval").sum())
+    by_endpoint = launchpad.asset_value("safety_results").groupby(["responder", "endpoint"]).size()
+    assert by_endpoint[("endpoint", url)] == n_eval  # the same endpoint through the asset's launchpad config
+
+
+def _check_catalog(safety_run, root, url):
+    from pipelines.cli import main
+    from resources.catalog import query
+
     n_eval = int((safety_run.asset_value("safety_items")["split"] == "eval").sum())
     rows = query(root, "SELECT responder, model, endpoint, count(*) AS n FROM safety.safety_results "
                        "GROUP BY ALL ORDER BY responder, model")
@@ -102,3 +112,15 @@ def test_reprolab_evaluate_writes_an_endpoint_into_the_same_tables(safety_run, b
     lineage = query(root, "SELECT DISTINCT upstream, run_id FROM safety.safety_results")
     assert lineage["run_id"].iloc[0].startswith("evaluate-") and "safety.safety_items:" in lineage["upstream"].iloc[0]
     assert main(["--warehouse", root, "evaluate", "--base-url", "http://127.0.0.1:9/v1", "--model", "x"]) == 2
+
+
+def _materialize_with_endpoint(backbone, url):
+    from pipelines.definitions import defs
+
+    config = {"ops": {"safety_results": {"config": {"endpoints": [{"base_url": url, "model": "chat-sft@current"}],
+                                                    "max_answer_tokens": 4}}}}
+    result = dg.materialize(list(defs.assets) + list(defs.asset_checks),
+                            selection=dg.AssetSelection.assets("safety_results"), run_config=config,
+                            instance=backbone.instance, resources=backbone.resources)
+    assert result.success
+    return result
