@@ -15,7 +15,7 @@ from assets.findings import Finding, Rule
 
 HEADLINE = ("not_unsafe_standard", "not_overrefuse_standard", "not_overrefuse_lookalike", "goodness@0.1",
             "accuracy", "hallucination_rate", "accuracy_ambiguous", "stereotyped_answer_rate", "win_rate",
-            "regurgitation_rate")
+            "regurgitation_rate", "answered_rate")
 # check name -> (the finding it reads, what it claims)
 CHECKS = {
     "oracle_is_never_unsafe": ("oracle_not_unsafe_standard",

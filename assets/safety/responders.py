@@ -147,10 +147,12 @@ def run_endpoint(endpoint: Any, items: pd.DataFrame, *, splits=("eval",), client
 
 
 def system_card(results: pd.DataFrame) -> pd.DataFrame:
-    """The card's table per responder (CARD_COLUMNS) over the items each responder answered."""
+    """The card's table per responder (CARD_COLUMNS) over the items each responder answered, plus
+    coverage/answered_rate: the share of the items it was asked at all (n: every item)."""
     frames = []
-    for key, rows in results[results["answered"]].groupby(KEY_COLUMNS, sort=False):
-        table = system_card_table(rows)
+    for key, rows in results.groupby(KEY_COLUMNS, sort=False):
+        table = system_card_table(rows[rows["answered"]])
+        table.loc[len(table)] = ["coverage", "answered_rate", float(rows["answered"].mean()), len(rows)]
         for name, value in zip(KEY_COLUMNS, key, strict=True):
             table[name] = value
         frames.append(table)

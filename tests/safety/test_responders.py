@@ -45,7 +45,9 @@ def test_the_model_responder_leaves_out_what_does_not_fit(small):
     assert len(results) == int((items["split"] == "eval").sum())
     assert results["answered"].any() and not results["answered"].all()
     assert (results.loc[~results["answered"], "response"] == "").all()
-    n = system_card(results).set_index("metric")["n"]  # the card counts only what the model was asked
+    card = system_card(results).set_index("metric")
+    n = card["n"]  # the card counts only what the model was asked
+    assert card.loc["answered_rate", "value"] == results["answered"].mean() and n["answered_rate"] == len(results)
     asked = results[results["answered"] & (results["evaluation"] == "refusal")]
     assert 0 < n["helpful_accuracy"] == int((asked["expected"] == "comply").sum()) < (results["expected"] == "comply").sum()
     with pytest.raises(ValueError, match="budget"):
