@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +24,25 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from assets.corpora.tokenization import encode_documents  # noqa: E402
 from assets.lm.distributed import is_main_process  # noqa: E402
 from assets.lm.model import ModelSize, build_model, count_parameters, load_checkpoint, save_checkpoint  # noqa: E402
-from assets.lm.training import CURVE_COLUMNS, TrainConfig, estimate_loss, train  # noqa: E402
+from assets.lm.training import CURVE_COLUMNS, TrainConfig, TrainResult, estimate_loss, train  # noqa: E402
 
 
-@dataclass
-class FittedModel:
-    """What training (or importing) produced: the checkpoint on disk and the numbers to record."""
+@dataclass(kw_only=True)
+class FittedModel(TrainResult):
+    """A `TrainResult` whose model was saved: the checkpoint on disk and the model's size added. What
+    `assets.lm.registration.train_and_register` logs and registers; the registered record is its JSON form.
+    An imported checkpoint (``source`` "checkpoint") has a one-row curve, no steps and no tokens seen."""
 
     checkpoint_dir: Path
-    curve: pd.DataFrame
     parameters: int
     non_embedding_parameters: int
-    final_val_loss: float
-    tokens_seen: int
-    seconds: float
     source: str  # "trained" or "checkpoint"
     vocab_size: int
+
+    @classmethod
+    def saved(cls, result: TrainResult, **saved: Any) -> FittedModel:
+        """``result`` with what saving its model added (``checkpoint_dir``, sizes, ``source``)."""
+        return cls(**{f.name: getattr(result, f.name) for f in fields(TrainResult)}, **saved)
 
     def metrics(self) -> dict[str, float]:
         """What MLflow records of the run and the UI shows."""
@@ -92,21 +95,18 @@ def fit_language_model(
         loss = validation_loss(model, val_tokens, context, cfg.eval_batches * micro_batch, micro_batch, cfg.device)
         curve = pd.DataFrame([{"step": 0, "tokens": 0, "train_loss": math.nan, "val_loss": loss,
                                "learning_rate": 0.0, "tokens_per_s": math.nan}], columns=CURVE_COLUMNS)
-        seconds, tokens_seen, source = 0.0, 0, "checkpoint"
+        result, source = TrainResult(curve=curve, final_val_loss=loss, tokens_seen=0, seconds=0.0, steps=0), "checkpoint"
     else:
         vocab = len(tokenizer)
         model = build_model(size, vocab, seed=cfg.seed, bos_token_id=tokenizer.bos_token_id,
                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
         train_tokens, val_tokens = token_streams(tokenizer, train_texts, val_texts)
-        result = train(model, train_tokens, val_tokens, cfg, on_log=on_log)
-        curve, loss, seconds, tokens_seen, source = result.curve, result.final_val_loss, result.seconds, result.tokens_seen, "trained"
+        result, source = train(model, train_tokens, val_tokens, cfg, on_log=on_log), "trained"
     if is_main_process():  # under torchrun every rank holds the same weights; one writes them
         save_checkpoint(model, tokenizer, out_dir, overwrite=True)
-    return FittedModel(
-        checkpoint_dir=Path(out_dir), curve=curve, parameters=count_parameters(model),
-        non_embedding_parameters=count_parameters(model, non_embedding=True), final_val_loss=float(loss),
-        tokens_seen=int(tokens_seen), seconds=float(seconds), source=source, vocab_size=vocab,
-    )
+    return FittedModel.saved(
+        result, checkpoint_dir=Path(out_dir), parameters=count_parameters(model),
+        non_embedding_parameters=count_parameters(model, non_embedding=True), source=source, vocab_size=vocab)
 
 
 def corpus_texts(corpus: str, documents: pd.DataFrame) -> tuple[list[str], list[str]]:

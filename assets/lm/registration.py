@@ -2,7 +2,12 @@
 
 `train_and_register` trains (or imports) a model inside an MLflow run tagged with the Dagster run, logs its
 parameters, curve and metrics, logs and registers the checkpoint with aliases, and returns the asset's record
-and metadata (with the loss-curve plot). `log_training_run` is its MLflow half for a model trained elsewhere
+and metadata (with the loss-curve plot).
+
+One training run has one result type and one record: `assets.lm.training.TrainResult` is what the run measured
+(curve and totals); `assets.lm.family.FittedModel` is a TrainResult whose model was saved (checkpoint, sizes),
+the `Trained` a fit hands here; the record is the asset's value, a JSON dict: the MLflow part (``model_uri``,
+run id, link, version), ``Trained.record()``'s numbers and the hardware. `log_training_run` is its MLflow half for a model trained elsewhere
 (the royalties game's coalition models). `load_registered` / `load_tokenizer_of` load a record's exact model
 and tokenizer. `ProgressLog` is the one progress/ETA logger.
 
@@ -61,7 +66,8 @@ class Display:
 
 
 class Trained(Protocol):
-    """What a fit returns (`assets.lm.family.FittedModel`, `assets.scaling.grid.CellResult`)."""
+    """What registration needs of a fit: `assets.lm.family.FittedModel`'s members. Fits that return their own
+    class with these members (chat's `FittedChatModel`, scaling's `CellResult`) are accepted as they are."""
 
     curve: pd.DataFrame
     checkpoint_dir: Path | None

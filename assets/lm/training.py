@@ -122,7 +122,8 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """Outcome of `train`. curve has CURVE_COLUMNS, one row per logged step (val_loss NaN where not evaluated)."""
+    """What one training run measured (`train` returns it): curve (CURVE_COLUMNS, one row per logged step, val_loss
+    NaN where not evaluated) and totals. `assets.lm.family.FittedModel` extends it once the model is saved."""
 
     curve: pd.DataFrame
     final_val_loss: float

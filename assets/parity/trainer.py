@@ -103,7 +103,9 @@ class TrainSpec:
 
 
 @dataclass
-class TrainResult:
+class BatchedRuns:
+    """One network per seed, trained at once by `train_batched` (not a language-model run)."""
+
     runs: pd.DataFrame  # one row per seed: t_c or censored, where the plateau ended, measures at t_c
     curves: pd.DataFrame  # (seed, step): losses, accuracies, hidden-progress measures
     params: Params  # final weights (CPU)
@@ -140,7 +142,7 @@ def _subset(params: Params, index: torch.Tensor) -> Params:
 
 def train_batched(net: Network, spec: TrainSpec, seeds: Sequence[int], *, device: str = "cpu",
                   dtype: torch.dtype = torch.float32,
-                  on_log: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+                  on_log: Callable[[int, dict[str, float]], None] | None = None) -> BatchedRuns:
     """Train one network per seed, all at once. ``on_log(step, summary)`` is called at each logged step."""
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
@@ -259,6 +261,6 @@ def train_batched(net: Network, spec: TrainSpec, seeds: Sequence[int], *, device
     })
     last = curves.groupby("seed").tail(1).set_index("seed")
     runs["final_eval_accuracy"] = last.loc[seeds, "eval_accuracy"].to_numpy()
-    return TrainResult(runs=runs, curves=curves, params={k: v.cpu() for k, v in params.items()},
+    return BatchedRuns(runs=runs, curves=curves, params={k: v.cpu() for k, v in params.items()},
                        initial={k: v.cpu() for k, v in initial.items()}, steps=step,
                        seconds=time.perf_counter() - start_time, subsets=subsets)
