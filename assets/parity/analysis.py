@@ -12,6 +12,7 @@ from scipy import stats
 from assets.parity.sweep import GROUP_COLUMNS
 
 SCALING_KEYS = tuple(c for c in GROUP_COLUMNS if c != "n")
+FIT_SHOWN = ("arch", "k", "width", "loss", "init", "points", "exponent", "exponent_stderr", "r_squared", "alpha")
 ACCURACY_MOVES = 0.6  # logged evaluation accuracy that counts as "accuracy has moved" off chance (0.5)
 
 
@@ -148,3 +149,23 @@ def finite_sample_summary(runs: pd.DataFrame) -> pd.DataFrame:
     if len(table):
         table["train_set_size"] = pd.array(table["train_set_size"], dtype="Int64")
     return table
+
+
+def largest_setting(runs: pd.DataFrame) -> tuple[int, int]:
+    """(k, n): the largest k run, and the largest n run at that k."""
+    k = int(runs["k"].max())
+    return k, int(runs.loc[runs["k"] == k, "n"].max())
+
+
+def n50_timing(runs: pd.DataFrame) -> dict[str, float]:
+    """Wall seconds of the n=50, k=3 groups and their run count (the GPU profile's cost marker); {} without them."""
+    cell = runs[(runs["n"] == 50) & (runs["k"] == 3)]
+    seconds = cell.groupby(list(GROUP_COLUMNS), dropna=False)["group_seconds"].first()
+    return {"n50_k3_wall_seconds": round(float(seconds.sum()), 1), "n50_k3_runs": len(cell)} if len(seconds) else {}
+
+
+def progress_by_measure(table: pd.DataFrame, significance: float = 0.05) -> pd.DataFrame:
+    """Medians per (measure, arch, k) of `hidden_progress`'s table: the share rising (p < ``significance``),
+    Spearman's rho, the rise and the share of it before accuracy moved."""
+    return table.assign(rising=table["p_value"] < significance).groupby(["measure", "arch", "k"])[
+        ["rising", "spearman_rho", "rise", "share_before_move"]].median().reset_index()

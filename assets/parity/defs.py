@@ -1,19 +1,19 @@
 """Dagster side of the sparse-parity study (Barak et al. 2022, hidden progress).
 
-``parity_runs`` / ``parity_curves``: the grid of online-SGD runs (one row per run with t_c or censoring; the
-training curves with the hidden-progress measures). ``parity_convergence``: median t_c per setting.
-``parity_scaling``: the fit of median t_c against n per k. ``parity_hidden_progress``: per run, whether the
-progress measure rose through the plateau. ``parity_finite_sample_runs`` / ``_curves``: the fixed training
-set with weight decay (grokking-like). ``parity/findings``: the headline results next to their references,
-each verdict computed from a rule stated in ``assets.parity.findings``.
+``parity_runs`` / ``parity_curves``: the online-SGD grid (t_c or censoring per run; curves with the
+hidden-progress measures), summarised by ``parity_convergence`` (median t_c per setting), ``parity_scaling``
+(t_c against n per k) and ``parity_hidden_progress``; ``parity_finite_sample_*``: a fixed training set with
+weight decay (grokking-like); ``parity/findings``: the headline results next to their references, each verdict
+computed from a rule stated in ``assets.parity.findings``.
 """
-
-import time
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from assets.lm.registration import ProgressLog
+from assets.parity import plots
+from assets.parity.findings import CHECKS, PROGRESS_MEASURE, build_findings
 from resources.compute import Compute
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import current_profile, pick
@@ -23,7 +23,6 @@ from resources.validation import expectations, gx_check
 from resources.warehouse import WarehousePaths
 
 GROUP = "parity"
-PROGRESS_MEASURE = "relevant_change_ratio"  # weight change on S vs off S since initialisation
 
 
 class ParitySweepConfig(dg.Config):
@@ -96,24 +95,19 @@ class ParityFiniteSampleConfig(dg.Config):
     cpu_threads: int = 1
 
 
-def _scale(runs: pd.DataFrame) -> str:
-    return (f"{current_profile()} profile: {len(runs)} runs, n in {sorted(runs['n'].unique().tolist())}, "
-            f"k in {sorted(runs['k'].unique().tolist())}, width {sorted(runs['width'].unique().tolist())}, "
-            f"t_c at {runs['accuracy_target'].iloc[0]:.0%} of {int(runs['eval_size'].iloc[0])} fresh samples, "
-            f"device {runs['device'].iloc[0]}")
+def _figure(context: dg.AssetExecutionContext, warehouse: WarehousePaths, fig, name: str):
+    return figure_metadata(fig, f"{GROUP}/{name}", warehouse.root, context.run.run_id)
 
 
 def _train(context, groups, spec, compute: Compute, threads: int):
     from assets.lm.threads import torch_threads
     from assets.parity.sweep import run_groups
 
-    start, every = time.time(), max(1, len(groups) // 10)
+    progress = ProgressLog(context.log.info, len(groups), "groups")
 
     def on_group(index, group, runs, seconds):
-        if (index + 1) % every == 0 or index + 1 == len(groups):
-            eta = (time.time() - start) / (index + 1) * (len(groups) - index - 1)
-            context.log.info(f"group {index + 1}/{len(groups)} {group.run_key('*')}: {int(runs['converged'].sum())}/"
-                             f"{len(runs)} converged, median t_c {runs['t_c'].median():.0f}, {seconds:.1f}s; ETA {eta:.0f}s")
+        progress(f"{group.run_key('*')}: {int(runs['converged'].sum())}/{len(runs)} converged, median t_c "
+                 f"{runs['t_c'].median():.0f}, {seconds:.1f}s", done=index + 1)
 
     compute.seed_everything()
     with torch_threads(threads):
@@ -131,25 +125,20 @@ def _train(context, groups, spec, compute: Compute, threads: int):
 def parity_training(context: dg.AssetExecutionContext, config: ParityRunsConfig, compute: Compute,
                     warehouse: WarehousePaths):
     """Train the grid of (n, k, architecture, width, B, η, loss, init) x seeds by online SGD, many networks at once."""
-    from assets.parity import plots
-    from assets.parity.sweep import GROUP_COLUMNS, Sweep, base_spec, expand, sweep_dicts
+    from assets.parity.analysis import largest_setting, n50_timing
+    from assets.parity.sweep import Sweep, base_spec, expand, sweep_dicts
 
     sweeps = [Sweep.from_mapping(s) for s in sweep_dicts(config.sweeps)]
     groups = expand(sweeps, config.seed_offset, config.init_scale)
     result = _train(context, groups, base_spec(config.model_dump()), compute, config.cpu_threads)
     runs, curves = result.runs, result.curves
-    head = runs[(runs["sweep"] == sweeps[0].name) & (runs["arch"] == "mlp")]
-    k = int(head["k"].max())
-    n = int(head.loc[head["k"] == k, "n"].max())
-    n50 = runs[(runs["n"] == 50) & (runs["k"] == 3)].groupby(list(GROUP_COLUMNS), dropna=False)["group_seconds"].first()
+    k, n = largest_setting(runs[(runs["sweep"] == sweeps[0].name) & (runs["arch"] == "mlp")])
     yield dg.Output(runs, output_name="parity_runs", metadata={
         "runs": len(runs), "groups": len(groups), "converged_share": float(runs["converged"].mean()),
         "seconds": round(result.seconds, 1), "device": compute.torch_device(),
         "network_steps_per_second": round(float((runs["steps_trained"]).sum() / result.seconds), 1),
-        **({"n50_k3_wall_seconds": round(float(n50.sum()), 1), "n50_k3_runs": int(
-            ((runs["n"] == 50) & (runs["k"] == 3)).sum())} if len(n50) else {}),
-        "loss_curves": figure_metadata(plots.loss_curves(curves, runs, k, n), "parity/loss_curves",
-                                       warehouse.root, context.run.run_id)})
+        **n50_timing(runs),
+        "loss_curves": _figure(context, warehouse, plots.loss_curves(curves, runs, k, n), "loss_curves")})
     yield dg.Output(curves, output_name="parity_curves", metadata={"rows": len(curves)})
 
 
@@ -158,13 +147,13 @@ def parity_convergence(context: dg.AssetExecutionContext, warehouse: WarehousePa
                        parity_runs: pd.DataFrame) -> pd.DataFrame:
     """Median t_c (censored runs counted as never converging) and quartiles per setting, with the share of the
     run between leaving chance and 100% accuracy; plotted against n on log-log axes."""
-    from assets.parity import analysis, plots
+    from assets.parity import analysis
 
     summary = analysis.convergence_summary(parity_runs)
     fit = analysis.scaling_fit(summary)
     context.add_output_metadata({
         "settings": len(summary), "table": markdown_table(summary.drop(columns=["batch_size", "weight_decay"])),
-        "tc_vs_n": figure_metadata(plots.tc_vs_n(summary, fit), "parity/tc_vs_n", warehouse.root, context.run.run_id)})
+        "tc_vs_n": _figure(context, warehouse, plots.tc_vs_n(summary, fit), "tc_vs_n")})
     return summary
 
 
@@ -175,8 +164,7 @@ def parity_scaling(context: dg.AssetExecutionContext, parity_convergence: pd.Dat
     from assets.parity import analysis
 
     fit = analysis.scaling_fit(parity_convergence)
-    context.add_output_metadata({"fits": len(fit), "table": markdown_table(
-        fit[["arch", "k", "width", "loss", "init", "points", "exponent", "exponent_stderr", "r_squared", "alpha"]])})
+    context.add_output_metadata({"fits": len(fit), "table": markdown_table(fit[list(analysis.FIT_SHOWN)])})
     return fit
 
 
@@ -185,23 +173,15 @@ def parity_hidden_progress(context: dg.AssetExecutionContext, warehouse: Warehou
                            parity_runs: pd.DataFrame, parity_curves: pd.DataFrame) -> pd.DataFrame:
     """Per converged run and progress measure: does it rise through the plateau before accuracy moves
     (one-sided Spearman trend), by how much, and what share of its rise came before accuracy moved."""
-    from assets.parity import analysis, plots
+    from assets.parity import analysis
 
     measures = [PROGRESS_MEASURE, "weight_mass_ratio", "linf_change", "fourier_gap"]
     table = analysis.hidden_progress(parity_curves, parity_runs, measures)
-    by = table.assign(rising=table["p_value"] < 0.05).groupby(["measure", "arch", "k"])[
-        ["rising", "spearman_rho", "rise", "share_before_move"]].median().reset_index()
-    panels = []
-    for arch in ("mlp", "polynet"):
-        cell = parity_runs[(parity_runs["arch"] == arch) & parity_runs["converged"].astype(bool)]
-        if len(cell):
-            k = int(cell["k"].max())
-            panels.append((arch, k, int(cell.loc[cell["k"] == k, "n"].max())))
+    plot = plots.progress_through_plateau(parity_curves, parity_runs, plots.progress_panels(parity_runs),
+                                          PROGRESS_MEASURE)
     context.add_output_metadata({
-        "by_measure": markdown_table(by),
-        "progress_plot": figure_metadata(plots.progress_through_plateau(parity_curves, parity_runs, panels,
-                                                                        PROGRESS_MEASURE),
-                                         "parity/hidden_progress", warehouse.root, context.run.run_id)})
+        "by_measure": markdown_table(analysis.progress_by_measure(table)),
+        "progress_plot": _figure(context, warehouse, plot, "hidden_progress")})
     return table
 
 
@@ -216,81 +196,35 @@ def parity_hidden_progress(context: dg.AssetExecutionContext, warehouse: Warehou
 def parity_finite_sample(context: dg.AssetExecutionContext, config: ParityFiniteSampleConfig, compute: Compute,
                          warehouse: WarehousePaths):
     """A fixed training set per seed and weight decay (the grokking-like setting), with weight decay 0 as control."""
-    from assets.parity import plots
-    from assets.parity.sweep import Sweep, expand
-    from assets.parity.trainer import TrainSpec
+    from assets.parity.sweep import finite_sample_plan
 
-    sweep = Sweep(name="finite_sample", n=(config.n,), k=(config.k,), width=(config.width,),
-                  batch_size=(config.batch_size,), learning_rate=(config.learning_rate,), loss=(config.loss,),
-                  weight_decay=tuple(config.weight_decay), train_set_size=(config.train_set_size,),
-                  seeds=config.seeds)
-    spec = TrainSpec(max_steps=config.max_steps, eval_size=config.eval_size, curve_samples=config.eval_size,
-                     accuracy_target=config.accuracy_target, eval_every=config.eval_every,
-                     log_every=config.eval_every * 4, gap_samples=0)
-    result = _train(context, expand([sweep]), spec, compute, config.cpu_threads)
+    result = _train(context, *finite_sample_plan(config.model_dump()), compute, config.cpu_threads)
     yield dg.Output(result.runs, output_name="parity_finite_sample_runs", metadata={
         "runs": len(result.runs), "seconds": round(result.seconds, 1),
         "table": markdown_table(result.runs[["weight_decay", "seed", "memorized_step", "t_c", "censored",
                                              "final_eval_accuracy"]])})
     yield dg.Output(result.curves, output_name="parity_finite_sample_curves", metadata={
         "rows": len(result.curves),
-        "plot": figure_metadata(plots.finite_sample_curves(result.curves), "parity/finite_sample",
-                                warehouse.root, context.run.run_id)})
+        "plot": _figure(context, warehouse, plots.finite_sample_curves(result.curves), "finite_sample")})
 
 
 FINDINGS_KEY = dg.AssetKey([GROUP, "findings"])
-_FINDING_CHECKS = {
-    "transition_is_abrupt": "The loss stays near chance for most of the run and falls within a small fraction of it.",
-    "progress_precedes_accuracy": "The hidden-progress measure rises during the plateau, before accuracy moves.",
-    "tc_exponent_grows_with_k": "t_c grows polynomially in n with an exponent proportional to k (n^(alpha k)).",
-    "finite_sample_matches_anchor": "With 500 samples and weight decay, 99% test accuracy in about 832 steps "
-                                    "(a public replication's number, not the paper's).",
-}
 
 
 @dg.asset(key=FINDINGS_KEY, group_name=GROUP, code_version="2", tags=stage("evaluation"),
           ins={"runs": dg.AssetIn("parity_runs"), "convergence": dg.AssetIn("parity_convergence"),
                "scaling": dg.AssetIn("parity_scaling"), "progress": dg.AssetIn("parity_hidden_progress"),
                "finite": dg.AssetIn("parity_finite_sample_runs")},
-          check_specs=findings_check_specs(FINDINGS_KEY, _FINDING_CHECKS))
+          check_specs=findings_check_specs(FINDINGS_KEY, CHECKS))
 def parity_findings(runs: pd.DataFrame, convergence: pd.DataFrame, scaling: pd.DataFrame,
                     progress: pd.DataFrame, finite: pd.DataFrame):
     """The headline results next to their references, each judged by the rule stated in
     ``assets.parity.findings`` (abrupt transition, hidden progress, t_c ~ n^O(k) against the exponent ratio
     n^(alpha k) implies, finite sample against a public replication); each check reads one finding."""
-    from assets.parity import analysis
-    from assets.parity import findings as science
-
-    headline = str(runs["sweep"].iloc[0])  # runs keep the config's order: the first sweep is the headline
-    head = science.headline_runs(runs, headline)
-    scale = _scale(head)
-    summary = convergence[(convergence["sweep"] == headline) & (convergence["arch"] == "mlp")]
-    k = int(head["k"].max())
-    transition = science.transition_finding(head, summary, scale)
-    mlp_progress = progress[(progress["measure"] == PROGRESS_MEASURE) & progress["run_key"].isin(head["run_key"])
-                            & (progress["k"] == k)]
-    rising = science.hidden_progress_finding(mlp_progress, scale, f"mlp, k={k}")
-    found = [transition, rising]
-    poly = progress[(progress["measure"] == PROGRESS_MEASURE) & (progress["arch"] == "polynet")]
-    if len(poly):
-        found.append(science.hidden_progress_finding(poly, _scale(runs[runs["arch"] == "polynet"]), "polynet"))
-    fit = scaling[(scaling["arch"] == "mlp") & scaling["width"].isin(head["width"].unique())
-                  & (scaling["loss"] == head["loss"].iloc[0]) & (scaling["init"] == head["init"].iloc[0])]
-    exponents = science.scaling_findings(fit, scale)
-    found += exponents
-    poly_fit = scaling[scaling["arch"] == "polynet"]
-    if len(poly_fit):
-        found += science.scaling_findings(poly_fit, _scale(runs[runs["arch"] == "polynet"]), "polynet", per_k=False)
-    finite_row = science.finite_sample_finding(analysis.finite_sample_summary(finite), _scale(finite))
-    found.append(finite_row)
-    # the headline architecture's ratio row, else its first exponent row
-    scaling_row = next((f for f in exponents if f.metric.startswith("exponent ratio")), exponents[0])
-    yield from findings_results(found, checks={
-        "transition_is_abrupt": transition.metric, "progress_precedes_accuracy": rising.metric,
-        "tc_exponent_grows_with_k": scaling_row.metric, "finite_sample_matches_anchor": finite_row.metric})
+    found, checks = build_findings(runs, convergence, scaling, progress, finite, current_profile())
+    yield from findings_results(found, checks=checks)
 
 
-# ------------------------------------------------------------------------------------------ data checks
 @dg.asset_check(asset="parity_runs", description="one row per run, t_c >= 1 exactly when converged, n >= k")
 def parity_runs_valid(parity_runs: pd.DataFrame) -> dg.AssetCheckResult:
     gxe = expectations()

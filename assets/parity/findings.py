@@ -22,11 +22,19 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from assets.findings import Condition, Finding, Rule
 
 STUDY = "parity"
+PROGRESS_MEASURE = "relevant_change_ratio"  # weight change on S vs off S since initialisation
+# check name -> what it claims (each check reads one finding: `build_findings`)
+CHECKS = {
+    "transition_is_abrupt": "The loss stays near chance for most of the run and falls within a small fraction of it.",
+    "progress_precedes_accuracy": "The hidden-progress measure rises during the plateau, before accuracy moves.",
+    "tc_exponent_grows_with_k": "t_c grows polynomially in n with an exponent proportional to k (n^(alpha k)).",
+    "finite_sample_matches_anchor": "With 500 samples and weight decay, 99% test accuracy in about 832 steps "
+                                    "(a public replication's number, not the paper's).",
+}
 ANCHOR_STEPS = 832  # public replication (not the paper): n=20, k=3, width-1000 MLP, 500 samples, wd 0.01 -> 99%
 ANCHOR_SETTING = (20, 3, 1000, 500)  # n, k, width, training-set size
 ABRUPT = Rule.at_most(0.25, partial=0.5)  # "falls within a small fraction of the steps"
@@ -51,6 +59,8 @@ def headline_runs(runs: pd.DataFrame, sweep: str, arch: str = "mlp") -> pd.DataF
 
 def transition_finding(runs: pd.DataFrame, summary: pd.DataFrame, scale: str) -> Finding:
     """Abruptness: the share of t_c between leaving chance and 100% accuracy, at the largest k and n run."""
+    from scipy import stats
+
     k, n = int(runs["k"].max()), int(runs.loc[runs["k"] == runs["k"].max(), "n"].max())
     cell = summary[(summary["k"] == k)].sort_values("n")
     at = cell[cell["n"] == n]
@@ -154,3 +164,47 @@ def finite_sample_finding(summary: pd.DataFrame, scale: str) -> Finding:
     return Finding(STUDY, metric, ours, reference=float(ANCHOR_STEPS), source="public replication",
                    rule=ANCHOR if same_setting else None, conditions=[reached] if same_setting else (),
                    scale=scale, post_hoc=ANCHOR_POST_HOC if same_setting else "", note=note)
+
+
+def scale_note(runs: pd.DataFrame, profile: str) -> str:
+    """The scale a finding states: runs, n, k, widths, the t_c criterion and the device."""
+    return (f"{profile} profile: {len(runs)} runs, n in {sorted(runs['n'].unique().tolist())}, "
+            f"k in {sorted(runs['k'].unique().tolist())}, width {sorted(runs['width'].unique().tolist())}, "
+            f"t_c at {runs['accuracy_target'].iloc[0]:.0%} of {int(runs['eval_size'].iloc[0])} fresh samples, "
+            f"device {runs['device'].iloc[0]}")
+
+
+def build_findings(runs: pd.DataFrame, convergence: pd.DataFrame, scaling: pd.DataFrame, progress: pd.DataFrame,
+                   finite: pd.DataFrame, profile: str) -> tuple[list[Finding], dict[str, str]]:
+    """(findings, check name -> the metric it reads): the headline sweep's (the first in the config) MLP runs
+    give the transition, hidden-progress and exponent findings; the polynet's are added where it ran; then
+    the finite-sample row."""
+    from assets.parity.analysis import finite_sample_summary
+
+    headline = str(runs["sweep"].iloc[0])  # runs keep the config's order: the first sweep is the headline
+    head = headline_runs(runs, headline)
+    scale = scale_note(head, profile)
+    summary = convergence[(convergence["sweep"] == headline) & (convergence["arch"] == "mlp")]
+    k = int(head["k"].max())
+    transition = transition_finding(head, summary, scale)
+    mlp_progress = progress[(progress["measure"] == PROGRESS_MEASURE) & progress["run_key"].isin(head["run_key"])
+                            & (progress["k"] == k)]
+    rising = hidden_progress_finding(mlp_progress, scale, f"mlp, k={k}")
+    found = [transition, rising]
+    poly = progress[(progress["measure"] == PROGRESS_MEASURE) & (progress["arch"] == "polynet")]
+    if len(poly):
+        found.append(hidden_progress_finding(poly, scale_note(runs[runs["arch"] == "polynet"], profile), "polynet"))
+    fit = scaling[(scaling["arch"] == "mlp") & scaling["width"].isin(head["width"].unique())
+                  & (scaling["loss"] == head["loss"].iloc[0]) & (scaling["init"] == head["init"].iloc[0])]
+    exponents = scaling_findings(fit, scale)
+    found += exponents
+    poly_fit = scaling[scaling["arch"] == "polynet"]
+    if len(poly_fit):
+        found += scaling_findings(poly_fit, scale_note(runs[runs["arch"] == "polynet"], profile), "polynet",
+                                  per_k=False)
+    finite_row = finite_sample_finding(finite_sample_summary(finite), scale_note(finite, profile))
+    found.append(finite_row)
+    # the headline architecture's ratio row, else its first exponent row
+    scaling_row = next((f for f in exponents if f.metric.startswith("exponent ratio")), exponents[0])
+    return found, {"transition_is_abrupt": transition.metric, "progress_precedes_accuracy": rising.metric,
+                   "tc_exponent_grows_with_k": scaling_row.metric, "finite_sample_matches_anchor": finite_row.metric}

@@ -3,14 +3,20 @@ hidden-progress measure rising through the plateau, and the finite-sample (grokk
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
 MAX_LINES = 8
+
+
+def _plt():
+    """matplotlib.pyplot on the Agg backend, imported when a figure is drawn (not when the code location loads)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _pick_runs(runs: pd.DataFrame, k: int, n: int, arch: str = "mlp") -> pd.DataFrame:
@@ -20,6 +26,7 @@ def _pick_runs(runs: pd.DataFrame, k: int, n: int, arch: str = "mlp") -> pd.Data
 
 def loss_curves(curves: pd.DataFrame, runs: pd.DataFrame, k: int, n: int, arch: str = "mlp"):
     """Evaluation loss and accuracy against step for a few seeds at (k, n); dots mark t_c."""
+    plt = _plt()
     chosen = _pick_runs(runs, k, n, arch)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for run in chosen.itertuples():
@@ -34,6 +41,7 @@ def loss_curves(curves: pd.DataFrame, runs: pd.DataFrame, k: int, n: int, arch: 
 
 def tc_vs_n(summary: pd.DataFrame, fit: pd.DataFrame):
     """Median t_c (bars: quartiles) against n per (arch, k, width) on log-log axes, with the fitted power laws."""
+    plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     online = summary[summary["train_set_size"].isna()]
     keys = ["arch", "k", "width", "batch_size", "learning_rate", "loss", "init"]
@@ -59,10 +67,22 @@ def tc_vs_n(summary: pd.DataFrame, fit: pd.DataFrame):
     return fig
 
 
+def progress_panels(runs: pd.DataFrame) -> list[tuple[str, int, int]]:
+    """(arch, k, n) per architecture with converged runs: its largest k, and the largest n at that k."""
+    panels = []
+    for arch in ("mlp", "polynet"):
+        cell = runs[(runs["arch"] == arch) & runs["converged"].astype(bool)]
+        if len(cell):
+            k = int(cell["k"].max())
+            panels.append((arch, k, int(cell.loc[cell["k"] == k, "n"].max())))
+    return panels
+
+
 def progress_through_plateau(curves: pd.DataFrame, runs: pd.DataFrame, panels: list[tuple[str, int, int]],
                              measure: str):
     """``measure`` (left axis) and evaluation accuracy (right, dashed) against step / t_c, one panel per
     (arch, k, n): the measure climbs while accuracy sits at chance."""
+    plt = _plt()
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.6), squeeze=False)
     for ax, (arch, k, n) in zip(axes[0], panels, strict=True):
         twin = ax.twinx()
@@ -79,6 +99,7 @@ def progress_through_plateau(curves: pd.DataFrame, runs: pd.DataFrame, panels: l
 
 def finite_sample_curves(curves: pd.DataFrame):
     """Training-set and test accuracy against step, one panel per weight decay: memorise first, generalise later."""
+    plt = _plt()
     decays = sorted(curves["weight_decay"].unique(), reverse=True)
     fig, axes = plt.subplots(1, len(decays), figsize=(5.2 * len(decays), 3.6), squeeze=False)
     for ax, wd in zip(axes[0], decays, strict=True):

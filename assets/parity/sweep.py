@@ -150,6 +150,19 @@ def base_spec(values: Mapping[str, Any]) -> TrainSpec:
     return TrainSpec(**{k: v for k, v in values.items() if k in names})
 
 
+def finite_sample_plan(values: Mapping[str, Any]) -> tuple[list[RunGroup], TrainSpec]:
+    """The finite-sample variant's groups (one setting, each weight decay) and its TrainSpec from a Config's
+    values (``n``, ``k``, ``width``, ``train_set_size``, ``weight_decay`` list, ``batch_size``, ...)."""
+    v = values
+    sweep = Sweep(name="finite_sample", n=(v["n"],), k=(v["k"],), width=(v["width"],), batch_size=(v["batch_size"],),
+                  learning_rate=(v["learning_rate"],), loss=(v["loss"],), weight_decay=tuple(v["weight_decay"]),
+                  train_set_size=(v["train_set_size"],), seeds=v["seeds"])
+    spec = TrainSpec(max_steps=v["max_steps"], eval_size=v["eval_size"], curve_samples=v["eval_size"],
+                     accuracy_target=v["accuracy_target"], eval_every=v["eval_every"], log_every=v["eval_every"] * 4,
+                     gap_samples=0)
+    return expand([sweep]), spec
+
+
 def sweep_dicts(sweeps: Iterable[Any]) -> list[dict[str, Any]]:
     """Config sweeps (dicts or pydantic models) as plain dicts."""
     return [dict(s) if isinstance(s, Mapping) else s.model_dump() for s in sweeps]

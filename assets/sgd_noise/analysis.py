@@ -17,6 +17,18 @@ from assets.sgd_noise.distance import equal_loss_distances, loss_levels
 GROUP_KEYS = ["task", "regime"]
 
 
+RUN_COLUMNS = ["run_key", "task", "regime", "batch_size", "learning_rate", "seed", "cut_step", "cut_lr_factor",
+               "cut_batch_factor", "parent_run", "steps"]
+CURVE_COLUMNS = ["run_key", "checkpoint", "step", "examples", "epochs", "eval_loss", "train_loss"]
+
+
+def combined(synthetic_runs: pd.DataFrame, synthetic_curves: pd.DataFrame, lm_runs: pd.DataFrame,
+             lm_curves: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs, curves) of both sweeps in one table each, on the columns they share."""
+    return (pd.concat([synthetic_runs[RUN_COLUMNS], lm_runs[RUN_COLUMNS]], ignore_index=True),
+            pd.concat([synthetic_curves[CURVE_COLUMNS], lm_curves[CURVE_COLUMNS]], ignore_index=True))
+
+
 def main_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Runs that are not noise-reduction branches."""
     return runs[runs["cut_step"] < 0]

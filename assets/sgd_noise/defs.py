@@ -1,22 +1,23 @@
 """Dagster side of the SGD-noise study (Vyas, Morwani, Zhao, Kaplun, Kakade & Barak 2023, "Beyond Implicit
 Bias: The Insignificance of SGD Noise in Online Learning").
 
-``sgd_noise_synthetic_*``: the main sweep on a random-teacher classification task (batch size x learning rate
-x seeds, online and offline, with noise-reduction branches), all networks of a batch size trained at once.
-``sgd_noise_lm_*``: a small sweep of the project's LM family on the facts world (online: fresh documents;
-offline: a fixed document set) and, on the tiny and gpu profiles, on the code corpus (online: each file read
-once; offline: a fixed slice). Each training asset also gives the functional distances at equal held-out
-loss. ``sgd_noise_equal_steps``, ``sgd_noise_distance_summary``, ``sgd_noise_noise_reduction`` and
-``sgd_noise_implicit_bias`` summarise; ``sgd_noise/findings`` puts the paper's claims next to our numbers.
+``sgd_noise_synthetic_*``: batch size x learning rate x seeds on a random-teacher task, online and offline,
+with noise-reduction branches. ``sgd_noise_lm_*``: the LM family on the facts world (and, on tiny and gpu, the
+code corpus); online reads fresh text, offline a fixed set. Both give functional distances at equal held-out
+loss; four assets summarise them and ``sgd_noise/findings`` puts the paper's claims next to our numbers.
 """
 
-import functools
 import time
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from assets.lm.config import ModelShape
+from assets.lm.registration import ProgressLog, load_tokenizer_of
+from assets.lm.threads import torch_threads
+from assets.sgd_noise import analysis, plots
+from assets.sgd_noise.findings import CHECKS
 from resources.compute import Compute
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import current_profile, pick
@@ -54,7 +55,7 @@ class SyntheticSweepConfig(dg.Config):
     cpu_threads: int = 1
 
 
-class LMSweepConfig(dg.Config):
+class LMSweepConfig(ModelShape, dg.Config):
     """The LM family on the facts world (and the code corpus); Adam at a constant learning rate after a short
     warmup. The demo runs the facts world only (CPU budget); tiny and gpu also run the code corpus."""
 
@@ -84,17 +85,6 @@ class LMSweepConfig(dg.Config):
     cut_lr_factor: float = 1.0
     cpu_threads: int = 1
 
-    def model_size(self):
-        from assets.lm.model import ModelSize
-
-        return ModelSize("sgd-noise", self.d_model, self.n_layers, self.n_heads, self.d_ff, self.context_length)
-
-
-def _scale(runs: pd.DataFrame, what: str) -> str:
-    return (f"{current_profile()} profile: {what}; {len(runs)} runs, batch {sorted(runs['batch_size'].unique())}, "
-            f"lr {sorted(runs['learning_rate'].unique())}, {runs['seed'].nunique()} seeds, "
-            f"{int(runs['steps'].max())} steps")
-
 
 def _plot(context, warehouse: WarehousePaths, fig, name: str):
     return figure_metadata(fig, f"{GROUP}/{name}", warehouse.root, context.run.run_id)
@@ -117,35 +107,24 @@ def sgd_noise_synthetic(context: dg.AssetExecutionContext, config: SyntheticSwee
                         tracking: Tracking, warehouse: WarehousePaths):
     """Train the random-teacher sweep (batch x learning rate x seeds, online and offline, plus noise-cut
     branches) with every network of a batch size at once, and measure functional distances at equal loss."""
-    from assets.lm.threads import torch_threads
-    from assets.sgd_noise.analysis import functional_distances
     from assets.sgd_noise.data import REGIMES, TeacherTask
-    from assets.sgd_noise.synthetic import SweepSpec, run_sweep
+    from assets.sgd_noise.synthetic import SweepSpec, final_losses, run_sweep, sweep_tables
 
     task = TeacherTask(config.input_dim, config.teacher_width, config.classes, config.logit_scale, config.teacher_seed)
     sweep = SweepSpec(config.student_width, config.steps, config.train_size, config.eval_size,
                       config.distance_samples, config.log_points)
-    start = time.time()
-
-    def on_group(index, total, regime, batch, seconds):
-        eta = (time.time() - start) / (index + 1) * (total - index - 1)
-        context.log.info(f"group {index + 1}/{total} ({regime}, B={batch}): {seconds:.1f}s; ETA {eta:.0f}s")
-
+    progress = ProgressLog(context.log.info, len(REGIMES) * len(config.batch_sizes), "synthetic groups")
     device = compute.torch_device()
     compute.seed_everything()
     with torch_threads(config.cpu_threads, device):
         result = run_sweep(task, REGIMES, config.batch_sizes, config.learning_rates, list(range(config.seeds)),
-                           sweep, config.cut_lr_factor, config.cut_fraction, on_group=on_group, device=device)
-    distances = functional_distances(result.runs, result.curves, lambda key, i: result.predictions[key][i],
-                                     config.loss_levels)
-    runs = result.runs.merge(result.curves.groupby("run_key").agg(
-        final_eval_loss=("eval_loss", "last"), best_eval_loss=("eval_loss", "min"),
-        final_train_loss=("train_loss", "last")).reset_index(), on="run_key")
+                           sweep, config.cut_lr_factor, config.cut_fraction, device=device,
+                           on_group=lambda index, _, regime, batch, seconds: progress(
+                               f"({regime}, B={batch}) took {seconds:.1f}s", done=index + 1, force=True))
+    runs, distances = sweep_tables(result, config.loss_levels)
     with tracking.start_run("sgd-noise-synthetic", dagster_run_id=context.run.run_id,
                             asset_key="sgd_noise_synthetic_runs", params=config.model_dump()) as run_id:
-        finals = runs[runs["cut_step"] < 0].groupby(["regime", "batch_size", "learning_rate"])["final_eval_loss"].mean()
-        tracking.log_metrics(run_id, {f"final_eval_loss/{r}/B{b}/lr{lr:g}": v for (r, b, lr), v in finals.items()}
-                             | {"seconds": result.seconds})
+        tracking.log_metrics(run_id, final_losses(runs) | {"seconds": result.seconds})
     yield dg.Output(runs, output_name="sgd_noise_synthetic_runs", metadata={
         "runs": len(runs), "seconds": round(result.seconds, 1), "device": device,
         "teacher_entropy": float(runs["teacher_entropy"].iloc[0]),
@@ -153,12 +132,6 @@ def sgd_noise_synthetic(context: dg.AssetExecutionContext, config: SyntheticSwee
         "network_steps_per_second": round(float(runs["steps"].sum() / max(result.seconds, 1e-9)), 1)})
     yield dg.Output(result.curves, output_name="sgd_noise_synthetic_curves", metadata={"rows": len(result.curves)})
     yield dg.Output(distances, output_name="sgd_noise_synthetic_distances", metadata={"rows": len(distances)})
-
-
-def _build_lm(size, vocab: int, device: str, seed: int):
-    from assets.lm.model import build_model
-
-    return build_model(size, vocab, seed, bos_token_id=1, eos_token_id=2, pad_token_id=0).to(device)
 
 
 LM_OUTS = {
@@ -180,51 +153,31 @@ def sgd_noise_lm(context: dg.AssetExecutionContext, config: LMSweepConfig, compu
     """Train the LM family online (fresh text every batch) and offline (a fixed set, many epochs) over batch x
     learning rate with a noise-cut branch, on the facts world and (where the profile asks) the code corpus;
     distances between next-token distributions at equal held-out loss."""
-    from assets.corpora.facts_world import world_from_record
-    from assets.corpora.tokenization import load_tokenizer
-    from assets.lm.threads import torch_threads
-    from assets.sgd_noise.data import REGIMES
-    from assets.sgd_noise.language import FactsSource, corpus_source, sweep_source, sweep_specs
-    from assets.sgd_noise.synthetic import log_steps
+    from assets.sgd_noise.lm_sweep import LMSweepSettings, eval_history, lm_source, sweep_corpus
 
-    device, seeds, parts = compute.torch_device(), list(range(config.seeds)), []
-    plans = [("facts", config.steps, config.batch_sizes)]
+    device, parts, settings = compute.torch_device(), [], LMSweepSettings.of(config.model_dump())
+    plans = [("facts", config.steps, config.batch_sizes, facts_tokenizer)]
     if config.code_steps and config.code_batch_sizes:
-        plans.append(("code", config.code_steps, config.code_batch_sizes))
-    start, done = time.time(), [0]
+        plans.append(("code", config.code_steps, config.code_batch_sizes, code_tokenizer))
+    start, progress = time.time(), ProgressLog(context.log.info, None, "LM runs")
 
     def on_run(run):
-        done[0] += 1
-        with tracking.start_run(f"sgd-noise-{run.spec.key}", dagster_run_id=context.run.run_id,
-                                asset_key="sgd_noise_lm_runs",
-                                params={**config.model_dump(), "run_key": run.spec.key}) as run_id:
-            for key, curve in run.curves.groupby("run_key"):
-                name = "branch_eval_loss" if key != run.spec.key else "eval_loss"
-                tracking.log_metric_history(run_id, [{"step": r.step, name: r.eval_loss} for r in curve.itertuples()])
-        context.log.info(f"LM run {done[0]} {run.spec.key}: held-out loss {run.curves['eval_loss'].iloc[-1]:.3f}, "
-                         f"{run.seconds:.1f}s, {time.time() - start:.0f}s so far")
+        with tracking.start_run(f"sgd-noise-{run.spec.key}", dagster_run_id=context.run.run_id, asset_key=
+                                "sgd_noise_lm_runs", params={**config.model_dump(), "run_key": run.spec.key}) as run_id:
+            tracking.log_metric_history(run_id, eval_history(run))
+        progress(f"{run.spec.key}: held-out loss {run.curves['eval_loss'].iloc[-1]:.3f}, {run.seconds:.1f}s", force=True)
 
-    for corpus, steps, batches in plans:
-        record = facts_tokenizer if corpus == "facts" else code_tokenizer
-        tokenizer = load_tokenizer(tracking.download_model(record["tokenizer_uri"]))
-        source = (FactsSource(world_from_record(world_record), tokenizer, config.offline_documents)
-                  if corpus == "facts" else corpus_source(tokenizer, code_corpus, config.offline_code_tokens))
-        cut = int(round(config.cut_fraction * steps))
-        specs = sweep_specs(REGIMES, batches, config.learning_rates, seeds, cut, config.cut_lr_factor,
-                            config.cut_batch_factor, corpus)
-        context.log.info(f"{corpus}: {len(specs)} runs of {steps} steps")
-        build = functools.partial(_build_lm, config.model_size(), len(tokenizer), device)
-
+    for corpus, steps, batches, tokenizer_record in plans:
+        tokenizer = load_tokenizer_of(tokenizer_record, tracking)
+        source = lm_source(corpus, tokenizer, world_record, code_corpus, offline_documents=config.offline_documents,
+                           offline_code_tokens=config.offline_code_tokens)
         with torch_threads(config.cpu_threads, device):
-            parts.append(sweep_source(
-                source, build, specs, steps, sorted(set(log_steps(steps, config.log_points)) | {cut}),
-                warmup_steps=config.warmup_steps, context_length=config.context_length,
-                eval_windows=config.eval_windows, distance_windows=config.distance_windows,
-                loss_levels=config.loss_levels, device=device, on_run=on_run))
+            parts.append(sweep_corpus(corpus, source, len(tokenizer), config.model_size("sgd-noise"), steps, batches,
+                                      settings, device=device, on_run=on_run, log=context.log.info))
     runs, curves, distances = (pd.concat([p[i] for p in parts], ignore_index=True) for i in range(3))
     yield dg.Output(runs, output_name="sgd_noise_lm_runs", metadata={
         "runs": len(runs), "seconds": round(time.time() - start, 1), "device": device,
-        "corpora": ", ".join(c for c, _, _ in plans),
+        "corpora": ", ".join(p[0] for p in plans),
         "table": markdown_table(runs[["run_key", "final_eval_loss", "best_eval_loss", "group_seconds"]])})
     yield dg.Output(curves, output_name="sgd_noise_lm_curves", metadata={"rows": len(curves)})
     yield dg.Output(distances, output_name="sgd_noise_lm_distances", metadata={"rows": len(distances)})
@@ -236,22 +189,12 @@ _TABLES = {"synthetic_runs": dg.AssetIn("sgd_noise_synthetic_runs"),
            "lm_runs": dg.AssetIn("sgd_noise_lm_runs"), "lm_curves": dg.AssetIn("sgd_noise_lm_curves")}
 
 
-def _both(synthetic_runs, synthetic_curves, lm_runs, lm_curves) -> tuple[pd.DataFrame, pd.DataFrame]:
-    cols = ["run_key", "task", "regime", "batch_size", "learning_rate", "seed", "cut_step", "cut_lr_factor",
-            "cut_batch_factor", "parent_run", "steps"]
-    curve_cols = ["run_key", "checkpoint", "step", "examples", "epochs", "eval_loss", "train_loss"]
-    return (pd.concat([synthetic_runs[cols], lm_runs[cols]], ignore_index=True),
-            pd.concat([synthetic_curves[curve_cols], lm_curves[curve_cols]], ignore_index=True))
-
-
 @dg.asset(ins=_TABLES, **_EVAL)
 def sgd_noise_equal_steps(context: dg.AssetExecutionContext, warehouse: WarehousePaths, synthetic_runs: pd.DataFrame,
                           synthetic_curves: pd.DataFrame, lm_runs: pd.DataFrame, lm_curves: pd.DataFrame) -> pd.DataFrame:
     """At equal steps: each lower-noise setting (larger batch, or smaller learning rate) against the next
     noisier one, seed-mean held-out loss; plotted as loss vs steps by noise level, online and offline."""
-    from assets.sgd_noise import analysis, plots
-
-    runs, curves = _both(synthetic_runs, synthetic_curves, lm_runs, lm_curves)
+    runs, curves = analysis.combined(synthetic_runs, synthetic_curves, lm_runs, lm_curves)
     table = analysis.equal_step_comparison(curves, runs)
     share = table.groupby(["task", "regime", "knob"])["less_noise_not_worse"].mean().reset_index()
     context.add_output_metadata({"share_less_noise_not_worse": markdown_table(share),
@@ -266,8 +209,6 @@ def sgd_noise_distance_summary(context: dg.AssetExecutionContext, warehouse: War
                                synthetic: pd.DataFrame, lm: pd.DataFrame) -> pd.DataFrame:
     """Median TV distance at equal loss and at equal steps per (task, regime, pair kind), with the ratio of
     the noisy-vs-lowest-noise (other seed) distance to the seed-to-seed baseline."""
-    from assets.sgd_noise import analysis, plots
-
     distances = pd.concat([synthetic, lm], ignore_index=True)
     summary = analysis.distance_summary(distances)
     context.add_output_metadata({"table": markdown_table(summary), "distance_vs_loss": _plot(
@@ -281,9 +222,7 @@ def sgd_noise_noise_reduction(context: dg.AssetExecutionContext, warehouse: Ware
                               lm_curves: pd.DataFrame) -> pd.DataFrame:
     """Each noise-cut branch against its parent (continuing unchanged): held-out loss soon after the cut and
     at the end."""
-    from assets.sgd_noise import analysis, plots
-
-    runs, curves = _both(synthetic_runs, synthetic_curves, lm_runs, lm_curves)
+    runs, curves = analysis.combined(synthetic_runs, synthetic_curves, lm_runs, lm_curves)
     table = analysis.noise_reduction(curves, runs)
     context.add_output_metadata({"table": markdown_table(table.drop(columns=["parent_run"])), "plot": _plot(
         context, warehouse, plots.noise_reduction(curves, table), "noise_reduction")})
@@ -296,55 +235,34 @@ def sgd_noise_implicit_bias(context: dg.AssetExecutionContext, synthetic_runs: p
                             lm_curves: pd.DataFrame) -> pd.DataFrame:
     """Per (task, regime): final and best held-out loss of the lowest-noise setting and of the best noisier
     one; the advantage of noise (> 0: noise generalises better)."""
-    from assets.sgd_noise import analysis
-
-    runs, curves = _both(synthetic_runs, synthetic_curves, lm_runs, lm_curves)
+    runs, curves = analysis.combined(synthetic_runs, synthetic_curves, lm_runs, lm_curves)
     table = analysis.implicit_bias(runs, curves)
     context.add_output_metadata({"table": markdown_table(table)})
     return table
 
 
 FINDINGS_KEY = dg.AssetKey([GROUP, "findings"])
-_FINDING_CHECKS = {
-    "online_close_at_equal_loss": "Online, at equal loss, runs with different noise are close in function space.",
-    "online_less_noise_not_worse": "Online, less noise never gives a worse loss at equal steps.",
-    "online_noise_cut_helps": "Online, cutting the noise mid-training lowers the loss at once.",
-    "offline_noise_helps": "Offline, noise gives a better held-out loss (implicit bias), unlike online.",
-}
 
 
 @dg.asset(key=FINDINGS_KEY, **{**_EVAL, "code_version": "2"},  # 2: the findings contract
           ins={"synthetic_runs": dg.AssetIn("sgd_noise_synthetic_runs"), "lm_runs": dg.AssetIn("sgd_noise_lm_runs"),
                "distances": dg.AssetIn("sgd_noise_distance_summary"), "steps": dg.AssetIn("sgd_noise_equal_steps"),
                "reduction": dg.AssetIn("sgd_noise_noise_reduction"), "bias": dg.AssetIn("sgd_noise_implicit_bias")},
-          check_specs=findings_check_specs(FINDINGS_KEY, _FINDING_CHECKS))
+          check_specs=findings_check_specs(FINDINGS_KEY, CHECKS))
 def sgd_noise_findings(synthetic_runs: pd.DataFrame, lm_runs: pd.DataFrame, distances: pd.DataFrame,
                        steps: pd.DataFrame, reduction: pd.DataFrame, bias: pd.DataFrame):
     """The paper's claims next to ours, each judged by the rule stated in ``assets.sgd_noise.findings``: online
     closeness at equal loss, less noise not worse at equal steps, the noise cut, and the offline implicit-bias
     advantage; the synthetic task first (the row each check reads), then the LM corpora."""
-    from assets.sgd_noise import findings as science
+    from assets.sgd_noise.findings import build_findings
 
-    scales = {"synthetic": _scale(synthetic_runs, "random-teacher MLPs, plain SGD")} | {
-        task: _scale(lm_runs[lm_runs["task"] == task], f"LM family on the {task[3:]} corpus, Adam")
-        for task in sorted(lm_runs["task"].unique(), key=lambda t: t != "lm_facts")}
-    rows = {name: [] for name in _FINDING_CHECKS}
-    for task, scale in scales.items():
-        rows["online_close_at_equal_loss"].append(science.equal_loss_finding(distances, task, scale))
-        rows["online_less_noise_not_worse"].append(science.never_worse_finding(steps, task, scale))
-        rows["online_noise_cut_helps"].append(science.noise_reduction_finding(reduction, task, scale))
-        rows["offline_noise_helps"].append(science.implicit_bias_finding(bias, task, scale))
-    # the synthetic task is the headline each check reads; the LM rows are in the table
-    yield from findings_results([f for group in rows.values() for f in group],
-                                checks={name: group[0].metric for name, group in rows.items()})
+    found, checks = build_findings(synthetic_runs, lm_runs, distances, steps, reduction, bias, current_profile())
+    yield from findings_results(found, checks=checks)  # each check reads the synthetic row; LM rows in the table
 
 
-# ------------------------------------------------------------------------------------------ data checks
 def _curve_suite(gxe) -> list:
     return [gxe.ExpectTableRowCountToBeBetween(min_value=1), gxe.ExpectColumnValuesToNotBeNull(column="eval_loss"),
-            gxe.ExpectColumnValuesToBeBetween(column="eval_loss", min_value=0),
-            gxe.ExpectColumnValuesToBeBetween(column="step", min_value=0),
-            gxe.ExpectColumnValuesToBeBetween(column="examples", min_value=0)]
+            *(gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0) for c in ("eval_loss", "step", "examples"))]
 
 
 @dg.asset_check(asset="sgd_noise_synthetic_curves", description="losses >= 0 and finite, excess over the "

@@ -35,6 +35,13 @@ CUT_EVERY_SEED = Rule.at_least(1.0, partial=0.5)
 CUT_LASTS = Rule.at_least(0.5, partial=0.0)  # ahead at the end in most seeds, else at most "partially"
 OFFLINE_HELPS = Rule.at_least(0.0)
 ONLINE_DOES_NOT = Rule.at_most(0.0)
+# check name -> what it claims; each check reads the synthetic task's finding
+CHECKS = {
+    "online_close_at_equal_loss": "Online, at equal loss, runs with different noise are close in function space.",
+    "online_less_noise_not_worse": "Online, less noise never gives a worse loss at equal steps.",
+    "online_noise_cut_helps": "Online, cutting the noise mid-training lowers the loss at once.",
+    "offline_noise_helps": "Offline, noise gives a better held-out loss (implicit bias), unlike online.",
+}
 
 
 def _ratio(summary: pd.DataFrame, task: str, regime: str) -> tuple[float, float, float]:
@@ -141,3 +148,27 @@ def implicit_bias_finding(bias: pd.DataFrame, task: str, scale: str) -> Finding:
             "measures speed (a larger learning rate moves further), not only noise. Paper: offline, noisier SGD "
             "generalises better (implicit bias); online it only buys computation.")
     return Finding(STUDY, metric, offline_adv, rule=OFFLINE_HELPS, conditions=[online], scale=scale, note=note)
+
+
+def scale_note(runs: pd.DataFrame, what: str, profile: str) -> str:
+    """The scale a finding states: the sweep's runs, batches, learning rates, seeds and steps."""
+    return (f"{profile} profile: {what}; {len(runs)} runs, batch {sorted(runs['batch_size'].unique())}, "
+            f"lr {sorted(runs['learning_rate'].unique())}, {runs['seed'].nunique()} seeds, "
+            f"{int(runs['steps'].max())} steps")
+
+
+def build_findings(synthetic_runs: pd.DataFrame, lm_runs: pd.DataFrame, distances: pd.DataFrame,
+                   steps: pd.DataFrame, reduction: pd.DataFrame, bias: pd.DataFrame,
+                   profile: str) -> tuple[list[Finding], dict[str, str]]:
+    """(findings, check name -> the metric it reads): each claim on the synthetic task first (the row its check
+    reads), then on each LM corpus (facts first)."""
+    scales = {"synthetic": scale_note(synthetic_runs, "random-teacher MLPs, plain SGD", profile)} | {
+        task: scale_note(lm_runs[lm_runs["task"] == task], f"LM family on the {task[3:]} corpus, Adam", profile)
+        for task in sorted(lm_runs["task"].unique(), key=lambda t: t != "lm_facts")}
+    rows: dict[str, list[Finding]] = {name: [] for name in CHECKS}
+    for task, scale in scales.items():
+        rows["online_close_at_equal_loss"].append(equal_loss_finding(distances, task, scale))
+        rows["online_less_noise_not_worse"].append(never_worse_finding(steps, task, scale))
+        rows["online_noise_cut_helps"].append(noise_reduction_finding(reduction, task, scale))
+        rows["offline_noise_helps"].append(implicit_bias_finding(bias, task, scale))
+    return [f for group in rows.values() for f in group], {name: group[0].metric for name, group in rows.items()}

@@ -15,7 +15,6 @@ batches: the parent and a copy whose learning rate is multiplied by ``cut_lr_fac
 from __future__ import annotations
 
 import copy
-import functools
 import itertools
 import time
 from collections.abc import Callable, Sequence
@@ -262,83 +261,3 @@ def train_lm(spec: LMRunSpec, build: Callable[[int], torch.nn.Module], windows: 
     curves = pd.DataFrame(rows, columns=["run_key", "checkpoint", "step", "examples", "epochs", "eval_loss",
                                          "train_loss"])
     return LMRun(spec, curves, snapshots, time.perf_counter() - start)
-
-
-def sweep_specs(regimes: Sequence[str], batch_sizes: Sequence[int], learning_rates: Sequence[float],
-                seeds: Sequence[int], cut_step: int | None, cut_lr_factor: float = 1.0,
-                cut_batch_factor: int = 1, corpus: str = "facts") -> list[LMRunSpec]:
-    """Every (regime, batch, learning rate) at the first seed; the lowest-noise setting (largest batch,
-    smallest learning rate) at every seed (the seed-to-seed baseline of the distance); the noisiest setting
-    carries the noise-reduction branch."""
-    out = []
-    for regime in regimes:
-        for b in sorted(batch_sizes):
-            for lr in sorted(learning_rates):
-                lowest = b == max(batch_sizes) and lr == min(learning_rates)
-                noisiest = b == min(batch_sizes) and lr == max(learning_rates)
-                for seed in (seeds if lowest else seeds[:1]):
-                    cut = cut_step if noisiest and seed == seeds[0] else None
-                    out.append(LMRunSpec(regime, int(b), float(lr), int(seed), cut,
-                                         cut_lr_factor if cut else 1.0, cut_batch_factor if cut else 1, corpus))
-    return out
-
-
-def run_table(runs: Sequence[LMRun]) -> pd.DataFrame:
-    rows = []
-    for run in runs:
-        s = run.spec
-        for key in run.snapshots:
-            branch = key != s.key
-            curve = run.curves[run.curves["run_key"] == key]
-            rows.append({"run_key": key, "task": f"lm_{s.corpus}", "regime": s.regime, "batch_size": s.batch_size,
-                         "learning_rate": s.learning_rate, "seed": s.seed,
-                         "cut_step": s.cut_step if branch else -1,
-                         "cut_lr_factor": s.cut_lr_factor if branch else 1.0,
-                         "cut_batch_factor": s.cut_batch_factor if branch else 1,
-                         "parent_run": s.key if branch else "", "steps": int(curve["step"].max()),
-                         "examples_seen": int(curve["examples"].max()),
-                         "final_eval_loss": float(curve["eval_loss"].iloc[-1]),
-                         "best_eval_loss": float(curve["eval_loss"].min()), "group_seconds": run.seconds})
-    table = pd.DataFrame(rows)
-    table["noise_scale"] = table["learning_rate"] / table["batch_size"]
-    return table
-
-
-def corpus_source(tokenizer, documents: pd.DataFrame, offline_tokens: int, name: str = "code") -> CorpusSource:
-    """A ``CorpusSource`` from a documents table (``split`` train / validation, ``text``)."""
-    from assets.corpora.tokenization import BOS, encode_documents
-
-    bos = tokenizer.convert_tokens_to_ids(BOS)
-    train = encode_documents(tokenizer, documents.loc[documents["split"] == "train", "text"].tolist())
-    starts = np.flatnonzero(train == bos)
-    validation = encode_documents(tokenizer, documents.loc[documents["split"] == "validation", "text"].tolist())
-    return CorpusSource([d for d in np.split(train, starts[1:]) if len(d)], validation, offline_tokens, name)
-
-
-def sweep_source(source: FactsSource | CorpusSource, build: Callable[[int], torch.nn.Module],
-                 specs: Sequence[LMRunSpec], steps: int, checkpoints: Sequence[int], *, warmup_steps: int,
-                 context_length: int, eval_windows: int, distance_windows: int, loss_levels: int, device: str,
-                 on_run: Callable[[LMRun], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Train every run of one corpus, then the equal-loss distances between its runs (runs, curves, distances)."""
-    from assets.sgd_noise.analysis import functional_distances
-
-    x_held, y_held = source.heldout(eval_windows, context_length)
-    heldout = (x_held.to(device), y_held.to(device))
-    trained = []
-    for spec in specs:
-        run = train_lm(spec, build, windows_for(spec, source, context_length), heldout, steps, checkpoints,
-                       warmup_steps)
-        trained.append(run)
-        if on_run is not None:
-            on_run(run)
-    runs = run_table(trained)
-    curves = pd.concat([r.curves for r in trained], ignore_index=True)
-    snapshots = {key: snaps for r in trained for key, snaps in r.snapshots.items()}
-    model, x_dist = build(0), heldout[0][:distance_windows]
-
-    @functools.lru_cache(maxsize=128)  # (windows x positions x vocab) float32 each
-    def predict(key: str, index: int) -> np.ndarray:
-        model.load_state_dict(snapshots[key][index])
-        return next_token_probabilities(model, x_dist)
-
-    return runs, curves, functional_distances(runs, curves, predict, loss_levels)

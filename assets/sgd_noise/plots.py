@@ -3,13 +3,19 @@ examples seen), the functional distance against the loss level, and the noise-re
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import pandas as pd
 
 STYLES = ["-", "--", ":", "-."]
+
+
+def _plt():
+    """matplotlib.pyplot on the Agg backend, imported when a figure is drawn (not when the code location loads)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _styles(values) -> dict:
@@ -19,6 +25,7 @@ def _styles(values) -> dict:
 def loss_curves(mean: pd.DataFrame):
     """Rows: tasks. Columns: online vs steps, offline vs steps, online vs examples. Colour: learning rate;
     line style: batch size (solid = largest)."""
+    plt = _plt()
     tasks = sorted(mean["task"].unique())
     fig, axes = plt.subplots(len(tasks), 3, figsize=(13, 3.4 * len(tasks)), squeeze=False)
     cmap = plt.get_cmap("viridis")
@@ -41,6 +48,7 @@ def loss_curves(mean: pd.DataFrame):
 
 def distance_vs_loss(distances: pd.DataFrame):
     """Median TV distance at equal loss against the loss level, per kind of pair; one panel per (task, regime)."""
+    plt = _plt()
     cells = sorted({(t, r) for t, r in zip(distances["task"], distances["regime"], strict=True)})
     fig, axes = plt.subplots(1, len(cells), figsize=(4.3 * len(cells), 3.4), squeeze=False)
     for ax, (task, regime) in zip(axes[0], cells, strict=True):
@@ -60,6 +68,7 @@ def distance_vs_loss(distances: pd.DataFrame):
 
 def noise_reduction(curves: pd.DataFrame, reduction: pd.DataFrame):
     """Parent (continue) vs branch (noise cut) held-out loss after the cut, one panel per (task, regime)."""
+    plt = _plt()
     cells = sorted({(t, r) for t, r in zip(reduction["task"], reduction["regime"], strict=True)}) or [("", "")]
     fig, axes = plt.subplots(1, len(cells), figsize=(4.3 * len(cells), 3.3), squeeze=False)
     for ax, (task, regime) in zip(axes[0], cells, strict=True):

@@ -210,4 +210,25 @@ def run_sweep(task: TeacherTask, regimes: Sequence[str], batch_sizes: Sequence[i
     return SweepResult(runs, curves, predictions, total)
 
 
-__all__ = ["ONLINE", "OFFLINE", "RunSpec", "SweepSpec", "SweepResult", "train_group", "run_sweep", "log_steps"]
+def sweep_tables(result: SweepResult, loss_levels: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs with their final and best held-out loss and final training loss, the TV distances at equal loss
+    between their predictions)."""
+    from assets.sgd_noise.analysis import functional_distances
+
+    distances = functional_distances(result.runs, result.curves, lambda key, i: result.predictions[key][i],
+                                     loss_levels)
+    runs = result.runs.merge(result.curves.groupby("run_key").agg(
+        final_eval_loss=("eval_loss", "last"), best_eval_loss=("eval_loss", "min"),
+        final_train_loss=("train_loss", "last")).reset_index(), on="run_key")
+    return runs, distances
+
+
+def final_losses(runs: pd.DataFrame) -> dict[str, float]:
+    """Mean final held-out loss of the main runs (no branches) per regime, batch and learning rate, keyed
+    ``final_eval_loss/<regime>/B<batch>/lr<lr>`` (what MLflow records of the sweep)."""
+    finals = runs[runs["cut_step"] < 0].groupby(["regime", "batch_size", "learning_rate"])["final_eval_loss"].mean()
+    return {f"final_eval_loss/{r}/B{b}/lr{lr:g}": v for (r, b, lr), v in finals.items()}
+
+
+__all__ = ["ONLINE", "OFFLINE", "RunSpec", "SweepSpec", "SweepResult", "train_group", "run_sweep", "log_steps",
+           "sweep_tables", "final_losses"]

@@ -27,13 +27,6 @@ from resources.validation import expectations, gx_check
 from resources.warehouse import WarehousePaths
 
 GROUP = "uncertainty"
-PAPER = "Ahdritz et al. 2024"
-PAIRS = {"facts": ("lm_facts_small", "lm_facts_large"), "code": ("lm_code_small", "lm_code_large")}
-CORPUS_ASSET = {"facts": "facts_documents", "code": "code_corpus"}
-
-
-def corpus_of(dataset: str) -> str:
-    return dataset.split("_pair_on_")[-1]
 
 
 # ---------------------------------------------------------------------------------------------- tokens
@@ -56,21 +49,6 @@ class UncertaintyTokensConfig(dg.Config):
     cpu_threads: int = Field(default=1, description="torch CPU threads (0: torch's default)")
 
 
-def _model_source(config: dg.Config, pair: str, size: str, record: dict) -> str:
-    return getattr(config, f"{pair}_{size}_checkpoint", None) or record["model_uri"]
-
-
-def load_pair(small_source: str, large_source: str, tracking: Tracking, device: str):
-    """(small, large, tokenizer) from model URIs or local checkpoint directories (one shared vocabulary)."""
-    from assets.lm.registry import load_model
-    from assets.uncertainty.tokens import check_same_vocabulary
-
-    small, small_tok = load_model(small_source, tracking.resolved_tracking_uri, device=device)
-    large, large_tok = load_model(large_source, tracking.resolved_tracking_uri, device=device)
-    check_same_vocabulary(small_tok, large_tok)
-    return small, large, small_tok
-
-
 @dg.asset(
     group_name=GROUP, code_version="1", tags=stage("evaluation"), pool="gpu",
     ins={"facts_small": dg.AssetIn("lm_facts_small"), "facts_large": dg.AssetIn("lm_facts_large"),
@@ -88,38 +66,21 @@ def uncertainty_tokens(context: dg.AssetExecutionContext, config: UncertaintyTok
     model's top-k log-probs and hidden states (list columns ``hidden_l<layer>``), and on the facts world the
     true entropy, slot and is-fact flag. Datasets: facts, code, and the code pair reading facts text."""
     from assets.lm.threads import torch_threads
-    from assets.uncertainty.labels import entropy_quantiles
-    from assets.uncertainty.tokens import attach_truth, held_out_documents, score_documents
+    from assets.uncertainty.tokens import read_pairs
 
-    device = compute.torch_device()
+    device, started = compute.torch_device(), time.time()
     records = {"facts": (facts_small, facts_large), "code": (code_small, code_large)}
-    texts = {"facts": held_out_documents(facts_documents, ["validation"], ["test"], config.seed),
-             "code": held_out_documents(code_corpus, ["validation"], ["validation"], config.seed)}
+    sources = {pair: tuple(getattr(config, f"{pair}_{size}_checkpoint") or record["model_uri"]
+                           for size, record in zip(("small", "large"), records[pair], strict=True))
+               for pair in records}
     plan = [("facts", "facts"), ("code", "code")] + ([("code", "facts")] if config.cross_domain else [])
-    frames, summary, started = [], [], time.time()
     with torch_threads(config.cpu_threads, device):
-        for pair, corpus in plan:
-            sources = [_model_source(config, pair, size, rec) for size, rec in zip(("small", "large"), records[pair],
-                                                                                   strict=True)]
-            small, large, tokenizer = load_pair(*sources, tracking, device)
-            name = pair if pair == corpus else f"{pair}_pair_on_{corpus}"
-            table = score_documents(small, large, tokenizer, texts[corpus], layers=config.layers,
-                                    max_tokens=config.max_tokens, top_k=config.top_k_features,
-                                    max_windows_per_document=config.max_windows_per_document if corpus == "code" else None,
-                                    batch_size=config.batch_size, log=lambda m, n=name: context.log.info(f"{n}: {m}"))
-            if corpus == "facts":
-                table = attach_truth(table, facts_token_truth, facts_documents, tokenizer)
-            table.insert(0, "dataset", name)
-            table["small_model"], table["large_model"] = sources
-            table["vocab_size"] = int(len(tokenizer))
-            frames.append(table)
-            summary.append({"dataset": name, "tokens": len(table), "documents": table["doc_id"].nunique(),
-                            "layers": str(table.attrs["layers"]), "small_model": sources[0], "large_model": sources[1],
-                            **{f"small_{k}": v for k, v in entropy_quantiles(table["small_entropy"]).items()},
-                            **{f"large_{k}": v for k, v in entropy_quantiles(table["large_entropy"]).items()}})
-            context.log.info(f"{name}: {len(table)} tokens, {time.time() - started:.1f}s so far")
-    tokens = pd.concat(frames, ignore_index=True)
-    yield dg.Output(tokens, metadata={"datasets": markdown_table(pd.DataFrame(summary)),
+        tokens, summary = read_pairs(
+            plan, sources, {"facts": facts_documents, "code": code_corpus}, facts_token_truth,
+            tracking_uri=tracking.resolved_tracking_uri, device=device, layers=config.layers,
+            max_tokens=config.max_tokens, top_k=config.top_k_features, batch_size=config.batch_size,
+            max_windows_per_document=config.max_windows_per_document, seed=config.seed, log=context.log.info)
+    yield dg.Output(tokens, metadata={"datasets": markdown_table(summary),
                                       "seconds": round(time.time() - started, 1)})
     gxe = expectations()
     scalar = tokens.drop(columns=[c for c in tokens.columns if c.startswith("hidden_l") or c == "small_topk_logprobs"])
@@ -182,28 +143,15 @@ def uncertainty_labels(context: dg.AssetExecutionContext, config: UncertaintyLab
                        uncertainty_tokens: pd.DataFrame):
     """Epistemic / aleatoric labels per token (large model as proxy for the truth), ``kept`` after per-token-id
     class balancing, and on the facts world the ground-truth label; with the small-vs-large entropy scatter."""
-    from assets.uncertainty.labels import agreement, class_counts, entropy_quantiles
+    from assets.uncertainty.labels import balance_holds, label_counts
     from assets.uncertainty.plots import entropy_scatter
     from assets.uncertainty.study import label_all
 
-    datasets = sorted(uncertainty_tokens["dataset"].unique())
-    thresholds = {d: config.thresholds(d, uncertainty_tokens) for d in datasets}
+    thresholds = {d: config.thresholds(d, uncertainty_tokens) for d in sorted(uncertainty_tokens["dataset"].unique())}
     labels = label_all(uncertainty_tokens, thresholds, config.balanced_classes, config.seed, config.truth_aleatoric_min)
     labels = labels.merge(uncertainty_tokens[["dataset", "doc_id", "position", "small_model"]].drop_duplicates(),
                           on=["dataset", "doc_id", "position"])
-    counts = []
-    for d in datasets:
-        rows = labels[labels["dataset"] == d]
-        rate, n_both = agreement(rows["label"].to_numpy(), rows["truth_label"].to_numpy())
-        counts.append({"dataset": d, "entropy_min": thresholds[d].entropy_min,
-                       **{f"{k}_before": v for k, v in class_counts(rows["label"]).items()},
-                       **{f"{k}_kept": v for k, v in class_counts(rows["label"], rows["kept"]).items()
-                          if k != "unlabelled"},
-                       "truth_epistemic": int((rows["truth_label"] == 1).sum()),
-                       "truth_aleatoric": int((rows["truth_label"] == 0).sum()),
-                       "proxy_truth_agreement": rate, "agreement_tokens": n_both,
-                       **{f"small_{k}": v for k, v in entropy_quantiles(rows["small_entropy"]).items()}})
-    table = pd.DataFrame(counts)
+    table = label_counts(labels, thresholds)
     context.log.info(f"class counts:\n{table.to_string()}")
     plot = entropy_scatter(labels, thresholds)
     yield dg.Output(labels, metadata={
@@ -215,13 +163,8 @@ def uncertainty_labels(context: dg.AssetExecutionContext, config: UncertaintyLab
                           f"({config.quantile_pairs}) take thresholds from their own entropy quantiles (floor = median "
                           "H_small, confident = lowest quartile of H_large, as unsure = lowest quartile of |dH|).",
         "entropy_scatter": figure_metadata(plot, "uncertainty/entropy_scatter", warehouse.root, context.run.run_id)})
-    kept = labels[labels["kept"]]
-    per_token = kept.groupby(["dataset", "token_id"])["label"].agg(["sum", "count"])
-    unbalanced = int((per_token["sum"] * 2 != per_token["count"]).sum()) if config.balanced_classes else 0
-    yield dg.AssetCheckResult(check_name="classes_balanced_per_token",
-                              passed=bool(unbalanced == 0 and kept["label"].nunique() == 2 and (kept["label"] >= 0).all()),
-                              metadata={"unbalanced_token_ids": unbalanced, "kept_tokens": len(kept),
-                                        "balanced_classes": config.balanced_classes})
+    passed, numbers = balance_holds(labels, config.balanced_classes)
+    yield dg.AssetCheckResult(check_name="classes_balanced_per_token", passed=passed, metadata=numbers)
 
 
 # ---------------------------------------------------------------------------------------------- probes
@@ -296,34 +239,18 @@ def uncertainty_iclt(context: dg.AssetExecutionContext, config: UncertaintyIcltC
     """ICLT scores per sampled token: the small model's top-k candidates, each continued greedily to a
     sentence end and put in context before the prompt repeats; mutual information between the original
     top-k distribution and the in-context ones (``mi``), with H(Y), H(Y|X) and the labels."""
-    from assets.lm.registry import load_model
     from assets.lm.threads import torch_threads
-    from assets.uncertainty.iclt import IcltSettings, iclt, sentence_end_ids
-    from assets.uncertainty.study import iclt_auc, iclt_sample, pair_of
-    from assets.uncertainty.tokens import encode_document
+    from assets.uncertainty.study import iclt_auc, run_iclt
 
-    device, started, frames = compute.torch_device(), time.time(), []
-    texts = {"facts": facts_documents.set_index("doc_id")["text"], "code": code_corpus.set_index("doc_id")["text"]}
+    device, started = compute.torch_device(), time.time()
     with torch_threads(config.cpu_threads, device):
-        for dataset in config.datasets:
-            sample = iclt_sample(labels, dataset, config.max_tokens, config.seed)
-            if sample.empty:
-                context.log.warning(f"{dataset}: no labelled tokens to score")
-                continue
-            pair = pair_of(dataset)
-            model, tokenizer = load_model(sample["small_model"].iat[0], tracking.resolved_tracking_uri, device=device)
-            encoded = {d: encode_document(tokenizer, texts[corpus_of(dataset)][d]) for d in sample["doc_id"].unique()}
-            prompts = [encoded[d][:p + 1] for d, p in zip(sample["doc_id"], sample["position"], strict=True)]
-            settings = IcltSettings(config.top_k, getattr(config, f"{pair}_max_continuation"), config.batch_size)
-            scores = iclt(model, prompts, bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id,
-                          pad_id=tokenizer.pad_token_id or 0, context_length=int(model.config.max_position_embeddings),
-                          end_ids=sentence_end_ids(tokenizer, getattr(config, f"{pair}_sentence_end")),
-                          settings=settings, log=lambda m, n=dataset: context.log.info(f"{n}: {m}"))
-            frames.append(sample.drop(columns=["small_model"]).assign(
-                mi=scores["mi"], h_y=scores["h_y"], h_y_given_x=scores["h_y_given_x"], h_x=scores["h_x"],
-                continuation_length=scores["continuation_length"]))
-            context.log.info(f"{dataset}: ICLT on {len(sample)} tokens, {time.time() - started:.1f}s so far")
-    scored = pd.concat(frames, ignore_index=True)
+        scored = run_iclt(labels, {"facts": facts_documents, "code": code_corpus}, config.datasets,
+                          tracking_uri=tracking.resolved_tracking_uri, device=device, max_tokens=config.max_tokens,
+                          top_k=config.top_k, batch_size=config.batch_size, seed=config.seed,
+                          max_continuation={"facts": config.facts_max_continuation,
+                                            "code": config.code_max_continuation},
+                          sentence_end={"facts": config.facts_sentence_end, "code": config.code_sentence_end},
+                          log=context.log.info, warn=context.log.warning)
     summary = pd.DataFrame(iclt_auc(scored))
     return dg.Output(scored, metadata={"auc": markdown_table(summary), "seconds": round(time.time() - started, 1),
                                        "tokens": len(scored)})
@@ -337,17 +264,11 @@ def uncertainty_auc(context: dg.AssetExecutionContext, warehouse: WarehousePaths
                     probe_scores: pd.DataFrame, iclt: pd.DataFrame) -> dg.Output:
     """Every method side by side: probes, entropy baseline and ICLT, against the proxy labels and the truth,
     with ROC curves per method on each dataset's held-out tokens."""
-    from assets.uncertainty.plots import roc_curves
-    from assets.uncertainty.study import iclt_auc
+    from assets.uncertainty.plots import roc_figure
+    from assets.uncertainty.study import method_table
 
-    table = pd.concat([probe_auc, pd.DataFrame(iclt_auc(iclt))], ignore_index=True)
-    curves: dict[str, list] = {}
-    for (dataset, method, layer), rows in probe_scores.groupby(["dataset", "method", "layer"], sort=True):
-        label = method if layer < 0 else f"{method} L{layer}"
-        curves.setdefault(dataset, []).append((label, rows["label"].to_numpy(), rows["score"].to_numpy()))
-    for dataset, rows in iclt[iclt["kept"]].groupby("dataset"):
-        curves.setdefault(dataset, []).append(("ICLT raw MI, in-sample", rows["label"].to_numpy(), rows["mi"].to_numpy()))
-    plot = figure_metadata(roc_curves(curves), "uncertainty/roc", warehouse.root, context.run.run_id)
+    table = method_table(probe_auc, iclt)
+    plot = figure_metadata(roc_figure(probe_scores, iclt), "uncertainty/roc", warehouse.root, context.run.run_id)
     return dg.Output(table, metadata={"auc": markdown_table(table, max_rows=80), "roc": plot})
 
 
@@ -362,13 +283,9 @@ FINDINGS_KEY = dg.AssetKey([GROUP, "findings"])
 def uncertainty_findings(auc: pd.DataFrame, labels: pd.DataFrame, facts_small: dict, facts_large: dict):
     """Headline results next to the paper's: probes vs the entropy baseline, transfer across domains, the
     ICLT, and (beyond the paper) every method against the facts world's ground truth."""
-    from assets.uncertainty.findings import build_findings
+    from assets.uncertainty.findings import build_findings, scale_note
 
-    kept = labels[labels["kept"]].groupby("dataset")["label"].size().to_dict()
-    th = labels.groupby("dataset")[["entropy_min", "zero_entropy", "entropy_delta"]].first().round(2)
-    scale = (f"{current_profile()} profile: facts pair {facts_small['parameters']:,} vs {facts_large['parameters']:,} "
-             f"parameters; balanced labelled tokens {kept}; thresholds (floor, zero, delta) "
-             f"{ {d: tuple(r) for d, r in th.iterrows()} }")
+    scale = scale_note(labels, facts_small["parameters"], facts_large["parameters"], current_profile())
     findings = build_findings(auc, labels, scale, CROSS, study=GROUP)
     yield from findings_results(findings, {k: metric for k, (metric, _) in CHECKS.items()})
 

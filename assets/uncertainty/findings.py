@@ -119,6 +119,14 @@ def _joined(*parts: str) -> str:
     return "; ".join(dict.fromkeys(p for p in parts if p))
 
 
+def scale_note(labels: pd.DataFrame, small_parameters: int, large_parameters: int, profile: str) -> str:
+    """The scale every finding states: the facts pair's sizes, balanced labelled tokens and thresholds."""
+    kept = labels[labels["kept"]].groupby("dataset")["label"].size().to_dict()
+    th = labels.groupby("dataset")[["entropy_min", "zero_entropy", "entropy_delta"]].first().round(2)
+    return (f"{profile} profile: facts pair {small_parameters:,} vs {large_parameters:,} parameters; balanced "
+            f"labelled tokens {kept}; thresholds (floor, zero, delta) { {d: tuple(r) for d, r in th.iterrows()} }")
+
+
 def build_findings(auc: pd.DataFrame, labels: pd.DataFrame, scale: str, cross: Sequence[tuple[str, str]],
                    study: str = "uncertainty") -> list[Finding]:
     """The study's findings from its AUC table and labels: probes vs the entropy baseline per dataset,

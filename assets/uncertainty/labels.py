@@ -151,3 +151,31 @@ def entropy_quantiles(entropy: np.ndarray, qs: tuple[float, ...] = (0.5, 0.75, 0
     values = np.asarray(entropy, dtype=float)
     values = values[np.isfinite(values)]
     return {f"q{int(q * 100)}": float(np.quantile(values, q)) if len(values) else math.nan for q in qs}
+
+
+def label_counts(labels: pd.DataFrame, thresholds: dict[str, Thresholds]) -> pd.DataFrame:
+    """Per dataset: its entropy floor, class counts before and after balancing, the truth's classes, the
+    proxy-truth agreement and small-model entropy quantiles."""
+    counts = []
+    for d in sorted(thresholds):
+        rows = labels[labels["dataset"] == d]
+        rate, n_both = agreement(rows["label"].to_numpy(), rows["truth_label"].to_numpy())
+        counts.append({"dataset": d, "entropy_min": thresholds[d].entropy_min,
+                       **{f"{k}_before": v for k, v in class_counts(rows["label"]).items()},
+                       **{f"{k}_kept": v for k, v in class_counts(rows["label"], rows["kept"]).items()
+                          if k != "unlabelled"},
+                       "truth_epistemic": int((rows["truth_label"] == EPISTEMIC).sum()),
+                       "truth_aleatoric": int((rows["truth_label"] == ALEATORIC).sum()),
+                       "proxy_truth_agreement": rate, "agreement_tokens": n_both,
+                       **{f"small_{k}": v for k, v in entropy_quantiles(rows["small_entropy"]).items()}})
+    return pd.DataFrame(counts)
+
+
+def balance_holds(labels: pd.DataFrame, balanced: bool) -> tuple[bool, dict]:
+    """(passed, numbers): after balancing every token id has as many epistemic as aleatoric kept examples
+    (checked only when ``balanced``), and both classes are kept."""
+    kept = labels[labels["kept"]]
+    per_token = kept.groupby(["dataset", "token_id"])["label"].agg(["sum", "count"])
+    unbalanced = int((per_token["sum"] * 2 != per_token["count"]).sum()) if balanced else 0
+    passed = bool(unbalanced == 0 and kept["label"].nunique() == 2 and (kept["label"] >= 0).all())
+    return passed, {"unbalanced_token_ids": unbalanced, "kept_tokens": len(kept), "balanced_classes": balanced}

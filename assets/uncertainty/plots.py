@@ -83,3 +83,15 @@ def auc_by_layer(auc: pd.DataFrame):
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def roc_figure(probe_scores: pd.DataFrame, iclt: pd.DataFrame):
+    """`roc_curves` of every probe and the entropy baseline on held-out tokens, and of the ICLT's raw mutual
+    information (in sample) on its kept tokens."""
+    curves: dict[str, list] = {}
+    for (dataset, method, layer), rows in probe_scores.groupby(["dataset", "method", "layer"], sort=True):
+        label = method if layer < 0 else f"{method} L{layer}"
+        curves.setdefault(dataset, []).append((label, rows["label"].to_numpy(), rows["score"].to_numpy()))
+    for dataset, rows in iclt[iclt["kept"]].groupby("dataset"):
+        curves.setdefault(dataset, []).append(("ICLT raw MI, in-sample", rows["label"].to_numpy(), rows["mi"].to_numpy()))
+    return roc_curves(curves)

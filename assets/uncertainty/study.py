@@ -10,6 +10,7 @@ the output probe (the small model's top-k log-probabilities, model-agnostic) als
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -132,6 +133,11 @@ def pair_of(dataset: str) -> str:
     return dataset.split("_pair_on_")[0]
 
 
+def corpus_of(dataset: str) -> str:
+    """The corpus a dataset read ("code_pair_on_facts" -> "facts")."""
+    return dataset.split("_pair_on_")[-1]
+
+
 def _truth_rows(probe: Any, kind: str, group: pd.DataFrame, feature: str, layer: int, proxy_train: pd.DataFrame,
                 seed: int, options: dict) -> list[dict]:
     """The proxy-trained probe scored against the ground truth on every uncertain held-out token, and a probe
@@ -204,4 +210,43 @@ def iclt_auc(scored: pd.DataFrame) -> list[dict]:
     return rows
 
 
-__all__ = ["ALEATORIC", "EPISTEMIC", "UNLABELLED", "label_all", "run_probes", "iclt_sample", "iclt_auc", "pair_of"]
+def run_iclt(labels: pd.DataFrame, documents: dict[str, pd.DataFrame], datasets: Sequence[str], *,
+             tracking_uri: str, device: str = "cpu", max_tokens: int, top_k: int, batch_size: int,
+             max_continuation: dict[str, int], sentence_end: dict[str, Sequence[str]], seed: int = 0,
+             log: Callable[[str], None] = print, warn: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """The ICLT on a sample of each dataset's labelled tokens (`iclt_sample`), read by the small model that
+    labelled them; ``max_continuation`` and ``sentence_end`` per pair. Rows: the sample with the scores."""
+    from assets.lm.registry import load_model
+    from assets.uncertainty.iclt import IcltSettings, iclt, sentence_end_ids
+    from assets.uncertainty.tokens import encode_document
+
+    texts = {corpus: frame.set_index("doc_id")["text"] for corpus, frame in documents.items()}
+    frames, started = [], time.time()
+    for dataset in datasets:
+        sample = iclt_sample(labels, dataset, max_tokens, seed)
+        if sample.empty:
+            (warn or log)(f"{dataset}: no labelled tokens to score")
+            continue
+        pair = pair_of(dataset)
+        model, tokenizer = load_model(sample["small_model"].iat[0], tracking_uri, device=device)
+        encoded = {d: encode_document(tokenizer, texts[corpus_of(dataset)][d]) for d in sample["doc_id"].unique()}
+        prompts = [encoded[d][:p + 1] for d, p in zip(sample["doc_id"], sample["position"], strict=True)]
+        scores = iclt(model, prompts, bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id,
+                      pad_id=tokenizer.pad_token_id or 0, context_length=int(model.config.max_position_embeddings),
+                      end_ids=sentence_end_ids(tokenizer, sentence_end[pair]),
+                      settings=IcltSettings(top_k, max_continuation[pair], batch_size),
+                      log=lambda m, n=dataset: log(f"{n}: {m}"))
+        frames.append(sample.drop(columns=["small_model"]).assign(
+            mi=scores["mi"], h_y=scores["h_y"], h_y_given_x=scores["h_y_given_x"], h_x=scores["h_x"],
+            continuation_length=scores["continuation_length"]))
+        log(f"{dataset}: ICLT on {len(sample)} tokens, {time.time() - started:.1f}s so far")
+    return pd.concat(frames, ignore_index=True)
+
+
+def method_table(probe_auc: pd.DataFrame, iclt_scored: pd.DataFrame) -> pd.DataFrame:
+    """Every method side by side: the probes' and the entropy baseline's AUC rows, then the ICLT's."""
+    return pd.concat([probe_auc, pd.DataFrame(iclt_auc(iclt_scored))], ignore_index=True)
+
+
+__all__ = ["ALEATORIC", "EPISTEMIC", "UNLABELLED", "label_all", "run_probes", "iclt_sample", "iclt_auc", "pair_of", "corpus_of",
+           "run_iclt", "method_table"]

@@ -13,6 +13,7 @@ the models' context length.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -202,3 +203,50 @@ def held_out_documents(documents: pd.DataFrame, train_splits: Sequence[str], tes
     rank = frame.groupby("split").cumcount()
     return frame.assign(_rank=rank).sort_values(["_rank", "split"], kind="stable").drop(columns="_rank") \
         .reset_index(drop=True)
+
+
+# the probe split of each corpus's held-out documents: (train splits, test splits)
+HELD_OUT = {"facts": (["validation"], ["test"]), "code": (["validation"], ["validation"])}
+
+
+def load_pair(small_source: str, large_source: str, tracking_uri: str, device: str = "cpu"):
+    """(small, large, tokenizer) from model URIs or local checkpoint directories (one shared vocabulary)."""
+    from assets.lm.registry import load_model
+
+    small, small_tok = load_model(small_source, tracking_uri, device=device)
+    large, large_tok = load_model(large_source, tracking_uri, device=device)
+    check_same_vocabulary(small_tok, large_tok)
+    return small, large, small_tok
+
+
+def read_pairs(plan: Sequence[tuple[str, str]], sources: dict[str, tuple[str, str]],
+               documents: dict[str, pd.DataFrame], truth: pd.DataFrame, *, tracking_uri: str, device: str = "cpu",
+               layers: Sequence[int] | None = None, max_tokens: int | None = None, top_k: int = 8,
+               max_windows_per_document: int | None = None, batch_size: int = 32, seed: int = 0,
+               log: Callable[[str], None] = print) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(token table, summary per dataset): each (pair, corpus) of ``plan`` reads the corpus's held-out documents
+    (`HELD_OUT`) with the pair's (small, large) ``sources``; dataset ``facts``, ``code`` or
+    ``<pair>_pair_on_<corpus>``. The facts corpus gets the ground truth; code files are capped by windows."""
+    from assets.uncertainty.labels import entropy_quantiles
+
+    texts = {corpus: held_out_documents(documents[corpus], *HELD_OUT[corpus], seed) for corpus in {c for _, c in plan}}
+    frames, summary, started = [], [], time.time()
+    for pair, corpus in plan:
+        small, large, tokenizer = load_pair(*sources[pair], tracking_uri, device)
+        name = pair if pair == corpus else f"{pair}_pair_on_{corpus}"
+        table = score_documents(small, large, tokenizer, texts[corpus], layers=layers, max_tokens=max_tokens,
+                                top_k=top_k, max_windows_per_document=max_windows_per_document if corpus == "code"
+                                else None, batch_size=batch_size, log=lambda m, n=name: log(f"{n}: {m}"))
+        if corpus == "facts":
+            table = attach_truth(table, truth, documents["facts"], tokenizer)
+        table.insert(0, "dataset", name)
+        table["small_model"], table["large_model"] = sources[pair]
+        table["vocab_size"] = int(len(tokenizer))
+        frames.append(table)
+        summary.append({"dataset": name, "tokens": len(table), "documents": table["doc_id"].nunique(),
+                        "layers": str(table.attrs["layers"]), "small_model": sources[pair][0],
+                        "large_model": sources[pair][1],
+                        **{f"small_{k}": v for k, v in entropy_quantiles(table["small_entropy"]).items()},
+                        **{f"large_{k}": v for k, v in entropy_quantiles(table["large_entropy"]).items()}})
+        log(f"{name}: {len(table)} tokens, {time.time() - started:.1f}s so far")
+    return pd.concat(frames, ignore_index=True), pd.DataFrame(summary)

@@ -1,25 +1,31 @@
 """Dagster side of the watermark study (Zhang, Edelman, Francati, Venturi, Ateniese & Barak 2023, "Watermarks
-in the Sand"): three watermarks, their detectors, and the random-walk attack that removes them.
-
-Text: the code family (byte-level BPE on Python sources; far more entropy per token than the templated facts
-world, and a watermark needs entropy to hide in). ``lm_code_small`` is the watermarked generator and the
-attack's "resample" perturbation oracle (it re-samples random spans); ``watermark_infiller``, a model of the
-same family trained here on the code corpus in fill-in-the-middle form, is the "infill" oracle (it rewrites a
-span given its prefix and suffix, as the paper's T5 span in-filler did); ``lm_code_large`` is the quality
-oracle (a separate, larger model's mean log-probability); a byte n-gram model fitted here on the code corpus
-is the independent judge of quality. ``watermark_texts`` / ``watermark_calibration``: KGW (γ=0.25, δ=2 and the
-attack paper's γ=0.5, δ=4), Unigram and EXP-sampled texts, unwatermarked texts, every detector calibrated
-at 1% FPR. ``watermark_walk`` / ``watermark_attack`` / ``watermark_summary``: the attack, step by step and
-per text. ``watermark/findings``: the paper's claims side by side.
+in the Sand"): three watermarks, their detectors, and the random-walk attack that removes them, on the code
+family (a watermark needs entropy to hide in). Models: ``lm_code_small`` generates and re-samples spans (the
+"resample" perturbation oracle); ``watermark_infiller``, trained here in fill-in-the-middle form, rewrites a
+span given prefix and suffix (the "infill" oracle, as the paper's T5 in-filler); ``lm_code_large`` is the
+quality oracle; a byte n-gram model of the corpus is the independent judge. ``watermark_texts`` /
+``watermark_calibration``: KGW (γ=0.25, δ=2 and the attack paper's γ=0.5, δ=4), Unigram and EXP texts, every
+detector calibrated at 1% FPR; ``watermark_walk`` / ``watermark_attack`` / ``watermark_summary``: the attack;
+``watermark/findings``: the paper's claims side by side.
 """
 
 import time
+from functools import partial
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from assets.watermark.findings import CHECKS
+from assets.lm.config import ModelShape, train_config
+from assets.lm.family import corpus_texts
+from assets.lm.registration import Display, load_registered, load_tokenizer_of, train_and_register
+from assets.lm.threads import torch_threads
+from assets.watermark import plots, study
+from assets.watermark.attack import WalkSettings
+from assets.watermark.findings import CHECKS, build_findings, scale_note
+from assets.watermark.infill import fim_oracle, fit_infiller
+from assets.watermark.ngram import ByteNGram
+from assets.watermark.schemes import build_schemes
 from resources.compute import Compute
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import current_profile, pick
@@ -30,16 +36,12 @@ from resources.validation import expectations, gx_check
 from resources.warehouse import WarehousePaths
 
 GROUP = "watermark"
-PAPER = "Zhang et al. 2023 (Watermarks in the Sand)"
 
 
-def _load(record: dict, tracking: Tracking, device: str):
-    from assets.lm.registry import load_model
-
-    return load_model(record["model_uri"], tracking.resolved_tracking_uri, device=device)
+def _figure(context: dg.AssetExecutionContext, warehouse: WarehousePaths, fig, name: str):
+    return figure_metadata(fig, f"{GROUP}/{name}", warehouse.root, context.run.run_id)
 
 
-# ------------------------------------------------------------------------------------------- generation
 class WatermarkGenerationConfig(dg.Config):
     """Prompts, watermarked and unwatermarked generations, and the detectors' calibration."""
 
@@ -69,12 +71,6 @@ class WatermarkGenerationConfig(dg.Config):
     seed: int = 0
     cpu_threads: int = Field(default=1, description="torch CPU threads (0: torch's default)")
 
-    def settings(self):
-        from assets.watermark.study import StudySettings
-
-        return StudySettings(self.prompt_tokens, self.response_tokens, self.n_texts, self.n_null, self.fpr,
-                             self.z_threshold, self.permutation_runs, self.batch_size, self.seed)
-
 
 @dg.multi_asset(
     outs={"watermark_texts": dg.AssetOut(is_required=False, group_name=GROUP, code_version="1", tags=stage("evaluation"),
@@ -95,33 +91,24 @@ def watermark_generation(context: dg.AssetExecutionContext, config: WatermarkGen
                          compute: Compute, generator: dict, oracle: dict, documents: pd.DataFrame):
     """Generate KGW-, Unigram- and EXP-watermarked continuations of code prompts with the small code model,
     unwatermarked ones for calibration, and score all of them with every detector."""
-    from assets.lm.threads import torch_threads
-    from assets.watermark.schemes import build_schemes
-    from assets.watermark.study import decode, detection_tables, generate_texts, mean_logprob
-
-    device, s, started = compute.torch_device(), config.settings(), time.time()
+    device, started = compute.torch_device(), time.time()
     compute.seed_everything(config.seed)
-    val = documents.loc[documents["split"] == "validation", "text"].tolist()
+    _, val = corpus_texts("code", documents)
     with torch_threads(config.cpu_threads, device):
-        model, tokenizer = _load(generator, tracking, device)
-        oracle_model, _ = _load(oracle, tracking, device)
+        model, tokenizer = load_registered(generator, tracking, device)
+        oracle_model, _ = load_registered(oracle, tracking, device)
         schemes = build_schemes(
             int(model.config.vocab_size), kgw_gamma=config.kgw_gamma, kgw_delta=config.kgw_delta,
             attack_paper_gamma=config.strong_gamma, attack_paper_delta=config.strong_delta, unique=config.unique,
             unigram_gamma=config.unigram_gamma, unigram_delta=config.unigram_delta, unigram_key=config.unigram_key,
             exp_key=config.exp_key, key_length=config.exp_key_length, edit_gamma=config.edit_gamma, device=device)
-        gen = generate_texts(model, tokenizer, val, schemes, s, log=context.log.info)
-        groups = {**{k: (gen["prompts"], v) for k, v in gen["tokens"].items()},
-                  "null": (gen["null_prompts"], gen["null_tokens"])}
-        quality = {k: mean_logprob(oracle_model, p, t, s.batch_size) for k, (p, t) in groups.items()}
-        texts = {k: decode(tokenizer, t) for k, (_, t) in groups.items()}
-        table, calibration = detection_tables(gen, schemes, s, quality, texts)
+        settings = study.StudySettings.of(config.model_dump())
+        table, calibration = study.generate_and_detect(model, oracle_model, tokenizer, val, schemes, settings,
+                                                       log=context.log.info)
     context.log.info(f"generation and detection took {time.time() - started:.1f}s")
     lineage = {"generator_uri": generator["model_uri"], "oracle_uri": oracle["model_uri"]}
-    table = table.assign(**lineage)
-    calibration = calibration.assign(**lineage)
-    shown = calibration[["scheme", "threshold", "null_false_positive_rate", "null_p_ks_pvalue", "detection_rate",
-                         "p_below_fpr_rate", "z_threshold_rate"]]
+    table, calibration = table.assign(**lineage), calibration.assign(**lineage)
+    shown = calibration[list(study.CALIBRATION_SHOWN)]
     yield dg.Output(table, output_name="watermark_texts", metadata={"rows": len(table), **lineage})
     yield dg.Output(calibration, output_name="watermark_calibration",
                     metadata={"calibration": markdown_table(shown), "seconds": round(time.time() - started, 1)})
@@ -134,21 +121,14 @@ def watermark_generation(context: dg.AssetExecutionContext, config: WatermarkGen
         gxe.ExpectColumnValuesToBeBetween(column="oracle_logprob", max_value=0),
     ], name="watermark_texts", asset_key=dg.AssetKey("watermark_texts"), check_name="texts_valid")
     worst = float(calibration["null_false_positive_rate"].max())
-    yield dg.AssetCheckResult(asset_key="watermark_calibration", check_name="calibration_holds",
-                              passed=bool(worst <= 2 * config.fpr),
-                              metadata={"worst_null_false_positive_rate": worst, "target_fpr": config.fpr})
+    yield dg.AssetCheckResult(asset_key="watermark_calibration", check_name="calibration_holds", passed=bool(
+        worst <= 2 * config.fpr), metadata={"worst_null_false_positive_rate": worst, "target_fpr": config.fpr})
 
 
-# --------------------------------------------------------------------------------------------- in-filler
-class WatermarkInfillerConfig(dg.Config):
-    """The FIM in-filler: a family model trained on PSM- (or SPM-) rearranged windows of the code corpus.
-
-    Demo settings were picked on held-out middle loss (nats/token; the generator scores 4.60 from the prefix
-    alone): from scratch, PSM, 400 steps, plain loss: 5.48 (36 s of training); warm-started from the
-    generator, context weight 0.1, 200 steps at lr 2e-3: PSM 5.41, SPM 4.97 (18 s); SPM at lr 4e-3: 4.82; SPM,
-    300 steps at lr 5e-3: 4.70 (27 s; context weight 1: 5.51 and 0: 5.14 at 200-300 steps). No setting within
-    the demo's budget beat the generator, so the demo attack re-samples (``WatermarkAttackConfig.perturbation``).
-    """
+class WatermarkInfillerConfig(ModelShape, dg.Config):
+    """The FIM in-filler: a family model trained on PSM- (or SPM-) rearranged windows of the code corpus. Demo
+    settings: the best held-out middle loss of the search recorded in `assets.watermark.infill`; none beat the
+    generator within the demo's budget, so the demo attack re-samples (``WatermarkAttackConfig.perturbation``)."""
 
     d_model: int = pick(tiny=32, demo=64, gpu=384)
     n_layers: int = pick(tiny=1, demo=2, gpu=6)
@@ -181,71 +161,45 @@ class WatermarkInfillerConfig(dg.Config):
           ins={"documents": dg.AssetIn("code_corpus"), "tokenizer_record": dg.AssetIn("code_tokenizer"),
                "generator": dg.AssetIn("lm_code_small")})
 def watermark_infiller(context: dg.AssetExecutionContext, config: WatermarkInfillerConfig, tracking: Tracking,
-                       compute: Compute, documents: pd.DataFrame, tokenizer_record: dict, generator: dict) -> dict:
+                       compute: Compute, warehouse: WarehousePaths, documents: pd.DataFrame, tokenizer_record: dict,
+                       generator: dict) -> dg.Output:
     """Train the attack's masked-span in-filler: a model of the code family on the corpus's training documents
     rearranged as <fim_prefix> prefix <fim_suffix> suffix <fim_middle> middle (sentinels appended after the code
     vocabulary, on a copy of its tokenizer), registered in MLflow as wm-infiller; with its held-out loss on the
     middles beside the generator's (prefix only)."""
-    import tempfile
-
-    from assets.corpora.tokenization import load_tokenizer
-    from assets.lm.model import ModelSize, save_checkpoint
-    from assets.lm.threads import torch_threads
-    from assets.lm.training import TrainConfig
-    from assets.watermark.infill import fit_infiller, progress
-
     device = compute.torch_device()
     compute.seed_everything(config.seed)
-    tokenizer = load_tokenizer(tracking.download_model(tokenizer_record["tokenizer_uri"]))
-    train_texts = documents.loc[documents["split"] == "train", "text"].tolist()
-    val_texts = documents.loc[documents["split"] == "validation", "text"].tolist()
-    size = ModelSize("infiller", config.d_model, config.n_layers, config.n_heads, config.d_ff, config.context_length)
-    cfg = TrainConfig(max_steps=config.max_steps, batch_size=config.batch_size, learning_rate=config.learning_rate,
-                      min_lr=config.min_lr, warmup_steps=config.warmup_steps, eval_interval=config.max_steps,
-                      log_interval=max(1, config.max_steps // 10),
-                      seed=config.seed, device=device, bf16=compute.use_bf16())
-    params = {**config.model_dump(), "tokenizer_uri": tokenizer_record["tokenizer_uri"],
-              "generator_uri": generator["model_uri"]}
+    tokenizer = load_tokenizer_of(tokenizer_record, tracking)
+    train_texts, val_texts = corpus_texts("code", documents)
+    cfg = train_config(config, compute, eval_interval=config.max_steps, log_interval=max(1, config.max_steps // 10))
+    lineage = {"tokenizer_uri": tokenizer_record["tokenizer_uri"], "generator_uri": generator["model_uri"]}
     with torch_threads(config.cpu_threads, device):
-        gen_model, _ = _load(generator, tracking, device)
-        fitted = fit_infiller(size, tokenizer, train_texts, val_texts, cfg, window=config.window,
-                              max_span=config.max_span, n_val=config.n_val, generator=gen_model, init=config.init,
-                              context_weight=config.context_weight, layout=config.layout,
-                              on_log=progress(context.log.info, config.max_steps))
-    with tracking.start_run("watermark_infiller", dagster_run_id=context.run.run_id, asset_key="watermark_infiller",
-                            params=params) as run_id, tempfile.TemporaryDirectory() as tmp:
-        save_checkpoint(fitted.model, fitted.tokenizer, tmp + "/model")
-        tracking.log_metric_history(run_id, fitted.curve.to_dict("records"))
-        tracking.log_metrics(run_id, {"middle_nll": fitted.middle_nll, "generator_middle_nll":
-                                      fitted.generator_middle_nll})
-        model = tracking.log_model(run_id, tmp + "/model", "wm-infiller", aliases=tuple(config.aliases))
-    record = {**model, **fitted.record(), "window": config.window, "max_span": config.max_span, "init": config.init,
-              "context_weight": config.context_weight, "tokenizer_uri": tokenizer_record["tokenizer_uri"],
-              "generator_uri": generator["model_uri"]}
+        gen_model, _ = load_registered(generator, tracking, device)
+        fitted, record, metadata = train_and_register(
+            context, tracking, compute, lambda workdir, on_log: fit_infiller(
+                config.model_size("infiller"), tokenizer, train_texts, val_texts, cfg, window=config.window,
+                max_span=config.max_span, n_val=config.n_val, generator=gen_model, init=config.init,
+                context_weight=config.context_weight, layout=config.layout, out_dir=workdir / "model", on_log=on_log),
+            run_name="watermark_infiller", params={**config.model_dump(), **lineage}, steps=config.max_steps,
+            registered="wm-infiller", aliases=config.aliases, plot_name="infiller_loss_curve",
+            display=Display(dg.MetadataValue.url, partial(_figure, context, warehouse)))
     context.log.info(f"in-filler: middle loss {fitted.middle_nll:.3f} nats vs the generator's "
                      f"{fitted.generator_middle_nll:.3f} (prefix only), {fitted.seconds:.1f}s")
-    context.add_output_metadata({"model_uri": model["model_uri"], "mlflow": dg.MetadataValue.url(model["mlflow_link"]),
-                                 "middle_nll": fitted.middle_nll, "generator_middle_nll": fitted.generator_middle_nll,
-                                 "seconds": round(fitted.seconds, 1)})
-    return record
+    record |= {"window": config.window, "max_span": config.max_span, "init": config.init,
+               "context_weight": config.context_weight, **lineage}
+    return dg.Output(record, metadata=metadata)
 
 
-# ----------------------------------------------------------------------------------------------- attack
 class WatermarkAttackConfig(dg.Config):
     """The random walk: span rewriting by the perturbation oracle, acceptance by the larger model's quality.
-
     The paper's protocol: every text walks the fixed budget of ``steps``; detection is measured afterwards (and
-    at T/4, T/2, 3T/4 for the curves). Demo, 24 texts per scheme, measured with the detector in the loop (before
-    issue 16): re-sampling freed 100/100/92/75/75% of KGW/KGW-strong/Unigram/EXP/EXP-edit texts (48-56% of
-    proposals accepted); the demo in-filler freed 100/92/83/75/75% (47-54% accepted) for ~1 s more. Its middle
-    loss does not beat the generator's, so the demo keeps re-sampling; the tiny and gpu profiles walk with the
-    in-filler, as the paper did.
-    """
+    at T/4, T/2, 3T/4 for the curves). The demo re-samples (its in-filler does not beat the generator; both
+    oracles compared in `assets.watermark.attack`); the tiny and gpu profiles walk with the in-filler, as the
+    paper did."""
 
     perturbation: str = Field(default=pick(tiny="infill", demo="resample", gpu="infill"),
                               description='"resample": the generator re-samples the span given the text before '
                                           'it; "infill": the FIM in-filler rewrites it given prefix and suffix')
-
     steps: int = Field(default=pick(tiny=8, demo=60, gpu=200), description="T: the fixed step budget per text")
     earlier_budget: int | None = Field(default=pick(tiny=None, demo=40, gpu=None),
                                        description="a shorter budget whose success is reported beside T's (demo: the "
@@ -262,12 +216,6 @@ class WatermarkAttackConfig(dg.Config):
     judge_max_bytes: int | None = pick(tiny=None, demo=2_000_000, gpu=None)
     seed: int = 0
     cpu_threads: int = 1
-
-    def walk(self):
-        from assets.watermark.attack import WalkSettings
-
-        return WalkSettings(self.steps, self.span, self.min_span, self.backoff_after, self.quality_tolerance,
-                            self.detector_in_the_loop, self.temperature, self.seed, self.perturbation)
 
 
 ATTACK_OUTS = {
@@ -295,66 +243,32 @@ def watermark_attack(context: dg.AssetExecutionContext, config: WatermarkAttackC
                      compute: Compute, warehouse: WarehousePaths, texts: pd.DataFrame, calibration: pd.DataFrame,
                      generator: dict, oracle: dict, documents: pd.DataFrame, infiller: dict):
     """Run the random-walk attack on every scheme's watermarked texts and measure what it costs in quality."""
-    import numpy as np
-    import torch
-
-    from assets.lm.threads import torch_threads
-    from assets.watermark import plots
-    from assets.watermark.ngram import ByteNGram
-    from assets.watermark.schemes import scheme_from_params
-    from assets.watermark.study import StudySettings, run_attack, summarise
-
     device, started = compute.torch_device(), time.time()
     compute.seed_everything(config.seed)
-    schemes = {r["scheme"]: scheme_from_params(r, device) for r in calibration.to_dict("records")}
-    marked = texts[texts["role"] == "watermarked"]
-    first = marked[marked["scheme"] == next(iter(schemes))].sort_values("text_id")
-    gen = {"prompts": torch.tensor(np.stack(first["prompt_ids"].to_list()), dtype=torch.long),
-           "tokens": {name: torch.tensor(np.stack(g.sort_values("text_id")["response_ids"].to_list()),
-                                         dtype=torch.long)
-                      for name, g in marked.groupby("scheme") if schemes[name].texts_from == name}}
-    null = texts[texts["role"] == "unwatermarked"]
-    null_scores = {name: g["score"].to_numpy() for name, g in null.groupby("scheme")}
-    s = StudySettings(prompt_tokens=gen["prompts"].size(1), response_tokens=len(first["response_ids"].iloc[0]),
-                      n_texts=len(first), n_null=len(null_scores[first["scheme"].iloc[0]]),
-                      fpr=float(calibration["fpr"].iloc[0]),
-                      permutation_runs=int(calibration["permutation_runs"].iloc[0]), seed=config.seed)
-    train = documents.loc[documents["split"] == "train", "text"].tolist()
-    judge = ByteNGram(config.judge_order).fit(train, max_bytes=config.judge_max_bytes)
-    null_text = null[null["scheme"] == first["scheme"].iloc[0]]
+    inputs = study.attack_inputs(texts, calibration, config.seed, device)
+    judge = ByteNGram(config.judge_order).fit(corpus_texts("code", documents)[0], max_bytes=config.judge_max_bytes)
     with torch_threads(config.cpu_threads, device):
-        model, tokenizer = _load(generator, tracking, device)
-        contexts = [tokenizer.decode(list(ids), skip_special_tokens=True) for ids in null_text["prompt_ids"]]
-    null_bpb_each = judge.bits_per_byte(null_text["text"].tolist(), contexts)
-    null_bpb = float(np.nanmean(null_bpb_each))
-    same = null_text["text_id"].to_numpy() < s.n_texts  # unwatermarked answers to the watermarked prompts
-    same_prompt_bpb = float(np.nanmean(null_bpb_each[same])) if same.any() else float("nan")
-    with torch_threads(config.cpu_threads, device):
-        oracle_model, _ = _load(oracle, tracking, device)
-        fim = None
-        if config.perturbation == "infill":
-            from assets.watermark.infill import fim_ids
-
-            fim_model, fim_tokenizer = _load(infiller, tracking, device)
-            fim = (fim_model, fim_ids(fim_tokenizer, int(infiller["base_vocab"]), infiller.get("layout", "psm")))
-        walk, results = run_attack(model, oracle_model, judge, tokenizer, gen, schemes, calibration, null_scores, s,
-                                   config.walk(), log=context.log.info, infiller=fim)
-    summary = summarise(results, calibration, null_bpb, same_prompt_bpb, walk, config.steps,
+        model, tokenizer = load_registered(generator, tracking, device)
+        null_bpb, same_prompt_bpb = study.unwatermarked_quality(judge, tokenizer, inputs.null_texts, inputs.settings.n_texts)
+        oracle_model, _ = load_registered(oracle, tracking, device)
+        fim = fim_oracle(*load_registered(infiller, tracking, device), infiller) \
+            if config.perturbation == "infill" else None
+        walk, results = study.run_attack(model, oracle_model, judge, tokenizer, inputs.gen, inputs.schemes, calibration,
+                                   inputs.null_scores, inputs.settings, WalkSettings.of(config.model_dump()),
+                                   log=context.log.info, infiller=fim)
+    summary = study.summarise(results, calibration, null_bpb, same_prompt_bpb, walk, config.steps,
                         config.earlier_budget).assign(
         infiller_uri=infiller["model_uri"], infiller_middle_nll=infiller["middle_nll"],
         generator_middle_nll=infiller["generator_middle_nll"])
     context.log.info(f"attack took {time.time() - started:.1f}s")
-    run_id, root = context.run.run_id, warehouse.root
-    thresholds = dict(zip(calibration["scheme"], calibration["threshold"], strict=True))
     yield dg.Output(walk, output_name="watermark_walk", metadata={
         "rows": len(walk),
-        "detection_vs_steps": figure_metadata(plots.detection_vs_steps(walk, config.steps),
-                                              "watermark/detection_vs_steps", root, run_id),
-        "score_trajectories": figure_metadata(plots.score_trajectories(walk, thresholds, config.steps),
-                                              "watermark/score_trajectories", root, run_id)})
-    yield dg.Output(results, output_name="watermark_attack", metadata={
-        "rows": len(results), "quality": figure_metadata(plots.quality_before_after(results, null_bpb),
-                                                         "watermark/quality_before_after", root, run_id)})
+        "detection_vs_steps": _figure(context, warehouse, plots.detection_vs_steps(walk, config.steps),
+                                      "detection_vs_steps"),
+        "score_trajectories": _figure(context, warehouse, plots.score_trajectories(walk, calibration, config.steps),
+                                      "score_trajectories")})
+    yield dg.Output(results, output_name="watermark_attack", metadata={"rows": len(results), "quality": _figure(
+        context, warehouse, plots.quality_before_after(results, null_bpb), "quality_before_after")})
     yield dg.Output(summary, output_name="watermark_summary", metadata={
         "summary": markdown_table(summary), "seconds": round(time.time() - started, 1),
         "judge_bits_per_byte_unwatermarked": null_bpb})
@@ -368,7 +282,6 @@ def watermark_attack(context: dg.AssetExecutionContext, config: WatermarkAttackC
     ], name="watermark_attack", asset_key=dg.AssetKey("watermark_attack"), check_name="attack_valid")
 
 
-# -------------------------------------------------------------------------------------------- findings
 FINDINGS_KEY = dg.AssetKey([GROUP, "findings"])
 
 
@@ -378,15 +291,8 @@ FINDINGS_KEY = dg.AssetKey([GROUP, "findings"])
 def watermark_findings(summary: pd.DataFrame, calibration: pd.DataFrame):
     """Detection before the attack, attack success after the fixed step budget and quality cost per scheme,
     next to the paper's claims."""
-    from assets.watermark.findings import build_findings, oracle_label
-
-    cal = calibration.set_index("scheme")
-    scale = (f"{current_profile()} profile: {int(summary['n_texts'].iloc[0])} texts per scheme, "
-             f"{int(cal['n_null'].iloc[0])} unwatermarked for calibration, code LM family "
-             f"(vocabulary {int(cal['vocab_size'].iloc[0])}), {int(summary['steps_budget'].iloc[0])}-step walk "
-             f"({summary['protocol'].iloc[0]}); {oracle_label(summary.iloc[0])}")
-    yield from findings_results(build_findings(summary, calibration, scale, study=GROUP),
-                                {k: metric for k, (metric, _) in CHECKS.items()})
+    yield from findings_results(build_findings(summary, calibration, scale_note(summary, calibration, current_profile()),
+                                               study=GROUP), {k: metric for k, (metric, _) in CHECKS.items()})
 
 
 defs = dg.Definitions(assets=[watermark_generation, watermark_infiller, watermark_attack, watermark_findings])

@@ -98,6 +98,15 @@ def success_by_step(r: dict) -> str:
     return ", ".join(f"{t} steps {_pct(v)}" for t, v in parts)
 
 
+def scale_note(summary: pd.DataFrame, calibration: pd.DataFrame, profile: str) -> str:
+    """The scale every finding states: texts per scheme, calibration texts, vocabulary, the walk and oracles."""
+    cal = calibration.set_index("scheme")
+    return (f"{profile} profile: {int(summary['n_texts'].iloc[0])} texts per scheme, "
+            f"{int(cal['n_null'].iloc[0])} unwatermarked for calibration, code LM family "
+            f"(vocabulary {int(cal['vocab_size'].iloc[0])}), {int(summary['steps_budget'].iloc[0])}-step walk "
+            f"({summary['protocol'].iloc[0]}); {oracle_label(summary.iloc[0])}")
+
+
 def build_findings(summary: pd.DataFrame, calibration: pd.DataFrame, scale: str,
                    study: str = "watermark") -> list[Finding]:
     """Detection before the attack, attack success after the fixed budget and quality cost per scheme, and

@@ -34,8 +34,9 @@ def detection_vs_steps(walk: pd.DataFrame, steps: int):
     return fig
 
 
-def score_trajectories(walk: pd.DataFrame, thresholds: dict[str, float], steps: int):
+def score_trajectories(walk: pd.DataFrame, calibration: pd.DataFrame, steps: int):
     """Every text's detector score along the walk, one panel per scheme, with the calibrated threshold."""
+    thresholds = dict(zip(calibration["scheme"], calibration["threshold"], strict=True))
     plt = _plt()
     names = list(dict.fromkeys(walk["scheme"]))
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)

@@ -16,8 +16,8 @@ texts' scores, (1 + #{null ≥ score}) / (N + 1).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,11 @@ class StudySettings:
     permutation_runs: int = 29
     batch_size: int = 64
     seed: int = 0
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any]) -> StudySettings:
+        """The settings named in ``values`` (e.g. a Config's ``model_dump()``); others keep their defaults."""
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
 
     def __post_init__(self) -> None:
         if self.prompt_tokens < 1 or self.response_tokens < 2 or self.n_texts < 1:
@@ -158,6 +163,68 @@ def detection_tables(gen: dict, schemes: dict[str, Scheme], s: StudySettings, qu
             else np.nan,
             "watermarked_score_mean": float(np.mean(wm["score"]))})
     return pd.concat(rows, ignore_index=True), pd.DataFrame(calibration)
+
+
+# the calibration's columns a reader needs first
+CALIBRATION_SHOWN = ("scheme", "threshold", "null_false_positive_rate", "null_p_ks_pvalue", "detection_rate",
+                     "p_below_fpr_rate", "z_threshold_rate")
+
+
+def generate_and_detect(generator: Any, oracle: Any, tokenizer: Any, texts: Sequence[str], schemes: dict[str, Scheme],
+                        s: StudySettings, log: Log = print) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`generate_texts`, the quality oracle's mean log-probability of every generation, and the
+    `detection_tables` of them all (per text, per scheme)."""
+    gen = generate_texts(generator, tokenizer, texts, schemes, s, log=log)
+    groups = {**{k: (gen["prompts"], v) for k, v in gen["tokens"].items()},
+              "null": (gen["null_prompts"], gen["null_tokens"])}
+    quality = {k: mean_logprob(oracle, p, t, s.batch_size) for k, (p, t) in groups.items()}
+    decoded = {k: decode(tokenizer, t) for k, (_, t) in groups.items()}
+    return detection_tables(gen, schemes, s, quality, decoded)
+
+
+@dataclass
+class AttackInputs:
+    """The generation step's tables back as what `run_attack` takes: the schemes, the generations (``gen`` of
+    `generate_texts`: prompts and the watermarked tokens of every generating scheme), the unwatermarked texts'
+    scores per scheme, the settings they were made with, and the first scheme's unwatermarked texts."""
+
+    schemes: dict[str, Scheme]
+    gen: dict[str, Any]
+    null_scores: dict[str, np.ndarray]
+    settings: StudySettings
+    null_texts: pd.DataFrame
+
+
+def attack_inputs(texts: pd.DataFrame, calibration: pd.DataFrame, seed: int = 0, device: str = "cpu") -> AttackInputs:
+    """Rebuild the schemes (from the calibration's parameters) and the generation tensors (from the token ids
+    of ``texts``) in the order the generation step made them."""
+    import torch
+
+    from assets.watermark.schemes import scheme_from_params
+
+    schemes = {r["scheme"]: scheme_from_params(r, device) for r in calibration.to_dict("records")}
+    marked = texts[texts["role"] == "watermarked"]
+    first = marked[marked["scheme"] == next(iter(schemes))].sort_values("text_id")
+    gen = {"prompts": torch.tensor(np.stack(first["prompt_ids"].to_list()), dtype=torch.long),
+           "tokens": {name: torch.tensor(np.stack(g.sort_values("text_id")["response_ids"].to_list()),
+                                         dtype=torch.long)
+                      for name, g in marked.groupby("scheme") if schemes[name].texts_from == name}}
+    null = texts[texts["role"] == "unwatermarked"]
+    null_scores = {name: g["score"].to_numpy() for name, g in null.groupby("scheme")}
+    s = StudySettings(prompt_tokens=gen["prompts"].size(1), response_tokens=len(first["response_ids"].iloc[0]),
+                      n_texts=len(first), n_null=len(null_scores[first["scheme"].iloc[0]]),
+                      fpr=float(calibration["fpr"].iloc[0]),
+                      permutation_runs=int(calibration["permutation_runs"].iloc[0]), seed=seed)
+    return AttackInputs(schemes, gen, null_scores, s, null[null["scheme"] == first["scheme"].iloc[0]])
+
+
+def unwatermarked_quality(judge: Any, tokenizer: Any, null_texts: pd.DataFrame, n_texts: int) -> tuple[float, float]:
+    """The judge's mean bits per byte of unwatermarked text: over all of it, and over the answers to the
+    watermarked texts' own prompts (the first ``n_texts``)."""
+    contexts = [tokenizer.decode(list(ids), skip_special_tokens=True) for ids in null_texts["prompt_ids"]]
+    each = judge.bits_per_byte(null_texts["text"].tolist(), contexts)
+    same = null_texts["text_id"].to_numpy() < n_texts
+    return float(np.nanmean(each)), float(np.nanmean(each[same])) if same.any() else float("nan")
 
 
 def run_attack(generator: Any, oracle: Any, judge: Any, tokenizer: Any, gen: dict, schemes: dict[str, Scheme],

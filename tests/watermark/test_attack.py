@@ -139,3 +139,32 @@ def test_walk_backs_off_and_keeps_the_text_under_a_strict_oracle(tiny_lm):
     spans = walk[walk["row"] == 0].set_index("step")["span"]
     assert spans[1] == 4 and spans[3] == 2 and spans[6] == 1 and spans[12] == 1  # halves every 3 rejections
     assert info["steps_taken"].tolist() == [12, 12, 12]
+
+
+def test_the_attack_reads_back_the_generations_its_tables_hold(tiny_lm, schemes):
+    """The generation step's tables turn back into the tensors, scores and settings the attack needs."""
+    from assets.watermark.study import StudySettings, attack_inputs, detection_tables
+
+    s = StudySettings(prompt_tokens=4, response_tokens=12, n_texts=3, n_null=100, permutation_runs=3)
+    prompts = torch.randint(120, (3, 4), generator=torch.Generator().manual_seed(3))
+    null_prompts = torch.randint(120, (100, 4), generator=torch.Generator().manual_seed(4))
+    tokens = {name: scheme.generate(tiny_lm, prompts, 12, seed=7) for name, scheme in schemes.items()
+              if scheme.texts_from == name}
+    null = torch.randint(120, (100, 12), generator=torch.Generator().manual_seed(5))
+    gen = {"prompts": prompts, "tokens": tokens, "null_prompts": null_prompts, "null_tokens": null}
+    keys = [*tokens, "null"]
+    table, calibration = detection_tables(gen, schemes, s, {k: -np.ones(100 if k == "null" else 3) for k in keys},
+                                          {k: ["x"] * (100 if k == "null" else 3) for k in keys})
+    shuffled = table.sample(frac=1.0, random_state=0)  # the warehouse keeps no row order
+    inputs = attack_inputs(shuffled, calibration, seed=9)
+    assert list(inputs.schemes) == list(schemes)
+    assert set(inputs.gen["tokens"]) == set(tokens) == {"kgw", "kgw_strong", "unigram", "exp"}
+    assert torch.equal(inputs.gen["prompts"], prompts)
+    for name, generated in tokens.items():
+        assert torch.equal(inputs.gen["tokens"][name], generated), name
+    for name, scheme in schemes.items():
+        assert np.allclose(np.sort(inputs.null_scores[name]), np.sort(scheme.detect(null)["score"])), name
+    assert (inputs.settings.prompt_tokens, inputs.settings.response_tokens, inputs.settings.n_texts,
+            inputs.settings.n_null, inputs.settings.permutation_runs, inputs.settings.seed) == (4, 12, 3, 100, 3, 9)
+    assert len(inputs.null_texts) == 100 and (inputs.null_texts["scheme"] == "kgw").all()
+    assert WalkSettings.of({"steps": 5, "span": 2, "unrelated": 1}) == WalkSettings(steps=5, span=2)
