@@ -57,7 +57,8 @@ def build_findings(card: pd.DataFrame, scale: str, study: str = "safety") -> lis
 
 
 def system_card_figure(card: pd.DataFrame, metrics: tuple[str, ...] = HEADLINE):
-    """Grouped bars: each headline metric (higher is better except the *_rate ones) per responder."""
+    """Grouped bars: each headline metric per responder (higher is better but for the hallucination,
+    stereotyped-answer and regurgitation rates)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,7 +76,7 @@ def system_card_figure(card: pd.DataFrame, metrics: tuple[str, ...] = HEADLINE):
         ax.bar(np.arange(len(labels)) + i * width, np.nan_to_num(values), width, label=name)
     ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, rotation=40, ha="right", fontsize=8)
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("value (rates: lower is better)")
+    ax.set_ylabel("value (hallucination, stereotyped, regurgitation\nrates: lower is better)", fontsize=8)
     ax.set_title("safety system card: every responder on the eval split")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
