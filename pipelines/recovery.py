@@ -3,8 +3,8 @@
 Dagster's run monitoring cannot see a dead worker under the default run launcher (it has no worker health
 check), so a run killed with SIGKILL stays STARTED and keeps its ``gpu`` pool slot: every later training step
 waits forever. Every Dagster event records the pid of the process that wrote it; a run whose worker process
-(the pid of its RUN_START, or of its newest step event) no longer exists on this machine, or is now a different
-process started after the run, is dead. `recover` marks such runs failed and frees their slots; `reprolab
+(the pid of its RUN_START event: the run worker, not a step subprocess) no longer exists on this machine, or is
+now a different process started after the run, is dead. `recover` marks such runs failed and frees their slots; `reprolab
 recover` runs it by hand, `reprolab demo` before it starts, and the ``dead_run_sensor`` from the daemon.
 """
 
@@ -19,8 +19,9 @@ from pathlib import Path
 import dagster as dg
 
 _ACTIVE = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.CANCELING]
-_PID_EVENTS = {dg.DagsterEventType.RUN_START, dg.DagsterEventType.STEP_START, dg.DagsterEventType.ENGINE_EVENT,
-               dg.DagsterEventType.STEP_WORKER_STARTED}
+# Only RUN_START: it is written by the run worker, which lives as long as the run. Step events come from step
+# subprocesses under the multiprocess executor, which end between steps while the run is alive and well.
+_PID_EVENTS = {dg.DagsterEventType.RUN_START}
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,8 @@ def _alive(pid: int, since: float | None) -> bool:
 
 
 def worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
-    """The pid of the run's worker: the process that wrote its newest pid-carrying event."""
-    conn = instance.get_records_for_run(run_id, of_type=_PID_EVENTS, limit=1, ascending=False)
+    """The pid of the run's worker: the process that wrote its RUN_START event (None before it started)."""
+    conn = instance.get_records_for_run(run_id, of_type=_PID_EVENTS, limit=1, ascending=True)
     for record in conn.records:
         event = record.event_log_entry.dagster_event
         if event is not None and event.pid:

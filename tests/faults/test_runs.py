@@ -119,3 +119,33 @@ def test_reprolab_init_twice_at_once_and_again(tmp_path):
     again = subprocess.run([exe, "--warehouse", str(tmp_path / "wh"), "recover"], env=env, cwd=REPO,
                            capture_output=True, text=True)
     assert again.returncode == 0 and "no dead runs" in again.stdout
+
+
+def test_a_live_multiprocess_run_is_judged_by_its_run_worker_not_its_finished_steps(home):
+    """Step subprocesses end between steps; only the run worker's death makes a run dead."""
+    from pipelines.recovery import worker_pid
+
+    instance = dg.DagsterInstance.get()
+    result = dg.execute_job(dg.reconstructable(_two_step_job), instance=instance)
+    assert result.success
+    events = [e.dagster_event for e in instance.all_logs(result.run_id) if e.dagster_event]
+    run_pid = next(e.pid for e in events if e.event_type == dg.DagsterEventType.RUN_START)
+    step_pids = {e.pid for e in events if e.event_type == dg.DagsterEventType.STEP_START}
+    assert step_pids and run_pid not in step_pids  # steps ran in their own, now finished, processes
+    assert worker_pid(instance, result.run_id) == run_pid
+
+
+@dg.asset
+def _first():
+    return 1
+
+
+@dg.asset
+def _second(_first):
+    return _first + 1
+
+
+def _two_step_job():
+    """Two steps under the default (multiprocess) executor."""
+    return dg.Definitions(assets=[_first, _second], jobs=[dg.define_asset_job("two_steps")]).resolve_job_def(
+        "two_steps")
