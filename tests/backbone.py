@@ -17,6 +17,9 @@ from typing import Any
 import dagster as dg
 
 BACKBONE_GROUPS = ("corpora", "lm")
+SAFETY_DATA = ("safety_items", "safety_vocabulary")  # what the chat tokenizer reads from the safety room
+CHAT_MODELS = ("chat_arithmetic_tasks", "chat_facts_tasks", "chat_instruction_tasks", "chat_tokenizer",
+               "chat_base", "chat_sft", "chat_rl", *SAFETY_DATA)
 
 
 def _table_ids(result: dg.ExecuteInProcessResult) -> dict[dg.AssetKey, str]:
@@ -49,23 +52,39 @@ class Backbone:
     resources: dict[str, Any]
     result: dg.ExecuteInProcessResult
     table_ids: dict[dg.AssetKey, str] = field(default_factory=dict)
+    _chat: dg.ExecuteInProcessResult | None = None
 
     def value(self, key: str | dg.AssetKey) -> Any:
         """A backbone asset's value as the backbone run produced it (what every study run reads)."""
         return self.result.asset_value(key)
 
-    def materialize(self, group: str) -> dg.ExecuteInProcessResult:
-        """Materialize one study group (and its checks) against the backbone; check it read the backbone."""
+    def materialize(self, group: str, *, also: tuple[str, ...] = ()) -> dg.ExecuteInProcessResult:
+        """Materialize one study group (and its checks, and the assets named in `also`, e.g. another room's data
+        the group needs) against the backbone; check it read the backbone."""
         from pipelines.definitions import defs
 
-        result = dg.materialize(list(defs.assets) + list(defs.asset_checks),
-                                selection=dg.AssetSelection.groups(group),
+        selection = dg.AssetSelection.groups(group) | dg.AssetSelection.assets(*also)
+        result = dg.materialize(list(defs.assets) + list(defs.asset_checks), selection=selection,
                                 instance=self.instance, resources=self.resources)
         assert result.success
         made = {e.asset_key for e in result.get_asset_materialization_events()}
-        assert made and made <= dg.AssetSelection.groups(group).resolve(defs.resolve_asset_graph())
+        assert made and made <= selection.resolve(defs.resolve_asset_graph())
         self.check_reads(result)
         return result
+
+    def chat_models(self) -> dg.ExecuteInProcessResult:
+        """The chat models (base, SFT, RL; not the budget table) and the safety data their tokenizer reads,
+        materialized once per session on first use: the studies built on chat models (safety, alignment,
+        robustness) read these from the instance."""
+        if self._chat is None:
+            from pipelines.definitions import defs
+
+            selection = dg.AssetSelection.assets(*CHAT_MODELS)
+            self._chat = dg.materialize(list(defs.assets) + list(defs.asset_checks), selection=selection,
+                                        instance=self.instance, resources=self.resources)
+            assert self._chat.success
+            self.check_reads(self._chat)
+        return self._chat
 
     def check_reads(self, result: dg.ExecuteInProcessResult) -> None:
         """Each of the group's tables names, in its lineage, the backbone run's materialization of every backbone

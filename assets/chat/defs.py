@@ -124,16 +124,20 @@ def chat_instruction_tasks(config: InstructionTasksConfig, chat_facts_tasks: pd.
 
 
 # ------------------------------------------------------------------------------------------------- tokenizer
-@dg.asset(group_name=GROUP, code_version="1", tags=stage("data"), ins=TASK_INS)
-def chat_tokenizer(context: dg.AssetExecutionContext, tracking: Tracking, facts_world: dict, **tasks):
-    """Word-level tokenizer over the facts world's words, every task word and the numbers 0-99, with the chat
-    special tokens (roles, reasoning channel, answer, end) and the Jinja chat template, logged to MLflow."""
+@dg.asset(group_name=GROUP, code_version="2", tags=stage("data"),
+          ins={**TASK_INS, "safety_vocabulary": dg.AssetIn("safety_vocabulary")})
+def chat_tokenizer(context: dg.AssetExecutionContext, tracking: Tracking, facts_world: dict,
+                   safety_vocabulary: pd.DataFrame, **tasks):
+    """Word-level tokenizer over the facts world's words, every task word, the numbers 0-99 and the safety
+    policy's and battery's words (`safety_vocabulary`: read, never trained on), with the chat special tokens
+    (roles, reasoning channel, answer, end) and the Jinja chat template, logged to MLflow."""
     from assets.chat.format import CHAT_SPECIAL_TOKENS, install_chat_format
     from assets.chat.study import chat_vocabulary
     from assets.corpora.facts_world import vocabulary, world_from_record
     from assets.corpora.tokenization import train_word_level_tokenizer
 
-    words = chat_vocabulary(vocabulary(world_from_record(facts_world)), *tasks.values())
+    base = chat_vocabulary(vocabulary(world_from_record(facts_world)), *tasks.values())
+    words = chat_vocabulary(base, extra_words=safety_vocabulary["word"])
     tokenizer = install_chat_format(train_word_level_tokenizer(words))
     with tempfile.TemporaryDirectory() as tmp, tracking.start_run(
             "chat-tokenizer", dagster_run_id=context.run.run_id, asset_key="chat_tokenizer",
@@ -143,6 +147,7 @@ def chat_tokenizer(context: dg.AssetExecutionContext, tracking: Tracking, facts_
     record = {"tokenizer_uri": uri, "vocab_size": len(tokenizer), "special_tokens": list(CHAT_SPECIAL_TOKENS),
               "mlflow_run_id": run_id, "mlflow_link": tracking.run_link(run_id)}
     context.add_output_metadata({"vocab_size": len(tokenizer), "tokenizer_uri": uri,
+                                 "safety_words_added": len(words) - len(base),
                                  "mlflow": dg.MetadataValue.url(record["mlflow_link"]),
                                  "template_example": dg.MetadataValue.md("`" + tokenizer.apply_chat_template(
                                      [{"role": "system", "content": "answer in upper case ."},

@@ -42,10 +42,12 @@ BUDGET_COLUMNS = [
 ]
 
 
-def chat_vocabulary(world_words: Sequence[str], *task_frames: pd.DataFrame) -> list[str]:
-    """World words, then task words, then the numbers 0..MAX_TOTAL and digit strings (each once, in order)."""
+def chat_vocabulary(world_words: Sequence[str], *task_frames: pd.DataFrame,
+                    extra_words: Sequence[str] = ()) -> list[str]:
+    """World words, then task words, then the numbers 0..MAX_TOTAL and digit strings, then `extra_words`
+    (e.g. the safety policy's and battery's words), each once, in that order."""
     numbers = [str(i) for i in range(MAX_TOTAL + 1)]
-    return list(dict.fromkeys([*world_words, *task_words(*task_frames), *numbers]))
+    return list(dict.fromkeys([*world_words, *task_words(*task_frames), *numbers, *extra_words]))
 
 
 def task_text(row: Mapping[str, Any] | pd.Series) -> str:

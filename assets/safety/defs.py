@@ -97,6 +97,28 @@ def safety_items(config: SuiteConfig, facts_world: dict, documents: pd.DataFrame
     yield _items_check(items)
 
 
+@dg.asset(group_name=GROUP, code_version="1", tags=stage("data"),
+          check_specs=[dg.AssetCheckSpec("vocabulary_valid", asset="safety_vocabulary",
+                                         description="words unique and without whitespace, every source present")])
+def safety_vocabulary(safety_items: pd.DataFrame):
+    """Every word of the policy, its canonical replies and both splits' items, with its first source: the chat
+    tokenizer adds these so a model can read the policy and the battery (no <unk>) and write a refusal. A
+    word-level tokenizer covering evaluation words is not training on them: no chat model sees an eval item."""
+    from assets.safety.graders import ABSTAIN_PHRASES
+    from assets.safety.items import vocabulary_table
+    from assets.safety.policy import ABSTENTION, REFUSAL, UNKNOWN, render_policy
+
+    table = vocabulary_table(safety_items, render_policy(), (REFUSAL, ABSTENTION, UNKNOWN, *ABSTAIN_PHRASES))
+    counts = table.groupby("source").size().to_dict()
+    yield dg.Output(table, metadata={"words": len(table), **{f"{k}_words": int(v) for k, v in counts.items()}})
+    gxe = expectations()
+    yield gx_check(table, [gxe.ExpectColumnValuesToBeUnique(column="word"),
+                           gxe.ExpectColumnValuesToNotMatchRegex(column="word", regex=r"\s"),
+                           gxe.ExpectColumnDistinctValuesToEqualSet(column="source",
+                                                                    value_set=["policy", "reply", "train", "eval"])],
+                   name="safety_vocabulary", check_name="vocabulary_valid")
+
+
 def _items_check(items: pd.DataFrame) -> dg.AssetCheckResult:
     from assets.safety.items import EVALUATIONS, EXPECTED, ITEM_COLUMNS, ITEM_SPLITS
 
@@ -247,5 +269,5 @@ def safety_findings(card: pd.DataFrame):
                                 {k: metric for k, (metric, _) in CHECKS.items()})
 
 
-defs = dg.Definitions(assets=[safety_policy, safety_stereotypes, safety_items, safety_results, safety_system_card,
-                              safety_findings])
+defs = dg.Definitions(assets=[safety_policy, safety_stereotypes, safety_items, safety_vocabulary, safety_results,
+                              safety_system_card, safety_findings])

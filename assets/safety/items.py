@@ -105,3 +105,16 @@ def suite_words(items: pd.DataFrame, extra: tuple[str, ...] = ()) -> list[str]:
             found.update(str(message.get("content") or "").split())
         found.update(str(answer).split())
     return sorted(found)
+
+
+def vocabulary_table(items: pd.DataFrame, policy_text: str, replies: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The words a model must be able to read and write for the battery and the policy, one row each with
+    where it first comes from: "policy" (the spec's text), "reply" (the policy's canonical replies and the
+    graders' abstain phrases), then "train" / "eval" items. Sorted within each source; each word once."""
+    rows: dict[str, str] = {}
+    sources = [("policy", policy_text.split()), ("reply", [w for r in replies for w in r.split()])]
+    sources += [(split, suite_words(items[items["split"] == split])) for split in ("train", "eval")]
+    for source, words in sources:
+        for word in sorted(set(words)):
+            rows.setdefault(word, source)
+    return pd.DataFrame({"word": list(rows), "source": list(rows.values())})

@@ -12,8 +12,9 @@ def test_chat_group_materializes_with_consistent_numbers(backbone):
     from assets.lm.registry import load_model
     from pipelines.serve import load_server
     from resources.catalog import query
+    from tests.backbone import SAFETY_DATA
 
-    result = backbone.materialize("chat")  # reads the session's facts world (checked there)
+    result = backbone.materialize("chat", also=SAFETY_DATA)  # reads the session's facts world (checked there)
 
     tables = {t: result.asset_value(f"chat_{t}_tasks") for t in ("arithmetic", "facts", "instruction")}
     for frame in tables.values():

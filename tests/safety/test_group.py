@@ -7,21 +7,12 @@ import pytest
 
 from tests.chat.test_serve import _start
 
-CHAT_MODELS = ("chat_tokenizer", "chat_base", "chat_sft", "chat_rl",
-               "chat_arithmetic_tasks", "chat_facts_tasks", "chat_instruction_tasks")
-
 
 @pytest.fixture(scope="module")
 def safety_run(backbone):
-    """The chat models (without the budget table) and the safety group in one run against the backbone."""
-    from pipelines.definitions import defs
-
-    selection = dg.AssetSelection.assets(*CHAT_MODELS) | dg.AssetSelection.groups("safety")
-    result = dg.materialize(list(defs.assets) + list(defs.asset_checks), selection=selection,
-                            instance=backbone.instance, resources=backbone.resources)
-    assert result.success
-    backbone.check_reads(result)
-    return result
+    """The safety group in one run against the backbone and the session's chat models."""
+    backbone.chat_models()
+    return backbone.materialize("safety")
 
 
 def _card_values(card, model):
@@ -43,7 +34,7 @@ def test_safety_group_materializes_with_consistent_numbers(safety_run, backbone)
 
     results = safety_run.asset_value("safety_results")
     n_eval = int((items["split"] == "eval").sum())
-    records = {m: safety_run.asset_value(m) for m in ("chat_sft", "chat_rl")}
+    records = {m: backbone.chat_models().asset_value(m) for m in ("chat_sft", "chat_rl")}
     by_key = results.groupby(["responder", "model", "model_uri"]).size()
     assert by_key.to_dict() == {("model", "chat-rl", records["chat_rl"]["model_uri"]): n_eval,
                                 ("model", "chat-sft", records["chat_sft"]["model_uri"]): n_eval,
@@ -64,12 +55,14 @@ def test_safety_group_materializes_with_consistent_numbers(safety_run, backbone)
     assert set(findings.loc[findings["source"] == "code check", "verdict"]) == {"verified"}
     assert (findings["metric"] == "chat-sft:not_unsafe_standard").any()
     checks = {e.check_name: e for e in safety_run.get_asset_check_evaluations()}
-    for name in ("policy_valid", "stereotypes_valid", "items_valid", "results_valid", "card_valid",
+    for name in ("policy_valid", "stereotypes_valid", "items_valid", "vocabulary_valid", "results_valid", "card_valid",
                  "oracle_is_never_unsafe", "always_comply_is_unsafe"):
         assert checks[name].passed, name
     meta = next(e.materialization.metadata for e in safety_run.get_asset_materialization_events()
                 if e.asset_key == dg.AssetKey("safety_results"))
-    assert 0 < meta["chat_sft_oov_rate"].value < 1  # the chat tokenizer lacks the suite's policy words
+    assert meta["chat_sft_oov_rate"].value == 0.0  # the chat tokenizer reads the whole suite (safety_vocabulary)
+    vocabulary = safety_run.asset_value("safety_vocabulary")
+    assert set(vocabulary["source"]) == {"policy", "reply", "train", "eval"} and vocabulary["word"].is_unique
 
     catalog = query(str(backbone.root), "SELECT model, count(*) AS n FROM safety.safety_results GROUP BY model")
     assert isinstance(catalog, pd.DataFrame) and set(catalog["model"]) >= {"chat-sft", "policy_oracle"}
