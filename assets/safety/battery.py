@@ -89,7 +89,8 @@ def build_suite(world, spec: SuiteSpec = SuiteSpec(), documents: pd.DataFrame | 
     return check_items(pd.concat(frames, ignore_index=True)[ITEM_COLUMNS], "suite")
 
 
-def _answer_and_reasoning(response: Any) -> tuple[str, str]:
+def answer_and_reasoning(response: Any) -> tuple[str, str]:
+    """A response's (final answer, reasoning) in any shape the module docstring lists; None gives ("", "")."""
     if response is None:
         return "", ""
     if isinstance(response, str):
@@ -174,7 +175,7 @@ def run_battery(respond: Respond, items: pd.DataFrame, *, model: str = "", split
         if len(responses) != len(batch):
             raise ValueError(f"respond returned {len(responses)} responses for {len(batch)} conversations")
         for (_, item), response in zip(batch.iterrows(), responses, strict=True):
-            answer, reasoning = _answer_and_reasoning(response)
+            answer, reasoning = answer_and_reasoning(response)
             rows.append({"model": model, **{c: item[c] for c in RESULT_COLUMNS[1:10]}, "response": answer,
                          "reasoning": reasoning, **grade_item(item, answer, reasoning)})
         if on_batch is not None:

@@ -5,7 +5,12 @@ about one (request, response) with the policy in view. Two implementations:
 
 - `ProgrammaticJudge`: the graders of `assets.safety.graders` (needs the rubric's reference value);
 - `EndpointJudge`: asks any OpenAI-compatible chat endpoint (through `assets.chat.client`) and reads the
-  first "yes" or "no" of its answer (no such word: no verdict).
+  first "yes" or "no" of its answer (no such word: no verdict);
+- `RespondJudge`: the same question through any battery `respond` callable, batched (an in-process chat model
+  through `assets.safety.responders.model_responder`).
+
+The judge sees the policy: all of it (`policy="full"`), only the clauses the item cites (`"cited"`: what fits a
+small model's positions), or none (`"none"`: the rubric alone).
 
 Where both apply, `judge_results` puts the judge's verdicts next to the programmatic grades of a battery
 run and `agreement` reports Cohen's kappa (scikit-learn) and the raw agreement rate, so a judge is trusted
@@ -105,24 +110,59 @@ class EndpointJudge:
         return read_verdict(result.replies[0].answer)
 
 
+class RespondJudge:
+    """A judge over a battery `respond(messages_batch)` callable; `judge_many` asks a whole batch at once."""
+
+    def __init__(self, respond: Any):
+        self.respond = respond
+
+    def judge(self, policy: str, rubric: Rubric, request: str, response: str) -> Verdict:
+        return self.judge_many([(policy, rubric, request, response)])[0]
+
+    def judge_many(self, cases: list[tuple[str, Rubric, str, str]]) -> list[Verdict]:
+        from assets.safety.battery import answer_and_reasoning
+
+        replies = self.respond([judge_messages(*case) for case in cases])
+        return [read_verdict(answer_and_reasoning(reply)[0]) for reply in replies]
+
+
+POLICY_VIEWS = ("full", "cited", "none")
+
+
+def _policy_view(view: str, clauses: str) -> str:
+    if view == "full":
+        return render_policy()
+    if view == "cited" and clauses:
+        return render_policy(tuple(c.strip() for c in clauses.split(",") if c.strip()))
+    return ""
+
+
 def judge_results(results: pd.DataFrame, items: pd.DataFrame, judge: Judge, rubric: str,
-                  policy: str | None = None) -> pd.DataFrame:
+                  policy: str | None = None, *, view: str = "full", limit: int | None = None,
+                  seed: int = 0) -> pd.DataFrame:
     """The judge's verdict on every battery result the rubric applies to (JUDGE_COLUMNS), beside the
-    programmatic grade. A rubric with a reference value applies only to items that have one."""
+    programmatic grade. A rubric with a reference value applies only to items that have one.
+
+    `policy` (a text) overrides `view` (what of the policy the judge sees, POLICY_VIEWS); `limit` judges a
+    seeded sample of at most that many results. A judge with `judge_many` is asked in one batch."""
     if rubric not in PROGRAMMATIC:
         raise ValueError(f"rubric must be one of {list(PROGRAMMATIC)}, got {rubric!r}")
+    if view not in POLICY_VIEWS:
+        raise ValueError(f"view must be one of {list(POLICY_VIEWS)}, got {view!r}")
     column, reference = PROGRAMMATIC[rubric]
-    policy = render_policy() if policy is None else policy
-    merged = results.merge(items[["item_id", "request", "answer", "forbidden"]], on="item_id", how="left",
-                           validate="one_to_one")
+    merged = results.merge(items[["item_id", "request", "answer", "forbidden", "clauses"]], on="item_id",
+                           how="left", validate="many_to_one")
     if reference:
         merged = merged[merged[reference].fillna("") != ""]
-    rows = []
-    for r in merged.itertuples():
-        verdict = judge.judge(policy, Rubric(rubric, getattr(r, reference) if reference else ""), r.request,
-                              r.response)
-        rows.append({"item_id": r.item_id, "rubric": rubric, "programmatic": bool(getattr(r, column)),
-                     "judged": verdict.label, "raw": verdict.raw})
+    if limit is not None and len(merged) > limit:
+        merged = merged.sample(n=limit, random_state=seed).sort_index()
+    cases = [(policy if policy is not None else _policy_view(view, r.clauses or ""),
+              Rubric(rubric, getattr(r, reference) if reference else ""), r.request, r.response or "")
+             for r in merged.itertuples()]
+    many = getattr(judge, "judge_many", None)
+    verdicts = many(cases) if many is not None else [judge.judge(*case) for case in cases]
+    rows = [{"item_id": r.item_id, "rubric": rubric, "programmatic": bool(getattr(r, column)),
+             "judged": v.label, "raw": v.raw} for r, v in zip(merged.itertuples(), verdicts, strict=True)]
     return pd.DataFrame(rows, columns=JUDGE_COLUMNS)
 
 
@@ -151,3 +191,29 @@ def agreement_table(judged: pd.DataFrame) -> pd.DataFrame:
         rows.append({"evaluation": "judge", "metric": f"agreement_{rubric}", "value": stats["agreement"],
                      "n": stats["n"]})
     return pd.DataFrame(rows, columns=["evaluation", "metric", "value", "n"])
+
+
+def judge_battery(results: pd.DataFrame, items: pd.DataFrame, judge: Judge, rubrics: tuple[str, ...] = tuple(
+        PROGRAMMATIC), *, view: str = "cited", limit: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """`judge_results` for every rubric over each responder's answered results (at most `limit` per responder
+    and rubric): JUDGE_COLUMNS with the responder's key (responder, model) in front."""
+    answered = results[results["answered"].astype(bool)] if "answered" in results else results
+    frames = []
+    for (responder, model), part in answered.groupby(["responder", "model"], sort=True):
+        for rubric in rubrics:
+            judged = judge_results(part, items, judge, rubric, view=view, limit=limit, seed=seed)
+            frames.append(judged.assign(responder=responder, model=model))
+    columns = ["responder", "model", *JUDGE_COLUMNS]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def agreement_summary(judgements: pd.DataFrame) -> pd.DataFrame:
+    """Per judged responder x rubric: Cohen's kappa, raw agreement, n with a verdict, and the share of
+    results the judge gave a verdict on (`verdict_rate`)."""
+    rows = []
+    for (responder, model, rubric), part in judgements.groupby(["responder", "model", "rubric"], sort=True):
+        stats = agreement(part)
+        rows.append({"responder": responder, "model": model, "rubric": rubric, **stats,
+                     "verdict_rate": float(part["judged"].notna().mean()), "judged_results": len(part)})
+    return pd.DataFrame(rows, columns=["responder", "model", "rubric", "kappa", "agreement", "n", "verdict_rate",
+                                       "judged_results"])

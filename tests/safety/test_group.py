@@ -64,6 +64,18 @@ def test_safety_group_materializes_with_consistent_numbers(safety_run, backbone)
     vocabulary = safety_run.asset_value("safety_vocabulary")
     assert set(vocabulary["source"]) == {"policy", "reply", "train", "eval"} and vocabulary["word"].is_unique
 
+    judgements = safety_run.asset_value("safety_judgements")
+    assert set(judgements["judge"]) == {records["chat_rl"]["model_uri"]}
+    assert set(judgements["rubric"]) == {"refusal", "leak", "correct", "abstention"}
+    assert judgements.groupby(["model", "rubric"]).size().max() <= 16  # tiny's limit per responder x rubric
+    graded = results.set_index(["model", "item_id"])
+    refusal = judgements[judgements["rubric"] == "refusal"]
+    assert list(refusal["programmatic"]) == [bool(graded.loc[(m, i), "refused"])
+                                             for m, i in zip(refusal["model"], refusal["item_id"], strict=True)]
+    assert "judge_agrees" in checks and "kappa" in str(next(
+        e.materialization.metadata["agreement"].value for e in safety_run.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey("safety_judgements")))
+
     catalog = query(str(backbone.root), "SELECT model, count(*) AS n FROM safety.safety_results GROUP BY model")
     assert isinstance(catalog, pd.DataFrame) and set(catalog["model"]) >= {"chat-sft", "policy_oracle"}
 

@@ -91,3 +91,48 @@ def test_an_endpoint_judge_through_the_chat_client(mixed_run):
     assert stats["n"] == 12 and stats["agreement"] == 1.0
     table = agreement_table(judged)
     assert set(table["metric"]) == {"kappa_refusal", "agreement_refusal"}
+
+
+def test_a_respond_judge_is_asked_in_one_batch_with_the_cited_clauses(mixed_run):
+    from assets.safety.judge import RespondJudge, judge_battery
+    from assets.safety.policy import render_policy
+
+    items, results = mixed_run
+    batches = []
+
+    def respond(batch):  # says "yes" to the refusal rubric when the response reads as a refusal, else no verdict
+        batches.append(batch)
+        replies = []
+        for messages in batch:
+            response = messages[-1]["content"].split("response : ", 1)[1].split("\nquestion :", 1)[0]
+            replies.append({"content": "yes" if is_refusal(response) else "no", "reasoning": ""})
+        return replies
+
+    keyed = results.assign(responder="reference", model="mixed", answered=True)
+    keyed.loc[keyed.index[:2], "answered"] = False  # unanswered results are not judged
+    table = judge_battery(keyed, items, RespondJudge(respond), ("refusal",), view="cited", limit=10, seed=3)
+    assert len(batches) == 1 and len(batches[0]) == 10 and len(table) == 10
+    assert set(table["item_id"]).isdisjoint(results["item_id"].iloc[:2])
+    assert agreement(table)["kappa"] == 1.0
+    by_id = items.set_index("item_id")
+    first = batches[0][0][0]["content"]  # the system message: the policy view, the item's clauses only
+    clauses = tuple(by_id.loc[table["item_id"].iloc[0], "clauses"].split(","))
+    assert first.endswith(render_policy(clauses)) and render_policy() not in first
+    again = judge_battery(keyed, items, RespondJudge(respond), ("refusal",), limit=10, seed=3)
+    assert list(again["item_id"]) == list(table["item_id"])  # the sample is seeded
+    none = judge_results(results.head(3), items, RespondJudge(respond), "refusal", view="none")
+    assert batches[-1][0][0]["content"].endswith("policy :\n")
+    assert len(none) == 3
+    with pytest.raises(ValueError, match="view must be one of"):
+        judge_results(results, items, ProgrammaticJudge(), "refusal", view="some")
+
+
+def test_agreement_summary_per_responder_and_rubric():
+    from assets.safety.judge import agreement_summary
+
+    table = pd.DataFrame({"responder": ["model"] * 4 + ["reference"] * 2, "model": ["m"] * 4 + ["oracle"] * 2,
+                          "rubric": ["refusal"] * 6, "programmatic": [True, False, True, False, True, False],
+                          "judged": [True, False, False, None, True, False]})
+    summary = agreement_summary(table).set_index("model")
+    assert summary.loc["m", "n"] == 3 and summary.loc["m", "verdict_rate"] == 0.75
+    assert summary.loc["m", "agreement"] == pytest.approx(2 / 3) and summary.loc["oracle", "kappa"] == 1.0
