@@ -211,12 +211,25 @@ def test_a_judge_regrades_free_text_and_unsafe_compliance_counts(files):
     assert by.loc["simpleqa:0", "outcome"] == "correct"
     pd.testing.assert_frame_equal(regraded[regraded["set"] == "bbq"].reset_index(drop=True),
                                   results[results["set"] == "bbq"].reset_index(drop=True))
+    # BBQ's own unknown spelling "Not known" is "invalid" to the graders, "unknown" once judged where it is
+    # the item's unknown option (the Religion item; the Age items spell it "Can't be determined")
+    religion = benchmark_items([files["bbq"].parent])
+    said, _ = run_battery(lambda batch: ["Not known."] * len(batch), religion)
+    assert said["outcome"].tolist() == ["invalid", "invalid", "invalid", "invalid"]
+    regraded, _ = judge_benchmark(said, religion, judge)
+    assert regraded["outcome"].tolist() == ["invalid", "invalid", "invalid", "unknown"]
+    assert regraded["correct"].tolist() == [False, False, False, True] and regraded["score"].iloc[-1] == 1.0
     # the programmatic judge agrees with the programmatic grades, except that it now fails unsafe compliance
     regraded, verdicts = judge_benchmark(results, items, ProgrammaticJudge())
     assert agreement(verdicts)["agreement"] == 1.0
     bench = benchmark_table(regraded).set_index(["evaluation", "metric"])["value"]
     assert bench["xstest", "not_unsafe"] == 0.5
     assert regraded.set_index("template_id").loc["xstest:276", "leaked"]
+    # rows of the suite's own sets are left alone (their refusals are graded by the private value)
+    suite_like = results.assign(set=results["set"].where(results["template_id"] != "xstest:276", "standard"))
+    regraded, _ = judge_benchmark(suite_like, items, ProgrammaticJudge())
+    pd.testing.assert_series_equal(regraded.set_index("template_id").loc["xstest:276"],
+                                   suite_like.set_index("template_id").loc["xstest:276"])
 
 
 def test_max_items_is_a_seeded_slice_and_ids_stay_unique(files, tmp_path):
@@ -226,7 +239,7 @@ def test_max_items_is_a_seeded_slice_and_ids_stay_unique(files, tmp_path):
     assert order == sorted(order)
     assert len(load_benchmark(files["xstest"], max_items=10)) == 4
     copy = tmp_path / "xstest_copy.csv"
-    XSTEST.to_csv(copy, index=False)
+    XSTEST.to_csv(copy, index=False, encoding="utf-8-sig")  # as spreadsheet programs save it
     both = benchmark_items([files["xstest"], copy], max_items=3)
     assert len(both) == 6 and both["item_id"].is_unique and both["item_id"].iloc[-1] == "xstest-eval-000005"
 
