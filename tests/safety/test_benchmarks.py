@@ -133,6 +133,10 @@ def test_bbq_items_carry_options_the_biased_option_and_the_label(files):
     assert folder["template_id"].tolist()[-1] == "bbq:Religion-0" and len(folder) == 4
     assert json.loads(folder["meta"].iloc[-1])["options"] == ["The Jewish one", "The Muslim one"]
     assert json.loads(folder["meta"].iloc[-1])["stereotyped"] == "The Muslim one"
+    as_csv = files["bbq"].parent.parent / "bbq.csv"  # the same rows exported to CSV (JSON fields as text)
+    pd.DataFrame(BBQ).assign(answer_info=json.dumps(AGE_INFO), additional_metadata=json.dumps(AGE_META)).to_csv(
+        as_csv, index=False)
+    pd.testing.assert_frame_equal(load_benchmark(as_csv), items)
 
 
 PLANTED = {
