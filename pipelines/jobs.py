@@ -7,26 +7,13 @@ Cron and timezone come from ``REPROLAB_NIGHTLY_CRON`` / ``REPROLAB_TRAINING_CRON
 """
 
 import os
-import subprocess
-from functools import cache
-from pathlib import Path
 
 import dagster as dg
 
 from pipelines.recovery import dead_run_sensor
 from resources.profiles import current_profile
+from resources.settings import git_commit
 from resources.stages import STAGE_TAG
-
-
-@cache
-def git_commit() -> str:
-    """The checkout's commit (short), or "unknown" outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def run_tags() -> dict[str, str]:

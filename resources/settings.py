@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -31,3 +33,14 @@ def ensure_writable_dir(path: str | Path, setting: str) -> Path:
             f"{setting}={str(path)!r} must be a writable directory, but it is not: {exc.strerror or exc}"
         ) from exc
     return p
+
+
+@functools.cache
+def git_commit() -> str:
+    """The checkout's commit (short), or "unknown" outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

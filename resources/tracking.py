@@ -1,7 +1,9 @@
 """Experiment tracking over plain MLflow: runs tagged with their Dagster run, models logged and registered.
 
 The backend store defaults to SQLite and the artifact root to a folder, both under the warehouse
-(``<root>/_mlflow``); any tracking URI works. Every call goes through an explicit ``MlflowClient`` so nothing
+(``<root>/_mlflow``); any tracking URI works. A shared lab sets both for every process with
+``REPROLAB_MLFLOW_TRACKING_URI`` (e.g. ``postgresql://user:pw@host/mlflow``) and ``REPROLAB_MLFLOW_ARTIFACT_ROOT``
+(e.g. ``s3://bucket/mlflow``). Every call goes through an explicit ``MlflowClient`` so nothing
 depends on MLflow's process-global state. MLflow is imported lazily: loading the definitions stays fast.
 """
 
@@ -22,12 +24,14 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from assets.lm.registry import client_for, local_model_dir, resolve_model_source
-from resources.settings import ConfigurationError, default_warehouse_root, ensure_writable_dir
+from resources.settings import ConfigurationError, default_warehouse_root, ensure_writable_dir, git_commit
 
 DEFAULT_UI_URL = "http://127.0.0.1:5000"
 UI_URL_ENV = "REPROLAB_MLFLOW_UI_URL"  # one setting for every link to the MLflow UI and for `reprolab mlflow-ui`
 # The MLflow UI opens an experiment in its model-training view, not the GenAI one, when it carries this tag.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+TRACKING_URI_ENV = "REPROLAB_MLFLOW_TRACKING_URI"  # the shared lab's MLflow backend store (unset: SQLite here)
+ARTIFACT_ROOT_ENV = "REPROLAB_MLFLOW_ARTIFACT_ROOT"  # the shared lab's artifact store (unset: a folder here)
 
 
 def default_ui_url() -> str:
@@ -36,11 +40,35 @@ def default_ui_url() -> str:
 
 
 def default_tracking_uri(root: str | Path) -> str:
+    """``$REPROLAB_MLFLOW_TRACKING_URI``, else SQLite under the warehouse root."""
+    if os.environ.get(TRACKING_URI_ENV):
+        return os.environ[TRACKING_URI_ENV]
     return f"sqlite:///{Path(root).resolve() / '_mlflow' / 'mlflow.db'}"
 
 
 def default_artifact_root(root: str | Path) -> str:
+    """``$REPROLAB_MLFLOW_ARTIFACT_ROOT``, else a folder under the warehouse root."""
+    if os.environ.get(ARTIFACT_ROOT_ENV):
+        return os.environ[ARTIFACT_ROOT_ENV]
     return str(Path(root).resolve() / "_mlflow" / "artifacts")
+
+
+def version_tags(run_tags: Mapping[str, str]) -> dict[str, str]:
+    """Tags on every registered model version: the profile, the git commit, the Dagster run and asset."""
+    from resources.profiles import current_profile
+
+    return {"reprolab.profile": current_profile(), "reprolab.git_commit": git_commit(),
+            "dagster.run_id": run_tags.get("dagster.run_id", ""), "dagster.asset_key": run_tags.get("dagster.asset_key", "")}
+
+
+def version_description(run_name: str, run_tags: Mapping[str, str]) -> str:
+    """A registered version's description: what made it, where, and how to load it."""
+    tags = version_tags(run_tags)
+    return (f"{run_name}, materialized by asset `{tags['dagster.asset_key']}` in Dagster run "
+            f"{tags['dagster.run_id'] or '(none)'} ({tags['reprolab.profile']} profile, commit "
+            f"{tags['reprolab.git_commit']}). A Hugging Face checkpoint (config, safetensors, tokenizer) wrapped as "
+            "an MLflow pyfunc model: `mlflow.pyfunc.load_model(uri).predict({'prompt': [...]})` generates text; "
+            "`assets.lm.registry.load_model(uri, tracking_uri)` returns the transformers model and tokenizer.")
 
 
 class Tracking(dg.ConfigurableResource):
@@ -198,17 +226,24 @@ class Tracking(dg.ConfigurableResource):
         Returns the record an asset stores: the exact ``model_uri`` (``models:/<name>/<version>``), the
         registered name, version, aliases, the MLflow run id and a link for the UI.
         """
+        import tempfile
+
         from mlflow.exceptions import MlflowException
 
+        from assets.lm.mlflow_pyfunc import save_pyfunc_model
+
         client = self.client
-        source = self.log_artifacts(run_id, local_dir, artifact_path)
+        run = client.get_run(run_id)
+        with tempfile.TemporaryDirectory() as tmp:  # an MLflow pyfunc model around the checkpoint (its data)
+            source = self.log_artifacts(run_id, save_pyfunc_model(local_dir, Path(tmp) / "model"), artifact_path)
         try:
             client.create_registered_model(registered_name)
         except MlflowException as exc:
             if "already exists" not in str(exc).lower() and "RESOURCE_ALREADY_EXISTS" not in str(exc):
                 raise
-        version = client.create_model_version(registered_name, source=source, run_id=run_id,
-                                              run_link=self.run_link(run_id))
+        version = client.create_model_version(
+            registered_name, source=source, run_id=run_id, run_link=self.run_link(run_id),
+            tags=version_tags(run.data.tags), description=version_description(run.info.run_name, run.data.tags))
         for alias in aliases:
             client.set_registered_model_alias(registered_name, alias, version.version)
         return {

@@ -31,15 +31,19 @@ def resolve_model_source(client, model_uri: str) -> str:
 
 
 def local_model_dir(client, tracking_uri: str, model_uri: str, dst: str | Path | None = None) -> Path:
-    """A local directory holding the model at ``model_uri`` (``models:/…``, ``runs:/<id>/model``, an artifact
-    location or a local path). Artifacts in a local store are returned in place: treat them as read-only."""
+    """A local checkpoint directory holding the model at ``model_uri`` (``models:/…``, ``runs:/<id>/model``, an
+    artifact location or a local path); inside an MLflow pyfunc model, its data folder (the checkpoint).
+    Artifacts in a local store are returned in place: treat them as read-only."""
     from mlflow.artifacts import download_artifacts
+
+    from assets.lm.mlflow_pyfunc import checkpoint_of
 
     source = resolve_model_source(client, model_uri)
     local = Path(source.removeprefix("file://"))
     if urlparse(source).scheme in ("", "file") and local.is_dir() and dst is None:
-        return local
-    return Path(download_artifacts(artifact_uri=source, dst_path=str(dst) if dst else None, tracking_uri=tracking_uri))
+        return checkpoint_of(local)
+    return checkpoint_of(download_artifacts(artifact_uri=source, dst_path=str(dst) if dst else None,
+                                            tracking_uri=tracking_uri))
 
 
 def client_for(tracking_uri: str):

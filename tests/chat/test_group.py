@@ -73,3 +73,24 @@ def test_chat_group_materializes_with_consistent_numbers(backbone):
 
     catalog = query(str(backbone.root), "SELECT model, count(*) AS n FROM chat.chat_budget_accuracy GROUP BY model")
     assert isinstance(catalog, pd.DataFrame) and sorted(catalog["n"]) == [3 * settings] * 2
+
+
+def test_every_registered_model_loads_as_an_mlflow_pyfunc_model(backbone):
+    """Every model the session registered (the LM family, the chat models and whatever else ran before) is an
+    MLflow model: `mlflow.pyfunc.load_model` on its exact URI generates text; a chat model answers in words."""
+    import mlflow
+
+    backbone.chat_models()
+    tracking = backbone.resources["tracking"]
+    versions = [v for m in tracking.client.search_registered_models()
+                for v in tracking.client.search_model_versions(f"name = '{m.name}'")]
+    assert {"chat-sft", "chat-rl", "chat-base"} <= {v.name for v in versions} and len(versions) >= 5
+    mlflow.set_tracking_uri(tracking.resolved_tracking_uri)
+    try:
+        for version in versions:
+            model = mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}")
+            texts = model.predict({"prompt": ["compute 1 + 2", "where was"]}, params={"max_new_tokens": 4})
+            assert len(texts) == 2 and all(isinstance(t, str) for t in texts), version.name
+            assert version.tags["reprolab.profile"] == "tiny" and version.description, version.name
+    finally:
+        mlflow.set_tracking_uri(None)

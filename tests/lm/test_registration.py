@@ -134,6 +134,27 @@ def test_train_and_register_logs_registers_and_loads_back(store):
     model, loaded_tokenizer = load_registered(record, tracking)
     assert count_parameters(model) == record["parameters"] and loaded_tokenizer.get_vocab() == tokenizer.get_vocab()
 
+    # the version is an MLflow model: signature, input example, requirements, tags, description, pyfunc loads it
+    import mlflow
+    from mlflow.models import Model
+
+    version = tracking.client.get_model_version("unit-model", "1")
+    assert version.tags["dagster.run_id"] == "dagster-run-1" and version.tags["reprolab.profile"] == "tiny"
+    assert version.tags["dagster.asset_key"] == "unit-run" and version.tags["reprolab.git_commit"]
+    assert "unit-run" in version.description and "mlflow.pyfunc.load_model" in version.description
+    mlflow.set_tracking_uri(tracking.resolved_tracking_uri)
+    try:
+        info = Model.load(record["model_uri"])
+        assert info.signature.inputs.input_names() == ["prompt"]
+        assert {p.name for p in info.signature.params} == {"max_new_tokens", "temperature"}
+        assert info.saved_input_example_info["type"] == "dataframe"
+        pyfunc = mlflow.pyfunc.load_model(record["model_uri"])
+        texts = pyfunc.predict({"prompt": ["the cat", "the dog"]}, params={"max_new_tokens": 3})
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert len(texts) == 2 and all(isinstance(t, str) and len(t.split()) <= 3 for t in texts), texts
+    assert all(w in WORDS for t in texts for w in t.split())  # words of the model's own vocabulary
+
 
 def test_a_failed_fit_fails_its_run_and_registers_nothing(store):
     tracking, _ = store
