@@ -45,3 +45,10 @@ def format_conversations(frames: dict[str, pd.DataFrame], split: str, *, benign_
                 out.append(chat_conversation(row))
     order = rng.permutation(len(out))
     return [out[i] for i in order]
+
+
+def fitting(tokenizer, conversations: list[list[dict]], context_length: int) -> list[list[dict]]:
+    """The conversations whose whole encoding fits the model's positions (SFT refuses longer ones)."""
+    from assets.chat.format import encode_conversation
+
+    return [c for c in conversations if len(encode_conversation(tokenizer, c)[0]) <= context_length]

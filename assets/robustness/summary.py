@@ -10,7 +10,9 @@ its success is defined (think_less: the clean response reasoned at all).
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,8 +20,8 @@ import pandas as pd
 from assets.robustness.grid import ATTACKS, BUDGET_UNITS, CUMULATIVE, GridSpec
 from assets.robustness.items import THINK_LESS
 
-SUCCESS_COLUMNS = ["attack", "goal", "task", "ambiguous", "adversary_budget", "budget_unit", "compute_level", "n",
-                   "successes", "success_rate", "ci_low", "ci_high", "queries", "mean_reasoning_tokens",
+SUCCESS_COLUMNS = ["defender", "attack", "goal", "task", "ambiguous", "adversary_budget", "budget_unit",
+                   "compute_level", "n", "successes", "success_rate", "ci_low", "ci_high", "queries", "mean_reasoning_tokens",
                    "mean_flops"]
 ACCURACY_COLUMNS = ["task", "compute_level", "n", "correct", "accuracy", "ci_low", "ci_high",
                     "mean_reasoning_tokens", "mean_flops"]
@@ -55,16 +57,27 @@ def _cell(rows: pd.DataFrame) -> dict:
             "mean_flops": float(answered["flops"].mean()) if len(answered) else math.nan}
 
 
-def success_grid(runs: pd.DataFrame, spec: GridSpec) -> pd.DataFrame:
-    """SUCCESS_COLUMNS: one row per (attack, goal, task, adversary budget, compute level) that was run."""
+def grid_budgets(runs: pd.DataFrame) -> dict[str, list[int]]:
+    """Each attack's adversary budgets, as the run recorded them (the `grid` column)."""
+    return json.loads(runs["grid"].iloc[0])
+
+
+def success_grid(runs: pd.DataFrame, spec: GridSpec | Mapping[str, Sequence[int]] | None = None) -> pd.DataFrame:
+    """SUCCESS_COLUMNS: one row per (defender, attack, goal, task, adversary budget, compute level) that was
+    run; budgets from `spec` (a GridSpec or attack -> budgets), by default those the runs recorded."""
+    if spec is None:
+        spec = grid_budgets(runs)
+    budgets = spec if isinstance(spec, Mapping) else {a: spec.budgets(a) for a in ATTACKS}
     rows = []
     for attack in ATTACKS:
         goals = runs["goal"] == THINK_LESS if attack == "think_less" else runs["goal"] != THINK_LESS
-        if attack != "think_less" and not (runs["attack"] == attack).any():
-            continue  # e.g. soft tokens without a white-box model
-        for (goal, task, level), group in runs[goals].groupby(["goal", "task", "compute_level"], sort=True):
-            for budget in spec.budgets(attack):
-                rows.append({"attack": attack, "goal": goal, "task": task, "ambiguous": task == "ambiguous",
+        keys = ["defender", "goal", "task", "compute_level"]
+        for (defender, goal, task, level), group in runs[goals].groupby(keys, sort=True):
+            if attack != "think_less" and not (group["attack"] == attack).any():
+                continue  # e.g. soft tokens without a white-box model
+            for budget in budgets[attack]:
+                rows.append({"defender": defender, "attack": attack, "goal": goal, "task": task,
+                             "ambiguous": task == "ambiguous",
                              "adversary_budget": budget, "budget_unit": BUDGET_UNITS[attack],
                              "compute_level": level, **_cell(_cell_rows(group, attack, budget))})
     return pd.DataFrame(rows, columns=SUCCESS_COLUMNS)

@@ -1,0 +1,112 @@
+"""The model defender and the soft-token attack on a tiny Llama: budgets honoured, the norm cap holds, soft
+tokens equal to a word's embedding reproduce that word exactly, zero budget leaves outputs unchanged."""
+
+import pandas as pd
+import pytest
+import torch
+
+from assets.chat.format import prompt_ids
+from assets.robustness.defender import model_defender
+from assets.robustness.grid import GridSpec, run_attacks
+from assets.robustness.items import THINK_LESS, attack_items, conversation
+from assets.robustness.soft_tokens import (
+    SoftPromptModel,
+    norm_cap,
+    optimise_soft_tokens,
+    placeholder,
+    project,
+    real_token_ids,
+)
+
+
+@pytest.fixture(scope="module")
+def items(frames):
+    return attack_items(frames, 2, 1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def targets(items):
+    return items[items["goal"] != THINK_LESS].reset_index(drop=True)
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame):
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+
+
+@pytest.mark.parametrize("budget", [0, 3, 7])
+def test_the_model_defender_honours_the_budget_and_counts_compute(model, tokenizer, items, budget):
+    defend = model_defender(model, tokenizer, max_answer_tokens=4)
+    out = defend([conversation(r) for _, r in items.head(6).iterrows()], budget)
+    assert len(out) == 6 and out["answered"].all()
+    assert (out["reasoning_tokens"] <= budget).all() and (out["flops"] > 0).all()
+    if budget == 0:
+        assert (out["reasoning_tokens"] == 0).all()
+
+
+def test_a_prompt_that_leaves_no_room_for_the_budget_is_not_answered(model, tokenizer, items):
+    item = items.iloc[0]
+    long = conversation(item, " ".join(["compute"] * 140))
+    out = model_defender(model, tokenizer)([conversation(item), long], 8)
+    assert list(out["answered"]) == [True, False] and out["answer"].iloc[1] is None
+
+
+def test_projection_caps_every_vector():
+    vectors = torch.tensor([[3.0, 4.0], [0.3, 0.4]])
+    capped = project(vectors, 1.0)
+    assert torch.allclose(capped.norm(dim=-1), torch.tensor([1.0, 0.5]))
+
+
+def test_optimised_soft_tokens_respect_the_norm_cap_and_lower_the_loss(model, tokenizer, targets):
+    cap = norm_cap(model, tokenizer, 0.5)
+    weights = model.get_input_embeddings().weight.detach()[real_token_ids(tokenizer)]
+    assert cap < float(weights.norm(dim=-1).max())  # a real bound, tighter than the largest embedding
+    soft = optimise_soft_tokens(model, tokenizer, targets, 3, steps=15, lr=0.2, cap=cap, seed=0)
+    assert soft.loss_end < soft.loss_start
+    assert soft.max_norm() <= cap * (1 + 1e-5)
+    assert all(v.shape == (3, weights.size(1)) for v in soft.vectors.values())
+    with pytest.raises(ValueError, match="soft-token budget"):
+        optimise_soft_tokens(model, tokenizer, targets, 0, steps=1, lr=0.1, cap=cap)
+
+
+def test_soft_tokens_equal_to_a_words_embedding_generate_exactly_as_that_word(model, tokenizer, targets):
+    """The wrapper puts vectors where the placeholders are: with the embeddings of real words it must give
+    the defender's outputs on the conversation that holds those words."""
+    words = ["5", "+", "7"]
+    vectors = model.get_input_embeddings().weight.detach()[tokenizer.convert_tokens_to_ids(words)]
+    rows = list(targets.head(3).iterrows())
+    table = {}
+    for _, item in rows:
+        ids = prompt_ids(tokenizer, conversation(item, placeholder(tokenizer, 3)))
+        start = ids.index(tokenizer.convert_tokens_to_ids("<|data|>")) + 1
+        table[tuple(ids)] = (list(range(start, start + 3)), vectors)
+    wrapped = model_defender(SoftPromptModel(model, table), tokenizer)
+    plain = model_defender(model, tokenizer)
+    for budget in (0, 5):
+        soft = wrapped([conversation(item, placeholder(tokenizer, 3)) for _, item in rows], budget)
+        real = plain([conversation(item, " ".join(words)) for _, item in rows], budget)
+        _same(soft, real)
+    # and the vectors really are read: the wrapper's logits are those of the words, not of the placeholders
+    key = next(iter(table))
+    real_ids = prompt_ids(tokenizer, conversation(rows[0][1], " ".join(words)))
+    with torch.no_grad():
+        swapped = SoftPromptModel(model, table)(torch.tensor([key])).logits
+        assert torch.allclose(swapped, model(torch.tensor([real_ids])).logits, atol=1e-5)
+        assert not torch.allclose(swapped, model(torch.tensor([key])).logits, atol=1e-3)
+
+
+def test_zero_budget_attacks_leave_the_defenders_outputs_unchanged(model, tokenizer, items):
+    spec = GridSpec(compute_levels=(0, 4), many_shot=(0, 1), injection=(0, 1), soft_tokens=(0, 1),
+                    adaptive=(0, 1), think_less=(0, 1), soft_steps=2)
+    defend = model_defender(model, tokenizer)
+    runs, info = run_attacks(defend, items, spec, white_box={"model": model, "tokenizer": tokenizer})
+    clean = runs[runs["attack"] == "none"]
+    for level in (0, 4):
+        again = defend([conversation(r) for _, r in items.iterrows()], level)
+        rows = clean[clean["compute_level"] == level].set_index("item_id").loc[items["item_id"]]
+        assert list(rows["reasoning"]) == list(again["reasoning"]) and list(rows["answer"]) == list(again["answer"])
+    soft = runs[runs["attack"] == "soft_tokens"]
+    assert set(soft["variant"]) == {1} and (soft["soft_norm"] <= soft["soft_cap"] * (1 + 1e-5)).all()
+    assert info["soft_max_norm"] <= info["soft_norm_cap"] * (1 + 1e-5)
+    # an empty soft prompt is the clean conversation: the wrapper with no vectors changes nothing
+    unchanged = model_defender(SoftPromptModel(model, {}), tokenizer)([conversation(r) for _, r in items.iterrows()], 4)
+    _same(unchanged, defend([conversation(r) for _, r in items.iterrows()], 4))
