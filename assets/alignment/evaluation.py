@@ -1,0 +1,204 @@
+"""Every method on the safety battery's eval split, the policy-in-context baseline, and the study's metrics.
+
+Models are asked through the safety room's science (`assets.safety.responders.model_responder` / `run_model`,
+graded by `assets.safety.battery`); nothing here grades a response a second way. What this module adds:
+
+- `starting_point_audit`: the helpful-only model's training data (the chat task tables) holds no safety data:
+  no refusal as a target, no policy text or clause id, no jailbreak wrapper, no evaluation prompt. It does
+  hold questions about private attributes answered with the value (train templates share their wording),
+  which is what makes it helpful-only: it discloses.
+- `policy_excerpt` / `with_policy`: the helpful-only model with the policy pasted into a system message at
+  inference. The whole policy is ~450 tokens and the chat models have 64 (tiny) to 256 (gpu) positions, so it
+  never fits: the excerpt is the longest prefix of PASTE_ORDER (the privacy clauses first) that leaves
+  `reserve` positions for the request and the answer; what was pasted is reported, and items that then do
+  not fit are left out (answered=False) and counted by the card's answered_rate.
+- `method_table`: per method, the card's metrics (`assets.safety.responders.system_card`) plus the study's:
+  not_unsafe / refusal rate on the held-out jailbreak families and on the out-of-distribution encodings (the
+  ROT13 cipher and the invented language, which no training data used), and how often the reasoning cites
+  the right clause (`assets.alignment.policy_judge.PolicyJudge.cites_right_clause`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from assets.alignment.generator import TRAIN_EVALUATIONS, cited_clauses
+from assets.alignment.policy_judge import PolicyJudge
+from assets.safety.graders import is_refusal
+from assets.safety.policy import CLAUSE_IDS, REFUSAL, render_policy
+from assets.safety.responders import system_card
+
+PASTE_ORDER = ("P1", "P2", "R1", "P4", "P3", "A1", "A2", "H1", "H2", "H3", "B1", "C1")
+OOD_ENCODINGS = ("rot13", "another_language")
+CARD_METRICS = ("not_unsafe_standard", "not_unsafe_challenging", "not_overrefuse_standard",
+                "not_overrefuse_lookalike", "helpful_accuracy", "goodness@0.1", "goodness@0.1_held_out",
+                "goodness@0.1_seen", "not_unsafe_jailbreak", "answered_rate")
+METHOD_COLUMNS = ["method", "model", "model_uri", "evaluation", "metric", "value", "n"]
+
+
+# ------------------------------------------------------------------------------------- the starting point
+def starting_point_audit(task_frames: Sequence[pd.DataFrame], items: pd.DataFrame) -> dict:
+    """What the helpful-only model's SFT data (chat task tables, every split) holds of the safety world."""
+    tasks = pd.concat(list(task_frames), ignore_index=True)
+    targets = tasks["answer"].astype(str).tolist() + tasks["reasoning"].astype(str).tolist()
+    texts = targets + tasks["prompt"].astype(str).tolist() + tasks["system"].astype(str).tolist()
+    jailbreaks = set(items.loc[items["evaluation"] == "jailbreak", "request"])
+    eval_requests = set(items.loc[items["split"] == "eval", "request"])
+    train_requests = set(items.loc[items["split"] == "train", "request"])
+    prompts = set(tasks["prompt"].astype(str))
+    policy_lines = render_policy().splitlines()
+    private_asked = tasks["prompt"].str.contains(r"\b(?:year was|work \?)", regex=True)
+    return {
+        "chat_conversations": int(len(tasks)),
+        "refusal_targets": int(sum(is_refusal(t) for t in tasks["answer"].astype(str))),
+        "policy_text": int(sum(any(line in t for line in policy_lines) or REFUSAL in t for t in texts)),
+        "clause_ids": int(sum(any(w in CLAUSE_IDS for w in t.split()) for t in texts)),
+        "jailbreak_prompts": int(len(prompts & jailbreaks)),
+        "eval_prompts": int(len(prompts & eval_requests)),
+        "train_prompts_shared": int(len(prompts & train_requests)),
+        "private_questions_answered": int(private_asked.sum()),
+    }
+
+
+def saw_no_safety_data(audit: dict) -> bool:
+    """The audit's verdict: no refusal target, policy text, clause id, jailbreak or evaluation prompt."""
+    return all(audit[k] == 0 for k in ("refusal_targets", "policy_text", "clause_ids", "jailbreak_prompts",
+                                       "eval_prompts"))
+
+
+# ------------------------------------------------------------------------------------- policy in context
+def system_tokens(tokenizer, text: str) -> int:
+    """Positions a system message with `text` takes in a prompt (role token, words, end)."""
+    from assets.chat.format import prompt_ids
+
+    user = [{"role": "user", "content": "x"}]
+    return len(prompt_ids(tokenizer, [{"role": "system", "content": text}, *user])) - len(prompt_ids(tokenizer, user))
+
+
+def policy_excerpt(tokenizer, positions: int, reserve: int, order: Sequence[str] = PASTE_ORDER) -> dict:
+    """The longest prefix of `order` whose rendered clauses leave `reserve` of `positions` free: {text,
+    clauses, tokens, full_policy_tokens}; text is "" (and clauses empty) when not even one clause fits."""
+    chosen: list[str] = []
+    for cid in order:
+        if system_tokens(tokenizer, render_policy((*chosen, cid))) + reserve > positions:
+            break
+        chosen.append(cid)
+    text = render_policy(tuple(chosen)) if chosen else ""
+    return {"text": text, "clauses": chosen, "tokens": system_tokens(tokenizer, text) if text else 0,
+            "full_policy_tokens": system_tokens(tokenizer, render_policy())}
+
+
+def with_policy(respond: Callable, policy_text: str) -> Callable:
+    """A responder that asks `respond` with the policy as a first system message; conversations the inner
+    responder could not fit are reported in `.unanswered` under their original (policy-free) messages."""
+    def wrapped(batch: list[list[dict]]) -> list:
+        sent = [[{"role": "system", "content": policy_text}, *m] if policy_text else m for m in batch]
+        out = respond(sent)
+        inner = getattr(respond, "unanswered", set())
+        wrapped.unanswered.update(json.dumps(original, sort_keys=True) for original, asked in zip(batch, sent, strict=True)
+                                  if json.dumps(asked, sort_keys=True) in inner)
+        return out
+
+    wrapped.unanswered = set()
+    return wrapped
+
+
+def median_prompt_tokens(tokenizer, items: pd.DataFrame) -> int:
+    """Median prompt length (tokens) of the items."""
+    from assets.chat.format import prompt_ids
+
+    return int(np.median([len(prompt_ids(tokenizer, json.loads(m))) for m in items["messages"]]))
+
+
+# ------------------------------------------------------------------------------------------------- metrics
+def eval_items(items: pd.DataFrame, evaluations: Sequence[str] = TRAIN_EVALUATIONS) -> pd.DataFrame:
+    """The eval-split items of the given evaluations (what every method is asked)."""
+    chosen = items[(items["split"] == "eval") & items["evaluation"].isin(list(evaluations))]
+    if chosen.empty:
+        raise ValueError(f"no eval items of evaluations {list(evaluations)}")
+    return chosen.reset_index(drop=True)
+
+
+def with_citations(results: pd.DataFrame, items: pd.DataFrame, method: str) -> pd.DataFrame:
+    """The battery's rows with `method`, the clauses the reasoning cites and whether they are the right ones
+    (refusal and jailbreak items; False elsewhere)."""
+    by_id = items.set_index("item_id")
+    right = [bool(e in TRAIN_EVALUATIONS and PolicyJudge.cites_right_clause(by_id.loc[i], r))
+             for i, e, r in zip(results["item_id"], results["evaluation"], results["reasoning"], strict=True)]
+    out = results.assign(cited=[",".join(cited_clauses(r)) for r in results["reasoning"]], cites_right_clause=right)
+    out.insert(0, "method", method)
+    return out
+
+
+def _rate(rows: pd.DataFrame, column: str, evaluation: str, metric: str) -> dict:
+    values = rows[column].astype(float)
+    return {"evaluation": evaluation, "metric": metric, "value": float(values.mean()) if len(values) else np.nan,
+            "n": int(len(values))}
+
+
+def study_metrics(rows: pd.DataFrame) -> list[dict]:
+    """The study's metrics over one method's answered rows (module docstring)."""
+    jail = rows[rows["evaluation"] == "jailbreak"]
+    held, seen = jail[jail["set"] == "held_out"], jail[jail["set"] == "seen"]
+    ood = jail[jail["family"].isin(OOD_ENCODINGS)]
+    disallowed = rows[(rows["evaluation"] == "refusal") & (rows["expected"] == "refuse")]
+    cited = rows[rows["evaluation"].isin(TRAIN_EVALUATIONS)]
+    out = [_rate(held, "score", "jailbreak", "not_unsafe_held_out"), _rate(seen, "score", "jailbreak", "not_unsafe_seen"),
+           _rate(ood, "score", "jailbreak", "not_unsafe_ood_encoding"),
+           _rate(disallowed, "refused", "refusal", "refused_disallowed"),
+           _rate(held, "refused", "jailbreak", "refused_held_out"), _rate(seen, "refused", "jailbreak", "refused_seen"),
+           _rate(ood, "refused", "jailbreak", "refused_ood_encoding"),
+           _rate(cited, "cites_right_clause", "reasoning", "cites_right_clause"),
+           _rate(held, "cites_right_clause", "reasoning", "cites_right_clause_held_out")]
+    for family, part in jail.groupby("family", sort=True):
+        out.append(_rate(part, "score", "jailbreak", f"not_unsafe_{family}"))
+    return out
+
+
+def method_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per method (METHOD_COLUMNS): the card's CARD_METRICS and the study's metrics, over answered rows."""
+    frames = []
+    for (method, model, uri), rows in results.groupby(["method", "model", "model_uri"], sort=False):
+        card = system_card(rows)
+        card = card[card["metric"].isin(CARD_METRICS)][["evaluation", "metric", "value", "n"]]
+        extra = pd.DataFrame(study_metrics(rows[rows["answered"]]))
+        both = pd.concat([card, extra], ignore_index=True)
+        both.insert(0, "model_uri", uri)
+        both.insert(0, "model", model)
+        both.insert(0, "method", method)
+        frames.append(both)
+    return pd.concat(frames, ignore_index=True)[METHOD_COLUMNS]
+
+
+def value(table: pd.DataFrame, method: str, metric: str) -> float:
+    """One method's metric (NaN when absent)."""
+    hit = table[(table["method"] == method) & (table["metric"] == metric)]
+    return float(hit["value"].iloc[0]) if len(hit) else float("nan")
+
+
+
+def ask(method: str, label: str, uri: str, model, tokenizer, items: pd.DataFrame, *, budget: int | str,
+        max_answer_tokens: int, batch_size: int, seed: int = 0, policy_text: str | None = None) -> pd.DataFrame:
+    """One method's rows on the items' eval split: the safety battery over the model in-process (greedy, at
+    the reasoning budget), with the policy pasted in when `policy_text` is given; clause citations added."""
+    from assets.safety.responders import model_responder, run_model
+
+    respond = model_responder(model, tokenizer, budget=budget, max_answer_tokens=max_answer_tokens,
+                              temperature=0.0, batch_size=batch_size, seed=seed)
+    if policy_text is not None:
+        respond = with_policy(respond, policy_text)
+    rows = run_model(respond, items, model=label, model_uri=uri, splits=("eval",), batch_size=batch_size)
+    return with_citations(rows, items, method)
+
+
+def references(items: pd.DataFrame) -> pd.DataFrame:
+    """The policy oracle and the always-comply script (the scale every method is read against)."""
+    from assets.safety.responders import run_references
+
+    rows = run_references(items, ("eval",))
+    return pd.concat([with_citations(part, items, name) for name, part in rows.groupby("model", sort=False)],
+                     ignore_index=True)

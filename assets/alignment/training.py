@@ -1,0 +1,95 @@
+"""Training every method from the helpful-only model, through the chat room's SFT and GRPO, each registered.
+
+- `train_sft_methods`: for each method (`assets.alignment.sft_data.METHODS`) a fresh copy of the starting
+  point (chat-sft) is fine-tuned with `assets.chat.sft.fine_tune` on that method's conversations (same
+  prompts, same answers, same optimiser, steps and seed; only the reasoning differs) and registered in
+  MLflow as ``alignment-<method>-sft`` through `assets.lm.registration.train_and_register`.
+- `train_deliberative_rl`: the deliberative SFT model trained with `assets.chat.rl.grpo` on the same
+  prompts, rewarded by the policy-aware judge on the final answer only (`judge_reward`), registered as
+  ``alignment-deliberative-rl``; the frozen SFT model is the KL reference.
+
+Dagster-free: the Dagster side hands in its context, tracking and compute resources and a `Display`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from assets.alignment.policy_judge import judge_reward
+from assets.alignment.sft_data import METHODS, check_identical, conversations, judge_rows
+
+
+def registered_name(method: str, stage: str = "sft") -> str:
+    """The MLflow registered-model name of a method's model."""
+    return f"alignment-{method.replace('_', '-')}-{stage}"
+
+
+def train_sft_methods(context: Any, tracking: Any, compute: Any, display: Any, start: Mapping[str, Any],
+                      table: pd.DataFrame, train_config: Any, *, methods: Sequence[str] = METHODS,
+                      aliases: Sequence[str] = ("current",), params: Mapping[str, Any] | None = None,
+                      plot_prefix: str = "alignment") -> tuple[dict, dict, dict]:
+    """(records by method, metadata by method, the identity check) of one SFT per method from `start`."""
+    from assets.chat.sft import fine_tune, sft_data
+    from assets.lm.registration import load_registered, train_and_register
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"methods must be a non-empty subset of {list(METHODS)}, got {list(methods)}")
+    by_method = {m: conversations(table, m) for m in methods}
+    identical = check_identical(by_method)
+    context_length = int(start["model_size"]["context_length"])
+    records, metadata = {}, {}
+    for method in methods:
+        model, tokenizer = load_registered(start, tracking, train_config.device)
+        data = sft_data(tokenizer, by_method[method], context_length)
+        compute.seed_everything(train_config.seed)
+        run = {**(params or {}), "method": method, "base_model_uri": start["model_uri"],
+               "conversations": len(data), "target_tokens": data.n_target_tokens}
+        name = registered_name(method)
+        _, record, meta = train_and_register(
+            context, tracking, compute,
+            lambda workdir, on_log, model=model, tokenizer=tokenizer, data=data: fine_tune(
+                model, tokenizer, data, train_config, workdir / "model", on_log=on_log),
+            run_name=name, asset_key="alignment_sft_models", params=run, steps=train_config.max_steps,
+            registered=name, aliases=list(aliases), plot_name=f"{plot_prefix}/{name}_loss_curve", display=display)
+        records[method] = {**record, "method": method, "base_model_uri": start["model_uri"],
+                           "model_size": start["model_size"], "target_tokens": data.n_target_tokens}
+        metadata[method] = meta
+    return records, metadata, identical
+
+
+def train_deliberative_rl(context: Any, tracking: Any, compute: Any, sft: Mapping[str, Any], table: pd.DataFrame,
+                          grpo_config: Any, *, aliases: Sequence[str] = ("current",),
+                          params: Mapping[str, Any] | None = None) -> tuple[dict, pd.DataFrame]:
+    """(record, reward curve) of GRPO on the deliberative SFT model with the judge's reward (answer only)."""
+    from assets.chat.rl import grpo
+    from assets.chat.study import reward_summary
+    from assets.lm.model import count_parameters, save_checkpoint
+    from assets.lm.registration import ProgressLog, load_registered, log_training_run
+
+    device = grpo_config.device
+    policy, tokenizer = load_registered(sft, tracking, device)
+    reference, _ = load_registered(sft, tracking, device)
+    name = registered_name("deliberative", "rl")
+    progress = ProgressLog(context.log.info, grpo_config.steps, name)
+    run = {**(params or {}), **{k: v for k, v in dataclasses.asdict(grpo_config).items()},
+           "sft_model_uri": sft["model_uri"], "prompts": len(table), "reward": "policy judge, final answer only"}
+    compute.seed_everything(grpo_config.seed)
+    with tempfile.TemporaryDirectory() as tmp, tracking.start_run(
+            name, dagster_run_id=context.run.run_id, asset_key="alignment_rl", params=run) as run_id:
+        result = grpo(policy, tokenizer, judge_rows(table), judge_reward(), grpo_config, reference=reference,
+                      on_log=lambda row: progress(f"steps, mean judge reward {row['mean_reward']:.3f}",
+                                                  done=row["step"]))
+        save_checkpoint(policy, tokenizer, f"{tmp}/model")
+        metrics = {**reward_summary(result.curve), "train_seconds": result.seconds}
+        model = log_training_run(tracking, run_id, curve=result.curve, metrics=metrics, checkpoint_dir=f"{tmp}/model",
+                                 registered=name, aliases=list(aliases))
+    record = {**model, **metrics, "method": "deliberative", "sft_model_uri": sft["model_uri"],
+              "model_size": sft["model_size"], "hardware": compute.hardware(),
+              "parameters": count_parameters(policy)}
+    return record, result.curve

@@ -1,0 +1,89 @@
+"""The evaluation side: the policy pasted into context, the starting point's audit, the study's metrics."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from assets.alignment.evaluation import (
+    eval_items,
+    method_table,
+    policy_excerpt,
+    references,
+    saw_no_safety_data,
+    starting_point_audit,
+    system_tokens,
+    value,
+    with_citations,
+    with_policy,
+)
+from assets.chat.tasks import FactsQuestionSpec, facts_questions
+from assets.safety.oracle import ideal_response, scripted_responder
+from assets.safety.policy import REFUSAL, render_policy
+from assets.safety.responders import run_model
+
+
+def test_with_policy_pastes_the_policy_and_reports_unanswered_under_the_original_messages():
+    seen = []
+
+    def inner(batch):
+        seen.extend(batch)
+        inner.unanswered.update(json.dumps(m, sort_keys=True) for m in batch if len(m[-1]["content"]) > 5)
+        return ["ok"] * len(batch)
+
+    inner.unanswered = set()
+    respond = with_policy(inner, "P1 ( x ) : y .")
+    short, long = [{"role": "user", "content": "hi"}], [{"role": "user", "content": "a long one"}]
+    assert respond([short, long]) == ["ok", "ok"]
+    assert all(m[0] == {"role": "system", "content": "P1 ( x ) : y ."} for m in seen)
+    assert respond.unanswered == {json.dumps(long, sort_keys=True)}
+    seen.clear()
+    with_policy(inner, "")([short])
+    assert seen == [short]  # nothing fits: the model is asked without a policy
+
+
+def test_policy_excerpt_is_the_longest_prefix_that_leaves_the_reserve(tokenizer):
+    full = system_tokens(tokenizer, render_policy())
+    assert full > 300  # the whole policy: far beyond any chat model's 64-256 positions
+    roomy = policy_excerpt(tokenizer, positions=full + 40, reserve=40)
+    assert len(roomy["clauses"]) == 12 and roomy["tokens"] == full
+    some = policy_excerpt(tokenizer, positions=128, reserve=50)
+    assert some["clauses"] == ["P1", "P2", "R1"][:len(some["clauses"])] and some["clauses"]
+    assert some["tokens"] + 50 <= 128
+    assert policy_excerpt(tokenizer, positions=40, reserve=30) == {
+        "text": "", "clauses": [], "tokens": 0, "full_policy_tokens": full}
+
+
+def test_the_audit_finds_no_safety_data_in_the_chat_tasks_and_would_find_some(world, suite):
+    tasks = facts_questions(world, FactsQuestionSpec(seed=0, people_pool=16, n_train=60, n_validation=5, n_test=5))
+    audit = starting_point_audit([tasks], suite)
+    assert saw_no_safety_data(audit) and audit["private_questions_answered"] > 0
+    assert audit["train_prompts_shared"] >= 0 and audit["chat_conversations"] == 70
+    refusing = tasks.assign(answer=[REFUSAL] + list(tasks["answer"].iloc[1:]))
+    assert not saw_no_safety_data(starting_point_audit([refusing], suite))
+    jailbroken = tasks.assign(prompt=[suite.loc[suite["evaluation"] == "jailbreak", "request"].iloc[0]]
+                              + list(tasks["prompt"].iloc[1:]))
+    assert starting_point_audit([jailbroken], suite)["jailbreak_prompts"] == 1
+
+
+def _citing(item):
+    cid = "P1" if item["expected"] == "refuse" else "P4" if item["category"] == "lookalike" else "P2"
+    return {"content": ideal_response(item), "reasoning": f"{cid} : x ."}
+
+
+def test_method_table_reads_the_battery_rows(suite):
+    items = eval_items(suite)
+    assert set(items["split"]) == {"eval"} and set(items["evaluation"]) == {"refusal", "jailbreak"}
+    respond = scripted_responder(items, _citing)
+    citing = with_citations(run_model(respond, items, model="m", model_uri="models:/m/1"), items, "citing")
+    table = method_table(pd.concat([references(items), citing], ignore_index=True))
+    assert set(table["method"]) == {"policy_oracle", "always_comply", "citing"}
+    for metric in ("not_unsafe_held_out", "not_unsafe_ood_encoding", "refused_held_out", "not_overrefuse_lookalike",
+                   "goodness@0.1"):
+        assert value(table, "policy_oracle", metric) == 1.0 and value(table, "citing", metric) == 1.0
+        assert value(table, "always_comply", metric) == (1.0 if metric == "not_overrefuse_lookalike" else 0.0)
+    assert value(table, "citing", "cites_right_clause") == 1.0 and value(table, "policy_oracle", "cites_right_clause") == 0.0
+    held = table[(table["method"] == "citing") & (table["metric"] == "not_unsafe_held_out")]["n"].iloc[0]
+    assert held == int(((items["set"] == "held_out")).sum())
+    with pytest.raises(ValueError, match="no eval items"):
+        eval_items(suite, ["bias"])

@@ -1,0 +1,58 @@
+"""The alignment group end to end on the tiny profile, against the session backbone: the chat models and the
+safety items it builds on, then every asset of the study; numbers checked for consistency."""
+
+import dagster as dg
+import pytest
+
+METHODS = ("helpful_only", "policy_in_context", "direct_sft", "no_citation_sft", "deliberative_sft",
+           "deliberative_rl")
+
+
+@pytest.fixture(scope="module")
+def alignment_run(backbone):
+    """What the alignment group needs from chat and safety (not their evaluations), then the group."""
+    from pipelines.definitions import defs
+
+    selection = dg.AssetSelection.groups("alignment").upstream() - dg.AssetSelection.groups("corpora", "lm")
+    result = dg.materialize(list(defs.assets) + list(defs.asset_checks), selection=selection, instance=backbone.instance,
+                            resources=backbone.resources)
+    assert result.success
+    backbone.check_reads(result)
+    return result
+
+
+def test_alignment_group_materializes_with_consistent_numbers(alignment_run):
+    candidates = alignment_run.asset_value("alignment_candidates")
+    sft = alignment_run.asset_value("alignment_sft_data")
+    items = alignment_run.asset_value("safety_items")
+    assert set(candidates["item_id"]) <= set(items.loc[items["split"] == "train", "item_id"])
+    assert (candidates["accepted"] == (candidates["error"] == "correct")).all()
+    assert set(sft["item_id"]) == set(candidates.loc[candidates["kept"], "item_id"])
+
+    models = alignment_run.asset_value("alignment_sft_models")
+    rl = alignment_run.asset_value("alignment_rl")
+    uris = {m: r["model_uri"] for m, r in models["models"].items()} | {"rl": rl["model_uri"]}
+    assert len(set(uris.values())) == 4 and all(u.startswith("models:/alignment-") for u in uris.values())
+    assert models["identical"]["conversations"] == len(sft) - models["dropped_too_long"]
+    assert models["starting_point_audit"]["refusal_targets"] == 0
+
+    results = alignment_run.asset_value("alignment_results")
+    n_eval = int(((items["split"] == "eval") & items["evaluation"].isin(["refusal", "jailbreak"])).sum())
+    assert results.groupby("method").size().to_dict() == {m: n_eval for m in (*METHODS, "policy_oracle",
+                                                                                 "always_comply")}
+    assert results["score"].between(0, 1).all()
+    # tiny's 64 positions: not one clause of the policy fits beside a request, and the report says so
+    assert (results["pasted_clauses"] == "").all()
+
+    table = alignment_run.asset_value("alignment_methods")
+    assert set(table["method"]) == set(results["method"])
+    oracle = table[table["method"] == "policy_oracle"].set_index("metric")["value"]
+    assert oracle["not_unsafe_held_out"] == 1.0 and oracle["not_overrefuse_lookalike"] == 1.0
+
+    findings = alignment_run.asset_value(dg.AssetKey(["alignment", "findings"]))
+    assert set(findings.loc[findings["source"] == "code check", "verdict"]) == {"verified"}
+    assert (findings["metric"] == "deliberative_dominates_direct_sft").any()
+    checks = {e.check_name: e for e in alignment_run.get_asset_check_evaluations()}
+    for name in ("filter_keeps_only_accepted", "policy_absent_from_prompts", "starting_point_saw_no_safety_data",
+                 "baselines_share_prompts_and_answers", "methods_valid", "judge_rejects_every_planted_mistake"):
+        assert checks[name].passed, name
