@@ -11,7 +11,7 @@
     reprolab mlflow-ui [--port N]     the MLflow UI on the warehouse's tracking store
     reprolab serve MODEL [--port N]   an OpenAI-compatible server for a chat model (models:/chat-sft@current or a
                                       checkpoint directory) on 127.0.0.1
-    reprolab evaluate --base-url URL --model NAME
+    reprolab evaluate --base-url URL --model NAME [--benchmark FILE ...]
                                       the safety battery against any OpenAI-compatible endpoint, into the
                                       warehouse's safety tables (keyed by endpoint and model)
 """
@@ -272,6 +272,7 @@ def cmd_evaluate(args) -> int:
     from datetime import UTC, datetime
 
     from assets.chat.client import Endpoint
+    from assets.safety.benchmarks import graded_benchmarks, with_benchmarks
     from assets.safety.responders import replace_rows, run_endpoint, system_card
     from resources.tables import Lineage, WarehouseError, latest_file, read_table, write_table
 
@@ -283,7 +284,12 @@ def cmd_evaluate(args) -> int:
         return 2
     endpoint = Endpoint(args.base_url, args.model, args.api_key_env)
     try:
-        new = run_endpoint(endpoint, read_table(items_file), max_tokens=args.max_tokens, temperature=0.0)
+        items = with_benchmarks(read_table(items_file), args.benchmark or [], args.max_items)
+    except (ValueError, OSError) as exc:
+        print(f"error: a benchmark file could not be read: {exc}", file=sys.stderr)
+        return 2
+    try:
+        new = graded_benchmarks(run_endpoint(endpoint, items, max_tokens=args.max_tokens, temperature=0.0), items)
     except Exception as exc:  # the endpoint's or the key's error, in one line
         print(f"error: evaluating {args.base_url} failed: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
@@ -349,6 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", default=None, help="model id (default: the first one the endpoint lists)")
     e.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the key")
     e.add_argument("--max-tokens", type=int, default=64, help="max tokens per answer")
+    e.add_argument("--benchmark", action="append", metavar="FILE",
+                   help="a local XSTest / StrongREJECT / SimpleQA / BBQ file (or BBQ folder) to run beside the "
+                        "suite, in its published format; repeatable")
+    e.add_argument("--max-items", type=int, default=None, help="a seeded sample of at most this many items per "
+                                                               "benchmark file")
     e.set_defaults(func=cmd_evaluate)
     return parser
 

@@ -334,3 +334,24 @@ def benchmark_table(results: pd.DataFrame) -> pd.DataFrame:
             rows.extend({**m, "evaluation": benchmark} for m in metrics)
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
+
+def with_benchmarks(items: pd.DataFrame, files: Sequence[str | Path], max_items: int | None = None,
+                    seed: int = 0) -> pd.DataFrame:
+    """The suite's items followed by the items of the benchmark `files` (none: the suite as given)."""
+    if not files:
+        return items
+    return pd.concat([items, benchmark_items(list(files), max_items=max_items, seed=seed)], ignore_index=True)
+
+
+def graded_benchmarks(results: pd.DataFrame, items: pd.DataFrame, judge: Judge | None = None) -> pd.DataFrame:
+    """`results` with its benchmark rows re-graded by `judge_benchmark` (default: the programmatic judge),
+    each responder's rows apart (keyed results: responder, model, model_uri, endpoint); results without
+    benchmark rows unchanged."""
+    if not results["set"].isin(BENCHMARKS).any():
+        return results
+    from assets.safety.judge import ProgrammaticJudge
+
+    keys = [c for c in ("responder", "model", "model_uri", "endpoint") if c in results.columns]
+    parts = [judge_benchmark(part, items, judge or ProgrammaticJudge())[0]
+             for _, part in results.groupby(keys, sort=False, dropna=False)]
+    return pd.concat(parts, ignore_index=True)[results.columns]

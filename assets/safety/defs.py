@@ -162,6 +162,10 @@ class ResultsConfig(dg.Config):
     seed: int = 0
     cpu_threads: int = Field(default=1, description="torch CPU threads (0: torch's default)")
     endpoints: list[EndpointConfig] = Field(default=[], description="OpenAI-compatible endpoints to evaluate too")
+    benchmark_files: list[str] = Field(default=[], description="local XSTest / StrongREJECT / SimpleQA / BBQ files "
+                                                               "(published formats) to run beside the suite")
+    benchmark_max_items: int | None = Field(default=None, description="a seeded sample of at most this many "
+                                                                      "items per benchmark file")
 
 
 def _budget(text: str) -> str | int:
@@ -180,6 +184,7 @@ def safety_results(context: dg.AssetExecutionContext, config: ResultsConfig, tra
     from assets.chat.client import Endpoint
     from assets.lm.registry import load_model
     from assets.lm.threads import torch_threads
+    from assets.safety.benchmarks import graded_benchmarks, with_benchmarks
     from assets.safety.responders import (
         model_responder,
         run_endpoint,
@@ -188,6 +193,7 @@ def safety_results(context: dg.AssetExecutionContext, config: ResultsConfig, tra
         vocabulary_coverage,
     )
 
+    safety_items = with_benchmarks(safety_items, config.benchmark_files, config.benchmark_max_items, config.seed)
     frames, meta, device = [run_references(safety_items, config.splits)], {}, compute.torch_device()
     with torch_threads(config.cpu_threads, device):
         for name, record in chat_models.items():
@@ -206,7 +212,7 @@ def safety_results(context: dg.AssetExecutionContext, config: ResultsConfig, tra
         frames.append(run_endpoint(Endpoint(spec.base_url, spec.model, spec.api_key_env), safety_items,
                                    splits=config.splits, max_tokens=config.max_answer_tokens,
                                    temperature=config.temperature))
-    results = pd.concat(frames, ignore_index=True)
+    results = graded_benchmarks(pd.concat(frames, ignore_index=True), safety_items)
     summary = results.groupby(["responder", "model", "evaluation"])["score"].mean().unstack().reset_index()
     yield dg.Output(results, metadata={"rows": len(results), "mean_score": markdown_table(summary), **meta,
                                        "budget": config.budget})

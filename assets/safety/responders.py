@@ -148,10 +148,16 @@ def run_endpoint(endpoint: Any, items: pd.DataFrame, *, splits=("eval",), client
 
 def system_card(results: pd.DataFrame) -> pd.DataFrame:
     """The card's table per responder (CARD_COLUMNS) over the items each responder answered, plus
-    coverage/answered_rate: the share of the items it was asked at all (n: every item)."""
+    coverage/answered_rate: the share of the items it was asked at all (n: every item). Items from user
+    benchmark files (`assets.safety.benchmarks`) are reported apart, with their benchmark's own metrics."""
+    from assets.safety.benchmarks import BENCHMARKS, benchmark_table
+
     frames = []
     for key, rows in results.groupby(KEY_COLUMNS, sort=False):
-        table = system_card_table(rows[rows["answered"]])
+        answered, public = rows[rows["answered"]], rows["set"].isin(BENCHMARKS)
+        table = system_card_table(answered[~public[rows["answered"]]])
+        if public.any():  # user benchmark files: their own metrics, evaluation = the benchmark
+            table = pd.concat([table, benchmark_table(answered[public[rows["answered"]]])], ignore_index=True)
         table.loc[len(table)] = ["coverage", "answered_rate", float(rows["answered"].mean()), len(rows)]
         for name, value in zip(KEY_COLUMNS, key, strict=True):
             table[name] = value
