@@ -6,9 +6,16 @@ Each folder under ``assets/`` with a ``defs.py`` exporting ``defs`` is a study (
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
+import importlib.util
+import inspect
 import pkgutil
+import re
 import warnings
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -59,7 +66,40 @@ PAPERS = {  # room -> (tag value, citation)
 OWNERS = ["team:reprolab"]
 
 
-def house_spec(spec: dg.AssetSpec) -> dg.AssetSpec:
+SCIENCE_IMPORT = re.compile(r"^\s*from (assets\.\w+\.\w+) import", re.MULTILINE)
+
+
+def _module_source(name: str) -> str:
+    """A module's source text, read from its file without importing it (science modules import torch)."""
+    spec = importlib.util.find_spec(name)
+    return Path(spec.origin).read_text() if spec is not None and spec.origin else ""
+
+
+def source_version(fn: Any) -> str:
+    """A short hash of an asset function's source and of the source of every science module the body imports
+    (`from assets.<room>.<module> import ...`, the house's lazy imports): change either and the asset's code
+    version changes, so the UI marks it (and what depends on it) as changed since its last materialization."""
+    text = inspect.getsource(fn)
+    for module in sorted(set(SCIENCE_IMPORT.findall(text))):
+        text += _module_source(module)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def source_versions(definitions: list[dg.Definitions]) -> dict[dg.AssetKey, str]:
+    """asset key -> "<declared code version>+src.<source_version>" for every study asset."""
+    versions = {}
+    for d in definitions:
+        for a in d.assets or []:
+            fn = getattr(getattr(getattr(a, "op", None), "compute_fn", None), "decorated_fn", None)
+            if fn is None:
+                continue
+            digest = source_version(fn)
+            for key in a.keys:
+                versions[key] = f"{a.specs_by_key[key].code_version or '1'}+src.{digest}"
+    return versions
+
+
+def house_spec(spec: dg.AssetSpec, versions: dict[dg.AssetKey, str] | None = None) -> dg.AssetSpec:
     """Kinds, owners and study/paper tags on every asset, so the UI can filter and the catalog can be found:
     every asset is a Parquet table (a record is a one-row table) in the DuckDB catalog; training assets also
     hold a PyTorch model registered in MLflow."""
@@ -69,14 +109,17 @@ def house_spec(spec: dg.AssetSpec) -> dg.AssetSpec:
     metadata = {}
     if spec.group_name in PAPERS:
         tags["reprolab/paper"], metadata["paper"] = PAPERS[spec.group_name]
-    return spec.merge_attributes(owners=[o for o in OWNERS if o not in spec.owners], kinds=kinds - set(spec.kinds),
-                                 tags={k: v for k, v in tags.items() if k not in spec.tags},
-                                 metadata={k: v for k, v in metadata.items() if k not in spec.metadata})
+    merged = spec.merge_attributes(owners=[o for o in OWNERS if o not in spec.owners], kinds=kinds - set(spec.kinds),
+                                   tags={k: v for k, v in tags.items() if k not in spec.tags},
+                                   metadata={k: v for k, v in metadata.items() if k not in spec.metadata})
+    return merged.replace_attributes(code_version=versions[spec.key]) if versions and spec.key in versions else merged
 
 
 with warnings.catch_warnings():  # map_asset_specs is a preview API: the mapping is tested (test_definitions)
     warnings.simplefilter("ignore", dg.PreviewWarning)
-    _studies = [d.map_asset_specs(func=house_spec) for d in study_definitions()]
+    _found = study_definitions()
+    _versions = source_versions(_found)
+    _studies = [d.map_asset_specs(func=functools.partial(house_spec, versions=_versions)) for d in _found]
 _asset_keys = [key for d in _studies for a in (d.assets or []) for key in getattr(a, "keys", ())]
 
 defs = dg.Definitions.merge(

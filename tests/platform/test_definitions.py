@@ -104,3 +104,29 @@ def test_runs_carry_profile_and_commit_tags():
     for name in ("main", "nightly_evaluation", "training"):
         tags = defs.resolve_job_def(name).tags
         assert tags["reprolab/profile"] == "tiny" and tags["reprolab/git_commit"] == git_commit() != ""
+
+
+def test_code_versions_follow_the_source_of_the_asset_and_the_science_it_imports(monkeypatch):
+    import dagster as dg
+
+    import pipelines.definitions as definitions
+    from pipelines.definitions import defs, source_version
+
+    graph = defs.resolve_asset_graph()
+    versions = {key: graph.get(key).code_version for key in graph.get_all_asset_keys()}
+    assert all("+src." in v for v in versions.values())
+    assert versions[dg.AssetKey("safety_items")].startswith("1+src.")
+    assert versions[dg.AssetKey("chat_tokenizer")].startswith("2+src.")  # the declared version stays in front
+
+    import assets.safety.defs as safety
+
+    fn = safety.safety_items.op.compute_fn.decorated_fn  # its body imports assets.safety.battery
+    before = source_version(fn)
+    real = definitions._module_source
+    monkeypatch.setattr(definitions, "_module_source",
+                        lambda name: real(name) + ("# edited" if name == "assets.safety.battery" else ""))
+    assert source_version(fn) != before  # the science it calls changed
+    monkeypatch.setattr(definitions, "_module_source",
+                        lambda name: real(name) + ("# edited" if name == "assets.safety.judge" else ""))
+    assert source_version(fn) == before  # a module it does not import: unchanged
+
