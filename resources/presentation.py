@@ -1,7 +1,7 @@
 """Presentation helpers every study uses: plots and tables in the UI, and findings next to the paper's.
 
-- ``figure_metadata``: a matplotlib figure saved as PNG under ``<warehouse>/_plots`` and embedded (base64)
-  in ``MetadataValue.md`` so the Dagster UI shows it.
+- ``figure_metadata``: a matplotlib figure saved as PNG under ``<warehouse>/_plots`` (the report shows it), and
+  a thumbnail of it embedded (base64) in ``MetadataValue.md`` so the Dagster UI shows it inline.
 - ``markdown_table``: a DataFrame as a markdown table for metadata.
 - ``findings_results`` / ``findings_check_specs``: a study's list of `assets.findings.Finding` (the contract:
   ours, the reference and its source, the rule, the verdict computed from it, post-hoc choices) as its
@@ -21,26 +21,26 @@ import pandas as pd
 
 from assets import findings as contract
 
-
-def figure_png(fig: Any, dpi: int = 110) -> bytes:
-    """Render a matplotlib figure to PNG bytes and close it."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+THUMBNAIL_DPI = 36  # the UI's inline picture: about a tenth of the full PNG's bytes in the event log
 
 
 def figure_metadata(fig: Any, name: str, warehouse_root: str | Path, run_id: str = "adhoc") -> dg.MetadataValue:
-    """Save ``fig`` under ``<root>/_plots/<name>/<run_id>.png`` and return it embedded as markdown."""
-    png = figure_png(fig)
+    """Save ``fig`` at full size under ``<root>/_plots/<name>/<run_id>.png`` (what the report shows) and return
+    a small thumbnail of it embedded as markdown, with the file's path: the event log keeps kilobytes per
+    plot, not the full picture."""
+    import matplotlib.pyplot as plt
+
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
     path = Path(warehouse_root) / "_plots" / safe / f"{run_id}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(png)
-    encoded = base64.b64encode(png).decode()
-    return dg.MetadataValue.md(f"![{safe}](data:image/png;base64,{encoded})\n\n`{path}`")
+    try:
+        fig.savefig(path, format="png", dpi=110, bbox_inches="tight")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=THUMBNAIL_DPI, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    encoded = base64.b64encode(buf.getvalue()).decode()
+    return dg.MetadataValue.md(f"![{safe}](data:image/png;base64,{encoded})\n\nfull size: `{path}`")
 
 
 def markdown_table(df: pd.DataFrame, max_rows: int = 30, floatfmt: str = ".4g") -> dg.MetadataValue:

@@ -48,8 +48,9 @@ def test_figure_metadata_embeds_png(tmp_path):
     ax.plot([0, 1], [1, 0])
     md = figure_metadata(fig, "lm/loss curve", tmp_path, run_id="r1")
     payload = re.search(r"base64,([A-Za-z0-9+/=]+)\)", md.value).group(1)
-    assert base64.b64decode(payload).startswith(b"\x89PNG")
-    assert (tmp_path / "_plots" / "lm_loss_curve" / "r1.png").read_bytes().startswith(b"\x89PNG")
+    thumbnail, full = base64.b64decode(payload), (tmp_path / "_plots" / "lm_loss_curve" / "r1.png").read_bytes()
+    assert thumbnail.startswith(b"\x89PNG") and full.startswith(b"\x89PNG")
+    assert len(thumbnail) < len(full) / 3 and f"`{tmp_path}/_plots/lm_loss_curve/r1.png`" in md.value
 
 
 def test_markdown_table_truncates():
