@@ -8,12 +8,14 @@ export DAGSTER_HOME := $(CURDIR)/dagster_home
 
 .PHONY: demo test ui report lint benchmark mlflow-ui clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml deploy/dagster-libraries.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, pinned: the CPU wheel on disk; an unpinned torch would pull a multi-GB CUDA build
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,cluster]'
+	# the shared lab's Dagster libraries, pinned beside dagster without touching it (see the file)
+	$(BIN)/python -m pip install --quiet --no-deps -r deploy/dagster-libraries.txt
 	touch $(STAMP)
 
 demo: $(STAMP)  ## run the main job (whole graph, active profile) and print a DuckDB summary

@@ -12,7 +12,7 @@ import math
 import dagster as dg
 import pandas as pd
 
-from resources.tables import materialization_files, read_table
+from resources.tables import read_table
 from resources.warehouse import WarehousePaths
 
 DEFAULT_TOLERANCE = 0.25  # relative change of a headline metric that is worth a look
@@ -49,7 +49,7 @@ def findings_regression_check(key: dg.AssetKey, tolerance: float = DEFAULT_TOLER
                     description=f"Headline metrics of {study} moved less than {tolerance:.0%} since the previous "
                                 "materialization (WARN); every metric is a finite number (ERROR).")
     def _check(warehouse: WarehousePaths) -> dg.AssetCheckResult:
-        files = materialization_files(warehouse.root, study, key.path[-1])
+        files = warehouse.table_files(study, key.path[-1])  # in a shared lab, the object store's files too
         if not files:
             return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR,
                                        metadata={"error": f"no materialization of {key.to_user_string()}"})

@@ -5,6 +5,12 @@
 is rebuilt from the folders at any time. DuckDB allows one writer per file, so writers take a file lock,
 build a new catalog under a temporary name and rename it over the old one; readers open it read-only and
 never see a half-built catalog nor hold a lock that blocks a writer.
+
+In a shared lab (``REPROLAB_WAREHOUSE_URL=s3://…``) the catalog stays local: it is built over this machine's
+mirror of the object store, which a full rebuild and every read first bring up to date from the store's listing
+(new files are downloaded through pyarrow; files never change, so nothing else can be stale). Views over
+``s3://`` paths would need DuckDB's httpfs extension, which is not bundled with the duckdb wheel and may not be
+downloaded at run time; a local catalog also keeps the read-only guards (no file outside the warehouse folder).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from resources.store import active_store
 from resources.tables import list_tables, materialization_files
 
 CATALOG_NAME = "catalog.duckdb"
@@ -154,6 +161,10 @@ def refresh_catalog(root: str | Path, tables: Iterable[tuple[str, str]] | None =
     """
     root = Path(root).resolve()
     report = RefreshReport()
+    tables = None if tables is None else list(tables)
+    store = active_store()
+    if store is not None:  # the shared lab: bring the mirror up to date with the store first
+        store.sync(root, tables)
     with _writer_lock(root):
         final = catalog_path(root)
         tmp = root / f".catalog-{os.getpid()}-{uuid.uuid4().hex}.duckdb"
@@ -197,6 +208,9 @@ def connect_read_only(root: str | Path) -> duckdb.DuckDBPyConnection:
     """
     root = Path(root).resolve()
     path = catalog_path(root)
+    store = active_store()
+    if store is not None and (store.sync(root) or not path.exists()):  # new files in the shared store
+        refresh_catalog(root)
     if not path.exists():
         raise CatalogError(
             f"no catalog at {path}: materialize something (make demo) or rebuild it with `reprolab catalog`"

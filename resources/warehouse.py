@@ -6,6 +6,10 @@ and refreshes the catalog views of that asset. Inputs are read from the exact fi
 upstream's materialization in the same run, else for its latest one when the run was created (never one that a
 concurrent run wrote later); the ids read are stamped as ``upstream`` lineage on the outputs, and how each was
 chosen as ``upstream_resolution``.
+
+In a shared lab (``REPROLAB_WAREHOUSE_URL=s3://…``, see `resources.store`) the same files are also published to
+the object store, whose URI is then what ``path`` records; inputs another machine wrote are fetched from the
+store into this machine's mirror before they are read.
 """
 
 from __future__ import annotations
@@ -19,7 +23,15 @@ import dagster as dg
 
 from resources.catalog import refresh_catalog
 from resources.settings import default_warehouse_root, ensure_writable_dir
-from resources.tables import Lineage, WarehouseError, latest_file, read_table, write_table
+from resources.store import TableStore, default_store_url
+from resources.tables import (
+    Lineage,
+    WarehouseError,
+    latest_file,
+    materialization_files,
+    read_table,
+    write_table,
+)
 
 
 @cache
@@ -44,9 +56,10 @@ def _group_and_name(key: dg.AssetKey, group: str | None) -> tuple[str, str]:
 class WarehouseIOManager(dg.IOManager):
     """Writes and reads table assets under ``root``; one instance per step process."""
 
-    def __init__(self, root: Path, refresh: bool = True):
+    def __init__(self, root: Path, refresh: bool = True, store: TableStore | None = None):
         self.root = root
         self.refresh = refresh
+        self.store = store  # None: one machine, the local folder is the warehouse
         self._upstream: dict[tuple[str, str], set[str]] = {}
         self._resolution: dict[tuple[str, str], dict[str, str]] = {}
 
@@ -64,6 +77,10 @@ class WarehouseIOManager(dg.IOManager):
             resolution=self._resolution.get((context.run_id, context.step_key), {}),
         )
         path = write_table(self.root, group, name, obj, lineage)
+        location = str(path)
+        if self.store is not None:
+            location = self.store.publish(path)
+            self.store.sync(self.root, [(group, name)])  # other machines' materializations join the history views
         if self.refresh:
             report = refresh_catalog(self.root, [(group, name)])
             for table, err in report.errors.items():
@@ -71,12 +88,12 @@ class WarehouseIOManager(dg.IOManager):
         rows = len(obj) if not isinstance(obj, dict) else 1
         context.add_output_metadata(
             {
-                "path": dg.MetadataValue.path(str(path)),
+                "path": dg.MetadataValue.path(location),
                 "materialization_id": path.stem,
                 "dagster/row_count": rows,
                 "table": f"{group}.{name}",
                 "dagster/table_name": f"{group}.{name}",  # the DuckDB view that serves it
-                "dagster/uri": dg.MetadataValue.path(str(path)),
+                "dagster/uri": dg.MetadataValue.path(location),
                 "dagster/column_schema": column_schema(path),
             }
         )
@@ -87,10 +104,15 @@ class WarehouseIOManager(dg.IOManager):
         event, how = resolve_upstream_event(context.instance, key, context.step_context.run_id)
         if event is not None and event.asset_materialization is not None:
             entry = event.asset_materialization.metadata.get("path")
+            if entry is not None and self.store is not None and "://" in entry.value:
+                return self.store.fetch(entry.value, self.root), how
             if entry is not None and Path(entry.value).exists():
                 return Path(entry.value), how
         group = context.upstream_output.asset_spec.group_name if context.upstream_output else None
-        return latest_file(self.root, *_group_and_name(key, group)), "latest on disk"
+        table = _group_and_name(key, group)
+        if self.store is not None:
+            self.store.sync(self.root, [table])
+        return latest_file(self.root, *table), "latest on disk"
 
     def load_input(self, context: dg.InputContext) -> Any:
         path, how = self._path_for_input(context)
@@ -142,20 +164,32 @@ class Warehouse(dg.ConfigurableIOManagerFactory):
     """Parquet + DuckDB warehouse: the default IO manager of every table asset.
 
     ``root`` defaults to ``$REPROLAB_WAREHOUSE`` or ``./warehouse``; it must be a writable directory.
+    ``store_url`` (default ``$REPROLAB_WAREHOUSE_URL``, unset on one machine) names the shared object store,
+    e.g. ``s3://bucket/prefix``: tables are published there and ``root`` becomes this machine's mirror.
     """
 
     root: str = default_warehouse_root()
     update_catalog: bool = True
+    store_url: str | None = default_store_url()
 
     def create_io_manager(self, context: dg.InitResourceContext) -> WarehouseIOManager:
         return WarehouseIOManager(ensure_writable_dir(self.root, "warehouse root (resource `io_manager`, field `root`)"),
-                                  refresh=self.update_catalog)
+                                  refresh=self.update_catalog,
+                                  store=TableStore.from_url(self.store_url) if self.store_url else None)
 
 
 class WarehousePaths(dg.ConfigurableResource):
-    """The warehouse root, for assets that write files beside the tables (plots, scratch checkpoints)."""
+    """The warehouse root, for assets that write files beside the tables (plots, scratch checkpoints), and the
+    files of one table (``table_files``; in a shared lab first brought up to date from ``store_url``)."""
 
     root: str = default_warehouse_root()
+    store_url: str | None = default_store_url()
+
+    def table_files(self, group: str, asset: str) -> list[Path]:
+        """Every materialization of ``group.asset`` on this machine, oldest first (the store's too, if any)."""
+        if self.store_url:
+            TableStore.from_url(self.store_url).sync(self.root, [(group, asset)])
+        return materialization_files(self.root, group, asset)
 
     def path(self, *parts: str) -> Path:
         """``<root>/<parts…>``, its parent folders created."""
