@@ -79,7 +79,11 @@ class WarehouseIOManager(dg.IOManager):
         path = write_table(self.root, group, name, obj, lineage)
         location = str(path)
         if self.store is not None:
-            location = self.store.publish(path)
+            try:
+                location = self.store.publish(path)
+            except Exception:
+                path.unlink(missing_ok=True)  # not in the store: not in the warehouse (this mirror included)
+                raise
             self.store.sync(self.root, [(group, name)])  # other machines' materializations join the history views
         if self.refresh:
             report = refresh_catalog(self.root, [(group, name)])

@@ -112,3 +112,21 @@ def test_without_a_store_the_warehouse_is_the_local_folder_as_before(tmp_path, m
     path = result.get_asset_materialization_events()[0].materialization.metadata["path"].value
     assert path.startswith(str(tmp_path)) and path.endswith(".parquet")
     assert not (tmp_path / "shared").exists()
+
+
+def test_a_table_the_store_refuses_fails_the_step_and_leaves_nothing_behind(object_store, tmp_path):
+    import dagster as dg
+
+    from resources.warehouse import Warehouse
+
+    @dg.asset(group_name="study")
+    def scores() -> pd.DataFrame:
+        return pd.DataFrame({"x": [1, 2]})
+
+    with environment({**AWS_TEST_CREDENTIALS, "AWS_ENDPOINT_URL": object_store.endpoint}):
+        warehouse = Warehouse(root=str(tmp_path / "mirror"), store_url="s3://no-such-bucket/warehouse")
+        result = dg.materialize([scores], resources={"io_manager": warehouse}, raise_on_error=False)
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error.to_string()
+    assert "cannot publish" in failure and "to s3://no-such-bucket/warehouse/study/scores/" in failure
+    assert not list((tmp_path / "mirror").rglob("*.parquet"))
