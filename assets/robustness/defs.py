@@ -75,7 +75,7 @@ def robustness_items(config: ItemsConfig, **frames: pd.DataFrame):
 
 
 # -------------------------------------------------------------------------------------------------- defender
-class DefenderConfig(Optimiser):
+class DefenderConfig(Optimiser, dg.Config):
     """The clean format tuning of the defender (assets.robustness.format_tuning): which chat model, and SFT."""
 
     base: str = Field(default="chat_rl", description="chat_rl or chat_sft: the chat model to start from")
@@ -191,7 +191,8 @@ def robustness_runs(context: dg.AssetExecutionContext, config: RunsConfig, track
                                               robustness_defender["model_uri"]}).fillna("")
     yield dg.Output(runs, metadata={"responses": len(runs), "seconds": round(time.time() - started, 1),
                                     "unanswered": int((~runs["answered"]).sum()), "oov_words": " ".join(oov) or "none",
-                                    **{k: dg.MetadataValue.json(v) for k, v in info.items()}})
+                                    "soft_tokens": dg.MetadataValue.json({k: list(v) if isinstance(v, tuple) else v
+                                                                          for k, v in info.items()})})
     within = runs.assign(over=runs["reasoning_tokens"] - runs["compute_level"],
                          norm_over=(runs["soft_norm"] - runs["soft_cap"] * (1 + 1e-5)).fillna(-1.0))
     gxe = expectations()

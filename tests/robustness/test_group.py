@@ -1,0 +1,66 @@
+"""The robustness group end to end on the tiny profile, against the session backbone and the chat models."""
+
+import dagster as dg
+import pytest
+
+CHAT_MODELS = ("safety_items", "safety_vocabulary", "chat_tokenizer", "chat_base", "chat_sft", "chat_rl",
+               "chat_arithmetic_tasks", "chat_facts_tasks", "chat_instruction_tasks")
+
+
+def _definitions():
+    from pipelines.definitions import defs
+
+    return list(defs.assets) + list(defs.asset_checks)
+
+
+@pytest.fixture(scope="module")
+def robustness_run(backbone):
+    selection = dg.AssetSelection.assets(*CHAT_MODELS) | dg.AssetSelection.groups("robustness")
+    result = dg.materialize(_definitions(), selection=selection, instance=backbone.instance,
+                            resources=backbone.resources)
+    assert result.success
+    backbone.check_reads(result)
+    return result
+
+
+def test_robustness_group_materializes_with_consistent_numbers(robustness_run, backbone):
+    from assets.findings import check_findings_frame
+    from assets.robustness.grid import ATTACKS
+    from resources.catalog import query
+
+    items = robustness_run.asset_value("robustness_items")
+    assert set(items["task"]) == {"arithmetic", "facts", "ambiguous"} and items["problem_id"].nunique() == 6
+    defender = robustness_run.asset_value("robustness_defender")
+    assert defender["registered_model"] == "robustness-defender" and defender["model_uri"].startswith("models:/")
+    runs = robustness_run.asset_value("robustness_runs")
+    assert set(runs["defender"]) == {"robustness-defender", "planted"}
+    assert set(runs["compute_level"]) == {0, 2, 4} and (runs["reasoning_tokens"] <= runs["compute_level"]).all()
+    ours = runs[runs["defender"] == "robustness-defender"]
+    assert set(ours["attack"]) == {"none", *ATTACKS}
+    soft = ours[ours["attack"] == "soft_tokens"]
+    assert len(soft) and (soft["soft_norm"] <= soft["soft_cap"] * (1 + 1e-5)).all()
+    assert (ours["model_uri"] == defender["model_uri"]).all()
+
+    grid = robustness_run.asset_value("robustness_attack_success")
+    rated = grid.dropna(subset=["success_rate"])
+    assert rated["success_rate"].between(0, 1).all() and (rated["ci_low"] <= rated["success_rate"]).all()
+    assert set(grid["adversary_budget"][grid["attack"] == "injection"]) == {0, 1, 2}
+    accuracy = robustness_run.asset_value("robustness_clean_accuracy")
+    assert set(accuracy["task"]) == {"arithmetic", "facts", "ambiguous"} and (accuracy["n"] == 2).all()
+    assert len(robustness_run.asset_value("robustness_think_less")) == 9  # 3 tasks x 3 levels
+
+    findings = robustness_run.asset_value(dg.AssetKey(["robustness", "findings"]))
+    assert check_findings_frame(findings) == []
+    verdicts = dict(zip(findings["metric"], findings["verdict"], strict=True))
+    assert verdicts["planted:injection_success_lowest_compute"] == "verified"
+    assert verdicts["soft_tokens:max_norm_over_cap"] == "verified"
+    checks = {e.check_name: e for e in robustness_run.get_asset_check_evaluations()}
+    for name in ("items_valid", "runs_valid", "success_valid", "planted_defender_recovered", "soft_tokens_norm_capped"):
+        assert checks[name].passed, name
+    meta = next(e.materialization.metadata for e in robustness_run.get_asset_materialization_events()
+                if e.asset_key == dg.AssetKey("robustness_attack_success"))
+    assert "data:image/png;base64" in meta["heatmaps"].value
+
+    catalog = query(str(backbone.root), "SELECT attack, count(*) AS n FROM robustness.robustness_attack_success "
+                                        "GROUP BY attack")
+    assert set(catalog["attack"]) == set(ATTACKS)
