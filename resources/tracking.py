@@ -190,6 +190,18 @@ class Tracking(dg.ConfigurableResource):
         for i in range(0, len(items), 900):
             self.client.log_batch(run_id, metrics=items[i : i + 900])
 
+    def log_datasets(self, run_id: str, datasets: Any) -> None:
+        """Log datasets (objects with name, digest, split, source, rows: `assets.lm.registration.DatasetInput`) as
+        the run's MLflow dataset inputs, each with its split as the input's context."""
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        inputs = [DatasetInput(Dataset(name=d.name, digest=d.digest, source_type="reprolab",
+                                       source=json.dumps({"table": d.source}), profile=json.dumps({"num_rows": d.rows})),
+                               tags=[InputTag(key="mlflow.data.context", value=d.split)]) for d in datasets]
+        self.client.log_inputs(run_id, datasets=inputs)
+
     def log_artifacts(self, run_id: str, local_dir: str | Path, artifact_path: str | None = None) -> str:
         """Log a directory; in a local artifact store it lands whole or not at all (written under a temporary
         name and renamed), so a full disk leaves no partial ``model.safetensors`` behind."""

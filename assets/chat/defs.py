@@ -224,7 +224,7 @@ def chat_base(context: dg.AssetExecutionContext, config: ChatBaseConfig, trackin
     from assets.chat.study import pretraining_texts
     from assets.corpora.facts_world import training_texts
     from assets.lm.family import fit_language_model
-    from assets.lm.registration import load_tokenizer_of, train_and_register
+    from assets.lm.registration import DatasetInput, load_tokenizer_of, train_and_register
     from assets.lm.threads import torch_threads
 
     tokenizer = load_tokenizer_of(chat_tokenizer, tracking)
@@ -239,7 +239,10 @@ def chat_base(context: dg.AssetExecutionContext, config: ChatBaseConfig, trackin
                 size, tokenizer, train, val, cfg, workdir / "model", on_log=on_log),
             run_name="chat-base", asset_key="chat_base", steps=cfg.max_steps, registered="chat-base",
             params={**config.model_dump(), "train_texts": len(train), "tokenizer_uri": chat_tokenizer["tokenizer_uri"]},
-            aliases=config.aliases, plot_name="chat/base_loss_curve", display=_display(context, warehouse))
+            aliases=config.aliases, plot_name="chat/base_loss_curve", display=_display(context, warehouse),
+            datasets=[DatasetInput.of_texts("chat-pretraining-train", train, "train", "facts_documents + chat tasks"),
+                      DatasetInput.of_texts("chat-pretraining-validation", val, "validation",
+                                            "facts_documents + chat tasks")])
     context.add_output_metadata({**metadata, "train_texts": len(train)})
     return {**record, "model_size": dataclasses.asdict(size), "train_texts": len(train),
             "non_embedding_parameters": fitted.non_embedding_parameters,
@@ -252,14 +255,15 @@ def chat_sft(context: dg.AssetExecutionContext, config: ChatSFTConfig, tracking:
     """chat-base fine-tuned on the train conversations of every task (system/user turns as context, the
     assistant's reasoning and answer as targets; validation loss on the validation conversations); chat-sft."""
     from assets.chat.sft import fine_tune, sft_data
-    from assets.chat.study import split_rows
+    from assets.chat.study import split_rows, task_text
     from assets.chat.tasks import conversation
-    from assets.lm.registration import load_registered, train_and_register
+    from assets.lm.registration import DatasetInput, load_registered, train_and_register
     from assets.lm.threads import torch_threads
 
     cfg = config.train_config(compute, eval_interval=config.max_steps)
     model, tokenizer = load_registered(chat_base, tracking, cfg.device)
-    train, val = (sft_data(tokenizer, [conversation(r) for _, r in split_rows(tasks.values(), s).iterrows()],
+    rows = {s: split_rows(tasks.values(), s) for s in ("train", "validation")}
+    train, val = (sft_data(tokenizer, [conversation(r) for _, r in rows[s].iterrows()],
                            int(chat_base["model_size"]["context_length"])) for s in ("train", "validation"))
     params = {**config.model_dump(), "base_model_uri": chat_base["model_uri"], "conversations": len(train),
               "target_tokens": train.n_target_tokens}
@@ -269,7 +273,9 @@ def chat_sft(context: dg.AssetExecutionContext, config: ChatSFTConfig, tracking:
             context, tracking, compute, lambda workdir, on_log: fine_tune(
                 model, tokenizer, train, cfg, workdir / "model", val, on_log=on_log),
             run_name="chat-sft", asset_key="chat_sft", params=params, steps=cfg.max_steps, registered="chat-sft",
-            aliases=config.aliases, plot_name="chat/sft_loss_curve", display=_display(context, warehouse))
+            aliases=config.aliases, plot_name="chat/sft_loss_curve", display=_display(context, warehouse),
+            datasets=[DatasetInput.of_texts(f"chat-tasks-{s}", [task_text(r) for _, r in rows[s].iterrows()], s,
+                                            ", ".join(TASK_ASSETS)) for s in rows])
     context.add_output_metadata({**metadata, "conversations": len(train)})
     return {**record, "base_model_uri": chat_base["model_uri"], "model_size": chat_base["model_size"]}
 

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from assets.lm.config import ModelShape, Optimiser
 from assets.lm.model import ModelSize
-from assets.lm.registration import Display, load_tokenizer_of, train_and_register
+from assets.lm.registration import DatasetInput, Display, load_tokenizer_of, train_and_register
 from assets.lm.sizes import FAMILY_SIZES
 from resources.compute import Compute
 from resources.presentation import figure_metadata, markdown_table
@@ -123,6 +123,8 @@ def language_model_asset(corpus: str, size: ModelSize) -> dg.AssetsDefinition:
         fitted, record, metadata = train_and_register(
             context, tracking, compute, fit, run_name=name, params=params, steps=cfg.max_steps,
             registered=f"lm-{corpus}-{model_size.name}", aliases=config.aliases, plot_name=f"lm/{name}",
+            datasets=[DatasetInput.of_texts(f"{corpus}-{split}", texts, split, source=documents_key)
+                      for split, texts in (("train", train_texts), ("validation", val_texts))],
             display=Display(dg.MetadataValue.url, partial(figure_metadata, warehouse_root=warehouse.root,
                                                           run_id=context.run.run_id)))
         record |= {"corpus": corpus, "size": model_size.name, "source": fitted.source,

@@ -18,10 +18,11 @@ figure).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -96,18 +97,38 @@ def log_training_run(tracking: Any, run_id: str, *, curve: pd.DataFrame | None, 
     return tracking.log_model(run_id, checkpoint_dir, registered, aliases=tuple(aliases))
 
 
+@dataclass(frozen=True)
+class DatasetInput:
+    """A set a run trained or validated on, as MLflow records it among the run's inputs: its name, a digest of
+    its content, its split (the input's context), where it came from, and its row count."""
+
+    name: str
+    digest: str
+    split: str
+    source: str = ""
+    rows: int = 0
+
+    @classmethod
+    def of_texts(cls, name: str, texts: Sequence[str], split: str, source: str = "") -> DatasetInput:
+        """The dataset of these texts (the digest is over their content and order)."""
+        digest = hashlib.sha256("\x1e".join(map(str, texts)).encode()).hexdigest()[:16]
+        return cls(name=name, digest=digest, split=split, source=source or name, rows=len(texts))
+
+
 def train_and_register(context: Any, tracking: Any, compute: Any, fit: Callable[[Path, Callable], Trained], *,
                        run_name: str, params: Mapping[str, Any], steps: int, display: Display,
                        registered: str | None, aliases: tuple[str, ...] | list[str] = ("current",),
                        asset_key: str | None = None, tags: Mapping[str, str] | None = None,
-                       plot_name: str | None = None) -> tuple[Trained, dict[str, Any], dict[str, Any]]:
+                       plot_name: str | None = None, datasets: Sequence[DatasetInput] = ()
+                       ) -> tuple[Trained, dict[str, Any], dict[str, Any]]:
     """Train in an MLflow run tagged with the Dagster run, log and register the checkpoint; (fit, record,
     metadata).
 
     ``fit(workdir, on_log)`` trains (writing its checkpoint under the temporary ``workdir``) and returns a
     `Trained`; ``on_log`` reports progress about ten times over ``steps``. The record is the model's MLflow
     part, the fit's numbers and the hardware; the metadata shows the URI, the MLflow link, the metrics, the
-    seconds and the loss curve (saved as ``plot_name``, by default ``<run_name>``)."""
+    seconds and the loss curve (saved as ``plot_name``, by default ``<run_name>``). ``datasets`` are logged as
+    the run's MLflow dataset inputs (name, digest, split)."""
     from assets.lm.plots import loss_curve_figure
 
     hardware = compute.hardware()
@@ -115,6 +136,8 @@ def train_and_register(context: Any, tracking: Any, compute: Any, fit: Callable[
     with tracking.start_run(run_name, dagster_run_id=context.run.run_id, asset_key=asset_key or run_name,
                             params={**params, "device": hardware["device"]}, tags=tags) as run_id, \
             tempfile.TemporaryDirectory() as workdir:
+        if datasets:
+            tracking.log_datasets(run_id, datasets)
         fitted = fit(Path(workdir), progress.on_train_log)
         model = log_training_run(tracking, run_id, curve=fitted.curve, metrics=fitted.metrics(),
                                  checkpoint_dir=fitted.checkpoint_dir, registered=registered, aliases=aliases)

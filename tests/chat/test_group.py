@@ -92,5 +92,8 @@ def test_every_registered_model_loads_as_an_mlflow_pyfunc_model(backbone):
             texts = model.predict({"prompt": ["compute 1 + 2", "where was"]}, params={"max_new_tokens": 4})
             assert len(texts) == 2 and all(isinstance(t, str) for t in texts), version.name
             assert version.tags["reprolab.profile"] == "tiny" and version.description, version.name
+            if version.name.startswith("lm-") or version.name in ("chat-base", "chat-sft"):  # what it trained on
+                inputs = tracking.client.get_run(version.run_id).inputs.dataset_inputs
+                assert {t.value for i in inputs for t in i.tags} == {"train", "validation"}, version.name
     finally:
         mlflow.set_tracking_uri(None)

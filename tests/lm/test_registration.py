@@ -8,6 +8,7 @@ import pytest
 from assets.lm.config import ModelShape, Optimiser
 from assets.lm.model import ModelSize, count_parameters
 from assets.lm.registration import (
+    DatasetInput,
     Display,
     ProgressLog,
     load_registered,
@@ -116,7 +117,8 @@ def test_train_and_register_logs_registers_and_loads_back(store):
         context, tracking, CPU(), lambda workdir, on_log: fit_language_model(
             size, tokenizer, _texts(40, 0), _texts(10, 1), cfg, workdir / "model", on_log=on_log),
         run_name="unit-run", params={"size": "t"}, steps=cfg.max_steps, registered="unit-model",
-        aliases=["current", "best"], plot_name="lm/unit", display=display)
+        aliases=["current", "best"], plot_name="lm/unit", display=display,
+        datasets=[DatasetInput.of_texts("toy-train", _texts(40, 0), "train", source="corpora.toy")])
 
     assert record["model_uri"] == "models:/unit-model/1" and record["aliases"] == ["current", "best"]
     assert record["final_val_loss"] == fitted.final_val_loss and record["tokens_seen"] == 4 * 4 * 16
@@ -124,6 +126,11 @@ def test_train_and_register_logs_registers_and_loads_back(store):
     run = tracking.client.get_run(record["mlflow_run_id"])
     assert run.info.status == "FINISHED" and run.data.tags["dagster.run_id"] == "dagster-run-1"
     assert run.data.params == {"size": "t", "device": "cpu"}
+    (logged,) = run.inputs.dataset_inputs  # the training set as an MLflow dataset input
+    assert logged.dataset.name == "toy-train" and logged.dataset.digest == DatasetInput.of_texts(
+        "x", _texts(40, 0), "train").digest != DatasetInput.of_texts("x", _texts(40, 1), "train").digest
+    assert [(t.key, t.value) for t in logged.tags] == [("mlflow.data.context", "train")]
+    assert '"num_rows": 40' in logged.dataset.profile and "corpora.toy" in logged.dataset.source
     assert run.data.metrics["final_val_loss"] == pytest.approx(fitted.final_val_loss)
     assert len(tracking.client.get_metric_history(run.info.run_id, "train_loss")) == 4
     assert int(tracking.client.get_model_version_by_alias("unit-model", "best").version) == 1
