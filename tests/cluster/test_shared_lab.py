@@ -44,10 +44,13 @@ def _lineage(root, path: str) -> tuple[list[str], dict[str, str]]:
 def lab(shared_lab, tmp_path_factory):
     """Machine A materializes the small facts model and everything upstream of it on the shared instance; machine B
     (another empty local mirror) then retrains the model alone, reading A's tables from the store."""
-    instance = dg.DagsterInstance.get()  # DAGSTER_HOME: the cluster dagster.yaml
+    from pipelines.cli import main
+
     url = shared_lab["REPROLAB_WAREHOUSE_URL"]
-    everything = list(defs.assets) + list(defs.asset_checks)
     mirror_a, mirror_b = tmp_path_factory.mktemp("machine-a"), tmp_path_factory.mktemp("machine-b")
+    assert main(["--warehouse", str(mirror_a), "init"]) == 0  # `make ui` / `reprolab demo` create the stores so
+    instance = dg.DagsterInstance.get()  # DAGSTER_HOME: the cluster dagster.yaml
+    everything = list(defs.assets) + list(defs.asset_checks)
     first = dg.materialize(everything, selection=dg.AssetSelection.assets(*MODEL).upstream(), instance=instance,
                            resources=_resources(mirror_a, url))
     second = dg.materialize(everything, selection=dg.AssetSelection.assets(*MODEL), instance=instance,
@@ -65,6 +68,8 @@ def test_runs_are_recorded_in_postgres(lab, postgres):
     assert lab["first"].success and lab["second"].success
     assert isinstance(instance.run_storage, PostgresRunStorage)
     assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+    assert {"runs", "event_logs", "jobs"} <= {r[0] for r in postgres.sql(
+        "dagster", "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")}
     stored = {row[0] for row in postgres.sql("dagster", "SELECT run_id FROM runs")}
     assert {lab["first"].run_id, lab["second"].run_id} <= stored
     # the latest materialization of the model, as any machine asking the instance sees it: run B's
