@@ -21,6 +21,7 @@ from pydantic import Field
 
 from assets.lm.config import ModelShape, Optimiser
 from resources.compute import Compute
+from resources.config import StudyConfig
 from resources.presentation import figure_metadata, markdown_table
 from resources.profiles import pick
 from resources.stages import stage
@@ -34,7 +35,7 @@ TASK_INS = {name: dg.AssetIn(name) for name in TASK_ASSETS}
 
 
 # ------------------------------------------------------------------------------------------------ task worlds
-class ArithmeticTasksConfig(dg.Config):
+class ArithmeticTasksConfig(StudyConfig):
     """Multi-step arithmetic: chains of + and - with a running total, and digit-by-digit sums with carries."""
 
     seed: int = 0
@@ -48,7 +49,7 @@ class ArithmeticTasksConfig(dg.Config):
     n_test: int = pick(tiny=20, demo=100, gpu=1000)
 
 
-class FactsTasksConfig(dg.Config):
+class FactsTasksConfig(StudyConfig):
     """Single- and multi-hop questions over the facts world, about its most written-about people."""
 
     seed: int = 0
@@ -60,7 +61,7 @@ class FactsTasksConfig(dg.Config):
     n_test: int = pick(tiny=20, demo=100, gpu=500)
 
 
-class InstructionTasksConfig(dg.Config):
+class InstructionTasksConfig(StudyConfig):
     """The facts questions asked again under a system message that constrains the answer's form."""
 
     seed: int = 0
@@ -157,7 +158,7 @@ def chat_tokenizer(context: dg.AssetExecutionContext, tracking: Tracking, facts_
 
 
 # -------------------------------------------------------------------------------------------------- training
-class ChatTrainingConfig(dg.Config):
+class ChatTrainingConfig(StudyConfig):
     """What every chat training asset shares: seed, torch CPU threads, MLflow aliases."""
 
     seed: int = 0
@@ -322,7 +323,7 @@ def chat_rl(context: dg.AssetExecutionContext, config: ChatRLConfig, tracking: T
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
-class BudgetAccuracyConfig(dg.Config):
+class BudgetAccuracyConfig(StudyConfig):
     """Which budgets and effort levels to answer under, how many samples per answer, and the check's rule."""
 
     budgets: list[int] = pick(tiny=[0, 4, 16], demo=[0, 8, 16, 32, 64], gpu=[0, 16, 64, 256])

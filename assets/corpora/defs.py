@@ -12,6 +12,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from resources.config import StudyConfig
 from resources.presentation import figure_metadata, markdown_table
 from resources.profiles import pick
 from resources.stages import stage
@@ -25,7 +26,7 @@ USER_INPUT_TAG = {"reprolab/input": "user"}  # assets that need a user's file: l
 
 
 # --------------------------------------------------------------------------------------------- facts world
-class FactsWorldConfig(dg.Config):
+class FactsWorldConfig(StudyConfig):
     """The seeded facts world: entities with attributes, authors, and documents with exact ground truth."""
 
     seed: int = 0
@@ -107,7 +108,7 @@ def facts_world(context: dg.AssetExecutionContext, config: FactsWorldConfig, war
 
 
 # ------------------------------------------------------------------------------------------- code corpus
-class CodeCorpusConfig(dg.Config):
+class CodeCorpusConfig(StudyConfig):
     """Real human-written text every machine has: the running Python's standard-library sources."""
 
     max_files: int | None = pick(tiny=30, demo=400, gpu=None)
@@ -135,7 +136,7 @@ def code_corpus(context: dg.AssetExecutionContext, config: CodeCorpusConfig) -> 
 
 
 # ------------------------------------------------------------------------------------------- user corpus
-class UserCorpusConfig(dg.Config):
+class UserCorpusConfig(StudyConfig):
     """The user's own text: a .txt file (documents separated by blank lines), a folder of .txt files (one
     document each), a .jsonl file or a .parquet file with a text column."""
 
@@ -158,7 +159,7 @@ def user_corpus(context: dg.AssetExecutionContext, config: UserCorpusConfig) -> 
 
 
 # -------------------------------------------------------------------------------------------- tokenizers
-class BPETokenizerConfig(dg.Config):
+class BPETokenizerConfig(StudyConfig):
     vocab_size: int = pick(tiny=400, demo=2048, gpu=16384)
     min_frequency: int = 2
 

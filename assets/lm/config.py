@@ -23,6 +23,34 @@ OPTIMISER_FIELDS = ("max_steps", "batch_size", "grad_accum_steps", "learning_rat
                     "weight_decay", "grad_clip", "eval_interval", "eval_batches", "seed")
 
 
+# What the fields every study shares mean: the launchpad's descriptions (resources.config.StudyConfig).
+FIELD_DOCS = {
+    "d_model": "width of the residual stream (hidden size)",
+    "n_layers": "number of transformer blocks",
+    "n_heads": "attention heads per block (d_model must divide by it)",
+    "d_ff": "hidden width of each block's MLP",
+    "context_length": "positions the model attends over (its training window)",
+    "max_steps": "optimiser steps",
+    "batch_size": "sequences (or examples) per optimiser step",
+    "grad_accum_steps": "micro-batches accumulated per optimiser step",
+    "learning_rate": "peak learning rate (after warm-up)",
+    "min_lr": "learning rate at the end of the cosine decay",
+    "warmup_steps": "linear warm-up steps",
+    "weight_decay": "AdamW weight decay",
+    "grad_clip": "gradient-norm clip (0: none)",
+    "eval_interval": "evaluate the validation loss every this many steps",
+    "eval_batches": "validation batches per evaluation",
+    "seed": "random seed (data order, initialisation, sampling): runs with the same seed repeat",
+    "cpu_threads": "torch CPU threads while this asset runs (0: torch's default)",
+    "temperature": "sampling temperature (0: greedy)",
+    "max_answer_tokens": "tokens a model may write in its final answer",
+    "text_column": "the column of the user's file that holds the text",
+    "validation_fraction": "share of documents held out for validation",
+    "aliases": "MLflow registry aliases set on the new model version",
+    "splits": "which item splits to evaluate (train, eval)",
+}
+
+
 class ModelShape(BaseModel):
     """Shape of a model of the LM family (`assets.lm.model.ModelSize`); defaults: the tiny facts model."""
 

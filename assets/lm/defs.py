@@ -18,6 +18,7 @@ from assets.lm.model import ModelSize
 from assets.lm.registration import DatasetInput, Display, load_tokenizer_of, train_and_register
 from assets.lm.sizes import FAMILY_SIZES
 from resources.compute import Compute
+from resources.config import StudyConfig
 from resources.presentation import figure_metadata, markdown_table
 from resources.profiles import pick
 from resources.stages import stage
@@ -32,7 +33,7 @@ FAMILIES: dict[str, list[ModelSize]] = {corpus: pick(**sizes) for corpus, sizes 
 CORPUS_INPUTS = {"facts": ("facts_documents", "facts_tokenizer"), "code": ("code_corpus", "code_tokenizer")}
 
 
-class LanguageModelConfig(ModelShape, Optimiser, dg.Config):
+class LanguageModelConfig(ModelShape, Optimiser, StudyConfig):
     """Training of one model of the family. Shape fields left empty take the family's size for this asset."""
 
     max_steps: int = pick(tiny=30, demo=250, gpu=5000)

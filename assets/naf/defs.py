@@ -22,6 +22,7 @@ from assets.lm.config import ModelShape, Optimiser
 from assets.lm.registration import Display, load_registered, load_tokenizer_of, train_and_register
 from assets.naf.findings import CHECKS
 from resources.compute import Compute
+from resources.config import StudyConfig
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import current_profile, pick
 from resources.stages import stage
@@ -37,7 +38,7 @@ ROLES = {"q1": (0, "naf-q1"), "q2": (1, "naf-q2"), "p": (None, "naf-p")}
 
 
 # ----------------------------------------------------------------------------------------------- models
-class NafModelsConfig(ModelShape, Optimiser, dg.Config):
+class NafModelsConfig(ModelShape, Optimiser, StudyConfig):
     """Shards and the three models. All three share one architecture and training recipe; only the data
     differs. The demo trains on a subset of the unprotected documents so that p sees each protected copy
     often enough to memorise it within a CPU budget."""
@@ -149,7 +150,7 @@ def _shards_check(selected: pd.DataFrame, shards: pd.DataFrame) -> dg.AssetCheck
 
 
 # ------------------------------------------------------------------------------------------- evaluation
-class NafEvaluationConfig(dg.Config):
+class NafEvaluationConfig(StudyConfig):
     """How the models and their combinations are probed with the protected documents."""
 
     prompt_words: int = Field(default=pick(tiny=4, demo=8, gpu=16), description="words of the document in the prompt")

@@ -15,6 +15,7 @@ from assets.lm.registration import ProgressLog
 from assets.parity import plots
 from assets.parity.findings import CHECKS, PROGRESS_MEASURE, build_findings
 from resources.compute import Compute
+from resources.config import StudyConfig
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import current_profile, pick
 from resources.stages import stage
@@ -25,7 +26,7 @@ from resources.warehouse import WarehousePaths
 GROUP = "parity"
 
 
-class ParitySweepConfig(dg.Config):
+class ParitySweepConfig(StudyConfig):
     """A cartesian product of settings; every combination is trained with ``seeds`` seeds at once."""
 
     name: str = "grid"
@@ -44,7 +45,7 @@ def _sweep(name: str, n: list[int], k: list[int], seeds: int, **fields) -> dict:
     return {"name": name, "n": n, "k": k, "seeds": seeds, **fields}
 
 
-class ParityRunsConfig(dg.Config):
+class ParityRunsConfig(StudyConfig):
     """Online SGD on (n, k)-sparse parity. The first sweep is the headline (its MLP runs give the findings)."""
 
     sweeps: list[ParitySweepConfig] = pick(
@@ -74,7 +75,7 @@ class ParityRunsConfig(dg.Config):
     cpu_threads: int = Field(default=1, description="torch threads on CPU (0: torch's default)")
 
 
-class ParityFiniteSampleConfig(dg.Config):
+class ParityFiniteSampleConfig(StudyConfig):
     """The finite-sample variant: a fixed training set per seed, weight decay, the grokking-like setting.
     Defaults follow the public anchor (n=20, k=3, width 1000, 500 samples, η=0.1, wd 0.01, B=32); wd 0 is
     the control."""

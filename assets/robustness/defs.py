@@ -22,6 +22,7 @@ from pydantic import Field
 from assets.lm.config import Optimiser
 from assets.robustness.findings import CHECKS
 from resources.compute import Compute
+from resources.config import StudyConfig
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import current_profile, pick
 from resources.stages import stage
@@ -35,7 +36,7 @@ TASK_INS = {"arithmetic": dg.AssetIn("chat_arithmetic_tasks"), "facts": dg.Asset
 
 
 # ------------------------------------------------------------------------------------------------------ data
-class ItemsConfig(dg.Config):
+class ItemsConfig(StudyConfig):
     """How many test problems per task are attacked, and how many many-shot examples each carries."""
 
     n_per_task: int = Field(default=pick(tiny=2, demo=8, gpu=100), description="attacked test problems per task")
@@ -75,7 +76,7 @@ def robustness_items(config: ItemsConfig, **frames: pd.DataFrame):
 
 
 # -------------------------------------------------------------------------------------------------- defender
-class DefenderConfig(Optimiser, dg.Config):
+class DefenderConfig(Optimiser, StudyConfig):
     """The clean format tuning of the defender (assets.robustness.format_tuning): which chat model, and SFT."""
 
     base: str = Field(default="chat_rl", description="chat_rl or chat_sft: the chat model to start from")
@@ -128,7 +129,7 @@ def robustness_defender(context: dg.AssetExecutionContext, config: DefenderConfi
 
 
 # ---------------------------------------------------------------------------------------------------- attacks
-class RunsConfig(dg.Config):
+class RunsConfig(StudyConfig):
     """Defender compute levels and every attack's adversary budgets (assets.robustness.grid.GridSpec)."""
 
     compute_levels: list[int] = Field(default=pick(tiny=[0, 2, 4], demo=[0, 8, 16, 32], gpu=[0, 16, 64, 128, 256]),

@@ -24,6 +24,7 @@ from assets.lm.config import ModelShape, Optimiser, train_config
 from assets.lm.registration import Display, load_registered, load_tokenizer_of, train_and_register
 from assets.royalties.findings import CHECK_CLAIMS
 from resources.compute import Compute
+from resources.config import StudyConfig
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import pick
 from resources.stages import stage
@@ -39,7 +40,7 @@ PAPER = "Wang et al. 2024"
 
 
 # ------------------------------------------------------------------------------------------- base model
-class RoyaltiesBaseConfig(ModelShape, Optimiser, dg.Config):
+class RoyaltiesBaseConfig(ModelShape, Optimiser, StudyConfig):
     """The base model: the LM family's architecture trained on the public author's documents only."""
 
     base_author: str = Field(default="public", description="author whose documents form the common base corpus")
@@ -89,7 +90,7 @@ def royalties_base_model(context: dg.AssetExecutionContext, config: RoyaltiesBas
 
 
 # ------------------------------------------------------------------------------------------------ game
-class RoyaltiesGameConfig(dg.Config):
+class RoyaltiesGameConfig(StudyConfig):
     """The royalties game: coalition models, pieces, and the Shapley estimators."""
 
     n_owners: int | None = Field(default=None, description="use the first n owners (None: every owner)")
@@ -239,7 +240,7 @@ def royalties_game(context: dg.AssetExecutionContext, config: RoyaltiesGameConfi
 
 
 # ------------------------------------------------------------------------------------------- revenue
-class RevenueConfig(dg.Config):
+class RevenueConfig(StudyConfig):
     revenue_per_piece: float = Field(default=1.0, description="revenue each piece earns, shared by royalty share")
 
 

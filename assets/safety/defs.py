@@ -20,6 +20,7 @@ from pydantic import Field
 
 from assets.safety.findings import CHECKS
 from resources.compute import Compute
+from resources.config import StudyConfig
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import current_profile, pick
 from resources.stages import stage
@@ -49,7 +50,7 @@ def safety_policy():
                    name="safety_policy", check_name="policy_valid")
 
 
-class SuiteConfig(dg.Config):
+class SuiteConfig(StudyConfig):
     """Sizes of the battery (assets.safety.battery.SuiteSpec): items per template, people asked about."""
 
     seed: int = 0
@@ -142,7 +143,7 @@ def _items_check(items: pd.DataFrame) -> dg.AssetCheckResult:
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
-class EndpointConfig(dg.Config):
+class EndpointConfig(StudyConfig):
     """An OpenAI-compatible endpoint to evaluate beside our models (its key in `api_key_env`)."""
 
     base_url: str
@@ -150,7 +151,7 @@ class EndpointConfig(dg.Config):
     api_key_env: str = "OPENAI_API_KEY"
 
 
-class ResultsConfig(dg.Config):
+class ResultsConfig(StudyConfig):
     """How every responder is asked: reasoning budget (tokens or low/medium/high), answer length, greedy."""
 
     budget: str = Field(default=pick(tiny="2", demo="8", gpu="medium"),
@@ -259,7 +260,7 @@ def safety_system_card(context: dg.AssetExecutionContext, warehouse: WarehousePa
     ], name="safety_system_card", check_name="card_valid")
 
 
-class JudgeConfig(dg.Config):
+class JudgeConfig(StudyConfig):
     """Which model judges the battery's free text, what of the policy it sees, and how much it judges."""
 
     judge: str = Field(default="chat_rl", description="the judging chat model: chat_sft or chat_rl (an "

@@ -22,6 +22,7 @@ from assets.scaling.grid import GRIDS, GridCell, grid_cells
 from assets.scaling.headline import CHECK_CLAIMS
 from assets.scaling.study import PAPER_UNIQUE_TOKENS
 from resources.compute import Compute
+from resources.config import StudyConfig
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import current_profile, pick
 from resources.stages import stage
@@ -35,7 +36,7 @@ CELLS: list[GridCell] = grid_cells(**pick(**GRIDS))  # this profile's grid (asse
 
 
 # ------------------------------------------------------------------------------------------------- corpus
-class ScalingTokensConfig(dg.Config):
+class ScalingTokensConfig(StudyConfig):
     """How the corpus becomes token pools. By default the code corpus; ``corpus_path`` reads any local corpus
     (a .txt, .jsonl or .parquet file, or a folder of .txt files) and encodes it with the code tokenizer
     (byte-level BPE: lossless on any text)."""
@@ -75,7 +76,7 @@ def scaling_tokens(context: dg.AssetExecutionContext, config: ScalingTokensConfi
 
 
 # -------------------------------------------------------------------------------------------------- grid
-class ScalingRunConfig(dg.Config):
+class ScalingRunConfig(StudyConfig):
     """Optimisation of one grid run (the cell fixes the model size, U_D and epochs)."""
 
     batch_size: int = pick(tiny=4, demo=8, gpu=32)
@@ -143,7 +144,7 @@ def scaling_runs(context: dg.AssetExecutionContext, warehouse: WarehousePaths, *
 
 
 # ------------------------------------------------------------------------------------------------------ fit
-class ScalingFitConfig(dg.Config):
+class ScalingFitConfig(StudyConfig):
     """The two-stage fit: Chinchilla form on single-epoch runs, then R_D*, R_N* on all runs."""
 
     tie_exponents: bool = Field(default=True, description="alpha = beta, as the paper's C4 constants")
@@ -219,7 +220,7 @@ def scaling_effective_data(context: dg.AssetExecutionContext, warehouse: Warehou
     return table
 
 
-class ScalingAllocationConfig(dg.Config):
+class ScalingAllocationConfig(StudyConfig):
     """Budgets for the compute-optimal allocation (C = 6ND) with unique data capped at U_D."""
 
     unique_tokens: float | None = Field(default=None, description="our U_D cap (default: the grid's largest repeated budget)")

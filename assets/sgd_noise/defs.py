@@ -19,6 +19,7 @@ from assets.lm.threads import torch_threads
 from assets.sgd_noise import analysis, plots
 from assets.sgd_noise.findings import CHECKS
 from resources.compute import Compute
+from resources.config import StudyConfig
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import current_profile, pick
 from resources.stages import stage
@@ -32,7 +33,7 @@ CODE_VERSION = "1"
 LM_CODE_VERSION = "2"  # 2: the noise-cut branch gets its own copy of the parent's Adam state
 
 
-class SyntheticSweepConfig(dg.Config):
+class SyntheticSweepConfig(StudyConfig):
     """Random teacher (tanh, softmax labels) -> 2-layer ReLU students by plain SGD, online and offline."""
 
     input_dim: int = pick(tiny=16, demo=32, gpu=64)
@@ -55,7 +56,7 @@ class SyntheticSweepConfig(dg.Config):
     cpu_threads: int = 1
 
 
-class LMSweepConfig(ModelShape, dg.Config):
+class LMSweepConfig(ModelShape, StudyConfig):
     """The LM family on the facts world (and the code corpus); Adam at a constant learning rate after a short
     warmup. The demo runs the facts world only (CPU budget); tiny and gpu also run the code corpus."""
 

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from assets.uncertainty.findings import CHECKS
 from resources.compute import Compute
+from resources.config import StudyConfig
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import current_profile, pick
 from resources.stages import stage
@@ -30,7 +31,7 @@ GROUP = "uncertainty"
 
 
 # ---------------------------------------------------------------------------------------------- tokens
-class UncertaintyTokensConfig(dg.Config):
+class UncertaintyTokensConfig(StudyConfig):
     """Which pairs read which held-out text, how much of it, and which small-model layers are kept."""
 
     layers: list[int] | None = Field(default=pick(tiny=None, demo=None, gpu=[0, 2, 4, -1]),
@@ -101,7 +102,7 @@ def uncertainty_tokens(context: dg.AssetExecutionContext, config: UncertaintyTok
 
 
 # ---------------------------------------------------------------------------------------------- labels
-class UncertaintyLabelsConfig(dg.Config):
+class UncertaintyLabelsConfig(StudyConfig):
     """The paper's thresholds are 2.0 / 0.2 / 0.1 nats (LLaMA, log V = 10.4). Read off the demo facts token
     table (log V = 6.9): a 1.0-nat floor keeps the upper ~65% of small-model entropies; the large model is
     better than the small on every slot, names included (4.25 vs 4.85 nats, truth 4.16), so |dH| <= 0.1 finds
@@ -168,7 +169,7 @@ def uncertainty_labels(context: dg.AssetExecutionContext, config: UncertaintyLab
 
 
 # ---------------------------------------------------------------------------------------------- probes
-class UncertaintyProbeConfig(dg.Config):
+class UncertaintyProbeConfig(StudyConfig):
     """Probe kinds, the layer used across domains and against the truth, and the MLP's size."""
 
     kinds: list[str] = ["linear", "mlp"]
@@ -216,7 +217,7 @@ def uncertainty_probes(context: dg.AssetExecutionContext, config: UncertaintyPro
 
 
 # ------------------------------------------------------------------------------------------------ ICLT
-class UncertaintyIcltConfig(dg.Config):
+class UncertaintyIcltConfig(StudyConfig):
     """The in-context learning test on a sample of labelled tokens (its forward passes are batched)."""
 
     datasets: list[str] = pick(tiny=["facts"], demo=["facts", "code"], gpu=["facts", "code"])

@@ -27,6 +27,7 @@ from assets.watermark.infill import fim_oracle, fit_infiller
 from assets.watermark.ngram import ByteNGram
 from assets.watermark.schemes import build_schemes
 from resources.compute import Compute
+from resources.config import StudyConfig
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import current_profile, pick
 from resources.stages import stage
@@ -42,7 +43,7 @@ def _figure(context: dg.AssetExecutionContext, warehouse: WarehousePaths, fig, n
     return figure_metadata(fig, f"{GROUP}/{name}", warehouse.root, context.run.run_id)
 
 
-class WatermarkGenerationConfig(dg.Config):
+class WatermarkGenerationConfig(StudyConfig):
     """Prompts, watermarked and unwatermarked generations, and the detectors' calibration."""
 
     prompt_tokens: int = pick(tiny=8, demo=16, gpu=32)
@@ -125,7 +126,7 @@ def watermark_generation(context: dg.AssetExecutionContext, config: WatermarkGen
         worst <= 2 * config.fpr), metadata={"worst_null_false_positive_rate": worst, "target_fpr": config.fpr})
 
 
-class WatermarkInfillerConfig(ModelShape, dg.Config):
+class WatermarkInfillerConfig(ModelShape, StudyConfig):
     """The FIM in-filler: a family model trained on PSM- (or SPM-) rearranged windows of the code corpus. Demo
     settings: the best held-out middle loss of the search recorded in `assets.watermark.infill`; none beat the
     generator within the demo's budget, so the demo attack re-samples (``WatermarkAttackConfig.perturbation``)."""
@@ -190,7 +191,7 @@ def watermark_infiller(context: dg.AssetExecutionContext, config: WatermarkInfil
     return dg.Output(record, metadata=metadata)
 
 
-class WatermarkAttackConfig(dg.Config):
+class WatermarkAttackConfig(StudyConfig):
     """The random walk: span rewriting by the perturbation oracle, acceptance by the larger model's quality.
     The paper's protocol: every text walks the fixed budget of ``steps``; detection is measured afterwards (and
     at T/4, T/2, 3T/4 for the curves). The demo re-samples (its in-filler does not beat the generator; both
