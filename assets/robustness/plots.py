@@ -17,36 +17,47 @@ def _pyplot():
 
 
 def success_heatmaps(grid: pd.DataFrame):
-    """One panel per (attack, goal): x = defender reasoning budget, y = adversary budget, colour = success
-    probability (pooled over tasks; n in each cell's text), as the paper's figures plot them."""
+    """One row of panels per attack, one column per goal: x = defender reasoning budget, y = adversary
+    budget, colour = success probability (pooled over tasks; each cell's n in its text), as the paper's
+    figures plot them."""
     plt = _pyplot()
-    panels = list(grid.groupby(["attack", "goal"], sort=False).groups)
-    cols = min(5, max(1, len(panels)))
-    rows = int(np.ceil(len(panels) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 2.8 * rows), squeeze=False)
+    attacks = list(dict.fromkeys(grid["attack"]))
+    goals = list(dict.fromkeys(grid.loc[grid["goal"] != "think_less", "goal"])) or ["think_less"]
+    fig, axes = plt.subplots(len(attacks), len(goals), figsize=(2.9 * len(goals), 2.6 * len(attacks)),
+                             squeeze=False)
     image = None
-    for ax, (attack, goal) in zip(axes.flat, panels, strict=False):
-        cells = grid[(grid["attack"] == attack) & (grid["goal"] == goal)]
-        pooled = cells.groupby(["adversary_budget", "compute_level"])[["successes", "n"]].sum().reset_index()
-        pooled["rate"] = pooled["successes"] / pooled["n"].replace(0, np.nan)
-        table = pooled.pivot(index="adversary_budget", columns="compute_level", values="rate")
-        counts = pooled.pivot(index="adversary_budget", columns="compute_level", values="n")
-        image = ax.imshow(table.to_numpy(dtype=float), origin="lower", aspect="auto", cmap="viridis", vmin=0,
-                          vmax=1)
-        for (i, j), value in np.ndenumerate(table.to_numpy(dtype=float)):
-            text = "–" if np.isnan(value) else f"{value:.2f}\nn={int(counts.iloc[i, j])}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=6,
-                    color="black" if not np.isnan(value) and value > 0.6 else "white")
-        ax.set_xticks(range(len(table.columns)), [str(c) for c in table.columns], fontsize=7)
-        ax.set_yticks(range(len(table.index)), [str(r) for r in table.index], fontsize=7)
-        ax.set_xlabel("defender reasoning budget", fontsize=7)
-        ax.set_ylabel(str(cells["budget_unit"].iloc[0]), fontsize=7)
-        ax.set_title(f"{attack}: {goal}", fontsize=8)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
+    for r, attack in enumerate(attacks):
+        for c, goal in enumerate(goals):
+            ax = axes[r, c]
+            wanted = "think_less" if attack == "think_less" else goal
+            cells = grid[(grid["attack"] == attack) & (grid["goal"] == wanted)]
+            if cells.empty or (attack == "think_less" and c > 0):
+                ax.axis("off")
+                continue
+            image = _panel(ax, cells, f"{attack}: {wanted}")
+    fig.subplots_adjust(hspace=0.75, wspace=0.45, right=0.88)
     if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.6, label="attack success probability")
+        fig.colorbar(image, cax=fig.add_axes([0.91, 0.3, 0.015, 0.4]), label="attack success probability")
     return fig
+
+
+def _panel(ax, cells: pd.DataFrame, title: str):
+    pooled = cells.groupby(["adversary_budget", "compute_level"])[["successes", "n"]].sum().reset_index()
+    pooled["rate"] = pooled["successes"] / pooled["n"].replace(0, np.nan)
+    table = pooled.pivot(index="adversary_budget", columns="compute_level", values="rate")
+    counts = pooled.pivot(index="adversary_budget", columns="compute_level", values="n")
+    values = table.to_numpy(dtype=float)
+    image = ax.imshow(values, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=1)
+    for (i, j), value in np.ndenumerate(values):
+        text = "-" if np.isnan(value) else f"{value:.2f}\nn={int(counts.iloc[i, j])}"
+        ax.text(j, i, text, ha="center", va="center", fontsize=6,
+                color="black" if not np.isnan(value) and value > 0.6 else "white")
+    ax.set_xticks(range(len(table.columns)), [str(c) for c in table.columns], fontsize=7)
+    ax.set_yticks(range(len(table.index)), [str(i) for i in table.index], fontsize=7)
+    ax.set_xlabel("defender reasoning budget", fontsize=7)
+    ax.set_ylabel(str(cells["budget_unit"].iloc[0]), fontsize=7)
+    ax.set_title(title, fontsize=8)
+    return image
 
 
 def compute_figure(accuracy: pd.DataFrame, think_less: pd.DataFrame):
