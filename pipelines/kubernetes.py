@@ -13,7 +13,8 @@ definition). Steps that train under ``torchrun`` (an ``nproc_per_node`` config f
 Settings (environment of the code server): ``REPROLAB_K8S_GPU_NODE_SELECTOR`` (``key=value[,key=value]``,
 default ``nvidia.com/gpu.present=true``), ``REPROLAB_K8S_TORCHRUN_GPUS`` (default 1),
 ``REPROLAB_K8S_MAX_STEP_PODS`` (pods at once per run, default 8), ``REPROLAB_K8S_NAMESPACE`` (default: the run
-launcher's). No cluster code lives here: scheduling, queues and retries are Kubernetes' and Dagster's.
+launcher's). No cluster code lives here: scheduling, queues, retries and dead-run detection are Kubernetes' and
+Dagster's.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 import dagster as dg
 from dagster_k8s import k8s_job_executor
 
-from pipelines.definitions import defs as one_machine
+from pipelines import definitions as one_machine_location  # the module: one Definitions at module scope here
 from resources.settings import ConfigurationError
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -106,5 +107,19 @@ def executor_config(definitions: dg.Definitions) -> dict[str, Any]:
     return config
 
 
-executor = k8s_job_executor.configured(executor_config(one_machine), name="reprolab_k8s")
-defs = dg.Definitions.merge(one_machine, dg.Definitions(executor=executor))
+# The pid-based dead-run sensor judges a run by its worker's pid on the machine the daemon runs on; run workers
+# here live in pods of their own, so it is left out: the K8sRunLauncher's health check (run monitoring, on in
+# deploy/helm/values.yaml) fails runs whose pod died.
+ONE_MACHINE_ONLY_SENSORS = {"dead_run_sensor"}
+
+def kubernetes_definitions(local: dg.Definitions) -> dg.Definitions:
+    """``local`` (the one-machine location) with its steps on the k8s executor, less the one-machine sensors."""
+    return dg.Definitions(
+        assets=local.assets, asset_checks=local.asset_checks, jobs=local.jobs, schedules=local.schedules,
+        resources=local.resources, loggers=local.loggers, metadata=local.metadata,
+        sensors=[s for s in local.sensors or () if s.name not in ONE_MACHINE_ONLY_SENSORS],
+        executor=k8s_job_executor.configured(executor_config(local), name="reprolab_k8s"),
+    )
+
+
+defs = kubernetes_definitions(one_machine_location.defs)  # the only Definitions at this module's scope

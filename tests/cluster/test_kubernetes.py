@@ -25,17 +25,27 @@ def test_executor_config_is_valid_for_the_k8s_job_executor(location):
     from dagster._config import validate_config
     from dagster_k8s import k8s_job_executor
 
-    config = location.executor_config(location.one_machine)
+    config = location.executor_config(location.one_machine_location.defs)
     result = validate_config(k8s_job_executor.config_schema.config_type, config)
     assert result.success, [e.message for e in result.errors]
     # every job of the location runs its steps as Kubernetes Jobs
     for job in ("main", "nightly_evaluation", "training"):
         assert location.defs.resolve_job_def(job).executor_def.name == "reprolab_k8s"
+    # the same graph and schedules; only the one-machine (pid-based) dead-run sensor is left out
+    graph, local = location.defs.resolve_asset_graph(), location.one_machine_location.defs.resolve_asset_graph()
+    assert graph.get_all_asset_keys() == local.get_all_asset_keys()
+    assert {s.name for s in location.defs.schedules} == {s.name for s in location.one_machine_location.defs.schedules}
+    assert not {s.name for s in location.defs.sensors or ()} & {"dead_run_sensor"}
+    # what `dagster api grpc -m pipelines.kubernetes` finds in the module: exactly this one Definitions object
+    from dagster._core.workspace.autodiscovery import loadable_targets_from_loaded_module
+
+    assert [t.target_definition for t in loadable_targets_from_loaded_module(location)] == [location.defs]
+    location.defs.validate_loadable(location.defs)
 
 
 def test_every_gpu_pool_step_gets_a_gpu_and_nothing_else_does(location):
-    graph_ops = {a.node_def.name: getattr(a.node_def, "pool", None) for a in location.one_machine.assets}
-    per_step = location.executor_config(location.one_machine)["per_step_k8s_config"]
+    graph_ops = {a.node_def.name: getattr(a.node_def, "pool", None) for a in location.one_machine_location.defs.assets}
+    per_step = location.executor_config(location.one_machine_location.defs)["per_step_k8s_config"]
     assert set(per_step) == {op for op, pool in graph_ops.items() if pool == "gpu"}
     assert {"lm_facts_small", "chat_sft", "safety_results"} <= set(per_step)
     assert "facts_documents" not in per_step
@@ -43,11 +53,11 @@ def test_every_gpu_pool_step_gets_a_gpu_and_nothing_else_does(location):
 
 def test_torchrun_steps_ask_for_as_many_gpus_as_configured(location, monkeypatch):
     monkeypatch.setenv("REPROLAB_K8S_TORCHRUN_GPUS", "8")
-    steps = location.gpu_steps(location.one_machine)
+    steps = location.gpu_steps(location.one_machine_location.defs)
     assert steps["lm_facts_large"] == 8 and steps["chat_sft"] == 1  # lm family trains under torchrun
     monkeypatch.setenv("REPROLAB_K8S_TORCHRUN_GPUS", "many")
     with pytest.raises(ValueError, match="REPROLAB_K8S_TORCHRUN_GPUS"):
-        location.gpu_steps(location.one_machine)
+        location.gpu_steps(location.one_machine_location.defs)
     monkeypatch.setenv("REPROLAB_K8S_GPU_NODE_SELECTOR", "gpu")
     with pytest.raises(ValueError, match="key=value"):
         location.gpu_node_selector()
