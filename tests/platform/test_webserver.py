@@ -93,3 +93,33 @@ def test_launch_through_graphql_and_query(dagster_dev):
     assert out.returncode == 0, out.stderr
     row = json.loads(out.stdout)[0]
     assert row["files"] > 0 and row["run"] == run_id
+
+    # what the UI shows, through the same GraphQL API: kinds, owners, study tags, launchpad descriptions,
+    # and the column schema and table name of the materialization
+    nodes = _graphql(port, NODES, {})["assetNodes"]
+    by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
+    corpus, model = by_key["code_corpus"], by_key["lm_facts_small"]
+    assert {"parquet", "duckdb"} <= set(corpus["kinds"]) and {"pytorch", "mlflow"} <= set(model["kinds"])
+    assert all(n["owners"] == [{"team": "reprolab"}] for n in nodes if n["isMaterializable"])
+    assert {"key": "reprolab/study", "value": "corpora"} in corpus["tags"]
+    assert "+src." in model["opVersion"]  # the code version follows the source
+    fields = model["configField"]["configType"]["fields"]
+    assert fields and all(f["description"] for f in fields), [f["name"] for f in fields if not f["description"]]
+    entries = _graphql(port, SCHEMA, {"key": {"path": ["code_corpus"]}})["assetOrError"]["assetMaterializations"][0]
+    labels = {e["label"]: e for e in entries["metadataEntries"]}
+    assert labels["dagster/table_name"]["text"] == "corpora.code_corpus"
+    columns = {c["name"]: c for c in labels["dagster/column_schema"]["schema"]["columns"]}
+    assert "text" in columns and columns["materialization_id"]["description"]
+
+
+NODES = """
+query Nodes { assetNodes {
+  assetKey { path } isMaterializable kinds opVersion tags { key value }
+  owners { ... on TeamAssetOwner { team } ... on UserAssetOwner { email } }
+  configField { configType { ... on CompositeConfigType { fields { name description } } } }
+} }"""
+SCHEMA = """
+query Schema($key: AssetKeyInput!) { assetOrError(assetKey: $key) { ... on Asset {
+  assetMaterializations(limit: 1) { metadataEntries { label
+    ... on TextMetadataEntry { text }
+    ... on TableSchemaMetadataEntry { schema { columns { name type description } } } } } } } }"""
