@@ -20,6 +20,7 @@ from pydantic import Field
 from assets.alignment.findings import CHECKS, POST_HOC
 from assets.lm.config import Optimiser
 from resources.compute import Compute
+from resources.config import StudyConfig
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
 from resources.profiles import current_profile, pick
 from resources.stages import stage
@@ -39,7 +40,7 @@ def _display(context, warehouse: WarehousePaths):
 
 
 # ------------------------------------------------------------------------------------------------------ data
-class GenerationConfig(dg.Config):
+class GenerationConfig(StudyConfig):
     """The stand-in generator's candidates per prompt and mistake rates (assets.alignment.generator)."""
 
     seed: int = 0
@@ -98,7 +99,7 @@ def alignment_sft_data(alignment_candidates: pd.DataFrame, safety_items: pd.Data
 
 
 # -------------------------------------------------------------------------------------------------- training
-class AlignmentSFTConfig(Optimiser, dg.Config):
+class AlignmentSFTConfig(Optimiser, StudyConfig):
     """SFT of every method from chat-sft (the chat room's fine_tune; same steps and seed for each method)."""
 
     methods: list[str] = Field(default=["deliberative", "no_citation", "direct"], description="methods to train")
@@ -148,7 +149,7 @@ def alignment_sft_models(context: dg.AssetExecutionContext, config: AlignmentSFT
         identical["conversations"] == len(table) and identical["methods"] == len(config.methods)))
 
 
-class AlignmentRLConfig(dg.Config):
+class AlignmentRLConfig(StudyConfig):
     """GRPO on the deliberative SFT model (the chat room's grpo) with the judge on the final answer as reward."""
 
     seed: int = 0
@@ -193,7 +194,7 @@ def alignment_rl(context: dg.AssetExecutionContext, config: AlignmentRLConfig, t
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
-class AlignmentEvalConfig(dg.Config):
+class AlignmentEvalConfig(StudyConfig):
     """How every method is asked (the safety battery's responder): budget, answer length, which evaluations."""
 
     budget: int = Field(default=pick(tiny=16, demo=48, gpu=64), description="reasoning budget (tokens)")
@@ -211,10 +212,12 @@ def alignment_results(context: dg.AssetExecutionContext, config: AlignmentEvalCo
                       compute: Compute, safety_items: pd.DataFrame, chat_sft: dict, alignment_sft_models: dict,
                       alignment_rl: dict) -> pd.DataFrame:
     """Every method on the battery's eval split (graded by the safety room's battery): helpful_only (chat-sft),
-    policy_in_context (chat-sft with as much of the policy as fits pasted as a system message), direct_sft,
+    policy_in_context (chat-sft with as much of the policy as fits pasted as a system message; registered as
+    alignment-policy-in-context, chat-sft's weights with the message as a tag), direct_sft,
     no_citation_sft, deliberative_sft, deliberative_rl, and the two references; with the clauses each
     reasoning cites. One row per method x item."""
     from assets.alignment.evaluation import ask, eval_items, median_prompt_tokens, policy_excerpt, references
+    from assets.alignment.training import register_policy_in_context
     from assets.lm.registration import load_registered
     from assets.lm.threads import torch_threads
 
@@ -228,14 +231,16 @@ def alignment_results(context: dg.AssetExecutionContext, config: AlignmentEvalCo
         reserve = median_prompt_tokens(tokenizer, items) + config.max_answer_tokens + 3 + config.policy_reasoning_room
         excerpt = policy_excerpt(tokenizer, model.config.max_position_embeddings, reserve)
         frames.append(ask("helpful_only", "chat-sft", chat_sft["model_uri"], model, tokenizer, items, **settings))
-        frames.append(ask("policy_in_context", "chat-sft+policy", chat_sft["model_uri"], model, tokenizer, items,
-                          policy_text=excerpt["text"], **settings))
+        pasted = register_policy_in_context(context, tracking, chat_sft, excerpt)
+        frames.append(ask("policy_in_context", pasted["registered_model"], pasted["model_uri"], model, tokenizer,
+                          items, policy_text=excerpt["text"], **settings))
         for method, record in models.items():
             model, tokenizer = load_registered(record, tracking, device)
             frames.append(ask(method, record["registered_model"], record["model_uri"], model, tokenizer, items,
                               **settings))
     results = pd.concat(frames, ignore_index=True)
     meta = {"pasted_clauses": ", ".join(excerpt["clauses"]) or "none (not one clause fits)",
+            "policy_in_context_uri": pasted["model_uri"],
             "pasted_tokens": excerpt["tokens"], "full_policy_tokens": excerpt["full_policy_tokens"],
             "positions": int(model.config.max_position_embeddings), "rows": len(results)}
     context.add_output_metadata({**meta, "score_by_method": markdown_table(

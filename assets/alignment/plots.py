@@ -20,6 +20,9 @@ PARETO_PANELS = (("goodness@0.1", "jailbreak robustness: goodness@0.1 (all famil
                  ("refused_held_out", "refusal rate on held-out jailbreak families"))
 
 
+MARKERS = ("o", "v", "^", "D", "s", "P", "*", "X")
+
+
 def _pyplot():
     import matplotlib
 
@@ -36,20 +39,19 @@ def _methods(table: pd.DataFrame) -> list[str]:
 
 def pareto_figure(table: pd.DataFrame):
     """The paper's headline figure at our scale: per method, jailbreak robustness (x) against not
-    overrefusing the look-alikes (y); up and right is better. References are drawn hollow."""
+    overrefusing the look-alikes (y); up and right is better. One marker per method (sizes shrink so that
+    coinciding methods stay visible); the references are hollow."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(PARETO_PANELS), figsize=(4.4 * len(PARETO_PANELS), 4.2), squeeze=False)
     for ax, (metric, label) in zip(axes[0], PARETO_PANELS, strict=True):
         for i, method in enumerate(_methods(table)):
             x, y = value(table, method, metric), value(table, method, "not_overrefuse_lookalike")
             reference = method in ("policy_oracle", "always_comply")
-            ax.scatter([x], [y], s=60, marker="o" if not reference else "s", color=f"C{i}",
-                       facecolors="none" if reference else f"C{i}", label=method)
-            if np.isfinite(x) and np.isfinite(y):
-                ax.annotate(method, (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
+            ax.scatter([x], [y], s=110 - 9 * i, marker=MARKERS[i % len(MARKERS)], edgecolors=f"C{i}",
+                       facecolors="none" if reference else f"C{i}", alpha=0.85, label=method)
         ax.set(xlabel=label, ylabel="not_overrefuse (look-alikes)", xlim=(-0.05, 1.08), ylim=(-0.05, 1.08))
         ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=7, loc="lower left")
+    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.suptitle("robustness vs overrefusal per method (eval split; up and right is better)", fontsize=10)
     fig.tight_layout()
     return fig

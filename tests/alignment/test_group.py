@@ -43,6 +43,11 @@ def test_alignment_group_materializes_with_consistent_numbers(alignment_run):
     assert results["score"].between(0, 1).all()
     # tiny's 64 positions: not one clause of the policy fits beside a request, and the report says so
     assert (results["pasted_clauses"] == "").all()
+    pasted = results.loc[results["method"] == "policy_in_context", "model_uri"].unique().tolist()
+    assert len(pasted) == 1 and pasted[0].startswith("models:/alignment-policy-in-context/")
+    helpful = results[results["method"] == "helpful_only"].set_index("item_id")["response"]
+    in_context = results[results["method"] == "policy_in_context"].set_index("item_id")["response"]
+    assert helpful.equals(in_context.loc[helpful.index])  # nothing pasted: the same model asked the same way
 
     table = alignment_run.asset_value("alignment_methods")
     assert set(table["method"]) == set(results["method"])
