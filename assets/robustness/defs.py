@@ -42,7 +42,7 @@ class ItemsConfig(StudyConfig):
     n_per_task: int = Field(default=pick(tiny=2, demo=8, gpu=100), description="attacked test problems per task")
     max_shots: int = Field(default=pick(tiny=1, demo=3, gpu=8), description="many-shot examples drawn per item "
                            "(the largest many-shot budget)")
-    seed: int = 0
+    seed: int = Field(default=0, description="seed of the marker words and the many-shot examples drawn")
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("data"), ins=TASK_INS,
@@ -81,10 +81,10 @@ class DefenderConfig(Optimiser, StudyConfig):
 
     base: str = Field(default="chat_rl", description="chat_rl or chat_sft: the chat model to start from")
     max_steps: int = Field(default=pick(tiny=4, demo=150, gpu=1000), description="SFT steps (0: no tuning)")
-    batch_size: int = pick(tiny=8, demo=32, gpu=64)
-    learning_rate: float = pick(tiny=3e-3, demo=3e-3, gpu=5e-4)
-    min_lr: float = pick(tiny=3e-4, demo=3e-4, gpu=5e-5)
-    warmup_steps: int = pick(tiny=1, demo=5, gpu=50)
+    batch_size: int = Field(default=pick(tiny=8, demo=32, gpu=64), description="conversations per SFT step")
+    learning_rate: float = Field(default=pick(tiny=3e-3, demo=3e-3, gpu=5e-4), description="peak learning rate")
+    min_lr: float = Field(default=pick(tiny=3e-4, demo=3e-4, gpu=5e-5), description="learning rate at the end")
+    warmup_steps: int = Field(default=pick(tiny=1, demo=5, gpu=50), description="linear warm-up steps")
     benign_share: float = Field(default=0.5, description="share of tuning conversations with a benign data message")
     original_share: float = Field(default=0.3, description="share of problems also shown in the chat room's shape")
     cpu_threads: int = Field(default=1, description="torch CPU threads while training (0: torch's default)")
@@ -145,7 +145,7 @@ class RunsConfig(StudyConfig):
     think_less: list[int] = Field(default=pick(tiny=[0, 1, 2], demo=[0, 1, 2, 4], gpu=[0, 1, 2, 4, 6]),
                                   description="think-less templates tried (at most 6)")
     soft_steps: int = Field(default=pick(tiny=3, demo=30, gpu=200), description="Adam steps per soft-token set")
-    soft_lr: float = 0.1
+    soft_lr: float = Field(default=0.1, description="Adam learning rate of the soft tokens")
     soft_norm_quantile: float = Field(default=1.0, description="cap soft-token norms at this quantile of the "
                                       "real token embeddings' norms (1.0: the largest)")
     adaptive_max_words: int = Field(default=pick(tiny=12, demo=30, gpu=60), description="longest attack text")
@@ -153,9 +153,9 @@ class RunsConfig(StudyConfig):
                                        "clean reasoning")
     k: int = Field(default=1, description="defender samples per answer (>1: majority vote)")
     temperature: float = Field(default=0.0, description="0: greedy")
-    max_answer_tokens: int = 6
-    seed: int = 0
-    cpu_threads: int = 1
+    max_answer_tokens: int = Field(default=6, description="longest answer after the reasoning")
+    seed: int = Field(default=0, description="seed of sampling, soft-token starts and the adaptive attacker")
+    cpu_threads: int = Field(default=1, description="torch CPU threads (0: torch's default)")
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"), pool="gpu",
