@@ -11,7 +11,6 @@ adversary budget x defender compute with Wilson intervals, heatmaps), ``robustne
 ``robustness_think_less``, ``robustness_nerd_sniping`` and ``robustness/findings``.
 """
 
-import dataclasses
 import functools
 import time
 
@@ -168,11 +167,11 @@ def robustness_runs(context: dg.AssetExecutionContext, config: RunsConfig, track
     behaviour) under the text attacks, the pipeline's own check."""
     from assets.lm.registration import load_registered
     from assets.lm.threads import torch_threads
-    from assets.robustness.defender import model_defender, planted_defender
-    from assets.robustness.grid import GridSpec, attack_texts, run_attacks
+    from assets.robustness.defender import model_defender
+    from assets.robustness.grid import GridSpec, attack_texts, planted_reference, run_attacks
     from assets.robustness.items import oov_words
 
-    spec = GridSpec(**{f.name: getattr(config, f.name) for f in dataclasses.fields(GridSpec)})
+    spec = GridSpec.of(config)
     device, started = compute.torch_device(), time.time()
     model, tokenizer = load_registered(robustness_defender, tracking, device)
     kwargs = {"k": config.k, "temperature": config.temperature, "max_answer_tokens": config.max_answer_tokens,
@@ -183,11 +182,8 @@ def robustness_runs(context: dg.AssetExecutionContext, config: RunsConfig, track
                                  name=robustness_defender["registered_model"],
                                  white_box={"model": model, "tokenizer": tokenizer, "defender_kwargs": kwargs},
                                  on_level=lambda what, level: context.log.info(f"{what}: level {level} done"))
-    planted = planted_defender(dict(zip(robustness_items["prompt"], robustness_items["answer"], strict=False)),
-                               resists_from=spec.compute_levels[len(spec.compute_levels) // 2])
-    reference, _ = run_attacks(planted, robustness_items, spec, name="planted")
     oov = oov_words(tokenizer, attack_texts(robustness_items, spec) + list(robustness_items["system"]))
-    runs = pd.concat([runs, reference], ignore_index=True)
+    runs = pd.concat([runs, planted_reference(robustness_items, spec)], ignore_index=True)
     runs["model_uri"] = runs["defender"].map({robustness_defender["registered_model"]:
                                               robustness_defender["model_uri"]}).fillna("")
     yield dg.Output(runs, metadata={"responses": len(runs), "seconds": round(time.time() - started, 1),
@@ -294,7 +290,7 @@ def robustness_findings(grid: pd.DataFrame, accuracy: pd.DataFrame, think_less: 
     from assets.robustness.findings import build_findings
 
     model = str(_model_runs(runs)["defender"].iloc[0])
-    levels = sorted(runs["compute_level"].unique())
+    levels = sorted(int(level) for level in runs["compute_level"].unique())
     scale = (f"{current_profile()} profile: {model}, reasoning budgets {levels}, "
              f"{runs['problem_id'].nunique()} problems")
     info = {"soft_norm_cap": float(runs["soft_cap"].max()), "soft_max_norm": float(runs["soft_norm"].max())}

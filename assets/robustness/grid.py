@@ -72,6 +72,13 @@ class GridSpec:
     def budgets(self, attack: str) -> tuple[int, ...]:
         return getattr(self, attack)
 
+    @classmethod
+    def of(cls, config: Any) -> GridSpec:
+        """The spec from any object with these fields (e.g. the Dagster config)."""
+        from dataclasses import fields
+
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
+
 
 def _row(item: pd.Series, attack: str, variant: int, level: int, content: str, response: pd.Series) -> dict:
     answer = response["answer"] if response["answered"] else None
@@ -189,6 +196,16 @@ def run_attacks(defender: Defender, items: pd.DataFrame, spec: GridSpec, *, name
     runs.loc[~runs["answered"], "success"] = np.nan
     runs["grid"] = json.dumps({attack: list(spec.budgets(attack)) for attack in ATTACKS})
     return runs, info
+
+
+def planted_reference(items: pd.DataFrame, spec: GridSpec) -> pd.DataFrame:
+    """The text attacks against the planted defender (`defender.planted_defender`), resisting from the middle
+    compute level on: its success rates are known, so they check the pipeline end to end."""
+    from assets.robustness.defender import planted_defender
+
+    answers = dict(zip(items["prompt"], items["answer"], strict=False))
+    resists_from = spec.compute_levels[len(spec.compute_levels) // 2]
+    return run_attacks(planted_defender(answers, resists_from=resists_from), items, spec, name="planted")[0]
 
 
 def attack_texts(items: pd.DataFrame, spec: GridSpec) -> list[str]:
