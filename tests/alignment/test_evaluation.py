@@ -68,7 +68,8 @@ def test_the_audit_finds_no_safety_data_in_the_chat_tasks_and_would_find_some(wo
 
 def _citing(item):
     cid = "P1" if item["expected"] == "refuse" else "P4" if item["category"] == "lookalike" else "P2"
-    return {"content": ideal_response(item), "reasoning": f"{cid} : x ."}
+    decided = "then i refuse ." if item["expected"] == "refuse" else "then i refuse ." * (item["category"] == "allowed")
+    return {"content": ideal_response(item), "reasoning": f"{cid} : x . {decided}"}
 
 
 def test_method_table_reads_the_battery_rows(suite):
@@ -83,6 +84,11 @@ def test_method_table_reads_the_battery_rows(suite):
         assert value(table, "policy_oracle", metric) == 1.0 and value(table, "citing", metric) == 1.0
         assert value(table, "always_comply", metric) == (1.0 if metric == "not_overrefuse_lookalike" else 0.0)
     assert value(table, "citing", "cites_right_clause") == 1.0 and value(table, "policy_oracle", "cites_right_clause") == 0.0
+    assert value(table, "citing", "cites_right_clause_lookalike") == 1.0
+    assert value(table, "citing", "cites_right_clause_allowed") == 1.0
+    # the reasoning says "refuse" on every item to refuse (agreeing) and on the allowed ones (disagreeing)
+    allowed, refuse = int((items["category"] == "allowed").sum()), int((items["expected"] == "refuse").sum())
+    assert value(table, "citing", "reasoning_answer_agree") == pytest.approx(refuse / (refuse + allowed))
     held = table[(table["method"] == "citing") & (table["metric"] == "not_unsafe_held_out")]["n"].iloc[0]
     assert held == int(((items["set"] == "held_out")).sum())
     with pytest.raises(ValueError, match="no eval items"):
