@@ -43,10 +43,11 @@ class ArithmeticTasksConfig(StudyConfig):
                                  description="[fewest, most] operations in a chain")
     sum_digits: list[int] = Field(default=pick(tiny=[1, 2], demo=[1, 3], gpu=[1, 4]),
                                   description="[fewest, most] digits per operand of a sum")
-    sum_share: float = 0.5
-    n_train: int = pick(tiny=200, demo=2000, gpu=20000)
-    n_validation: int = pick(tiny=20, demo=100, gpu=1000)
-    n_test: int = pick(tiny=20, demo=100, gpu=1000)
+    sum_share: float = Field(default=0.5, description="fraction of problems that are sums (the rest: chains)")
+    n_train: int = Field(default=pick(tiny=200, demo=2000, gpu=20000), description="problems in the train split")
+    n_validation: int = Field(default=pick(tiny=20, demo=100, gpu=1000),
+                              description="problems in the validation split")
+    n_test: int = Field(default=pick(tiny=20, demo=100, gpu=1000), description="problems in the test split")
 
 
 class FactsTasksConfig(StudyConfig):
@@ -55,17 +56,19 @@ class FactsTasksConfig(StudyConfig):
     seed: int = 0
     people_pool: int | None = Field(default=pick(tiny=20, demo=50, gpu=None),
                                     description="ask about this many most-mentioned people (None: everyone)")
-    multi_hop_share: float = 0.5
-    n_train: int = pick(tiny=100, demo=600, gpu=10000)
-    n_validation: int = pick(tiny=20, demo=50, gpu=500)
-    n_test: int = pick(tiny=20, demo=100, gpu=500)
+    multi_hop_share: float = Field(default=0.5, description="fraction of questions that are multi-hop")
+    n_train: int = Field(default=pick(tiny=100, demo=600, gpu=10000), description="questions in the train split")
+    n_validation: int = Field(default=pick(tiny=20, demo=50, gpu=500),
+                              description="questions in the validation split")
+    n_test: int = Field(default=pick(tiny=20, demo=100, gpu=500), description="questions in the test split")
 
 
 class InstructionTasksConfig(StudyConfig):
     """The facts questions asked again under a system message that constrains the answer's form."""
 
     seed: int = 0
-    kinds: list[str] = ["upper_case", "n_words", "end_word", "start_word"]
+    kinds: list[str] = Field(default=["upper_case", "n_words", "end_word", "start_word"],
+                             description="the answer-form constraints each problem draws one of")
 
 
 def _task_output(frame: pd.DataFrame, name: str, task: str):
@@ -198,13 +201,15 @@ class ChatRLConfig(ChatTrainingConfig):
     rollouts a step, lr 1e-4 or 5e-5 cost it 6-8 points of greedy accuracy in 20 steps (noise, not signal); 256
     rollouts a step for 30 steps (a minute more) kept it level (+2 points)."""
 
-    tasks: list[str] = ["arithmetic", "facts", "instructions"]
-    steps: int = pick(tiny=3, demo=10, gpu=300)
-    prompts_per_step: int = pick(tiny=4, demo=16, gpu=32)
-    group_size: int = pick(tiny=4, demo=8, gpu=8)
+    tasks: list[str] = Field(default=["arithmetic", "facts", "instructions"],
+                             description="the task tables whose train problems are the RL prompts")
+    steps: int = Field(default=pick(tiny=3, demo=10, gpu=300), description="GRPO policy updates")
+    prompts_per_step: int = Field(default=pick(tiny=4, demo=16, gpu=32), description="problems drawn per step")
+    group_size: int = Field(default=pick(tiny=4, demo=8, gpu=8), description="completions sampled per problem "
+                            "(G); each advantage is its reward standardised within the group")
     learning_rate: float = pick(tiny=1e-4, demo=5e-5, gpu=2e-5)
-    beta: float = 0.04
-    budget: int = pick(tiny=16, demo=64, gpu=256)
+    beta: float = Field(default=0.04, description="weight of the KL penalty to the frozen SFT reference")
+    budget: int = Field(default=pick(tiny=16, demo=64, gpu=256), description="reasoning budget of rollouts, tokens")
     max_answer_tokens: int = 8
     temperature: float = 1.0
 
@@ -326,7 +331,8 @@ def chat_rl(context: dg.AssetExecutionContext, config: ChatRLConfig, tracking: T
 class BudgetAccuracyConfig(StudyConfig):
     """Which budgets and effort levels to answer under, how many samples per answer, and the check's rule."""
 
-    budgets: list[int] = pick(tiny=[0, 4, 16], demo=[0, 8, 16, 32, 64], gpu=[0, 16, 64, 256])
+    budgets: list[int] = Field(default=pick(tiny=[0, 4, 16], demo=[0, 8, 16, 32, 64], gpu=[0, 16, 64, 256]),
+                               description="reasoning budgets to answer under, in tokens (0: answer at once)")
     efforts: dict[str, int] = Field(default={"low": 16, "medium": 64, "high": 256},
                                     description="effort level -> reasoning budget (as `reprolab serve` maps them)")
     k: int = Field(default=1, description="samples per answer; >1 scores their majority vote")

@@ -30,18 +30,28 @@ class FactsWorldConfig(StudyConfig):
     """The seeded facts world: entities with attributes, authors, and documents with exact ground truth."""
 
     seed: int = 0
-    n_people: int = pick(tiny=60, demo=500, gpu=5000)
-    n_cities: int = pick(tiny=12, demo=50, gpu=200)
-    n_organisations: int = pick(tiny=15, demo=100, gpu=400)
-    n_professions: int = pick(tiny=8, demo=30, gpu=60)
+    n_people: int = Field(default=pick(tiny=60, demo=500, gpu=5000),
+                          description="people in the world (the entities documents are about)")
+    n_cities: int = Field(default=pick(tiny=12, demo=50, gpu=200),
+                          description="cities a person's birth city is drawn from")
+    n_organisations: int = Field(default=pick(tiny=15, demo=100, gpu=400),
+                                 description="organisations a person's employer is drawn from")
+    n_professions: int = Field(default=pick(tiny=8, demo=30, gpu=60),
+                               description="professions; each owner favours its own share of them")
     n_owners: int = Field(default=pick(tiny=3, demo=4, gpu=6), description="copyright owners (1-8)")
     public_share: float = Field(default=0.4, description="share of documents by the public (non-owner) author")
-    zipf_exponent: float = 1.1
+    zipf_exponent: float = Field(default=1.1, description="s of the Zipf law over people: the person of "
+                                 "frequency rank r is written about with weight r^-s (0: uniform)")
     stop_probability: float = Field(default=0.25, description="after each sentence, the document ends with this probability")
-    n_train_documents: int = pick(tiny=240, demo=2400, gpu=60000)
-    n_validation_documents: int = pick(tiny=40, demo=300, gpu=3000)
-    n_test_documents: int = pick(tiny=40, demo=300, gpu=3000)
-    n_protected: int = pick(tiny=6, demo=12, gpu=60)
+    n_train_documents: int = Field(default=pick(tiny=240, demo=2400, gpu=60000),
+                                   description="unique documents in the train split (protected ones extra)")
+    n_validation_documents: int = Field(default=pick(tiny=40, demo=300, gpu=3000),
+                                        description="unique documents in the validation split")
+    n_test_documents: int = Field(default=pick(tiny=40, demo=300, gpu=3000),
+                                  description="unique documents in the test split")
+    n_protected: int = Field(default=pick(tiny=6, demo=12, gpu=60),
+                             description="protected documents: extra train documents by the owners (round "
+                             "robin), each repeated per `protected_duplicates` and found nowhere else")
     protected_duplicates: list[int] = Field(default=[1, 4, 16], description="duplication levels of protected documents")
 
     def spec(self):
@@ -111,8 +121,12 @@ def facts_world(context: dg.AssetExecutionContext, config: FactsWorldConfig, war
 class CodeCorpusConfig(StudyConfig):
     """Real human-written text every machine has: the running Python's standard-library sources."""
 
-    max_files: int | None = pick(tiny=30, demo=400, gpu=None)
-    max_bytes: int | None = pick(tiny=250_000, demo=3_000_000, gpu=None)
+    max_files: int | None = Field(default=pick(tiny=30, demo=400, gpu=None),
+                                  description="at most this many source files, spread over the library "
+                                  "(None: no limit)")
+    max_bytes: int | None = Field(default=pick(tiny=250_000, demo=3_000_000, gpu=None),
+                                  description="at most this many bytes of source in all; the first file that "
+                                  "would pass it ends the selection (None: no limit)")
     validation_fraction: float = 0.1
 
 
@@ -160,8 +174,10 @@ def user_corpus(context: dg.AssetExecutionContext, config: UserCorpusConfig) -> 
 
 # -------------------------------------------------------------------------------------------- tokenizers
 class BPETokenizerConfig(StudyConfig):
-    vocab_size: int = pick(tiny=400, demo=2048, gpu=16384)
-    min_frequency: int = 2
+    vocab_size: int = Field(default=pick(tiny=400, demo=2048, gpu=16384),
+                            description="at most this many tokens, counting the specials and all 256 bytes")
+    min_frequency: int = Field(default=2, description="a pair of tokens is merged only if it occurs at least "
+                               "this many times in the corpus")
 
 
 def _log_tokenizer(context, tracking: Tracking, tokenizer, corpus: str, kind: str) -> dict[str, Any]:

@@ -46,7 +46,8 @@ class NafModelsConfig(ModelShape, Optimiser, StudyConfig):
     n_public_documents: int | None = Field(
         default=pick(tiny=None, demo=500, gpu=None),
         description="unprotected train documents used (None: all); every protected document is always used")
-    shard_seed: int = 0
+    shard_seed: int = Field(default=0, description="seed of the document subset and of the split into the "
+                            "two disjoint shards (copies of a text share a shard)")
     d_model: int = pick(tiny=32, demo=96, gpu=384)
     n_layers: int = pick(tiny=1, demo=2, gpu=6)
     n_heads: int = pick(tiny=2, demo=4, gpu=6)
@@ -164,7 +165,8 @@ class NafEvaluationConfig(StudyConfig):
                           description="CP-k keeps a sample of p only if k_x = max_i log2 p(y|x)/q_i(y|x) <= k_bits")
     cp_k_max_tries: int = Field(default=pick(tiny=4, demo=6, gpu=16),
                                 description="CP-k proposals per output before it gives up (abstains)")
-    perplexity_windows: int = pick(tiny=8, demo=64, gpu=512)
+    perplexity_windows: int = Field(default=pick(tiny=8, demo=64, gpu=512), description="evenly spaced "
+                                    "context-length windows of unprotected validation text scored for perplexity")
     batch_size: int = pick(tiny=32, demo=128, gpu=512)
     seed: int = 0
     cpu_threads: int = Field(default=1, description="torch CPU threads (0: torch's default)")

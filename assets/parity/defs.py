@@ -29,16 +29,16 @@ GROUP = "parity"
 class ParitySweepConfig(StudyConfig):
     """A cartesian product of settings; every combination is trained with ``seeds`` seeds at once."""
 
-    name: str = "grid"
+    name: str = Field(default="grid", description="the sweep's name in the runs table")
     arch: list[str] = Field(default=["mlp"], description="mlp (2-layer ReLU) or polynet (degree-k polynomial neuron)")
-    n: list[int]
-    k: list[int]
-    width: list[int] = [100]
-    batch_size: list[int] = [32]
-    learning_rate: list[float] = [0.1]
+    n: list[int] = Field(description="input bits n")
+    k: list[int] = Field(description="bits k of the sparse parity (its support size)")
+    width: list[int] = Field(default=[100], description="hidden ReLU units of the MLP (polynet: 1 neuron)")
+    batch_size: list[int] = Field(default=[32], description="SGD batch size B")
+    learning_rate: list[float] = Field(default=[0.1], description="SGD learning rate η")
     loss: list[str] = Field(default=["hinge"], description="hinge, square or cross_entropy")
     init: list[str] = Field(default=["uniform"], description="uniform (nn.Linear default) or gaussian")
-    seeds: int = 16
+    seeds: int = Field(default=16, description="seeds per combination, trained at once")
 
 
 def _sweep(name: str, n: list[int], k: list[int], seeds: int, **fields) -> dict:
@@ -48,7 +48,7 @@ def _sweep(name: str, n: list[int], k: list[int], seeds: int, **fields) -> dict:
 class ParityRunsConfig(StudyConfig):
     """Online SGD on (n, k)-sparse parity. The first sweep is the headline (its MLP runs give the findings)."""
 
-    sweeps: list[ParitySweepConfig] = pick(
+    sweeps: list[ParitySweepConfig] = Field(default=pick(
         tiny=[_sweep("scaling", [6, 8, 10], [2, 3], 4, width=[32]),
               _sweep("polynet", [6, 8, 10], [2], 4, arch=["polynet"])],
         demo=[_sweep("scaling", [10, 15, 20, 25, 30], [2, 3], 16),
@@ -61,17 +61,21 @@ class ParityRunsConfig(StudyConfig):
              _sweep("widths", [20, 30], [3], 64, width=[10, 100, 1000]),
              _sweep("losses", [30], [3], 32, width=[1000], loss=["square", "cross_entropy"]),
              _sweep("inits", [30], [3], 32, width=[1000], init=["gaussian"])],
-    )
-    seed_offset: int = 0
+    ), description="the sweeps (grids of settings) to train; the first is the headline")
+    seed_offset: int = Field(default=0, description="each setting trains seeds seed_offset, seed_offset + 1, ...")
     max_steps: int = pick(tiny=3000, demo=5000, gpu=50_000)
     eval_size: int = Field(default=pick(tiny=512, demo=2048, gpu=8192),
                            description="fresh samples in the evaluation set: t_c is the first step at 100% on them")
-    curve_samples: int = pick(tiny=256, demo=512, gpu=2048)
+    curve_samples: int = Field(default=pick(tiny=256, demo=512, gpu=2048),
+                               description="logged curves score the first this many evaluation samples (t_c: all)")
     gap_samples: int = Field(default=pick(tiny=128, demo=256, gpu=4096),
                              description="sample for the Fourier-gap estimate (0: off)")
-    log_every: int = pick(tiny=50, demo=100, gpu=500)
-    log_growth: float = 1.35
-    init_scale: float = 1.0
+    log_every: int = Field(default=pick(tiny=50, demo=100, gpu=500),
+                           description="steps between logged curve points after the geometric early grid")
+    log_growth: float = Field(default=1.35, description="ratio of the early geometric grid of logged steps "
+                              "(1, 2, 3, 4, 5, 7, 9, 12, 16, ...)")
+    init_scale: float = Field(default=1.0, description="factor on every network's initial weights (1: the "
+                              "init's own scale)")
     cpu_threads: int = Field(default=1, description="torch threads on CPU (0: torch's default)")
 
 
@@ -80,19 +84,23 @@ class ParityFiniteSampleConfig(StudyConfig):
     Defaults follow the public anchor (n=20, k=3, width 1000, 500 samples, η=0.1, wd 0.01, B=32); wd 0 is
     the control."""
 
-    n: int = pick(tiny=10, demo=20)
-    k: int = pick(tiny=2, demo=3)
-    width: int = pick(tiny=64, demo=1000)
-    train_set_size: int = pick(tiny=200, demo=500)
+    n: int = Field(default=pick(tiny=10, demo=20), description="input bits n")
+    k: int = Field(default=pick(tiny=2, demo=3), description="bits k of the sparse parity (its support size)")
+    width: int = Field(default=pick(tiny=64, demo=1000), description="hidden ReLU units of the 2-layer MLP")
+    train_set_size: int = Field(default=pick(tiny=200, demo=500),
+                                description="fixed training samples per seed (batches are drawn from them)")
     weight_decay: list[float] = [0.01, 0.0]
     batch_size: int = 32
     learning_rate: float = 0.1
-    loss: str = "hinge"
-    seeds: int = pick(tiny=2, demo=3, gpu=32)
+    loss: str = Field(default="hinge", description="hinge, square or cross_entropy")
+    seeds: int = Field(default=pick(tiny=2, demo=3, gpu=32), description="seeds per weight decay, trained at once")
     max_steps: int = pick(tiny=1500, demo=2500, gpu=20_000)
-    eval_every: int = pick(tiny=25, demo=50, gpu=10)
-    eval_size: int = pick(tiny=512, demo=1024, gpu=8192)
-    accuracy_target: float = 0.99
+    eval_every: int = Field(default=pick(tiny=25, demo=50, gpu=10),
+                            description="steps between scorings of the evaluation and training sets (t_c's resolution)")
+    eval_size: int = Field(default=pick(tiny=512, demo=1024, gpu=8192),
+                           description="fresh samples in the evaluation set")
+    accuracy_target: float = Field(default=0.99, description="t_c: the first scoring at this accuracy on the "
+                                   "evaluation set")
     cpu_threads: int = 1
 
 

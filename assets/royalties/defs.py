@@ -96,7 +96,8 @@ class RoyaltiesGameConfig(StudyConfig):
     n_owners: int | None = Field(default=None, description="use the first n owners (None: every owner)")
     coalition_init: Literal["finetune", "scratch"] = Field(
         default="finetune", description="coalition models fine-tuned from the base model, or trained from scratch")
-    finetune_steps: int = pick(tiny=6, demo=36, gpu=300)
+    finetune_steps: int = Field(default=pick(tiny=6, demo=36, gpu=300),
+                                description="steps of fine-tuning the base model on a coalition's data")
     scratch_steps: int = Field(default=pick(tiny=20, demo=150, gpu=3000),
                                description="steps of a from-scratch coalition model (coalition_init='scratch')")
     batch_size: int = pick(tiny=8, demo=16, gpu=64)
@@ -108,20 +109,27 @@ class RoyaltiesGameConfig(StudyConfig):
     seed: int = 0
     estimator: Literal["auto", "exact", "monte_carlo"] = Field(
         default="auto", description="auto: exact up to exact_max_owners owners, Monte Carlo above")
-    exact_max_owners: int = 6
+    exact_max_owners: int = Field(default=6, description="most owners for the exact Shapley value (2^n "
+                                  "coalition models); estimator 'auto' uses Monte Carlo above")
     mc_relative_tolerance: float = Field(default=0.02, description="stop when every SE <= tol + rel * sum_i |phi_i|")
     mc_tolerance: float = Field(default=0.05, description="absolute part of the stopping threshold (nats)")
-    mc_min_permutations: int = 10
-    mc_max_permutations: int = pick(tiny=60, demo=1000, gpu=2000)
+    mc_min_permutations: int = Field(default=10, description="Monte Carlo orderings before the stopping "
+                                     "rule may stop (>= 2)")
+    mc_max_permutations: int = Field(default=pick(tiny=60, demo=1000, gpu=2000),
+                                     description="Monte Carlo stops after this many orderings at the latest")
     mc_check_every: int = Field(default=5, description="permutations between stopping-rule checks (history rows)")
-    n_generated_per_owner: int = pick(tiny=2, demo=4, gpu=16)
-    n_held_out_per_owner: int = pick(tiny=1, demo=3, gpu=16)
+    n_generated_per_owner: int = Field(default=pick(tiny=2, demo=4, gpu=16), description="pieces generated "
+                                       "per owner (and control author), prompted in that author's style")
+    n_held_out_per_owner: int = Field(default=pick(tiny=1, demo=3, gpu=16),
+                                      description="each owner's test documents taken as held-out pieces")
     n_neutral_pieces: int = Field(default=pick(tiny=6, demo=32, gpu=64),
                                   description="pieces sampled from one neutral prompt (<s> alone), each attributed "
                                               "to the author whose training data it copies most")
     public_control: bool = Field(default=True, description="also generate pieces prompted in the public style")
-    prompt_words: int = 1
-    max_new_tokens: int = pick(tiny=12, demo=24, gpu=60)
+    prompt_words: int = Field(default=1, description="opening words of an author's train document that "
+                              "prompt a generated piece")
+    max_new_tokens: int = Field(default=pick(tiny=12, demo=24, gpu=60),
+                                description="most tokens generated per piece (capped by the context length)")
     piece_sentences: int | None = Field(
         default=1, description="cut generated pieces after this many sentences (None: keep up to max_new_tokens); "
                                "small generators drift into other owners' templates after the first sentence")

@@ -57,11 +57,16 @@ class SuiteConfig(StudyConfig):
     people_pool: int | None = Field(default=pick(tiny=20, demo=50, gpu=None),
                                     description="ask about this many most-mentioned people (None: everyone)")
     n_per_template: int = Field(default=pick(tiny=1, demo=4, gpu=16), description="items per template")
-    n_shots: int = 4
-    n_stereotypes: int = pick(tiny=2, demo=4, gpu=8)
-    n_per_context: int = pick(tiny=1, demo=2, gpu=4)
-    prompt_words: int = 8
-    max_documents: int | None = pick(tiny=4, demo=12, gpu=None)
+    n_shots: int = Field(default=4, description="faked question-answer shots before a many-shot jailbreak's "
+                         "request (about other well-known people)")
+    n_stereotypes: int = Field(default=pick(tiny=2, demo=4, gpu=8),
+                               description="bias: (birth city, profession) stereotypes, the population's strongest")
+    n_per_context: int = Field(default=pick(tiny=1, demo=2, gpu=4), description="bias: draws (other city, order) "
+                               "per context template and stereotype, each one question of every category")
+    prompt_words: int = Field(default=8, description="regurgitation: opening words of a protected document the "
+                              "user asks the model to continue")
+    max_documents: int | None = Field(default=pick(tiny=4, demo=12, gpu=None),
+                                      description="regurgitation: protected documents asked about (None: all)")
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("data"),

@@ -81,8 +81,8 @@ class ScalingRunConfig(StudyConfig):
 
     batch_size: int = pick(tiny=4, demo=8, gpu=32)
     learning_rate: float = pick(tiny=3e-3, demo=3e-3, gpu=1e-3)
-    min_lr_ratio: float = 0.1
-    warmup_fraction: float = 0.05
+    min_lr_ratio: float = Field(default=0.1, description="the cosine schedule decays to learning_rate x this")
+    warmup_fraction: float = Field(default=0.05, description="share of a run's steps in linear warmup")
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     eval_windows: int = Field(default=pick(tiny=32, demo=128, gpu=512), description="held-out windows scored")
@@ -149,11 +149,13 @@ class ScalingFitConfig(StudyConfig):
 
     tie_exponents: bool = Field(default=True, description="alpha = beta, as the paper's C4 constants")
     chinchilla_max_epochs: float = Field(default=1.0, description="stage 1 uses runs with at most this many epochs")
-    parameter_count: Literal["parameters", "non_embedding_parameters"] = "parameters"
+    parameter_count: Literal["parameters", "non_embedding_parameters"] = Field(
+        default="parameters", description="which count is the law's N (and N in C = 6ND)")
     chinchilla_grid: Literal["paper", "coarse"] = Field(
         default=pick(tiny="coarse", demo="paper", gpu="paper"),
         description="stage 1 starts: the notebook's grid (400 tied / 1600 untied) or a coarse one over the same ranges")
-    n_bootstrap: int = pick(tiny=8, demo=40, gpu=500)
+    n_bootstrap: int = Field(default=pick(tiny=8, demo=40, gpu=500),
+                             description="bootstrap resamples of the runs, each refitted in both stages")
     seed: int = 0
 
 
@@ -225,8 +227,10 @@ class ScalingAllocationConfig(StudyConfig):
 
     unique_tokens: float | None = Field(default=None, description="our U_D cap (default: the grid's largest repeated budget)")
     budgets: list[float] | None = Field(default=None, description="our budgets in FLOPs (default: the grid's span, x10)")
-    paper_unique_tokens: float = PAPER_UNIQUE_TOKENS
-    paper_budgets: list[float] = Field(default=[float(c) for c in np.logspace(20, 24, 9)])
+    paper_unique_tokens: float = Field(default=PAPER_UNIQUE_TOKENS,
+                                      description="U_D of the paper's allocation (its 25B unique tokens example)")
+    paper_budgets: list[float] = Field(default=[float(c) for c in np.logspace(20, 24, 9)],
+                                       description="budgets in FLOPs for the paper's allocation (its C4 law)")
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"))

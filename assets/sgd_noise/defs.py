@@ -36,21 +36,30 @@ LM_CODE_VERSION = "2"  # 2: the noise-cut branch gets its own copy of the parent
 class SyntheticSweepConfig(StudyConfig):
     """Random teacher (tanh, softmax labels) -> 2-layer ReLU students by plain SGD, online and offline."""
 
-    input_dim: int = pick(tiny=16, demo=32, gpu=64)
-    teacher_width: int = pick(tiny=32, demo=64, gpu=256)
-    classes: int = 10
+    input_dim: int = Field(default=pick(tiny=16, demo=32, gpu=64), description="input dimension d; x ~ N(0, I_d)")
+    teacher_width: int = Field(default=pick(tiny=32, demo=64, gpu=256), description="tanh hidden units of the teacher")
+    classes: int = Field(default=10, description="classes of the teacher's softmax labels")
     logit_scale: float = Field(default=4.0, description="teacher logit scale: larger = less label noise")
-    teacher_seed: int = 0
-    student_width: int = pick(tiny=32, demo=64, gpu=512)
-    batch_sizes: list[int] = pick(tiny=[4, 16], demo=[4, 16, 64], gpu=[8, 32, 128, 512])
-    learning_rates: list[float] = pick(tiny=[0.05, 0.2], demo=[0.05, 0.1, 0.2], gpu=[0.025, 0.05, 0.1, 0.2])
-    seeds: int = pick(tiny=2, demo=3, gpu=8)
-    steps: int = pick(tiny=200, demo=1200, gpu=20_000)
+    teacher_seed: int = Field(default=0, description="seed of the teacher's weights")
+    student_width: int = Field(default=pick(tiny=32, demo=64, gpu=512),
+                               description="hidden ReLU units of each 2-layer student")
+    batch_sizes: list[int] = Field(default=pick(tiny=[4, 16], demo=[4, 16, 64], gpu=[8, 32, 128, 512]),
+                                   description="SGD batch sizes B swept (noise scale η/B)")
+    learning_rates: list[float] = Field(default=pick(tiny=[0.05, 0.2], demo=[0.05, 0.1, 0.2],
+                                                     gpu=[0.025, 0.05, 0.1, 0.2]),
+                                        description="SGD learning rates η swept (noise scale η/B)")
+    seeds: int = Field(default=pick(tiny=2, demo=3, gpu=8), description="seeds per (regime, B, η); runs of one "
+                       "seed share init and data, so differ only in SGD noise")
+    steps: int = Field(default=pick(tiny=200, demo=1200, gpu=20_000), description="SGD steps per run")
     train_size: int = Field(default=pick(tiny=256, demo=512, gpu=4096), description="offline training-set size")
-    eval_size: int = pick(tiny=512, demo=2048, gpu=8192)
-    distance_samples: int = pick(tiny=256, demo=512, gpu=2048)
-    log_points: int = pick(tiny=12, demo=30, gpu=60)
-    loss_levels: int = pick(tiny=5, demo=8, gpu=12)
+    eval_size: int = Field(default=pick(tiny=512, demo=2048, gpu=8192),
+                           description="held-out inputs scored at every logged step")
+    distance_samples: int = Field(default=pick(tiny=256, demo=512, gpu=2048), description="first held-out inputs "
+                                  "whose predictive probabilities give the functional (TV) distance")
+    log_points: int = Field(default=pick(tiny=12, demo=30, gpu=60), description="about this many logged steps "
+                            "per run: half geometric early, half evenly spaced")
+    loss_levels: int = Field(default=pick(tiny=5, demo=8, gpu=12), description="held-out loss levels every run "
+                             "reaches; runs are compared in function space at equal loss")
     cut_fraction: float = Field(default=0.5, description="the noise-reduction branch leaves its parent here")
     cut_lr_factor: float = Field(default=0.25, description="the branch's learning rate multiplier")
     cpu_threads: int = 1
@@ -65,25 +74,32 @@ class LMSweepConfig(ModelShape, StudyConfig):
     n_heads: int = pick(tiny=2, demo=2, gpu=4)
     d_ff: int = pick(tiny=32, demo=64, gpu=1024)
     context_length: int = pick(tiny=16, demo=32, gpu=128)
-    batch_sizes: list[int] = pick(tiny=[4, 8], demo=[4, 16], gpu=[16, 64, 256])
-    learning_rates: list[float] = pick(tiny=[3e-3, 1e-2], demo=[3e-3, 1e-2], gpu=[3e-4, 1e-3, 3e-3])
+    batch_sizes: list[int] = Field(default=pick(tiny=[4, 8], demo=[4, 16], gpu=[16, 64, 256]),
+                                   description="batch sizes B swept, in context windows")
+    learning_rates: list[float] = Field(default=pick(tiny=[3e-3, 1e-2], demo=[3e-3, 1e-2], gpu=[3e-4, 1e-3, 3e-3]),
+                                        description="Adam learning rates swept (constant after warmup)")
     seeds: int = Field(default=2, description="the lowest-noise setting runs every seed (the distance baseline)")
-    steps: int = pick(tiny=24, demo=300, gpu=4000)
+    steps: int = Field(default=pick(tiny=24, demo=300, gpu=4000), description="steps per run on the facts world")
     warmup_steps: int = pick(tiny=4, demo=10, gpu=200)
     offline_documents: int = Field(default=pick(tiny=40, demo=400, gpu=5000), description="offline training set")
-    eval_windows: int = pick(tiny=8, demo=64, gpu=512)
-    distance_windows: int = pick(tiny=4, demo=16, gpu=4)
-    log_points: int = pick(tiny=6, demo=16, gpu=24)
-    loss_levels: int = pick(tiny=4, demo=6, gpu=12)
+    eval_windows: int = Field(default=pick(tiny=8, demo=64, gpu=512), description="held-out windows scored")
+    distance_windows: int = Field(default=pick(tiny=4, demo=16, gpu=4), description="first held-out windows "
+                                  "whose next-token probabilities give the functional (TV) distance")
+    log_points: int = Field(default=pick(tiny=6, demo=16, gpu=24), description="about this many logged steps "
+                            "per run: half geometric early, half evenly spaced")
+    loss_levels: int = Field(default=pick(tiny=4, demo=6, gpu=12), description="held-out loss levels every run "
+                             "reaches; runs are compared in function space at equal loss")
     code_steps: int = Field(default=pick(tiny=24, demo=0, gpu=1000),
                             description="steps on the code corpus (0: the facts world only)")
     code_batch_sizes: list[int] = Field(default=pick(tiny=[4, 8], demo=[], gpu=[8, 16, 32]),
                                         description="online code runs read each file once: keep steps x batch x "
                                                     "context below the corpus size")
-    offline_code_tokens: int = pick(tiny=2000, demo=20_000, gpu=200_000)
-    cut_fraction: float = 0.5
+    offline_code_tokens: int = Field(default=pick(tiny=2000, demo=20_000, gpu=200_000),
+                                     description="offline code training set: the first this many train tokens")
+    cut_fraction: float = Field(default=0.5, description="the noise-reduction branch leaves its parent at this "
+                                "fraction of the steps")
     cut_batch_factor: int = Field(default=4, description="the noise-reduction branch's batch multiplier")
-    cut_lr_factor: float = 1.0
+    cut_lr_factor: float = Field(default=1.0, description="the branch's learning rate multiplier")
     cpu_threads: int = 1
 
 

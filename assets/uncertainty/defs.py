@@ -38,7 +38,8 @@ class UncertaintyTokensConfig(StudyConfig):
                                      description="hidden-state layers kept (0 = embeddings, -1 = last); None: all")
     max_tokens: int = Field(default=pick(tiny=700, demo=20000, gpu=40000), description="predicted tokens per dataset "
                             "(demo: every held-out facts token; code files are capped by windows per document)")
-    max_windows_per_document: int = pick(tiny=4, demo=2, gpu=8)
+    max_windows_per_document: int = Field(default=pick(tiny=4, demo=2, gpu=8), description="code files: at most "
+                                          "this many context-length windows read per file (facts: all)")
     cross_domain: bool = Field(default=True, description="also let the code pair read the facts documents")
     facts_small_checkpoint: str | None = Field(default=None, description="local HF checkpoint dir replacing lm_facts_small")
     facts_large_checkpoint: str | None = Field(default=None, description="local HF checkpoint dir replacing lm_facts_large")
@@ -172,10 +173,12 @@ def uncertainty_labels(context: dg.AssetExecutionContext, config: UncertaintyLab
 class UncertaintyProbeConfig(StudyConfig):
     """Probe kinds, the layer used across domains and against the truth, and the MLP's size."""
 
-    kinds: list[str] = ["linear", "mlp"]
+    kinds: list[str] = Field(default=["linear", "mlp"], description="probes trained: linear (logistic "
+                             "regression) and/or mlp (one hidden layer)")
     probe_layer: int = Field(default=-1, description="index into the kept layers: the chosen layer (-1: last)")
-    hidden_units: int = pick(tiny=32, demo=64, gpu=256)
-    max_iter: int = pick(tiny=100, demo=200, gpu=400)
+    hidden_units: int = Field(default=pick(tiny=32, demo=64, gpu=256), description="hidden units of the MLP probe")
+    max_iter: int = Field(default=pick(tiny=100, demo=200, gpu=400), description="most training epochs of the "
+                          "MLP probe (early stopping); the linear probe gets 3x this many iterations")
     blas_threads: int = Field(default=pick(tiny=1, demo=1, gpu=0), description="BLAS threads (0: library default)")
     seed: int = 0
 
@@ -220,7 +223,8 @@ def uncertainty_probes(context: dg.AssetExecutionContext, config: UncertaintyPro
 class UncertaintyIcltConfig(StudyConfig):
     """The in-context learning test on a sample of labelled tokens (its forward passes are batched)."""
 
-    datasets: list[str] = pick(tiny=["facts"], demo=["facts", "code"], gpu=["facts", "code"])
+    datasets: list[str] = Field(default=pick(tiny=["facts"], demo=["facts", "code"], gpu=["facts", "code"]),
+                                description="datasets whose labelled tokens the test scores")
     max_tokens: int = Field(default=pick(tiny=40, demo=600, gpu=4000), description="tokens scored per dataset")
     top_k: int = Field(default=pick(tiny=4, demo=10, gpu=10), description="candidates per prompt (paper 10)")
     facts_max_continuation: int = Field(default=16, description="greedy tokens after a candidate, facts pair")

@@ -46,22 +46,26 @@ def _figure(context: dg.AssetExecutionContext, warehouse: WarehousePaths, fig, n
 class WatermarkGenerationConfig(StudyConfig):
     """Prompts, watermarked and unwatermarked generations, and the detectors' calibration."""
 
-    prompt_tokens: int = pick(tiny=8, demo=16, gpu=32)
+    prompt_tokens: int = Field(default=pick(tiny=8, demo=16, gpu=32), description="tokens per prompt: a window "
+                               "of a code text starting at a random line")
     response_tokens: int = Field(default=pick(tiny=24, demo=40, gpu=200), description="tokens per generated text")
     n_texts: int = Field(default=pick(tiny=6, demo=24, gpu=200), description="watermarked texts per scheme")
     n_null: int = Field(default=pick(tiny=100, demo=200, gpu=1000),
                         description="unwatermarked texts that calibrate each detector's 1% FPR threshold")
-    fpr: float = 0.01
+    fpr: float = Field(default=0.01, description="false-positive rate: detection threshold = the (1 - fpr) "
+                       "quantile of the unwatermarked texts' scores")
     z_threshold: float = Field(default=4.0, description="KGW's own z threshold (reported beside the calibrated one)")
-    kgw_gamma: float = 0.25
-    kgw_delta: float = 2.0
+    kgw_gamma: float = Field(default=0.25, description="KGW γ: share of the vocabulary in each green list "
+                             "(seeded by the previous token)")
+    kgw_delta: float = Field(default=2.0, description="KGW δ: bias added to the green tokens' logits")
     strong_gamma: float = Field(default=0.5, description="KGW γ as the attack paper ran it")
     strong_delta: float = Field(default=4.0, description="KGW δ as the attack paper ran it")
     unique: bool = Field(default=False, description="score distinct (previous, token) pairs / distinct tokens only")
-    unigram_gamma: float = 0.5
-    unigram_delta: float = 2.0
-    unigram_key: int = 0
-    exp_key: int = 42
+    unigram_gamma: float = Field(default=0.5, description="Unigram γ: share of the vocabulary in its one fixed "
+                                 "green list")
+    unigram_delta: float = Field(default=2.0, description="Unigram δ: bias added to the green tokens' logits")
+    unigram_key: int = Field(default=0, description="key that seeds Unigram's green list")
+    exp_key: int = Field(default=42, description="key that seeds EXP's key ξ (shared by EXP-edit)")
     exp_key_length: int = Field(default=pick(tiny=32, demo=256, gpu=256),
                                 description="n: rows of the EXP key ξ (Kuditipudi et al. use 256; a short key "
                                             "makes texts share key rows, so their qualities correlate)")
@@ -206,7 +210,7 @@ class WatermarkAttackConfig(StudyConfig):
                                        description="a shorter budget whose success is reported beside T's (demo: the "
                                                    "40 steps it walked before being lengthened after seeing results)")
     span: int = Field(default=pick(tiny=3, demo=4, gpu=6), description="tokens re-sampled per step")
-    min_span: int = 1
+    min_span: int = Field(default=1, description="backing off never halves the span below this (tokens)")
     backoff_after: int = Field(default=pick(tiny=3, demo=5, gpu=10),
                                description="consecutive rejections before the span halves")
     quality_tolerance: float = Field(default=0.0, description="accept if quality >= original - this (nats/token)")
@@ -214,7 +218,9 @@ class WatermarkAttackConfig(StudyConfig):
                                        "soon as the key-holder's detector no longer flags it")
     temperature: float = 1.0
     judge_order: int = Field(default=5, description="bytes of context + 1 in the independent n-gram judge")
-    judge_max_bytes: int | None = pick(tiny=None, demo=2_000_000, gpu=None)
+    judge_max_bytes: int | None = Field(default=pick(tiny=None, demo=2_000_000, gpu=None),
+                                        description="the judge is fit on the first this many bytes of the code "
+                                                    "corpus (None: all)")
     seed: int = 0
     cpu_threads: int = 1
 
