@@ -151,9 +151,10 @@ def _items_check(items: pd.DataFrame) -> dg.AssetCheckResult:
 class EndpointConfig(StudyConfig):
     """An OpenAI-compatible endpoint to evaluate beside our models (its key in `api_key_env`)."""
 
-    base_url: str
-    model: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
+    base_url: str = Field(description="the endpoint's base URL (.../v1)")
+    model: str | None = Field(default=None, description="model id (None: the first one the endpoint lists)")
+    api_key_env: str = Field(default="OPENAI_API_KEY", description="environment variable holding the API key "
+                             "(a loopback endpoint needs none)")
 
 
 class ResultsConfig(StudyConfig):
