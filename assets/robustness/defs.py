@@ -39,7 +39,7 @@ class ItemsConfig(StudyConfig):
     """How many test problems per task are attacked, and how many many-shot examples each carries."""
 
     n_per_task: int = Field(default=pick(tiny=2, demo=8, gpu=100), description="attacked test problems per task")
-    max_shots: int = Field(default=pick(tiny=1, demo=3, gpu=8), description="many-shot examples drawn per item "
+    max_shots: int = Field(default=pick(tiny=1, demo=3, gpu=4), description="many-shot examples drawn per item "
                            "(the largest many-shot budget)")
     seed: int = Field(default=0, description="seed of the marker words and the many-shot examples drawn")
 
@@ -131,9 +131,10 @@ def robustness_defender(context: dg.AssetExecutionContext, config: DefenderConfi
 class RunsConfig(StudyConfig):
     """Defender compute levels and every attack's adversary budgets (assets.robustness.grid.GridSpec)."""
 
-    compute_levels: list[int] = Field(default=pick(tiny=[0, 2, 4], demo=[0, 8, 16, 32], gpu=[0, 16, 64, 128, 256]),
-                                      description="defender reasoning budgets (tokens)")
-    many_shot: list[int] = Field(default=pick(tiny=[0, 1], demo=[0, 1, 2, 3], gpu=[0, 1, 2, 4, 8]),
+    compute_levels: list[int] = Field(default=pick(tiny=[0, 2, 4], demo=[0, 8, 16, 32], gpu=[0, 16, 64, 128]),
+                                      description="defender reasoning budgets (tokens); a prompt that leaves "
+                                      "no room for one within the model's positions is not answered (not in n)")
+    many_shot: list[int] = Field(default=pick(tiny=[0, 1], demo=[0, 1, 2, 3], gpu=[0, 1, 2, 4]),
                                  description="many-shot examples (<= the items' max_shots)")
     injection: list[int] = Field(default=pick(tiny=[0, 1, 2], demo=[0, 1, 2, 4], gpu=[0, 1, 2, 4, 6]),
                                  description="injection templates tried (at most 6)")
