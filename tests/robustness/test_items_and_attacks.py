@@ -95,3 +95,18 @@ def test_the_adaptive_attacker_stays_within_its_length_and_climbs(items):
         attacker.observe(score)
         scores.append(attacker.best_score)
     assert scores == sorted(scores)  # the best score never falls
+
+
+def test_the_defenders_tuning_data_is_clean(frames):
+    """No adversarial example ever: data messages are empty or a true one-fact sentence, never an attack."""
+    from assets.robustness.attacks import END_WORD, INJECTION, THINK_LESS
+    from assets.robustness.format_tuning import benign_sentences, format_conversations
+
+    conversations = format_conversations(frames, "train", benign_share=0.5, seed=0)
+    benign = set(benign_sentences(frames["facts"], "train"))
+    data = [m["content"] for c in conversations for m in c if m["role"] == "data"]
+    assert data and set(data) <= benign | {""} and "" in data and len(set(data)) > 1
+    phrases = {" ".join(t.split()[:4]) for t in (*INJECTION, *END_WORD, *THINK_LESS)}
+    text = " ".join(m.get("content") or "" for c in conversations for m in c)
+    assert not any(p in text for p in phrases)
+    assert all(c[-1]["role"] == "assistant" for c in conversations)
