@@ -68,8 +68,8 @@ def build_findings(grid: pd.DataFrame, accuracy: pd.DataFrame, think_less: pd.Da
                     "thinks longer, for every attack on unambiguous tasks"),
             Finding(study, f"{attack}:success_at_highest_compute", t["high"], source="paper",
                     rule=Rule.at_most(0.05, 0.20), conditions=(works,), scale=scale, post_hoc=post_hoc,
-                    note=_fmt(t) + "; the paper: tends to zero for many attacks (not all: e.g. some soft-token "
-                    "and LMP settings plateau)"),
+                    note=_fmt(t) + "; the paper: in many cases success tends to zero as compute grows, with "
+                    "important exceptions"),
         ]
     amb = trend(ours, "injection", ambiguous=True)
     findings.append(Finding(
