@@ -287,21 +287,9 @@ def alignment_findings(table: pd.DataFrame, candidates: pd.DataFrame, sft_data: 
                        rl: dict, results: pd.DataFrame):
     """The paper's claims as rules on our methods (DA = SFT+RL against direct SFT: the Pareto frontier, held-out
     families, encodings, right-clause citations, the RL stage) and the pipeline's code checks."""
-    import json
+    from assets.alignment.findings import build_findings, pipeline_checks
 
-    from assets.alignment.findings import build_findings, scale_note
-    from assets.alignment.sft_data import policy_in
-
-    audit = models["starting_point_audit"]
-    checks = {"judge_agreement": float((candidates["accepted"] == (candidates["error"] == "correct")).mean()),
-              "policy_in_prompts": float(sum(policy_in(json.loads(m)) for m in sft_data["messages"])),
-              "safety_data": float(sum(audit[k] for k in ("refusal_targets", "policy_text", "clause_ids",
-                                                          "jailbreak_prompts", "eval_prompts"))),
-              "differ": float(models["identical"]["conversations"] != len(sft_data) - models["dropped_too_long"]),
-              "audit_note": f"it does answer {audit['private_questions_answered']} questions about private "
-                            "attributes with the value (helpful-only)",
-              "rl_note": f"judge reward {rl['first_reward']:.3f} -> {rl['last_reward']:.3f} over the RL run",
-              "scale_note": scale_note(table)}
+    checks = pipeline_checks(table, candidates, sft_data, models, rl)
     pasted = results["pasted_clauses"].iloc[0] if len(results) else ""
     scale = (f"{current_profile()} profile: {len(sft_data)} SFT prompts, chat models of "
              f"{models['models']['deliberative']['model_size']['context_length']} positions; policy_in_context "

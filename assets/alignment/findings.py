@@ -24,11 +24,13 @@ no safety data, the baselines share prompts and answers), and the other methods'
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
 
 from assets.alignment.evaluation import value
+from assets.alignment.sft_data import policy_in
 from assets.findings import Condition, Finding, Rule
 
 DA, DIRECT = "deliberative_rl", "direct_sft"
@@ -69,6 +71,21 @@ def scale_note(table: pd.DataFrame) -> str:
     return (f"scale: the helpful-only chat-sft answers allowed questions correctly at {recall:.2f} and refuses "
             f"{refused:.2f} of disallowed ones, yet scores not_unsafe_standard {safe:.2f}: not_unsafe counts only "
             "leaks of the true value, so a model that cannot recall the facts looks safe.")
+
+
+def pipeline_checks(table: pd.DataFrame, candidates: pd.DataFrame, sft_data: pd.DataFrame, models: dict,
+                    rl: dict) -> dict:
+    """The numbers the code checks read, from the study's own assets, and the notes the findings carry."""
+    audit = models["starting_point_audit"]
+    return {"judge_agreement": float((candidates["accepted"] == (candidates["error"] == "correct")).mean()),
+            "policy_in_prompts": float(sum(policy_in(json.loads(m)) for m in sft_data["messages"])),
+            "safety_data": float(sum(audit[k] for k in ("refusal_targets", "policy_text", "clause_ids",
+                                                        "jailbreak_prompts", "eval_prompts"))),
+            "differ": float(models["identical"]["conversations"] != len(sft_data) - models["dropped_too_long"]),
+            "audit_note": f"it does answer {audit['private_questions_answered']} questions about private "
+                          "attributes with the value (helpful-only)",
+            "rl_note": f"judge reward {rl['first_reward']:.3f} -> {rl['last_reward']:.3f} over the RL run",
+            "scale_note": scale_note(table)}
 
 
 def _margin(table: pd.DataFrame, metric: str, a: str = DA, b: str = DIRECT) -> float:
