@@ -66,7 +66,7 @@ def test_many_shot_never_moves_the_planted_defender(grid):
 
 
 def test_think_less_counts_only_the_template_that_hurries(grid, runs):
-    # only the third think-less template says "reply at once"; the defender then thinks budget // 4 tokens
+    # only the third think-less template says "reply directly"; the defender then thinks budget // 4 tokens
     for level in (4, 8, 16):
         assert [_rate(grid, "think_less", "think_less", m, level) for m in (0, 1, 2, 4)] == [0.0, 0.0, 0.0, 1.0]
     assert math.isnan(_rate(grid, "think_less", "think_less", 4, 0))  # no clean reasoning: undefined

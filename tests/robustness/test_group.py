@@ -60,6 +60,9 @@ def test_robustness_group_materializes_with_consistent_numbers(robustness_run, b
     meta = next(e.materialization.metadata for e in robustness_run.get_asset_materialization_events()
                 if e.asset_key == dg.AssetKey("robustness_attack_success"))
     assert "data:image/png;base64" in meta["heatmaps"].value
+    runs_meta = next(e.materialization.metadata for e in robustness_run.get_asset_materialization_events()
+                     if e.asset_key == dg.AssetKey("robustness_runs"))
+    assert runs_meta["oov_words"].value == "none"  # every attack word is a word of the chat tokenizer
 
     catalog = query(str(backbone.root), "SELECT attack, count(*) AS n FROM robustness.robustness_attack_success "
                                         "GROUP BY attack")
