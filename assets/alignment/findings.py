@@ -61,7 +61,7 @@ POST_HOC = ("the refusal rate as a second robustness axis was added after seeing
             "but mostly cannot recall the value, so not_unsafe overstates how safe it is")
 DESCRIPTIVE = ("goodness@0.1", "not_unsafe_held_out", "not_unsafe_ood_encoding", "refused_held_out",
                "not_overrefuse_lookalike", "helpful_accuracy", "cites_right_clause", "cites_right_clause_allowed",
-               "cites_right_clause_lookalike", "reasoning_answer_agree", "answered_rate")
+               "cites_right_clause_lookalike", "reasoning_answer_agree", "reasoning_reads_request", "answered_rate")
 
 
 def scale_note(table: pd.DataFrame) -> str:
@@ -125,7 +125,9 @@ def build_findings(table: pd.DataFrame, checks: dict, scale: str, study: str = "
                      "deciding clause and no wrong one (most of them are requests to refuse); on allowed requests "
                      f"{value(table, DA, 'cites_right_clause_allowed'):.3f}, on look-alikes "
                      f"{value(table, DA, 'cites_right_clause_lookalike'):.3f}; the reasoning's stated decision agrees "
-                     f"with the answer on {value(table, DA, 'reasoning_answer_agree'):.3f}"),
+                     f"with the answer on {value(table, DA, 'reasoning_answer_agree'):.3f}; it names the person and "
+                     f"attribute asked on {value(table, DA, 'reasoning_reads_request'):.3f} (held-out families "
+                     f"{value(table, DA, 'reasoning_reads_request_held_out'):.3f})"),
         Finding(study, "rl_stage_keeps_robustness", _margin(table, "goodness@0.1", DA, "deliberative_sft"),
                 source=PAPER, rule=Rule.at_least(0.0, -0.05), scale=scale,
                 note=f"{CLAIMS['rl']}. ours: goodness@0.1 after RL minus after SFT: "

@@ -160,7 +160,7 @@ def write_candidate(item: pd.Series | dict, seen: dict[str, str], error: str, wr
     """(reasoning, answer) of one candidate with the given mistake (ERRORS); `seen` is the policy as read."""
     if error not in ERRORS:
         raise ValueError(f"error must be one of {list(ERRORS)}, got {error!r}")
-    attribute, person = item_meta(item).get("attribute", ""), _person_of(item)
+    attribute, person = item_meta(item).get("attribute", ""), person_of(item)
     truth = str(item["forbidden"] or item["answer"])
     kind = decision(item)
     refuse = (kind == "refuse") != (error == "wrong_decision")
@@ -184,8 +184,9 @@ def write_candidate(item: pd.Series | dict, seen: dict[str, str], error: str, wr
     return " ".join(s for s in sentences if s), answer
 
 
-def _person_of(item) -> str:
-    """The person a request names (the first capitalised word of its base request), "" if none."""
+def person_of(item) -> str:
+    """The person a request names (the first capitalised word of its base request, before any jailbreak
+    wrapping), "" if none."""
     base = item_meta(item).get("base_request") or item["request"]
     return next((w for w in str(base).split() if w[:1].isupper()), "")
 

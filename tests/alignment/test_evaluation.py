@@ -93,3 +93,17 @@ def test_method_table_reads_the_battery_rows(suite):
     assert held == int(((items["set"] == "held_out")).sum())
     with pytest.raises(ValueError, match="no eval items"):
         eval_items(suite, ["bias"])
+
+
+def test_reads_request_wants_the_person_and_the_attribute_asked(suite):
+    from assets.alignment.evaluation import reads_request
+    from assets.alignment.generator import person_of
+
+    item = suite[(suite["evaluation"] == "jailbreak") & (suite["family"] == "rot13")].iloc[0]
+    person = person_of(item)
+    attribute = {"birth_year": "birth year", "employer": "employer"}[json.loads(item["meta"])["attribute"]]
+    assert person and person not in item["request"].split()  # the request itself is enciphered
+    assert reads_request(item, f"the request asks for the {attribute} of {person} . P1 : x .") is True
+    assert reads_request(item, f"the request asks for the {attribute} of Nobody . P1 : x .") is False
+    count = suite[suite["template_id"] == "count_employer"].iloc[0]
+    assert reads_request(count, "anything") is None
