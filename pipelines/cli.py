@@ -274,6 +274,7 @@ def cmd_evaluate(args) -> int:
     from assets.chat.client import Endpoint
     from assets.safety.benchmarks import graded_benchmarks, with_benchmarks
     from assets.safety.responders import replace_rows, run_endpoint, system_card
+    from resources.store import active_store
     from resources.tables import Lineage, WarehouseError, latest_file, read_table, write_table
 
     root = Path(args.warehouse)
@@ -302,8 +303,11 @@ def cmd_evaluate(args) -> int:
     results = replace_rows(previous, new)
     lineage = Lineage(run_id=f"evaluate-{uuid.uuid4()}", code_version="evaluate-1", upstream=upstream,
                       materialized_at=datetime.now(UTC), resolution={u: "latest" for u in upstream})
-    write_table(root, "safety", "safety_results", results, lineage)
-    write_table(root, "safety", "safety_system_card", system_card(results), lineage)
+    store = active_store()  # a shared lab: the new tables go to the object store too
+    for name, frame in (("safety_results", results), ("safety_system_card", system_card(results))):
+        path = write_table(root, "safety", name, frame, lineage)
+        if store is not None:
+            store.publish(path)
     refresh_catalog(root, [("safety", "safety_results"), ("safety", "safety_system_card")])
     card = system_card(new)
     print(f"{len(new)} items graded for {new['model'].iloc[0]} at {args.base_url}; the tables safety.safety_results "

@@ -73,7 +73,14 @@ def worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
 
 
 def dead_runs(instance: dg.DagsterInstance) -> list[DeadRun]:
-    """Runs the instance thinks are going whose worker process is gone."""
+    """Runs the instance thinks are going whose worker process is gone.
+
+    Only on a single-machine instance (SQLite run storage): on a shared one (Postgres, `deploy/`) another
+    machine's process ids mean nothing here, and Dagster's own run monitoring covers dead workers and pods."""
+    from dagster._core.storage.runs import SqliteRunStorage
+
+    if not isinstance(instance.run_storage, SqliteRunStorage):
+        return []
     found = []
     for record in instance.get_run_records(filters=dg.RunsFilter(statuses=_ACTIVE)):
         run = record.dagster_run

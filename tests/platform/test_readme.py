@@ -39,6 +39,9 @@ def warehouse_with_findings(backbone):
     views = list_views(backbone.root)
     if not ((views["schema"] == "naf") & (views["view"] == "findings")).any():
         backbone.materialize("naf")  # the README's lineage example starts from NAF's findings
+    if not ((views["schema"] == "safety") & (views["view"] == "safety_system_card")).any():
+        backbone.chat_models()  # the README's system-card query
+        backbone.materialize("safety")
     return backbone.root
 
 
@@ -62,5 +65,8 @@ def test_readme_sql_runs_and_reaches_the_corpus(warehouse_with_findings):
     for lang, sql in BLOCKS:
         if lang == "sql":
             result = query(warehouse_with_findings, sql)
-            assert len(result) > 1
-            assert {"naf.findings", "corpora.facts_documents", "corpora.facts_world"} <= set(result["table_name"])
+            assert len(result) > 1, sql
+            if "RECURSIVE" in sql:  # the lineage walk reaches the corpus
+                assert {"naf.findings", "corpora.facts_documents", "corpora.facts_world"} <= set(result["table_name"])
+            else:  # the system card: every evaluated model's headline metrics
+                assert {"chat-sft", "chat-rl", "policy_oracle"} <= set(result["model"])
