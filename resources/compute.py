@@ -13,6 +13,7 @@ import random
 from typing import Any, Literal
 
 import dagster as dg
+from pydantic import Field
 
 from resources.settings import ConfigurationError
 
@@ -24,11 +25,13 @@ class Compute(dg.ConfigurableResource):
     ``auto`` turns them on on CUDA only. ``seed`` is the base seed that ``seed_everything`` applies.
     """
 
-    device: str = "auto"
-    bf16: Literal["auto", "on", "off"] = "auto"
-    compile: Literal["auto", "on", "off"] = "auto"
-    seed: int = 0
-    cpu_threads: int = 0  # 0 keeps torch's default
+    device: str = Field(default="auto", description="auto (CUDA when present), cpu, cuda or cuda:N")
+    bf16: Literal["auto", "on", "off"] = Field(default="auto", description="bfloat16 autocast in training "
+                                                                          "(auto: on CUDA only)")
+    compile: Literal["auto", "on", "off"] = Field(default="auto", description="torch.compile the model "
+                                                                             "(auto: on CUDA only)")
+    seed: int = Field(default=0, description="base seed that seed_everything applies (python, numpy, torch)")
+    cpu_threads: int = Field(default=0, description="torch CPU threads (0: torch's default)")
 
     def torch_device(self) -> str:
         import torch

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import dagster as dg
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from assets.lm.registry import client_for, local_model_dir, resolve_model_source
 from resources.settings import ConfigurationError, default_warehouse_root, ensure_writable_dir, git_commit
@@ -79,11 +79,17 @@ class Tracking(dg.ConfigurableResource):
     (default ``$REPROLAB_MLFLOW_UI_URL``, else http://127.0.0.1:5000).
     """
 
-    tracking_uri: str | None = None
-    artifact_root: str | None = None
-    warehouse_root: str = default_warehouse_root()
-    experiment: str = "reprolab"
-    ui_url: str = default_ui_url()
+    tracking_uri: str | None = Field(default=None, description="MLflow backend store (default: "
+                                                               "$REPROLAB_MLFLOW_TRACKING_URI, else SQLite under "
+                                                               "the warehouse)")
+    artifact_root: str | None = Field(default=None, description="where checkpoints are stored (default: "
+                                                                "$REPROLAB_MLFLOW_ARTIFACT_ROOT, else a folder "
+                                                                "under the warehouse)")
+    warehouse_root: str = Field(default=default_warehouse_root(), description="the warehouse folder the default "
+                                                                              "stores live under")
+    experiment: str = Field(default="reprolab", description="MLflow experiment every run is logged in")
+    ui_url: str = Field(default=default_ui_url(), description="where the MLflow UI serves this store: every link "
+                                                              "in metadata points there")
 
     _client: Any = PrivateAttr(default=None)
     _experiment_id: str | None = PrivateAttr(default=None)

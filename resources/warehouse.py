@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from pydantic import Field
 
 from resources.catalog import refresh_catalog
 from resources.settings import default_warehouse_root, ensure_writable_dir
@@ -172,9 +173,11 @@ class Warehouse(dg.ConfigurableIOManagerFactory):
     e.g. ``s3://bucket/prefix``: tables are published there and ``root`` becomes this machine's mirror.
     """
 
-    root: str = default_warehouse_root()
-    update_catalog: bool = True
-    store_url: str | None = default_store_url()
+    root: str = Field(default=default_warehouse_root(), description="the warehouse folder ($REPROLAB_WAREHOUSE)")
+    update_catalog: bool = Field(default=True, description="refresh the table's DuckDB view after each write")
+    store_url: str | None = Field(default=default_store_url(), description="the shared lab's object store "
+                                                                          "($REPROLAB_WAREHOUSE_URL; none: "
+                                                                          "this machine only)")
 
     def create_io_manager(self, context: dg.InitResourceContext) -> WarehouseIOManager:
         return WarehouseIOManager(ensure_writable_dir(self.root, "warehouse root (resource `io_manager`, field `root`)"),
@@ -186,8 +189,10 @@ class WarehousePaths(dg.ConfigurableResource):
     """The warehouse root, for assets that write files beside the tables (plots, scratch checkpoints), and the
     files of one table (``table_files``; in a shared lab first brought up to date from ``store_url``)."""
 
-    root: str = default_warehouse_root()
-    store_url: str | None = default_store_url()
+    root: str = Field(default=default_warehouse_root(), description="the warehouse folder ($REPROLAB_WAREHOUSE)")
+    store_url: str | None = Field(default=default_store_url(), description="the shared lab's object store "
+                                                                          "($REPROLAB_WAREHOUSE_URL; none: "
+                                                                          "this machine only)")
 
     def table_files(self, group: str, asset: str) -> list[Path]:
         """Every materialization of ``group.asset`` on this machine, oldest first (the store's too, if any)."""
