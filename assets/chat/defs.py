@@ -275,7 +275,7 @@ def chat_sft(context: dg.AssetExecutionContext, config: ChatSFTConfig, tracking:
               "target_tokens": train.n_target_tokens}
     compute.seed_everything(config.seed)
     with torch_threads(config.cpu_threads, cfg.device):
-        _, record, metadata = train_and_register(
+        fitted, record, metadata = train_and_register(
             context, tracking, compute, lambda workdir, on_log: fine_tune(
                 model, tokenizer, train, cfg, workdir / "model", val, on_log=on_log),
             run_name="chat-sft", asset_key="chat_sft", params=params, steps=cfg.max_steps, registered="chat-sft",
@@ -283,7 +283,8 @@ def chat_sft(context: dg.AssetExecutionContext, config: ChatSFTConfig, tracking:
             datasets=[DatasetInput.of_texts(f"chat-tasks-{s}", [task_text(r) for _, r in rows[s].iterrows()], s,
                                             ", ".join(TASK_ASSETS)) for s in rows])
     context.add_output_metadata({**metadata, "conversations": len(train)})
-    return {**record, "base_model_uri": chat_base["model_uri"], "model_size": chat_base["model_size"]}
+    return {**record, "conversations": len(train), "non_embedding_parameters": fitted.non_embedding_parameters,
+            "base_model_uri": chat_base["model_uri"], "model_size": chat_base["model_size"]}
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("training"), pool="gpu", ins=TASK_INS)

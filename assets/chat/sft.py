@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from assets.chat.format import encode_conversation
+from assets.lm.family import FittedModel
 from assets.lm.training import (
     CURVE_COLUMNS,
     TrainConfig,
@@ -212,33 +213,6 @@ def fit_sft(
     )
 
 
-@dataclass
-class FittedChatModel:
-    """A fine-tuned chat model saved to disk, with its numbers (what `assets.lm.registration` logs and keeps)."""
-
-    checkpoint_dir: Path
-    curve: pd.DataFrame
-    seconds: float
-    final_val_loss: float
-    tokens_seen: int
-    conversations: int
-    parameters: int
-    non_embedding_parameters: int
-
-    def metrics(self) -> dict[str, float]:
-        return {"final_val_loss": self.final_val_loss, "parameters": self.parameters}
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "final_val_loss": self.final_val_loss,
-            "tokens_seen": self.tokens_seen,
-            "conversations": self.conversations,
-            "train_seconds": self.seconds,
-            "parameters": self.parameters,
-            "non_embedding_parameters": self.non_embedding_parameters,
-        }
-
-
 def fine_tune(
     model: Any,
     tokenizer: Any,
@@ -247,19 +221,13 @@ def fine_tune(
     out_dir: str | Path,
     val: SFTData | None = None,
     on_log: Callable[[dict], None] | None = None,
-) -> FittedChatModel:
-    """`fit_sft`, then the model and its tokenizer (chat template included) saved to `out_dir`."""
+) -> FittedModel:
+    """`fit_sft`, then the model and its tokenizer (chat template included) saved to `out_dir`: the LM family's
+    `FittedModel` (what `assets.lm.registration` logs and registers)."""
     from assets.lm.model import count_parameters, save_checkpoint
 
     result = fit_sft(model, train, cfg, val, on_log=on_log)
     save_checkpoint(model, tokenizer, out_dir, overwrite=True)
-    return FittedChatModel(
-        checkpoint_dir=Path(out_dir),
-        curve=result.curve,
-        seconds=result.seconds,
-        final_val_loss=result.final_val_loss,
-        tokens_seen=result.tokens_seen,
-        conversations=len(train),
-        parameters=count_parameters(model),
-        non_embedding_parameters=count_parameters(model, non_embedding=True),
-    )
+    return FittedModel.saved(result, checkpoint_dir=Path(out_dir), parameters=count_parameters(model),
+                             non_embedding_parameters=count_parameters(model, non_embedding=True),
+                             source="trained", vocab_size=len(tokenizer))

@@ -67,8 +67,9 @@ class Display:
 
 
 class Trained(Protocol):
-    """What registration needs of a fit: `assets.lm.family.FittedModel`'s members. Fits that return their own
-    class with these members (chat's `FittedChatModel`, scaling's `CellResult`) are accepted as they are."""
+    """What registration needs of a fit: `assets.lm.family.FittedModel`'s members (the LM family and the chat
+    models' fine-tuning return one). Fits that return their own class with these members (scaling's
+    `CellResult`, which adds its grid cell's numbers) are accepted as they are."""
 
     curve: pd.DataFrame
     checkpoint_dir: Path | None
