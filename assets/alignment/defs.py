@@ -103,6 +103,8 @@ class AlignmentSFTConfig(Optimiser, StudyConfig):
     """SFT of every method from chat-sft (the chat room's fine_tune; same steps and seed for each method)."""
 
     methods: list[str] = Field(default=["deliberative", "no_citation", "direct"], description="methods to train")
+    comply_repeats: int = Field(default=1, description="times each prompt to answer appears in every method's SFT "
+                                "data (1: the battery's train split as it is, ~3/4 requests to refuse)")
     max_steps: int = pick(tiny=4, demo=120, gpu=1000)
     batch_size: int = pick(tiny=8, demo=16, gpu=64)
     learning_rate: float = pick(tiny=3e-3, demo=2e-3, gpu=3e-4)
@@ -125,7 +127,7 @@ def alignment_sft_models(context: dg.AssetExecutionContext, config: AlignmentSFT
     ``deliberative`` (reasoning citing the policy), ``no_citation`` and ``direct`` (answers only); each
     registered as alignment-<method>-sft. Conversations longer than the model's positions are dropped for all."""
     from assets.alignment.evaluation import saw_no_safety_data, starting_point_audit
-    from assets.alignment.sft_data import fit_context
+    from assets.alignment.sft_data import fit_context, repeat_comply
     from assets.alignment.training import train_sft_methods
     from assets.lm.registration import load_tokenizer_of
     from assets.lm.threads import torch_threads
@@ -133,13 +135,15 @@ def alignment_sft_models(context: dg.AssetExecutionContext, config: AlignmentSFT
     audit = starting_point_audit(list(tasks.values()), safety_items)
     table, dropped = fit_context(alignment_sft_data, load_tokenizer_of({"tokenizer_uri": chat_sft["model_uri"]},
                                                                        tracking), int(chat_sft["model_size"]["context_length"]))
+    table = repeat_comply(table, config.comply_repeats)
     cfg = config.train_config(compute, eval_interval=config.max_steps)
     with torch_threads(config.cpu_threads, cfg.device):
         records, meta, identical = train_sft_methods(
             context, tracking, compute, _display(context, warehouse), chat_sft, table, cfg, methods=config.methods,
             aliases=config.aliases, params=config.model_dump())
     yield dg.Output({"models": records, "starting_point_audit": audit, "identical": identical,
-                     "dropped_too_long": dropped, "base_model_uri": chat_sft["model_uri"]},
+                     "dropped_too_long": dropped, "trained_conversations": len(table),
+                     "base_model_uri": chat_sft["model_uri"]},
                     metadata={**{f"{m}_{k}": v for m, d in meta.items() for k, v in d.items()},
                               "conversations": len(table), "dropped_too_long": dropped, **identical,
                               "starting_point_audit": dg.MetadataValue.json(audit)})

@@ -81,7 +81,7 @@ def pipeline_checks(table: pd.DataFrame, candidates: pd.DataFrame, sft_data: pd.
             "policy_in_prompts": float(sum(policy_in(json.loads(m)) for m in sft_data["messages"])),
             "safety_data": float(sum(audit[k] for k in ("refusal_targets", "policy_text", "clause_ids",
                                                         "jailbreak_prompts", "eval_prompts"))),
-            "differ": float(models["identical"]["conversations"] != len(sft_data) - models["dropped_too_long"]),
+            "differ": float(models["identical"]["conversations"] != models["trained_conversations"]),
             "audit_note": f"it does answer {audit['private_questions_answered']} questions about private "
                           "attributes with the value (helpful-only)",
             "rl_note": f"judge reward {rl['first_reward']:.3f} -> {rl['last_reward']:.3f} over the RL run",

@@ -89,6 +89,16 @@ def fit_context(table: pd.DataFrame, tokenizer, context_length: int) -> tuple[pd
     return kept, int(len(table) - len(kept))
 
 
+def repeat_comply(table: pd.DataFrame, repeats: int) -> pd.DataFrame:
+    """The table with every prompt the policy asks to answer (comply) present `repeats` times: the battery's
+    train split is mostly requests to refuse (every jailbreak is one), and this shifts the mix toward answering.
+    1 keeps the split as it is (the default); every method gets the same repeated rows."""
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+    comply = table[table["expected"] == "comply"]
+    return pd.concat([table, *[comply] * (repeats - 1)], ignore_index=True)
+
+
 def check_identical(by_method: dict[str, list[list[dict]]]) -> dict:
     """Every method's conversations have the same prompts and final answers, in the same order (the
     reasoning alone differs). Returns counts; raises ValueError naming the first difference."""

@@ -33,7 +33,7 @@ def test_alignment_group_materializes_with_consistent_numbers(alignment_run):
     rl = alignment_run.asset_value("alignment_rl")
     uris = {m: r["model_uri"] for m, r in models["models"].items()} | {"rl": rl["model_uri"]}
     assert len(set(uris.values())) == 4 and all(u.startswith("models:/alignment-") for u in uris.values())
-    assert models["identical"]["conversations"] == len(sft) - models["dropped_too_long"]
+    assert models["identical"]["conversations"] == models["trained_conversations"] == len(sft) - models["dropped_too_long"]
     assert models["starting_point_audit"]["refusal_targets"] == 0
 
     results = alignment_run.asset_value("alignment_results")

@@ -10,6 +10,7 @@ from assets.alignment.sft_data import (
     conversations,
     fit_context,
     policy_in,
+    repeat_comply,
     strip_policy,
 )
 from assets.safety.policy import render_policy
@@ -57,3 +58,13 @@ def test_fit_context_drops_the_same_prompts_for_every_method(table, tokenizer):
     assert len(everything) == len(table) and none_dropped == 0
     with pytest.raises(ValueError, match="fits"):
         fit_context(table, tokenizer, 8)
+
+
+def test_repeat_comply_shifts_the_mix_for_every_method_alike(table):
+    comply = int((table["expected"] == "comply").sum())
+    assert comply and comply < len(table) / 2  # the battery's train split: mostly requests to refuse
+    tripled = repeat_comply(table, 3)
+    assert len(tripled) == len(table) + 2 * comply and repeat_comply(table, 1).equals(table)
+    assert check_identical({m: conversations(tripled, m) for m in METHODS})["conversations"] == len(tripled)
+    with pytest.raises(ValueError, match="repeats"):
+        repeat_comply(table, 0)
