@@ -79,13 +79,13 @@ class DefenderConfig(Optimiser, StudyConfig):
     """The clean format tuning of the defender (assets.robustness.format_tuning): which chat model, and SFT."""
 
     base: str = Field(default="chat_rl", description="chat_rl or chat_sft: the chat model to start from")
-    max_steps: int = Field(default=pick(tiny=4, demo=150, gpu=1000), description="SFT steps (0: no tuning)")
-    batch_size: int = Field(default=pick(tiny=8, demo=32, gpu=64), description="conversations per SFT step")
+    max_steps: int = Field(default=pick(tiny=4, demo=300, gpu=1000), description="SFT steps")
+    batch_size: int = Field(default=pick(tiny=8, demo=16, gpu=64), description="conversations per SFT step")
     learning_rate: float = Field(default=pick(tiny=3e-3, demo=3e-3, gpu=5e-4), description="peak learning rate")
     min_lr: float = Field(default=pick(tiny=3e-4, demo=3e-4, gpu=5e-5), description="learning rate at the end")
     warmup_steps: int = Field(default=pick(tiny=1, demo=5, gpu=50), description="linear warm-up steps")
     benign_share: float = Field(default=0.5, description="share of tuning conversations with a benign data message")
-    original_share: float = Field(default=0.3, description="share of problems also shown in the chat room's shape")
+    original_share: float = Field(default=0.0, description="share of problems also shown in the chat room's shape")
     cpu_threads: int = Field(default=1, description="torch CPU threads while training (0: torch's default)")
     aliases: list[str] = Field(default=["current"], description="MLflow registry aliases set on the new version")
 

@@ -33,8 +33,10 @@ from assets.robustness.summary import trend
 
 ANSWER_ATTACKS = ("many_shot", "injection", "soft_tokens", "adaptive")
 POST_HOC = ("the defender's clean format tuning was added after chat-rl's demo arithmetic fell to 0.03 in the "
-            "study's conversation shape (clean, before any attack); the 'attack works at the lowest level' "
-            "conditions were added after a 3-item smoke run showed the text attacks rarely succeed")
+            "study's conversation shape (clean, before any attack), and its demo length (300 steps of 16, no "
+            "original-shape mix) chosen among 4 settings by clean arithmetic accuracy on 40 test problems at "
+            "budget 32 (0.10-0.38); the 'attack works at the lowest level' conditions were added after a "
+            "3-item smoke run showed the text attacks rarely succeed")
 CHECKS = {  # check name -> (the finding it reads, what it claims)
     "injection_success_falls_with_compute": ("injection:success_drop", "prompt-injection success falls with "
                                              "defender compute on the unambiguous tasks"),

@@ -5,8 +5,8 @@ the study's developer message and an (even empty) `data` message, chat-rl's demo
 budget 32 fell from 0.50 to 0.03 (40 test problems): the shape alone breaks it, before any attack. So the
 defender is fine-tuned briefly on the *train* problems of every task written in the study's shape
 ([system, user, data] with an empty or benign data message: a true sentence about someone from the facts
-world), mixed with the original shape so it keeps it. No adversarial example is ever shown: the data is
-empty or harmless information, as the paper's defenders saw no attacks in training.
+world), optionally mixed with the original shape (`original_share`). No adversarial example is ever shown:
+the data is empty or harmless information, as the paper's defenders saw no attacks in training.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def benign_sentences(facts: pd.DataFrame, split: str) -> list[str]:
 
 
 def format_conversations(frames: dict[str, pd.DataFrame], split: str, *, benign_share: float = 0.5,
-                         original_share: float = 0.3, seed: int = 0) -> list[list[dict]]:
+                         original_share: float = 0.0, seed: int = 0) -> list[list[dict]]:
     """Every `split` problem of the three tasks as a full conversation in the study's shape (empty data, or
     a benign sentence with probability `benign_share`), plus an `original_share` of them in the chat room's
     own shape. `frames` as for `items.attack_items`."""
