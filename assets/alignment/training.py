@@ -14,6 +14,7 @@ Dagster-free: the Dagster side hands in its context, tracking and compute resour
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -35,7 +36,7 @@ def train_sft_methods(context: Any, tracking: Any, compute: Any, display: Any, s
                       plot_prefix: str = "alignment") -> tuple[dict, dict, dict]:
     """(records by method, metadata by method, the identity check) of one SFT per method from `start`."""
     from assets.chat.sft import fine_tune, sft_data
-    from assets.lm.registration import load_registered, train_and_register
+    from assets.lm.registration import DatasetInput, load_registered, train_and_register
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
@@ -56,7 +57,9 @@ def train_sft_methods(context: Any, tracking: Any, compute: Any, display: Any, s
             lambda workdir, on_log, model=model, tokenizer=tokenizer, data=data: fine_tune(
                 model, tokenizer, data, train_config, workdir / "model", on_log=on_log),
             run_name=name, asset_key="alignment_sft_models", params=run, steps=train_config.max_steps,
-            registered=name, aliases=list(aliases), plot_name=f"{plot_prefix}/{name}_loss_curve", display=display)
+            registered=name, aliases=list(aliases), plot_name=f"{plot_prefix}/{name}_loss_curve", display=display,
+            datasets=[DatasetInput.of_texts(f"alignment-sft-{method}", [json.dumps(c) for c in by_method[method]],
+                                            "train", "alignment_sft_data")])
         records[method] = {**record, "method": method, "base_model_uri": start["model_uri"],
                            "model_size": start["model_size"], "target_tokens": data.n_target_tokens}
         metadata[method] = meta
