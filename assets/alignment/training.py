@@ -73,7 +73,7 @@ def train_deliberative_rl(context: Any, tracking: Any, compute: Any, sft: Mappin
     from assets.chat.rl import grpo
     from assets.chat.study import reward_summary
     from assets.lm.model import count_parameters, save_checkpoint
-    from assets.lm.registration import ProgressLog, load_registered, log_training_run
+    from assets.lm.registration import DatasetInput, ProgressLog, load_registered, log_training_run
 
     device = grpo_config.device
     policy, tokenizer = load_registered(sft, tracking, device)
@@ -85,6 +85,8 @@ def train_deliberative_rl(context: Any, tracking: Any, compute: Any, sft: Mappin
     compute.seed_everything(grpo_config.seed)
     with tempfile.TemporaryDirectory() as tmp, tracking.start_run(
             name, dagster_run_id=context.run.run_id, asset_key="alignment_rl", params=run) as run_id:
+        tracking.log_datasets(run_id, [DatasetInput.of_texts("alignment-rl-prompts", list(table["messages"]), "train",
+                                                             "alignment_sft_data")])
         result = grpo(policy, tokenizer, judge_rows(table), judge_reward(), grpo_config, reference=reference,
                       on_log=lambda row: progress(f"steps, mean judge reward {row['mean_reward']:.3f}",
                                                   done=row["step"]))
