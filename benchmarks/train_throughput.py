@@ -1,18 +1,25 @@
-"""Training throughput of the project's model and loop against a minimal hand-written GPT of the same shape.
+"""Training throughput and MFU of the project's trainer against a minimal hand-written GPT of the same shape.
 
-    python benchmarks/train_throughput.py                       # CPU, < 1 minute
-    python benchmarks/train_throughput.py --device cuda --bf16 --compile --size 768,12,12,1024 --batch 32
+    python benchmarks/train_throughput.py                  # CPU, about a minute: the "cpu" shape
+    python benchmarks/train_throughput.py --quick          # CPU smoke run, seconds (prints, writes nothing)
+    python benchmarks/train_throughput.py --device cuda    # the 124M and ~10M shapes, bf16 + compile
 
 The project side is `assets.lm.training.train` on `build_model(...)` (a transformers LlamaForCausalLM), timed
-by train's own per-step clock. The minimal side is the same architecture written in plain PyTorch below
-(RMSNorm pre-norm blocks, rotary SDPA causal attention, SwiGLU MLP, tied head), trained by a bare loop with the
-same optimizer, schedule, clipping, data sampler and per-step loss read-back. The ratio project / minimal is
-the cost of going through Hugging Face. On CUDA, MFU = model_flops_per_token * tokens/s / peak bf16 FLOPs.
+by train's own clock (losses read back every --warmup-steps steps: one window per read-back). The minimal side
+is the same architecture in plain PyTorch below (RMSNorm pre-norm blocks, fused QKV and gate/up projections,
+rotary SDPA causal attention, SwiGLU, tied head) trained by a bare loop with the same optimizer, schedule,
+clipping and data sampler, reading its losses back in the same windows. With --chunked-loss ROWS the project
+also runs with `TrainConfig.loss_chunk_rows=ROWS` (the chunked linear + cross-entropy).
+
+MFU = model_flops_per_token (6 N_matmul + 12 L d T, PaLM/nanoGPT) x tokens/s / peak dense bf16 FLOP/s of the
+card (PEAK_BF16_FLOPS, by device name); n/a on CPU. The table (date, device) is written to --out, by default
+benchmarks/results/train_throughput_<cpu|cuda>.md, for the README to quote.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import math
 import sys
 import time
@@ -29,7 +36,15 @@ from assets.lm.data import TokenStream  # noqa: E402
 from assets.lm.model import ModelSize, build_model, count_parameters, model_flops_per_token  # noqa: E402
 from assets.lm.training import TrainConfig, configure_optimizer, lr_at, train  # noqa: E402
 
-PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12}  # dense, no sparsity
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "GH200": 989e12, "A100": 312e12, "L40S": 362e12,
+                   "L4": 121e12, "A10": 125e12}  # dense, no sparsity; matched by substring of the card's name
+# name: (d_model, layers, heads, context, vocabulary, batch)
+SHAPES = {
+    "124M": (768, 12, 12, 1024, 50304, 32),  # GPT-2 small's shape (the issue's measurement)
+    "10M": (384, 6, 6, 512, 8192, 32),  # ~10.6M non-embedding parameters
+    "cpu": (128, 4, 4, 128, 2048, 16),
+    "quick": (64, 2, 2, 64, 512, 8),
+}
 
 
 # --- the minimal GPT ------------------------------------------------------------------------------------
@@ -91,19 +106,24 @@ class MinimalGPT(nn.Module):
         return self.norm(x) @ self.embed.weight.T  # tied head
 
 
-def train_minimal(model: nn.Module, stream: TokenStream, cfg: TrainConfig) -> list[float]:
-    """The bare loop: same sampler, schedule, AdamW groups, clipping and per-step loss read-back as `train`."""
+def train_minimal(model: nn.Module, stream: TokenStream, cfg: TrainConfig, window: int) -> list[float]:
+    """The bare loop: same sampler, schedule, AdamW groups and clipping as `train`; no host sync inside a window.
+
+    Returns the seconds of each window of `window` steps (losses summed on the device, read once per window).
+    """
     device_type = cfg.device.split(":")[0]
     model.to(cfg.device).train()
     optimizer = configure_optimizer(model, cfg, device_type)
     runner = torch.compile(model) if cfg.compile else model
     generator = torch.Generator().manual_seed(cfg.seed)
-    seconds = []
+    pinned = device_type == "cuda"
+    windows, summed, t0 = [], torch.zeros((), device=cfg.device), time.perf_counter()
     for step in range(1, cfg.max_steps + 1):
-        t0 = time.perf_counter()
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
         x, y = stream.get_batch(cfg.batch_size, generator)
+        if pinned:
+            x, y = x.pin_memory(), y.pin_memory()
         x, y = x.to(cfg.device, non_blocking=True), y.to(cfg.device, non_blocking=True)
         with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=cfg.bf16):
             logits = runner(x)
@@ -112,9 +132,12 @@ def train_minimal(model: nn.Module, stream: TokenStream, cfg: TrainConfig) -> li
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        loss.item()  # the project loop reads the loss every step too (and that synchronises CUDA)
-        seconds.append(time.perf_counter() - t0)
-    return seconds
+        summed += loss.detach()
+        if step % window == 0:
+            summed.item()  # one read-back (and device sync) per window, as the project's loop does
+            windows.append(time.perf_counter() - t0)
+            summed, t0 = torch.zeros((), device=cfg.device), time.perf_counter()
+    return windows
 
 
 # --- the comparison -----------------------------------------------------------------------------------------
@@ -122,75 +145,94 @@ def train_minimal(model: nn.Module, stream: TokenStream, cfg: TrainConfig) -> li
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", default="128,4,4,128", help="d_model,layers,heads,context (default 128,4,4,128)")
-    p.add_argument(
-        "--d-ff", type=int, default=None, help="SwiGLU width (default 8/3 d_model, rounded up to 32)"
-    )
-    p.add_argument("--vocab", type=int, default=2048)
-    p.add_argument("--batch", type=int, default=16, help="sequences per step")
-    p.add_argument("--steps", type=int, default=10, help="timed steps per run")
-    p.add_argument("--warmup-steps", type=int, default=3, help="untimed steps first (allocator, compile)")
-    p.add_argument("--repeats", type=int, default=3, help="alternate the two runs this often")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--bf16", action="store_true")
-    p.add_argument("--compile", action="store_true")
-    return p.parse_args(argv)
+    p.add_argument("--shapes", default=None, help=f"comma list of {list(SHAPES)} (default: 124M,10M on CUDA, "
+                                                  "cpu on CPU, quick with --quick)")
+    p.add_argument("--quick", action="store_true", help="smoke run: the quick shape, few steps, one repeat")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per run (rounded up to whole windows)")
+    p.add_argument("--warmup-steps", type=int, default=None, help="untimed first steps (compile), also the "
+                                                                  "read-back window")
+    p.add_argument("--repeats", type=int, default=None, help="alternate the runs this often; best kept")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="default: on CUDA only")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="default: on CUDA only")
+    p.add_argument("--chunked-loss", type=int, default=None, metavar="ROWS",
+                   help="also time the project with loss_chunk_rows=ROWS")
+    p.add_argument("--out", default=None, help="markdown table path ('-': none; default "
+                                               "benchmarks/results/train_throughput_<cpu|cuda>.md, none in --quick)")
+    args = p.parse_args(argv)
+    cuda = args.device.startswith("cuda")
+    args.shapes = (args.shapes or ("quick" if args.quick else "124M,10M" if cuda else "cpu")).split(",")
+    args.steps = args.steps or (6 if args.quick else 30 if cuda else 12)
+    args.warmup_steps = args.warmup_steps or (2 if args.quick else 10 if cuda else 3)
+    args.steps = args.warmup_steps * math.ceil(args.steps / args.warmup_steps)
+    args.repeats = args.repeats or (1 if args.quick or cuda else 2)
+    args.bf16 = cuda if args.bf16 is None else args.bf16
+    args.compile = cuda if args.compile is None else args.compile
+    if args.out is None and not args.quick:
+        args.out = f"benchmarks/results/train_throughput_{'cuda' if cuda else 'cpu'}.md"
+    return args
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    d, layers, heads, context = (int(v) for v in args.size.split(","))
-    d_ff = args.d_ff or 32 * math.ceil(8 * d / 3 / 32)
-    size = ModelSize("bench", d, layers, heads, d_ff, context)
-    total_steps = args.warmup_steps + args.steps
-    cfg = TrainConfig(
-        max_steps=total_steps,
-        batch_size=args.batch,
-        learning_rate=1e-3,
-        min_lr=1e-4,
-        warmup_steps=args.warmup_steps,
-        eval_interval=10**9,
-        eval_batches=1,
-        device=args.device,
-        bf16=args.bf16,
-        compile=args.compile,
-        divergence_factor=None,
-        seed=0,
-    )
-    tokens = np.random.default_rng(0).integers(0, args.vocab, 200_000)
-    stream = TokenStream(tokens, context)
-    tokens_per_step = args.batch * context
-
-    # Per-step times from alternating runs; the median resists bursts of load from other processes.
-    step_seconds: dict[str, list[float]] = {"project": [], "minimal": []}
+def measure(shape: str, args: argparse.Namespace) -> list[dict]:
+    """tokens/s of each trainer on one shape: the best of --repeats alternating runs."""
+    d, layers, heads, context, vocab, batch = SHAPES[shape]
+    size = ModelSize(shape, d, layers, heads, 32 * math.ceil(8 * d / 3 / 32), context)
+    window = args.warmup_steps
+    cfg = TrainConfig(max_steps=window + args.steps, batch_size=batch, learning_rate=1e-3, min_lr=1e-4,
+                      warmup_steps=window, eval_interval=10**9, eval_batches=1, device=args.device, bf16=args.bf16,
+                      compile=args.compile, divergence_factor=None, seed=0, loss_readback_steps=window)
+    tokens = np.random.default_rng(0).integers(0, vocab, 2_000_000 if args.device != "cpu" else 200_000)
+    stream, tokens_per_step = TokenStream(tokens, context), batch * context
+    variants = {"project": cfg, "minimal": cfg}
+    if args.chunked_loss:
+        variants[f"project, chunked loss ({args.chunked_loss} rows)"] = TrainConfig(
+            **{**cfg.__dict__, "loss_chunk_rows": args.chunked_loss})
+    best = dict.fromkeys(variants, 0.0)
     for _ in range(args.repeats):
-        curve = train(build_model(size, args.vocab, seed=0), tokens, tokens[:20_000], cfg).curve
-        step_seconds["project"] += list(tokens_per_step / curve["tokens_per_s"])[args.warmup_steps :]
-        torch.manual_seed(0)
-        step_seconds["minimal"] += train_minimal(MinimalGPT(size, args.vocab), stream, cfg)[
-            args.warmup_steps :
-        ]
-    best = {name: tokens_per_step / float(np.median(secs)) for name, secs in step_seconds.items()}
+        for name, run_cfg in variants.items():
+            if name == "minimal":
+                torch.manual_seed(0)
+                seconds = sum(train_minimal(MinimalGPT(size, vocab), stream, run_cfg, window)[1:])
+            else:
+                curve = train(build_model(size, vocab, seed=0), tokens, tokens[:50_000], run_cfg).curve
+                timed = curve[curve["step"] > window]
+                seconds = float((tokens_per_step / timed["tokens_per_s"]).sum())
+            best[name] = max(best[name], args.steps * tokens_per_step / seconds)
+            if args.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+    device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
+    peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in device_name), None)
+    flops = model_flops_per_token(size, vocab)
+    params = count_parameters(build_model(size, vocab, seed=0))
+    return [{"shape": f"{shape} (d={d} L={layers} H={heads} T={context} V={vocab} B={batch})", "params": params,
+             "trainer": name, "tokens_per_s": rate, "mfu": flops * rate / peak if peak else None,
+             "ratio": rate / best["minimal"]} for name, rate in best.items()]
 
-    minimal_params = count_parameters(MinimalGPT(size, args.vocab))
-    project_params = count_parameters(build_model(size, args.vocab, seed=0))
-    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-    print(
-        f"device {device_name} threads {torch.get_num_threads()} | size d={d} L={layers} H={heads} T={context} "
-        f"d_ff={d_ff} V={args.vocab} | batch {args.batch} | bf16 {args.bf16} compile {args.compile}"
-    )
-    print(f"params project {project_params:,} minimal {minimal_params:,}")
-    for name, rate in best.items():
-        print(f"{name:8s} {rate:12,.0f} tokens/s (median step)")
-    print(f"ratio project/minimal {best['project'] / best['minimal']:.3f}")
-    if args.device.startswith("cuda"):
-        peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in device_name), None)
-        flops = model_flops_per_token(size, args.vocab)
-        if peak is None:
-            print(f"MFU: unknown peak FLOPs for {device_name}")
-        else:
-            for name, rate in best.items():
-                print(f"MFU {name:8s} {flops * rate / peak:.1%} (of {peak:.3g} bf16 FLOP/s)")
+
+def markdown(rows: list[dict], args: argparse.Namespace) -> str:
+    device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"Training throughput, {date}, {device_name} (torch {torch.__version__}, "
+             f"{torch.get_num_threads()} threads), bf16 {args.bf16}, compile {args.compile}, "
+             f"{args.steps} timed steps after {args.warmup_steps}, best of {args.repeats}.", "",
+             "| shape | parameters | trainer | tokens/s | MFU | ratio to minimal |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
+        lines.append(f"| {r['shape']} | {r['params'] / 1e6:.1f}M | {r['trainer']} | {r['tokens_per_s']:,.0f} | "
+                     f"{mfu} | {r['ratio']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> list[dict]:
+    args = parse_args(argv)
+    rows = [row for shape in args.shapes for row in measure(shape, args)]
+    table = markdown(rows, args)
+    print(table)
+    if args.out and args.out != "-":
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(table)
+        print(f"written to {args.out}")
+    return rows
 
 
 if __name__ == "__main__":

@@ -5,6 +5,11 @@ gradient accumulation, gradient clipping, bf16 autocast and torch.compile on GPU
 DistributedDataParallel when launched by torchrun (WORLD_SIZE > 1). Each rank takes its slice of the same
 global batch (see `assets.lm.data`), so a torchrun run reproduces a one-process run with the same global batch.
 
+The loop never waits for the device inside a step: losses are summed on the device and read back (one host
+sync) only every `loss_readback_steps` steps and at evaluations, the next batch is sampled and copied while the
+current one trains (`assets.lm.batches`), and `loss_chunk_rows` switches to a chunked linear + cross-entropy
+that never builds the full float32 logits (`assets.lm.loss`). None of this changes the logged numbers.
+
 Works with any Hugging Face causal LM whose forward takes `input_ids` and returns `.logits`.
 """
 
@@ -47,6 +52,11 @@ class TrainConfig:
     deterministic None means True on CPU (torch.use_deterministic_algorithms) and False on CUDA.
     sampling: "random" draws training windows uniformly with replacement (nanoGPT); "epochs" visits
     non-overlapping windows once per epoch in a fresh order each epoch (`assets.lm.data.EpochOrder`).
+    loss_chunk_rows None: the plain loss (full logits upcast to float32); N: the chunked linear + cross-entropy
+    of `assets.lm.loss`, N rows of logits at a time (same loss and gradients up to float rounding).
+    loss_readback_steps: the train losses stay on the device and are read back, the divergence guard checked and
+    the rows handed to on_log, every this many steps, at evaluation steps and after the last step (a diverged
+    run raises then, naming the step where it diverged). Rows read back together share one tokens_per_s.
     """
 
     max_steps: int = 200
@@ -69,6 +79,8 @@ class TrainConfig:
     divergence_factor: float | None = 3.0
     deterministic: bool | None = None
     sampling: str = "random"
+    loss_chunk_rows: int | None = None
+    loss_readback_steps: int = 50
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))  # run config may hand over a list
@@ -85,10 +97,12 @@ class TrainConfig:
             "eval_interval",
             "eval_batches",
             "log_interval",
+            "loss_readback_steps",
         ):
             positive_int(field)
-        if self.context_length is not None:
-            positive_int("context_length")
+        for field in ("context_length", "loss_chunk_rows"):
+            if getattr(self, field) is not None:
+                positive_int(field)
         if self.batch_size % self.grad_accum_steps:
             raise ValueError(
                 f"TrainConfig.batch_size ({self.batch_size}) must be divisible by "
@@ -168,10 +182,9 @@ def next_token_loss(
     model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, reduction: str = "mean"
 ) -> torch.Tensor:
     """Cross-entropy of y given x; logits are upcast to float32 so bf16 autocast does not hurt the loss."""
-    import torch.nn.functional as F
+    from assets.lm import loss
 
-    logits = model(input_ids=x, use_cache=False).logits
-    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction=reduction)
+    return loss.next_token_loss(model, x, y, reduction=reduction)
 
 
 @contextlib.contextmanager
@@ -198,10 +211,11 @@ def estimate_loss(
     bf16: bool = False,
     rank: int = 0,
     world_size: int = 1,
+    loss: Callable[..., torch.Tensor] | None = None,
 ) -> float:
     """Mean next-token loss over fixed (x, y) windows, scored in chunks of `batch_size` rows.
 
-    Under DDP each rank scores its slice of every chunk (batch_size must be divisible by world_size) and the
+    loss(x, y, reduction) scores a chunk (default: the plain `next_token_loss` of `model`). Under DDP each rank scores its slice of every chunk (batch_size must be divisible by world_size) and the
     summed losses are all-reduced, so the result equals the one-process value.
     """
     import torch
@@ -220,7 +234,8 @@ def estimate_loss(
                 chunk = slice(start, min(start + batch_size, x_all.size(0)))
                 rows = rank_slice(chunk.stop - chunk.start, rank, world_size)
                 x, y = x_all[chunk][rows].to(device), y_all[chunk][rows].to(device)
-                total[0] += next_token_loss(model, x, y, reduction="sum").double()
+                summed = loss(x, y, "sum") if loss is not None else next_token_loss(model, x, y, "sum")
+                total[0] += summed.double()
                 total[1] += y.numel()
     finally:
         model.train(was_training)
@@ -288,10 +303,15 @@ def _train(model, train_tokens, val_tokens, cfg: TrainConfig, on_log, dist_: Dis
         )
     val_windows = val_stream.fixed_windows(cfg.eval_batches * micro_batch)
 
+    from assets.lm.batches import PrefetchedBatches
+    from assets.lm.loss import NextTokenLoss
+
     model.to(device)
     model.train()
     optimizer = configure_optimizer(model, cfg, device_type)
-    runner = torch.compile(model) if cfg.compile else model
+    # The loss is the output of the module that is compiled and DDP-wrapped, so a chunked loss runs inside it.
+    loss_module = NextTokenLoss(model, cfg.loss_chunk_rows)
+    runner = torch.compile(loss_module) if cfg.compile else loss_module
     if dist_.world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -302,42 +322,48 @@ def _train(model, train_tokens, val_tokens, cfg: TrainConfig, on_log, dist_: Dis
     autocast = torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=cfg.bf16)
     generator = torch.Generator().manual_seed(cfg.seed)
     order = EpochOrder(train_stream, generator) if cfg.sampling == "epochs" else None
+    batches = iter(PrefetchedBatches(train_stream, micro_batch, cfg.max_steps * cfg.grad_accum_steps, generator,
+                                     device, order=order, rank=dist_.rank, world_size=dist_.world_size))
     tokens_per_step = cfg.batch_size * context_length
 
     def evaluate() -> float:
-        return estimate_loss(
-            scorer,
-            val_windows,
-            micro_batch,
-            device=device,
-            bf16=cfg.bf16,
-            rank=dist_.rank,
-            world_size=dist_.world_size,
-        )
+        return estimate_loss(model, val_windows, micro_batch, device=device, bf16=cfg.bf16, rank=dist_.rank,
+                             world_size=dist_.world_size, loss=scorer)
 
     rows: list[dict] = []
-    initial_loss: float | None = None
+    # Rows waiting for their train loss: (row without train_loss, summed loss on the device, steps summed).
+    pending: list[tuple[dict, torch.Tensor, int]] = []
+    first_loss: list[float] = []  # the first logged train loss, the divergence guard's reference
     val_loss = float("nan")
     interval_loss = torch.zeros((), device=device)
-    interval_steps, interval_seconds = 0, 0.0
-    started = time.perf_counter()
+    interval_steps, window_steps = 0, 0
+    started = window_start = time.perf_counter()
+
+    def read_back() -> list[dict]:
+        """One host sync: read the pending losses, time the window, run the guard; the rows, in order."""
+        losses = dist_.all_reduce_sum(torch.stack([loss for _, loss, _ in pending])) / dist_.world_size
+        tokens_per_s = window_steps * tokens_per_step / max(time.perf_counter() - window_start, 1e-9)
+        done = []
+        for (row, _, n_steps), summed in zip(pending, losses.tolist(), strict=True):
+            row.update(train_loss=summed / n_steps, tokens_per_s=tokens_per_s)
+            _guard(row["step"], row["train_loss"], first_loss[0] if first_loss else None, cfg, "train")
+            first_loss[:] = first_loss or [row["train_loss"]]
+            done.append(row)
+        pending.clear()
+        return done
+
     for step in range(1, cfg.max_steps + 1):
-        t0 = time.perf_counter()
         lr = lr_at(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
         for micro in range(cfg.grad_accum_steps):
-            if order is None:
-                x, y = train_stream.get_batch(micro_batch, generator, rank=dist_.rank, world_size=dist_.world_size)
-            else:
-                x, y = order.get_batch(train_stream, micro_batch, rank=dist_.rank, world_size=dist_.world_size)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = next(batches)  # already on the device; the next one is on its way
             # Gradients are all-reduced only on the last micro-step; the others accumulate locally.
             last = micro == cfg.grad_accum_steps - 1
             sync = runner.no_sync() if dist_.world_size > 1 and not last else contextlib.nullcontext()
             with sync:
                 with autocast:
-                    loss = next_token_loss(runner, x, y)
+                    loss = runner(x, y)
                 (loss / cfg.grad_accum_steps).backward()
             interval_loss += loss.detach() / cfg.grad_accum_steps
         if cfg.grad_clip is not None:
@@ -345,35 +371,25 @@ def _train(model, train_tokens, val_tokens, cfg: TrainConfig, on_log, dist_: Dis
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         interval_steps += 1
+        window_steps += 1
 
         do_eval = step % cfg.eval_interval == 0 or step == cfg.max_steps
-        if not (do_eval or step % cfg.log_interval == 0):
-            interval_seconds += time.perf_counter() - t0
+        if do_eval or step % cfg.log_interval == 0:
+            row = dict.fromkeys(CURVE_COLUMNS, float("nan"))
+            row.update(step=step, tokens=step * tokens_per_step, learning_rate=lr)
+            pending.append((row, interval_loss, interval_steps))
+            interval_loss, interval_steps = torch.zeros((), device=device), 0
+        if not pending or not (do_eval or step % cfg.loss_readback_steps == 0):
             continue
-        # Reading the loss synchronises the device, so the timing below is honest.
-        reduced = dist_.all_reduce_sum(interval_loss.detach().clone()) / dist_.world_size
-        train_loss = float(reduced) / interval_steps
-        interval_seconds += time.perf_counter() - t0
-        tokens_per_s = interval_steps * tokens_per_step / max(interval_seconds, 1e-9)
-        _guard(step, train_loss, initial_loss, cfg, "train")
-        if initial_loss is None:
-            initial_loss = train_loss
-        val_loss = evaluate() if do_eval else float("nan")
-        if do_eval:
+        logged = read_back()
+        if do_eval:  # the evaluation step is the last row read back
+            val_loss = logged[-1]["val_loss"] = evaluate()
             _guard(step, val_loss, None, cfg, "validation")
-        row = {
-            "step": step,
-            "tokens": step * tokens_per_step,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "learning_rate": lr,
-            "tokens_per_s": tokens_per_s,
-        }
-        rows.append(row)
+        rows.extend(logged)
         if on_log is not None and dist_.rank == 0:
-            on_log(dict(row))
-        interval_loss.zero_()
-        interval_steps, interval_seconds = 0, 0.0
+            for row in logged:
+                on_log(dict(row))
+        window_start, window_steps = time.perf_counter(), 0
 
     curve = pd.DataFrame(rows, columns=CURVE_COLUMNS)
     return TrainResult(

@@ -134,6 +134,8 @@ def test_lr_schedule_warmup_then_cosine_to_min_lr():
         ({"device": "tpu"}, "device"),
         ({"divergence_factor": 0.5}, "divergence_factor"),
         ({"sampling": "shuffle"}, "sampling"),
+        ({"loss_chunk_rows": 0}, "loss_chunk_rows"),
+        ({"loss_readback_steps": 0}, "loss_readback_steps"),
     ],
 )
 def test_config_errors_name_the_field(overrides, field):
@@ -229,3 +231,104 @@ def test_log_interval_averages_rows_and_keeps_eval_steps():
         quick_config(log_interval=4),
     )
     assert result.curve["step"].tolist() == [4, 6, 8, 12]  # every 4th step plus the evaluations at 6 and 12
+
+
+# --- the loop without host syncs, and the chunked loss -------------------------------------------------------
+
+
+def reference_curve(cfg: TrainConfig, train_tokens: np.ndarray, val_tokens: np.ndarray) -> list[tuple]:
+    """The loop as written before it stopped syncing: sample, copy, step, and read the loss every step."""
+    import torch.nn.functional as F
+
+    model = build_model(SIZE, VOCAB, seed=0)
+    optimizer = configure_optimizer(model, cfg, "cpu")
+    stream, generator = TokenStream(train_tokens, SIZE.context_length), torch.Generator().manual_seed(cfg.seed)
+    val_x, val_y = TokenStream(val_tokens, SIZE.context_length).fixed_windows(cfg.eval_batches * cfg.batch_size)
+    rows, summed = [], 0.0
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)  # as train does on CPU
+    try:
+        for step in range(1, cfg.max_steps + 1):
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            x, y = stream.get_batch(cfg.batch_size, generator)
+            loss = F.cross_entropy(model(input_ids=x).logits.float().reshape(-1, VOCAB), y.reshape(-1))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            summed += loss.item()
+            if step % cfg.eval_interval == 0:
+                with torch.no_grad():
+                    logits = model.eval()(input_ids=val_x).logits.float()
+                    val = F.cross_entropy(logits.reshape(-1, VOCAB), val_y.reshape(-1)).item()
+                model.train()
+                rows.append((step, summed / cfg.eval_interval, val))
+                summed = 0.0
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+    return rows
+
+
+def test_the_curve_is_the_one_a_plain_synchronous_loop_logs():
+    # losses read back only every 4 steps (and at evaluations), batches prefetched: the same numbers
+    cfg = quick_config(max_steps=12, eval_interval=6, log_interval=6, eval_batches=1, loss_readback_steps=4)
+    logged = []
+    result = train(build_model(SIZE, VOCAB, seed=0), pattern_stream(2000), pattern_stream(400), cfg,
+                   on_log=logged.append)
+    reference = reference_curve(cfg, pattern_stream(2000), pattern_stream(400))
+    got = [(int(r.step), r.train_loss, r.val_loss) for r in result.curve.itertuples()]
+    np.testing.assert_allclose(np.array(got), np.array(reference), rtol=1e-6, atol=0)
+    assert [row["step"] for row in logged] == [6, 12] and logged[-1]["val_loss"] == result.final_val_loss
+
+
+def test_read_back_interval_changes_no_number_and_the_guard_names_the_step():
+    def curve(readback: int):
+        result = train(build_model(SIZE, VOCAB, seed=0), pattern_stream(2000), pattern_stream(400),
+                       quick_config(loss_readback_steps=readback, grad_accum_steps=2))
+        return result.curve.drop(columns="tokens_per_s")
+
+    every_step, rarely = curve(1), curve(50)
+    assert every_step.equals(rarely) and len(rarely) == 12
+    model = build_model(SIZE, VOCAB, seed=0)
+    with torch.no_grad():
+        model.model.norm.weight[0] = float("nan")
+    with pytest.raises(TrainingDivergedError, match="nan at step 1 "):  # read back at step 6, named step 1
+        train(model, pattern_stream(2000), pattern_stream(400), quick_config(loss_readback_steps=50))
+
+
+def test_chunked_cross_entropy_matches_the_plain_loss_and_gradients():
+    import torch.nn.functional as F
+
+    from assets.lm.loss import NextTokenLoss, chunked_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(37, 8, generator=g, requires_grad=True)
+    weight = torch.randn(50, 8, generator=g, requires_grad=True)
+    targets = torch.randint(0, 50, (37,), generator=g)
+    for reduction in ("mean", "sum"):
+        plain = F.cross_entropy(hidden @ weight.t(), targets, reduction=reduction)
+        chunked = chunked_cross_entropy(hidden, weight, targets, chunk_rows=10, reduction=reduction)
+        torch.testing.assert_close(chunked, plain, rtol=1e-5, atol=1e-5)
+        for a, b in zip(torch.autograd.grad(3 * chunked, (hidden, weight)),
+                        torch.autograd.grad(3 * plain, (hidden, weight)), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # on the model: loss and every parameter's gradient, tied head included
+    model = build_model(SIZE, VOCAB, seed=0)
+    x, y = TokenStream(pattern_stream(500), SIZE.context_length).get_batch(4, torch.Generator().manual_seed(1))
+    grads = []
+    for chunk_rows in (None, 7):
+        model.zero_grad()
+        loss = NextTokenLoss(model, chunk_rows)(x, y)
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads[1][1], grads[0][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_training_with_the_chunked_loss_follows_the_plain_curve():
+    curves = [train(build_model(SIZE, VOCAB, seed=0), pattern_stream(2000), pattern_stream(400),
+                    quick_config(loss_chunk_rows=chunk)).curve for chunk in (None, 24)]
+    np.testing.assert_allclose(curves[1]["train_loss"], curves[0]["train_loss"], rtol=1e-5)
+    np.testing.assert_allclose(curves[1]["val_loss"].dropna(), curves[0]["val_loss"].dropna(), rtol=1e-5)
