@@ -43,3 +43,7 @@ benchmark: $(STAMP)  ## training throughput: the project's trainer vs a minimal 
 
 clean:  ## remove generated data and run state (keeps .venv)
 	rm -rf warehouse dagster_home/storage dagster_home/history dagster_home/schedules dagster_home/logs dagster_home/.logs_queue dagster_home/.nux dagster_home/.telemetry
+
+.PHONY: gpu-check
+gpu-check:  ## every study's science on CUDA for a few steps, one table (ARGS="--device cpu --quick": a CPU smoke run)
+	PYTHONUNBUFFERED=1 $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) benchmarks/gpu_check.py $(ARGS)

@@ -225,12 +225,15 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
 
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
-    rows = [row for shape in args.shapes for row in measure(shape, args)]
-    table = markdown(rows, args)
+    rows: list[dict] = []
+    for shape in args.shapes:  # the table is rewritten after each shape, so a time limit keeps what was measured
+        rows += measure(shape, args)
+        table = markdown(rows, args)
+        if args.out and args.out != "-":
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(table)
     print(table)
     if args.out and args.out != "-":
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(table)
         print(f"written to {args.out}")
     return rows
 

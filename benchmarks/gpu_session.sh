@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# One GPU session's worth of checks, about 10 minutes on one H100/H200: the GPU check of every study, then the
+# training-throughput benchmark (124M shape first, then ~10M; plain and chunked loss against the minimal GPT).
+# Each step has its own time limit, so a slow compile cannot eat the other's time; tables are printed at the
+# end and written under $OUT (if set) or benchmarks/results/.
+#
+#     bash benchmarks/gpu_session.sh                  # on the GPU machine, from the repository root
+set -u
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
+RESULTS=${OUT:-benchmarks/results}
+mkdir -p "$RESULTS"
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+"$PY" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
+
+start=$(date +%s)
+timeout 300 "$PY" benchmarks/gpu_check.py --device cuda --budget-s 260 --out "$RESULTS/gpu_check.md" \
+    2>&1 | tee "$RESULTS/gpu_check.log"
+echo "gpu_check: exit ${PIPESTATUS[0]}, $(( $(date +%s) - start )) s"
+
+start=$(date +%s)
+timeout 270 "$PY" benchmarks/train_throughput.py --device cuda --shapes 124M,10M --chunked-loss 8192 \
+    --out "$RESULTS/train_throughput_cuda.md" 2>&1 | tee "$RESULTS/train_throughput.log"
+echo "train_throughput: exit ${PIPESTATUS[0]}, $(( $(date +%s) - start )) s"
+
+for table in "$RESULTS/gpu_check.md" "$RESULTS/train_throughput_cuda.md"; do
+    echo; echo "== $table"; cat "$table" 2>/dev/null || echo "(not written)"
+done
