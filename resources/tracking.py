@@ -246,14 +246,22 @@ class Tracking(dg.ConfigurableResource):
         """
         import tempfile
 
-        from mlflow.exceptions import MlflowException
-
         from assets.lm.mlflow_pyfunc import save_pyfunc_model
+
+        with tempfile.TemporaryDirectory() as tmp:  # an MLflow pyfunc model around the checkpoint (its data)
+            source = self.log_artifacts(run_id, save_pyfunc_model(local_dir, Path(tmp) / "model"), artifact_path)
+        return {**self.register_version(run_id, registered_name, source, aliases), "artifact_uri": source}
+
+    def register_version(self, run_id: str, registered_name: str, source: str, aliases: tuple[str, ...] | list[str]
+                         = ("current",), tags: Mapping[str, str] | None = None,
+                         description: str | None = None) -> dict[str, Any]:
+        """Register the model at ``source`` (an artifact location) as a new version of ``registered_name`` made by
+        run ``run_id``, with the house's version tags (profile, commit, Dagster run and asset) plus ``tags``, a
+        description (default: what made it and how to load it) and ``aliases``; the record's MLflow part."""
+        from mlflow.exceptions import MlflowException
 
         client = self.client
         run = client.get_run(run_id)
-        with tempfile.TemporaryDirectory() as tmp:  # an MLflow pyfunc model around the checkpoint (its data)
-            source = self.log_artifacts(run_id, save_pyfunc_model(local_dir, Path(tmp) / "model"), artifact_path)
         try:
             client.create_registered_model(registered_name)
         except MlflowException as exc:
@@ -261,7 +269,8 @@ class Tracking(dg.ConfigurableResource):
                 raise
         version = client.create_model_version(
             registered_name, source=source, run_id=run_id, run_link=self.run_link(run_id),
-            tags=version_tags(run.data.tags), description=version_description(run.info.run_name, run.data.tags))
+            tags={**version_tags(run.data.tags), **(tags or {})},
+            description=description or version_description(run.info.run_name, run.data.tags))
         for alias in aliases:
             client.set_registered_model_alias(registered_name, alias, version.version)
         return {
@@ -271,7 +280,6 @@ class Tracking(dg.ConfigurableResource):
             "aliases": list(aliases),
             "mlflow_run_id": run_id,
             "mlflow_link": self.run_link(run_id),
-            "artifact_uri": source,
         }
 
     def resolve_model_source(self, model_uri: str) -> str:

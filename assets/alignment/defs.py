@@ -157,9 +157,11 @@ class AlignmentRLConfig(StudyConfig):
     """GRPO on the deliberative SFT model (the chat room's grpo) with the judge on the final answer as reward."""
 
     seed: int = 0
-    steps: int = pick(tiny=2, demo=12, gpu=300)
-    prompts_per_step: int = pick(tiny=4, demo=8, gpu=32)
-    group_size: int = pick(tiny=2, demo=8, gpu=8)
+    steps: int = Field(default=pick(tiny=2, demo=12, gpu=300), description="GRPO policy updates")
+    prompts_per_step: int = Field(default=pick(tiny=4, demo=8, gpu=32), description="train prompts drawn per step")
+    group_size: int = Field(default=pick(tiny=2, demo=8, gpu=8), description="completions sampled per prompt (G); "
+                                                                            "each advantage is its reward "
+                                                                            "standardised within the group")
     learning_rate: float = pick(tiny=1e-4, demo=5e-5, gpu=2e-5)
     beta: float = Field(default=0.04, description="KL weight to the frozen deliberative SFT model")
     budget: int = Field(default=pick(tiny=16, demo=48, gpu=64), description="reasoning budget of the rollouts")

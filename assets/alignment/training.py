@@ -105,26 +105,14 @@ def register_policy_in_context(context: Any, tracking: Any, start: Mapping[str, 
     """Register the policy-in-context baseline: a version of ``alignment-policy-in-context`` whose weights are
     the starting point's own (its artifact, not a copy), with the system message to paste as a version tag
     and run parameter (which clauses fit, in how many tokens, of the whole policy's)."""
-    from mlflow.exceptions import MlflowException
-
     name = "alignment-policy-in-context"
     params = {"base_model_uri": start["model_uri"], "pasted_clauses": ",".join(excerpt["clauses"]) or "none",
               "pasted_tokens": excerpt["tokens"], "full_policy_tokens": excerpt["full_policy_tokens"],
               "system_message": excerpt["text"] or "(not one clause fits)"}
     with tracking.start_run(name, dagster_run_id=context.run.run_id, asset_key="alignment_results",
                             params=params) as run_id:
-        client = tracking.client
-        try:
-            client.create_registered_model(name)
-        except MlflowException as exc:
-            if "already exists" not in str(exc).lower() and "RESOURCE_ALREADY_EXISTS" not in str(exc):
-                raise
-        version = client.create_model_version(
-            name, source=start["artifact_uri"], run_id=run_id, run_link=tracking.run_link(run_id),
+        registered = tracking.register_version(
+            run_id, name, start["artifact_uri"], aliases=tuple(aliases),
             tags={"system_message": params["system_message"][:5000], "base_model_uri": start["model_uri"]},
             description="chat-sft's weights; at inference the system_message tag is pasted before the conversation")
-        for alias in aliases:
-            client.set_registered_model_alias(name, alias, version.version)
-    return {"model_uri": f"models:/{name}/{version.version}", "registered_model": name,
-            "model_version": int(version.version), "mlflow_run_id": run_id, "mlflow_link": tracking.run_link(run_id),
-            **params}
+    return {**registered, **params}

@@ -39,9 +39,11 @@ def warehouse_with_findings(backbone):
     views = list_views(backbone.root)
     if not ((views["schema"] == "naf") & (views["view"] == "findings")).any():
         backbone.materialize("naf")  # the README's lineage example starts from NAF's findings
-    if not ((views["schema"] == "safety") & (views["view"] == "safety_system_card")).any():
-        backbone.chat_models()  # the README's system-card query
-        backbone.materialize("safety")
+    for group, view in (("safety", "safety_system_card"), ("robustness", "robustness_attack_success"),
+                        ("alignment", "alignment_methods")):
+        if not ((views["schema"] == group) & (views["view"] == view)).any():
+            backbone.chat_models()  # the README's system-card and attack-success queries
+            backbone.materialize(group)
     return backbone.root
 
 
@@ -68,5 +70,9 @@ def test_readme_sql_runs_and_reaches_the_corpus(warehouse_with_findings):
             assert len(result) > 1, sql
             if "RECURSIVE" in sql:  # the lineage walk reaches the corpus
                 assert {"naf.findings", "corpora.facts_documents", "corpora.facts_world"} <= set(result["table_name"])
-            else:  # the system card: every evaluated model's headline metrics
+            elif "safety_system_card" in sql:  # the system card: every evaluated model's headline metrics
                 assert {"chat-sft", "chat-rl", "policy_oracle"} <= set(result["model"])
+            elif "alignment_methods" in sql:  # every method's headline metrics
+                assert {"deliberative_sft", "direct_sft"} <= set(result["method"])
+            else:  # attack success per attack, goal and compute level
+                assert {"successes", "n", "compute_level"} <= set(result.columns) and result["n"].sum() > 0

@@ -34,7 +34,10 @@ def test_safety_group_materializes_with_consistent_numbers(safety_run, backbone)
 
     results = safety_run.asset_value("safety_results")
     n_eval = int((items["split"] == "eval").sum())
-    records = {m: backbone.chat_models().asset_value(m) for m in ("chat_sft", "chat_rl")}
+    from resources.tables import latest_file, read_table
+
+    # the chat models the run read: the latest (another test of the session may have retrained them)
+    records = {m: read_table(latest_file(backbone.root, "chat", m)) for m in ("chat_sft", "chat_rl")}
     by_key = results.groupby(["responder", "model", "model_uri"]).size()
     assert by_key.to_dict() == {("model", "chat-rl", records["chat_rl"]["model_uri"]): n_eval,
                                 ("model", "chat-sft", records["chat_sft"]["model_uri"]): n_eval,
