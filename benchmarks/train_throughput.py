@@ -19,6 +19,7 @@ benchmarks/results/train_throughput_<cpu|cuda>.md, for the README to quote.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import math
 import sys
@@ -185,8 +186,8 @@ def measure(shape: str, args: argparse.Namespace) -> list[dict]:
     stream, tokens_per_step = TokenStream(tokens, context), batch * context
     variants = {"project": cfg, "minimal": cfg}
     if args.chunked_loss:
-        variants[f"project, chunked loss ({args.chunked_loss} rows)"] = TrainConfig(
-            **{**cfg.__dict__, "loss_chunk_rows": args.chunked_loss})
+        variants[f"project, chunked loss ({args.chunked_loss} rows)"] = dataclasses.replace(
+            cfg, loss_chunk_rows=args.chunked_loss)
     best = dict.fromkeys(variants, 0.0)
     for _ in range(args.repeats):
         for name, run_cfg in variants.items():

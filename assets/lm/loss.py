@@ -44,8 +44,8 @@ class LinearCrossEntropy(torch.autograd.Function):
             logits = (h @ weight.t()).float()
             log_z = torch.logsumexp(logits, dim=-1)
             total += (log_z - logits.gather(1, t[:, None]).squeeze(1)).sum()
-            if want_grad:
-                d_logits = torch.exp(logits - log_z[:, None])  # softmax, then minus the one-hot target
+            if want_grad:  # softmax in place (one chunk of float32 logits alive), then minus the one-hot target
+                d_logits = logits.sub_(log_z[:, None]).exp_()
                 d_logits[torch.arange(t.size(0), device=t.device), t] -= 1.0
                 d_logits = d_logits.to(weight.dtype)
                 # under autocast these matmuls run in bf16, as the model's own head would
