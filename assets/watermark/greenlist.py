@@ -46,17 +46,18 @@ def _check_gamma(gamma: float) -> None:
 
 
 def _as_batch(tokens: Any, lengths: Any = None):
-    """tokens -> LongTensor [B, m] and lengths -> LongTensor [B] (defaults to m)."""
+    """tokens -> LongTensor [B, m] and lengths -> LongTensor [B] (defaults to m), on the CPU: detection is
+    counting, and the green-list tables live there (tokens generated on a GPU are moved, not rejected)."""
     import torch
 
-    tokens = torch.as_tensor(tokens, dtype=torch.long)
+    tokens = torch.as_tensor(tokens, dtype=torch.long).cpu()
     if tokens.dim() == 1:
         tokens = tokens[None]
     if tokens.dim() != 2:
         raise ValueError(f"tokens must be [m] or [B, m] token ids, got shape {tuple(tokens.shape)}")
     if lengths is None:
         lengths = torch.full((tokens.size(0),), tokens.size(1), dtype=torch.long)
-    lengths = torch.as_tensor(lengths, dtype=torch.long).view(-1)
+    lengths = torch.as_tensor(lengths, dtype=torch.long).cpu().view(-1)
     if lengths.numel() != tokens.size(0) or bool((lengths < 0).any()) or bool((lengths > tokens.size(1)).any()):
         raise ValueError(f"lengths must be [B] ints in [0, {tokens.size(1)}], got {lengths.tolist()}")
     return tokens, lengths
