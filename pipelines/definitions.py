@@ -69,6 +69,7 @@ OWNERS = ["team:reprolab"]
 SCIENCE_IMPORT = re.compile(r"^\s*from (assets\.\w+\.\w+) import", re.MULTILINE)
 
 
+@functools.cache
 def _module_source(name: str) -> str:
     """A module's source text, read from its file without importing it (science modules import torch)."""
     spec = importlib.util.find_spec(name)

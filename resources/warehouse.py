@@ -14,7 +14,6 @@ store into this machine's mirror before they are read.
 
 from __future__ import annotations
 
-import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import dagster as dg
 from pydantic import Field
 
 from resources.catalog import refresh_catalog
-from resources.settings import default_warehouse_root, ensure_writable_dir
+from resources.settings import default_warehouse_root, ensure_writable_dir, git_commit
 from resources.store import TableStore, default_store_url
 from resources.tables import (
     Lineage,
@@ -38,14 +37,8 @@ from resources.tables import (
 @cache
 def _project_version() -> str:
     """Package version plus the git commit when running from a checkout: the fallback code version."""
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha = ""
-    return "0.1.0" + (f"+g{sha}" if sha else "")
+    sha = git_commit()
+    return "0.1.0" + (f"+g{sha}" if sha != "unknown" else "")
 
 
 def _group_and_name(key: dg.AssetKey, group: str | None) -> tuple[str, str]:

@@ -38,9 +38,8 @@ class CausalLMPyfunc:
 
     def _text(self, ids: list[int]) -> str:
         text = self.tokenizer.decode(ids, skip_special_tokens=False)
-        for marker in ("<|answer|>",):  # a chat reply: keep the final answer only
-            text = text.split(marker, 1)[1] if marker in text else text
-        specials = set(self.tokenizer.all_special_tokens) | {"<|end|>"}
+        text = text.split("<|answer|>", 1)[-1]  # a chat reply: keep the final answer only
+        specials = set(self.tokenizer.all_special_tokens)  # and drop special and chat-format tokens
         return " ".join(w for w in text.split() if w not in specials and not (w.startswith("<|") and w.endswith("|>")))
 
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> list[str]:
