@@ -11,18 +11,17 @@ pays out a batch; ``royalties/findings`` compares the headline with the paper's.
 """
 
 import dataclasses
-import math
 from functools import partial
 from typing import Literal
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from assets.lm.config import ModelShape, Optimiser, train_config
+from assets.lm.config import ModelShape, Optimiser
 from assets.lm.registration import Display, load_registered, load_tokenizer_of, train_and_register
 from assets.royalties.findings import CHECK_CLAIMS
+from assets.royalties.options import GAME_OUTS, efficient, empty_coalition_value_is_zero
 from resources.compute import Compute
 from resources.config import StudyConfig
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
@@ -65,15 +64,11 @@ def royalties_base_model(context: dg.AssetExecutionContext, config: RoyaltiesBas
     """The base model of the royalties game: trained on the public author's documents only (v({}) is measured
     against it), logged and registered in MLflow as royalties-facts-base."""
     from assets.lm.family import fit_language_model
-    from assets.royalties.coalitions import coalition_texts
+    from assets.royalties.options import base_corpus
 
     compute.seed_everything(config.seed)
-    if config.base_author not in set(documents["author"]):
-        raise ValueError(f"base_author={config.base_author!r} wrote no documents; authors: "
-                         f"{sorted(documents['author'].unique())}")
+    train_texts, val_texts = base_corpus(documents, config.base_author, config.seed)
     tokenizer = load_tokenizer_of(tokenizer_record, tracking)
-    train_texts = coalition_texts(documents, frozenset(), [config.base_author], "train", seed=config.seed)
-    val_texts = coalition_texts(documents, frozenset(), [config.base_author], "validation")
     size, cfg = config.model_size("royalties-base"), config.train_config(compute, eval_interval=config.max_steps)
     params = {**config.model_dump(), "tokenizer_uri": tokenizer_record["tokenizer_uri"],
               "train_documents": len(train_texts)}
@@ -135,49 +130,7 @@ class RoyaltiesGameConfig(StudyConfig):
                                "small generators drift into other owners' templates after the first sentence")
     temperature: float = 1.0
 
-    def estimator_for(self, n_owners: int) -> str:
-        if self.estimator != "auto":
-            return self.estimator
-        return "exact" if n_owners <= self.exact_max_owners else "monte_carlo"
 
-    def coalition_training(self, compute: Compute, base_record: dict):
-        """How every coalition model trains: from the base model (or from scratch, at its size)."""
-        from assets.lm.model import ModelSize
-        from assets.royalties.coalitions import CoalitionTraining
-
-        scratch = self.coalition_init == "scratch"
-        steps = self.scratch_steps if scratch else self.finetune_steps
-        return CoalitionTraining(  # compiling each short coalition run would cost more than it saves
-            train=train_config(self, compute, max_steps=steps, warmup_steps=min(self.warmup_steps, steps),
-                               eval_interval=steps, eval_batches=1, compile=False),
-            init=self.coalition_init, base_authors=(base_record["base_author"],),
-            model_size=ModelSize(**base_record["model_size"]) if scratch else None)
-
-    def mc_options(self) -> dict:
-        return {"tolerance": self.mc_tolerance, "relative_tolerance": self.mc_relative_tolerance,
-                "min_permutations": self.mc_min_permutations, "max_permutations": self.mc_max_permutations,
-                "check_every": self.mc_check_every}
-
-    def piece_options(self, base_author: str) -> dict:
-        """`assets.royalties.pieces.build_pieces`' settings."""
-        return {"n_generated_per_owner": self.n_generated_per_owner, "n_held_out_per_owner": self.n_held_out_per_owner,
-                "prompt_words": self.prompt_words, "max_new_tokens": self.max_new_tokens,
-                "piece_sentences": self.piece_sentences, "temperature": self.temperature, "seed": self.seed,
-                "control_authors": [base_author] if self.public_control else [],
-                "n_neutral": self.n_neutral_pieces, "base_authors": [base_author]}
-
-
-GAME_OUTS = {
-    "royalties_pieces": "The pieces whose revenue is shared: generated (prompted in each owner's style), neutral "
-                        "(one prompt for all, attributed by the training data they copy) and held-out real documents.",
-    "royalties_coalition_values": "v(S)(x) = log p_{base+S}(x) - log p_base(x) for every coalition S scored and "
-                                  "piece x, per seed.",
-    "royalties_coalition_models": "One row per coalition model trained: its data, loss, time and MLflow run.",
-    "royalties_shapley": "Shapley values (exact and Monte Carlo) and royalty shares per seed, piece and owner.",
-    "royalties_mc_convergence": "Running Monte Carlo Shapley estimates and standard errors per permutation count.",
-    "royalties_estimators": "Per seed: estimator used, coalitions trained, Monte Carlo permutations, coalitions "
-                            "visited and error against the exact values.",
-}
 GAME_CHECKS = [
     dg.AssetCheckSpec("pieces_valid", asset="royalties_pieces",
                       description="ids unique, no empty piece, kinds generated/neutral/held_out, token counts within context"),
@@ -205,25 +158,24 @@ def royalties_game(context: dg.AssetExecutionContext, config: RoyaltiesGameConfi
     from assets.royalties import plots
     from assets.royalties.coalition_runs import play_tracked_game
     from assets.royalties.coalitions import owners_of
+    from assets.royalties.options import game_options, prompted_owner_on_top, shown_pieces
 
     owners = owners_of(documents, config.n_owners)
-    estimator = config.estimator_for(len(owners))
+    options = game_options(config, compute, base_record, len(owners))
     compute.seed_everything(config.seed)
     base_model, tokenizer = load_registered(base_record, tracking, compute.torch_device())
     seeds = [config.seed + k for k in range(config.n_seeds)]
     game = play_tracked_game(
         tracking, context.run.run_id, documents, owners, base_model, tokenizer, base_record["model_uri"],
-        config.coalition_training(compute, base_record), seeds=seeds, estimator=estimator, mc_options=config.mc_options(),
-        piece_options=config.piece_options(base_record["base_author"]), registered=GENERATOR_NAME,
-        params={**config.model_dump(), "owners": ",".join(owners), "estimator_used": estimator,
-                "base_model_uri": base_record["model_uri"]}, log=context.log.info)
+        seeds=seeds, registered=GENERATOR_NAME, log=context.log.info, **options,
+        params={**config.model_dump(), "owners": ",".join(owners), "estimator_used": options["estimator"],
+                "base_model_uri": base_record["model_uri"]})
     pieces, values, shapley, models = game.pieces, game.values, game.shapley, game.models
-    owner_pieces = shapley[shapley["owner"] == shapley["source_owner"]]
-    top_fraction = owner_pieces.groupby("kind")["is_top_owner"].mean().to_dict()
+    top_fraction = prompted_owner_on_top(shapley)
     context.log.info(f"prompted owner on top: {top_fraction}")
 
     run_id, first_seed = context.run.run_id, seeds[0]
-    shown = pieces[pieces["kind"] == "generated"].drop_duplicates("source_owner")["piece_id"].head(4).tolist()
+    shown = shown_pieces(pieces)
     yield dg.Output(pieces, output_name="royalties_pieces", metadata={
         "pieces": markdown_table(pieces[["piece_id", "kind", "source_owner", "text"]], max_rows=12),
         "generator_uri": str(pieces["generator_uri"].max())})
@@ -258,6 +210,7 @@ class RevenueConfig(StudyConfig):
 def royalties_revenue_split(context: dg.AssetExecutionContext, config: RevenueConfig, royalties_shapley: pd.DataFrame):
     """The revenue of the batch of pieces split among owners by royalty share, per seed and piece kind
     (what no owner is owed is the row "(unpaid)")."""
+    from assets.royalties.options import revenue_adds_up
     from assets.royalties.royalty_shares import revenue_split
 
     split = revenue_split(royalties_shapley, config.revenue_per_piece)
@@ -268,8 +221,7 @@ def royalties_revenue_split(context: dg.AssetExecutionContext, config: RevenueCo
         gxe.ExpectColumnValuesToBeBetween(column="revenue_share", min_value=0.0, max_value=1.0),
         gxe.ExpectColumnValuesToNotBeNull(column="owner"),
     ], name="royalties_revenue_split", check_name="revenue_split_valid")
-    sums = split.groupby(["seed", "kind"])["revenue_share"].sum()
-    adds_up = bool(np.allclose(sums, 1.0))
+    adds_up = revenue_adds_up(split)
     yield dg.AssetCheckResult(check_name="revenue_split_valid", passed=bool(result.passed and adds_up),
                               metadata={**result.metadata, "split_adds_up": adds_up})
 
@@ -288,14 +240,14 @@ def royalties_findings(context: dg.AssetExecutionContext, royalties_shapley: pd.
     pieces, neutral-prompt pieces attributed by copied data, held-out documents); shares are stable across
     seeds; Monte Carlo against the exact Shapley values."""
     from assets.royalties.findings import CHECKS, royalties_findings
+    from assets.royalties.options import game_scale
     from assets.royalties.royalty_shares import headline_numbers
 
     shapley, estimators = royalties_shapley, royalties_estimators
     n_owners, n_seeds = shapley["owner"].nunique(), shapley["seed"].nunique()
-    scale = (f"{n_owners} owners, {shapley['piece_id'].nunique()} pieces, {n_seeds} training seeds, "
-             f"{int(estimators['coalitions_trained'].sum())} coalition models")
     h = headline_numbers(shapley, royalties_pieces)
-    yield from findings_results(royalties_findings(h, estimators, n_owners, n_seeds, scale), CHECKS)
+    yield from findings_results(royalties_findings(h, estimators, n_owners, n_seeds, game_scale(shapley, estimators)),
+                                CHECKS)
 
 
 # ----------------------------------------------------------------------------------------------- checks
@@ -318,8 +270,7 @@ def values_check(values: pd.DataFrame, n_owners: int) -> dg.AssetCheckResult:
         gxe.ExpectColumnValuesToBeBetween(column="log_likelihood", max_value=0.0),
         gxe.ExpectColumnValuesToBeBetween(column="n_members", min_value=0, max_value=n_owners),
     ], name="royalties_coalition_values", check_name="coalition_values_valid")
-    empty = values.loc[values["coalition"] == "{}", "value"]
-    base_ok = len(empty) > 0 and float(empty.abs().max()) == 0.0
+    base_ok = empty_coalition_value_is_zero(values)
     return dg.AssetCheckResult(asset_key="royalties_coalition_values", check_name="coalition_values_valid",
                                passed=bool(result.passed and base_ok),
                                metadata={**result.metadata, "empty_coalition_value_is_zero": base_ok})
@@ -335,9 +286,8 @@ def shapley_check(shapley: pd.DataFrame, values: pd.DataFrame, owners: list[str]
         gxe.ExpectColumnValuesToBeInSet(column="owner", value_set=owners),
     ], name="royalties_shapley", check_name="shapley_valid")
     share_ok, gap = shares_and_efficiency(shapley, values, owners)
-    efficient = bool(math.isfinite(gap) and gap < 1e-6 * max(1.0, float(values["value"].abs().max())))
     return dg.AssetCheckResult(asset_key="royalties_shapley", check_name="shapley_valid",
-                               passed=bool(result.passed and share_ok and efficient),
+                               passed=bool(result.passed and share_ok and efficient(gap, values)),
                                metadata={**result.metadata, "shares_sum_to_one_or_zero": share_ok,
                                          "max_efficiency_gap": gap})
 
