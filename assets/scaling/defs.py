@@ -13,14 +13,15 @@ from functools import partial
 from typing import Any, Literal
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 from pydantic import Field
 
 from assets.lm.registration import Display, load_tokenizer_of, train_and_register
+from assets.scaling import validity
 from assets.scaling.grid import GRIDS, GridCell, grid_cells
 from assets.scaling.headline import CHECK_CLAIMS
 from assets.scaling.study import PAPER_UNIQUE_TOKENS
+from assets.scaling.tables import PAPER_BUDGETS, cell_description
 from resources.compute import Compute
 from resources.config import StudyConfig
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
@@ -55,19 +56,12 @@ def scaling_tokens(context: dg.AssetExecutionContext, config: ScalingTokensConfi
                    documents: pd.DataFrame, tokenizer_record: dict) -> pd.DataFrame:
     """The corpus encoded once: train chunks in a seeded draw order (unique pools are prefixes of it) and the
     held-out validation stream that no grid run trains on."""
-    from assets.corpora.tokenization import encode_documents
     from assets.scaling.grid import token_chunks
+    from assets.scaling.tables import encoded_splits, study_corpus
 
-    source = "code_corpus"
-    if config.corpus_path:
-        from assets.corpora.user_corpus import read_user_corpus
-
-        documents = read_user_corpus(config.corpus_path, config.text_column, None, config.validation_fraction,
+    documents, source = study_corpus(documents, config.corpus_path, config.text_column, config.validation_fraction,
                                      config.seed)
-        source = config.corpus_path
-    tokenizer = load_tokenizer_of(tokenizer_record, tracking)
-    train = encode_documents(tokenizer, documents.loc[documents["split"] == "train", "text"].tolist())
-    val = encode_documents(tokenizer, documents.loc[documents["split"] == "validation", "text"].tolist())
+    train, val = encoded_splits(load_tokenizer_of(tokenizer_record, tracking), documents)
     chunks = token_chunks(train, val, config.chunk_tokens, config.seed).assign(source=source)
     context.add_output_metadata({"source": source, "train_tokens": len(train), "validation_tokens": len(val),
                                  "chunks": int((chunks["split"] == "train").sum()),
@@ -99,23 +93,19 @@ def grid_run_asset(cell: GridCell) -> dg.AssetsDefinition:
 
     @dg.asset(name=cell.name, group_name=GROUP, code_version="1", pool="gpu", tags=stage("training"),
               ins={"chunks": dg.AssetIn("scaling_tokens"), "tokenizer_record": dg.AssetIn("code_tokenizer")},
-              description=f"Grid run: model {cell.size.name} trained {cell.epochs} epoch(s) over "
-                          f"{cell.unique_tokens:,} unique tokens (D = {cell.tokens:,}); its held-out loss and MLflow run.")
+              description=cell_description(cell))
     def _run(context: dg.AssetExecutionContext, config: ScalingRunConfig, tracking: Tracking, compute: Compute,
              warehouse: WarehousePaths, chunks: pd.DataFrame, tokenizer_record: dict) -> dict:
-        import dataclasses
-
         from assets.scaling.grid import RunSettings, steps_for, train_cell
+        from assets.scaling.tables import registered_name, run_params
 
         compute.seed_everything(config.seed)
         settings = RunSettings(**{k: v for k, v in config.model_dump().items() if k != "register_model"},
                                device=compute.torch_device(), bf16=compute.use_bf16())
         tokenizer = load_tokenizer_of(tokenizer_record, tracking)
         source = str(chunks["source"].iloc[0])
-        params = {"cell": cell.name, "size": cell.size.name, **dataclasses.asdict(cell.size),
-                  "unique_tokens": cell.unique_tokens, "epochs": cell.epochs, "corpus": source,
-                  **dataclasses.asdict(settings), "tokenizer_uri": tokenizer_record["tokenizer_uri"]}
-        registered = f"scaling-{cell.size.name}-u{cell.unique_tokens}-e{cell.epochs}" if config.register_model else None
+        params = run_params(cell, settings, source, tokenizer_record["tokenizer_uri"])
+        registered = registered_name(cell) if config.register_model else None
         _, record, metadata = train_and_register(
             context, tracking, compute, lambda workdir, on_log: train_cell(
                 cell, chunks, tokenizer, settings, checkpoint_dir=workdir / "model" if registered else None,
@@ -164,21 +154,16 @@ def scaling_law_fit(context: dg.AssetExecutionContext, config: ScalingFitConfig,
                     scaling_runs: pd.DataFrame) -> pd.DataFrame:
     """Fitted constants of the data-constrained law (a, b, e, α, β, A, B, E, R_D*, R_N*) with bootstrap
     percentile intervals, next to the paper's; the plot shows the fitted curves over the measured losses."""
-    from assets.scaling.plots import loss_vs_epochs_figure
     from assets.scaling.study import law_fit
+    from assets.scaling.tables import law_fit_figure, law_fit_numbers
 
     table, full, resamples = law_fit(
         scaling_runs, tie=config.tie_exponents, chinchilla_max_epochs=config.chinchilla_max_epochs,
         chinchilla_grid=config.chinchilla_grid, parameter_count=config.parameter_count,
         n_bootstrap=config.n_bootstrap, seed=config.seed, log=context.log.info)
-    plot_table = scaling_runs.assign(parameters=scaling_runs[config.parameter_count])
-    fig = loss_vs_epochs_figure(plot_table, full.law, f"fitted law: R_D* = {full.law.rd_star:.3g}, "
-                                                      f"R_N* = {full.law.rn_star:.3g} (dotted: all-unique data)")
-    context.add_output_metadata({
-        "constants": markdown_table(table), "rd_star": float(full.law.rd_star), "rn_star": float(full.law.rn_star),
-        "stage1_starts": full.chinchilla.n_starts, "stage1_runs": len(full.stage1_index),
-        "bootstrap_resamples": resamples,
-        "plot": figure_metadata(fig, "scaling/law_fit", warehouse.root, context.run.run_id)})
+    fig = law_fit_figure(scaling_runs, full, config.parameter_count)
+    context.add_output_metadata({"constants": markdown_table(table), **law_fit_numbers(full, resamples),
+                                 "plot": figure_metadata(fig, "scaling/law_fit", warehouse.root, context.run.run_id)})
     return table
 
 
@@ -229,7 +214,7 @@ class ScalingAllocationConfig(StudyConfig):
     budgets: list[float] | None = Field(default=None, description="our budgets in FLOPs (default: the grid's span, x10)")
     paper_unique_tokens: float = Field(default=PAPER_UNIQUE_TOKENS,
                                       description="U_D of the paper's allocation (its 25B unique tokens example)")
-    paper_budgets: list[float] = Field(default=[float(c) for c in np.logspace(20, 24, 9)],
+    paper_budgets: list[float] = Field(default=PAPER_BUDGETS,
                                        description="budgets in FLOPs for the paper's allocation (its C4 law)")
 
 
@@ -265,84 +250,37 @@ def scaling_findings(context: dg.AssetExecutionContext, scaling_runs: pd.DataFra
 # ----------------------------------------------------------------------------------------------- data checks
 @dg.asset_check(asset=scaling_runs, description="one row per grid cell; finite positive losses; D = U_D x epochs")
 def scaling_runs_valid(scaling_runs: pd.DataFrame) -> dg.AssetCheckResult:
-    gxe = expectations()
-    runs = scaling_runs.assign(d_over_ud_epochs=scaling_runs["tokens"] / (scaling_runs["unique_tokens"] * scaling_runs["epochs"]))
-    return gx_check(runs, [
-        gxe.ExpectTableRowCountToEqual(value=len(CELLS)),
-        gxe.ExpectColumnValuesToBeUnique(column="run"),
-        gxe.ExpectColumnValuesToBeUnique(column="mlflow_run_id"),
-        gxe.ExpectColumnValuesToNotBeNull(column="held_out_loss"),
-        gxe.ExpectColumnValuesToBeBetween(column="held_out_loss", min_value=0, max_value=50),
-        gxe.ExpectColumnValuesToBeBetween(column="parameters", min_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="epochs", min_value=0.5),
-        gxe.ExpectColumnValuesToBeBetween(column="d_over_ud_epochs", min_value=0.999, max_value=1.001),
-    ], name="scaling_runs")
+    return gx_check(*validity.runs(expectations(), scaling_runs, len(CELLS)), name="scaling_runs")
 
 
 @dg.asset_check(asset="scaling_tokens", description="train chunks of equal size, a validation row, ids >= 0")
 def scaling_tokens_valid(scaling_tokens: pd.DataFrame) -> dg.AssetCheckResult:
-    gxe = expectations()
-    chunks = scaling_tokens.assign(min_id=scaling_tokens["tokens"].map(lambda t: int(np.min(t))),
-                                   length=scaling_tokens["tokens"].map(len)).drop(columns=["tokens"])
-    result = gx_check(chunks, [
-        gxe.ExpectColumnDistinctValuesToEqualSet(column="split", value_set=["train", "validation"]),
-        gxe.ExpectColumnValuesToBeBetween(column="min_id", min_value=0),
-        gxe.ExpectColumnPairValuesToBeEqual(column_A="length", column_B="n_tokens"),
-    ], name="scaling_tokens")
-    train_sizes = chunks.loc[chunks["split"] == "train", "n_tokens"].nunique()
+    result = gx_check(*validity.tokens(expectations(), scaling_tokens), name="scaling_tokens")
+    train_sizes = validity.train_chunk_sizes(scaling_tokens)
     return dg.AssetCheckResult(passed=bool(result.passed and train_sizes == 1),
-                               metadata={**result.metadata, "train_chunk_sizes": int(train_sizes)})
+                               metadata={**result.metadata, "train_chunk_sizes": train_sizes})
 
 
 @dg.asset_check(asset="scaling_law_fit", description="every constant finite; R_D*, R_N* positive; intervals ordered")
 def scaling_law_fit_valid(scaling_law_fit: pd.DataFrame) -> dg.AssetCheckResult:
-    gxe = expectations()
-    decay = scaling_law_fit[scaling_law_fit["stage"] == "decay"]
-    ordered = scaling_law_fit.dropna(subset=["ci_low", "ci_high"])
-    result = gx_check(scaling_law_fit, [
-        gxe.ExpectTableRowCountToEqual(value=10),
-        gxe.ExpectColumnValuesToNotBeNull(column="value"),
-        gxe.ExpectColumnValuesToBeBetween(column="value", min_value=-1e6, max_value=1e12),
-    ], name="scaling_law_fit")
-    passed = result.passed and bool((decay["value"] > 0).all()) and bool((ordered["ci_low"] <= ordered["ci_high"]).all())
-    return dg.AssetCheckResult(passed=passed, metadata=result.metadata)
+    result = gx_check(*validity.law_fit(expectations(), scaling_law_fit), name="scaling_law_fit")
+    return dg.AssetCheckResult(passed=result.passed and validity.law_constants_ordered(scaling_law_fit),
+                               metadata=result.metadata)
 
 
 @dg.asset_check(asset="scaling_r2", description="R² at most 1; Huber objectives non-negative; four forms per dataset")
 def scaling_r2_valid(scaling_r2: pd.DataFrame) -> dg.AssetCheckResult:
-    gxe = expectations()
-    return gx_check(scaling_r2, [
-        gxe.ExpectTableRowCountToEqual(value=8),
-        gxe.ExpectColumnValuesToBeBetween(column="r2", max_value=1.0),
-        gxe.ExpectColumnValuesToBeBetween(column="huber", min_value=0),
-    ], name="scaling_r2")
+    return gx_check(*validity.r2(expectations(), scaling_r2), name="scaling_r2")
 
 
 @dg.asset_check(asset="scaling_effective_data", description="1 <= D'/U_D <= epochs and below the limit 1 + R_D*")
 def scaling_effective_data_valid(scaling_effective_data: pd.DataFrame) -> dg.AssetCheckResult:
-    gxe = expectations()
-    table = scaling_effective_data.assign(
-        below_epochs=scaling_effective_data["effective_data_multiple"] <= scaling_effective_data["epochs"] + 1e-9,
-        below_limit=scaling_effective_data["effective_data_multiple"] <= scaling_effective_data["limit_multiple"] + 1e-9)
-    return gx_check(table, [
-        gxe.ExpectColumnValuesToBeBetween(column="effective_data_multiple", min_value=1.0),
-        gxe.ExpectColumnValuesToBeInSet(column="below_epochs", value_set=[True]),
-        gxe.ExpectColumnValuesToBeInSet(column="below_limit", value_set=[True]),
-    ], name="scaling_effective_data")
+    return gx_check(*validity.effective_data(expectations(), scaling_effective_data), name="scaling_effective_data")
 
 
 @dg.asset_check(asset="scaling_allocation", description="positive N, D; C = 6ND; no worse than Chinchilla's split under the cap")
 def scaling_allocation_valid(scaling_allocation: pd.DataFrame) -> dg.AssetCheckResult:
-    gxe = expectations()
-    table = scaling_allocation.assign(
-        flops_ratio=6 * scaling_allocation["parameters"] * scaling_allocation["tokens"] / scaling_allocation["compute"],
-        no_worse=scaling_allocation["loss"] <= scaling_allocation["chinchilla_loss_with_cap"] + 1e-9)
-    return gx_check(table, [
-        gxe.ExpectColumnValuesToBeBetween(column="parameters", min_value=0, strict_min=True),
-        gxe.ExpectColumnValuesToBeBetween(column="tokens", min_value=0, strict_min=True),
-        gxe.ExpectColumnValuesToBeBetween(column="flops_ratio", min_value=0.999, max_value=1.001),
-        gxe.ExpectColumnValuesToBeInSet(column="no_worse", value_set=[True]),
-    ], name="scaling_allocation")
+    return gx_check(*validity.allocation(expectations(), scaling_allocation), name="scaling_allocation")
 
 
 defs = dg.Definitions(
