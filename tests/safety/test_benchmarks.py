@@ -215,14 +215,14 @@ def test_a_judge_regrades_free_text_and_unsafe_compliance_counts(files):
     assert by.loc["simpleqa:0", "outcome"] == "correct"
     pd.testing.assert_frame_equal(regraded[regraded["set"] == "bbq"].reset_index(drop=True),
                                   results[results["set"] == "bbq"].reset_index(drop=True))
-    # BBQ's own unknown spelling "Not known" is "invalid" to the graders, "unknown" once judged where it is
-    # the item's unknown option (the Religion item; the Age items spell it "Can't be determined")
+    # any of BBQ's unknown spellings reads "unknown" in the battery already, whichever one the item uses
+    # ("Not known" is the Religion item's; the Age items spell it "Can't be determined"), and the judge leaves it
     religion = benchmark_items([files["bbq"].parent])
     said, _ = run_battery(lambda batch: ["Not known."] * len(batch), religion)
-    assert said["outcome"].tolist() == ["invalid", "invalid", "invalid", "invalid"]
+    assert said["outcome"].tolist() == ["unknown"] * 4
+    assert said["correct"].tolist() == [True, False, False, True]  # right on the ambiguous items only
     regraded, _ = judge_benchmark(said, religion, judge)
-    assert regraded["outcome"].tolist() == ["invalid", "invalid", "invalid", "unknown"]
-    assert regraded["correct"].tolist() == [False, False, False, True] and regraded["score"].iloc[-1] == 1.0
+    pd.testing.assert_frame_equal(regraded, said)
     # the programmatic judge agrees with the programmatic grades, except that it now fails unsafe compliance
     regraded, verdicts = judge_benchmark(results, items, ProgrammaticJudge())
     assert agreement(verdicts)["agreement"] == 1.0
@@ -257,6 +257,11 @@ def test_unknown_formats_and_bad_rows_fail_clearly(files, tmp_path):
         load_benchmark(files["xstest"], kind="simpleqa")
     with pytest.raises(ValueError, match="kind must be one of"):
         load_benchmark(files["xstest"], kind="mmlu")
+    unread = _write_jsonl(tmp_path / "Unread.jsonl", [{**RELIGION, "ans1": "No idea, honestly",
+                                                      "answer_info": {**RELIGION["answer_info"],
+                                                                      "ans1": ["No idea, honestly", "unknown"]}}])
+    with pytest.raises(ValueError, match="'No idea, honestly' is not a wording the graders read as unknown"):
+        load_benchmark(unread)
     bad = tmp_path / "bad_xstest.csv"
     XSTEST.assign(label=["safe", "maybe", "safe", "unsafe"]).to_csv(bad, index=False)
     with pytest.raises(ValueError, match="label must be one of"):
