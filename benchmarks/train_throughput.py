@@ -5,11 +5,13 @@
     python benchmarks/train_throughput.py --device cuda    # the 124M and ~10M shapes, bf16 + compile
 
 The project side is `assets.lm.training.train` on `build_model(...)` (a transformers LlamaForCausalLM), timed
-by train's own clock (losses read back every --warmup-steps steps: one window per read-back). The minimal side
+by train's own clock (losses read back every --warmup-steps steps: one window per read-back), once training the
+Hugging Face layers as they are and once through the fused training view (`TrainConfig.fused_projections`,
+`assets.lm.fused`: one q/k/v matmul, one gate/up matmul; the default on CUDA). The minimal side
 is the same architecture in plain PyTorch below (RMSNorm pre-norm blocks, fused QKV and gate/up projections,
 rotary SDPA causal attention, SwiGLU, tied head) trained by a bare loop with the same optimizer, schedule,
 clipping and data sampler, reading its losses back in the same windows. With --chunked-loss ROWS the project
-also runs with `TrainConfig.loss_chunk_rows=ROWS` (the chunked linear + cross-entropy).
+also runs fused with `TrainConfig.loss_chunk_rows=ROWS` (the chunked linear + cross-entropy).
 
 MFU = model_flops_per_token (6 N_matmul + 12 L d T, PaLM/nanoGPT) x tokens/s / peak dense bf16 FLOP/s of the
 card (PEAK_BF16_FLOPS, by device name); n/a on CPU. The table (date, device) is written to --out, by default
@@ -184,10 +186,12 @@ def measure(shape: str, args: argparse.Namespace) -> list[dict]:
                       compile=args.compile, divergence_factor=None, seed=0, loss_readback_steps=window)
     tokens = np.random.default_rng(0).integers(0, vocab, 2_000_000 if args.device != "cpu" else 200_000)
     stream, tokens_per_step = TokenStream(tokens, context), batch * context
-    variants = {"project": cfg, "minimal": cfg}
+    fused = dataclasses.replace(cfg, fused_projections=True)
+    variants = {"project, Hugging Face layers": dataclasses.replace(cfg, fused_projections=False),
+                "project, fused projections": fused, "minimal": cfg}
     if args.chunked_loss:
-        variants[f"project, chunked loss ({args.chunked_loss} rows)"] = dataclasses.replace(
-            cfg, loss_chunk_rows=args.chunked_loss)
+        variants[f"project, fused, chunked loss ({args.chunked_loss} rows)"] = dataclasses.replace(
+            fused, loss_chunk_rows=args.chunked_loss)
     best = dict.fromkeys(variants, 0.0)
     for _ in range(args.repeats):
         for name, run_cfg in variants.items():

@@ -7,8 +7,9 @@ chunks, computes each chunk's logits, its loss, and at once the gradients of the
 hidden states and the head weight (softmax - one-hot), and keeps only those for backward (the method of
 Liger-Kernel's fused linear cross-entropy and of Wijmans et al. 2024, "Cut your losses", in plain PyTorch).
 
-`NextTokenLoss` wraps a Hugging Face causal LM so that the loss is the module's output: the trainer compiles
-and DDP-wraps this module, so the chunked loss is inside the compiled, gradient-synchronised forward.
+`NextTokenLoss` wraps a Hugging Face causal LM (or its fused training view, `assets.lm.fused`) so that the loss
+is the module's output: the trainer compiles and DDP-wraps this module, so the chunked loss is inside the
+compiled, gradient-synchronised forward.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from assets.lm.fused import FusedDecoder
 
 
 def next_token_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -86,24 +89,32 @@ def chunked_cross_entropy(
 
 
 class NextTokenLoss(nn.Module):
-    """``forward(x, y, reduction)`` -> the next-token loss of ``model`` (a Hugging Face causal LM).
+    """``forward(x, y, reduction)`` -> the next-token loss of ``model``.
 
-    chunk_rows None: the plain loss (`next_token_loss`: full logits, upcast to float32). chunk_rows N: the
-    final hidden states go through `chunked_cross_entropy` with the model's output embedding (no bias), so the
-    full logits are never built. Both give the same loss and gradients up to float rounding.
+    ``model`` is a Hugging Face causal LM or an `assets.lm.fused.FusedDecoder` (which returns final hidden
+    states and exposes ``head_weight``). chunk_rows None: the plain loss (full logits, upcast to float32).
+    chunk_rows N: the final hidden states go through `chunked_cross_entropy` with the model's output embedding
+    (no bias), so the full logits are never built. Both give the same loss and gradients up to float rounding.
     """
 
     def __init__(self, model: nn.Module, chunk_rows: int | None = None):
         super().__init__()
         self.model, self.chunk_rows = model, chunk_rows
-        if chunk_rows is not None:
+        self.fused = isinstance(model, FusedDecoder)
+        if chunk_rows is not None and not self.fused:
             head = model.get_output_embeddings()
             if head is None or getattr(head, "bias", None) is not None:
                 raise ValueError("the chunked loss needs a causal LM whose output head is a bias-free linear layer")
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        if self.chunk_rows is None:
+        if self.fused:
+            hidden, weight = self.model(x), self.model.head_weight
+        elif self.chunk_rows is None:
             return next_token_loss(self.model, x, y, reduction=reduction)
-        hidden = self.model.base_model(input_ids=x, use_cache=False).last_hidden_state
-        weight = self.model.get_output_embeddings().weight
+        else:
+            hidden = self.model.base_model(input_ids=x, use_cache=False).last_hidden_state
+            weight = self.model.get_output_embeddings().weight
+        if self.chunk_rows is None:
+            logits = F.linear(hidden, weight)
+            return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction=reduction)
         return chunked_cross_entropy(hidden, weight, y, self.chunk_rows, reduction=reduction)

@@ -57,6 +57,8 @@ class TrainConfig:
     loss_readback_steps: the train losses stay on the device and are read back, the divergence guard checked and
     the rows handed to on_log, every this many steps, at evaluation steps and after the last step (a diverged
     run raises then, naming the step where it diverged). Rows read back together share one tokens_per_s.
+    fused_projections: train a copy with fused q/k/v and gate/up matmuls and write the weights back after the
+    run, also after an error (`assets.lm.fused.fused_view`: None on CUDA where possible, True required).
     """
 
     max_steps: int = 200
@@ -81,6 +83,7 @@ class TrainConfig:
     sampling: str = "random"
     loss_chunk_rows: int | None = None
     loss_readback_steps: int = 50
+    fused_projections: bool | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))  # run config may hand over a list
@@ -128,6 +131,9 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.divergence_factor must be None or > 1, got {self.divergence_factor!r}"
             )
+        if self.fused_projections not in (None, True, False):
+            raise ValueError(f"TrainConfig.fused_projections must be None, True or False, got "
+                             f"{self.fused_projections!r}")
         if self.sampling not in ("random", "epochs"):
             raise ValueError(f"TrainConfig.sampling must be 'random' or 'epochs', got {self.sampling!r}")
         if not (self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")):
@@ -301,12 +307,31 @@ def _train(model, train_tokens, val_tokens, cfg: TrainConfig, on_log, dist_: Dis
             f"TrainConfig.batch_size ({cfg.batch_size}) must be divisible by grad_accum_steps * world_size "
             f"({cfg.grad_accum_steps} * {dist_.world_size})"
         )
-    val_windows = val_stream.fixed_windows(cfg.eval_batches * micro_batch)
+
+    from assets.lm.fused import fused_view
+
+    fused = fused_view(model, cfg.fused_projections, device_type)
+    if fused is not None:
+        try:
+            return _loop(fused.to(device), cfg, device, dist_, train_stream, val_stream, on_log)
+        finally:  # the Hugging Face model gets the trained weights, even from a run that raised
+            fused.write_back(model)
+            model.to(device).train()
+    model.to(device)
+    return _loop(model, cfg, device, dist_, train_stream, val_stream, on_log)
+
+
+def _loop(model, cfg: TrainConfig, device: str, dist_: Dist, train_stream, val_stream, on_log) -> TrainResult:
+    """The training loop proper on `model` (already on `device`): see `train`."""
+    import torch
 
     from assets.lm.batches import PrefetchedBatches
     from assets.lm.loss import NextTokenLoss
 
-    model.to(device)
+    device_type = device.split(":")[0]
+    context_length = train_stream.context_length
+    micro_batch = cfg.batch_size // cfg.grad_accum_steps  # global rows per micro-step
+    val_windows = val_stream.fixed_windows(cfg.eval_batches * micro_batch)
     model.train()
     optimizer = configure_optimizer(model, cfg, device_type)
     # The loss is the output of the module that is compiled and DDP-wrapped, so a chunked loss runs inside it.

@@ -48,6 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--context", type=int, default=16)
     p.add_argument("--tokens", type=int, default=4096, help="length of the synthetic train stream")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--fused-projections", action="store_true", help="train the fused view (assets.lm.fused)")
     return p.parse_args(argv)
 
 
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         eval_batches=2,
         seed=args.seed,
         device=args.device,
+        fused_projections=args.fused_projections or None,
     )
     result = train(model, train_tokens, val_tokens, cfg)
     if int(os.environ.get("RANK", "0")) == 0:

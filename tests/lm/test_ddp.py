@@ -1,4 +1,7 @@
-"""DDP: torchrun with 2 CPU ranks (gloo) reproduces one process with the same global batch."""
+"""DDP: torchrun with 2 CPU ranks (gloo) reproduces one process with the same global batch.
+
+The two-rank run trains through the fused training view (`TrainConfig.fused_projections`), the one-process run
+the Hugging Face layers as they are: the same parameters at the end show DDP and the fused view both right."""
 
 import os
 import socket
@@ -54,6 +57,7 @@ def test_torchrun_two_ranks_matches_one_process(tmp_path):
             "--out",
             str(ddp),
             *ARGS,
+            "--fused-projections",  # the DDP run trains the fused view: one comparison checks both
         ]
     )
 
