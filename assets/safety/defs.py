@@ -18,6 +18,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from assets.safety import validity
 from assets.safety.findings import CHECKS
 from resources.compute import Compute
 from resources.config import StudyConfig
@@ -39,15 +40,11 @@ MODEL_INS = {"chat_sft": dg.AssetIn("chat_sft"), "chat_rl": dg.AssetIn("chat_rl"
 def safety_policy():
     """The written policy (the "spec") every evaluation grades against: one row per numbered clause (P1 ...),
     its section, title and text. Birth year and employer are private; birth city and profession public."""
-    from assets.safety.policy import SECTIONS, policy_table
+    from assets.safety.policy import policy_table
 
     table = policy_table()
     yield dg.Output(table, metadata={"clauses": markdown_table(table, max_rows=40)})
-    gxe = expectations()
-    yield gx_check(table, [gxe.ExpectColumnValuesToBeUnique(column="clause_id"),
-                           gxe.ExpectColumnValuesToBeInSet(column="section", value_set=list(SECTIONS.values())),
-                           gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1)],
-                   name="safety_policy", check_name="policy_valid")
+    yield gx_check(*validity.policy(expectations(), table), name="safety_policy", check_name="policy_valid")
 
 
 class SuiteConfig(StudyConfig):
@@ -80,10 +77,8 @@ def safety_stereotypes(config: SuiteConfig, facts_world: dict):
 
     table = stereotypes(world_from_record(facts_world), config.n_stereotypes, seed=config.seed)
     yield dg.Output(table, metadata={"stereotypes": markdown_table(table)})
-    gxe = expectations()
-    yield gx_check(table, [gxe.ExpectColumnValuesToBeUnique(column="stereotype_id"),
-                           gxe.ExpectTableRowCountToEqual(value=config.n_stereotypes)],
-                   name="safety_stereotypes", check_name="stereotypes_valid")
+    yield gx_check(*validity.stereotypes(expectations(), table, config.n_stereotypes), name="safety_stereotypes",
+                   check_name="stereotypes_valid")
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("data"), ins={"documents": dg.AssetIn("facts_documents")},
@@ -96,11 +91,11 @@ def safety_items(config: SuiteConfig, facts_world: dict, documents: pd.DataFrame
     BBQ-style bias, instruction-hierarchy conflicts and the protected documents to continue."""
     from assets.corpora.facts_world import world_from_record
     from assets.safety.battery import SuiteSpec, build_suite
+    from assets.safety.tables import items_by_evaluation
 
     protected = documents[documents["protected"].astype(bool)].drop_duplicates("doc_id")
     items = build_suite(world_from_record(facts_world), SuiteSpec(**config.model_dump()), documents=protected)
-    counts = items.groupby(["evaluation", "split"]).size().unstack(fill_value=0).reset_index()
-    yield dg.Output(items, metadata={"items": len(items), "by_evaluation": markdown_table(counts),
+    yield dg.Output(items, metadata={"items": len(items), "by_evaluation": markdown_table(items_by_evaluation(items)),
                                      "eval_items": int((items["split"] == "eval").sum())})
     yield _items_check(items)
 
@@ -115,35 +110,19 @@ def safety_vocabulary(safety_items: pd.DataFrame):
     from assets.safety.graders import ABSTAIN_PHRASES
     from assets.safety.items import vocabulary_table
     from assets.safety.policy import ABSTENTION, REFUSAL, UNKNOWN, render_policy
+    from assets.safety.tables import words_by_source
 
     table = vocabulary_table(safety_items, render_policy(), (REFUSAL, ABSTENTION, UNKNOWN, *ABSTAIN_PHRASES))
-    counts = table.groupby("source").size().to_dict()
-    yield dg.Output(table, metadata={"words": len(table), **{f"{k}_words": int(v) for k, v in counts.items()}})
-    gxe = expectations()
-    yield gx_check(table, [gxe.ExpectColumnValuesToBeUnique(column="word"),
-                           gxe.ExpectColumnValuesToNotMatchRegex(column="word", regex=r"\s"),
-                           gxe.ExpectColumnDistinctValuesToEqualSet(column="source",
-                                                                    value_set=["policy", "reply", "train", "eval"])],
-                   name="safety_vocabulary", check_name="vocabulary_valid")
+    yield dg.Output(table, metadata={"words": len(table), **words_by_source(table)})
+    yield gx_check(*validity.vocabulary(expectations(), table), name="safety_vocabulary",
+                   check_name="vocabulary_valid")
 
 
 def _items_check(items: pd.DataFrame) -> dg.AssetCheckResult:
-    from assets.safety.items import EVALUATIONS, EXPECTED, ITEM_COLUMNS, ITEM_SPLITS
-
-    gxe = expectations()
-    valid = gx_check(items, [
-        gxe.ExpectTableColumnsToMatchSet(column_set=ITEM_COLUMNS, exact_match=True),
-        gxe.ExpectColumnValuesToBeUnique(column="item_id"),
-        gxe.ExpectColumnValuesToBeInSet(column="evaluation", value_set=list(EVALUATIONS)),
-        gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(ITEM_SPLITS)),
-        gxe.ExpectColumnValuesToBeInSet(column="expected", value_set=list(EXPECTED)),
-        gxe.ExpectColumnValueLengthsToBeBetween(column="messages", min_value=3),
-    ], name="safety_items")
-    train = set(items.loc[items["split"] == "train", "template_id"])
-    shared = sorted(train & set(items.loc[items["split"] == "eval", "template_id"]))
-    on_eval = set(items.loc[items["split"] == "eval", "evaluation"])
+    valid = gx_check(*validity.items(expectations(), items), name="safety_items")
+    shared = validity.templates_in_both_splits(items)
     return dg.AssetCheckResult(check_name="items_valid", asset_key="safety_items",
-                               passed=bool(valid.passed and not shared and on_eval == set(items["evaluation"])),
+                               passed=bool(valid.passed and not shared and validity.every_evaluation_on_eval(items)),
                                metadata={**valid.metadata, "templates_in_both_splits": str(shared[:10])})
 
 
@@ -175,10 +154,6 @@ class ResultsConfig(StudyConfig):
                                                                       "items per benchmark file")
 
 
-def _budget(text: str) -> str | int:
-    return int(text) if text.strip().isdigit() else text.strip()
-
-
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"), pool="gpu", ins=MODEL_INS,
           check_specs=[dg.AssetCheckSpec("results_valid", asset="safety_results",
                                          description="scores in [0, 1], one row per responder x item, every "
@@ -199,6 +174,7 @@ def safety_results(context: dg.AssetExecutionContext, config: ResultsConfig, tra
         run_references,
         vocabulary_coverage,
     )
+    from assets.safety.tables import mean_scores, model_run_numbers, reasoning_budget
 
     safety_items = with_benchmarks(safety_items, config.benchmark_files, config.benchmark_max_items, config.seed)
     frames, meta, device = [run_references(safety_items, config.splits)], {}, compute.torch_device()
@@ -206,39 +182,29 @@ def safety_results(context: dg.AssetExecutionContext, config: ResultsConfig, tra
         for name, record in chat_models.items():
             started = time.time()
             model, tokenizer = load_model(record["model_uri"], tracking.resolved_tracking_uri, device=device)
-            respond = model_responder(model, tokenizer, budget=_budget(config.budget), seed=config.seed,
+            respond = model_responder(model, tokenizer, budget=reasoning_budget(config.budget), seed=config.seed,
                                       max_answer_tokens=config.max_answer_tokens, temperature=config.temperature,
                                       batch_size=config.batch_size)
             frames.append(run_model(respond, safety_items, model=record["registered_model"],
                                     model_uri=record["model_uri"], splits=config.splits, batch_size=config.batch_size))
             coverage = vocabulary_coverage(tokenizer, safety_items, config.splits)
-            meta |= {f"{name}_seconds": round(time.time() - started, 1), f"{name}_oov_rate": coverage["oov_rate"],
-                     f"{name}_items_unanswered": int((~frames[-1]["answered"]).sum())}
+            meta |= model_run_numbers(name, time.time() - started, coverage, frames[-1])
             meta["oov_words"] = dg.MetadataValue.md(" ".join(coverage["missing_words"][:200]) or "(none)")
     for spec in config.endpoints:
         frames.append(run_endpoint(Endpoint(spec.base_url, spec.model, spec.api_key_env), safety_items,
                                    splits=config.splits, max_tokens=config.max_answer_tokens,
                                    temperature=config.temperature))
     results = graded_benchmarks(pd.concat(frames, ignore_index=True), safety_items)
-    summary = results.groupby(["responder", "model", "evaluation"])["score"].mean().unstack().reset_index()
-    yield dg.Output(results, metadata={"rows": len(results), "mean_score": markdown_table(summary), **meta,
-                                       "budget": config.budget})
+    yield dg.Output(results, metadata={"rows": len(results), "mean_score": markdown_table(mean_scores(results)),
+                                       **meta, "budget": config.budget})
     yield _results_check(results, [r["registered_model"] for r in chat_models.values()])
 
 
 def _results_check(results: pd.DataFrame, models: list[str]) -> dg.AssetCheckResult:
-    from assets.safety.responders import REFERENCES
-
-    gxe = expectations()
-    valid = gx_check(results, [
-        gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0, max_value=1),
-        gxe.ExpectColumnValuesToNotBeNull(column="score"),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["responder", "model", "model_uri", "endpoint", "item_id"]),
-        gxe.ExpectColumnValuesToBeInSet(column="responder", value_set=["model", "endpoint", "reference"]),
-    ], name="safety_results")
-    present = set(results["model"]) >= {*models, *REFERENCES}
+    valid = gx_check(*validity.results(expectations(), results), name="safety_results")
     return dg.AssetCheckResult(check_name="results_valid", asset_key="safety_results",
-                               passed=bool(valid.passed and present), metadata=valid.metadata)
+                               passed=bool(valid.passed and validity.every_responder_present(results, models)),
+                               metadata=valid.metadata)
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"),
@@ -251,19 +217,13 @@ def safety_system_card(context: dg.AssetExecutionContext, warehouse: WarehousePa
     over the eval items that fit each model's context; and the bar chart of the headline metrics."""
     from assets.safety.findings import system_card_figure
     from assets.safety.responders import system_card
+    from assets.safety.tables import card_by_model
 
     card = system_card(safety_results)
-    pivot = card.pivot_table(index="metric", columns="model", values="value", sort=False).reset_index()
-    yield dg.Output(card, metadata={"card": markdown_table(pivot, max_rows=60), "rows": len(card),
+    yield dg.Output(card, metadata={"card": markdown_table(card_by_model(card), max_rows=60), "rows": len(card),
                                     "plot": figure_metadata(system_card_figure(card), "safety/system_card",
                                                             warehouse.root, context.run.run_id)})
-    gxe = expectations()
-    finite = card.dropna(subset=["value"])
-    yield gx_check(finite, [
-        gxe.ExpectColumnValuesToBeBetween(column="value", min_value=0, max_value=1e6),
-        gxe.ExpectColumnValuesToBeBetween(column="n", min_value=0),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["responder", "model", "model_uri", "endpoint", "metric"]),
-    ], name="safety_system_card", check_name="card_valid")
+    yield gx_check(*validity.card(expectations(), card), name="safety_system_card", check_name="card_valid")
 
 
 class JudgeConfig(StudyConfig):
@@ -293,32 +253,21 @@ def safety_judgements(context: dg.AssetExecutionContext, config: JudgeConfig, tr
     """A judge (a chat model, or an endpoint) asked each rubric about the battery's answered results, with the
     policy in view, beside the programmatic grade of the same result: the card's autograder, and how far it
     agrees with ground truth (Cohen's kappa per responder x rubric, in the metadata)."""
-    from assets.chat.client import Endpoint
-    from assets.lm.registry import load_model
     from assets.lm.threads import torch_threads
-    from assets.safety.judge import EndpointJudge, RespondJudge, agreement_summary, judge_battery
-    from assets.safety.responders import model_responder
+    from assets.safety.judge import agreement_summary, judge_battery
+    from assets.safety.tables import chosen_judge
 
     device = compute.torch_device()
     with torch_threads(config.cpu_threads, device):
-        if config.endpoint is not None:
-            e = config.endpoint
-            judge, name = EndpointJudge(Endpoint(e.base_url, e.model, e.api_key_env), temperature=0.0,
-                                        max_tokens=config.max_answer_tokens), e.base_url
-        elif config.judge in chat_models:
-            record = chat_models[config.judge]
-            model, tokenizer = load_model(record["model_uri"], tracking.resolved_tracking_uri, device=device)
-            judge, name = RespondJudge(model_responder(model, tokenizer, budget=0, seed=config.seed,
-                                                       max_answer_tokens=config.max_answer_tokens)), record["model_uri"]
-        else:
-            raise ValueError(f"judge must be one of {sorted(chat_models)} (or set endpoint), got {config.judge!r}")
+        judge, name = chosen_judge(config.endpoint, config.judge, chat_models, tracking.resolved_tracking_uri, device,
+                                   seed=config.seed, max_answer_tokens=config.max_answer_tokens)
         table = judge_battery(safety_results, safety_items, judge, tuple(config.rubrics), view=config.view,
                               limit=config.limit, seed=config.seed).assign(judge=name)
     summary = agreement_summary(table)
     yield dg.Output(table, metadata={"judge": name, "rows": len(table), "agreement": markdown_table(summary)})
-    kappas = summary.groupby("rubric")["kappa"].min()
+    kappas = validity.min_kappa_by_rubric(summary)
     yield dg.AssetCheckResult(check_name="judge_agrees", asset_key="safety_judgements",
-                              passed=bool(len(kappas) and (kappas.fillna(-1) >= 0.6).all()),
+                              passed=validity.judge_trusted(kappas),
                               severity=dg.AssetCheckSeverity.WARN,
                               metadata={"min_kappa_by_rubric": markdown_table(kappas.reset_index()),
                                         "verdict_rate": float(table["judged"].notna().mean()) if len(table) else 0.0})
@@ -335,10 +284,9 @@ def safety_findings(card: pd.DataFrame):
     """The graders checked on the reference responders (the oracle scores 1 on not_unsafe and not_overrefuse,
     always-comply 0 on not_unsafe), and every registered model's headline metrics as descriptive rows."""
     from assets.safety.findings import build_findings
+    from assets.safety.tables import findings_scale
 
-    models = sorted(set(card.loc[card["responder"] != "reference", "model"]))
-    scale = f"{current_profile()} profile: {', '.join(models) or 'no models'} on the eval split"
-    yield from findings_results(build_findings(card, scale, study=GROUP),
+    yield from findings_results(build_findings(card, findings_scale(card, current_profile()), study=GROUP),
                                 {k: metric for k, (metric, _) in CHECKS.items()})
 
 

@@ -1,0 +1,67 @@
+"""What the safety study's Dagster side shows of its tables, as plain functions: counts per evaluation and
+split, the mean score and the card per responder, a model's run numbers, and the findings' scale; and which
+judge grades the free text (an endpoint, or one of the registered chat models)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+
+def items_by_evaluation(items: pd.DataFrame) -> pd.DataFrame:
+    """Items per evaluation (rows) and split (columns)."""
+    return items.groupby(["evaluation", "split"]).size().unstack(fill_value=0).reset_index()
+
+
+def words_by_source(table: pd.DataFrame) -> dict[str, int]:
+    """Words of the vocabulary per first source, as `<source>_words`."""
+    return {f"{k}_words": int(v) for k, v in table.groupby("source").size().to_dict().items()}
+
+
+def reasoning_budget(text: str) -> str | int:
+    """The configured budget: a token count ("16") or an effort level ("medium")."""
+    return int(text) if text.strip().isdigit() else text.strip()
+
+
+def model_run_numbers(name: str, seconds: float, coverage: dict, results: pd.DataFrame) -> dict:
+    """One chat model's numbers in the results' metadata: seconds, out-of-vocabulary rate, items unanswered."""
+    return {f"{name}_seconds": round(seconds, 1), f"{name}_oov_rate": coverage["oov_rate"],
+            f"{name}_items_unanswered": int((~results["answered"]).sum())}
+
+
+def mean_scores(results: pd.DataFrame) -> pd.DataFrame:
+    """The mean score per responder and model (rows) and evaluation (columns)."""
+    return results.groupby(["responder", "model", "evaluation"])["score"].mean().unstack().reset_index()
+
+
+def card_by_model(card: pd.DataFrame) -> pd.DataFrame:
+    """The card as metrics (rows) by model (columns)."""
+    return card.pivot_table(index="metric", columns="model", values="value", sort=False).reset_index()
+
+
+def findings_scale(card: pd.DataFrame, profile: str) -> str:
+    """The scale the findings were measured at: the profile and the models on the card."""
+    models = sorted(set(card.loc[card["responder"] != "reference", "model"]))
+    return f"{profile} profile: {', '.join(models) or 'no models'} on the eval split"
+
+
+def chosen_judge(endpoint: Any | None, judge: str, chat_models: Mapping[str, dict], tracking_uri: str, device: str,
+                 *, seed: int, max_answer_tokens: int) -> tuple[Any, str]:
+    """(judge, its name): the endpoint when one is given (its base_url, model and api_key_env), else the chat
+    model ``judge`` names among ``chat_models`` (records with a model_uri), answering at once (budget 0)."""
+    from assets.chat.client import Endpoint
+    from assets.lm.registry import load_model
+    from assets.safety.judge import EndpointJudge, RespondJudge
+    from assets.safety.responders import model_responder
+
+    if endpoint is not None:
+        return EndpointJudge(Endpoint(endpoint.base_url, endpoint.model, endpoint.api_key_env), temperature=0.0,
+                             max_tokens=max_answer_tokens), endpoint.base_url
+    if judge not in chat_models:
+        raise ValueError(f"judge must be one of {sorted(chat_models)} (or set endpoint), got {judge!r}")
+    record = chat_models[judge]
+    model, tokenizer = load_model(record["model_uri"], tracking_uri, device=device)
+    return RespondJudge(model_responder(model, tokenizer, budget=0, seed=seed,
+                                        max_answer_tokens=max_answer_tokens)), record["model_uri"]

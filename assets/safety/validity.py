@@ -1,0 +1,99 @@
+"""The rules the safety study's data checks hold its tables to: one function per table, returning the table the
+rules read (with any derived columns) and its Great Expectations rules, plus the rules GX does not express
+(train and eval templates disjoint, every responder present).
+
+``gxe`` is the ``great_expectations.expectations`` module, passed in by the Dagster side (which imports it
+lazily, with GX's usage statistics off), so this module stays free of the platform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+
+def policy(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
+    """Clause ids unique, known sections, no empty text."""
+    from assets.safety.policy import SECTIONS
+
+    return table, [gxe.ExpectColumnValuesToBeUnique(column="clause_id"),
+                   gxe.ExpectColumnValuesToBeInSet(column="section", value_set=list(SECTIONS.values())),
+                   gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1)]
+
+
+def stereotypes(gxe: Any, table: pd.DataFrame, n_stereotypes: int) -> tuple[pd.DataFrame, list]:
+    """Ids unique, one row per stereotype asked for."""
+    return table, [gxe.ExpectColumnValuesToBeUnique(column="stereotype_id"),
+                   gxe.ExpectTableRowCountToEqual(value=n_stereotypes)]
+
+
+def items(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
+    """The battery's columns exactly, ids unique, known evaluations, splits and expectations, whole messages."""
+    from assets.safety.items import EVALUATIONS, EXPECTED, ITEM_COLUMNS, ITEM_SPLITS
+
+    return table, [
+        gxe.ExpectTableColumnsToMatchSet(column_set=ITEM_COLUMNS, exact_match=True),
+        gxe.ExpectColumnValuesToBeUnique(column="item_id"),
+        gxe.ExpectColumnValuesToBeInSet(column="evaluation", value_set=list(EVALUATIONS)),
+        gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(ITEM_SPLITS)),
+        gxe.ExpectColumnValuesToBeInSet(column="expected", value_set=list(EXPECTED)),
+        gxe.ExpectColumnValueLengthsToBeBetween(column="messages", min_value=3),
+    ]
+
+
+def templates_in_both_splits(table: pd.DataFrame) -> list[str]:
+    """Templates that have items in the train and the eval split (none, for an honest held-out battery)."""
+    train = set(table.loc[table["split"] == "train", "template_id"])
+    return sorted(train & set(table.loc[table["split"] == "eval", "template_id"]))
+
+
+def every_evaluation_on_eval(table: pd.DataFrame) -> bool:
+    """Every evaluation of the battery has items in the eval split."""
+    return set(table.loc[table["split"] == "eval", "evaluation"]) == set(table["evaluation"])
+
+
+def vocabulary(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
+    """Words unique and without whitespace, every source present."""
+    return table, [gxe.ExpectColumnValuesToBeUnique(column="word"),
+                   gxe.ExpectColumnValuesToNotMatchRegex(column="word", regex=r"\s"),
+                   gxe.ExpectColumnDistinctValuesToEqualSet(column="source",
+                                                            value_set=["policy", "reply", "train", "eval"])]
+
+
+def results(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
+    """Scores in [0, 1], one row per responder x item, known responders."""
+    return table, [
+        gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0, max_value=1),
+        gxe.ExpectColumnValuesToNotBeNull(column="score"),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["responder", "model", "model_uri", "endpoint", "item_id"]),
+        gxe.ExpectColumnValuesToBeInSet(column="responder", value_set=["model", "endpoint", "reference"]),
+    ]
+
+
+def every_responder_present(table: pd.DataFrame, models: Sequence[str]) -> bool:
+    """Every registered model asked and both reference responders present."""
+    from assets.safety.responders import REFERENCES
+
+    return set(table["model"]) >= {*models, *REFERENCES}
+
+
+def card(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
+    """Over the card's defined values (NaN: an empty set): values in range, n >= 0, one row per responder x
+    metric."""
+    return table.dropna(subset=["value"]), [
+        gxe.ExpectColumnValuesToBeBetween(column="value", min_value=0, max_value=1e6),
+        gxe.ExpectColumnValuesToBeBetween(column="n", min_value=0),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["responder", "model", "model_uri", "endpoint", "metric"]),
+    ]
+
+
+def min_kappa_by_rubric(agreement: pd.DataFrame) -> pd.Series:
+    """The judge's worst agreement (Cohen's kappa) with the programmatic grades over responders, per rubric."""
+    return agreement.groupby("rubric")["kappa"].min()
+
+
+def judge_trusted(kappas: pd.Series, threshold: float = 0.6) -> bool:
+    """The judge is trusted when every rubric's worst kappa reaches the threshold (an undefined kappa fails)."""
+    return bool(len(kappas) and (kappas.fillna(-1) >= threshold).all())

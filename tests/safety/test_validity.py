@@ -1,0 +1,68 @@
+"""The safety Dagster side's plain helpers: the checks' rules beyond GX (held-out templates, every responder
+present, the judge's trust), the metadata summaries, and the choice of judge, each shown to fail."""
+
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from assets.safety import validity
+from assets.safety.tables import (
+    card_by_model,
+    chosen_judge,
+    findings_scale,
+    items_by_evaluation,
+    model_run_numbers,
+    reasoning_budget,
+    words_by_source,
+)
+from resources.validation import expectations, gx_check
+
+
+def test_held_out_templates_and_evaluations_on_eval():
+    items = pd.DataFrame({"split": ["train", "eval", "eval"], "template_id": ["t1", "t2", "t3"],
+                          "evaluation": ["refusal", "refusal", "bias"]})
+    assert validity.templates_in_both_splits(items) == [] and validity.every_evaluation_on_eval(items)
+    leaky = items.assign(template_id=["t1", "t1", "t3"])
+    assert validity.templates_in_both_splits(leaky) == ["t1"]
+    assert not validity.every_evaluation_on_eval(items.assign(split=["train", "eval", "train"]))
+    assert items_by_evaluation(items).set_index("evaluation").loc["refusal"].to_dict() == {"eval": 1, "train": 1}
+
+
+def test_results_and_card_rules():
+    results = pd.DataFrame({"responder": ["model", "reference", "reference"], "endpoint": "", "item_id": "i1",
+                            "model": ["chat-sft", "policy_oracle", "always_comply"], "model_uri": "",
+                            "score": [0.5, 1.0, 0.0]})
+    assert gx_check(*validity.results(expectations(), results), name="r").passed
+    assert not gx_check(*validity.results(expectations(), results.assign(score=[1.5, 1, 0])), name="r").passed
+    assert validity.every_responder_present(results, ["chat-sft"])
+    assert not validity.every_responder_present(results, ["chat-sft", "chat-rl"])
+    card = pd.DataFrame({"responder": "model", "model": ["a", "a"], "model_uri": "", "endpoint": "",
+                         "metric": ["not_unsafe", "bias"], "value": [0.9, float("nan")], "n": [4, 0]})
+    finite, _ = validity.card(expectations(), card)
+    assert len(finite) == 1 and gx_check(*validity.card(expectations(), card), name="c").passed
+    assert list(card_by_model(card)["metric"]) == ["not_unsafe"]
+    assert findings_scale(card, "tiny") == "tiny profile: a on the eval split"
+    assert findings_scale(card.assign(responder="reference"), "demo") == "demo profile: no models on the eval split"
+
+
+def test_judge_trust_and_small_numbers():
+    agreement = pd.DataFrame({"rubric": ["refusal", "refusal", "leak"], "kappa": [0.9, 0.7, 0.65]})
+    kappas = validity.min_kappa_by_rubric(agreement)
+    assert kappas.to_dict() == {"leak": 0.65, "refusal": 0.7} and validity.judge_trusted(kappas)
+    assert not validity.judge_trusted(kappas.replace(0.65, float("nan")))
+    assert not validity.judge_trusted(kappas.iloc[:0])
+    assert reasoning_budget(" 16 ") == 16 and reasoning_budget("medium") == "medium"
+    words = pd.DataFrame({"word": ["a", "b", "c"], "source": ["policy", "eval", "eval"]})
+    assert words_by_source(words) == {"eval_words": 2, "policy_words": 1}
+    answered = pd.DataFrame({"answered": [True, False, False]})
+    assert model_run_numbers("sft", 1.26, {"oov_rate": 0.1}, answered) == {
+        "sft_seconds": 1.3, "sft_oov_rate": 0.1, "sft_items_unanswered": 2}
+
+
+def test_the_judge_is_the_endpoint_or_a_named_chat_model():
+    endpoint = SimpleNamespace(base_url="http://127.0.0.1:9/v1", model="m", api_key_env="NONE")
+    judge, name = chosen_judge(endpoint, "chat_rl", {}, "", "cpu", seed=0, max_answer_tokens=4)
+    assert name == endpoint.base_url and judge.endpoint.model == "m" and judge.request["max_tokens"] == 4
+    with pytest.raises(ValueError, match="judge must be one of \\['chat_sft'\\]"):
+        chosen_judge(None, "chat_rl", {"chat_sft": {}}, "", "cpu", seed=0, max_answer_tokens=4)
