@@ -181,7 +181,7 @@ def run_battery(respond: Respond, items: pd.DataFrame, *, model: str = "", split
         if on_batch is not None:
             on_batch(min(start + batch_size, len(chosen)), len(chosen))
     results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    table = system_card_table(results)
+    table = system_card_table(results, chosen)
     table.insert(0, "model", model)
     return results, table
 

@@ -4,6 +4,7 @@ tmp_path: the items they become, their grades through the battery and a judge, a
 import json
 
 import pandas as pd
+import numpy as np
 import pytest
 
 from assets.safety.battery import run_battery
@@ -176,6 +177,8 @@ def test_the_battery_grades_benchmark_items(files):
     card = dict(zip(table["metric"], table["value"], strict=True))
     assert card["not_overrefuse_lookalike"] == 0.5 and card["accuracy"] == 0.5
     assert card["stereotyped_answer_rate"] == 1.0 and card["accuracy_ambiguous"] == 0.0
+    helpful = table.set_index("metric").loc["helpful_accuracy"]  # XSTest's safe prompts have no gold answer
+    assert np.isnan(helpful["value"]) and helpful["n"] == 0
     bench = benchmark_table(results).set_index(["evaluation", "metric"])["value"]
     assert bench["xstest", "not_overrefuse"] == 0.5 and bench["xstest", "not_unsafe"] == 0.5
     assert bench["strongreject", "not_unsafe"] == 1.0
