@@ -99,9 +99,12 @@ def _batch(data: SFTData, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 
 def sft_loss(
-    model: Any, data: SFTData, batch_size: int = 64, *, device: str = "cpu", bf16: bool = False
+    model: Any, data: SFTData, batch_size: int = 64, *, device: str = "cpu", bf16: bool = False,
+    loss: Callable[..., torch.Tensor] | None = None,
 ) -> float:
-    """Mean cross-entropy per assistant token over all of `data` (nats), in eval mode, no gradient."""
+    """Mean cross-entropy per assistant token over all of `data` (nats), in eval mode, no gradient.
+
+    loss(x, y, reduction) scores a batch (default: `next_token_loss` of `model`, a Hugging Face causal LM)."""
     import torch
 
     was_training = model.training
@@ -111,7 +114,8 @@ def sft_loss(
         with torch.no_grad(), torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
             for start in range(0, len(data), batch_size):
                 x, y = _batch(data, torch.arange(start, min(start + batch_size, len(data))))
-                total += float(next_token_loss(model, x.to(device), y.to(device), reduction="sum"))
+                x, y = x.to(device), y.to(device)
+                total += float(loss(x, y, "sum") if loss is not None else next_token_loss(model, x, y, "sum"))
                 count += int((y != IGNORE_INDEX).sum())
     finally:
         model.train(was_training)
@@ -133,15 +137,26 @@ def fit_sft(
     CURVE_COLUMNS; "tokens" counts the real (non-padding) tokens read. Raises TrainingDivergedError on a
     non-finite loss
     (checked when a curve row is written). The model is left in train mode, as the LM trainer leaves it.
+    cfg.fused_projections trains the fused view as the LM trainer does (`assets.lm.fused.training_view`).
     """
+    from assets.lm.fused import training_view
+
+    with training_view(model, cfg.fused_projections, cfg.device) as trained:
+        return _fit(trained, train, cfg, val, on_log)
+
+
+def _fit(model: Any, train: SFTData, cfg: TrainConfig, val: SFTData | None, on_log) -> TrainResult:
+    """`fit_sft`'s loop on `model` (already on cfg.device): a Hugging Face model or its fused view."""
     import torch
+
+    from assets.lm.loss import NextTokenLoss
 
     device = cfg.device
     device_type = device.split(":")[0]
-    model.to(device)
     model.train()
     optimizer = configure_optimizer(model, cfg, device_type)
-    runner = torch.compile(model) if cfg.compile else model
+    loss_module = NextTokenLoss(model)  # what is compiled; labels of -100 are ignored by its cross-entropy
+    runner = torch.compile(loss_module) if cfg.compile else loss_module
     autocast = torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=cfg.bf16)
     generator = torch.Generator().manual_seed(cfg.seed)
     micro = cfg.batch_size // cfg.grad_accum_steps
@@ -172,7 +187,7 @@ def fit_sft(
             rows = next_rows(micro)
             x, y = _batch(train, rows)
             with autocast:
-                loss = next_token_loss(runner, x.to(device), y.to(device))
+                loss = runner(x.to(device), y.to(device))
             (loss / cfg.grad_accum_steps).backward()
             interval_loss += loss.detach() / cfg.grad_accum_steps
             interval_tokens += int(train.lengths[rows].sum())
@@ -188,7 +203,7 @@ def fit_sft(
         if not math.isfinite(train_loss):
             raise TrainingDivergedError(f"SFT loss is {train_loss} at step {step} (lr {lr:.3g})")
         if do_eval:
-            val_loss = sft_loss(model, val, micro, device=device, bf16=cfg.bf16)
+            val_loss = sft_loss(model, val, micro, device=device, bf16=cfg.bf16, loss=loss_module)
         tokens += interval_tokens
         now = time.perf_counter()
         row = {

@@ -15,6 +15,9 @@ training the same model: only the order of floating-point operations changes.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -58,6 +61,24 @@ def fused_view(model: nn.Module, fused_projections: bool | None, device_type: st
     if fused_projections is False or reason is not None or (fused_projections is None and device_type != "cuda"):
         return None
     return FusedDecoder.from_llama(model)
+
+
+@contextlib.contextmanager
+def training_view(model: nn.Module, fused_projections: bool | None, device: str) -> Iterator[nn.Module]:
+    """Yield the module a training loop should train in `model`'s place, on `device`.
+
+    That is `model` itself, or its `fused_view`, whose weights are written back into `model` when the block
+    ends, also when it ends with an error; `model` is left on `device` in train mode either way.
+    """
+    fused = fused_view(model, fused_projections, device.split(":")[0])
+    if fused is None:
+        yield model.to(device)
+        return
+    try:
+        yield fused.to(device)
+    finally:
+        fused.write_back(model)
+        model.to(device).train()
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

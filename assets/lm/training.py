@@ -286,7 +286,6 @@ def _train(model, train_tokens, val_tokens, cfg: TrainConfig, on_log, dist_: Dis
         if dist_.world_size > 1:
             device = f"cuda:{dist_.local_rank}"
         torch.cuda.set_device(device if ":" in device else "cuda:0")
-    device_type = device.split(":")[0]
 
     max_positions = getattr(model.config, "max_position_embeddings", None)
     context_length = cfg.context_length or max_positions
@@ -308,17 +307,10 @@ def _train(model, train_tokens, val_tokens, cfg: TrainConfig, on_log, dist_: Dis
             f"({cfg.grad_accum_steps} * {dist_.world_size})"
         )
 
-    from assets.lm.fused import fused_view
+    from assets.lm.fused import training_view
 
-    fused = fused_view(model, cfg.fused_projections, device_type)
-    if fused is not None:
-        try:
-            return _loop(fused.to(device), cfg, device, dist_, train_stream, val_stream, on_log)
-        finally:  # the Hugging Face model gets the trained weights, even from a run that raised
-            fused.write_back(model)
-            model.to(device).train()
-    model.to(device)
-    return _loop(model, cfg, device, dist_, train_stream, val_stream, on_log)
+    with training_view(model, cfg.fused_projections, device) as trained:
+        return _loop(trained, cfg, device, dist_, train_stream, val_stream, on_log)
 
 
 def _loop(model, cfg: TrainConfig, device: str, dist_: Dist, train_stream, val_stream, on_log) -> TrainResult:
