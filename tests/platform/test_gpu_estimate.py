@@ -1,0 +1,76 @@
+"""benchmarks/gpu_profile_estimate.py: the gpu profile's planning table is read from the code and answers to it."""
+
+import copy
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_profile_estimate.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("gpu_profile_estimate", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def estimator():
+    return _load()
+
+
+@pytest.fixture(scope="module")
+def settings(estimator):
+    """The gpu profile's settings (read in a subprocess: this test process runs the tiny profile)."""
+    return estimator.gpu_settings()
+
+
+def _by_study(rows):
+    return {r["study"]: r for r in rows}
+
+
+def test_every_room_gets_a_positive_finite_estimate_read_from_the_gpu_profile(estimator, settings, tmp_path):
+    out = tmp_path / "estimate.md"
+    rows = _by_study(estimator.main(["--out", str(out)], settings=settings))
+    rooms = sorted(p.name for p in SCRIPT.parents[1].joinpath("assets").iterdir() if (p / "defs.py").exists())
+    assert sorted(rows) == rooms
+    for study, row in rows.items():
+        assert math.isfinite(row["minutes"]) and row["minutes"] >= 0, study
+        if study != "corpora":  # the corpora room has no GPU work: CPU only, said so in its row
+            assert row["minutes"] > 0 and row["pflops"] > 0, study
+    # gpu-profile values, not the tiny ones this process runs: the chat base model's width is the gpu pick
+    assert settings["configs"]["chat"]["ChatBaseConfig"]["d_model"] > 256
+    text = out.read_text()
+    assert "Total:" in text and "| lm |" in text and "estimate" in text
+
+
+def test_doubling_a_setting_raises_the_estimate(estimator, settings):
+    base = _by_study(estimator.estimate(settings))
+    for room, cls, field in (("lm", "FactsLanguageModelConfig", "max_steps"),
+                             ("parity", "ParityRunsConfig", "max_steps"),
+                             ("watermark", "WatermarkGenerationConfig", "n_null")):
+        doubled = copy.deepcopy(settings)
+        doubled["configs"][room][cls][field] *= 2
+        after = _by_study(estimator.estimate(doubled))
+        assert after[room]["minutes"] > base[room]["minutes"], (room, field)
+        assert all(after[r]["minutes"] == base[r]["minutes"] for r in after if r != room)
+
+
+def test_a_gpu_check_table_replaces_the_assumed_rate_of_the_matching_study(estimator, settings, tmp_path):
+    table = tmp_path / "gpu_check.md"
+    table.write_text("GPU check, planted.\n\n| part | status | seconds | throughput | what |\n|---|---|---|---|---|\n"
+                     "| parity.trainer | ok | 3.0 | 1,000 network-steps/s | planted |\n"
+                     "| naf | error: RuntimeError: x | 1.0 |  | planted |\n")
+    assert estimator.read_gpu_check(table) == {"parity.trainer": 1000.0}
+    base = _by_study(estimator.estimate(settings))
+    rows = _by_study(estimator.main(["--gpu-check", str(table), "--out", str(tmp_path / "e.md")], settings=settings))
+    assert rows["parity"]["basis"].startswith("from measured throughput")
+    assert not base["parity"]["basis"].startswith("from measured")
+    network_steps = sum(j.units for j in estimator.parity_jobs(settings))
+    assert rows["parity"]["minutes"] == pytest.approx(network_steps / 1000.0 / 60)
+    assert rows["naf"]["basis"] == base["naf"]["basis"]  # a part that errored is not a measurement
