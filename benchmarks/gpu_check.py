@@ -85,7 +85,7 @@ def sentences(n: int, n_words: int, length: int, seed: int = 0) -> list[str]:
 # --- the parts --------------------------------------------------------------------------------------------------
 
 
-def _lm_train(check: Check, chunk_rows: int | None) -> tuple[float, str]:
+def _lm_train(check: Check, **overrides) -> tuple[float, str]:
     from assets.lm.training import TrainConfig, train
 
     vocab = check.pick(64, 8192)
@@ -93,21 +93,43 @@ def _lm_train(check: Check, chunk_rows: int | None) -> tuple[float, str]:
     tokens = np.random.default_rng(0).integers(0, vocab, check.pick(5_000, 2_000_000))
     cfg = TrainConfig(max_steps=check.pick(3, 40), batch_size=check.pick(4, 64), warmup_steps=1, eval_interval=10**6,
                       eval_batches=1, device=check.device, bf16=check.cuda, compile=check.cuda,
-                      divergence_factor=None, loss_chunk_rows=chunk_rows, loss_readback_steps=10)
+                      divergence_factor=None, loss_readback_steps=10, **overrides)
     result = train(model, tokens, tokens[:20_000], cfg)
     timed = result.curve[result.curve["step"] > 10] if not check.quick else result.curve
     seconds = (cfg.batch_size * model.config.max_position_embeddings / timed["tokens_per_s"]).sum()
     return len(timed) * cfg.batch_size * model.config.max_position_embeddings / seconds, "train tokens/s"
 
 
-@part("lm.train", "LM training step (assets.lm.training), bf16 + compile on CUDA")
+@part("lm.train", "LM training step (assets.lm.training), bf16 + compile and the fused view on CUDA")
 def lm_train(check: Check) -> tuple[float, str]:
-    return _lm_train(check, None)
+    return _lm_train(check)
+
+
+@part("lm.train_hf_layers", "the same on the Hugging Face layers as they are (fused_projections=False)")
+def lm_train_hf_layers(check: Check) -> tuple[float, str]:
+    return _lm_train(check, fused_projections=False)
 
 
 @part("lm.train_chunked", "the same with the chunked linear + cross-entropy (loss_chunk_rows)")
 def lm_train_chunked(check: Check) -> tuple[float, str]:
-    return _lm_train(check, check.pick(16, 4096))
+    return _lm_train(check, loss_chunk_rows=check.pick(16, 4096))
+
+
+@part("chat.sft", "SFT on conversations (assets.chat.sft: masked labels, rows of varying width; compile time included)")
+def chat_sft(check: Check) -> tuple[float, str]:
+    from assets.chat.arithmetic import ArithmeticSpec, arithmetic_problems
+    from assets.chat.sft import fit_sft, sft_data
+    from assets.chat.tasks import conversation, task_words
+    from assets.lm.training import TrainConfig
+
+    problems = arithmetic_problems(ArithmeticSpec(n_train=check.pick(8, 512), n_validation=0, n_test=0))
+    tokenizer = words_tokenizer(0, [*task_words(problems), *map(str, range(100))], chat=True)
+    model = check.model(len(tokenizer), 384, 6, 6, 1536, 256).train()
+    data = sft_data(tokenizer, [conversation(r) for _, r in problems.iterrows()], model.config.max_position_embeddings)
+    cfg = TrainConfig(max_steps=check.pick(3, 40), batch_size=check.pick(4, 64), warmup_steps=1, eval_interval=10**6,
+                      device=check.device, bf16=check.cuda, compile=check.cuda, seed=0)
+    result = fit_sft(model, data, cfg)
+    return float(result.tokens_seen / result.seconds), "SFT tokens/s"
 
 
 @part("chat.generation", "budgeted, KV-cached chat generation (assets.chat.budget), reasoning budget 256")
