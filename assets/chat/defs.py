@@ -11,15 +11,15 @@ reward. Each is registered in MLflow (chat-base, chat-sft, chat-rl; alias curren
 under each reasoning budget and effort level, with the compute each answer spent.
 """
 
-import dataclasses
 import functools
-import tempfile
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from assets.chat import tables, validity
 from assets.lm.config import ModelShape, Optimiser
+from assets.lm.registration import Display
 from resources.compute import Compute
 from resources.config import StudyConfig
 from resources.presentation import figure_metadata, markdown_table
@@ -73,27 +73,15 @@ class InstructionTasksConfig(StudyConfig):
 
 def _task_output(frame: pd.DataFrame, name: str, task: str):
     """The task table with its counts as metadata, and its GX check."""
-    by_split = frame.groupby("split").size().to_dict()
-    yield dg.Output(frame, metadata={
-        **{f"{split}_problems": int(n) for split, n in by_split.items()},
-        "by_kind": markdown_table(frame.groupby(["kind", "n_steps"]).size().rename("problems").reset_index()),
-        "example": dg.MetadataValue.md(f"**{frame['prompt'].iloc[0]}** -> {frame['reasoning'].iloc[0]} => "
-                                       f"**{frame['answer'].iloc[0]}**")})
-    gxe = expectations()
-    yield gx_check(frame, [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectColumnValuesToBeUnique(column="task_id"),
-        gxe.ExpectColumnValuesToBeInSet(column="task", value_set=[task]),
-        gxe.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "validation", "test"]),
-        gxe.ExpectColumnValuesToBeBetween(column="n_steps", min_value=1, max_value=20),
-        *[gxe.ExpectColumnValueLengthsToBeBetween(column=c, min_value=1) for c in ("prompt", "reasoning", "answer")],
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["system", "prompt"]),
-    ], name=name, check_name="task_table_valid")
+    by_kind = markdown_table(tables.problems_by_kind(frame))
+    yield dg.Output(frame, metadata={**tables.problems_by_split(frame), "by_kind": by_kind,
+                                     "example": dg.MetadataValue.md(tables.worked_example(frame))})
+    yield gx_check(*validity.task_table(expectations(), frame, task), name=name,
+                   check_name="task_table_valid")
 
 
 def _task_check(name: str) -> list[dg.AssetCheckSpec]:
-    return [dg.AssetCheckSpec("task_table_valid", asset=name, description="ids unique, one task, valid splits, "
-                              "1-20 steps, no empty prompt/solution/answer, each problem in one split only")]
+    return [dg.AssetCheckSpec("task_table_valid", asset=name, description=validity.TASK_TABLE_RULES)]
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("data"), check_specs=_task_check("chat_arithmetic_tasks"))
@@ -135,28 +123,21 @@ def chat_tokenizer(context: dg.AssetExecutionContext, tracking: Tracking, facts_
     """Word-level tokenizer over the facts world's words, every task word, the numbers 0-99 and the safety
     policy's and battery's words (`safety_vocabulary`: read, never trained on), with the chat special tokens
     (roles, reasoning channel, answer, end) and the Jinja chat template, logged to MLflow."""
-    from assets.chat.format import CHAT_SPECIAL_TOKENS, install_chat_format
+    from assets.chat.format import install_chat_format
+    from assets.chat.runs import log_tokenizer
     from assets.chat.study import chat_vocabulary
+    from assets.chat.tables import template_example
     from assets.corpora.facts_world import vocabulary, world_from_record
     from assets.corpora.tokenization import train_word_level_tokenizer
 
     base = chat_vocabulary(vocabulary(world_from_record(facts_world)), *tasks.values())
     words = chat_vocabulary(base, extra_words=safety_vocabulary["word"])
     tokenizer = install_chat_format(train_word_level_tokenizer(words))
-    with tempfile.TemporaryDirectory() as tmp, tracking.start_run(
-            "chat-tokenizer", dagster_run_id=context.run.run_id, asset_key="chat_tokenizer",
-            params={"kind": "word-level+chat", "vocab_size": len(tokenizer)}) as run_id:
-        tokenizer.save_pretrained(tmp)
-        uri = tracking.log_artifacts(run_id, tmp, "tokenizer")
-    record = {"tokenizer_uri": uri, "vocab_size": len(tokenizer), "special_tokens": list(CHAT_SPECIAL_TOKENS),
-              "mlflow_run_id": run_id, "mlflow_link": tracking.run_link(run_id)}
-    context.add_output_metadata({"vocab_size": len(tokenizer), "tokenizer_uri": uri,
+    record = log_tokenizer(tracking, tokenizer, context.run.run_id)
+    context.add_output_metadata({"vocab_size": len(tokenizer), "tokenizer_uri": record["tokenizer_uri"],
                                  "safety_words_added": len(words) - len(base),
                                  "mlflow": dg.MetadataValue.url(record["mlflow_link"]),
-                                 "template_example": dg.MetadataValue.md("`" + tokenizer.apply_chat_template(
-                                     [{"role": "system", "content": "answer in upper case ."},
-                                      {"role": "user", "content": "compute 1 + 2"}],
-                                     tokenize=False, add_generation_prompt=True) + "`")})
+                                 "template_example": dg.MetadataValue.md(template_example(tokenizer))})
     return record
 
 
@@ -215,8 +196,6 @@ class ChatRLConfig(ChatTrainingConfig):
 
 
 def _display(context, warehouse: WarehousePaths):
-    from assets.lm.registration import Display
-
     return Display(dg.MetadataValue.url, functools.partial(figure_metadata, warehouse_root=warehouse.root,
                                                            run_id=context.run.run_id))
 
@@ -227,32 +206,12 @@ def chat_base(context: dg.AssetExecutionContext, config: ChatBaseConfig, trackin
               warehouse: WarehousePaths, chat_tokenizer: dict, documents: pd.DataFrame, **tasks) -> dict:
     """The chat base model: the LM family's decoder pretrained with its trainer on the facts world's training
     documents plus every task's train problems as plain text (question, worked solution, answer); chat-base."""
-    from assets.chat.study import pretraining_texts
-    from assets.corpora.facts_world import training_texts
-    from assets.lm.family import fit_language_model
-    from assets.lm.registration import DatasetInput, load_tokenizer_of, train_and_register
-    from assets.lm.threads import torch_threads
+    from assets.chat.runs import pretrain_chat_base
 
-    tokenizer = load_tokenizer_of(chat_tokenizer, tracking)
-    frames = list(tasks.values())
-    train = pretraining_texts(training_texts(documents), frames, "train", seed=config.seed)
-    val = pretraining_texts(documents.loc[documents["split"] == "validation", "text"], frames, "validation")
-    size, cfg = config.model_size("chat-base"), config.train_config(compute, eval_interval=config.max_steps)
-    compute.seed_everything(config.seed)
-    with torch_threads(config.cpu_threads, cfg.device):
-        fitted, record, metadata = train_and_register(
-            context, tracking, compute, lambda workdir, on_log: fit_language_model(
-                size, tokenizer, train, val, cfg, workdir / "model", on_log=on_log),
-            run_name="chat-base", asset_key="chat_base", steps=cfg.max_steps, registered="chat-base",
-            params={**config.model_dump(), "train_texts": len(train), "tokenizer_uri": chat_tokenizer["tokenizer_uri"]},
-            aliases=config.aliases, plot_name="chat/base_loss_curve", display=_display(context, warehouse),
-            datasets=[DatasetInput.of_texts("chat-pretraining-train", train, "train", "facts_documents + chat tasks"),
-                      DatasetInput.of_texts("chat-pretraining-validation", val, "validation",
-                                            "facts_documents + chat tasks")])
-    context.add_output_metadata({**metadata, "train_texts": len(train)})
-    return {**record, "model_size": dataclasses.asdict(size), "train_texts": len(train),
-            "non_embedding_parameters": fitted.non_embedding_parameters,
-            "tokenizer_uri": chat_tokenizer["tokenizer_uri"]}
+    record, metadata = pretrain_chat_base(context, tracking, compute, config, chat_tokenizer, documents,
+                                          list(tasks.values()), display=_display(context, warehouse))
+    context.add_output_metadata(metadata)
+    return record
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("training"), pool="gpu", ins=TASK_INS)
@@ -260,31 +219,12 @@ def chat_sft(context: dg.AssetExecutionContext, config: ChatSFTConfig, tracking:
              warehouse: WarehousePaths, chat_base: dict, **tasks) -> dict:
     """chat-base fine-tuned on the train conversations of every task (system/user turns as context, the
     assistant's reasoning and answer as targets; validation loss on the validation conversations); chat-sft."""
-    from assets.chat.sft import fine_tune, sft_data
-    from assets.chat.study import split_rows, task_text
-    from assets.chat.tasks import conversation
-    from assets.lm.registration import DatasetInput, load_registered, train_and_register
-    from assets.lm.threads import torch_threads
+    from assets.chat.runs import fine_tune_chat_sft
 
-    cfg = config.train_config(compute, eval_interval=config.max_steps)
-    model, tokenizer = load_registered(chat_base, tracking, cfg.device)
-    rows = {s: split_rows(tasks.values(), s) for s in ("train", "validation")}
-    train, val = (sft_data(tokenizer, [conversation(r) for _, r in rows[s].iterrows()],
-                           int(chat_base["model_size"]["context_length"])) for s in ("train", "validation"))
-    params = {**config.model_dump(), "base_model_uri": chat_base["model_uri"], "conversations": len(train),
-              "target_tokens": train.n_target_tokens}
-    compute.seed_everything(config.seed)
-    with torch_threads(config.cpu_threads, cfg.device):
-        fitted, record, metadata = train_and_register(
-            context, tracking, compute, lambda workdir, on_log: fine_tune(
-                model, tokenizer, train, cfg, workdir / "model", val, on_log=on_log),
-            run_name="chat-sft", asset_key="chat_sft", params=params, steps=cfg.max_steps, registered="chat-sft",
-            aliases=config.aliases, plot_name="chat/sft_loss_curve", display=_display(context, warehouse),
-            datasets=[DatasetInput.of_texts(f"chat-tasks-{s}", [task_text(r) for _, r in rows[s].iterrows()], s,
-                                            ", ".join(TASK_ASSETS)) for s in rows])
-    context.add_output_metadata({**metadata, "conversations": len(train)})
-    return {**record, "conversations": len(train), "non_embedding_parameters": fitted.non_embedding_parameters,
-            "base_model_uri": chat_base["model_uri"], "model_size": chat_base["model_size"]}
+    record, metadata = fine_tune_chat_sft(context, tracking, compute, config, chat_base, tasks.values(),
+                                          display=_display(context, warehouse), source=", ".join(TASK_ASSETS))
+    context.add_output_metadata(metadata)
+    return record
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("training"), pool="gpu", ins=TASK_INS)
@@ -295,37 +235,16 @@ def chat_rl(context: dg.AssetExecutionContext, config: ChatRLConfig, tracking: T
     short to improve on SFT (10 steps of 128 rollouts; greedy accuracy stays within a few points of SFT's):
     the reward curve and the budget table show what it did."""
     from assets.chat.plots import training_figure
-    from assets.chat.rl import GRPOConfig, grpo
-    from assets.chat.study import reward_summary, rows_of_tasks, split_rows
-    from assets.chat.tasks import verifiable_reward
-    from assets.lm.model import count_parameters, save_checkpoint
-    from assets.lm.registration import ProgressLog, load_registered, log_training_run
-    from assets.lm.threads import torch_threads
+    from assets.chat.runs import train_chat_rl
 
-    device = compute.torch_device()
-    policy, tokenizer = load_registered(chat_sft, tracking, device)
-    reference, _ = load_registered(chat_sft, tracking, device)
-    rows = rows_of_tasks(split_rows(tasks.values(), "train"), config.tasks)
-    fields = {f.name for f in dataclasses.fields(GRPOConfig)}
-    cfg = GRPOConfig(**{k: v for k, v in config.model_dump().items() if k in fields}, device=device)
-    progress = ProgressLog(context.log.info, cfg.steps, "chat-rl")
-    params = {**config.model_dump(), "sft_model_uri": chat_sft["model_uri"], "prompts": len(rows), "device": device}
-    compute.seed_everything(config.seed)
-    with torch_threads(config.cpu_threads, device), tempfile.TemporaryDirectory() as tmp, tracking.start_run(
-            "chat-rl", dagster_run_id=context.run.run_id, asset_key="chat_rl", params=params) as run_id:
-        result = grpo(policy, tokenizer, rows, verifiable_reward, cfg, reference=reference,
-                      on_log=lambda row: progress(f"steps, mean reward {row['mean_reward']:.3f}", done=row["step"]))
-        save_checkpoint(policy, tokenizer, f"{tmp}/model")
-        metrics = {**reward_summary(result.curve), "train_seconds": result.seconds}
-        model = log_training_run(tracking, run_id, curve=result.curve, metrics=metrics, checkpoint_dir=f"{tmp}/model",
-                                 registered="chat-rl", aliases=config.aliases)
-    plot = figure_metadata(training_figure({"chat-rl": result.curve}, "mean_reward", "mean reward", "chat-rl"),
+    record, metrics, curve = train_chat_rl(tracking, compute, config, chat_sft, tasks.values(),
+                                           context.run.run_id, log=context.log.info)
+    plot = figure_metadata(training_figure({"chat-rl": curve}, "mean_reward", "mean reward", "chat-rl"),
                            "chat/rl_reward_curve", warehouse.root, context.run.run_id)
-    context.add_output_metadata({"model_uri": model["model_uri"], "mlflow": dg.MetadataValue.url(model["mlflow_link"]),
-                                 **metrics, "reward_curve": plot})
-    return {**model, **metrics, "sft_model_uri": chat_sft["model_uri"], "model_size": chat_sft["model_size"],
-            "hardware": compute.hardware(), "parameters": count_parameters(policy),
-            "non_embedding_parameters": count_parameters(policy, non_embedding=True)}
+    mlflow = dg.MetadataValue.url(record["mlflow_link"])
+    context.add_output_metadata({"model_uri": record["model_uri"], "mlflow": mlflow, **metrics,
+                                 "reward_curve": plot})
+    return record
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
@@ -347,10 +266,9 @@ class BudgetAccuracyConfig(StudyConfig):
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"), pool="gpu", ins=TASK_INS, check_specs=[
     dg.AssetCheckSpec("accuracy_rises_with_budget", asset="chat_budget_accuracy",
-                      description="On multi-step arithmetic, accuracy at the largest budget exceeds accuracy at "
-                                  "budget 0 by min_gain, for every model (WARN: a finding, not a bug)"),
+                      description=validity.ACCURACY_RISES),
     dg.AssetCheckSpec("budget_accuracy_valid", asset="chat_budget_accuracy",
-                      description="accuracies in [0, 1], reasoning tokens within the budget, FLOPs positive")])
+                      description=validity.BUDGET_ACCURACY_RULES)])
 def chat_budget_accuracy(context: dg.AssetExecutionContext, config: BudgetAccuracyConfig, tracking: Tracking,
                          compute: Compute, warehouse: WarehousePaths, chat_sft: dict, chat_rl: dict, **tasks):
     """Accuracy of chat-sft and chat-rl on each task's test problems under each reasoning budget and effort
@@ -358,37 +276,21 @@ def chat_budget_accuracy(context: dg.AssetExecutionContext, config: BudgetAccura
     tokens and forward FLOPs per answer. The premise of the inference-time-compute study: more thinking, more
     accuracy on multi-step problems."""
     from assets.chat.plots import budget_accuracy_figure
-    from assets.chat.study import accuracy_rises, budget_accuracy, split_rows
-    from assets.lm.registration import load_registered
-    from assets.lm.threads import torch_threads
+    from assets.chat.runs import budget_accuracy_of
+    from assets.chat.study import accuracy_rises
+    from assets.chat.tables import accuracy_by_setting
 
-    compute.seed_everything(config.seed)
-    device = compute.torch_device()
-    models = {name: load_registered(record, tracking, device) for name, record in (("sft", chat_sft), ("rl", chat_rl))}
-    tokenizer = models["sft"][1]
-    with torch_threads(config.cpu_threads, device):
-        table = budget_accuracy({n: m for n, (m, _) in models.items()}, tokenizer, split_rows(tasks.values(), "test"),
-                                config.budgets, config.efforts, k=config.k, temperature=config.temperature,
-                                max_answer_tokens=config.max_answer_tokens, seed=config.seed)
-    table["model_uri"] = table["model"].map({"sft": chat_sft["model_uri"], "rl": chat_rl["model_uri"]})
+    table = budget_accuracy_of(tracking, compute, config, {"sft": chat_sft, "rl": chat_rl}, tasks.values())
     rises = accuracy_rises(table, "arithmetic", min_gain=config.min_gain)
-    pivot = table.pivot_table(index=["model", "task"], columns="setting", values="accuracy", sort=False)
-    yield dg.Output(table, metadata={
-        "accuracy": markdown_table(pivot.reset_index()),
-        "plot": figure_metadata(budget_accuracy_figure(table), "chat/budget_accuracy", warehouse.root,
-                                context.run.run_id),
-        **{f"arithmetic_gain_{m}": r["gain"] for m, r in rises.items()}})
+    plot = figure_metadata(budget_accuracy_figure(table), "chat/budget_accuracy", warehouse.root,
+                           context.run.run_id)
+    yield dg.Output(table, metadata={"accuracy": markdown_table(accuracy_by_setting(table)), "plot": plot,
+                                     **{f"arithmetic_gain_{m}": r["gain"] for m, r in rises.items()}})
     yield dg.AssetCheckResult(check_name="accuracy_rises_with_budget", severity=dg.AssetCheckSeverity.WARN,
                               passed=all(r["passed"] for r in rises.values()),
                               metadata={"by_model": dg.MetadataValue.json(rises), "min_gain": config.min_gain})
-    gxe = expectations()
-    within = table.assign(over_budget=table["max_reasoning_tokens"] - table["budget"])
-    yield gx_check(within, [
-        gxe.ExpectColumnValuesToBeBetween(column="accuracy", min_value=0, max_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="over_budget", max_value=0),
-        gxe.ExpectColumnValuesToBeBetween(column="flops_per_answer", min_value=1),
-        gxe.ExpectColumnValuesToNotBeNull(column="accuracy"),
-    ], name="chat_budget_accuracy", check_name="budget_accuracy_valid")
+    yield gx_check(*validity.budget_accuracy(expectations(), table), name="chat_budget_accuracy",
+                   check_name="budget_accuracy_valid")
 
 
 defs = dg.Definitions(assets=[chat_arithmetic_tasks, chat_facts_tasks, chat_instruction_tasks, chat_tokenizer,
