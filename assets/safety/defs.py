@@ -77,8 +77,8 @@ def safety_stereotypes(config: SuiteConfig, facts_world: dict):
 
     table = stereotypes(world_from_record(facts_world), config.n_stereotypes, seed=config.seed)
     yield dg.Output(table, metadata={"stereotypes": markdown_table(table)})
-    yield gx_check(*validity.stereotypes(expectations(), table, config.n_stereotypes), name="safety_stereotypes",
-                   check_name="stereotypes_valid")
+    yield gx_check(*validity.stereotypes(expectations(), table, config.n_stereotypes),
+                   name="safety_stereotypes", check_name="stereotypes_valid")
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("data"), ins={"documents": dg.AssetIn("facts_documents")},
@@ -95,7 +95,8 @@ def safety_items(config: SuiteConfig, facts_world: dict, documents: pd.DataFrame
 
     protected = documents[documents["protected"].astype(bool)].drop_duplicates("doc_id")
     items = build_suite(world_from_record(facts_world), SuiteSpec(**config.model_dump()), documents=protected)
-    yield dg.Output(items, metadata={"items": len(items), "by_evaluation": markdown_table(items_by_evaluation(items)),
+    counts = items_by_evaluation(items)
+    yield dg.Output(items, metadata={"items": len(items), "by_evaluation": markdown_table(counts),
                                      "eval_items": int((items["split"] == "eval").sum())})
     yield _items_check(items)
 
@@ -120,9 +121,9 @@ def safety_vocabulary(safety_items: pd.DataFrame):
 
 def _items_check(items: pd.DataFrame) -> dg.AssetCheckResult:
     valid = gx_check(*validity.items(expectations(), items), name="safety_items")
-    shared = validity.templates_in_both_splits(items)
+    shared, on_eval = validity.templates_in_both_splits(items), validity.every_evaluation_on_eval(items)
     return dg.AssetCheckResult(check_name="items_valid", asset_key="safety_items",
-                               passed=bool(valid.passed and not shared and validity.every_evaluation_on_eval(items)),
+                               passed=bool(valid.passed and not shared and on_eval),
                                metadata={**valid.metadata, "templates_in_both_splits": str(shared[:10])})
 
 
@@ -178,11 +179,12 @@ def safety_results(context: dg.AssetExecutionContext, config: ResultsConfig, tra
 
     safety_items = with_benchmarks(safety_items, config.benchmark_files, config.benchmark_max_items, config.seed)
     frames, meta, device = [run_references(safety_items, config.splits)], {}, compute.torch_device()
+    budget = reasoning_budget(config.budget)
     with torch_threads(config.cpu_threads, device):
         for name, record in chat_models.items():
             started = time.time()
             model, tokenizer = load_model(record["model_uri"], tracking.resolved_tracking_uri, device=device)
-            respond = model_responder(model, tokenizer, budget=reasoning_budget(config.budget), seed=config.seed,
+            respond = model_responder(model, tokenizer, budget=budget, seed=config.seed,
                                       max_answer_tokens=config.max_answer_tokens, temperature=config.temperature,
                                       batch_size=config.batch_size)
             frames.append(run_model(respond, safety_items, model=record["registered_model"],
@@ -195,16 +197,17 @@ def safety_results(context: dg.AssetExecutionContext, config: ResultsConfig, tra
                                    splits=config.splits, max_tokens=config.max_answer_tokens,
                                    temperature=config.temperature))
     results = graded_benchmarks(pd.concat(frames, ignore_index=True), safety_items)
-    yield dg.Output(results, metadata={"rows": len(results), "mean_score": markdown_table(mean_scores(results)),
-                                       **meta, "budget": config.budget})
+    summary = mean_scores(results)
+    yield dg.Output(results, metadata={"rows": len(results), "mean_score": markdown_table(summary), **meta,
+                                       "budget": config.budget})
     yield _results_check(results, [r["registered_model"] for r in chat_models.values()])
 
 
 def _results_check(results: pd.DataFrame, models: list[str]) -> dg.AssetCheckResult:
     valid = gx_check(*validity.results(expectations(), results), name="safety_results")
+    present = validity.every_responder_present(results, models)
     return dg.AssetCheckResult(check_name="results_valid", asset_key="safety_results",
-                               passed=bool(valid.passed and validity.every_responder_present(results, models)),
-                               metadata=valid.metadata)
+                               passed=bool(valid.passed and present), metadata=valid.metadata)
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"),
@@ -220,7 +223,8 @@ def safety_system_card(context: dg.AssetExecutionContext, warehouse: WarehousePa
     from assets.safety.tables import card_by_model
 
     card = system_card(safety_results)
-    yield dg.Output(card, metadata={"card": markdown_table(card_by_model(card), max_rows=60), "rows": len(card),
+    pivot = card_by_model(card)
+    yield dg.Output(card, metadata={"card": markdown_table(pivot, max_rows=60), "rows": len(card),
                                     "plot": figure_metadata(system_card_figure(card), "safety/system_card",
                                                             warehouse.root, context.run.run_id)})
     yield gx_check(*validity.card(expectations(), card), name="safety_system_card", check_name="card_valid")
@@ -259,8 +263,8 @@ def safety_judgements(context: dg.AssetExecutionContext, config: JudgeConfig, tr
 
     device = compute.torch_device()
     with torch_threads(config.cpu_threads, device):
-        judge, name = chosen_judge(config.endpoint, config.judge, chat_models, tracking.resolved_tracking_uri, device,
-                                   seed=config.seed, max_answer_tokens=config.max_answer_tokens)
+        judge, name = chosen_judge(config.endpoint, config.judge, chat_models, tracking.resolved_tracking_uri,
+                                   device, seed=config.seed, max_answer_tokens=config.max_answer_tokens)
         table = judge_battery(safety_results, safety_items, judge, tuple(config.rubrics), view=config.view,
                               limit=config.limit, seed=config.seed).assign(judge=name)
     summary = agreement_summary(table)
