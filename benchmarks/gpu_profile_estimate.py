@@ -67,6 +67,7 @@ class Job:
     tokens: float = 0.0
     part: str | None = None
     units: float = 0.0
+    group: str = ""  # jobs of one kind (e.g. a grid's runs) are summed under this label in "what dominates"
 
     def seconds(self, measured: dict[str, float]) -> tuple[float, str]:
         if self.part in measured and self.units > 0:
@@ -86,7 +87,7 @@ def gpu_settings() -> dict:
     """`collect_settings()` under REPROLAB_PROFILE=gpu: here if this process runs it, else in a subprocess."""
     from resources.profiles import current_profile
 
-    if os.environ.get("REPROLAB_PROFILE") == "gpu" or current_profile() == "gpu":
+    if current_profile() == "gpu":
         return collect_settings()
     env = {**os.environ, "REPROLAB_PROFILE": "gpu"}
     done = subprocess.run([sys.executable, "-c", _COLLECT.format(root=str(ROOT))], env=env, capture_output=True,
@@ -105,11 +106,16 @@ def _defaults(cls) -> dict:
 def collect_settings() -> dict:
     """The gpu profile's compute-driving settings as plain data (run under REPROLAB_PROFILE=gpu)."""
     import importlib
+    import inspect
 
     import dagster as dg
 
+    from assets.chat.budget import EFFORT_BUDGETS
+    from assets.chat.rl import GRPOConfig
+    from assets.chat.study import budget_accuracy
     from assets.corpora.facts_world import build_world, vocabulary
     from assets.parity.sweep import Sweep, expand, finite_sample_plan, sweep_dicts
+    from assets.robustness.defender import model_defender
     from assets.robustness.items import GOALS
     from assets.safety.battery import SuiteSpec, build_suite
     from assets.watermark.schemes import build_schemes
@@ -123,7 +129,10 @@ def collect_settings() -> dict:
     steps = {room: len(list(m.defs.assets or [])) for room, m in modules.items()}
     corpora, parity, safety = modules["corpora"], configs["parity"], modules["safety"]
 
-    def groups(plan) -> list[dict]:
+    def default(fn, name):  # a science function's default the Dagster side leaves as it is
+        return inspect.signature(fn).parameters[name].default
+
+    def groups(plan) -> list[dict]:  # parity's run groups (one batched training each)
         return [{"arch": g.network.arch, "n": g.network.n, "k": g.network.k, "width": g.network.width,
                  "batch_size": g.batch_size, "seeds": len(g.seeds)} for g in plan]
 
@@ -137,11 +146,16 @@ def collect_settings() -> dict:
         "lm_families": {c: [dataclasses.asdict(s) for s in sizes] for c, sizes in modules["lm"].FAMILIES.items()},
         "scaling_cells": [{"size": dataclasses.asdict(c.size), "tokens": c.tokens} for c in modules["scaling"].CELLS],
         "facts_vocab": len(vocabulary(world)),
+        # the battery's eval items by evaluation (regurgitation's, one per protected document, are added later)
         "safety_eval_items": {k: int(v) for k, v in items[items["split"] == "eval"].groupby("evaluation").size().items()},
         "parity_groups": groups(expand(sweeps)),
         "parity_finite_groups": groups(finite_sample_plan(parity["ParityFiniteSampleConfig"])[0]),
         "robustness_goals": {task: len(goals) for task, goals in GOALS.items()},
         "watermark_generations": sum(1 for s in schemes.values() if getattr(s, "texts_from", None) is None),
+        "effort_budgets": dict(EFFORT_BUDGETS),
+        "grpo_rollout_batch": GRPOConfig.rollout_batch_size,
+        "budget_accuracy_batch": default(budget_accuracy, "batch_size"),
+        "defender_batch": default(model_defender, "batch_size"),
     }
 
 
@@ -204,12 +218,12 @@ def _code_vocab(s: dict) -> int:
     return int(s["configs"]["corpora"]["BPETokenizerConfig"]["vocab_size"])
 
 
-def _grpo(study: str, size: ModelSize, vocab: int, c: dict) -> list[Job]:
-    """GRPO: each step samples prompts x group rollouts, then one policy update (+ the reference's forward)."""
-    rollouts, length = c["prompts_per_step"] * c["group_size"], c["budget"] + c.get("max_answer_tokens", 8)
-    gen = generate(study, "GRPO rollouts", size, vocab, rollouts * c["steps"], length, rollouts,
-                   part="chat.generation")
-    gen.launches = c["steps"] * (length + 1) * forward_launches(size)  # one batch of rollouts per step
+def _grpo(study: str, size: ModelSize, vocab: int, c: dict, batch: int) -> list[Job]:
+    """GRPO: each step samples prompts x group rollouts (``batch`` at a time), then one policy update (+ the
+    frozen reference's forward for the KL term)."""
+    rollouts, length = c["prompts_per_step"] * c["group_size"], c["budget"] + c["max_answer_tokens"]
+    gen = generate(study, "GRPO rollouts", size, vocab, rollouts * c["steps"], length, batch, part="chat.generation")
+    gen.launches = c["steps"] * math.ceil(rollouts / batch) * (length + 1) * forward_launches(size)
     update = Job(study, "GRPO updates", (6 + 2) * matmul_params(size, vocab) * rollouts * length * c["steps"],
                  c["steps"] * 2 * forward_launches(size), SMALL_MODEL_MFU, rollouts * length * c["steps"])
     return [gen, update]
@@ -236,20 +250,24 @@ def lm_jobs(s: dict) -> list[Job]:
 def chat_jobs(s: dict) -> list[Job]:
     c, size, vocab = s["configs"]["chat"], _chat_size(s), s["facts_vocab"]
     base, sft, rl, budget = c["ChatBaseConfig"], c["ChatSFTConfig"], c["ChatRLConfig"], c["BudgetAccuracyConfig"]
-    tests = c["ArithmeticTasksConfig"]["n_test"] + 2 * c["FactsTasksConfig"]["n_test"]  # instructions reuse facts
-    settings = [*budget["budgets"], *budget["efforts"].values()]
+    # test problems per task (instructions: every facts question again under a constraint), each task a batch run
+    tests = [c["ArithmeticTasksConfig"]["n_test"], c["FactsTasksConfig"]["n_test"], c["FactsTasksConfig"]["n_test"]]
+    budgets = sorted({*budget["budgets"], *budget["efforts"].values()})  # each distinct budget generated once
+    batch = s["budget_accuracy_batch"]
+    answers = [generate("chat", f"budget accuracy (budget {b})", size, vocab, 2 * n * budget["k"],
+                        b + budget["max_answer_tokens"], batch, part="chat.generation") for b in budgets for n in tests]
+    for job in answers:
+        job.group = "budget accuracy (sft and rl, every budget)"
     return [train("chat", "chat_base", size, vocab, base["max_steps"], base["batch_size"], part="lm.train"),
             train("chat", "chat_sft", size, vocab, sft["max_steps"], sft["batch_size"], part="lm.train"),
-            *_grpo("chat", size, vocab, rl),
-            *[generate("chat", f"budget accuracy (budget {b})", size, vocab, 2 * tests * budget["k"],
-                       b + budget["max_answer_tokens"], 64, part="chat.generation") for b in settings]]
+            *_grpo("chat", size, vocab, rl, s["grpo_rollout_batch"]),
+            *answers]
 
 
 def safety_jobs(s: dict) -> list[Job]:
     c, size, vocab = s["configs"]["safety"], _chat_size(s), s["facts_vocab"]
     res, judge = c["ResultsConfig"], c["JudgeConfig"]
-    effort = s["configs"]["chat"]["BudgetAccuracyConfig"]["efforts"]
-    budget = int(effort.get(res["budget"], res["budget"]) if not str(res["budget"]).isdigit() else res["budget"])
+    budget = int(res["budget"]) if str(res["budget"]).strip().isdigit() else s["effort_budgets"][res["budget"]]
     items = sum(s["safety_eval_items"].values()) + s["configs"]["corpora"]["FactsWorldConfig"]["n_protected"]
     judged = 2 * len(judge["rubrics"]) * judge["limit"]
     return [generate("safety", "battery answers (chat-sft, chat-rl)", size, vocab, 2 * items,
@@ -264,8 +282,10 @@ def parity_jobs(s: dict) -> list[Job]:
     for plan, cfg in (("parity_groups", c["ParityRunsConfig"]), ("parity_finite_groups", c["ParityFiniteSampleConfig"])):
         for g in s[plan]:
             widths = [g["n"], g["width"], 1] if g["arch"] == "mlp" else [g["n"], g["k"]]
-            jobs.append(mlp("parity", f"{g['arch']} n={g['n']} k={g['k']} w={g['width']}", g["seeds"],
-                            g["batch_size"], widths, cfg["max_steps"], part="parity.trainer"))
+            job = mlp("parity", f"{g['arch']} n={g['n']} k={g['k']} w={g['width']}", g["seeds"],
+                      g["batch_size"], widths, cfg["max_steps"], part="parity.trainer")
+            job.group = f"{'finite-sample' if 'finite' in plan else 'online'} run groups, {cfg['max_steps']}-step cap"
+            jobs.append(job)
     return jobs
 
 
@@ -281,11 +301,13 @@ def sgd_noise_jobs(s: dict) -> list[Job]:
     for corpus, steps, batches, vocab in (("facts", lm["steps"], lm["batch_sizes"], s["facts_vocab"]),
                                           ("code", lm["code_steps"], lm["code_batch_sizes"], _code_vocab(s))):
         runs = [b for b in batches for _ in lm["learning_rates"]] * 2  # online and offline, one seed each
-        runs += [max(batches)] * (lm.get("seeds", 1) - 1) * 2  # the lowest-noise setting at every seed
+        runs += [max(batches)] * (lm["seeds"] - 1) * 2  # the lowest-noise setting at every seed
         jobs += [train("sgd_noise", f"LM {corpus} B={b}", size, vocab, steps, b) for b in runs if steps]
         if steps and batches:  # the noisiest setting's noise-cut branch, in both regimes
             jobs += [train("sgd_noise", f"LM {corpus} noise-cut branch", size, vocab,
                            steps * (1 - lm["cut_fraction"]), min(batches) * lm["cut_batch_factor"])] * 2
+    for job in jobs:
+        job.group = "LM sweep runs" if job.what.startswith("LM") else "synthetic sweep groups"
     return jobs
 
 
@@ -297,6 +319,7 @@ def scaling_jobs(s: dict) -> list[Job]:
         steps = max(1, round(cell["tokens"] / (cfg["batch_size"] * size.context_length)))
         jobs.append(train("scaling", f"{size.name} D={cell['tokens']}", size, _code_vocab(s), steps,
                           cfg["batch_size"], compiled=cfg["compile"]))
+        jobs[-1].group = "grid runs" + ("" if cfg["compile"] else " (not compiled)")
         jobs.append(score("scaling", "held-out", size, _code_vocab(s),
                           cfg["evaluations"] * cfg["eval_windows"] * size.context_length, cfg["batch_size"]))
     return jobs
@@ -325,9 +348,12 @@ def naf_jobs(s: dict) -> list[Job]:
     m, e = c["NafModelsConfig"], c["NafEvaluationConfig"]
     size, docs = size_of(m, "naf"), s["configs"]["corpora"]["FactsWorldConfig"]["n_protected"]
     samples, length = docs * e["n_samples"], e["continuation_words"]
-    return [*[train("naf", f"naf_{role}", size, vocab, m["max_steps"], m["batch_size"]) for role in ("q1", "q2", "p")],
-            generate("naf", "samples of p, CP-Δ, CP-KL", size, vocab, samples * 3, length, e["batch_size"], models=2,
-                     part="naf"),
+    models = [train("naf", f"naf_{role}", size, vocab, m["max_steps"], m["batch_size"]) for role in ("q1", "q2", "p")]
+    for job in models:
+        job.group = "training q1, q2, p"
+    return [*models,
+            generate("naf", "samples of p (1 model), CP-Δ and CP-KL (2 each)", size, vocab, samples, length,
+                     e["batch_size"], models=5, part="naf"),
             generate("naf", "CP-k proposals (at most max_tries)", size, vocab, samples * e["cp_k_max_tries"], length,
                      e["batch_size"], models=3, part="naf"),
             score("naf", "k_x and perplexity", size, vocab, (samples * 4 * length) +
@@ -341,11 +367,13 @@ def uncertainty_jobs(s: dict) -> list[Job]:
              "code": (fam["code"][0], fam["code"][-1], _code_vocab(s))}
     plan = [("facts", "facts"), ("code", "code")] + ([("code", "facts")] if tok["cross_domain"] else [])
     jobs = []
-    for pair, _ in plan:
+    for pair, text in plan:  # both models of a pair read the same tokens: one job, timed per token of the pair
         small, large, vocab = pairs[pair]
-        for shape in (small, large):
-            jobs.append(score("uncertainty", f"token table {pair} {shape['name']}", size_of(shape), vocab,
-                              tok["max_tokens"], tok["batch_size"], part="uncertainty.probes"))
+        both = [score("uncertainty", "", size_of(shape), vocab, tok["max_tokens"], tok["batch_size"])
+                for shape in (small, large)]
+        jobs.append(Job("uncertainty", f"token table ({pair} pair on {text})", sum(j.flops for j in both),
+                        sum(j.launches for j in both), SMALL_MODEL_MFU, tok["max_tokens"], "uncertainty.probes",
+                        tok["max_tokens"]))
     for dataset in iclt["datasets"]:
         small, _, vocab = pairs[dataset]
         cont = iclt[f"{dataset}_max_continuation"]
@@ -377,31 +405,46 @@ def alignment_jobs(s: dict) -> list[Job]:
     c, size, vocab = s["configs"]["alignment"], _chat_size(s), s["facts_vocab"]
     sft, rl, ev = c["AlignmentSFTConfig"], c["AlignmentRLConfig"], c["AlignmentEvalConfig"]
     items = sum(s["safety_eval_items"].get(e, 0) for e in ev["evaluations"])
-    models = len(sft["methods"]) + 2  # every method's SFT, deliberative RL, and chat-sft as the starting point
+    models = len(sft["methods"]) + 3  # each method's SFT, deliberative RL, chat-sft alone and with the policy pasted
     return [*[train("alignment", f"SFT {m}", size, vocab, sft["max_steps"], sft["batch_size"], part="lm.train")
               for m in sft["methods"]],
-            *_grpo("alignment", size, vocab, {**rl, "max_answer_tokens": ev.get("max_answer_tokens", 8)}),
+            *_grpo("alignment", size, vocab, rl, s["grpo_rollout_batch"]),
             generate("alignment", f"answers of {models} models", size, vocab, models * items,
-                     ev["budget"] + ev.get("max_answer_tokens", 8), ev["batch_size"], part="chat.generation")]
+                     ev["budget"] + ev["max_answer_tokens"], ev["batch_size"], part="chat.generation")]
 
 
 def robustness_jobs(s: dict) -> list[Job]:
+    """As `assets.robustness.grid.run_attacks` asks: per compute level the distinct text queries (per problem:
+    no attack once, think-less templates, and per goal the many-shot and injection variants), the adaptive
+    attacker's rounds over the targeted items (counted as if none broke early: an upper bound), then the
+    soft-token sets (Adam steps, then answers at every level)."""
     c, size, vocab = s["configs"]["robustness"], _chat_size(s), s["facts_vocab"]
     items_cfg, defender, runs = c["ItemsConfig"], c["DefenderConfig"], c["RunsConfig"]
-    items = items_cfg["n_per_task"] * sum(g + 1 for g in s["robustness_goals"].values())  # + think_less
-    budgets = sum(len(runs[a]) for a in ("many_shot", "injection", "soft_tokens", "adaptive", "think_less"))
-    adaptive_queries = sum(runs["adaptive"])
+    problems, goals, batch = items_cfg["n_per_task"], s["robustness_goals"], s["defender_batch"]
+    shots = sum(1 for n in runs["many_shot"] if n > 0)
+    queries = sum(problems * (1 + max(runs["think_less"]) + g * (shots + max(runs["injection"]))) for g in goals.values())
+    targeted = problems * sum(goals.values())
     soft_sets = sum(1 for n in runs["soft_tokens"] if n)
     jobs = [train("robustness", "defender SFT", size, vocab, defender["max_steps"], defender["batch_size"],
                   part="lm.train")]
     for level in runs["compute_levels"]:
-        answers = items * (budgets + adaptive_queries) * runs["k"]
-        jobs.append(generate("robustness", f"responses at compute {level}", size, vocab, answers,
-                             level + runs["max_answer_tokens"], 256, part="chat.generation"))
-    soft = Job("robustness", "soft-token Adam steps", 6 * matmul_params(size, vocab) * size.context_length * items *
-               soft_sets * runs["soft_steps"], soft_sets * runs["soft_steps"] * forward_launches(size), SMALL_MODEL_MFU,
-               0.0, "robustness.soft_tokens", items * soft_sets * runs["soft_steps"])
-    return [*jobs, soft]
+        length = level + runs["max_answer_tokens"]
+        jobs.append(generate("robustness", f"text attacks at compute {level}", size, vocab, queries * runs["k"],
+                             length, batch, part="chat.generation"))
+        adaptive = generate("robustness", f"adaptive attacker at compute {level}", size, vocab,
+                            targeted * max(runs["adaptive"]) * runs["k"], length, batch, part="chat.generation")
+        rounds = max(runs["adaptive"])  # sequential: each round waits for the last round's answers
+        adaptive.launches = rounds * math.ceil(targeted / batch) * (length + 1) * forward_launches(size)
+        jobs += [adaptive, generate("robustness", f"soft-token answers at compute {level}", size, vocab,
+                                    targeted * soft_sets, length, batch, part="chat.generation")]
+    for job in jobs[1:]:
+        job.group = job.what.split(" at compute")[0] + " (all compute levels)"
+    # every targeted item in one batch per Adam step; its length is at most the context (an upper bound)
+    jobs.append(Job("robustness", "soft-token Adam steps (sequences counted at full context)",
+                    6 * matmul_params(size, vocab) * size.context_length * targeted * soft_sets * runs["soft_steps"],
+                    soft_sets * runs["soft_steps"] * forward_launches(size), SMALL_MODEL_MFU, 0.0,
+                    "robustness.soft_tokens", targeted * soft_sets * runs["soft_steps"]))
+    return jobs
 
 
 STUDIES: dict[str, Callable[[dict], list[Job]]] = {room: globals()[f"{room}_jobs"] for room in ROOMS}
@@ -409,7 +452,9 @@ STUDIES: dict[str, Callable[[dict], list[Job]]] = {room: globals()[f"{room}_jobs
 
 # --- the table -------------------------------------------------------------------------------------------------------
 def read_gpu_check(path: str | os.PathLike) -> dict[str, float]:
-    """{part: throughput per second} of the parts that ran ok in a `gpu_check.py --out` table."""
+    """{part: throughput per second} of the parts that ran ok in a `gpu_check.py --out` table. A part's rate
+    is used as it was measured (gpu_check's shapes: e.g. parity's network-steps/s come from 64 networks at once,
+    so a group of 32 is timed at that rate, which overstates it for launch-bound groups)."""
     rates = {}
     for line in Path(path).read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -422,18 +467,24 @@ def read_gpu_check(path: str | os.PathLike) -> dict[str, float]:
     return rates
 
 
-def estimate(settings: dict, measured: dict[str, float] | None = None) -> list[dict]:
-    """One row per study: what dominates, the work (PFLOPs, tokens), the estimate in minutes and its basis."""
+def estimate(settings: dict, measured: dict[str, float] | None = None, step_overhead_s: float = 0.0) -> list[dict]:
+    """One row per study: what dominates, the work (PFLOPs, tokens), the estimate in minutes and its basis;
+    ``step_overhead_s`` seconds are added per Dagster step (0: left out)."""
     measured, rows = measured or {}, []
     for room in ROOMS:
         jobs = STUDIES[room](settings)
-        timed = [(job, *job.seconds(measured)) for job in jobs]
-        seconds = sum(t for _, t, _ in timed)
-        top = max(timed, key=lambda x: x[1]) if timed else None
-        rows.append({"study": room, "dominates": top[0].what if top else "CPU only (no GPU work)",
+        kinds: dict[str, list] = {}  # label -> [seconds, jobs, basis of its longest job, that job's seconds]
+        for job in jobs:
+            seconds, basis = job.seconds(measured)
+            kind = kinds.setdefault(job.group or job.what, [0.0, 0, "", -1.0])
+            kind[0], kind[1] = kind[0] + seconds, kind[1] + 1
+            if seconds > kind[3]:
+                kind[2], kind[3] = basis, seconds
+        label, (_, count, basis, _) = max(kinds.items(), key=lambda kv: kv[1][0]) if kinds else ("", (0, 0, "", 0))
+        rows.append({"study": room, "dominates": f"{label} ({count})" if count > 1 else label or "CPU only",
                      "pflops": sum(j.flops for j in jobs) / 1e15, "tokens": sum(j.tokens for j in jobs),
-                     "minutes": seconds / 60, "basis": top[2] if top else "not estimated (CPU-side)",
-                     "dagster_steps": settings["dagster_steps"].get(room, 0)})
+                     "minutes": (sum(k[0] for k in kinds.values()) + step_overhead_s * settings["dagster_steps"][room])
+                     / 60, "basis": basis or "not estimated (CPU-side)", "dagster_steps": settings["dagster_steps"][room]})
     return rows
 
 
@@ -443,24 +494,28 @@ def sig2(x: float) -> str:
     return f"{float(f'{x:.2g}'):,.{max(0, 1 - math.floor(math.log10(abs(x))))}f}"
 
 
-def markdown(rows: list[dict], measured: dict[str, float]) -> str:
+def markdown(rows: list[dict], measured: dict[str, float], step_overhead_s: float = 0.0, source: str = "") -> str:
     total = sum(r["minutes"] for r in rows)
+    warning = " WARNING: that table is a CPU or quick-shape run; its rates do not describe a GPU." \
+        if ("quick shapes" in source or ", cpu (" in source) else ""
     lines = [
         "# `gpu` profile: estimated wall time per study on one H100/H200 (an estimate, not a measurement)", "",
         f"Rates: LM training of compiled models with >= {LARGE_MODEL_PARAMS / 1e6:.0f}M matmul parameters at "
         f"{MEASURED_MFU:.1%} MFU of {PEAK_FLOPS / 1e12:.0f} TFLOP/s (issue 23's H200 measurement); smaller or "
         f"uncompiled models, generation and scoring at {SMALL_MODEL_MFU:.0%} (assumed); every step at least "
         f"{LAUNCHES_PER_LAYER} launches per layer x {LAUNCH_S * 1e6:.0f} us. "
-        + (f"Measured gpu_check throughputs used for: {', '.join(sorted(measured))}." if measured
-           else "No gpu_check table given."), "",
+        + (f"Measured gpu_check throughputs used for: {', '.join(sorted(measured))} (from: {source.strip()}).{warning}"
+           if measured else "No gpu_check table given.")
+        + (f" Each Dagster step adds {step_overhead_s:g} s (given)." if step_overhead_s else ""), "",
         "| study | what dominates | work (PFLOPs) | tokens | estimate (min) | basis | Dagster steps |",
         "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['study']} | {r['dominates']} | {sig2(r['pflops'])} | {sig2(r['tokens'])} | {sig2(r['minutes'])} "
               f"| {r['basis']} | {r['dagster_steps']} |" for r in rows]
-    lines += ["", f"Total: {sig2(total)} min ({sig2(total / 60)} h) of GPU work, studies run one after another.", "",
+    lines += ["", f"Total: {sig2(total)} min ({sig2(total / 60)} h), studies run one after another on one GPU.", "",
               "Left out: CPU-side work (tokenizers, the facts world's documents, DuckDB, MLflow logging and "
               "checkpoints, Great Expectations, sklearn probe fits, the watermark judge and permutation tests), "
-              "model loading, torch.compile warm-up and Dagster's per-step overhead (steps counted above). Parity "
+              "model loading" + (" and torch.compile warm-up" if step_overhead_s else ", torch.compile warm-up and "
+              "Dagster's per-step overhead (steps counted above; `--step-overhead-s` adds it)") + ". Parity "
               "runs are counted at their step cap (they stop once every seed converged): an upper bound. "
               "Generation is timed at the launch floor of one forward per token; Hugging Face's eager decoding "
               "with Python-side sampling is often several times slower, so rows dominated by generation are "
@@ -472,11 +527,14 @@ def markdown(rows: list[dict], measured: dict[str, float]) -> str:
 def main(argv: list[str] | None = None, settings: dict | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--gpu-check", default=None, help="a `benchmarks/gpu_check.py --out` table: measured rates")
+    parser.add_argument("--step-overhead-s", type=float, default=0.0,
+                        help="seconds added per Dagster step (process start, IO, MLflow); default 0: left out")
     parser.add_argument("--out", default=str(OUT), help="where to write the markdown table")
     args = parser.parse_args(argv)
     measured = read_gpu_check(args.gpu_check) if args.gpu_check else {}
-    rows = estimate(settings if settings is not None else gpu_settings(), measured)
-    text = markdown(rows, measured)
+    rows = estimate(settings if settings is not None else gpu_settings(), measured, args.step_overhead_s)
+    source = Path(args.gpu_check).read_text().splitlines()[0] if args.gpu_check else ""
+    text = markdown(rows, measured, args.step_overhead_s, source)
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)

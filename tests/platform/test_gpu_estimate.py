@@ -59,6 +59,10 @@ def test_doubling_a_setting_raises_the_estimate(estimator, settings):
         after = _by_study(estimator.estimate(doubled))
         assert after[room]["minutes"] > base[room]["minutes"], (room, field)
         assert all(after[r]["minutes"] == base[r]["minutes"] for r in after if r != room)
+    with_overhead = _by_study(estimator.estimate(settings, step_overhead_s=6.0))
+    steps = settings["dagster_steps"]["scaling"]
+    assert steps > len(settings["scaling_cells"])  # one Dagster step per grid cell, and the rest
+    assert with_overhead["scaling"]["minutes"] == pytest.approx(base["scaling"]["minutes"] + steps * 6.0 / 60)
 
 
 def test_a_gpu_check_table_replaces_the_assumed_rate_of_the_matching_study(estimator, settings, tmp_path):
