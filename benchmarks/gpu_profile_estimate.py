@@ -10,8 +10,10 @@ groups, the safety battery's items, the facts world's vocabulary, the watermark 
 becomes a list of jobs: LM training (FLOPs = `model_flops_per_token` x tokens), generation (2 N per token,
 one batched forward per generated token), scoring (forward only) and small networks (parity, teacher-student
 MLPs). A job's time is max(FLOPs / (utilisation x peak), kernel launches x LAUNCH_S), with the rates below;
-they are the only numbers typed in. `--gpu-check FILE` reads the table `benchmarks/gpu_check.py --out` writes
-and times the jobs of a study whose gpu_check part ran ok from that part's measured throughput instead.
+they are the only numbers typed in (plus one slower launch cost for the sensitivity line). `--gpu-check FILE`
+reads the table `benchmarks/gpu_check.py --out` writes and times the jobs of a study whose gpu_check part ran ok
+from that part's measured throughput instead; `--step-overhead-s S` adds S seconds per Dagster step; `--out`
+moves the table (default benchmarks/results/gpu_profile_estimate.md).
 
 Left out: CPU-side work (tokenizer training, building the facts world and its documents, DuckDB, MLflow logging
 and checkpoint upload, Great Expectations, sklearn probe fits, the watermark's n-gram judge and permutation
@@ -49,6 +51,7 @@ LARGE_MODEL_PARAMS = 50e6  # at or above this many matmul parameters a compiled 
 SMALL_MODEL_MFU = 0.10  # assumed (not measured) for smaller or uncompiled models: small matmuls fill the GPU poorly
 LAUNCHES_PER_LAYER = 30  # kernel launches per layer per step (a compiled training step, or one eager forward)
 LAUNCH_S = 5e-6  # seconds per launch: the floor a small model's step cannot go below
+SLOW_LAUNCH_S = 15e-6  # sensitivity only: eager PyTorch's per-op Python dispatch, often 10-20 us rather than 5
 MEASURED = "from measured throughput"
 ESTIMATED = "estimated: 30.8% MFU, issue 23's H200 measurement"
 SMALL = "estimated: 10% utilisation (assumed, small/uncompiled model)"
@@ -69,10 +72,13 @@ class Job:
     units: float = 0.0
     group: str = ""  # jobs of one kind (e.g. a grid's runs) are summed under this label in "what dominates"
 
-    def seconds(self, measured: dict[str, float]) -> tuple[float, str]:
+    def seconds(self, measured: dict[str, float], small_mfu: float = SMALL_MODEL_MFU, launch_s: float = LAUNCH_S
+                ) -> tuple[float, str]:
+        """(seconds, basis); ``small_mfu`` and ``launch_s`` replace the stated rates (the sensitivity line)."""
         if self.part in measured and self.units > 0:
             return self.units / measured[self.part], f"{MEASURED} ({self.part})"
-        compute, floor = self.flops / (self.utilisation * PEAK_FLOPS), self.launches * LAUNCH_S
+        utilisation = small_mfu if self.utilisation == SMALL_MODEL_MFU else self.utilisation
+        compute, floor = self.flops / (utilisation * PEAK_FLOPS), self.launches * launch_s
         if floor > compute:
             return floor, FLOOR
         return compute, ESTIMATED if self.utilisation == MEASURED_MFU else SMALL
@@ -467,7 +473,8 @@ def read_gpu_check(path: str | os.PathLike) -> dict[str, float]:
     return rates
 
 
-def estimate(settings: dict, measured: dict[str, float] | None = None, step_overhead_s: float = 0.0) -> list[dict]:
+def estimate(settings: dict, measured: dict[str, float] | None = None, step_overhead_s: float = 0.0,
+             small_mfu: float = SMALL_MODEL_MFU, launch_s: float = LAUNCH_S) -> list[dict]:
     """One row per study: what dominates, the work (PFLOPs, tokens), the estimate in minutes and its basis;
     ``step_overhead_s`` seconds are added per Dagster step (0: left out)."""
     measured, rows = measured or {}, []
@@ -475,7 +482,7 @@ def estimate(settings: dict, measured: dict[str, float] | None = None, step_over
         jobs = STUDIES[room](settings)
         kinds: dict[str, list] = {}  # label -> [seconds, jobs, basis of its longest job, that job's seconds]
         for job in jobs:
-            seconds, basis = job.seconds(measured)
+            seconds, basis = job.seconds(measured, small_mfu, launch_s)
             kind = kinds.setdefault(job.group or job.what, [0.0, 0, "", -1.0])
             kind[0], kind[1] = kind[0] + seconds, kind[1] + 1
             if seconds > kind[3]:
@@ -494,7 +501,8 @@ def sig2(x: float) -> str:
     return f"{float(f'{x:.2g}'):,.{max(0, 1 - math.floor(math.log10(abs(x))))}f}"
 
 
-def markdown(rows: list[dict], measured: dict[str, float], step_overhead_s: float = 0.0, source: str = "") -> str:
+def markdown(rows: list[dict], measured: dict[str, float], step_overhead_s: float = 0.0, source: str = "",
+             sensitivity: dict[str, float] | None = None) -> str:
     total = sum(r["minutes"] for r in rows)
     warning = " WARNING: that table is a CPU or quick-shape run; its rates do not describe a GPU." \
         if ("quick shapes" in source or ", cpu (" in source) else ""
@@ -509,9 +517,14 @@ def markdown(rows: list[dict], measured: dict[str, float], step_overhead_s: floa
         + (f" Each Dagster step adds {step_overhead_s:g} s (given)." if step_overhead_s else ""), "",
         "| study | what dominates | work (PFLOPs) | tokens | estimate (min) | basis | Dagster steps |",
         "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['study']} | {r['dominates']} | {sig2(r['pflops'])} | {sig2(r['tokens'])} | {sig2(r['minutes'])} "
+    lines += [f"| {r['study']} | {r['dominates']} | {sig2(r['pflops'])} | {sig2(r['tokens']) if r['tokens'] else '-'} "
+              f"| {sig2(r['minutes'])} "
               f"| {r['basis']} | {r['dagster_steps']} |" for r in rows]
-    lines += ["", f"Total: {sig2(total)} min ({sig2(total / 60)} h), studies run one after another on one GPU.", "",
+    lines += ["", f"Total: {sig2(total)} min ({sig2(total / 60)} h), studies run one after another on one GPU."]
+    if sensitivity:
+        lines += ["", "Sensitivity of the total: " + "; ".join(f"{what}: {sig2(m)} min" for what, m in sensitivity.items())
+                  + "."]
+    lines += ["",
               "Left out: CPU-side work (tokenizers, the facts world's documents, DuckDB, MLflow logging and "
               "checkpoints, Great Expectations, sklearn probe fits, the watermark judge and permutation tests), "
               "model loading" + (" and torch.compile warm-up" if step_overhead_s else ", torch.compile warm-up and "
@@ -532,9 +545,14 @@ def main(argv: list[str] | None = None, settings: dict | None = None) -> list[di
     parser.add_argument("--out", default=str(OUT), help="where to write the markdown table")
     args = parser.parse_args(argv)
     measured = read_gpu_check(args.gpu_check) if args.gpu_check else {}
-    rows = estimate(settings if settings is not None else gpu_settings(), measured, args.step_overhead_s)
+    settings = settings if settings is not None else gpu_settings()
+    rows = estimate(settings, measured, args.step_overhead_s)
+    sensitivity = {label: sum(r["minutes"] for r in estimate(settings, measured, args.step_overhead_s, **rates))
+                   for label, rates in (
+                       (f"every model at {MEASURED_MFU:.1%} MFU (optimistic)", {"small_mfu": MEASURED_MFU}),
+                       (f"launches at {SLOW_LAUNCH_S * 1e6:.0f} us (eager dispatch)", {"launch_s": SLOW_LAUNCH_S}))}
     source = Path(args.gpu_check).read_text().splitlines()[0] if args.gpu_check else ""
-    text = markdown(rows, measured, args.step_overhead_s, source)
+    text = markdown(rows, measured, args.step_overhead_s, source, sensitivity)
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)

@@ -59,6 +59,9 @@ def test_doubling_a_setting_raises_the_estimate(estimator, settings):
         after = _by_study(estimator.estimate(doubled))
         assert after[room]["minutes"] > base[room]["minutes"], (room, field)
         assert all(after[r]["minutes"] == base[r]["minutes"] for r in after if r != room)
+    slower = _by_study(estimator.estimate(settings, launch_s=3 * estimator.LAUNCH_S))
+    assert all(slower[r]["minutes"] >= base[r]["minutes"] for r in base)
+    assert slower["parity"]["minutes"] == pytest.approx(3 * base["parity"]["minutes"])  # launch-bound
     with_overhead = _by_study(estimator.estimate(settings, step_overhead_s=6.0))
     steps = settings["dagster_steps"]["scaling"]
     assert steps > len(settings["scaling_cells"])  # one Dagster step per grid cell, and the rest
