@@ -123,6 +123,7 @@ def collect_settings() -> dict:
     from assets.parity.sweep import Sweep, expand, finite_sample_plan, sweep_dicts
     from assets.robustness.defender import model_defender
     from assets.robustness.items import GOALS
+    from assets.royalties.pieces import piece_log_likelihoods
     from assets.safety.battery import SuiteSpec, build_suite
     from assets.watermark.schemes import build_schemes
     from resources.profiles import current_profile
@@ -162,6 +163,7 @@ def collect_settings() -> dict:
         "grpo_rollout_batch": GRPOConfig.rollout_batch_size,
         "budget_accuracy_batch": default(budget_accuracy, "batch_size"),
         "defender_batch": default(model_defender, "batch_size"),
+        "piece_loglik_batch": default(piece_log_likelihoods, "batch_size"),
     }
 
 
@@ -336,17 +338,18 @@ def royalties_jobs(s: dict) -> list[Job]:
     base, game = c["RoyaltiesBaseConfig"], c["RoyaltiesGameConfig"]
     size, owners = size_of(base, "royalties"), game["n_owners"] or s["configs"]["corpora"]["FactsWorldConfig"]["n_owners"]
     exact = game["estimator"] == "exact" or (game["estimator"] == "auto" and owners <= game["exact_max_owners"])
-    coalitions = 2 ** owners if exact else owners * game["mc_max_permutations"]  # Monte Carlo: at most n per order
+    # the empty coalition is the base model (untrained); Monte Carlo meets at most n new coalitions per ordering
+    coalitions = 2 ** owners - 1 if exact else min(2 ** owners - 1, owners * game["mc_max_permutations"])
     steps = game["finetune_steps"] if game["coalition_init"] == "finetune" else game["scratch_steps"]
     pieces = (owners + 1) * game["n_generated_per_owner"] + owners * game["n_held_out_per_owner"] + \
         game["n_neutral_pieces"]
     return [train("royalties", "base model", size, vocab, base["max_steps"], base["batch_size"]),
             train("royalties", f"{coalitions} coalition models x {game['n_seeds']} seeds", size, vocab,
                   coalitions * game["n_seeds"] * steps, game["batch_size"]),
-            generate("royalties", "pieces", size, vocab, pieces, game["max_new_tokens"], pieces,
-                     part="royalties.pieces"),
-            score("royalties", "pieces under every coalition model", size, vocab,
-                  pieces * size.context_length, pieces, models=coalitions * game["n_seeds"])]
+            generate("royalties", "pieces (one batch per prompting author)", size, vocab, pieces,
+                     game["max_new_tokens"], game["n_generated_per_owner"], part="royalties.pieces"),
+            score("royalties", "pieces under every coalition model (at most a context each)", size, vocab,
+                  pieces * size.context_length, s["piece_loglik_batch"], models=(coalitions + 1) * game["n_seeds"])]
 
 
 def naf_jobs(s: dict) -> list[Job]:
