@@ -59,8 +59,8 @@ def scaling_tokens(context: dg.AssetExecutionContext, config: ScalingTokensConfi
     from assets.scaling.grid import token_chunks
     from assets.scaling.tables import encoded_splits, study_corpus
 
-    documents, source = study_corpus(documents, config.corpus_path, config.text_column, config.validation_fraction,
-                                     config.seed)
+    documents, source = study_corpus(documents, config.corpus_path, config.text_column,
+                                     config.validation_fraction, config.seed)
     train, val = encoded_splits(load_tokenizer_of(tokenizer_record, tracking), documents)
     chunks = token_chunks(train, val, config.chunk_tokens, config.seed).assign(source=source)
     context.add_output_metadata({"source": source, "train_tokens": len(train), "validation_tokens": len(val),
@@ -163,7 +163,8 @@ def scaling_law_fit(context: dg.AssetExecutionContext, config: ScalingFitConfig,
         n_bootstrap=config.n_bootstrap, seed=config.seed, log=context.log.info)
     fig = law_fit_figure(scaling_runs, full, config.parameter_count)
     context.add_output_metadata({"constants": markdown_table(table), **law_fit_numbers(full, resamples),
-                                 "plot": figure_metadata(fig, "scaling/law_fit", warehouse.root, context.run.run_id)})
+                                 "plot": figure_metadata(fig, "scaling/law_fit", warehouse.root,
+                                                         context.run.run_id)})
     return table
 
 
@@ -275,7 +276,8 @@ def scaling_r2_valid(scaling_r2: pd.DataFrame) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset="scaling_effective_data", description="1 <= D'/U_D <= epochs and below the limit 1 + R_D*")
 def scaling_effective_data_valid(scaling_effective_data: pd.DataFrame) -> dg.AssetCheckResult:
-    return gx_check(*validity.effective_data(expectations(), scaling_effective_data), name="scaling_effective_data")
+    return gx_check(*validity.effective_data(expectations(), scaling_effective_data),
+                    name="scaling_effective_data")
 
 
 @dg.asset_check(asset="scaling_allocation", description="positive N, D; C = 6ND; no worse than Chinchilla's split under the cap")
