@@ -158,7 +158,7 @@ def collect_settings() -> dict:
         "parity_groups": groups(expand(sweeps)),
         "parity_finite_groups": groups(finite_sample_plan(parity["ParityFiniteSampleConfig"])[0]),
         "robustness_goals": {task: len(goals) for task, goals in GOALS.items()},
-        "watermark_generations": sum(1 for s in schemes.values() if getattr(s, "texts_from", None) is None),
+        "watermark_generations": len({scheme.texts_from for scheme in schemes.values()}),  # EXP-edit reads EXP's
         "effort_budgets": dict(EFFORT_BUDGETS),
         "grpo_rollout_batch": GRPOConfig.rollout_batch_size,
         "budget_accuracy_batch": default(budget_accuracy, "batch_size"),
@@ -478,23 +478,29 @@ def read_gpu_check(path: str | os.PathLike) -> dict[str, float]:
 
 def estimate(settings: dict, measured: dict[str, float] | None = None, step_overhead_s: float = 0.0,
              small_mfu: float = SMALL_MODEL_MFU, launch_s: float = LAUNCH_S) -> list[dict]:
-    """One row per study: what dominates, the work (PFLOPs, tokens), the estimate in minutes and its basis;
-    ``step_overhead_s`` seconds are added per Dagster step (0: left out)."""
+    """One row per study: what dominates, the work (PFLOPs, tokens), the estimate in minutes and its basis, and
+    ``breakdown``: its jobs summed by kind, longest first. ``step_overhead_s`` seconds are added per Dagster
+    step (0: left out)."""
     measured, rows = measured or {}, []
     for room in ROOMS:
         jobs = STUDIES[room](settings)
-        kinds: dict[str, list] = {}  # label -> [seconds, jobs, basis of its longest job, that job's seconds]
+        kinds: dict[str, dict] = {}  # a kind of job -> its summed minutes, PFLOPs, count and its longest job's basis
         for job in jobs:
             seconds, basis = job.seconds(measured, small_mfu, launch_s)
-            kind = kinds.setdefault(job.group or job.what, [0.0, 0, "", -1.0])
-            kind[0], kind[1] = kind[0] + seconds, kind[1] + 1
-            if seconds > kind[3]:
-                kind[2], kind[3] = basis, seconds
-        label, (_, count, basis, _) = max(kinds.items(), key=lambda kv: kv[1][0]) if kinds else ("", (0, 0, "", 0))
-        rows.append({"study": room, "dominates": f"{label} ({count})" if count > 1 else label or "CPU only",
+            kind = kinds.setdefault(job.group or job.what, {"minutes": 0.0, "pflops": 0.0, "jobs": 0, "basis": "",
+                                                            "longest": -1.0})
+            kind["minutes"] += seconds / 60
+            kind["pflops"] += job.flops / 1e15
+            kind["jobs"] += 1
+            if seconds > kind["longest"]:
+                kind["basis"], kind["longest"] = basis, seconds
+        breakdown = sorted(({"what": label, **kind} for label, kind in kinds.items()), key=lambda k: -k["minutes"])
+        top = breakdown[0] if breakdown else {"what": "CPU only", "jobs": 1, "basis": "not estimated (CPU-side)"}
+        steps = settings["dagster_steps"][room]
+        rows.append({"study": room, "dominates": top["what"] + (f" ({top['jobs']})" if top["jobs"] > 1 else ""),
                      "pflops": sum(j.flops for j in jobs) / 1e15, "tokens": sum(j.tokens for j in jobs),
-                     "minutes": (sum(k[0] for k in kinds.values()) + step_overhead_s * settings["dagster_steps"][room])
-                     / 60, "basis": basis or "not estimated (CPU-side)", "dagster_steps": settings["dagster_steps"][room]})
+                     "minutes": sum(k["minutes"] for k in breakdown) + step_overhead_s * steps / 60,
+                     "basis": top["basis"], "dagster_steps": steps, "breakdown": breakdown})
     return rows
 
 
@@ -527,6 +533,10 @@ def markdown(rows: list[dict], measured: dict[str, float], step_overhead_s: floa
     if sensitivity:
         lines += ["", "Sensitivity of the total: " + "; ".join(f"{what}: {sig2(m)} min" for what, m in sensitivity.items())
                   + "."]
+    lines += ["", "## Breakdown (jobs of a study summed by kind)", "",
+              "| study | jobs | count | PFLOPs | minutes | basis of the longest |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['study']} | {k['what']} | {k['jobs']} | {sig2(k['pflops'])} | {sig2(k['minutes'])} | {k['basis']} |"
+              for r in rows for k in r["breakdown"]]
     lines += ["",
               "Left out: CPU-side work (tokenizers, the facts world's documents, DuckDB, MLflow logging and "
               "checkpoints, Great Expectations, sklearn probe fits, the watermark judge and permutation tests), "

@@ -43,6 +43,8 @@ def test_every_room_gets_a_positive_finite_estimate_read_from_the_gpu_profile(es
         assert math.isfinite(row["minutes"]) and row["minutes"] >= 0, study
         if study != "corpora":  # the corpora room has no GPU work: CPU only, said so in its row
             assert row["minutes"] > 0 and row["pflops"] > 0, study
+        for kind in row["breakdown"]:  # no job silently counted as no work (a count read as 0)
+            assert kind["pflops"] > 0 and 0 < kind["minutes"] < math.inf, (study, kind["what"])
     # gpu-profile values, not the tiny ones this process runs: the chat base model's width is the gpu pick
     assert settings["configs"]["chat"]["ChatBaseConfig"]["d_model"] > 256
     text = out.read_text()
