@@ -3,8 +3,8 @@ tmp_path: the items they become, their grades through the battery and a judge, a
 
 import json
 
-import pandas as pd
 import numpy as np
+import pandas as pd
 import pytest
 
 from assets.safety.battery import run_battery
