@@ -245,9 +245,8 @@ def royalties_findings(context: dg.AssetExecutionContext, royalties_shapley: pd.
 
     shapley, estimators = royalties_shapley, royalties_estimators
     n_owners, n_seeds = shapley["owner"].nunique(), shapley["seed"].nunique()
-    h = headline_numbers(shapley, royalties_pieces)
-    yield from findings_results(royalties_findings(h, estimators, n_owners, n_seeds, game_scale(shapley, estimators)),
-                                CHECKS)
+    h, scale = headline_numbers(shapley, royalties_pieces), game_scale(shapley, estimators)
+    yield from findings_results(royalties_findings(h, estimators, n_owners, n_seeds, scale), CHECKS)
 
 
 # ----------------------------------------------------------------------------------------------- checks
