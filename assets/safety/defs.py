@@ -12,8 +12,6 @@ those results beside the programmatic grades, with its agreement (Cohen's kappa)
 writes an endpoint's rows into the same tables.
 """
 
-import time
-
 import dagster as dg
 import pandas as pd
 from pydantic import Field
@@ -165,33 +163,20 @@ def safety_results(context: dg.AssetExecutionContext, config: ResultsConfig, tra
     budget), of the endpoints in config, and of two reference responders (policy_oracle, always_comply),
     graded: one row per responder x evaluation x item, keyed by model_uri or endpoint + model."""
     from assets.chat.client import Endpoint
-    from assets.lm.registry import load_model
     from assets.lm.threads import torch_threads
     from assets.safety.benchmarks import graded_benchmarks, with_benchmarks
-    from assets.safety.responders import (
-        model_responder,
-        run_endpoint,
-        run_model,
-        run_references,
-        vocabulary_coverage,
-    )
-    from assets.safety.tables import mean_scores, model_run_numbers, reasoning_budget
+    from assets.safety.responders import run_endpoint, run_references
+    from assets.safety.tables import ask_chat_model, mean_scores
 
     safety_items = with_benchmarks(safety_items, config.benchmark_files, config.benchmark_max_items, config.seed)
     frames, meta, device = [run_references(safety_items, config.splits)], {}, compute.torch_device()
-    budget = reasoning_budget(config.budget)
     with torch_threads(config.cpu_threads, device):
         for name, record in chat_models.items():
-            started = time.time()
-            model, tokenizer = load_model(record["model_uri"], tracking.resolved_tracking_uri, device=device)
-            respond = model_responder(model, tokenizer, budget=budget, seed=config.seed,
-                                      max_answer_tokens=config.max_answer_tokens, temperature=config.temperature,
-                                      batch_size=config.batch_size)
-            frames.append(run_model(respond, safety_items, model=record["registered_model"],
-                                    model_uri=record["model_uri"], splits=config.splits, batch_size=config.batch_size))
-            coverage = vocabulary_coverage(tokenizer, safety_items, config.splits)
-            meta |= model_run_numbers(name, time.time() - started, coverage, frames[-1])
-            meta["oov_words"] = dg.MetadataValue.md(" ".join(coverage["missing_words"][:200]) or "(none)")
+            answers, numbers, missing = ask_chat_model(name, record, safety_items, config, device=device,
+                                                       tracking_uri=tracking.resolved_tracking_uri)
+            frames.append(answers)
+            meta |= numbers
+            meta["oov_words"] = dg.MetadataValue.md(" ".join(missing[:200]) or "(none)")
     for spec in config.endpoints:
         frames.append(run_endpoint(Endpoint(spec.base_url, spec.model, spec.api_key_env), safety_items,
                                    splits=config.splits, max_tokens=config.max_answer_tokens,

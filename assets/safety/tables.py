@@ -1,9 +1,11 @@
 """What the safety study's Dagster side shows of its tables, as plain functions: counts per evaluation and
-split, the mean score and the card per responder, a model's run numbers, and the findings' scale; and which
-judge grades the free text (an endpoint, or one of the registered chat models)."""
+split, the mean score and the card per responder, a model's run numbers, and the findings' scale; how a
+registered chat model is asked the battery, and which judge grades the free text (an endpoint, or one of the
+registered chat models)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +31,25 @@ def model_run_numbers(name: str, seconds: float, coverage: dict, results: pd.Dat
     """One chat model's numbers in the results' metadata: seconds, out-of-vocabulary rate, items unanswered."""
     return {f"{name}_seconds": round(seconds, 1), f"{name}_oov_rate": coverage["oov_rate"],
             f"{name}_items_unanswered": int((~results["answered"]).sum())}
+
+
+def ask_chat_model(name: str, record: Mapping[str, Any], items: pd.DataFrame, settings: Any, *, tracking_uri: str,
+                   device: str) -> tuple[pd.DataFrame, dict, list[str]]:
+    """The registered chat model of ``record`` asked every item of ``settings.splits`` in-process, at the
+    reasoning budget and answer length of ``settings``: (its results, its run numbers, the item words its
+    tokenizer lacks)."""
+    from assets.lm.registry import load_model
+    from assets.safety.responders import model_responder, run_model, vocabulary_coverage
+
+    started = time.time()
+    model, tokenizer = load_model(record["model_uri"], tracking_uri, device=device)
+    respond = model_responder(model, tokenizer, budget=reasoning_budget(settings.budget), seed=settings.seed,
+                              max_answer_tokens=settings.max_answer_tokens, temperature=settings.temperature,
+                              batch_size=settings.batch_size)
+    results = run_model(respond, items, model=record["registered_model"], model_uri=record["model_uri"],
+                        splits=settings.splits, batch_size=settings.batch_size)
+    coverage = vocabulary_coverage(tokenizer, items, settings.splits)
+    return results, model_run_numbers(name, time.time() - started, coverage, results), coverage["missing_words"]
 
 
 def mean_scores(results: pd.DataFrame) -> pd.DataFrame:
