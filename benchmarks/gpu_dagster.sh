@@ -52,6 +52,7 @@ mkdir -p "$RESULTS"
 LOG="$RESULTS/gpu_dagster.log"
 SUMMARY="$RESULTS/gpu_dagster.md"
 export PYTHONUNBUFFERED=1
+export HF_HUB_OFFLINE=1 GX_ANALYTICS_ENABLED=false  # no network there: never wait on a connection that cannot open
 
 # 1. the carried wheels, without dependencies (the image has the rest)
 if ! ls "$WHEELS"/*.whl >/dev/null 2>&1; then
