@@ -27,3 +27,6 @@ echo "train_throughput: exit ${PIPESTATUS[0]}, $(( $(date +%s) - start )) s"
 for table in "$RESULTS/gpu_check.md" "$RESULTS/train_throughput_cuda.md"; do
     echo; echo "== $table"; cat "$table" 2>/dev/null || echo "(not written)"
 done
+echo
+echo "Next, where Dagster is installed: .venv/bin/python benchmarks/gpu_profile_estimate.py --gpu-check $RESULTS/gpu_check.md"
+echo "(the gpu profile's wall time per study from these measured throughputs; see README, Profiles)"
