@@ -22,7 +22,7 @@ def words_by_source(table: pd.DataFrame) -> dict[str, int]:
     return {f"{k}_words": int(v) for k, v in table.groupby("source").size().to_dict().items()}
 
 
-def reasoning_budget(text: str) -> str | int:
+def parse_budget(text: str) -> str | int:
     """The configured budget: a token count ("16") or an effort level ("medium")."""
     return int(text) if text.strip().isdigit() else text.strip()
 
@@ -43,7 +43,7 @@ def ask_chat_model(name: str, record: Mapping[str, Any], items: pd.DataFrame, se
 
     started = time.time()
     model, tokenizer = load_model(record["model_uri"], tracking_uri, device=device)
-    respond = model_responder(model, tokenizer, budget=reasoning_budget(settings.budget), seed=settings.seed,
+    respond = model_responder(model, tokenizer, budget=parse_budget(settings.budget), seed=settings.seed,
                               max_answer_tokens=settings.max_answer_tokens, temperature=settings.temperature,
                               batch_size=settings.batch_size)
     results = run_model(respond, items, model=record["registered_model"], model_uri=record["model_uri"],

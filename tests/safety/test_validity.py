@@ -13,7 +13,7 @@ from assets.safety.tables import (
     findings_scale,
     items_by_evaluation,
     model_run_numbers,
-    reasoning_budget,
+    parse_budget,
     words_by_source,
 )
 from resources.validation import expectations, gx_check
@@ -52,7 +52,7 @@ def test_judge_trust_and_small_numbers():
     assert kappas.to_dict() == {"leak": 0.65, "refusal": 0.7} and validity.judge_trusted(kappas)
     assert not validity.judge_trusted(kappas.replace(0.65, float("nan")))
     assert not validity.judge_trusted(kappas.iloc[:0])
-    assert reasoning_budget(" 16 ") == 16 and reasoning_budget("medium") == "medium"
+    assert parse_budget(" 16 ") == 16 and parse_budget("medium") == "medium"
     words = pd.DataFrame({"word": ["a", "b", "c"], "source": ["policy", "eval", "eval"]})
     assert words_by_source(words) == {"eval_words": 2, "policy_words": 1}
     answered = pd.DataFrame({"answered": [True, False, False]})
