@@ -66,22 +66,60 @@ PAPERS = {  # room -> (tag value, citation)
 OWNERS = ["team:reprolab"]
 
 
-SCIENCE_IMPORT = re.compile(r"^\s*from (assets\.\w+\.\w+) import", re.MULTILINE)
+SCIENCE_IMPORT = re.compile(r"^\s*from (assets(?:\.\w+)+) import \(?([\w, ]*)", re.MULTILINE)
+
+
+@functools.cache
+def _spec(name: str) -> Any:
+    try:
+        return importlib.util.find_spec(name)
+    except (ImportError, AttributeError, ValueError):  # a name inside a module, not a module
+        return None
 
 
 @functools.cache
 def _module_source(name: str) -> str:
     """A module's source text, read from its file without importing it (science modules import torch)."""
-    spec = importlib.util.find_spec(name)
+    spec = _spec(name)
     return Path(spec.origin).read_text() if spec is not None and spec.origin else ""
 
 
+def _science_imports(text: str) -> set[str]:
+    """The project modules `text` imports (`from assets.<room>.<module> import ...`, `from assets.findings
+    import ...`, `from assets.<room> import <module>`), at module level or inside functions (the house's lazy
+    imports)."""
+    found = set()
+    for module, names in SCIENCE_IMPORT.findall(text):
+        spec = _spec(module)
+        if spec is None:
+            continue
+        if spec.submodule_search_locations is None:  # a module: its names are functions and classes
+            found.add(module)
+        else:  # a package: the names may be modules
+            found.update(f"{module}.{n}" for n in (n.strip().split(" as ")[0] for n in names.split(","))
+                         if n and _module_source(f"{module}.{n}"))
+    return found
+
+
+@functools.cache
+def _science_closure(name: str) -> frozenset[str]:
+    """`name` and every project module it imports, directly or through others."""
+    seen, todo = set(), [name]
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(_science_imports(_module_source(module)) - seen)
+    return frozenset(seen)
+
+
 def source_version(fn: Any) -> str:
-    """A short hash of an asset function's source and of the source of every science module the body imports
-    (`from assets.<room>.<module> import ...`, the house's lazy imports): change either and the asset's code
-    version changes, so the UI marks it (and what depends on it) as changed since its last materialization."""
+    """A short hash of an asset function's source and of the source of every science module it runs: the ones
+    its body imports and, transitively, the ones those import. Change any of them and the asset's code version
+    changes, so the UI marks it (and what depends on it) as changed since its last materialization."""
     text = inspect.getsource(fn)
-    for module in sorted(set(SCIENCE_IMPORT.findall(text))):
+    modules = set().union(set(), *(_science_closure(m) for m in _science_imports(text)))
+    for module in sorted(modules):
         text += _module_source(module)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 

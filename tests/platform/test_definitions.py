@@ -127,8 +127,17 @@ def test_code_versions_follow_the_source_of_the_asset_and_the_science_it_imports
                         lambda name: real(name) + ("# edited" if name == "assets.safety.battery" else ""))
     assert source_version(fn) != before  # the science it calls changed
     monkeypatch.setattr(definitions, "_module_source",
-                        lambda name: real(name) + ("# edited" if name == "assets.safety.judge" else ""))
-    assert source_version(fn) == before  # a module it does not import: unchanged
+                        lambda name: real(name) + ("# edited" if name == "assets.robustness.attacks" else ""))
+    assert source_version(fn) == before  # a module it does not reach: unchanged
+
+    import assets.chat.defs as chat
+
+    fn = chat.chat_sft.op.compute_fn.decorated_fn  # imports assets.chat.runs -> chat.sft -> lm.fused
+    monkeypatch.setattr(definitions, "_module_source", real)
+    before = source_version(fn)
+    monkeypatch.setattr(definitions, "_module_source",
+                        lambda name: real(name) + ("# edited" if name == "assets.lm.fused" else ""))
+    assert source_version(fn) != before  # science two imports away changed: the asset's version too
 
 
 
