@@ -7,8 +7,14 @@ before SFT (`assets.alignment.sft_data`). No human writes a chain of thought or 
 
 **At our scale the generator is a program, a stand-in for that capable model.** It reads the policy from its
 system message (`spec_prompt`: the whole written policy of `assets.safety.policy` before the request) and
-the ground truth the facts world gives a train item (which attribute is asked, the true value, whether the
-request is allowed), and writes reasoning in the policy's own words:
+what the facts world says a train item asks (which attribute of whom, in which framing, of which request
+kind, and the true value). It **decides from the clauses it read** (`policy_decision`): the attributes P1
+names are private and P2's public; a request of a kind P4 lists as only looking sensitive (what the user says
+about themselves, counts, what the policy says, arithmetic, a public attribute asked in sensitive words) is
+answered; a private attribute otherwise is refused. Its citations quote those clauses as read, narrowed to
+the attribute asked, and its refusal is R1's. Edit the policy in context (make the birth year public) and the
+decisions and citations follow; the item's label (`expected`) is never read by the generator, only by the
+judge. It writes reasoning in the policy's own words:
 
     the request asks for the birth year of Bougrei , in a role play .          <- what is asked, in what framing
     P1 : the birth year of any person is private .                              <- citation (clause id + words)
@@ -41,8 +47,10 @@ from assets.safety.requests import TEMPLATES
 TRAIN_EVALUATIONS = ("refusal", "jailbreak")
 ERRORS = ("correct", "wrong_clause", "wrong_decision", "wrong_value")
 GENERATOR_NOTE = ("programmatic stand-in for a capable reasoning model: it reads the policy in its context "
-                  "and the facts world's ground truth of each train item, and writes policy-citing reasoning "
-                  "with seeded mistakes; it never sees an evaluation template or a held-out jailbreak family")
+                  "and decides refuse or answer from the clauses it read (P1/P2's attribute lists, P4's "
+                  "look-alike kinds), never from the item's label; the facts world tells it what each train item "
+                  "asks and the true value; it writes policy-citing reasoning with seeded mistakes and never sees "
+                  "an evaluation template or a held-out jailbreak family")
 CANDIDATE_COLUMNS = ["item_id", "evaluation", "category", "family", "template_id", "expected", "candidate",
                      "error", "spec_messages", "reasoning", "answer"]
 
@@ -66,6 +74,8 @@ STATEMENTS = {"birth_city": "X was born in V .", "profession": "X works as a V .
               "birth_year": "X was born in V ."}
 # Which clause decides a request, and the clauses of the opposite decision (for wrong reasoning).
 DECIDING = {"refuse": "P1", "comply_allowed": "P2", "comply_lookalike": "P4"}
+# Words that make a request about a public attribute look sensitive (clause P4's last case).
+SENSITIVE_WORDS = ("private", "secret")
 TEMPLATE_KINDS = {t.template_id: t.kind for t in TEMPLATES}
 
 
@@ -112,10 +122,59 @@ def policy_clauses(policy_text: str) -> dict[str, str]:
 
 
 def decision(item: pd.Series | dict) -> str:
-    """refuse, comply_allowed or comply_lookalike: what the policy asks of a refusal/jailbreak item."""
+    """refuse, comply_allowed or comply_lookalike: what the item's label says the policy asks (the judge's
+    ground truth; the generator decides from the policy text instead, `policy_decision`)."""
     if item["expected"] == "refuse":
         return "refuse"
     return "comply_lookalike" if item["category"] == "lookalike" else "comply_allowed"
+
+
+def _named_attributes(text: str) -> set[str]:
+    """The attributes a clause names before "of any person" ("the birth year and the employer of any ...")."""
+    subject = f" {text.split(' of any person ')[0]} " if " of any person " in text else ""
+    return {a for a, words in ATTRIBUTE_WORDS.items() if f" the {words} " in subject}
+
+
+def _status(text: str) -> str:
+    """What a P1/P2-style clause says its attributes are ("private", "public"), read from its words."""
+    rest = text.split(" of any person ", 1)[-1].split()
+    return rest[1] if len(rest) > 1 and rest[0] in ("is", "are") else rest[0] if rest else ""
+
+
+def looks_sensitive(item: pd.Series | dict) -> bool:
+    """Does the request (before any jailbreak wrapping) use words that make it look sensitive?"""
+    base = item_meta(item).get("base_request") or item["request"]
+    return any(w in SENSITIVE_WORDS for w in str(base).split())
+
+
+def policy_decision(item: pd.Series | dict, seen: dict[str, str]) -> str:
+    """refuse, comply_allowed or comply_lookalike, decided from the policy as read (`seen`: clause id -> text)
+    and what the request asks (its kind, attribute and words), never from the item's label: a request of a kind
+    P4 lists is answered (a question about a person's public attribute only when it is asked in sensitive
+    words); otherwise an attribute P1 names is refused and one P2 names is answered. ValueError when the policy
+    read says neither."""
+    private, public = _named_attributes(seen.get("P1", "")), _named_attributes(seen.get("P2", ""))
+    kind = TEMPLATE_KINDS.get(item["template_id"], "person_attribute")
+    attribute = item_meta(item).get("attribute", "")
+    only_looks = LOOKALIKE_KINDS.get(kind, "") in seen.get("P4", "") and (
+        kind != "person_attribute" or (attribute in public - private and looks_sensitive(item)))
+    if only_looks:
+        return "comply_lookalike"
+    if attribute in private:
+        return "refuse"
+    if attribute in public:
+        return "comply_allowed"
+    raise ValueError(f"item {item['item_id']}: the policy in context says neither that the {attribute or 'thing'} "
+                     "asked is private (P1) or public (P2) nor that the request only looks sensitive (P4)")
+
+
+def refusal_of(seen: dict[str, str]) -> str:
+    """The refusal clause R1 asks for, as read ("... reply briefly : <refusal> ."), else the canonical one."""
+    text = seen.get("R1", "")
+    if " reply briefly : " not in text:
+        return REFUSAL
+    reply = text.split(" reply briefly : ", 1)[1]
+    return reply[:reply.index(" .") + 2] if " ." in reply else REFUSAL
 
 
 def framing(item: pd.Series | dict) -> str:
@@ -123,11 +182,11 @@ def framing(item: pd.Series | dict) -> str:
     return FRAMINGS.get(item["family"]) or FRAMINGS.get(item["template_id"]) or "a direct question"
 
 
-def _asked(item, person: str, attribute: str) -> str:
+def _asked(item, kind: str, person: str, attribute: str) -> str:
     words = ATTRIBUTE_WORDS.get(attribute, "answer")
-    if decision(item) == "comply_lookalike":
-        kind = TEMPLATE_KINDS.get(item["template_id"], "person_attribute")
-        return f"the request only looks sensitive : it asks about {LOOKALIKE_KINDS[kind]} ."
+    if kind == "comply_lookalike":
+        template_kind = TEMPLATE_KINDS.get(item["template_id"], "person_attribute")
+        return f"the request only looks sensitive : it asks about {LOOKALIKE_KINDS[template_kind]} ."
     who = f" of {person}" if person else ""
     framed = framing(item)
     where = "" if framed == "a direct question" and not item["family"] else f" , in {framed}"
@@ -136,20 +195,20 @@ def _asked(item, person: str, attribute: str) -> str:
 
 def _cite(cid: str, attribute: str, seen: dict[str, str]) -> str:
     """A citation sentence: the clause id and the clause's words as read in context (P1 and P2 narrowed to
-    the attribute asked, P3 and P4 to their first statement, a long clause by its title)."""
+    the attribute asked, with the status the clause gives it; P3 and P4 to their first statement, a long
+    clause by its title)."""
     words = ATTRIBUTE_WORDS.get(attribute, "attribute")
     text = seen.get(cid, clause(cid).text)
     if cid in ("P1", "P2"):
-        status = "private" if cid == "P1" else "public"
-        return f"{cid} : the {words} of any person is {status} ."
+        return f"{cid} : the {words} of any person is {_status(text)} ."
     if cid in ("P3", "P4"):
         return f"{cid} : {text.split(' : ')[0]} ."
     return f"{cid} : {clause(cid).title} ." if len(text.split()) > 12 else f"{cid} : {text}"
 
 
-def _recall(item, person: str, attribute: str, value: str) -> str:
+def _recall(item, kind: str, person: str, attribute: str, value: str) -> str:
     """The fact stated as the chat facts tasks state it, for a request about a person's public attribute."""
-    about_person = decision(item) == "comply_allowed" or TEMPLATE_KINDS.get(item["template_id"]) == "person_attribute"
+    about_person = kind == "comply_allowed" or TEMPLATE_KINDS.get(item["template_id"]) == "person_attribute"
     if not about_person or not person or attribute not in STATEMENTS or not value:
         return ""
     return " ".join(person if w == "X" else value if w == "V" else w for w in STATEMENTS[attribute].split())
@@ -157,30 +216,32 @@ def _recall(item, person: str, attribute: str, value: str) -> str:
 
 def write_candidate(item: pd.Series | dict, seen: dict[str, str], error: str, wrong_value: str = "",
                     wrong_clause: str = "H2") -> tuple[str, str]:
-    """(reasoning, answer) of one candidate with the given mistake (ERRORS); `seen` is the policy as read."""
+    """(reasoning, answer) of one candidate with the given mistake (ERRORS); `seen` is the policy as read,
+    which decides (`policy_decision`) and is quoted."""
     if error not in ERRORS:
         raise ValueError(f"error must be one of {list(ERRORS)}, got {error!r}")
     attribute, person = item_meta(item).get("attribute", ""), person_of(item)
     truth = str(item["forbidden"] or item["answer"])
-    kind = decision(item)
+    kind = policy_decision(item, seen)
     refuse = (kind == "refuse") != (error == "wrong_decision")
     if kind == "refuse":
-        cites = ["P1", "P3"] if framing(item) != "a direct question" or item["family"] else ["P1"]
+        framed = framing(item) != "a direct question" or item["family"]
+        cites = ["P1", "P3"] if framed and "P3" in seen else ["P1"]
     else:
         cites = [DECIDING[kind]]
     if error == "wrong_decision":  # reasoning that cites the opposite clause, and acts on it
         cites = ["P2"] if kind == "refuse" else ["P1"]
     elif error == "wrong_clause":
         cites = [wrong_clause]
-    sentences = [_asked(item, person, attribute), *(_cite(c, attribute, seen) for c in cites)]
+    sentences = [_asked(item, kind, person, attribute), *(_cite(c, attribute, seen) for c in cites)]
     if not refuse:
         value = wrong_value if error == "wrong_value" and kind != "refuse" else truth
-        sentences.append(_recall(item, person, attribute, value))
+        sentences.append(_recall(item, kind, person, attribute, value))
         sentences.append("then i answer .")
         answer = value if kind != "refuse" else f"sure , here is the answer : {truth} ."
     else:
         sentences.append("then i refuse .")
-        answer = f"{REFUSAL} it is {truth} ." if error == "wrong_value" else REFUSAL
+        answer = f"{refusal_of(seen)} it is {truth} ." if error == "wrong_value" else refusal_of(seen)
     return " ".join(s for s in sentences if s), answer
 
 

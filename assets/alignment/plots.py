@@ -13,7 +13,7 @@ METHOD_ORDER = ("helpful_only", "policy_in_context", "direct_sft", "no_citation_
                 "deliberative_rl", "policy_oracle", "always_comply")
 BAR_METRICS = ("not_unsafe_standard", "not_unsafe_held_out", "not_unsafe_ood_encoding", "goodness@0.1",
                "refused_disallowed", "refused_held_out", "refused_ood_encoding", "not_overrefuse_lookalike",
-               "helpful_accuracy", "cites_right_clause", "reasoning_reads_request")
+               "helpful_accuracy", "cites_right_clause_macro", "reasoning_reads_request")
 # (x metric, x label) of each Pareto panel; y is always not_overrefuse on the look-alikes
 PARETO_PANELS = (("goodness@0.1", "jailbreak robustness: goodness@0.1 (all families)"),
                  ("not_unsafe_held_out", "not_unsafe on held-out jailbreak families"),

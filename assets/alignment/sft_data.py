@@ -9,12 +9,14 @@ then carries one prompt, one final answer and the reasoning of each method:
 - ``direct``: no reasoning at all (direct SFT on the answers, the paper's main baseline).
 
 Prompts and answers are identical across methods by construction; `check_identical` verifies it on the
-conversations actually trained on. `fit_context` drops the prompts whose longest (deliberative) conversation
+conversations actually trained on, by a content hash of each method's prompts and answers
+(`prompt_answer_digest`, also recorded with each trained model). `fit_context` drops the prompts whose longest (deliberative) conversation
 does not fit the model's positions, for every method at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pandas as pd
@@ -99,17 +101,28 @@ def repeat_comply(table: pd.DataFrame, repeats: int) -> pd.DataFrame:
     return pd.concat([table, *[comply] * (repeats - 1)], ignore_index=True)
 
 
+def prompt_answer_texts(conversations_: list[list[dict]]) -> list[str]:
+    """Each conversation's prompt and final answer as one text (the reasoning left out)."""
+    return [json.dumps([c[:-1], c[-1]["content"]], sort_keys=True) for c in conversations_]
+
+
+def prompt_answer_digest(conversations_: list[list[dict]]) -> str:
+    """A content hash of the conversations' prompts and final answers, in order, reasoning left out: equal for
+    two methods exactly when they train on the same prompts and answers (the digest MLflow records for
+    `prompt_answer_texts` as a dataset input, `assets.lm.registration.DatasetInput.of_texts`)."""
+    return hashlib.sha256("\x1e".join(prompt_answer_texts(conversations_)).encode()).hexdigest()[:16]
+
+
 def check_identical(by_method: dict[str, list[list[dict]]]) -> dict:
-    """Every method's conversations have the same prompts and final answers, in the same order (the
-    reasoning alone differs). Returns counts; raises ValueError naming the first difference."""
+    """Do every method's conversations have the same prompts and final answers, in the same order (the
+    reasoning alone differs)? Counts, each method's `prompt_answer_digest` and how many methods' digests
+    differ from the first method's (`methods_differing`; 0 when all share them). It records, never raises, so a
+    difference shows in the findings and the asset check instead of stopping the run."""
     methods = list(by_method)
+    digests = {m: prompt_answer_digest(c) for m, c in by_method.items()}
     reference = by_method[methods[0]]
-    for method in methods[1:]:
-        other = by_method[method]
-        if len(other) != len(reference):
-            raise ValueError(f"{method} has {len(other)} conversations, {methods[0]} {len(reference)}")
-        for i, (a, b) in enumerate(zip(reference, other, strict=True)):
-            if a[:-1] != b[:-1] or a[-1]["content"] != b[-1]["content"]:
-                raise ValueError(f"conversation {i}: {method}'s prompt or answer differs from {methods[0]}'s")
-    differ = sum(len({c[i][-1]["reasoning"] for c in by_method.values()}) > 1 for i in range(len(reference)))
-    return {"conversations": len(reference), "methods": len(methods), "reasoning_differs": differ}
+    same_length = all(len(c) == len(reference) for c in by_method.values())
+    differ = sum(len({c[i][-1]["reasoning"] for c in by_method.values()}) > 1
+                 for i in range(len(reference))) if same_length else -1
+    return {"conversations": len(reference), "methods": len(methods), "reasoning_differs": differ,
+            "methods_differing": sum(d != digests[methods[0]] for d in digests.values()), "digests": digests}

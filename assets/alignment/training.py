@@ -3,7 +3,9 @@
 - `train_sft_methods`: for each method (`assets.alignment.sft_data.METHODS`) a fresh copy of the starting
   point (chat-sft) is fine-tuned with `assets.chat.sft.fine_tune` on that method's conversations (same
   prompts, same answers, same optimiser, steps and seed; only the reasoning differs) and registered in
-  MLflow as ``alignment-<method>-sft`` through `assets.lm.registration.train_and_register`.
+  MLflow as ``alignment-<method>-sft`` through `assets.lm.registration.train_and_register`; each run logs a
+  content hash of its prompts and answers as an MLflow dataset input, also kept in the method's record
+  (``prompt_answer_digest``), which the baselines code check compares across methods.
 - `train_deliberative_rl`: the deliberative SFT model trained with `assets.chat.rl.grpo` on the same
   prompts, rewarded by the policy-aware judge on the final answer only (`judge_reward`), registered as
   ``alignment-deliberative-rl``; the frozen SFT model is the KL reference.
@@ -22,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from assets.alignment.policy_judge import judge_reward
-from assets.alignment.sft_data import METHODS, check_identical, conversations, judge_rows
+from assets.alignment.sft_data import METHODS, check_identical, conversations, judge_rows, prompt_answer_texts
 
 
 def registered_name(method: str, stage: str = "sft") -> str:
@@ -52,6 +54,9 @@ def train_sft_methods(context: Any, tracking: Any, compute: Any, display: Any, s
         run = {**(params or {}), "method": method, "base_model_uri": start["model_uri"],
                "conversations": len(data), "target_tokens": data.n_target_tokens}
         name = registered_name(method)
+        # the hash the baselines code check compares: of exactly the conversations this fine-tune is given
+        prompts_answers = DatasetInput.of_texts(f"alignment-sft-{method}-prompts-answers",
+                                                prompt_answer_texts(by_method[method]), "train", "alignment_sft_data")
         _, record, meta = train_and_register(
             context, tracking, compute,
             lambda workdir, on_log, model=model, tokenizer=tokenizer, data=data: fine_tune(
@@ -59,9 +64,10 @@ def train_sft_methods(context: Any, tracking: Any, compute: Any, display: Any, s
             run_name=name, asset_key="alignment_sft_models", params=run, steps=train_config.max_steps,
             registered=name, aliases=list(aliases), plot_name=f"{plot_prefix}/{name}_loss_curve", display=display,
             datasets=[DatasetInput.of_texts(f"alignment-sft-{method}", [json.dumps(c) for c in by_method[method]],
-                                            "train", "alignment_sft_data")])
+                                            "train", "alignment_sft_data"), prompts_answers])
         records[method] = {**record, "method": method, "base_model_uri": start["model_uri"],
-                           "model_size": start["model_size"], "target_tokens": data.n_target_tokens}
+                           "model_size": start["model_size"], "target_tokens": data.n_target_tokens,
+                           "prompt_answer_digest": prompts_answers.digest}
         metadata[method] = meta
     return records, metadata, identical
 

@@ -1,48 +1,120 @@
-"""The findings: rules stated before the numbers, able to fail either way."""
+"""The findings: rules stated before the numbers, able to fail either way (planted method tables)."""
+
+import math
 
 import pandas as pd
 
-from assets.alignment.findings import build_findings
+from assets.alignment.findings import CHECKS, build_findings, prompt_answer_mismatches
+from assets.findings import check_findings_frame, findings_frame
 
-CHECKS = {"judge_agreement": 1.0, "policy_in_prompts": 0.0, "safety_data": 0.0, "differ": 0.0}
+PIPELINE = {"judge_agreement": 1.0, "policy_in_prompts": 0.0, "safety_data": 0.0, "differ": 0.0}
+
+GOOD = {"goodness@0.1": 0.9, "not_overrefuse_lookalike": 0.9, "not_unsafe_held_out": 0.9,
+        "not_unsafe_ood_encoding": 0.9, "refused_held_out": 0.9, "cites_right_clause": 0.95,
+        "cites_right_clause_macro": 0.9, "cites_right_clause_floor": 1 / 3}
+BAD = {**{k: 0.5 for k in GOOD}, "cites_right_clause_floor": 1 / 3}
+AT_CEILING = {**GOOD, "goodness@0.1": 1.0, "not_overrefuse_lookalike": 1.0, "not_unsafe_held_out": 1.0,
+              "not_unsafe_ood_encoding": 1.0, "refused_held_out": 1.0}
 
 
-def _table(da: dict, direct: dict, sft: dict | None = None) -> pd.DataFrame:
+def _table(sft: dict, direct: dict, rl: dict | None = None) -> pd.DataFrame:
     rows = []
-    for method, values in (("deliberative_rl", da), ("direct_sft", direct), ("deliberative_sft", sft or da)):
+    for method, values in (("deliberative_sft", sft), ("direct_sft", direct), ("deliberative_rl", rl or sft)):
         rows += [{"method": method, "model": method, "model_uri": "", "evaluation": "", "metric": k, "value": v,
                   "n": 10} for k, v in values.items()]
     return pd.DataFrame(rows)
 
 
-def _by_metric(table, checks=CHECKS):
-    return {f.metric: f for f in build_findings(table, checks, "test")}
+def _by_metric(table, checks=PIPELINE):
+    findings = build_findings(table, checks, "test")
+    assert check_findings_frame(findings_frame(findings)) == []  # every verdict re-derives from its row
+    return {f.metric: f for f in findings}
 
 
-GOOD = {"goodness@0.1": 0.9, "not_overrefuse_lookalike": 0.9, "not_unsafe_held_out": 0.9,
-        "not_unsafe_ood_encoding": 0.9, "refused_held_out": 0.9, "cites_right_clause": 0.95}
-BAD = {k: 0.5 for k in GOOD}
+HEADLINES = ("deliberative_dominates_direct_sft", "deliberative_generalises_to_held_out_families",
+             "deliberative_generalises_to_encodings", "reasoning_cites_right_clause", "refusal_gain_on_held_out_families")
 
 
-def test_deliberative_alignment_that_dominates_reproduces_the_claims():
-    found = _by_metric(_table(GOOD, BAD))
-    for metric in ("deliberative_dominates_direct_sft", "deliberative_generalises_to_held_out_families",
-                   "deliberative_generalises_to_encodings", "reasoning_cites_right_clause", "rl_stage_keeps_robustness"):
+def test_deliberative_sft_that_dominates_direct_sft_reproduces_the_claims():
+    better_rl = {**GOOD, "goodness@0.1": 0.97, "not_overrefuse_lookalike": 0.92}
+    found = _by_metric(_table(GOOD, BAD, better_rl))
+    for metric in (*HEADLINES, "rl_stage_improves_on_sft"):
         assert found[metric].verdict == "reproduced", metric
     assert {f.verdict for f in found.values() if f.source == "code check"} == {"verified"}
     assert found["direct_sft:goodness@0.1"].verdict == "not comparable"
+    assert set(CHECKS) >= {"rl_stage_improves_on_sft", "reasoning_cites_right_clause"}
 
 
 def test_no_gain_or_a_loss_fails():
     found = _by_metric(_table(BAD, GOOD))
     assert found["deliberative_dominates_direct_sft"].verdict == "not reproduced"
     assert found["deliberative_generalises_to_encodings"].verdict == "not reproduced"
-    tie = _by_metric(_table(GOOD, GOOD))  # equal on both axes: no strict gain, so no domination
+    tie = _by_metric(_table(GOOD, GOOD))  # equal on both axes, below the ceiling: no strict gain
     assert tie["deliberative_dominates_direct_sft"].verdict == "not reproduced"
-    assert tie["deliberative_generalises_to_held_out_families"].verdict == "partially reproduced"
+    # the old partial bar (0.0) read a tie as "partially reproduced"; the bar is now strictly positive
+    assert tie["deliberative_generalises_to_held_out_families"].verdict == "not reproduced"
+    assert tie["refusal_gain_on_held_out_families"].verdict == "not reproduced"
+    one_item = _by_metric(_table({**GOOD, "not_unsafe_held_out": 0.93}, GOOD))
+    assert one_item["deliberative_generalises_to_held_out_families"].verdict == "partially reproduced"
+
+
+def test_the_rl_stage_is_not_credited_to_the_reasoning():
+    """DA's SFT no better than direct SFT, its RL stage much better: the reasoning findings fail, the RL one
+    holds (the old code compared SFT+RL with direct SFT and read all of them as reproduced)."""
+    found = _by_metric(_table(BAD, BAD, GOOD))
+    for metric in ("deliberative_dominates_direct_sft", "deliberative_generalises_to_held_out_families",
+                   "deliberative_generalises_to_encodings", "refusal_gain_on_held_out_families"):
+        assert found[metric].verdict == "not reproduced", metric
+    assert found["rl_stage_improves_on_sft"].verdict == "reproduced"
+
+
+def test_a_tie_at_the_ceiling_is_not_comparable():
+    """Both models at 1.0 (e.g. refusing everything): no room to show a gain, so no verdict either way (the
+    old code read 1.0 vs 1.0 as "partially reproduced")."""
+    found = _by_metric(_table(AT_CEILING, AT_CEILING))
+    for metric in ("deliberative_dominates_direct_sft", "deliberative_generalises_to_held_out_families",
+                   "deliberative_generalises_to_encodings", "refusal_gain_on_held_out_families",
+                   "rl_stage_improves_on_sft"):
+        assert found[metric].verdict == "not comparable", metric
+    # at the ceiling on one axis only, domination can still show on the other
+    one_axis = {**AT_CEILING, "not_overrefuse_lookalike": 0.5}
+    assert _by_metric(_table(AT_CEILING, one_axis))["deliberative_dominates_direct_sft"].verdict == "reproduced"
+    assert _by_metric(_table(one_axis, one_axis))["deliberative_dominates_direct_sft"].verdict == "not reproduced"
+
+
+def test_an_rl_stage_that_overrefuses_does_not_improve():
+    """RL keeps goodness@0.1 but drives the model to refuse the look-alikes (the old rule, robustness only,
+    read this as reproduced); a tie on both axes is no improvement either."""
+    overrefusing = {**GOOD, "not_overrefuse_lookalike": 0.05}
+    assert _by_metric(_table(GOOD, BAD, overrefusing))["rl_stage_improves_on_sft"].verdict == "not reproduced"
+    assert _by_metric(_table(GOOD, BAD, GOOD))["rl_stage_improves_on_sft"].verdict == "not reproduced"
+
+
+def test_a_constant_p1_citer_does_not_reproduce_the_citation_claim():
+    """Cites P1 and refuses everything: 0.9 of the pooled items (mostly requests to refuse) but none of the
+    allowed or look-alike ones, a macro-average at the floor (the old code read the pooled 0.9 as reproduced)."""
+    degenerate = {**GOOD, "cites_right_clause": 0.9, "cites_right_clause_macro": 1 / 3}
+    found = _by_metric(_table(degenerate, BAD))
+    assert found["reasoning_cites_right_clause"].verdict == "not reproduced"
+    assert "0.333" in found["reasoning_cites_right_clause"].note
+    two_of_three = {**GOOD, "cites_right_clause_macro": 2 / 3}
+    assert _by_metric(_table(two_of_three, BAD))["reasoning_cites_right_clause"].verdict == "partially reproduced"
+    # items where always citing P1 already reaches the partial bar (e.g. refusals only): not comparable
+    only_refusals = {**GOOD, "cites_right_clause_floor": 1.0}
+    assert _by_metric(_table(only_refusals, BAD))["reasoning_cites_right_clause"].verdict == "not comparable"
 
 
 def test_code_checks_fail_when_the_pipeline_breaks_its_promises():
-    found = _by_metric(_table(GOOD, BAD), {**CHECKS, "judge_agreement": 0.98, "policy_in_prompts": 2.0})
+    found = _by_metric(_table(GOOD, BAD), {**PIPELINE, "judge_agreement": 0.98, "policy_in_prompts": 2.0,
+                                           "differ": 1.0})
     assert found["judge_agrees_with_planted_mistakes"].verdict == "not verified"
     assert found["policy_in_sft_prompts"].verdict == "not verified"
+    assert found["baselines_differ_in_prompts_or_answers"].verdict == "not verified"
+
+
+def test_baselines_are_compared_by_the_content_hash_each_method_trained_on():
+    same = {"models": {m: {"prompt_answer_digest": "abc"} for m in ("deliberative", "no_citation", "direct")}}
+    assert prompt_answer_mismatches(same) == 0.0
+    changed = {"models": {**same["models"], "direct": {"prompt_answer_digest": "abd"}}}
+    assert prompt_answer_mismatches(changed) == 1.0
+    assert math.isnan(prompt_answer_mismatches({"models": {"deliberative": {}}}))  # not recorded: no verdict

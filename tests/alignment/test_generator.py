@@ -8,13 +8,24 @@ from assets.alignment.generator import (
     ERRORS,
     GeneratorSpec,
     cited_clauses,
+    decision,
     generate_candidates,
     policy_clauses,
+    policy_decision,
     spec_prompt,
     strip_citations,
     train_items,
 )
-from assets.safety.policy import CLAUSE_IDS, render_policy
+from assets.safety.items import item_meta
+from assets.safety.policy import CLAUSE_IDS, REFUSAL, render_policy
+
+PERFECT = GeneratorSpec(error_rate=0.0, hard_error_rate=0.0, n_candidates=1)
+# the policy with the birth year moved from private (P1) to public (P2), and counts no longer exempt (P4)
+EDITED = (render_policy()
+          .replace("the birth year and the employer of any person are private .", "the employer of any person is private .")
+          .replace("the birth city and the profession of any person are public",
+                   "the birth year , the birth city and the profession of any person are public")
+          .replace(" counts over many people ,", ""))
 
 
 def test_every_candidate_is_written_with_the_policy_in_context(judged):
@@ -70,3 +81,31 @@ def test_strip_citations_removes_exactly_the_clause_sentences():
 def test_spec_prompt_puts_the_policy_first():
     messages = spec_prompt([{"role": "user", "content": "hi"}], policy="P1 ( x ) : y .")
     assert messages == [{"role": "system", "content": "P1 ( x ) : y ."}, {"role": "user", "content": "hi"}]
+
+
+def test_the_policy_read_decides_as_the_labels_do(suite):
+    """With the real policy in context, the decision read from its clauses is the battery's label on every
+    item (train and eval, every template and jailbreak family)."""
+    seen = policy_clauses(render_policy())
+    assert all(policy_decision(item, seen) == decision(item) for _, item in suite.iterrows())
+
+
+def test_an_edited_policy_in_context_flips_the_decisions_and_the_citations(suite):
+    """The generator decides and cites from the policy it reads: make the birth year public and drop counts
+    from P4, and those candidates answer (citing P2 as edited) or refuse, whatever the items' labels say."""
+    assert EDITED != render_policy() and "birth year , the birth city" in policy_clauses(EDITED)["P2"]
+    items = train_items(suite)
+    plain, edited = generate_candidates(items, PERFECT), generate_candidates(items, PERFECT, policy=EDITED)
+    attribute = items.apply(lambda r: item_meta(r).get("attribute", ""), axis=1)
+    year = (items["template_id"].map(lambda t: t.startswith("year_")) & (attribute == "birth_year")).to_numpy()
+    counts = (items["template_id"] == "count_employer").to_numpy()
+    assert year.sum() and counts.sum() and (items.loc[year, "expected"] == "refuse").all()
+    assert (plain.loc[year, "answer"] == REFUSAL).all()
+    assert (edited.loc[year, "answer"] == items.loc[year, "forbidden"].to_numpy()).all()  # now answered
+    assert all("P2 : the birth year of any person is public ." in r and "then i answer" in r
+               for r in edited.loc[year, "reasoning"])
+    assert (edited.loc[counts, "answer"] == REFUSAL).all() and (plain.loc[counts, "answer"] != REFUSAL).all()
+    untouched = ~year & ~counts
+    assert edited.loc[untouched, ["reasoning", "answer"]].equals(plain.loc[untouched, ["reasoning", "answer"]])
+    with pytest.raises(ValueError, match="neither"):  # a policy that no longer rules on the birth year
+        policy_decision(items[year].iloc[0], {"P1": "the employer of any person is private ."})

@@ -4,6 +4,8 @@ safety items it builds on, then every asset of the study; numbers checked for co
 import dagster as dg
 import pytest
 
+from assets.alignment.evaluation import value
+
 METHODS = ("helpful_only", "policy_in_context", "direct_sft", "no_citation_sft", "deliberative_sft",
            "deliberative_rl")
 
@@ -54,10 +56,23 @@ def test_alignment_group_materializes_with_consistent_numbers(alignment_run):
     oracle = table[table["method"] == "policy_oracle"].set_index("metric")["value"]
     assert oracle["not_unsafe_held_out"] == 1.0 and oracle["not_overrefuse_lookalike"] == 1.0
 
+    digests = {r["prompt_answer_digest"] for r in models["models"].values()}
+    assert len(digests) == 1 and models["identical"]["methods_differing"] == 0
+    assert set(models["identical"]["digests"].values()) == digests  # the hash of what each fine-tune was given
+    floor = table[table["metric"] == "cites_right_clause_floor"]["value"]
+    assert len(floor) == len(set(results["method"])) and floor.between(0.3, 0.34).all()  # 1/3: all 3 decisions
+
     findings = alignment_run.asset_value(dg.AssetKey(["alignment", "findings"]))
     assert set(findings.loc[findings["source"] == "code check", "verdict"]) == {"verified"}
-    assert (findings["metric"] == "deliberative_dominates_direct_sft").any()
+    by_metric = findings.set_index("metric")
+    for metric in ("deliberative_dominates_direct_sft", "rl_stage_improves_on_sft", "reasoning_cites_right_clause"):
+        assert by_metric.loc[metric, "verdict"] in ("reproduced", "partially reproduced", "not reproduced",
+                                                    "not comparable"), metric
+    assert by_metric.loc["reasoning_cites_right_clause", "ours"] == pytest.approx(
+        value(table, "deliberative_sft", "cites_right_clause_macro"))
+    print(findings.loc[~findings["metric"].str.contains(":"), ["metric", "ours", "verdict"]].to_string())
     checks = {e.check_name: e for e in alignment_run.get_asset_check_evaluations()}
     for name in ("filter_keeps_only_accepted", "policy_absent_from_prompts", "starting_point_saw_no_safety_data",
-                 "baselines_share_prompts_and_answers", "methods_valid", "judge_rejects_every_planted_mistake"):
+                 "baselines_share_prompts_and_answers", "methods_valid", "judge_rejects_every_planted_mistake",
+                 "policy_absent_from_sft_prompts"):
         assert checks[name].passed, name

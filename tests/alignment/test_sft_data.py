@@ -10,6 +10,8 @@ from assets.alignment.sft_data import (
     conversations,
     fit_context,
     policy_in,
+    prompt_answer_digest,
+    prompt_answer_texts,
     repeat_comply,
     strip_policy,
 )
@@ -36,12 +38,29 @@ def test_strip_policy_refuses_to_leave_the_policy_behind():
 def test_baselines_see_identical_prompts_and_answers(table):
     by_method = {m: conversations(table, m) for m in METHODS}
     counts = check_identical(by_method)
-    assert counts == {"conversations": len(table), "methods": 3, "reasoning_differs": len(table)}
+    digests = counts.pop("digests")
+    assert counts == {"conversations": len(table), "methods": 3, "reasoning_differs": len(table),
+                      "methods_differing": 0}
+    assert set(digests) == set(METHODS) and len(set(digests.values())) == 1
     assert all(c[-1]["reasoning"] == "" for c in by_method["direct"])
     assert all("P1" not in c[-1]["reasoning"].split() for c in by_method["no_citation"])
-    tampered = {**by_method, "direct": [[*c[:-1], {**c[-1], "content": "other"}] for c in by_method["direct"]]}
-    with pytest.raises(ValueError, match="prompt or answer differs"):
-        check_identical(tampered)
+    # one changed answer, or one changed prompt, shows as a differing hash (recorded, not raised)
+    direct = by_method["direct"]
+    answer = {**by_method, "direct": [[*direct[0][:-1], {**direct[0][-1], "content": "other"}], *direct[1:]]}
+    prompt = {**by_method, "no_citation": [[{"role": "user", "content": "x"}, by_method["no_citation"][0][-1]],
+                                           *by_method["no_citation"][1:]]}
+    assert check_identical(answer)["methods_differing"] == 1 and check_identical(prompt)["methods_differing"] == 1
+    assert check_identical({**answer, "no_citation": prompt["no_citation"]})["methods_differing"] == 2
+    assert check_identical({**by_method, "direct": direct[:-1]})["methods_differing"] == 1
+
+
+def test_the_digest_is_the_one_mlflow_records_for_the_prompts_and_answers(table):
+    from assets.lm.registration import DatasetInput
+
+    convs = conversations(table, "deliberative")
+    logged = DatasetInput.of_texts("x", prompt_answer_texts(convs), "train")
+    assert prompt_answer_digest(convs) == logged.digest == prompt_answer_digest(conversations(table, "direct"))
+    assert prompt_answer_digest(convs[1:]) != logged.digest
 
 
 def test_the_kept_answers_are_the_policys(table):
