@@ -151,6 +151,9 @@ class RunsConfig(StudyConfig):
     adaptive_max_words: int = Field(default=pick(tiny=12, demo=30, gpu=60), description="longest attack text")
     think_less_fraction: float = Field(default=0.5, description="think-less succeeds at <= this share of the "
                                        "clean reasoning")
+    attacker_sees_reasoning: bool = Field(default=False, description="let the adaptive black-box attacker read "
+                                          "the defender's reasoning (False: answers only; o1's chain of thought "
+                                          "is hidden from its attackers)")
     k: int = Field(default=1, description="defender samples per answer (>1: majority vote)")
     temperature: float = Field(default=0.0, description="0: greedy")
     max_answer_tokens: int = Field(default=6, description="longest answer after the reasoning")
@@ -158,7 +161,7 @@ class RunsConfig(StudyConfig):
     cpu_threads: int = Field(default=1, description="torch CPU threads (0: torch's default)")
 
 
-@dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"), pool="gpu",
+@dg.asset(group_name=GROUP, code_version="2", tags=stage("evaluation"), pool="gpu",
           check_specs=[dg.AssetCheckSpec("runs_valid", asset="robustness_runs", description="reasoning within the "
                                          "compute level, soft tokens within the norm cap, every level present")])
 def robustness_runs(context: dg.AssetExecutionContext, config: RunsConfig, tracking: Tracking, compute: Compute,
@@ -206,7 +209,7 @@ def _model_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["defender"] != "planted"]
 
 
-@dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"),
+@dg.asset(group_name=GROUP, code_version="2", tags=stage("evaluation"),
           check_specs=[dg.AssetCheckSpec("success_valid", asset="robustness_attack_success",
                                          description="rates and Wilson bounds in [0, 1], low <= rate <= high, "
                                                      "successes <= n")])
@@ -214,7 +217,8 @@ def robustness_attack_success(context: dg.AssetExecutionContext, warehouse: Ware
                               robustness_runs: pd.DataFrame):
     """Attack success probability per (defender, attack, goal, task, adversary budget, defender compute level)
     with n, successes, the Wilson 95% interval, defender queries, mean reasoning tokens and FLOPs per
-    response; heatmaps over (defender compute x adversary budget) in the paper's style."""
+    response, and `items_lost` (items counted at the lowest compute level but not here: > 0 flags a cell on
+    fewer items); heatmaps over (defender compute x adversary budget) in the paper's style."""
     from assets.robustness.plots import success_heatmaps
     from assets.robustness.summary import success_grid
 
@@ -222,7 +226,8 @@ def robustness_attack_success(context: dg.AssetExecutionContext, warehouse: Ware
     ours = grid[grid["defender"] != "planted"]
     top = ours[ours["adversary_budget"] == ours.groupby("attack")["adversary_budget"].transform("max")]
     pivot = top.pivot_table(index=["attack", "goal", "task"], columns="compute_level", values="success_rate")
-    yield dg.Output(grid, metadata={"rows": len(grid), "at_largest_adversary_budget": markdown_table(
+    yield dg.Output(grid, metadata={"rows": len(grid), "cells_with_items_lost": int((grid["items_lost"] > 0).sum()),
+                                    "at_largest_adversary_budget": markdown_table(
         pivot.reset_index(), max_rows=40), "heatmaps": figure_metadata(
         success_heatmaps(ours), "robustness/attack_success", warehouse.root, context.run.run_id)})
     rated = grid.dropna(subset=["success_rate"])
@@ -278,24 +283,26 @@ def robustness_nerd_sniping(context: dg.AssetExecutionContext, robustness_runs: 
 FINDINGS_KEY = dg.AssetKey([GROUP, "findings"])
 
 
-@dg.asset(key_prefix=[GROUP], name="findings", group_name=GROUP, code_version="1", tags=stage("evaluation"),
-          ins={"grid": dg.AssetIn("robustness_attack_success"), "accuracy": dg.AssetIn("robustness_clean_accuracy"),
+@dg.asset(key_prefix=[GROUP], name="findings", group_name=GROUP, code_version="2", tags=stage("evaluation"),
+          ins={"accuracy": dg.AssetIn("robustness_clean_accuracy"),
                "think_less": dg.AssetIn("robustness_think_less"), "nerd": dg.AssetIn("robustness_nerd_sniping"),
                "runs": dg.AssetIn("robustness_runs")},
           check_specs=findings_check_specs(FINDINGS_KEY, {k: text for k, (_, text) in CHECKS.items()}))
-def robustness_findings(grid: pd.DataFrame, accuracy: pd.DataFrame, think_less: pd.DataFrame, nerd: pd.DataFrame,
-                        runs: pd.DataFrame):
+def robustness_findings(accuracy: pd.DataFrame, think_less: pd.DataFrame, nerd: pd.DataFrame, runs: pd.DataFrame):
     """The paper's claims side by side with ours, each rule stated before the numbers (assets.robustness.
-    findings): success falls with compute and tends to zero (per attack), the ambiguous exception, think-less
-    cuts reasoning, clean accuracy rises; code checks on the planted defender and the soft-token norm cap."""
+    findings): success falls with compute (paired over items, with a bootstrap interval over problems) and
+    tends to zero (per attack), the ambiguous exception, think-less cuts reasoning, clean accuracy rises;
+    code checks on the planted defender and the soft-token norm cap."""
     from assets.robustness.findings import build_findings
 
     model = str(_model_runs(runs)["defender"].iloc[0])
     levels = sorted(int(level) for level in runs["compute_level"].unique())
+    sees = bool(runs["attacker_sees_reasoning"].any())
     scale = (f"{current_profile()} profile: {model}, reasoning budgets {levels}, "
-             f"{runs['problem_id'].nunique()} problems")
+             f"{runs['problem_id'].nunique()} problems, adaptive attacker reads "
+             f"{'answers and reasoning' if sees else 'answers only'}")
     info = {"soft_norm_cap": float(runs["soft_cap"].max()), "soft_max_norm": float(runs["soft_norm"].max())}
-    yield from findings_results(build_findings(grid, accuracy, think_less, nerd, info, model=model, scale=scale,
+    yield from findings_results(build_findings(runs, accuracy, think_less, nerd, info, model=model, scale=scale,
                                                study=GROUP), {k: metric for k, (metric, _) in CHECKS.items()})
 
 

@@ -7,11 +7,19 @@ are optimised with Adam to make the defender answer the target at once: they min
 is projected back onto the ball of radius `cap`, the largest (or a quantile of the) norm of the model's real
 token embeddings (special tokens left out), as the paper caps soft tokens to the norms of real ones.
 
+The objective favours low compute, by construction: it asks for the reasoning to close at once and the
+target to follow. At compute level 0 that close is forced anyway, so there the objective is exactly what the
+defender does; at higher levels the soft tokens must also act as a think-less attack (stop the reasoning)
+before the target can come, and the optimisation never sees a reasoning defender. So part of any drop of
+soft-token success with compute is built into the attack, not earned by the defender; the findings say so.
+(One objective per compute level would remove that, at several times the optimisation cost.)
+
 `SoftPromptModel` wraps the defender so that the unchanged budget machinery (`assets.chat.budget`) can
 generate with the vectors in place: on the prompt pass it swaps the placeholder positions' embeddings for the
 item's vectors (it finds the item by the prompt's token ids) and feeds `inputs_embeds`; every later step is
 an ordinary token step on the KV cache. k = 0 changes nothing: the data message is empty, as in the clean
-conversation.
+conversation. Given the tokenizer, it refuses a prompt whose data message holds the placeholders but which
+has no vectors in its table (it would otherwise run as a silent no-op attack).
 """
 
 from __future__ import annotations
@@ -170,10 +178,13 @@ class SoftPromptModel:
     It delegates everything the budget machinery uses (parameters, config, eval/train, embeddings) to the
     wrapped model, so FLOPs are counted on the same parameters."""
 
-    def __init__(self, model: Any, table: Mapping[tuple[int, ...], tuple[list[int], Any]]) -> None:
+    def __init__(self, model: Any, table: Mapping[tuple[int, ...], tuple[list[int], Any]],
+                 tokenizer: Any = None) -> None:
         import inspect
 
-        self.model, self.table = model, dict(table)
+        self.model, self.table, self.tokenizer = model, dict(table), tokenizer
+        # (the data role's token, the placeholder's) when given the tokenizer
+        self._placeholder = (chat_token_ids(tokenizer).roles["data"], tokenizer.unk_token_id) if tokenizer else None
         self._cache_name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     def parameters(self):
@@ -207,15 +218,32 @@ class SoftPromptModel:
                   self._cache_name: cache if cache is not None else past_key_values}
         if position_ids is not None:
             kwargs["position_ids"] = position_ids
-        if input_ids.size(1) == 1 or not self.table:  # a generation step on the cache
+        if input_ids.size(1) == 1:  # a generation step on the cache
             return self.model(input_ids=input_ids, **kwargs)
-        inputs = self.model.get_input_embeddings()(input_ids).clone()
         mask = attention_mask if attention_mask is not None else input_ids.new_ones(input_ids.shape)
+        swaps = []
         for r in range(input_ids.size(0)):
             real = input_ids[r][mask[r].bool()]
             found = self.table.get(tuple(real.tolist()))
-            if found is not None:
+            if found is None:
+                self._no_vectors(real.tolist())
+            else:
                 offset = input_ids.size(1) - real.numel()  # left padding
-                where, vectors = found
-                inputs[r, [offset + p for p in where]] = vectors.to(inputs.dtype).to(inputs.device)
+                swaps.append((r, [offset + p for p in found[0]], found[1]))
+        if not swaps:
+            return self.model(input_ids=input_ids, **kwargs)
+        inputs = self.model.get_input_embeddings()(input_ids).clone()
+        for r, where, vectors in swaps:
+            inputs[r, where] = vectors.to(inputs.dtype).to(inputs.device)
         return self.model(inputs_embeds=inputs, **kwargs)
+
+    def _no_vectors(self, ids: list[int]) -> None:
+        """Raise when a prompt without vectors holds the soft-token placeholders (its data message opens with
+        <unk>): answering it would be a no-op attack counted as a soft-token one."""
+        if self._placeholder is None:
+            return
+        data, unk = self._placeholder
+        at = ids.index(data) + 1 if data in ids else len(ids)
+        if at < len(ids) and ids[at] == unk:
+            raise ValueError("a prompt holds soft-token placeholders but the soft-token table has no vectors "
+                             f"for it: {self.tokenizer.decode(ids)!r}")

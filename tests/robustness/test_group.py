@@ -40,11 +40,13 @@ def test_robustness_group_materializes_with_consistent_numbers(robustness_run, b
     soft = ours[ours["attack"] == "soft_tokens"]
     assert len(soft) and (soft["soft_norm"] <= soft["soft_cap"] * (1 + 1e-5)).all()
     assert (ours["model_uri"] == defender["model_uri"]).all()
+    assert not runs["attacker_sees_reasoning"].any()  # the default black box: answers only
 
     grid = robustness_run.asset_value("robustness_attack_success")
     rated = grid.dropna(subset=["success_rate"])
     assert rated["success_rate"].between(0, 1).all() and (rated["ci_low"] <= rated["success_rate"]).all()
     assert set(grid["adversary_budget"][grid["attack"] == "injection"]) == {0, 1, 2}
+    assert (grid["items_lost"] >= 0).all() and (grid.loc[grid["compute_level"] == 0, "items_lost"] == 0).all()
     accuracy = robustness_run.asset_value("robustness_clean_accuracy")
     assert set(accuracy["task"]) == {"arithmetic", "facts", "ambiguous"} and (accuracy["n"] == 2).all()
     assert len(robustness_run.asset_value("robustness_think_less")) == 9  # 3 tasks x 3 levels
@@ -52,6 +54,13 @@ def test_robustness_group_materializes_with_consistent_numbers(robustness_run, b
     findings = robustness_run.asset_value(dg.AssetKey(["robustness", "findings"]))
     assert check_findings_frame(findings) == []
     verdicts = dict(zip(findings["metric"], findings["verdict"], strict=True))
+    rows = findings.set_index("metric")
+    for attack in ("many_shot", "injection", "soft_tokens", "adaptive"):
+        assert "success_drop_ci95_low" in rows.loc[f"{attack}:success_drop", "conditions"]
+        high = rows.loc[f"{attack}:success_at_highest_compute"]
+        assert (high["verdict"] == "not comparable") == (high["ours"] != high["ours"])  # NaN: never worked
+    assert "adaptive attacker reads answers only" in rows.loc["adaptive:success_drop", "scale"]
+    assert rows.loc["clean_accuracy_gain:arithmetic", "post_hoc"]
     assert verdicts["planted:injection_success_lowest_compute"] == "verified"
     assert verdicts["soft_tokens:max_norm_over_cap"] == "verified"
     checks = {e.check_name: e for e in robustness_run.get_asset_check_evaluations()}

@@ -1,6 +1,8 @@
 """The model defender and the soft-token attack on a tiny Llama: budgets honoured, the norm cap holds, soft
 tokens equal to a word's embedding reproduce that word exactly, zero budget leaves outputs unchanged."""
 
+import re
+
 import pandas as pd
 import pytest
 import torch
@@ -110,3 +112,34 @@ def test_zero_budget_attacks_leave_the_defenders_outputs_unchanged(model, tokeni
     # an empty soft prompt is the clean conversation: the wrapper with no vectors changes nothing
     unchanged = model_defender(SoftPromptModel(model, {}), tokenizer)([conversation(r) for _, r in items.iterrows()], 4)
     _same(unchanged, defend([conversation(r) for _, r in items.iterrows()], 4))
+
+
+def test_a_placeholder_prompt_without_soft_tokens_is_refused(model, tokenizer, targets):
+    """Given the tokenizer, the wrapper refuses to answer a soft-token prompt it holds no vectors for (it
+    would run as a silent no-op attack), naming the prompt; clean prompts pass untouched."""
+    rows = list(targets.drop_duplicates("prompt").head(2).iterrows())
+    item = rows[0][1]
+    ids = prompt_ids(tokenizer, conversation(item, placeholder(tokenizer, 2)))
+    start = ids.index(tokenizer.convert_tokens_to_ids("<|data|>")) + 1
+    vectors = model.get_input_embeddings().weight.detach()[:2]
+    wrapped = model_defender(SoftPromptModel(model, {tuple(ids): ([start, start + 1], vectors)}, tokenizer=tokenizer),
+                             tokenizer)
+    assert wrapped([conversation(item, placeholder(tokenizer, 2))], 2)["answered"].all()
+    with pytest.raises(ValueError, match="soft-token placeholders.*" + re.escape(rows[1][1]["prompt"].split()[0])):
+        wrapped([conversation(r, placeholder(tokenizer, 2)) for _, r in rows], 2)
+    clean = [conversation(r) for _, r in rows]
+    _same(model_defender(SoftPromptModel(model, {}, tokenizer=tokenizer), tokenizer)(clean, 3),
+          model_defender(model, tokenizer)(clean, 3))
+
+
+def test_budgets_beyond_what_the_attacks_hold_fail_early_naming_the_field(items):
+    with pytest.raises(ValueError, match=r"GridSpec.think_less \(RunsConfig.think_less\) must lie in \[0, 6\]"):
+        GridSpec(think_less=(0, 7))
+    with pytest.raises(ValueError, match=r"GridSpec.injection \(RunsConfig.injection\) must lie in \[0, 6\]"):
+        GridSpec(injection=(0, 2, 8))
+
+    def never(conversations, budget):
+        raise AssertionError("the defender was asked before the budgets were checked")
+
+    with pytest.raises(ValueError, match=r"RunsConfig.many_shot\) must lie in \[0, 1\].*ItemsConfig.max_shots"):
+        run_attacks(never, items, GridSpec(many_shot=(0, 2)))  # the items carry one example each
