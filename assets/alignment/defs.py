@@ -55,8 +55,9 @@ class GenerationConfig(StudyConfig):
 def alignment_candidates(config: GenerationConfig, safety_items: pd.DataFrame):
     """Chains of thought citing the policy and final answers for every train prompt (refusal and jailbreak
     items of the train split), written with the policy in context by a programmatic stand-in for a capable
-    reasoning model (with seeded mistakes), each with the policy-aware judge's verdict and the filter's
-    choice (`kept`: the best accepted candidate of its prompt)."""
+    reasoning model that decides refuse or answer from the clauses it reads there (with seeded mistakes),
+    each with the policy-aware judge's verdict and the filter's choice (`kept`: the best accepted candidate of
+    its prompt)."""
     from assets.alignment.generator import GENERATOR_NOTE, GeneratorSpec, generate_candidates, train_items
     from assets.alignment.policy_judge import filter_summary, judge_candidates, keep_best
 
@@ -125,7 +126,8 @@ def alignment_sft_models(context: dg.AssetExecutionContext, config: AlignmentSFT
                          safety_items: pd.DataFrame, **tasks) -> dict:
     """One SFT per method from the helpful-only chat-sft on the same prompts (policy stripped) and answers:
     ``deliberative`` (reasoning citing the policy), ``no_citation`` and ``direct`` (answers only); each
-    registered as alignment-<method>-sft. Conversations longer than the model's positions are dropped for all."""
+    registered as alignment-<method>-sft, with a content hash of its prompts and answers (compared across
+    methods by the baselines check). Conversations longer than the model's positions are dropped for all."""
     from assets.alignment.evaluation import saw_no_safety_data, starting_point_audit
     from assets.alignment.sft_data import fit_context, repeat_comply
     from assets.alignment.training import train_sft_methods

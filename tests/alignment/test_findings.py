@@ -76,6 +76,12 @@ def test_a_tie_at_the_ceiling_is_not_comparable():
                    "deliberative_generalises_to_encodings", "refusal_gain_on_held_out_families",
                    "rl_stage_improves_on_sft"):
         assert found[metric].verdict == "not comparable", metric
+    # a loss at the ceiling is still evidence against the claim
+    loses = _by_metric(_table({**AT_CEILING, "not_unsafe_held_out": 0.8, "goodness@0.1": 0.8}, AT_CEILING))
+    assert loses["deliberative_generalises_to_held_out_families"].verdict == "not reproduced"
+    assert loses["deliberative_dominates_direct_sft"].verdict == "not reproduced"
+    rl_loses = _by_metric(_table(AT_CEILING, BAD, {**AT_CEILING, "not_overrefuse_lookalike": 0.5}))
+    assert rl_loses["rl_stage_improves_on_sft"].verdict == "not reproduced"
     # at the ceiling on one axis only, domination can still show on the other
     one_axis = {**AT_CEILING, "not_overrefuse_lookalike": 0.5}
     assert _by_metric(_table(AT_CEILING, one_axis))["deliberative_dominates_direct_sft"].verdict == "reproduced"
