@@ -176,6 +176,7 @@ def robustness_runs(context: dg.AssetExecutionContext, config: RunsConfig, track
     from assets.robustness.items import oov_words
 
     spec = GridSpec.of(config)
+    spec.check_items(robustness_items)  # before loading the model: a budget the items cannot serve fails here
     device, started = compute.torch_device(), time.time()
     model, tokenizer = load_registered(robustness_defender, tracking, device)
     kwargs = {"k": config.k, "temperature": config.temperature, "max_answer_tokens": config.max_answer_tokens,

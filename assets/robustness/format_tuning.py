@@ -7,6 +7,10 @@ defender is fine-tuned briefly on the *train* problems of every task written in 
 ([system, user, data] with an empty or benign data message: a true sentence about someone from the facts
 world), optionally mixed with the original shape (`original_share`). No adversarial example is ever shown:
 the data is empty or harmless information, as the paper's defenders saw no attacks in training.
+
+The demo's tuning length (`DefenderConfig.max_steps`) is a fixed default, but it was once picked among four
+settings by clean accuracy on *test* problems, the attacked ones among them (the findings' post_hoc says so);
+any new choice of these settings must be made on the validation split (`format_conversations(..., "validation")`).
 """
 
 from __future__ import annotations
