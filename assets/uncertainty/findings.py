@@ -3,9 +3,10 @@
 The paper (Ahdritz et al. 2024) reports that linear and MLP probes on a small model's embeddings predict the
 large model's confidence with AUC often above 0.9, well above the small model's entropy alone; that probes
 trained on one text domain keep much of that accuracy on another; and that the unsupervised ICLT reaches a
-non-trivial AUC. The rules below (stated before any run) turn our numbers into verdicts; the label
-thresholds that were read off the demo's own entropies are recorded as post-hoc choices on every finding
-that depends on them.
+non-trivial AUC. The rules below (stated before any run; the probe and transfer rules made stricter after a
+review, see REVIEW) turn our numbers into verdicts: no margin or drop is measured from an AUC at chance, and a
+partial verdict needs an AUC well above it. The label thresholds that were read off the demo's own entropies are
+recorded as post-hoc choices on every finding that depends on them.
 """
 
 from __future__ import annotations
@@ -19,10 +20,22 @@ from assets.findings import Condition, Finding, Rule
 
 PAPER_PROBE_AUC = 0.9  # "often above 0.9"
 STRONG = 0.85  # a probe AUC we call paper-like
+PARTIAL = 0.7  # ... and one well above chance, for "partially"
 MARGIN = 0.05  # a probe "beats" the entropy baseline by at least this much AUC
+ABOVE_CHANCE = 0.55  # an in-domain AUC below this is chance for our test sizes: no drop is measured from it
 ICLT_CHANCE_MARGIN = 0.05  # ICLT "clearly above 0.5": AUC >= 0.55
 TRANSFER_FLOOR = 0.6  # a transferred probe keeps a useful AUC
 TRANSFER_DROP = 0.15  # ... and loses at most this much against the in-domain probe
+TRANSFER_DROP_PARTIAL = 0.25  # ... (at most this much, for "partially")
+# rules made stricter after a review of the demo run; recorded as post-hoc on the findings they changed
+REVIEW = "rule made stricter after review (30 Nov 2026), not tuned to pass"
+PROBE_REVIEW = (f"{REVIEW}: the partial bar was 0.5 (chance) and the margin counted against a baseline at chance; "
+                f"now partially >= {PARTIAL} and the margin is over max(entropy baseline, 0.5)")
+TRANSFER_REVIEW = (f"{REVIEW}: the drop's partial bar was 1 (any drop passed) and the drop was measured from the "
+                   "in-domain hidden-state probe even for an output probe, from an in-domain AUC that may be at "
+                   f"chance; now partially <= {TRANSFER_DROP_PARTIAL} from the in-domain probe of the same kind, not "
+                   f"comparable when that is below {ABOVE_CHANCE}, and the transfer must beat the transferred entropy "
+                   f"baseline by {MARGIN}")
 PAPER_THRESHOLDS = (2.0, 0.2, 0.1)  # entropy floor, zero entropy, |dH| (nats; LLaMA, log V = 10.4)
 DATASETS = ("facts", "code", "code_pair_on_facts")
 # check name -> (the finding it reads, what it claims)
@@ -30,14 +43,15 @@ CHECKS = {
     "probes_beat_entropy_baseline": (
         "probe_margin_over_entropy_worst",
         "On the facts and code datasets the better probe's held-out AUC exceeds the small-model entropy baseline "
-        f"by >= {MARGIN} (the worse of the two datasets)"),
+        f"floored at 0.5 by >= {MARGIN} (the worse of the two datasets)"),
     "iclt_above_chance": (
         "iclt_auc_facts", f"The ICLT's held-out AUC on the facts dataset is >= {0.5 + 2 * ICLT_CHANCE_MARGIN:g} "
                           f"(partially >= {0.5 + ICLT_CHANCE_MARGIN:g})"),
     "probes_transfer_across_domains": (
         "transfer_auc_code_pair_worst",
-        f"Probes trained on code keep AUC >= {TRANSFER_FLOOR} on facts text read by the same pair, and back "
-        "(the worse direction)"),
+        f"Probes trained on code keep AUC >= {TRANSFER_FLOOR} on facts text read by the same pair, and back, "
+        f"losing <= {TRANSFER_DROP} from in-domain (an in-domain AUC >= {ABOVE_CHANCE}) and beating the transferred "
+        f"entropy baseline by >= {MARGIN} (the worse direction)"),
 }
 
 
@@ -115,6 +129,21 @@ def _worst(values) -> float:
     return math.nan if not values or any(math.isnan(v) for v in values) else min(values)
 
 
+def _floored(baseline: float) -> float:
+    """A baseline AUC as a bar: below chance it is no weaker than chance (NaN stays NaN)."""
+    return baseline if math.isnan(baseline) else max(baseline, 0.5)
+
+
+def _transfer_conditions(value: float, in_domain: float, entropy: float) -> list[Condition]:
+    """What a transferred AUC also needs: a bounded drop from the in-domain probe of the same kind (not comparable
+    when that probe is missing or below ABOVE_CHANCE: no drop is measured from chance) and a margin over the
+    entropy baseline transferred the same way."""
+    measurable = not math.isnan(in_domain) and in_domain >= ABOVE_CHANCE
+    return [Condition("drop_from_in_domain", in_domain - value if measurable else math.nan,
+                      Rule.at_most(TRANSFER_DROP, partial=TRANSFER_DROP_PARTIAL)),
+            Condition("margin_over_transferred_entropy", value - _floored(entropy), Rule.at_least(MARGIN))]
+
+
 def _joined(*parts: str) -> str:
     return "; ".join(dict.fromkeys(p for p in parts if p))
 
@@ -140,48 +169,58 @@ def build_findings(auc: pd.DataFrame, labels: pd.DataFrame, scale: str, cross: S
         for kind in ("linear", "mlp"):
             out.append(Finding(
                 study, f"{kind}_probe_auc_{dataset}", n[kind], PAPER_PROBE_AUC, "paper",
-                Rule.at_least(STRONG, partial=0.5), scale, post[dataset],
+                Rule.at_least(STRONG, partial=PARTIAL), scale, _joined(post[dataset], PROBE_REVIEW),
                 f"held-out AUC at layer {n['layer']}: {kind} {fmt(n[kind])} (best layer {n[f'{kind}_best_layer']}: "
                 f"{fmt(n[f'{kind}_best'])}) vs small-model entropy {fmt(n['entropy'])}; output probe (top-k "
                 f"log-probs) {fmt(n['output_probe'])}; {n['n_train']} train / {n['n_test']} test tokens. Paper: probes "
-                f"often > {PAPER_PROBE_AUC}, well above the entropy baseline; we call >= {STRONG} paper-like.",
-                conditions=[Condition("margin_over_entropy", n[kind] - n["entropy"], Rule.at_least(MARGIN))]))
+                f"often > {PAPER_PROBE_AUC}, well above the entropy baseline; we call >= {STRONG} paper-like. The "
+                "margin is over the baseline floored at 0.5 (a baseline below chance is no weaker than chance).",
+                conditions=[Condition("margin_over_entropy", n[kind] - _floored(n["entropy"]), Rule.at_least(MARGIN))]))
         out.append(Finding(study, f"entropy_baseline_auc_{dataset}", n["entropy"], scale=scale, post_hoc=post[dataset],
                            note="the small model's entropy alone (1-D logistic regression): the bar probes must clear."))
-    margins = {d: max(numbers[d]["linear"], numbers[d]["mlp"]) - numbers[d]["entropy"] for d in ("facts", "code")}
+    better = {d: max(numbers[d]["linear"], numbers[d]["mlp"]) for d in ("facts", "code")}
+    margins = {d: better[d] - _floored(numbers[d]["entropy"]) for d in ("facts", "code")}
     out.append(Finding(
         study, "probe_margin_over_entropy_worst", _worst(margins.values()), rule=Rule.at_least(MARGIN), scale=scale,
-        post_hoc=_joined(post["facts"], post["code"]),
-        note="the better probe's held-out AUC minus the entropy baseline's, on the worse of facts ("
-             f"{fmt(margins['facts'])}) and code ({fmt(margins['code'])}). Paper: well above the baseline "
-             "(no number stated)."))
-    same_pair = []
+        post_hoc=_joined(post["facts"], post["code"], PROBE_REVIEW),
+        note="the better probe's held-out AUC minus the entropy baseline's floored at 0.5 (so a margin needs the probe "
+             f"itself >= {0.5 + MARGIN:g}), on the worse of facts ({fmt(margins['facts'])}) and code "
+             f"({fmt(margins['code'])}). Paper: well above the baseline (no number stated)."))
+    same_pair, transfers = [], []
     for source, target in cross:
         layer = chosen_layer(auc, source)
         same = source.split("_pair_on_")[0] == target.split("_pair_on_")[0]
         embedding = auc_of(auc, source, target, "linear", layer=layer) if same else math.nan
-        value = embedding if not math.isnan(embedding) else auc_of(auc, source, target, "linear", layer=-1)
-        what = "linear probe on hidden states" if not math.isnan(embedding) else "output probe (top-k log-probs)"
+        hidden = not math.isnan(embedding)
+        value = embedding if hidden else auc_of(auc, source, target, "linear", layer=-1)
+        what = "linear probe on hidden states" if hidden else "output probe (top-k log-probs)"
+        n = numbers.get(source) or probe_numbers(auc, source)
+        in_domain = n["linear"] if hidden else n["output_probe"]  # the same kind of probe, on its own domain
+        entropy = auc_of(auc, source, target, "entropy")
+        t = _transfer_conditions(value, in_domain, entropy)
         if same:  # the claim needs both directions: a missing one makes it not comparable
             same_pair.append(embedding)
-        in_domain = numbers.get(source, probe_numbers(auc, source))["linear"]
-        # the drop is judged only where the in-domain probe has an AUC (else the note says so)
-        drop = [] if math.isnan(in_domain) else [
-            Condition("drop_from_in_domain", in_domain - value, Rule.at_most(TRANSFER_DROP, partial=1.0))]
+            transfers.append(t)
         out.append(Finding(
             study, f"transfer_auc_{source}_to_{target}", value, rule=Rule.at_least(TRANSFER_FLOOR, partial=0.55),
-            scale=scale, post_hoc=_joined(post.get(source, ""), post.get(target, "")),
-            note=f"{what} trained on {source}, tested on {target}: {fmt(value)} (in-domain linear {fmt(in_domain)}"
-                 f"{'' if drop else ': the drop is not judged'}); "
-                 f"entropy baseline transferred {fmt(auc_of(auc, source, target, 'entropy'))}. Hidden-state probes "
-                 "transfer only between datasets read by the same pair (facts and code pairs are different networks). "
-                 "Paper: probes trained on one domain generalise to others (no number stated).",
-            conditions=drop))
+            scale=scale, post_hoc=_joined(post.get(source, ""), post.get(target, ""), TRANSFER_REVIEW),
+            note=f"{what} trained on {source}, tested on {target}: {fmt(value)} (in-domain {fmt(in_domain)}"
+                 f"{'' if in_domain >= ABOVE_CHANCE else f': missing or below {ABOVE_CHANCE}, no drop is measured'}); "
+                 f"entropy baseline transferred {fmt(entropy)}, which the probe must beat by {MARGIN}. Hidden-state "
+                 "probes transfer only between datasets read by the same pair (facts and code pairs are different "
+                 "networks). Paper: probes trained on one domain generalise to others (no number stated).",
+            conditions=t))
+    # each condition at its worse direction (the larger drop, the smaller margin); NaN if either is NaN
+    worst = [Condition(f"{c.name}_worst", _worst(d[i].value for d in transfers) if c.rule.comparison == "at_least"
+                       else -_worst(-d[i].value for d in transfers), c.rule) for i, c in enumerate(transfers[0])
+             ] if transfers else []
     out.append(Finding(
         study, "transfer_auc_code_pair_worst", _worst(same_pair),
         rule=Rule.at_least(TRANSFER_FLOOR, partial=0.55), scale=scale,
-        post_hoc=_joined(post["code"], post["code_pair_on_facts"]),
-        note="the worse direction of the code pair's hidden-state probe between code and facts text."))
+        post_hoc=_joined(post["code"], post["code_pair_on_facts"], TRANSFER_REVIEW),
+        note="the worse direction of the code pair's hidden-state probe between code and facts text; its conditions "
+             "are the worse direction's drop and margin over the transferred entropy baseline.",
+        conditions=worst))
     iclt_rows = auc[(auc["method"] == "iclt") & (auc["target"] == "proxy")]
     iclt_sets = list(dict.fromkeys(["facts", *iclt_rows["train_dataset"]]))
     for dataset in iclt_sets:

@@ -45,6 +45,7 @@ def test_findings_follow_their_rules_and_record_post_hoc_labels():
     table |= {("code", "code_pair_on_facts", "linear", 2): 0.62, ("code_pair_on_facts", "code", "linear", 2): 0.5,
               ("facts", "code", "linear", -1): 0.57, ("code", "facts", "linear", -1): 0.4,
               ("facts", "facts", "iclt", -1): 0.57}
+    table |= {(s, t, "entropy", -1): 0.5 for s, t in CROSS}
     auc = _auc(table)
     iclt = auc["method"] == "iclt"
     auc.loc[iclt, ["auc_in_sample", "mean_mi_epistemic", "mean_mi_aleatoric", "mean_h_x"]] = [0.6, 0.01, 0.005, 1.2]
@@ -55,17 +56,22 @@ def test_findings_follow_their_rules_and_record_post_hoc_labels():
     assert by.loc["linear_probe_auc_facts", "verdict"] == "reproduced"
     # 0.80 beats the 0.79 entropy baseline by less than the margin: not reproduced, whatever the AUC
     assert by.loc["linear_probe_auc_code", "verdict"] == "not reproduced"
-    assert by.loc["linear_probe_auc_code_pair_on_facts", "verdict"] == "partially reproduced"
+    assert by.loc["linear_probe_auc_code_pair_on_facts", "verdict"] == "partially reproduced"  # 0.7, 0.1 over 0.6
     assert math.isclose(by.loc["probe_margin_over_entropy_worst", "ours"], 0.82 - 0.79)
     assert by.loc["probe_margin_over_entropy_worst", "verdict"] == "not reproduced"
     assert by.loc["transfer_auc_code_pair_worst", "ours"] == 0.5
-    assert by.loc["transfer_auc_code_to_code_pair_on_facts", "verdict"] == "partially reproduced"  # 0.62 but 0.18 below in-domain
+    # 0.62 beats the transferred entropy 0.5 but lies 0.18 below in-domain (within the partial 0.25)
+    assert by.loc["transfer_auc_code_to_code_pair_on_facts", "verdict"] == "partially reproduced"
     assert by.loc["iclt_auc_facts", "verdict"] == "partially reproduced"
     assert by.loc["linear_probe_auc_facts", "source"] == "paper" and by.loc["linear_probe_auc_facts", "reference"] == 0.9
     # post-hoc label choices: facts thresholds read off the demo table, the code pair's quantiles; paper's are none
     assert by.loc["linear_probe_auc_facts", "post_hoc"].startswith("facts labels: thresholds 1/0.2/0.5 nats")
     assert "quantiles" in by.loc["linear_probe_auc_code_pair_on_facts", "post_hoc"]
-    assert by.loc["linear_probe_auc_code", "post_hoc"] == ""
+    # the code dataset uses the paper's thresholds: its only post-hoc note is the review's stricter rule
+    assert by.loc["linear_probe_auc_code", "post_hoc"].startswith("rule made stricter after review (30 Nov 2026), "
+                                                                  "not tuned to pass")
+    assert "labels" not in by.loc["linear_probe_auc_code", "post_hoc"]
+    assert by.loc["entropy_baseline_auc_code", "post_hoc"] == ""
     assert {metric for metric, _ in CHECKS.values()} <= set(by.index)
 
 
@@ -78,3 +84,62 @@ def test_a_claim_over_datasets_is_not_comparable_when_one_is_missing():
     assert by.loc["probe_margin_over_entropy_worst", "verdict"] == "not comparable"
     assert by.loc["iclt_auc_facts", "verdict"] == "not comparable"  # no ICLT row: still a finding, never missing
     assert by.loc["transfer_auc_code_pair_worst", "verdict"] == "not comparable"  # neither direction measured
+
+
+def _pair_table(probe: float, entropy: float, transfer: float = 0.9, in_domain: float = 0.9,
+                transferred_entropy: float = 0.5) -> pd.DataFrame:
+    """Every dataset with the same probe and entropy AUCs; the code pair's in-domain and transferred AUCs as given."""
+    table = {}
+    for d in ("facts", "code", "code_pair_on_facts"):
+        table |= {(d, d, "entropy", -1): entropy, (d, d, "linear", -1): probe, (d, d, "linear", 2): probe,
+                  (d, d, "mlp", 2): probe}
+    for d in ("code", "code_pair_on_facts"):
+        table[(d, d, "linear", 2)] = in_domain
+    for s, t in CROSS[:2]:
+        table |= {(s, t, "linear", 2): transfer, (s, t, "entropy", -1): transferred_entropy}
+    return _auc(table)
+
+
+def _verdicts(table: pd.DataFrame) -> pd.Series:
+    frame = findings_frame(build_findings(table, _labels(), "unit", CROSS[:2]))
+    assert check_findings_frame(frame) == []
+    return frame.set_index("metric")["verdict"]
+
+
+def test_a_probe_near_chance_is_not_partially_reproduced():
+    # demo-like: probe 0.60 against an entropy baseline at chance (0.498); the old partial bar 0.5 said "partially"
+    v = _verdicts(_pair_table(probe=0.60, entropy=0.498))
+    assert v["mlp_probe_auc_code_pair_on_facts"] == "not reproduced"
+    assert v["linear_probe_auc_facts"] == "not reproduced"
+    # well above chance and 0.2 over the baseline: still partially
+    assert _verdicts(_pair_table(probe=0.75, entropy=0.55))["linear_probe_auc_facts"] == "partially reproduced"
+
+
+def test_a_margin_over_a_baseline_below_chance_counts_from_chance():
+    # probe 0.53 vs baseline 0.40: the old margin 0.13 "reproduced"; from chance it is 0.03
+    table = _pair_table(probe=0.53, entropy=0.40)
+    frame = findings_frame(build_findings(table, _labels(), "unit", CROSS[:2])).set_index("metric")
+    assert math.isclose(frame.loc["probe_margin_over_entropy_worst", "ours"], 0.03)
+    assert frame.loc["probe_margin_over_entropy_worst", "verdict"] == "not reproduced"
+    assert _verdicts(_pair_table(probe=0.62, entropy=0.40))["probe_margin_over_entropy_worst"] == "reproduced"
+
+
+def test_transfer_needs_a_bounded_drop_an_above_chance_in_domain_probe_and_the_entropy_baseline_beaten():
+    ok = _verdicts(_pair_table(probe=0.9, entropy=0.6, transfer=0.8, in_domain=0.9))
+    assert ok["transfer_auc_code_to_code_pair_on_facts"] == "reproduced"
+    assert ok["transfer_auc_code_pair_worst"] == "reproduced"
+    # a drop of 0.30 (old partial bar 1: "partially"): over the partial 0.25
+    big_drop = _verdicts(_pair_table(probe=0.9, entropy=0.6, transfer=0.65, in_domain=0.95))
+    assert big_drop["transfer_auc_code_to_code_pair_on_facts"] == "not reproduced"
+    assert big_drop["transfer_auc_code_pair_worst"] == "not reproduced"
+    # a drop of 0.2: partially
+    mid = _verdicts(_pair_table(probe=0.9, entropy=0.6, transfer=0.7, in_domain=0.9))
+    assert mid["transfer_auc_code_to_code_pair_on_facts"] == "partially reproduced"
+    # the transferred entropy baseline scores higher than the probe (old: "reproduced")
+    beaten = _verdicts(_pair_table(probe=0.9, entropy=0.6, transfer=0.8, in_domain=0.85, transferred_entropy=0.79))
+    assert beaten["transfer_auc_code_to_code_pair_on_facts"] == "not reproduced"
+    assert beaten["transfer_auc_code_pair_worst"] == "not reproduced"
+    # the in-domain probe is at chance: the drop (old: -0.1, "reproduced") cannot be measured
+    chance = _verdicts(_pair_table(probe=0.9, entropy=0.6, transfer=0.62, in_domain=0.52))
+    assert chance["transfer_auc_code_to_code_pair_on_facts"] == "not comparable"
+    assert chance["transfer_auc_code_pair_worst"] == "not comparable"
