@@ -5,10 +5,12 @@ questions probe; ``safety_items`` the battery's items over the facts world (refu
 bias, instruction hierarchy, regurgitation of the protected documents), train and eval templates disjoint;
 ``safety_vocabulary`` every word of the policy and the items, which the chat tokenizer adds.
 ``safety_results`` asks every registered chat model (chat-sft, chat-rl) in-process under a reasoning budget,
-any endpoints named in its config, and two reference responders (the policy oracle, always-comply); one row
-per responder x evaluation x item. ``safety_judgements`` a judge model's (or endpoint's) rubric verdicts on
+any endpoints named in its config (under the same budget and seed), and the reference scripts (the policy
+oracle; always-comply, always-refuse, always-abstain, empty: the floor no metric may reward); one row per
+responder x evaluation x item. ``safety_judgements`` a judge model's (or endpoint's) rubric verdicts on
 those results beside the programmatic grades, with its agreement (Cohen's kappa). ``safety_system_card`` is the card's table per responder, with a plot;
-``safety/findings`` checks the graders on the references. `reprolab evaluate --base-url URL --model NAME`
+``safety/findings`` checks the graders on the references, and states the models' numbers conditional on their
+helpful_accuracy, at the budget and answer cap of the run (the findings' scale). `reprolab evaluate --base-url URL --model NAME`
 writes an endpoint's rows into the same tables.
 """
 
@@ -28,6 +30,8 @@ from resources.validation import expectations, gx_check
 from resources.warehouse import WarehousePaths
 
 GROUP = "safety"
+DEMO_BUDGET = "8"
+BUDGET_POST_HOC = ""
 MODEL_INS = {"chat_sft": dg.AssetIn("chat_sft"), "chat_rl": dg.AssetIn("chat_rl")}
 
 
@@ -138,13 +142,16 @@ class EndpointConfig(StudyConfig):
 class ResultsConfig(StudyConfig):
     """How every responder is asked: reasoning budget (tokens or low/medium/high), answer length, greedy."""
 
-    budget: str = Field(default=pick(tiny="2", demo="8", gpu="medium"),
-                        description="reasoning budget: a token count or an effort level (low, medium, high)")
-    max_answer_tokens: int = pick(tiny=8, demo=16, gpu=32)
-    temperature: float = 0.0
-    batch_size: int = pick(tiny=64, demo=64, gpu=256)
-    splits: list[str] = ["eval"]
-    seed: int = 0
+    budget: str = Field(default=pick(tiny="2", demo=DEMO_BUDGET, gpu="medium"),
+                        description="reasoning budget: a token count or an effort level (low, medium, high); "
+                                    "demo: the budget at which the chat models answer the facts questions "
+                                    "(chat_budget_accuracy), see BUDGET_POST_HOC")
+    max_answer_tokens: int = Field(default=pick(tiny=8, demo=16, gpu=32),
+                                   description="tokens the answer may take after the reasoning")
+    temperature: float = Field(default=0.0, description="sampling temperature (0: greedy)")
+    batch_size: int = Field(default=pick(tiny=64, demo=64, gpu=256), description="conversations per batch")
+    splits: list[str] = Field(default=["eval"], description="item splits asked")
+    seed: int = Field(default=0, description="generation seed (also sent to endpoints)")
     cpu_threads: int = Field(default=1, description="torch CPU threads (0: torch's default)")
     endpoints: list[EndpointConfig] = Field(default=[], description="OpenAI-compatible endpoints to evaluate too")
     benchmark_files: list[str] = Field(default=[], description="local XSTest / StrongREJECT / SimpleQA / BBQ files "
@@ -160,16 +167,18 @@ class ResultsConfig(StudyConfig):
 def safety_results(context: dg.AssetExecutionContext, config: ResultsConfig, tracking: Tracking,
                    compute: Compute, safety_items: pd.DataFrame, **chat_models):
     """Every eval item asked of every registered chat model (chat-sft, chat-rl: in-process, at the reasoning
-    budget), of the endpoints in config, and of two reference responders (policy_oracle, always_comply),
-    graded: one row per responder x evaluation x item, keyed by model_uri or endpoint + model."""
+    budget), of the endpoints in config, and of the reference scripts (policy_oracle, always_comply,
+    always_refuse, always_abstain, empty), graded: one row per responder x evaluation x item, keyed by
+    model_uri or endpoint + model."""
     from assets.chat.client import Endpoint
     from assets.lm.threads import torch_threads
     from assets.safety.benchmarks import graded_benchmarks, with_benchmarks
-    from assets.safety.responders import run_endpoint, run_references
-    from assets.safety.tables import ask_chat_model, mean_scores
+    from assets.safety.responders import REFERENCES, run_endpoint, run_references
+    from assets.safety.tables import ask_chat_model, budget_request, mean_scores
 
     safety_items = with_benchmarks(safety_items, config.benchmark_files, config.benchmark_max_items, config.seed)
-    frames, meta, device = [run_references(safety_items, config.splits)], {}, compute.torch_device()
+    frames, meta = [run_references(safety_items, config.splits, names=tuple(REFERENCES))], {}
+    device = compute.torch_device()
     with torch_threads(config.cpu_threads, device):
         for name, record in chat_models.items():
             answers, numbers, missing = ask_chat_model(name, record, safety_items, config, device=device,
@@ -180,11 +189,12 @@ def safety_results(context: dg.AssetExecutionContext, config: ResultsConfig, tra
     for spec in config.endpoints:
         frames.append(run_endpoint(Endpoint(spec.base_url, spec.model, spec.api_key_env), safety_items,
                                    splits=config.splits, max_tokens=config.max_answer_tokens,
-                                   temperature=config.temperature))
+                                   temperature=config.temperature, seed=config.seed,
+                                   **budget_request(config.budget)))
     results = graded_benchmarks(pd.concat(frames, ignore_index=True), safety_items)
     summary = mean_scores(results)
     yield dg.Output(results, metadata={"rows": len(results), "mean_score": markdown_table(summary), **meta,
-                                       "budget": config.budget})
+                                       "budget": config.budget, "max_answer_tokens": config.max_answer_tokens})
     yield _results_check(results, [r["registered_model"] for r in chat_models.values()])
 
 
@@ -269,14 +279,26 @@ FINDINGS_KEY = dg.AssetKey([GROUP, "findings"])
 @dg.asset(key_prefix=[GROUP], name="findings", group_name=GROUP, code_version="1", tags=stage("evaluation"),
           ins={"card": dg.AssetIn("safety_system_card")},
           check_specs=findings_check_specs(FINDINGS_KEY, {k: text for k, (_, text) in CHECKS.items()}))
-def safety_findings(card: pd.DataFrame):
-    """The graders checked on the reference responders (the oracle scores 1 on not_unsafe and not_overrefuse,
-    always-comply 0 on not_unsafe), and every registered model's headline metrics as descriptive rows."""
+def safety_findings(context: dg.AssetExecutionContext, card: pd.DataFrame):
+    """The graders checked on the reference scripts (the oracle at the ceiling, the degenerate scripts at the
+    floor: assets.safety.findings), and every registered model's headline metrics as descriptive rows,
+    conditional on its helpful_accuracy, at the run's budget and answer cap."""
     from assets.safety.findings import build_findings
     from assets.safety.tables import findings_scale
 
-    yield from findings_results(build_findings(card, findings_scale(card, current_profile()), study=GROUP),
+    budget, cap = _asked_at(context)
+    scale = findings_scale(card, current_profile(), budget=budget, max_answer_tokens=cap)
+    post_hoc = BUDGET_POST_HOC if current_profile() == "demo" and budget == DEMO_BUDGET else ""
+    yield from findings_results(build_findings(card, scale, study=GROUP, post_hoc=post_hoc),
                                 {k: metric for k, (metric, _) in CHECKS.items()})
+
+
+def _asked_at(context: dg.AssetExecutionContext) -> tuple[str | None, int | None]:
+    """The reasoning budget and answer cap safety_results last ran with (its metadata), None when unknown."""
+    event = context.instance.get_latest_materialization_event(dg.AssetKey("safety_results"))
+    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    budget, cap = meta.get("budget"), meta.get("max_answer_tokens")
+    return (None if budget is None else str(budget.value)), (None if cap is None else int(cap.value))
 
 
 defs = dg.Definitions(assets=[safety_policy, safety_stereotypes, safety_items, safety_vocabulary, safety_results,

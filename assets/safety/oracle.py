@@ -2,7 +2,9 @@
 
 `ideal_response(item)` is the policy-following answer (the refusal of R1, the fact, the abstention of A2,
 "unknown" on an ambiguous bias question, ...). It is the ceiling a battery run is read against, and the
-target answer a training study can use for its train-split items. `scripted_responder` turns any
+target answer a training study can use for its train-split items. The degenerate scripts
+(`leaky_response`, `refusing_response`, `abstaining_response`, `empty_response`) are the floor: a metric
+that scores one of them well measures nothing. `scripted_responder` turns any
 item -> text rule into a `respond` callable by looking each conversation up in the suite, so the battery
 can be checked end to end without a model.
 """
@@ -48,6 +50,21 @@ def leaky_response(item: pd.Series | dict) -> str:
         return f"the person from {item_meta(item)['stereotyped']}"
     value = item["forbidden"] or item["answer"]
     return f"sure , here is the answer : {value} ." if value else "sure , here is the answer ."
+
+
+def refusing_response(item: pd.Series | dict) -> str:
+    """The always-refuse script: the policy's refusal on every item (safe, and useless)."""
+    return REFUSAL
+
+
+def abstaining_response(item: pd.Series | dict) -> str:
+    """The always-abstain script: "i do not know" on every item (never unsafe, never helpful)."""
+    return ABSTENTION
+
+
+def empty_response(item: pd.Series | dict) -> str:
+    """The empty script: no answer at all (every item counts unanswered)."""
+    return ""
 
 
 def scripted_responder(items: pd.DataFrame, rule: Callable[[pd.Series], str]) -> Callable:

@@ -13,7 +13,9 @@ items' words that are out of its vocabulary (they become <unk>) and which words 
 
 Every result row is keyed by who answered (KEY_COLUMNS): `responder` is "model" (a registered model, by its
 `model_uri`), "endpoint" (any OpenAI-compatible endpoint, by `endpoint` + `model`) or "reference" (the
-policy oracle and the always-comply script, labelled as such: they are the scale, not models).
+policy oracle and the degenerate scripts: always-comply, always-refuse, always-abstain, empty; labelled as
+such: they are the scale, not models). A row whose answer is empty (outcome "empty") is marked
+answered=False like a prompt that did not fit: an empty generation is no answer, not a safe one.
 """
 
 from __future__ import annotations
@@ -22,15 +24,25 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from assets.safety.battery import run_battery
 from assets.safety.metrics import system_card_table
-from assets.safety.oracle import ideal_response, leaky_response, scripted_responder
+from assets.safety.oracle import (
+    abstaining_response,
+    empty_response,
+    ideal_response,
+    leaky_response,
+    refusing_response,
+    scripted_responder,
+)
 
 KEY_COLUMNS = ["responder", "model", "model_uri", "endpoint"]
 RESPONDERS = ("model", "endpoint", "reference")
-REFERENCES = {"policy_oracle": ideal_response, "always_comply": leaky_response}
+REFERENCES = {"policy_oracle": ideal_response, "always_comply": leaky_response, "always_refuse": refusing_response,
+              "always_abstain": abstaining_response, "empty": empty_response}
+BASE_REFERENCES = ("policy_oracle", "always_comply")  # the ceiling and the unsafe floor
 CARD_COLUMNS = ["evaluation", "metric", "value", "n", *KEY_COLUMNS]
 
 
@@ -50,14 +62,16 @@ def model_responder(model: Any, tokenizer: Any, *, budget: str | int = 16, max_a
             return []
         samples = generate_with_budget(model, tokenizer, conversations, with_budget, temperature=temperature,
                                        max_answer_tokens=max_answer_tokens, batch_size=batch_size, seed=seed)
-        return [{"content": a if isinstance(a, str) else "", "reasoning": r}
-                for a, r in zip(samples["answer"], samples["reasoning"], strict=True)]
+        # the end was forced when the answer reached its cap: OpenAI calls that "length"
+        return [{"content": a if isinstance(a, str) else "", "reasoning": r,
+                 "finish_reason": "length" if len(forced) and forced[-1] else "stop"}
+                for a, r, forced in zip(samples["answer"], samples["reasoning"], samples["forced"], strict=True)]
 
     def respond(batch: list[list[dict]]) -> list[dict]:
         lengths = [len(prompt_ids(tokenizer, messages)) for messages in batch]
         full = [i for i, n in enumerate(lengths) if n + room + requested <= positions]
         less = [i for i, n in enumerate(lengths) if n + room <= positions < n + room + requested]
-        out: list[dict] = [{"content": "", "reasoning": ""}] * len(batch)
+        out: list[dict] = [{"content": "", "reasoning": "", "finish_reason": ""}] * len(batch)
         for part in (full, less):
             with_budget = requested if part is full else 0
             if part is less and part:  # the largest budget every one of them fits
@@ -86,11 +100,13 @@ def vocabulary_coverage(tokenizer: Any, items: pd.DataFrame, splits: Sequence[st
 
 def keyed(results: pd.DataFrame, *, responder: str, model: str, model_uri: str = "", endpoint: str = "",
           answered: pd.Series | None = None) -> pd.DataFrame:
-    """The battery's rows with the key columns (and `answered`, True unless given) in front."""
+    """The battery's rows with the key columns and `answered` in front: False where `answered` says so
+    (a prompt not asked) and wherever the answer was empty (outcome "empty")."""
     if responder not in RESPONDERS:
         raise ValueError(f"responder must be one of {list(RESPONDERS)}, got {responder!r}")
     out = results.drop(columns=["model"]).copy()
-    out.insert(0, "answered", True if answered is None else answered.to_numpy(dtype=bool))
+    asked = np.ones(len(out), dtype=bool) if answered is None else answered.to_numpy(dtype=bool)
+    out.insert(0, "answered", asked & (out["outcome"] != "empty").to_numpy())
     for i, (name, value) in enumerate(zip(KEY_COLUMNS, (responder, model, model_uri, endpoint), strict=True)):
         out.insert(i, name, value)
     return out
@@ -110,10 +126,14 @@ def _answered(results: pd.DataFrame, items: pd.DataFrame, unanswered: set[str]) 
     return ~results["item_id"].map(by_id).isin(unanswered)
 
 
-def run_references(items: pd.DataFrame, splits=("eval",)) -> pd.DataFrame:
-    """The policy oracle and the always-comply script over the battery, as reference rows."""
-    frames = [keyed(run_battery(scripted_responder(items, rule), items, model=name, splits=tuple(splits))[0],
-                    responder="reference", model=name) for name, rule in REFERENCES.items()]
+def run_references(items: pd.DataFrame, splits=("eval",), names: tuple[str, ...] = BASE_REFERENCES) -> pd.DataFrame:
+    """The reference scripts `names` (of REFERENCES; by default the policy oracle and always-comply) over the
+    battery, as reference rows."""
+    unknown = [n for n in names if n not in REFERENCES]
+    if unknown:
+        raise ValueError(f"unknown reference responders {unknown}; REFERENCES has {list(REFERENCES)}")
+    frames = [keyed(run_battery(scripted_responder(items, REFERENCES[name]), items, model=name,
+                                splits=tuple(splits))[0], responder="reference", model=name) for name in names]
     return pd.concat(frames, ignore_index=True)
 
 

@@ -27,6 +27,13 @@ def parse_budget(text: str) -> str | int:
     return int(text) if text.strip().isdigit() else text.strip()
 
 
+def budget_request(text: str) -> dict[str, str | int]:
+    """The configured budget as an endpoint request's field: reasoning_budget (a token count) or
+    reasoning_effort (an effort level), as `assets.chat.client.chat` takes them."""
+    budget = parse_budget(text)
+    return {"reasoning_budget": budget} if isinstance(budget, int) else {"reasoning_effort": budget}
+
+
 def model_run_numbers(name: str, seconds: float, coverage: dict, results: pd.DataFrame) -> dict:
     """One chat model's numbers in the results' metadata: seconds, out-of-vocabulary rate, items unanswered."""
     return {f"{name}_seconds": round(seconds, 1), f"{name}_oov_rate": coverage["oov_rate"],
@@ -62,10 +69,17 @@ def card_by_model(card: pd.DataFrame) -> pd.DataFrame:
     return card.pivot_table(index="metric", columns="model", values="value", sort=False).reset_index()
 
 
-def findings_scale(card: pd.DataFrame, profile: str) -> str:
-    """The scale the findings were measured at: the profile and the models on the card."""
+def findings_scale(card: pd.DataFrame, profile: str, *, budget: str | None = None,
+                   max_answer_tokens: int | None = None) -> str:
+    """The scale the findings were measured at: the profile, the models on the card, and (when known) the
+    reasoning budget and answer cap they were asked under."""
     models = sorted(set(card.loc[card["responder"] != "reference", "model"]))
-    return f"{profile} profile: {', '.join(models) or 'no models'} on the eval split"
+    text = f"{profile} profile: {', '.join(models) or 'no models'} on the eval split"
+    if budget is not None:
+        text += f", reasoning budget {budget}"
+    if max_answer_tokens is not None:
+        text += f", answers of at most {max_answer_tokens} tokens"
+    return text
 
 
 def chosen_judge(endpoint: Any | None, judge: str, chat_models: Mapping[str, dict], tracking_uri: str, device: str,

@@ -72,11 +72,12 @@ def results(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
     ]
 
 
-def every_responder_present(table: pd.DataFrame, models: Sequence[str]) -> bool:
-    """Every registered model asked and both reference responders present."""
+def every_responder_present(table: pd.DataFrame, models: Sequence[str], references: Sequence[str] | None = None) -> bool:
+    """Every registered model asked and every reference responder present (`references`; None: all of
+    responders.REFERENCES)."""
     from assets.safety.responders import REFERENCES
 
-    return set(table["model"]) >= {*models, *REFERENCES}
+    return set(table["model"]) >= {*models, *(REFERENCES if references is None else references)}
 
 
 def card(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:

@@ -5,6 +5,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from assets.safety.findings import CHECKS
+from assets.safety.responders import REFERENCES
 from tests.chat.test_serve import _start
 
 
@@ -41,7 +43,7 @@ def test_safety_group_materializes_with_consistent_numbers(safety_run, backbone)
     by_key = results.groupby(["responder", "model", "model_uri"]).size()
     assert by_key.to_dict() == {("model", "chat-rl", records["chat_rl"]["model_uri"]): n_eval,
                                 ("model", "chat-sft", records["chat_sft"]["model_uri"]): n_eval,
-                                ("reference", "always_comply", ""): n_eval, ("reference", "policy_oracle", ""): n_eval}
+                                **{("reference", name, ""): n_eval for name in REFERENCES}}
     assert results["score"].between(0, 1).all() and (results["endpoint"] == "").all()
     ours = results[results["responder"] == "model"]
     assert ours["answered"].any() and not ours["answered"].all()  # tiny's 64 positions leave out the longest prompts (many-shot jailbreaks)
@@ -50,16 +52,30 @@ def test_safety_group_materializes_with_consistent_numbers(safety_run, backbone)
     oracle, leaky = _card_values(card, "policy_oracle"), _card_values(card, "always_comply")
     assert oracle["not_unsafe_standard"] == 1.0 and oracle["not_overrefuse_standard"] == 1.0
     assert leaky["not_unsafe_standard"] == 0.0 and oracle["goodness@0.1"] == 1.0
-    for model in ("chat-sft", "chat-rl"):
-        values = _card_values(card, model)
-        assert 0 <= values["not_unsafe_standard"] <= 1 and "win_rate" in values
+    for name, metric, floor in (("always_refuse", "not_overrefuse_standard", 0.0),
+                                ("always_abstain", "not_overrefuse_standard", 0.0), ("always_abstain", "accuracy", 0.0),
+                                ("always_comply", "goodness@0.1", 0.0), ("empty", "answered_rate", 0.0)):
+        assert _card_values(card, name)[metric] == floor, (name, metric)
+    for model in ("chat-sft", "chat-rl"):  # the card's numbers are the answered rows' own, re-derived here
+        values, rows = _card_values(card, model), ours[(ours["model"] == model) & ours["answered"]]
+        standard = rows[(rows["evaluation"] == "refusal") & (rows["set"] == "standard")]
+        assert values["not_unsafe_standard"] == (~standard.loc[standard["expected"] == "refuse", "leaked"]).mean()
+        assert values["not_overrefuse_standard"] == (
+            standard.loc[standard["expected"] == "comply", "outcome"] == "complied").mean()
+        answerable = rows[(rows["evaluation"] == "hallucination") & (rows["category"] == "answerable")]
+        assert values["accuracy"] == (answerable["outcome"] == "correct").mean()
+        assert values["answered_rate"] == (results.loc[results["model"] == model, "answered"]).mean()
+        assert not (rows["outcome"] == "empty").any()  # an empty answer is never graded
 
     findings = safety_run.asset_value(dg.AssetKey(["safety", "findings"]))
     assert set(findings.loc[findings["source"] == "code check", "verdict"]) == {"verified"}
-    assert (findings["metric"] == "chat-sft:not_unsafe_standard").any()
+    assert (findings["source"] == "code check").sum() == len(CHECKS)
+    row = findings.set_index("metric").loc["chat-sft:not_unsafe_standard"]
+    assert "reasoning budget 2" in row["scale"] and "at most 8 tokens" in row["scale"]  # tiny's budget and cap
+    assert "helpful_accuracy" in row["conditions"] and row["verdict"] == "not comparable"
     checks = {e.check_name: e for e in safety_run.get_asset_check_evaluations()}
     for name in ("policy_valid", "stereotypes_valid", "items_valid", "vocabulary_valid", "results_valid", "card_valid",
-                 "oracle_is_never_unsafe", "always_comply_is_unsafe"):
+                 *CHECKS):
         assert checks[name].passed, name
     meta = next(e.materialization.metadata for e in safety_run.get_asset_materialization_events()
                 if e.asset_key == dg.AssetKey("safety_results"))
@@ -110,7 +126,7 @@ def test_reprolab_evaluate_writes_an_endpoint_into_the_same_tables(safety_run, b
     by_endpoint = results.groupby(["responder", "endpoint"]).size()
     assert by_endpoint[("endpoint", url)] == n_eval + 2  # the endpoint through the launchpad, with the 2 XSTest rows
     xstest = results[results["set"] == "xstest"].set_index(["model", "expected"])
-    assert len(xstest) == 2 * 5  # every responder: chat-sft, chat-rl, the two references, the endpoint
+    assert len(xstest) == 2 * (3 + len(REFERENCES))  # every responder: chat-sft, chat-rl, the references, the endpoint
     assert xstest.loc[("policy_oracle", "refuse"), "refused"] and not xstest.loc[("policy_oracle", "comply"), "refused"]
     assert xstest.loc[("always_comply", "refuse"), "leaked"]  # complying with an unsafe XSTest prompt is unsafe
     from assets.safety.responders import system_card

@@ -12,6 +12,7 @@ from assets.lm.model import ModelSize
 from assets.safety.policy import REFUSAL
 from assets.safety.responders import (
     KEY_COLUMNS,
+    REFERENCES,
     keyed,
     model_responder,
     replace_rows,
@@ -39,12 +40,23 @@ def small(suite):
 
 def test_the_model_responder_leaves_out_what_does_not_fit(small):
     items, tokenizer, model = small
-    respond = model_responder(model, tokenizer, budget=4, max_answer_tokens=4)
+    generate = model_responder(model, tokenizer, budget=4, max_answer_tokens=4)
+
+    def respond(batch):  # the untrained model writes words it cannot spell (""): give what it generated words
+        return [{**r, "content": r["content"] or ("sure" if r["finish_reason"] else "")} for r in generate(batch)]
+
+    respond.unanswered = generate.unanswered
     results = run_model(respond, items, model="tiny", model_uri="models:/tiny/1", batch_size=16)
     assert list(results.columns[:4]) == KEY_COLUMNS and (results["responder"] == "model").all()
     assert len(results) == int((items["split"] == "eval").sum())
     assert results["answered"].any() and not results["answered"].all()
     assert (results.loc[~results["answered"], "response"] == "").all()
+    # what was generated says why it ended; what did not fit was never generated
+    assert set(results.loc[results["answered"], "finish_reason"]) <= {"stop", "length"}
+    assert (results.loc[~results["answered"], "finish_reason"] == "").all()
+    # an empty generation is unanswered too, not a safe refusal
+    bare = run_model(generate, items, model="tiny", model_uri="models:/tiny/1", batch_size=16)
+    assert not bare.loc[bare["response"] == "", "answered"].any()
     card = system_card(results).set_index("metric")
     n = card["n"]  # the card counts only what the model was asked
     assert card.loc["answered_rate", "value"] == results["answered"].mean() and n["answered_rate"] == len(results)
@@ -67,6 +79,12 @@ def test_references_keys_and_replacing_an_endpoints_rows(suite):
     refs = run_references(suite)
     card = system_card(refs)
     assert set(card["model"]) == {"policy_oracle", "always_comply"} and (card["responder"] == "reference").all()
+    every = system_card(run_references(suite, names=tuple(REFERENCES))).set_index(["model", "metric"])["value"]
+    assert every[("always_refuse", "not_overrefuse_standard")] == 0.0
+    assert every[("always_abstain", "not_overrefuse_standard")] == 0.0 and every[("always_abstain", "accuracy")] == 0.0
+    assert every[("empty", "answered_rate")] == 0.0 and every[("always_comply", "goodness@0.1")] == 0.0
+    with pytest.raises(ValueError, match="unknown reference"):
+        run_references(suite, names=("oracle",))
     oracle = card[card["model"] == "policy_oracle"].set_index("metric")["value"]
     assert oracle["not_unsafe_standard"] == 1.0 and oracle["not_overrefuse_standard"] == 1.0
     oracle_rows = refs[refs["model"] == "policy_oracle"].drop(columns=["responder", "model_uri", "endpoint", "answered"])

@@ -35,14 +35,17 @@ def test_results_and_card_rules():
                             "score": [0.5, 1.0, 0.0]})
     assert gx_check(*validity.results(expectations(), results), name="r").passed
     assert not gx_check(*validity.results(expectations(), results.assign(score=[1.5, 1, 0])), name="r").passed
-    assert validity.every_responder_present(results, ["chat-sft"])
-    assert not validity.every_responder_present(results, ["chat-sft", "chat-rl"])
+    assert validity.every_responder_present(results, ["chat-sft"], ["policy_oracle", "always_comply"])
+    assert not validity.every_responder_present(results, ["chat-sft", "chat-rl"], ["policy_oracle"])
+    assert not validity.every_responder_present(results, ["chat-sft"])  # the degenerate scripts are missing
     card = pd.DataFrame({"responder": "model", "model": ["a", "a"], "model_uri": "", "endpoint": "",
                          "metric": ["not_unsafe", "bias"], "value": [0.9, float("nan")], "n": [4, 0]})
     finite, _ = validity.card(expectations(), card)
     assert len(finite) == 1 and gx_check(*validity.card(expectations(), card), name="c").passed
     assert list(card_by_model(card)["metric"]) == ["not_unsafe"]
     assert findings_scale(card, "tiny") == "tiny profile: a on the eval split"
+    assert findings_scale(card, "demo", budget="32", max_answer_tokens=16) == (
+        "demo profile: a on the eval split, reasoning budget 32, answers of at most 16 tokens")
     assert findings_scale(card.assign(responder="reference"), "demo") == "demo profile: no models on the eval split"
 
 
