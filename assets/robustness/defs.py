@@ -53,7 +53,8 @@ def robustness_items(config: ItemsConfig, **frames: pd.DataFrame):
     facts questions (unambiguous: the developer message says data is information, not instruction) and facts
     questions whose instructions admit the adversary's reading (ambiguous); goals answer 42, correct + 1,
     correct x 7 (numbers within the tokenizer's 0-99), end with a marker word, think less."""
-    from assets.robustness.items import GOALS, THINK_LESS, attack_items
+    from assets.robustness import validity
+    from assets.robustness.items import attack_items
 
     items = attack_items(frames, config.n_per_task, config.max_shots, seed=config.seed)
     yield dg.Output(items, metadata={"items": len(items), "problems": int(items["problem_id"].nunique()),
@@ -61,16 +62,9 @@ def robustness_items(config: ItemsConfig, **frames: pd.DataFrame):
                                                                .rename("items").reset_index()),
                                      "developer_messages": dg.MetadataValue.json(
                                          items.groupby("task")["system"].first().to_dict())})
-    gxe = expectations()
-    valid = gx_check(items, [gxe.ExpectColumnValuesToBeUnique(column="item_id"),
-                             gxe.ExpectColumnValuesToBeInSet(column="task", value_set=list(GOALS)),
-                             gxe.ExpectColumnValuesToBeInSet(column="goal", value_set=[
-                                 *{g for goals in GOALS.values() for g in goals}, THINK_LESS])],
-                     name="robustness_items")
-    targets = items[items["goal"] != THINK_LESS]
-    same = all(len({frozenset(g["problem_id"]) for _, g in t.groupby("goal")}) == 1 for _, t in items.groupby("task"))
-    yield dg.AssetCheckResult(check_name="items_valid", passed=bool(valid.passed and same
-                                                                    and (targets["target"] != "").all()),
+    valid = gx_check(*validity.items(expectations(), items), name="robustness_items")
+    same, targets = validity.same_problems_under_every_goal(items), validity.targets_present(items)
+    yield dg.AssetCheckResult(check_name="items_valid", passed=bool(valid.passed and same and targets),
                               metadata=valid.metadata)
 
 
@@ -171,6 +165,7 @@ def robustness_runs(context: dg.AssetExecutionContext, config: RunsConfig, track
     behaviour) under the text attacks, the pipeline's own check."""
     from assets.lm.registration import load_registered
     from assets.lm.threads import torch_threads
+    from assets.robustness import validity
     from assets.robustness.defender import model_defender
     from assets.robustness.grid import GridSpec, attack_texts, planted_reference, run_attacks
     from assets.robustness.items import oov_words
@@ -195,21 +190,11 @@ def robustness_runs(context: dg.AssetExecutionContext, config: RunsConfig, track
                                     "unanswered": int((~runs["answered"]).sum()), "oov_words": " ".join(oov) or "none",
                                     "soft_tokens": dg.MetadataValue.json({k: list(v) if isinstance(v, tuple) else v
                                                                           for k, v in info.items()})})
-    within = runs.assign(over=runs["reasoning_tokens"] - runs["compute_level"],
-                         norm_over=(runs["soft_norm"] - runs["soft_cap"] * (1 + 1e-5)).fillna(-1.0))
-    gxe = expectations()
-    yield gx_check(within, [gxe.ExpectColumnValuesToBeBetween(column="over", max_value=0),
-                            gxe.ExpectColumnValuesToBeBetween(column="norm_over", max_value=0),
-                            gxe.ExpectColumnDistinctValuesToEqualSet(column="compute_level",
-                                                                     value_set=list(spec.compute_levels))],
-                   name="robustness_runs", check_name="runs_valid")
+    yield gx_check(*validity.runs(expectations(), runs, spec.compute_levels), name="robustness_runs",
+                   check_name="runs_valid")
 
 
 # ---------------------------------------------------------------------------------------------------- results
-def _model_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    return runs[runs["defender"] != "planted"]
-
-
 @dg.asset(group_name=GROUP, code_version="2", tags=stage("evaluation"),
           check_specs=[dg.AssetCheckSpec("success_valid", asset="robustness_attack_success",
                                          description="rates and Wilson bounds in [0, 1], low <= rate <= high, "
@@ -220,6 +205,7 @@ def robustness_attack_success(context: dg.AssetExecutionContext, warehouse: Ware
     with n, successes, the Wilson 95% interval, defender queries, mean reasoning tokens and FLOPs per
     response, and `items_lost` (items counted at the lowest compute level but not here: > 0 flags a cell on
     fewer items); heatmaps over (defender compute x adversary budget) in the paper's style."""
+    from assets.robustness import validity
     from assets.robustness.plots import success_heatmaps
     from assets.robustness.summary import success_grid
 
@@ -231,16 +217,8 @@ def robustness_attack_success(context: dg.AssetExecutionContext, warehouse: Ware
                                     "at_largest_adversary_budget": markdown_table(
         pivot.reset_index(), max_rows=40), "heatmaps": figure_metadata(
         success_heatmaps(ours), "robustness/attack_success", warehouse.root, context.run.run_id)})
-    rated = grid.dropna(subset=["success_rate"])
-    gxe = expectations()
-    yield gx_check(rated.assign(below=rated["ci_low"] - rated["success_rate"],
-                                above=rated["success_rate"] - rated["ci_high"],
-                                spare=rated["n"] - rated["successes"]), [
-        gxe.ExpectColumnValuesToBeBetween(column="success_rate", min_value=0, max_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="below", max_value=1e-9),
-        gxe.ExpectColumnValuesToBeBetween(column="above", max_value=1e-9),
-        gxe.ExpectColumnValuesToBeBetween(column="spare", min_value=0)],
-        name="robustness_attack_success", check_name="success_valid")
+    yield gx_check(*validity.success(expectations(), grid), name="robustness_attack_success",
+                   check_name="success_valid")
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"))
@@ -249,9 +227,9 @@ def robustness_clean_accuracy(context: dg.AssetExecutionContext, warehouse: Ware
     """The defender's accuracy on the clean conversations per task and compute level (Wilson intervals, mean
     reasoning tokens and FLOPs), beside the attacks; plotted with the reasoning length under think-less."""
     from assets.robustness.plots import compute_figure
-    from assets.robustness.summary import clean_accuracy
+    from assets.robustness.summary import clean_accuracy, model_runs
 
-    table = clean_accuracy(_model_runs(robustness_runs))
+    table = clean_accuracy(model_runs(robustness_runs))
     context.add_output_metadata({"accuracy": markdown_table(table), "plot": figure_metadata(
         compute_figure(table, robustness_think_less), "robustness/clean_accuracy", warehouse.root,
         context.run.run_id)})
@@ -262,9 +240,9 @@ def robustness_clean_accuracy(context: dg.AssetExecutionContext, warehouse: Ware
 def robustness_think_less(context: dg.AssetExecutionContext, robustness_runs: pd.DataFrame) -> pd.DataFrame:
     """Mean reasoning tokens per task and compute level, clean and under the think-less templates, and their
     ratio: does the adversary cut the defender's thinking short?"""
-    from assets.robustness.summary import think_less_lengths
+    from assets.robustness.summary import model_runs, think_less_lengths
 
-    table = think_less_lengths(_model_runs(robustness_runs))
+    table = think_less_lengths(model_runs(robustness_runs))
     context.add_output_metadata({"lengths": markdown_table(table)})
     return table
 
@@ -273,9 +251,9 @@ def robustness_think_less(context: dg.AssetExecutionContext, robustness_runs: pd
 def robustness_nerd_sniping(context: dg.AssetExecutionContext, robustness_runs: pd.DataFrame) -> pd.DataFrame:
     """Attacked responses that think unusually long (above the clean 95th percentile of reasoning at that task
     and level) for nothing (a wrong answer), per task and level, with success among them and the rest."""
-    from assets.robustness.summary import nerd_sniping
+    from assets.robustness.summary import model_runs, nerd_sniping
 
-    table = nerd_sniping(_model_runs(robustness_runs))
+    table = nerd_sniping(model_runs(robustness_runs))
     context.add_output_metadata({"nerd_sniping": markdown_table(table)})
     return table
 
@@ -294,15 +272,9 @@ def robustness_findings(accuracy: pd.DataFrame, think_less: pd.DataFrame, nerd: 
     findings): success falls with compute (paired over items, with a bootstrap interval over problems) and
     tends to zero (per attack), the ambiguous exception, think-less cuts reasoning, clean accuracy rises;
     code checks on the planted defender and the soft-token norm cap."""
-    from assets.robustness.findings import build_findings
+    from assets.robustness.findings import build_findings, run_context
 
-    model = str(_model_runs(runs)["defender"].iloc[0])
-    levels = sorted(int(level) for level in runs["compute_level"].unique())
-    sees = bool(runs["attacker_sees_reasoning"].any())
-    scale = (f"{current_profile()} profile: {model}, reasoning budgets {levels}, "
-             f"{runs['problem_id'].nunique()} problems, adaptive attacker reads "
-             f"{'answers and reasoning' if sees else 'answers only'}")
-    info = {"soft_norm_cap": float(runs["soft_cap"].max()), "soft_max_norm": float(runs["soft_norm"].max())}
+    model, scale, info = run_context(runs, current_profile())
     yield from findings_results(build_findings(runs, accuracy, think_less, nerd, info, model=model, scale=scale,
                                                study=GROUP), {k: metric for k, (metric, _) in CHECKS.items()})
 

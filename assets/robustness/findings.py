@@ -39,7 +39,7 @@ import math
 import pandas as pd
 
 from assets.findings import Condition, Finding, Rule
-from assets.robustness.summary import trend
+from assets.robustness.summary import model_runs, trend
 
 ANSWER_ATTACKS = ("many_shot", "injection", "soft_tokens", "adaptive")
 POST_HOC = ("the defender's clean format tuning was added after chat-rl's demo arithmetic fell to 0.03 in the "
@@ -83,6 +83,19 @@ def _attack_note(attack: str, sees_reasoning: bool) -> str:
         return ("; the adaptive attacker read " + ("answers and the defender's reasoning (more than o1's attackers "
                 "see)" if sees_reasoning else "answers only (the reasoning hidden, as o1's)"))
     return "; " + SOFT_OBJECTIVE if attack == "soft_tokens" else ""
+
+
+def run_context(runs: pd.DataFrame, profile: str) -> tuple[str, str, dict]:
+    """From the responses of both defenders: the model defender's name, the scale note of every finding, and
+    the soft-token norms (`info` of `build_findings`)."""
+    model = str(model_runs(runs)["defender"].iloc[0])
+    levels = sorted(int(level) for level in runs["compute_level"].unique())
+    sees = bool(runs["attacker_sees_reasoning"].any())
+    scale = (f"{profile} profile: {model}, reasoning budgets {levels}, "
+             f"{runs['problem_id'].nunique()} problems, adaptive attacker reads "
+             f"{'answers and reasoning' if sees else 'answers only'}")
+    info = {"soft_norm_cap": float(runs["soft_cap"].max()), "soft_max_norm": float(runs["soft_norm"].max())}
+    return model, scale, info
 
 
 def build_findings(runs: pd.DataFrame, accuracy: pd.DataFrame, think_less: pd.DataFrame,

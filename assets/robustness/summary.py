@@ -31,6 +31,11 @@ ACCURACY_COLUMNS = ["task", "compute_level", "n", "correct", "accuracy", "ci_low
                     "mean_reasoning_tokens", "mean_flops"]
 
 
+def model_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The model defender's responses (without the planted reference defender's)."""
+    return runs[runs["defender"] != "planted"]
+
+
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """The Wilson score interval of a binomial proportion (scipy's); (nan, nan) when n = 0."""
     if n == 0:
