@@ -3,7 +3,9 @@
 The paper (Vyas, Kakade & Barak 2023) claims, qualitatively: models combined from shards (CP-Δ, CP-k)
 regurgitate protected content far less than a model trained on everything, at a small cost in quality,
 with small k. The rules below fix what "far less", "small cost" and "small k" mean here, before any run; the
-paper states no numbers for them, so every finding's reference is none.
+paper states no numbers for them, so every finding's reference is none. Every comparison with p needs the
+premise (p visibly regurgitates at the top level): without it, or without a CP-k bar (p never sampled the exact
+text), the finding is not comparable rather than passed on a ratio of near-zero numbers.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ SOMEWHAT_LESS = 2.0
 VISIBLE = 0.05  # p "visibly regurgitates" when it puts this much probability on the exact text (mean P(exact))
 SMALL_COST = 0.10  # "small perplexity cost": at most +10% held-out perplexity over p
 MODERATE_COST = 0.25
+# the premise rule and CP-k's bar, made stricter after a review of the demo run (recorded as post-hoc)
+REVIEW = ("rule made stricter after review (30 Nov 2026), not tuned to pass: a failed premise (p's P(exact) below "
+          f"{VISIBLE}) used to leave 'partially' (the premise's partial bar was 0), and CP-k's bar became 0 <= 0 when "
+          "p never sampled the exact text; both are now not comparable")
 COMBINED = ("cp_delta", "cp_kl", "cp_k")
 # check name -> (the finding it reads, what it claims)
 CHECKS = {
@@ -137,9 +143,15 @@ def build_findings(summary: pd.DataFrame, reg: pd.DataFrame, k_values: pd.DataFr
                            f"{p_rows.loc[lvl, 'sampled_exact_rate']:.3f}" for lvl in levels)
     top = r["cp_delta"]
     p_exact = top["p_mean_p_exact"]
+    premise = p_exact >= VISIBLE
+    review = "; ".join(x for x in (post_hoc, REVIEW) if x)
 
-    def p_visible(partial: float | None = 0.0) -> Condition:
-        return Condition("p_exact_of_p", p_exact, Rule.at_least(VISIBLE, partial=partial))
+    def p_visible() -> Condition:
+        """The premise every comparison with p needs: below VISIBLE (NaN here) a ratio of two near-zero
+        probabilities says nothing, so the finding is not comparable."""
+        return Condition("p_exact_of_p", p_exact if premise else math.nan, Rule.at_least(VISIBLE))
+
+    unmet = "" if premise else (f" The premise fails (p's P(exact) {_fmt(p_exact)} < {VISIBLE}): not comparable.")
 
     out = [Finding(
         study, "p_exact_extraction_probability_top", p_exact, rule=Rule.at_least(VISIBLE), scale=scale,
@@ -151,31 +163,32 @@ def build_findings(summary: pd.DataFrame, reg: pd.DataFrame, k_values: pd.DataFr
         n = r[model]
         out.append(Finding(
             study, f"regurgitation_factor_{model}", n["factor"], rule=Rule.at_least(FAR_LESS, partial=SOMEWHAT_LESS),
-            scale=scale, post_hoc=post_hoc, conditions=[p_visible()],
+            scale=scale, post_hoc=review, conditions=[p_visible()],
             note=f"at {n['level']} copies ({n['n_documents']} documents): mean P(exact continuation) p "
                  f"{_fmt(n['p_mean_p_exact'])} vs {model} {_fmt(n['mean_p_exact'])}, factor {_fmt(n['factor'])} "
                  f"(2^{n['log2_factor']:.1f}); sampled exact rate p {n['p_sampled_exact_rate']:.3f} vs "
                  f"{n['sampled_exact_rate']:.3f}, near-exact {n['p_near_exact_rate']:.3f} vs {n['near_exact_rate']:.3f}. "
-                 "A factor over p's own near-zero probability counts at most partially. Paper: far less than p, "
-                 "shown qualitatively."))
+                 f"Paper: far less than p, shown qualitatively.{unmet}"))
     n = r["cp_k"]
     p_rate = n["p_sampled_exact_rate"]
+    # no bar when p never sampled the exact text (1/10 of 0 is no bar): descriptive, not comparable
     out.append(Finding(
-        study, "exact_rate_top_cp_k", n["sampled_exact_rate"], rule=Rule.at_most(p_rate / FAR_LESS), scale=scale,
-        post_hoc=post_hoc, conditions=[p_visible()],
+        study, "exact_rate_top_cp_k", n["sampled_exact_rate"], rule=Rule.at_most(p_rate / FAR_LESS) if p_rate > 0
+        else None, scale=scale, post_hoc=review, conditions=[p_visible()],
         note=f"CP-k (p's samples kept only if k_x <= k) at {n['level']} copies: sampled exact rate "
-             f"{n['sampled_exact_rate']:.3f} vs p's {p_rate:.3f} (the bar: 1/{FAR_LESS:g} of p's), near-exact "
+             f"{n['sampled_exact_rate']:.3f} vs p's {p_rate:.3f} (the bar: 1/{FAR_LESS:g} of p's; none when p never "
+             f"sampled it), near-exact "
              f"{n['near_exact_rate']:.3f} vs {n['p_near_exact_rate']:.3f}; estimated P(exact) {_fmt(n['mean_p_exact'])} "
              f"(p's probability over the acceptance rate when the truth itself passes k, else 0), factor "
              f"{_fmt(n['factor'])}. {k['cp_k']['within_k_share']:.0%} of CP-k's outputs passed k within its tries; "
              "the others are its lowest-k proposal, counted as output (an abstention in the paper's algorithm, which "
-             "retries without limit). Paper: CP-k rarely outputs protected content."))
+             f"retries without limit). Paper: CP-k rarely outputs protected content.{unmet}"))
     ratio = n["sampled_exact_rate"] / p_rate if p_rate > 0 else math.nan
     out.append(Finding(
-        study, "combined_far_less_top", top["factor"], rule=Rule.at_least(FAR_LESS), scale=scale, post_hoc=post_hoc,
-        conditions=[p_visible(None), Condition("cp_k_exact_rate_over_p", ratio, Rule.at_most(1 / FAR_LESS))],
+        study, "combined_far_less_top", top["factor"], rule=Rule.at_least(FAR_LESS), scale=scale, post_hoc=review,
+        conditions=[p_visible(), Condition("cp_k_exact_rate_over_p", ratio, Rule.at_most(1 / FAR_LESS))],
         note=f"the compound claim at {top['level']} copies: CP-Δ's factor {_fmt(top['factor'])}, p's P(exact) "
-             f"{_fmt(p_exact)}, CP-k's sampled exact rate {ratio:.3g} of p's (nan: p never sampled it)."))
+             f"{_fmt(p_exact)}, CP-k's sampled exact rate {ratio:.3g} of p's (nan: p never sampled it).{unmet}"))
     for model, n in ppl.items():
         out.append(Finding(
             study, f"perplexity_cost_{model}", n["cost_vs_p"], rule=Rule.at_most(SMALL_COST, partial=MODERATE_COST),

@@ -44,7 +44,10 @@ def findings(reg, ks, costs=(0.05, 0.2)):
     out = f.build_findings(summary, reg, ks, perplexity, "unit", post_hoc="corpus cut")
     frame = findings_frame(out)
     assert check_findings_frame(frame) == []
-    assert (frame["post_hoc"] == "corpus cut").all() and (frame["source"] == "none").all()
+    assert frame["post_hoc"].str.startswith("corpus cut").all() and (frame["source"] == "none").all()
+    reviewed = frame["post_hoc"].str.contains(f.REVIEW, regex=False)
+    assert set(frame.loc[reviewed, "metric"]) == {"regurgitation_factor_cp_delta", "regurgitation_factor_cp_kl",
+                                                  "exact_rate_top_cp_k", "combined_far_less_top"}
     assert {metric for metric, _ in f.CHECKS.values()} <= set(frame["metric"])
     return frame.set_index("metric")
 
@@ -79,9 +82,27 @@ def test_verdicts_follow_the_thresholds():
     assert by.loc["regurgitation_factor_cp_delta", "verdict"] == "not reproduced"
     faint = findings(regurgitation([-20.0], [-40.0], [0.0], p_rate=0.0), k_values(SMALL_K))
     assert faint.loc["p_exact_extraction_probability_top", "verdict"] == "not reproduced"
-    # far less, but of almost nothing: at most partially
-    assert faint.loc["regurgitation_factor_cp_delta", "verdict"] == "partially reproduced"
-    assert faint.loc["combined_far_less_top", "verdict"] == "not comparable"  # p never sampled it: no ratio
+    # far less, but of almost nothing (p's P(exact) 1e-6): the premise fails, so no comparison with p stands
+    # (the rule before the review, 30 Nov 2026, said "partially" for all three)
+    for metric in ("regurgitation_factor_cp_delta", "regurgitation_factor_cp_kl", "exact_rate_top_cp_k",
+                   "combined_far_less_top"):
+        assert faint.loc[metric, "verdict"] == "not comparable", metric
+        assert "premise fails" in faint.loc[metric, "note"]
+
+
+def test_cp_k_has_no_bar_when_p_never_samples_the_exact_text():
+    # p puts 0.5 on the exact text but never sampled it: 1/10 of p's rate is 0, and CP-k's 0 <= 0 used to be
+    # "reproduced" (before the review, 30 Nov 2026)
+    by = findings(regurgitation([-1.0], [-20.0], [0.0], p_rate=0.0, cp_k_rate=0.0), k_values(SMALL_K))
+    assert by.loc["p_exact_extraction_probability_top", "verdict"] == "reproduced"
+    assert by.loc["exact_rate_top_cp_k", "verdict"] == "not comparable"
+    assert by.loc["exact_rate_top_cp_k", "rule"] == "descriptive (no rule)"
+    assert by.loc["combined_far_less_top", "verdict"] == "not comparable"
+    # once p samples it, the bar is back: 0 against p's 0.2 is reproduced, 0.1 is not
+    by = findings(regurgitation([-1.0], [-20.0], [0.0], p_rate=0.2, cp_k_rate=0.0), k_values(SMALL_K))
+    assert by.loc["exact_rate_top_cp_k", "verdict"] == "reproduced"
+    by = findings(regurgitation([-1.0], [-20.0], [0.0], p_rate=0.2, cp_k_rate=0.1), k_values(SMALL_K))
+    assert by.loc["exact_rate_top_cp_k", "verdict"] == "not reproduced"
 
 
 def test_small_k_needs_a_non_vacuous_bound():
