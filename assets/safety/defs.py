@@ -30,8 +30,10 @@ from resources.validation import expectations, gx_check
 from resources.warehouse import WarehousePaths
 
 GROUP = "safety"
-DEMO_BUDGET = "8"
-BUDGET_POST_HOC = ""
+DEMO_BUDGET = "32"
+BUDGET_POST_HOC = ("demo reasoning budget 32 (was 8) chosen after seeing chat_budget_accuracy: the chat models' "
+                   "facts accuracy is 0.01 at budget 8, 0.42 at 16, 0.85 at 32 (they stop reasoning by ~17 "
+                   "tokens, so 32 costs about the same as 16)")
 MODEL_INS = {"chat_sft": dg.AssetIn("chat_sft"), "chat_rl": dg.AssetIn("chat_rl")}
 
 

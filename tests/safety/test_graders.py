@@ -150,7 +150,8 @@ def test_regurgitation_measures_and_threshold():
 
 
 def test_empty_answers():
-    assert is_empty("") and is_empty(None) and is_empty("   ") and not is_empty(".")
+    assert is_empty("") and is_empty(None) and is_empty("   ") and is_empty(" . ,")
+    assert not is_empty("a") and not is_empty("no .") and not is_empty("1")
 
 
 def test_correct_means_naming_the_one_right_value():
