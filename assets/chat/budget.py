@@ -126,6 +126,13 @@ class ReasoningBudget:
         return scores
 
 
+def derived_seed(*parts: int) -> int:
+    """A seed for one part of a seeded run (a chunk of a generation, a step of RL), from the run's seed and
+    the part's indices through np.random.SeedSequence: distinct parts never share a stream, unlike
+    `seed + index` (where step s, chunk 1 and step s + 1, chunk 0 would collide)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint32)[0])
+
+
 def generate_with_budget(
     model: Any,
     tokenizer: Any,
@@ -191,7 +198,7 @@ def generate_with_budget(
             temperature=temperature,
             top_k=top_k,
             eos_token_id=ids.end,
-            seed=seed + chunk_index,
+            seed=derived_seed(seed, chunk_index),
             attention_mask=mask.to(device),
         )
         forced = (

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from assets.chat.budget import generate_with_budget, reasoning_budget
+from assets.chat.budget import derived_seed, generate_with_budget, reasoning_budget
 from assets.chat.tasks import prompt_messages
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -201,7 +201,7 @@ def grpo(
             temperature=cfg.temperature,
             max_answer_tokens=cfg.max_answer_tokens,
             batch_size=cfg.rollout_batch_size,
-            seed=cfg.seed * 100_003 + step,
+            seed=derived_seed(cfg.seed, step),  # chunk seeds are derived from it in turn
         )
         rollout_seconds = time.perf_counter() - t0
         sample_rows = batch.iloc[samples["prompt_index"].to_numpy()].reset_index(drop=True)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from assets.chat.budget import generate_with_budget
+from assets.chat.budget import derived_seed, generate_with_budget
 from assets.chat.rl import GRPOConfig, group_advantages, grpo, rollout_tensors
 from assets.chat.tasks import ArithmeticSpec, arithmetic_problems, prompt_messages
 from assets.lm.model import ModelSize
@@ -112,3 +112,13 @@ def test_bad_rewards_and_configs_are_refused(problems, small_tokenizer):
         GRPOConfig(group_size=1)
     with pytest.raises(ValueError, match="effort must be one of"):
         GRPOConfig(budget="maximal")
+
+
+def test_rollout_seeds_never_collide_across_steps_and_chunks():
+    # the old scheme (seed * 100_003 + step, then + chunk_index) gave step s chunk 1 the stream of step s + 1
+    # chunk 0; seeds derived through SeedSequence from (seed, step) and then (step seed, chunk) are distinct
+    old = [0 * 100_003 + step + chunk for step in range(50) for chunk in range(4)]
+    assert len(set(old)) < len(old)
+    new = [derived_seed(derived_seed(seed, step), chunk) for seed in (0, 1) for step in range(50) for chunk in range(4)]
+    assert len(set(new)) == len(new)
+    assert derived_seed(3, 7) == derived_seed(3, 7) and 0 <= derived_seed(3, 7) < 2**32
