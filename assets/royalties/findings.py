@@ -5,7 +5,8 @@ The paper's claim: the owner whose work a generation draws on gets the largest r
 pieces test it only weakly: their prompt is the owner's own template word, which only that owner's data makes
 likely, so the prompted owner on top is close to true by construction. Neutral pieces start from the same
 empty prompt for every owner; their source is decided afterwards by whose training data they copy most
-(`pieces.attribute_source`), so the Shapley shares are tested against an attribution they never saw.
+(`pieces.attribute_source`), so the Shapley shares are tested against an attribution they never saw. A fraction
+counts (even partially) only when every seed's count beats chance (1 / n_owners) by a one-sided binomial test.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ from assets.findings import Condition, Finding, Rule
 STUDY = "royalties"
 MOST = 0.51  # "most pieces": more than half
 STABLE_AGREEMENT = Rule.at_least(0.8)  # top owner the same under two seeds for at least this fraction of pieces
+SIGNIFICANCE = 0.05  # one-sided binomial test against chance (1 / n_owners) on every seed's pieces
+ABOVE_CHANCE = Rule.at_most(SIGNIFICANCE)
+REVIEW = "rule made stricter after review (30 Nov 2026), not tuned to pass"
+POST_HOC_CHANCE = (f"{REVIEW}: the partial bar was chance + 0.01 (0.26 with 4 owners, indistinguishable from chance "
+                   f"at 13-16 pieces); every verdict now also needs each seed's count above chance by a one-sided "
+                   f"binomial test (p <= {SIGNIFICANCE})")
+POST_HOC_AGREEMENT = (f"{REVIEW}: agreement counted pieces no owner was paid for under both seeds as agreeing and "
+                      "included public-control pieces; it is now over owner-sourced pieces paid under some seed")
 ENOUGH_NEUTRAL = Rule.at_least(5)  # owner-sourced neutral pieces needed before their fraction counts
 POST_HOC_NEUTRAL = ("attribution changed after the first demo run: by the longest shared run alone 10 of 14 pieces "
                     "tied (authors share sentence skeletons) and 1 was owner-sourced, so the 1- to 3-gram overlap now "
@@ -34,19 +43,36 @@ CHECKS = {
 }
 CHECK_CLAIMS = {
     "prompted_owner_gets_largest_share":
-        f"the owner whose style was prompted gets the largest share in most (>= {MOST}) generated pieces, and the "
-        f"top owner agrees across seeds for {STABLE_AGREEMENT.describe().removeprefix('ours ')} of pieces (close "
-        "to true by construction: the prompt is the owner's own template word)",
+        f"the owner whose style was prompted gets the largest share in most (>= {MOST}) generated pieces, above "
+        f"chance on every seed (one-sided binomial p <= {SIGNIFICANCE}), and the top owner agrees across seeds for "
+        f"{STABLE_AGREEMENT.describe().removeprefix('ours ')} of owner-sourced paid pieces (close to true by "
+        "construction: the prompt is the owner's own template word)",
     "neutral_source_owner_gets_largest_share":
         f"pieces sampled from one neutral prompt: the owner whose training data the piece copies most gets the "
-        f"largest share in most (>= {MOST}) of them",
+        f"largest share in most (>= {MOST}) of them, above chance on every seed (one-sided binomial p <= "
+        f"{SIGNIFICANCE})",
 }
 
 
 def fraction_rule(n_owners: int) -> Rule:
-    """Reproduced: the source owner is on top in most pieces; partially: above chance (1 / n_owners)."""
-    chance = round(1 / n_owners + 0.01, 2)
+    """Reproduced: the source owner is on top in most pieces; partially: above chance (1 / n_owners), which
+    `above_chance` must also confirm (a fraction a little over chance says nothing at a dozen pieces)."""
+    chance = round(1 / n_owners, 2)
     return Rule.at_least(MOST, partial=chance if chance < MOST else None)
+
+
+def above_chance_p_value(per_seed: list[dict], n_owners: int) -> float:
+    """The largest over seeds (every seed must show it) of the one-sided binomial p-value of that seed's count
+    of pieces with the source owner on top, against chance 1 / n_owners; NaN without pieces."""
+    from scipy.stats import binomtest
+
+    values = [binomtest(round(r["fraction"] * r["n_pieces"]), int(r["n_pieces"]), 1 / n_owners,
+                        alternative="greater").pvalue for r in per_seed if r["n_pieces"] > 0]
+    return float(max(values)) if values else math.nan
+
+
+def above_chance(per_seed: list[dict], n_owners: int) -> Condition:
+    return Condition("above_chance_binomial_p_value", above_chance_p_value(per_seed, n_owners), ABOVE_CHANCE)
 
 
 def royalties_findings(h: dict, estimators: pd.DataFrame, n_owners: int, n_seeds: int, scale: str) -> list[Finding]:
@@ -61,11 +87,12 @@ def royalties_findings(h: dict, estimators: pd.DataFrame, n_owners: int, n_seeds
     agreement = h["top_owner_agreement"]
     stability = ((Condition("top_owner_agreement_across_seeds", agreement, STABLE_AGREEMENT),)
                  if n_seeds > 1 else ())  # one seed: stability is not measured
+    chance_post_hoc = "; ".join(x for x in (post_hoc, POST_HOC_CHANCE) if x)
     sources = ", ".join(f"{k} {v}" for k, v in h["neutral_sources"].items()) or "none"
     return [
         Finding(STUDY, "prompted_owner_top_share_fraction_generated", h["fraction_generated"], rule=rule, scale=scale,
-                conditions=stability,
-                post_hoc=post_hoc,
+                conditions=(above_chance(h["per_seed_generated"], n_owners), *stability),
+                post_hoc="; ".join(x for x in (chance_post_hoc, POST_HOC_AGREEMENT if stability else "") if x),
                 note=f"close to true by construction: each piece's prompt is the owner's own template word, which only "
                      f"that owner's data makes likely (see source_owner_top_share_fraction_neutral for a test "
                      f"without that give-away). Generated pieces ({limit}) where the owner whose style was prompted "
@@ -78,8 +105,9 @@ def royalties_findings(h: dict, estimators: pd.DataFrame, n_owners: int, n_seeds
                      f"pieces' data attribution, applied to these pieces, names the prompted owner for "
                      f"{h['attribution_agreement']:.2f} of them (a check of the attribution)"),
         Finding(STUDY, "source_owner_top_share_fraction_neutral", h["fraction_neutral"], rule=rule, scale=scale,
-                conditions=(Condition("owner-sourced neutral pieces", h["n_neutral_owner_sourced"], ENOUGH_NEUTRAL),),
-                post_hoc="; ".join(x for x in (post_hoc, POST_HOC_NEUTRAL) if x),
+                conditions=(Condition("owner-sourced neutral pieces", h["n_neutral_owner_sourced"], ENOUGH_NEUTRAL),
+                            above_chance(h["per_seed_neutral"], n_owners)),
+                post_hoc="; ".join(x for x in (chance_post_hoc, POST_HOC_NEUTRAL) if x),
                 note=f"{h['n_neutral']} non-empty pieces sampled from the all-owners model after the same empty prompt (<s> "
                      f"alone), {limit}; each piece's source is the author whose training documents contain the most "
                      f"of its word 1- to 3-grams (ties broken by the longest shared run of words, mean "
@@ -87,11 +115,17 @@ def royalties_findings(h: dict, estimators: pd.DataFrame, n_owners: int, n_seeds
                      f"values. Sources: {sources}; only owner-sourced pieces count "
                      f"({per_seed(h['per_seed_neutral'])}). Chance level is 1/{n_owners}"),
         Finding(STUDY, "source_owner_top_share_fraction_held_out", h["fraction_held_out"], rule=rule, scale=scale,
-                note="held-out real documents of each owner: the author gets the largest share"),
+                conditions=(above_chance(h["per_seed_held_out"], n_owners),), post_hoc=POST_HOC_CHANCE,
+                note=f"held-out real documents of each owner: the author gets the largest share "
+                     f"({per_seed(h['per_seed_held_out'])})"),
         Finding(STUDY, "top_owner_agreement_across_seeds", agreement,
                 rule=STABLE_AGREEMENT if math.isfinite(agreement) else None, scale=scale,
-                note=f"coalition models retrained with {n_seeds} seeds on the same pieces; mean |share difference| "
-                     f"{h['mean_abs_share_difference']:.3f}, share correlation {h['share_correlation']:.3f}"),
+                post_hoc=POST_HOC_AGREEMENT if n_seeds > 1 else "",
+                note=f"coalition models retrained with {n_seeds} seeds on the same pieces: share of the "
+                     f"{h['n_agreement_pieces']} owner-sourced pieces paid under some seed whose top owner is the same "
+                     f"under every pair of seeds (public-control pieces and pieces unpaid under both seeds left out); "
+                     f"mean |share difference| {h['mean_abs_share_difference']:.3f}, share correlation "
+                     f"{h['share_correlation']:.3f}"),
         Finding(STUDY, "public_control_mean_total_value_nats", h["control_gain"], scale=scale,
                 note=f"descriptive. Pieces prompted in the public (non-owner) style: v(N) - v({{}}) = sum of Shapley "
                      f"values, i.e. how much all owners' data raised their log-likelihood, against "

@@ -131,24 +131,32 @@ def seed_stability(shapley: pd.DataFrame) -> dict[str, float]:
     """How much the shares move between seeds, over every pair of seeds and every piece.
 
     mean_abs_share_difference: mean over pieces and owners of |share(seed a) - share(seed b)|;
-    top_owner_agreement: fraction of pieces whose top owner is the same under both seeds;
+    top_owner_agreement: fraction of owner-sourced pieces (the source is one of the owners: public-control
+    pieces and neutral pieces attributed to no owner are left out) whose top owner is the same under both
+    seeds, over the pieces paid under at least one of the two (two "nobody" results are not an agreement);
+    NaN when no piece counts; n_agreement_pieces: how many pieces that is (the first pair of seeds);
     share_correlation: Pearson correlation of the shares.
     """
     seeds = sorted(shapley["seed"].unique())
     if len(seeds) < 2:
         return {"n_seeds": len(seeds), "mean_abs_share_difference": float("nan"),
-                "top_owner_agreement": float("nan"), "share_correlation": float("nan")}
+                "top_owner_agreement": float("nan"), "n_agreement_pieces": 0, "share_correlation": float("nan")}
     wide = shapley.pivot_table(index=["piece_id", "owner"], columns="seed", values="royalty_share")
+    pieces = wide.index.get_level_values("piece_id").unique()
     tops = (shapley[shapley["is_top_owner"]].pivot(index="piece_id", columns="seed", values="owner")
-            .reindex(wide.index.get_level_values("piece_id").unique()).fillna("(none)"))
-    diffs, agreements, correlations = [], [], []
+            .reindex(index=pieces, columns=seeds))
+    owner_sourced = shapley.groupby("piece_id")["source_owner"].first().reindex(pieces).isin(set(shapley["owner"]))
+    diffs, agreements, counted, correlations = [], [], [], []
     for i, a in enumerate(seeds):
         for b in seeds[i + 1:]:
             diffs.append(float((wide[a] - wide[b]).abs().mean()))
-            agreements.append(float((tops[a] == tops[b]).mean()))
+            paid = owner_sourced & (tops[a].notna() | tops[b].notna())
+            agreements.append(float((tops.loc[paid, a] == tops.loc[paid, b]).mean()) if paid.any() else float("nan"))
+            counted.append(int(paid.sum()))
             correlations.append(float(np.corrcoef(wide[a], wide[b])[0, 1]))
     return {"n_seeds": len(seeds), "mean_abs_share_difference": float(np.mean(diffs)),
-            "top_owner_agreement": float(np.mean(agreements)), "share_correlation": float(np.mean(correlations))}
+            "top_owner_agreement": float(np.mean(agreements)), "n_agreement_pieces": counted[0],
+            "share_correlation": float(np.mean(correlations))}
 
 
 def revenue_split(shapley: pd.DataFrame, revenue_per_piece: float = 1.0) -> pd.DataFrame:
@@ -211,7 +219,8 @@ def headline_numbers(shapley: pd.DataFrame, pieces: pd.DataFrame) -> dict:
     return {
         "fraction_generated": mean(generated["fraction"]), "fraction_held_out": mean(held_out["fraction"]),
         "fraction_neutral": mean(neutral["fraction"]), "per_seed_generated": generated.to_dict("records"),
-        "per_seed_neutral": neutral.to_dict("records"), "n_neutral": len(neutral_pieces),
+        "per_seed_neutral": neutral.to_dict("records"), "per_seed_held_out": held_out.to_dict("records"),
+        "n_neutral": len(neutral_pieces),
         "n_neutral_owner_sourced": int(neutral_pieces["source_owner"].isin(owners).sum()),
         "neutral_sources": {k: int(v) for k, v in sources.value_counts().sort_index().items()},
         "neutral_copied_words": mean(neutral_pieces.get("copied_words", pd.Series(dtype=float))),

@@ -72,7 +72,9 @@ def test_top_owner_fraction_and_stability(game):
     flipped = table.copy()
     flip = (flipped["seed"] == 1) & (flipped["piece_id"] == "p0")
     flipped.loc[flip, "is_top_owner"] = flipped.loc[flip, "owner"] == "owner_2"
-    assert seed_stability(flipped)["top_owner_agreement"] == pytest.approx(2 / 3)
+    # p2 pays nobody under either seed: not an agreement, left out (it counted as one before the review)
+    assert seed_stability(flipped)["top_owner_agreement"] == pytest.approx(1 / 2)
+    assert seed_stability(flipped)["n_agreement_pieces"] == 2
 
 
 def test_revenue_split_adds_up(game):
