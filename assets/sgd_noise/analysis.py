@@ -85,12 +85,19 @@ def functional_distances(runs: pd.DataFrame, curves: pd.DataFrame, predict: Call
                 "tv_equal_loss", "tv_equal_step"]]
 
 
+def _half_iqr(values: pd.Series) -> float:
+    return float(values.quantile(0.75) - values.quantile(0.25)) / 2
+
+
 def distance_summary(distances: pd.DataFrame) -> pd.DataFrame:
-    """Median distances per (task, regime, kind), and the ratio of the cross-seed noisy distance to the
-    seed baseline at equal loss (1: noise adds nothing a change of seed would not)."""
+    """Median distances per (task, regime, kind), and the ratio of each median to the seed baseline at equal
+    loss (1: noise adds nothing a change of seed would not). ``spread_tv_equal_loss``: half the interquartile
+    range of the distances over pairs and loss levels (for the ``seed`` kind: how much the distance between
+    two functions that differ only by seed varies, the noise of the baseline)."""
     summary = distances.groupby(GROUP_KEYS + ["kind"]).agg(
         pairs=("run_a", "size"), median_tv_equal_loss=("tv_equal_loss", "median"),
-        median_tv_equal_step=("tv_equal_step", "median"), max_tv_equal_loss=("tv_equal_loss", "max")).reset_index()
+        median_tv_equal_step=("tv_equal_step", "median"), max_tv_equal_loss=("tv_equal_loss", "max"),
+        spread_tv_equal_loss=("tv_equal_loss", _half_iqr)).reset_index()
     seed = summary[summary["kind"] == "seed"].set_index(GROUP_KEYS)["median_tv_equal_loss"]
     summary["ratio_to_seed_baseline"] = [
         row.median_tv_equal_loss / seed.get((row.task, row.regime), np.nan) for row in summary.itertuples()]
@@ -108,8 +115,10 @@ def mean_curves(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 def equal_step_comparison(curves: pd.DataFrame, runs: pd.DataFrame, tolerance: float = 0.002) -> pd.DataFrame:
     """At every logged step > 0: the seed-averaged held-out loss of each lower-noise setting against each
     higher-noise one that differs in one knob (a larger batch at the same learning rate: ``batch_size``; a
-    smaller learning rate at the same batch: ``learning_rate``). ``less_noise_not_worse``: the lower-noise
-    loss is at most (1 + tolerance) times the noisier one's."""
+    smaller learning rate at the same batch: ``learning_rate``). ``tie``: the two losses are within
+    ``tolerance`` (relative) of each other, e.g. early steps where neither run has moved: such a comparison
+    decides nothing. ``less_noise_not_worse``: the lower-noise loss is at most (1 + tolerance) times the
+    noisier one's (on a decided comparison: strictly lower)."""
     mean = mean_curves(curves, runs)
     mean = mean[mean["step"] > 0]
     rows = []
@@ -127,9 +136,10 @@ def equal_step_comparison(curves: pd.DataFrame, runs: pd.DataFrame, tolerance: f
                         rows.append({"task": task, "regime": regime, "knob": knob, fixed: value,
                                      "quiet_value": quiet, "noisy_value": noisy, "step": int(step),
                                      "quiet_loss": float(a[step]), "noisy_loss": float(b[step]),
+                                     "tie": bool(abs(a[step] - b[step]) <= tolerance * abs(b[step])),
                                      "less_noise_not_worse": bool(a[step] <= b[step] * (1 + tolerance))})
     cols = ["task", "regime", "knob", "batch_size", "learning_rate", "quiet_value", "noisy_value", "step",
-            "quiet_loss", "noisy_loss", "less_noise_not_worse"]
+            "quiet_loss", "noisy_loss", "tie", "less_noise_not_worse"]
     return pd.DataFrame(rows).reindex(columns=cols)
 
 

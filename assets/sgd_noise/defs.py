@@ -213,7 +213,10 @@ def sgd_noise_equal_steps(context: dg.AssetExecutionContext, warehouse: Warehous
     noisier one, seed-mean held-out loss; plotted as loss vs steps by noise level, online and offline."""
     runs, curves = analysis.combined(synthetic_runs, synthetic_curves, lm_runs, lm_curves)
     table = analysis.equal_step_comparison(curves, runs)
-    share = table.groupby(["task", "regime", "knob"])["less_noise_not_worse"].mean().reset_index()
+    decided = table.assign(not_worse=table["less_noise_not_worse"].astype(float).where(~table["tie"].astype(bool)))
+    share = decided.groupby(["task", "regime", "knob"]).agg(
+        ties=("tie", "sum"), decided=("not_worse", "count"), share_not_worse_of_decided=("not_worse", "mean"),
+    ).reset_index()
     context.add_output_metadata({"share_less_noise_not_worse": markdown_table(share),
                                  "loss_curves": _plot(context, warehouse, plots.loss_curves(
                                      analysis.mean_curves(curves, runs)), "loss_curves")})

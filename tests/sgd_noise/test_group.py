@@ -81,7 +81,15 @@ def test_findings_table(group):
     for part in ("online TV at equal loss", "larger batch not worse", "noise cut", "offline advantage"):
         assert found["metric"].str.contains(part).sum() == 3, part  # synthetic, lm_facts, lm_code
     assert found["metric"].str.startswith("lm_code").sum() == 4
-    assert found["ours"].notna().all() and found["note"].str.len().min() > 100
+    assert found["note"].str.len().min() > 100
+    # a NaN ours only where the rule cannot judge (e.g. fewer than 10 decided equal-step comparisons on tiny)
+    assert (found.loc[found["ours"].isna(), "verdict"] == "not comparable").all()
+    assert found.loc[found["metric"].str.startswith("synthetic"), "ours"].notna().all()
+    steps = query(root, "SELECT tie, less_noise_not_worse FROM sgd_noise.sgd_noise_equal_steps")
+    assert steps["tie"].any() and (steps["less_noise_not_worse"] | ~steps["tie"]).all()  # a tie is never "worse"
+    # the reviewed rules say so in post_hoc
+    reviewed = found[found["metric"].str.contains("online TV at equal loss|larger batch not worse|noise cut")]
+    assert reviewed["post_hoc"].str.contains("made stricter after review").all()
     # the paper states these claims without numbers: every row is judged against a stated bar, not a "paper" 1.0
     assert found["reference"].isna().all() and (found["source"] == "none").all()
     assert found["comparison"].notna().all() and found["note"].str.startswith("Rule:").all()
