@@ -13,7 +13,10 @@ from assets.parity.sweep import GROUP_COLUMNS
 
 SCALING_KEYS = tuple(c for c in GROUP_COLUMNS if c != "n")
 FIT_SHOWN = ("arch", "k", "width", "loss", "init", "points", "exponent", "exponent_stderr", "r_squared", "alpha")
-ACCURACY_MOVES = 0.6  # logged evaluation accuracy that counts as "accuracy has moved" off chance (0.5)
+CHANCE = 0.5
+PLATEAU_BAND = 0.05  # a plateau: every logged evaluation accuracy in the window within CHANCE ± this
+ACCURACY_MOVES = CHANCE + PLATEAU_BAND  # logged evaluation accuracy above this: "accuracy has moved" off chance
+PLATEAU_SHARE = 0.5  # a plateau: accuracy stays at chance for at least this share of t_c (t_move >= share * t_c)
 
 
 def censored_quantile(t_c: np.ndarray, censored: np.ndarray, q: float) -> float:
@@ -31,15 +34,27 @@ def censored_quantile(t_c: np.ndarray, censored: np.ndarray, q: float) -> float:
     return float(value) if np.isfinite(value) else float("nan")
 
 
-def transition_share(runs: pd.DataFrame) -> pd.Series:
-    """Per converged run: the share of t_c spent between leaving chance and reaching 100% accuracy."""
-    share = (runs["t_c"] - runs["leave_chance_step"]) / runs["t_c"]
+def leave_chance_step(runs: pd.DataFrame, lag: float | None = None) -> pd.Series:
+    """Per run: the step the model left chance, the trainer's ``leave_chance_step`` corrected for the lag of
+    the accuracy average it comes from (an exponential average with weight a lags a steady rise by
+    (1 - a) / a steps: 9 steps for a = 0.1), clipped at 0."""
+    if lag is None:
+        from assets.parity.trainer import CHANCE_EMA
+
+        lag = (1 - CHANCE_EMA) / CHANCE_EMA
+    return (runs["leave_chance_step"] - lag).clip(lower=0)
+
+
+def transition_share(runs: pd.DataFrame, lag: float | None = None) -> pd.Series:
+    """Per converged run: the share of t_c spent between leaving chance (lag-corrected: `leave_chance_step`)
+    and reaching 100% accuracy."""
+    share = (runs["t_c"] - leave_chance_step(runs, lag)) / runs["t_c"]
     return share.where(runs["converged"].astype(bool))
 
 
 def convergence_summary(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per group of runs (every setting but the seed): counts, censoring, t_c quantiles, transition."""
-    runs = runs.assign(transition_share=transition_share(runs))
+    runs = runs.assign(transition_share=transition_share(runs), uncorrected_share=transition_share(runs, lag=0))
     rows = []
     keys = ["sweep", *GROUP_COLUMNS]
     for values, group in runs.groupby(keys, dropna=False, sort=True):
@@ -51,6 +66,7 @@ def convergence_summary(runs: pd.DataFrame) -> pd.DataFrame:
                      "q75_t_c": censored_quantile(t_c, censored, 0.75),
                      "max_steps_trained": int(group["steps_trained"].max()),
                      "median_transition_share": float(group["transition_share"].median()),
+                     "median_transition_share_uncorrected": float(group["uncorrected_share"].median()),
                      "group_seconds": float(group["group_seconds"].iloc[0])})
     summary = pd.DataFrame(rows)
     summary["train_set_size"] = pd.array(summary["train_set_size"], dtype="Int64")
@@ -85,9 +101,13 @@ def hidden_progress(curves: pd.DataFrame, runs: pd.DataFrame, measures: Sequence
                     start_fraction: float = 0.1, min_points: int = 4) -> pd.DataFrame:
     """Does each measure rise during the plateau, before accuracy moves? Per converged online run and measure:
 
-    - ``t_move``: the first logged step with evaluation accuracy >= 0.6;
+    - ``t_move``: the first logged step with evaluation accuracy above chance + ``PLATEAU_BAND`` (0.55);
     - the plateau window: logged steps in [start_fraction * t_move, t_move) (the first steps are skipped:
       ratios of tiny weight changes are noise there);
+    - ``plateau``: the window is a plateau: every logged accuracy in it within chance ± ``PLATEAU_BAND`` and
+      t_move at least ``PLATEAU_SHARE`` of t_c (``plateau_share`` = t_move / t_c); ``testable``: a plateau
+      with at least ``min_points`` logged steps and a finite measure (only those get a trend test: a run
+      without one shows no hidden progress, it is not dropped);
     - ``spearman_rho`` and its one-sided ``p_value`` for a rising trend of the measure over that window;
     - ``rise``: the measure at the window's end over its value at the window's start;
     - ``share_before_move``: the share of the measure's rise from the window's start to t_c that happened
@@ -105,19 +125,23 @@ def hidden_progress(curves: pd.DataFrame, runs: pd.DataFrame, measures: Sequence
     rows = []
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
         key, step, acc = keys[lo], steps[lo:hi], accuracy[lo:hi]
-        moved = np.flatnonzero(acc >= ACCURACY_MOVES)
+        moved = np.flatnonzero(acc > ACCURACY_MOVES)
         if not len(moved):
             continue
         t_move, t_c = step[moved[0]], float(converged.at[key, "t_c"])
         window = (step >= start_fraction * t_move) & (step < t_move)
         end_index = np.flatnonzero(step >= t_c)
+        flat = bool(window.any() and np.all(np.abs(acc[window] - CHANCE) <= PLATEAU_BAND))
+        is_plateau = flat and t_move >= PLATEAU_SHARE * t_c
         for measure in measures:
-            row = {"run_key": key, "measure": measure, "t_move": int(t_move), "t_c": t_c,
-                   "plateau_points": int(window.sum()), "spearman_rho": np.nan, "p_value": np.nan, "rise": np.nan,
-                   "share_before_move": np.nan}
             series = values[measure][lo:hi]
             plateau = series[window]
-            if len(plateau) >= min_points and np.all(np.isfinite(plateau)):
+            testable = is_plateau and len(plateau) >= min_points and bool(np.all(np.isfinite(plateau)))
+            row = {"run_key": key, "measure": measure, "t_move": int(t_move), "t_c": t_c,
+                   "plateau_points": int(window.sum()), "plateau_share": float(t_move / t_c),
+                   "plateau": is_plateau, "testable": testable, "spearman_rho": np.nan, "p_value": np.nan,
+                   "rise": np.nan, "share_before_move": np.nan}
+            if testable:
                 test = stats.spearmanr(step[window], plateau, alternative="greater")
                 end = series[end_index[0]] if len(end_index) else series[-1]
                 total = end - plateau[0]
@@ -125,8 +149,9 @@ def hidden_progress(curves: pd.DataFrame, runs: pd.DataFrame, measures: Sequence
                         "rise": float(plateau[-1] / plateau[0]),
                         "share_before_move": float((plateau[-1] - plateau[0]) / total) if total else np.nan}
             rows.append(row)
-    table = pd.DataFrame(rows, columns=["run_key", "measure", "t_move", "t_c", "plateau_points", "spearman_rho",
-                                        "p_value", "rise", "share_before_move"])
+    table = pd.DataFrame(rows, columns=["run_key", "measure", "t_move", "t_c", "plateau_points", "plateau_share",
+                                        "plateau", "testable", "spearman_rho", "p_value", "rise",
+                                        "share_before_move"])
     return table.join(converged[["arch", "n", "k", "width"]], on="run_key")
 
 
@@ -165,7 +190,12 @@ def n50_timing(runs: pd.DataFrame) -> dict[str, float]:
 
 
 def progress_by_measure(table: pd.DataFrame, significance: float = 0.05) -> pd.DataFrame:
-    """Medians per (measure, arch, k) of `hidden_progress`'s table: the share rising (p < ``significance``),
-    Spearman's rho, the rise and the share of it before accuracy moved."""
-    return table.assign(rising=table["p_value"] < significance).groupby(["measure", "arch", "k"])[
-        ["rising", "spearman_rho", "rise", "share_before_move"]].median().reset_index()
+    """Per (measure, arch, k) of `hidden_progress`'s table: the share of runs with a plateau (``testable``)
+    and the share rising through it (p < ``significance``; a run without a plateau is not rising), means; and
+    medians of Spearman's rho, the rise and the share of it before accuracy moved over the testable runs."""
+    table = table.assign(rising=table["testable"].astype(bool) & (table["p_value"] < significance),
+                         testable=table["testable"].astype(bool))
+    keys = ["measure", "arch", "k"]
+    shares = table.groupby(keys)[["testable", "rising"]].mean()
+    medians = table[table["testable"]].groupby(keys)[["spearman_rho", "rise", "share_before_move"]].median()
+    return shares.join(medians).reset_index()

@@ -92,10 +92,37 @@ def test_transition_share_and_its_verdict():
     rows = [dict(n=n, k=3, seed=s, t_c=1000.0, leave_chance_step=lc) for n, lc in [(10, 500), (20, 700), (30, 900)]
             for s in range(3)]
     runs = _runs(rows)
-    assert analysis.transition_share(runs).tolist() == pytest.approx([0.5] * 3 + [0.3] * 3 + [0.1] * 3)
+    # leaving chance is corrected for the accuracy average's lag of 9 steps
+    assert analysis.transition_share(runs, lag=0).tolist() == pytest.approx([0.5] * 3 + [0.3] * 3 + [0.1] * 3)
+    assert analysis.transition_share(runs).tolist() == pytest.approx([0.509] * 3 + [0.309] * 3 + [0.109] * 3)
     found = findings.transition_finding(runs, analysis.convergence_summary(runs), "test")
-    assert found.ours == pytest.approx(0.1) and found.verdict == "reproduced" and "shrinks" in found.note
-    assert found.reference is None and found.source == "none"
+    assert found.ours == pytest.approx(0.109) and found.verdict == "reproduced" and "shrinks" in found.note
+    assert found.reference is None and found.source == "none" and found.post_hoc
+
+
+def test_the_lagging_average_no_longer_decides_the_transition_verdict():
+    # uncorrected 0.2492 (the demo's number, the old rule: reproduced); the lag puts it above the bar
+    runs = _runs([dict(n=30, k=3, seed=s, t_c=1000.0, leave_chance_step=750.8) for s in range(3)])
+    summary = analysis.convergence_summary(runs)
+    assert summary["median_transition_share_uncorrected"].iloc[0] == pytest.approx(0.2492)
+    found = findings.transition_finding(runs, summary, "test")
+    assert found.ours == pytest.approx(0.2582) and found.verdict == "partially reproduced"
+    assert "0.2492" in found.note and "Margin to the bar 0.25: -0.0082" in found.note
+
+
+def test_the_lag_correction_recovers_where_a_steady_rise_leaves_chance():
+    from assets.parity.trainer import CHANCE_EMA, CHANCE_LEVEL
+
+    # batch accuracy at chance until step 200, then rising steadily by 0.005 a step: it passes 0.6 at step 220
+    steps = np.arange(1, 400)
+    accuracy = np.clip(0.5 + 0.005 * (steps - 200), 0.5, 1.0)
+    average, last_below = 0.5, 0
+    for step, a in zip(steps, accuracy, strict=True):  # the trainer's average and its leave_chance_step
+        average = (1 - CHANCE_EMA) * average + CHANCE_EMA * a
+        last_below = step if average < CHANCE_LEVEL else last_below
+    runs = _runs([dict(n=10, k=3, seed=0, t_c=400.0, leave_chance_step=float(last_below))])
+    assert last_below - 220 >= 8  # the raw average lags the true move by about 9 steps
+    assert analysis.leave_chance_step(runs).iloc[0] == pytest.approx(220, abs=1.5)
 
 
 def _curve(key, measure_values, accuracy_values):
@@ -114,7 +141,54 @@ def test_hidden_progress_sees_a_rise_before_accuracy_moves_and_not_a_flat_one():
     assert table.loc["a", "rise"] == pytest.approx(2.8 / 1.1)  # window [8, 80): steps 10..70
     assert table.loc["a", "share_before_move"] == pytest.approx((2.8 - 1.1) / (6 - 1.1))
     assert table.loc["b", "p_value"] > 0.2
+    assert table["testable"].all() and table["plateau_share"].tolist() == pytest.approx([0.8, 0.8])
     verdict = findings.hidden_progress_finding(table.reset_index(), "test", "mlp")
-    assert verdict.ours == 0.5 and verdict.verdict == "reproduced"
+    assert verdict.ours == 0.5 and verdict.verdict == "reproduced" and verdict.post_hoc
     with pytest.raises(ValueError, match="not columns"):
         analysis.hidden_progress(rising, runs, ["nope"])
+
+
+def test_hidden_progress_needs_a_plateau_to_test():
+    """Runs the old rule passed: ordinary learning from the start (the window is the first steps of the rise,
+    t_move a small share of t_c), a window where accuracy dips off chance, and runs too short to test (once
+    dropped, now counted as not rising)."""
+    rise = [1, 1.1, 1.2, 1.4, 1.6, 1.9, 2.3, 2.8, 4, 5, 6]
+    early = _curve("early", rise, [0.5] * 8 + [0.7, 0.9, 1.0])  # t_move 80 but t_c 400: no plateau
+    dip = _curve("dip", rise, [0.5, 0.5, 0.4, 0.5, 0.5, 0.5, 0.5, 0.5, 0.7, 0.9, 1.0])  # 0.4 in the window
+    short = _curve("short", rise[:5] + [6] * 6, [0.5] * 4 + [0.7] + [1.0] * 6)  # 3 logged steps in the window
+    good = _curve("good", rise, [0.5] * 8 + [0.7, 0.9, 1.0])
+    runs = _runs([dict(n=10, k=2, seed=0, t_c=400.0, leave_chance_step=70, run_key="early"),
+                  dict(n=10, k=2, seed=1, t_c=100.0, leave_chance_step=70, run_key="dip"),
+                  dict(n=10, k=2, seed=2, t_c=70.0, leave_chance_step=30, run_key="short"),
+                  dict(n=10, k=2, seed=3, t_c=100.0, leave_chance_step=70, run_key="good")])
+    table = analysis.hidden_progress(pd.concat([early, dip, short, good]), runs, ["m"])
+    by = table.set_index("run_key")
+    assert by.loc["early", "plateau_share"] == pytest.approx(0.2) and not by.loc["early", "plateau"]
+    assert not by.loc["dip", "plateau"] and by.loc["short", "plateau"] and not by.loc["short", "testable"]
+    assert by.loc[["early", "dip", "short", "good"], "testable"].tolist() == [False, False, False, True]
+    assert by["p_value"].isna().sum() == 3
+    found = findings.hidden_progress_finding(table, "test", "polynet, k=2")
+    assert found.ours == 0.25 and found.verdict == "partially reproduced"  # the old rule: 1 of 1 tested, 100%
+    assert "3 without a plateau" not in found.note and "2 without a plateau" in found.note
+    only_rising_early = findings.hidden_progress_finding(table[table["run_key"] != "good"], "test", "x")
+    assert only_rising_early.ours == 0 and only_rising_early.verdict == "not reproduced"
+    shares = analysis.progress_by_measure(table).iloc[0]
+    assert shares["testable"] == 0.25 and shares["rising"] == 0.25
+
+
+def test_polynet_hidden_progress_is_judged_at_its_largest_k():
+    rise, flat = [1, 1.1, 1.2, 1.4, 1.6, 1.9, 2.3, 2.8, 4, 5, 6], [1, 1.2, 0.9, 1.1, 0.95, 1.05, 1.0, 0.98, 4, 5, 6]
+    rows, curves = [], []
+    for k in (2, 3):
+        for seed in range(2):
+            key = f"poly-k{k}-s{seed}"
+            rows.append(dict(arch="polynet", sweep="polynet", n=10, k=k, seed=seed, t_c=100.0,
+                             leave_chance_step=70, run_key=key))
+            curves.append(_curve(key, rise if k == 2 else flat, [0.5] * 8 + [0.7, 0.9, 1.0]))
+    progress = analysis.hidden_progress(pd.concat(curves), _runs(rows), ["m"]).assign(measure=findings.PROGRESS_MEASURE)
+    # k=2 rises, k=3 is flat: the old rule pooled both k (50%, reproduced); at k=3 alone none rises
+    assert findings.hidden_progress_finding(progress, "test", "polynet").verdict == "reproduced"
+    poly, k = findings.at_largest_k(progress, "polynet")
+    assert k == 3 and len(poly) == 2
+    assert findings.hidden_progress_finding(poly, "test", "polynet, k=3").verdict == "not reproduced"
+    assert findings.at_largest_k(progress, "mlp")[0].empty

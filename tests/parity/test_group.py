@@ -82,3 +82,14 @@ def test_findings_table(group):
     assert anchor["verdict"] == "not comparable"  # the tiny profile does not run the anchor's setting
     finite = query(root, "SELECT weight_decay, memorized_step, t_c FROM parity.parity_finite_sample_runs")
     assert len(finite) == 4 and finite["memorized_step"].notna().all()
+
+
+def test_reviewed_rules_need_a_plateau_and_say_so(group):
+    _, root = group
+    found = query(root, "SELECT metric, post_hoc, note FROM parity.findings")
+    reviewed = found[found["metric"].str.contains("transition share|rising relevant_change_ratio")]
+    assert len(reviewed) >= 2 and reviewed["post_hoc"].str.contains("made stricter after review").all()
+    assert found["metric"].str.contains(r"rising relevant_change_ratio in the plateau \(mlp, k=\d\)").any()
+    progress = query(root, "SELECT plateau, testable, plateau_share, p_value FROM parity.parity_hidden_progress")
+    assert progress.loc[~progress["testable"], "p_value"].isna().all()  # only a plateau gets a trend test
+    assert (progress.loc[progress["testable"], "plateau_share"] >= 0.5).all() and progress["plateau"].notna().all()
