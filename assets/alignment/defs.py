@@ -32,13 +32,6 @@ GROUP = "alignment"
 TASK_INS = {n: dg.AssetIn(n) for n in ("chat_arithmetic_tasks", "chat_facts_tasks", "chat_instruction_tasks")}
 
 
-def _display(context, warehouse: WarehousePaths):
-    from assets.lm.registration import Display
-
-    return Display(dg.MetadataValue.url, functools.partial(figure_metadata, warehouse_root=warehouse.root,
-                                                           run_id=context.run.run_id))
-
-
 # ------------------------------------------------------------------------------------------------------ data
 class GenerationConfig(StudyConfig):
     """The stand-in generator's candidates per prompt and mistake rates (assets.alignment.generator)."""
@@ -58,20 +51,20 @@ def alignment_candidates(config: GenerationConfig, safety_items: pd.DataFrame):
     reasoning model that decides refuse or answer from the clauses it reads there (with seeded mistakes),
     each with the policy-aware judge's verdict and the filter's choice (`kept`: the best accepted candidate of
     its prompt)."""
+    from assets.alignment import tables, validity
     from assets.alignment.generator import GENERATOR_NOTE, GeneratorSpec, generate_candidates, train_items
     from assets.alignment.policy_judge import filter_summary, judge_candidates, keep_best
 
     items = train_items(safety_items)
     candidates = generate_candidates(items, GeneratorSpec(**config.model_dump()))
     judged = keep_best(judge_candidates(candidates, items))
-    summary = filter_summary(judged)
-    errors = judged.groupby("error")[["accepted"]].mean().reset_index()
+    summary, errors = filter_summary(judged), tables.acceptance_by_mistake(judged)
     yield dg.Output(judged, metadata={**summary, "generator": GENERATOR_NOTE, "acceptance_by_mistake":
                                       markdown_table(errors), "examples": markdown_table(
                                           judged[["error", "reasoning", "answer", "accepted", "kept"]], 8)})
-    kept = judged[judged["kept"]]
-    yield dg.AssetCheckResult(check_name="filter_keeps_only_accepted", passed=bool(
-        kept["accepted"].all() and kept["item_id"].is_unique), metadata={"kept": len(kept)})
+    passed = validity.filter_keeps_only_accepted(judged)
+    yield dg.AssetCheckResult(check_name="filter_keeps_only_accepted", passed=passed,
+                              metadata={"kept": len(judged[judged["kept"]])})
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("data"), check_specs=[dg.AssetCheckSpec(
@@ -80,21 +73,16 @@ def alignment_candidates(config: GenerationConfig, safety_items: pd.DataFrame):
 def alignment_sft_data(alignment_candidates: pd.DataFrame, safety_items: pd.DataFrame):
     """The SFT data: per kept prompt, the prompt with the policy stripped, the final answer, and each method's
     reasoning (deliberative: citing the policy; no_citation: the same without its citations; direct: none)."""
-    import json
-
-    from assets.alignment.sft_data import policy_in, sft_table
+    from assets.alignment import tables, validity
+    from assets.alignment.sft_data import prompts_with_policy, sft_table
 
     table = sft_table(alignment_candidates, safety_items)
-    with_policy = int(sum(policy_in(json.loads(m)) for m in table["messages"]))
+    with_policy = prompts_with_policy(table)
     yield dg.Output(table, metadata={"rows": len(table), "prompts_with_policy": with_policy,
-                                     "by_category": markdown_table(table.groupby(["evaluation", "category"])
-                                                                   .size().rename("rows").reset_index()),
+                                     "by_category": markdown_table(tables.rows_by_category(table)),
                                      "examples": markdown_table(table[["messages", "reasoning_deliberative",
                                                                        "reasoning_no_citation", "answer"]], 6)})
-    gxe = expectations()
-    valid = gx_check(table, [gxe.ExpectColumnValuesToBeUnique(column="item_id"),
-                             gxe.ExpectColumnValueLengthsToBeBetween(column="answer", min_value=1)],
-                     name="alignment_sft_data")
+    valid = gx_check(*validity.sft_data(expectations(), table), name="alignment_sft_data")
     yield dg.AssetCheckResult(check_name="policy_absent_from_prompts", passed=bool(valid.passed and not with_policy),
                               metadata={**valid.metadata, "prompts_with_policy": with_policy})
 
@@ -128,10 +116,11 @@ def alignment_sft_models(context: dg.AssetExecutionContext, config: AlignmentSFT
     ``deliberative`` (reasoning citing the policy), ``no_citation`` and ``direct`` (answers only); each
     registered as alignment-<method>-sft, with a content hash of its prompts and answers (compared across
     methods by the baselines check). Conversations longer than the model's positions are dropped for all."""
+    from assets.alignment import tables, validity
     from assets.alignment.evaluation import saw_no_safety_data, starting_point_audit
     from assets.alignment.sft_data import fit_context, repeat_comply
     from assets.alignment.training import train_sft_methods
-    from assets.lm.registration import load_tokenizer_of
+    from assets.lm.registration import Display, load_tokenizer_of
     from assets.lm.threads import torch_threads
 
     audit = starting_point_audit(list(tasks.values()), safety_items)
@@ -139,16 +128,16 @@ def alignment_sft_models(context: dg.AssetExecutionContext, config: AlignmentSFT
                                                                        tracking), int(chat_sft["model_size"]["context_length"]))
     table = repeat_comply(table, config.comply_repeats)
     cfg = config.train_config(compute, eval_interval=config.max_steps)
+    display = Display(dg.MetadataValue.url, functools.partial(figure_metadata, warehouse_root=warehouse.root,
+                                                              run_id=context.run.run_id))
     with torch_threads(config.cpu_threads, cfg.device):
         records, meta, identical = train_sft_methods(
-            context, tracking, compute, _display(context, warehouse), chat_sft, table, cfg, methods=config.methods,
+            context, tracking, compute, display, chat_sft, table, cfg, methods=config.methods,
             aliases=config.aliases, params=config.model_dump())
     yield dg.Output({"models": records, "starting_point_audit": audit, "identical": identical,
                      "dropped_too_long": dropped, "trained_conversations": len(table),
                      "base_model_uri": chat_sft["model_uri"]},
-                    metadata={**{f"{m}_{k}": v for m, d in meta.items() for k, v in d.items()},
-                              "conversations": len(table), "dropped_too_long": dropped,
-                              **{k: v for k, v in identical.items() if k != "digests"},
+                    metadata={**tables.sft_models_metadata(meta, identical, len(table), dropped),
                               "prompt_answer_digests": dg.MetadataValue.json(identical["digests"]),
                               "starting_point_audit": dg.MetadataValue.json(audit)})
     yield dg.AssetCheckResult(check_name="starting_point_saw_no_safety_data", passed=saw_no_safety_data(audit),
@@ -156,8 +145,7 @@ def alignment_sft_models(context: dg.AssetExecutionContext, config: AlignmentSFT
     digests = {m: r["prompt_answer_digest"] for m, r in records.items()}
     yield dg.AssetCheckResult(check_name="baselines_share_prompts_and_answers", metadata={
         "methods_differing": identical["methods_differing"], "digests": dg.MetadataValue.json(digests)},
-        passed=bool(len(set(digests.values())) == 1 and identical["conversations"] == len(table)
-                    and identical["methods"] == len(config.methods)))
+        passed=validity.baselines_share_prompts_and_answers(records, identical, len(table), len(config.methods)))
 
 
 class AlignmentRLConfig(StudyConfig):
@@ -184,16 +172,12 @@ def alignment_rl(context: dg.AssetExecutionContext, config: AlignmentRLConfig, t
     """Deliberative alignment's RL stage: the deliberative SFT model trained with GRPO on the same train prompts,
     rewarded by the policy-aware judge on the final answer only (the reasoning is never graded);
     alignment-deliberative-rl."""
-    import dataclasses
-
-    from assets.alignment.training import train_deliberative_rl
+    from assets.alignment.training import grpo_config_of, train_deliberative_rl
     from assets.chat.plots import training_figure
-    from assets.chat.rl import GRPOConfig
     from assets.lm.threads import torch_threads
 
     device = compute.torch_device()
-    fields = {f.name for f in dataclasses.fields(GRPOConfig)}
-    cfg = GRPOConfig(**{k: v for k, v in config.model_dump().items() if k in fields}, device=device)
+    cfg = grpo_config_of(config.model_dump(), device)
     with torch_threads(config.cpu_threads, device):
         record, curve = train_deliberative_rl(context, tracking, compute, alignment_sft_models["models"]["deliberative"],
                                               alignment_sft_data, cfg, aliases=config.aliases)
@@ -229,6 +213,7 @@ def alignment_results(context: dg.AssetExecutionContext, config: AlignmentEvalCo
     alignment-policy-in-context, chat-sft's weights with the message as a tag), direct_sft,
     no_citation_sft, deliberative_sft, deliberative_rl, and the two references; with the clauses each
     reasoning cites. One row per method x item."""
+    from assets.alignment import tables
     from assets.alignment.evaluation import ask, eval_items, median_prompt_tokens, policy_excerpt, references
     from assets.alignment.training import register_policy_in_context
     from assets.lm.registration import load_registered
@@ -252,12 +237,9 @@ def alignment_results(context: dg.AssetExecutionContext, config: AlignmentEvalCo
             frames.append(ask(method, record["registered_model"], record["model_uri"], model, tokenizer, items,
                               **settings))
     results = pd.concat(frames, ignore_index=True)
-    meta = {"pasted_clauses": ", ".join(excerpt["clauses"]) or "none (not one clause fits)",
-            "policy_in_context_uri": pasted["model_uri"],
-            "pasted_tokens": excerpt["tokens"], "full_policy_tokens": excerpt["full_policy_tokens"],
-            "positions": int(model.config.max_position_embeddings), "rows": len(results)}
-    context.add_output_metadata({**meta, "score_by_method": markdown_table(
-        results.groupby(["method", "evaluation"])["score"].mean().unstack().reset_index())})
+    meta = tables.results_summary(excerpt, pasted["model_uri"], model.config.max_position_embeddings,
+                                  len(results))
+    context.add_output_metadata({**meta, "score_by_method": markdown_table(tables.score_by_method(results))})
     return results.assign(pasted_clauses=",".join(excerpt["clauses"]))
 
 
@@ -267,22 +249,20 @@ def alignment_methods(context: dg.AssetExecutionContext, warehouse: WarehousePat
                       safety_items: pd.DataFrame):
     """Per method the card's metrics and the study's (not_unsafe and refusal on held-out families and OOD
     encodings, right-clause citations), with the Pareto plot, the bars and examples of reasoning."""
+    from assets.alignment import tables, validity
     from assets.alignment.evaluation import method_table
     from assets.alignment.plots import bars_figure, examples_markdown, pareto_figure, reasoning_examples
 
     table = method_table(alignment_results)
-    pivot = table.pivot_table(index="metric", columns="method", values="value", sort=False).reset_index()
     run_id = context.run.run_id
     examples = examples_markdown(reasoning_examples(alignment_results), safety_items)
     yield dg.Output(table, metadata={
-        "methods": markdown_table(pivot, max_rows=60),
+        "methods": markdown_table(tables.methods_by_metric(table), max_rows=60),
         "pareto": figure_metadata(pareto_figure(table), "alignment/pareto", warehouse.root, run_id),
         "bars": figure_metadata(bars_figure(table), "alignment/bars", warehouse.root, run_id),
         "reasoning_examples": dg.MetadataValue.md(examples)})
-    finite = table.dropna(subset=["value"])
-    present = set(table["method"]) >= set(alignment_results["method"])
-    valid = gx_check(finite, [expectations().ExpectColumnValuesToBeBetween(column="value", min_value=0, max_value=1)],
-                     name="alignment_methods")
+    present = validity.every_method_present(table, alignment_results)
+    valid = gx_check(*validity.methods(expectations(), table), name="alignment_methods")
     yield dg.AssetCheckResult(check_name="methods_valid", passed=bool(valid.passed and present),
                               metadata=valid.metadata)
 
@@ -301,13 +281,10 @@ def alignment_findings(table: pd.DataFrame, candidates: pd.DataFrame, sft_data: 
     """The paper's claims as rules on our methods (deliberative SFT against direct SFT, the same stage on the
     same data: the Pareto frontier, held-out families, encodings; right-clause citations macro-averaged over the
     policy's three decisions; the RL stage against the SFT stage) and the pipeline's code checks."""
-    from assets.alignment.findings import build_findings, pipeline_checks
+    from assets.alignment.findings import build_findings, pipeline_checks, run_scale
 
     checks = pipeline_checks(table, candidates, sft_data, models, rl)
-    pasted = results["pasted_clauses"].iloc[0] if len(results) else ""
-    scale = (f"{current_profile()} profile: {len(sft_data)} SFT prompts, chat models of "
-             f"{models['models']['deliberative']['model_size']['context_length']} positions; policy_in_context "
-             f"pasted clauses [{pasted or 'none'}]")
+    scale = run_scale(current_profile(), sft_data, models, results)
     yield from findings_results(build_findings(table, checks, scale, study=GROUP, post_hoc=POST_HOC),
                                 {k: metric for k, (metric, _) in CHECKS.items()})
 

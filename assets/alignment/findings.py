@@ -96,6 +96,14 @@ def scale_note(table: pd.DataFrame) -> str:
             "(assets.alignment.generator), not a capable model's.")
 
 
+def run_scale(profile: str, sft_data: pd.DataFrame, models: dict, results: pd.DataFrame) -> str:
+    """The scale every finding states: profile, SFT prompts, the chat models' positions, the pasted clauses."""
+    pasted = results["pasted_clauses"].iloc[0] if len(results) else ""
+    return (f"{profile} profile: {len(sft_data)} SFT prompts, chat models of "
+            f"{models['models']['deliberative']['model_size']['context_length']} positions; policy_in_context "
+            f"pasted clauses [{pasted or 'none'}]")
+
+
 def prompt_answer_mismatches(models: dict) -> float:
     """How many trained methods' prompts-and-answers content hash differs from the first method's (0: all the
     same data apart from the reasoning; NaN when no method recorded a hash)."""

@@ -68,6 +68,11 @@ def sft_table(judged: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=SFT_COLUMNS)
 
 
+def prompts_with_policy(table: pd.DataFrame) -> int:
+    """How many SFT prompts still hold a clause of the policy (0 when it was stripped everywhere)."""
+    return int(sum(policy_in(json.loads(m)) for m in table["messages"]))
+
+
 def judge_rows(table: pd.DataFrame) -> pd.DataFrame:
     """The table's rows as items for the judge (the item columns under their item names), e.g. RL prompts."""
     return table.assign(answer=table["answer_truth"])
