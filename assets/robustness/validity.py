@@ -26,7 +26,8 @@ def items(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
 
 def same_problems_under_every_goal(table: pd.DataFrame) -> bool:
     """Within each task, every goal attacks the same problems."""
-    return all(len({frozenset(g["problem_id"]) for _, g in t.groupby("goal")}) == 1 for _, t in table.groupby("task"))
+    return all(len({frozenset(g["problem_id"]) for _, g in t.groupby("goal")}) == 1
+               for _, t in table.groupby("task"))
 
 
 def targets_present(table: pd.DataFrame) -> bool:
@@ -41,13 +42,15 @@ def runs(gxe: Any, table: pd.DataFrame, compute_levels: Sequence[int]) -> tuple[
                           norm_over=(table["soft_norm"] - table["soft_cap"] * (1 + 1e-5)).fillna(-1.0))
     return within, [gxe.ExpectColumnValuesToBeBetween(column="over", max_value=0),
                     gxe.ExpectColumnValuesToBeBetween(column="norm_over", max_value=0),
-                    gxe.ExpectColumnDistinctValuesToEqualSet(column="compute_level", value_set=list(compute_levels))]
+                    gxe.ExpectColumnDistinctValuesToEqualSet(column="compute_level",
+                                                             value_set=list(compute_levels))]
 
 
 def success(gxe: Any, grid: pd.DataFrame) -> tuple[pd.DataFrame, list]:
     """Over the rated cells: rates in [0, 1], low <= rate <= high (to 1e-9), successes <= n."""
     rated = grid.dropna(subset=["success_rate"])
-    return rated.assign(below=rated["ci_low"] - rated["success_rate"], above=rated["success_rate"] - rated["ci_high"],
+    return rated.assign(below=rated["ci_low"] - rated["success_rate"],
+                        above=rated["success_rate"] - rated["ci_high"],
                         spare=rated["n"] - rated["successes"]), [
         gxe.ExpectColumnValuesToBeBetween(column="success_rate", min_value=0, max_value=1),
         gxe.ExpectColumnValuesToBeBetween(column="below", max_value=1e-9),
