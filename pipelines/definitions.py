@@ -66,7 +66,7 @@ PAPERS = {  # room -> (tag value, citation)
 OWNERS = ["team:reprolab"]
 
 
-SCIENCE_IMPORT = re.compile(r"^\s*from (assets(?:\.\w+)+) import \(?([\w, ]*)", re.MULTILINE)
+SCIENCE_IMPORT = re.compile(r"^([ \t]*)from (assets(?:\.\w+)+) import (?:\(([^)]*)\)|([^\n]*))", re.MULTILINE)
 
 
 @functools.cache
@@ -84,21 +84,29 @@ def _module_source(name: str) -> str:
     return Path(spec.origin).read_text() if spec is not None and spec.origin else ""
 
 
-def _science_imports(text: str) -> set[str]:
-    """The project modules `text` imports (`from assets.<room>.<module> import ...`, `from assets.findings
-    import ...`, `from assets.<room> import <module>`), at module level or inside functions (the house's lazy
-    imports)."""
-    found = set()
-    for module, names in SCIENCE_IMPORT.findall(text):
+def _imported_names(text: str, module_level_only: bool = False) -> dict[str, str]:
+    """name bound -> the project module it comes from, for every `from assets... import ...` in `text`
+    (`from assets.safety.graders import is_refusal` binds is_refusal to assets.safety.graders, `from assets.chat
+    import tables` binds tables to assets.chat.tables), at any depth (lazy imports) or only at column 0."""
+    bound = {}
+    for indent, module, in_parens, on_line in SCIENCE_IMPORT.findall(text):
         spec = _spec(module)
-        if spec is None:
+        if spec is None or (module_level_only and indent):
             continue
-        if spec.submodule_search_locations is None:  # a module: its names are functions and classes
-            found.add(module)
-        else:  # a package: the names may be modules
-            found.update(f"{module}.{n}" for n in (n.strip().split(" as ")[0] for n in names.split(","))
-                         if n and _module_source(f"{module}.{n}"))
-    return found
+        for item in (in_parens or on_line).split("#")[0].split(","):
+            name, _, alias = item.strip().partition(" as ")
+            if not name:
+                continue
+            if spec.submodule_search_locations is None:  # a module: its names are functions and classes
+                bound[alias or name] = module
+            elif _module_source(f"{module}.{name}"):  # a package: the names may be modules
+                bound[alias or name] = f"{module}.{name}"
+    return bound
+
+
+def _science_imports(text: str) -> set[str]:
+    """The project modules `text` imports, at module level or inside functions (the house's lazy imports)."""
+    return set(_imported_names(text).values())
 
 
 @functools.cache
@@ -115,10 +123,14 @@ def _science_closure(name: str) -> frozenset[str]:
 
 def source_version(fn: Any) -> str:
     """A short hash of an asset function's source and of the source of every science module it runs: the ones
-    its body imports and, transitively, the ones those import. Change any of them and the asset's code version
+    its body imports or uses from its defs module's imports and, transitively, the ones those import. Change any of them and the asset's code version
     changes, so the UI marks it (and what depends on it) as changed since its last materialization."""
     text = inspect.getsource(fn)
-    modules = set().union(set(), *(_science_closure(m) for m in _science_imports(text)))
+    used = _science_imports(text)
+    # names the defs module imports at its top and the body uses (`validity.runs(...)`)
+    top = _imported_names(inspect.getsource(inspect.getmodule(fn)), module_level_only=True)
+    used |= {module for name, module in top.items() if re.search(rf"\b{re.escape(name)}\b", text)}
+    modules = set().union(set(), *(_science_closure(m) for m in used))
     for module in sorted(modules):
         text += _module_source(module)
     return hashlib.sha256(text.encode()).hexdigest()[:10]

@@ -139,6 +139,13 @@ def test_code_versions_follow_the_source_of_the_asset_and_the_science_it_imports
                         lambda name: real(name) + ("# edited" if name == "assets.lm.fused" else ""))
     assert source_version(fn) != before  # science two imports away changed: the asset's version too
 
+    fn = safety.safety_policy.op.compute_fn.decorated_fn  # calls validity.<rule>, imported at defs' top
+    monkeypatch.setattr(definitions, "_module_source", real)
+    before = source_version(fn)
+    monkeypatch.setattr(definitions, "_module_source",
+                        lambda name: real(name) + ("# edited" if name == "assets.safety.validity" else ""))
+    assert source_version(fn) != before
+
 
 
 def test_every_launchpad_field_says_what_it_is():
