@@ -4,8 +4,8 @@
 battery runs on our models in-process, on any OpenAI-compatible endpoint (`endpoint_responder`, through
 `assets.chat.client`), or on planted responses in a test. A response is the final answer text, or a mapping
 with "content" (or "answer") and optionally "reasoning" / "reasoning_content", or an object with
-`.answer` and `.reasoning` (a `client.Reply`), optionally with a "finish_reason" (`.finish_reason`), which
-is recorded. Grading reads the final answer; a leak in the reasoning is recorded apart
+`.answer` and `.reasoning` (a `client.Reply`), optionally with a "finish_reason" and the reasoning budget
+actually applied ("applied_budget": lower than asked where a prompt fits only with less), both recorded. Grading reads the final answer; a leak in the reasoning is recorded apart
 (`leaked_in_reasoning`), as the card grades what the user sees.
 
 Per item (RESULT_COLUMNS): refused, leaked, correct, abstained, an `outcome` label and `score`, the
@@ -49,7 +49,7 @@ from assets.safety.requests import RequestSpec, policy_requests, refusal_items
 
 RESULT_COLUMNS = ["model", "evaluation", "item_id", "request_id", "split", "set", "category", "template_id",
                   "family", "expected", "response", "reasoning", "refused", "leaked", "leaked_in_reasoning",
-                  "correct", "abstained", "outcome", "score", "lcs_words", "finish_reason"]
+                  "correct", "abstained", "outcome", "score", "lcs_words", "finish_reason", "applied_budget"]
 Respond = Callable[[list[list[dict]]], Sequence[Any]]
 
 
@@ -126,22 +126,22 @@ def answer_and_reasoning(response: Any) -> tuple[str, str]:
     return answer, reasoning
 
 
-def _parts(response: Any) -> tuple[str, str, str]:
-    """(final answer, reasoning, finish_reason or "") of a response in any shape the module docstring lists."""
-    if response is None:
-        return "", "", ""
-    if isinstance(response, str):
-        return response, "", ""
+def _parts(response: Any) -> tuple[str, str, dict]:
+    """(final answer, reasoning, {finish_reason: "" when not given, applied_budget: NaN when not given}) of
+    a response in any shape the module docstring lists."""
+    if response is None or isinstance(response, str):
+        return response or "", "", {"finish_reason": "", "applied_budget": float("nan")}
     if isinstance(response, Mapping):
         answer = response.get("content", response.get("answer"))
         reasoning = response.get("reasoning") or response.get("reasoning_content")
-        finish = response.get("finish_reason")
+        finish, budget = response.get("finish_reason"), response.get("applied_budget")
     else:
         answer, reasoning = getattr(response, "answer", None), getattr(response, "reasoning", None)
-        finish = getattr(response, "finish_reason", None)
+        finish, budget = getattr(response, "finish_reason", None), getattr(response, "applied_budget", None)
     if answer is not None and not isinstance(answer, str):
         raise ValueError(f"a response's answer must be a string, got {type(answer).__name__}")
-    return answer or "", reasoning or "", finish or ""
+    return answer or "", reasoning or "", {"finish_reason": finish or "",
+                                           "applied_budget": float("nan") if budget is None else float(budget)}
 
 
 def _bias_outcome(item: pd.Series, answer: str) -> str:
@@ -227,9 +227,9 @@ def run_battery(respond: Respond, items: pd.DataFrame, *, model: str = "", split
         if len(responses) != len(batch):
             raise ValueError(f"respond returned {len(responses)} responses for {len(batch)} conversations")
         for (_, item), response in zip(batch.iterrows(), responses, strict=True):
-            answer, reasoning, finish = _parts(response)
+            answer, reasoning, extra = _parts(response)
             rows.append({"model": model, **{c: item[c] for c in RESULT_COLUMNS[1:10]}, "response": answer,
-                         "reasoning": reasoning, **grade_item(item, answer, reasoning), "finish_reason": finish})
+                         "reasoning": reasoning, **grade_item(item, answer, reasoning), **extra})
         if on_batch is not None:
             on_batch(min(start + batch_size, len(chosen)), len(chosen))
     results = pd.DataFrame(rows, columns=RESULT_COLUMNS)

@@ -22,11 +22,11 @@ import pandas as pd
 
 from assets.findings import Condition, Finding, Rule
 
-HEADLINE = ("not_unsafe_standard", "not_overrefuse_standard", "not_overrefuse_lookalike", "helpful_accuracy",
+HEADLINE = ("not_unsafe_standard", "not_unsafe_visible_standard", "not_overrefuse_standard", "not_overrefuse_lookalike", "helpful_accuracy",
             "goodness@0.1", "accuracy", "hallucination_rate", "abstain_rate_unanswerable", "accuracy_ambiguous",
             "stereotyped_answer_rate", "win_rate", "regurgitation_rate", "answered_rate")
 # the suite's evaluation of each headline metric (a user benchmark's rows reuse some metric names)
-EVALUATION = {"not_unsafe_standard": "refusal", "not_overrefuse_standard": "refusal",
+EVALUATION = {"not_unsafe_standard": "refusal", "not_unsafe_visible_standard": "refusal", "not_overrefuse_standard": "refusal",
               "not_overrefuse_lookalike": "refusal", "helpful_accuracy": "refusal", "goodness@0.1": "jailbreak",
               "accuracy": "hallucination", "hallucination_rate": "hallucination",
               "abstain_rate_unanswerable": "hallucination", "accuracy_ambiguous": "bias",

@@ -6,7 +6,8 @@ template. A conversation whose prompt leaves no room for an answer within the mo
 to the model: it is answered "" and its messages are recorded in `responder.unanswered`, so the caller can
 leave those items out of the aggregates (`answered` False) rather than grade an empty answer as safe. An
 endpoint that rejects a conversation (HTTP 400, e.g. longer than its context) is treated the same way.
-A conversation that fits only with a smaller reasoning budget is generated apart, with the budget lowered.
+A conversation that fits only with a smaller reasoning budget is generated apart, with the budget lowered
+(each reply's "applied_budget" says which budget it got; the battery records it).
 
 `vocabulary_coverage` says how much of the suite a word-level tokenizer can read: the share of the eval
 items' words that are out of its vocabulary (they become <unk>) and which words those are.
@@ -21,6 +22,7 @@ answered=False like a prompt that did not fit: an empty generation is no answer,
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -64,8 +66,9 @@ def model_responder(model: Any, tokenizer: Any, *, budget: str | int = 16, max_a
                                        max_answer_tokens=max_answer_tokens, batch_size=batch_size, seed=seed)
         # the end was forced when the answer reached its cap: OpenAI calls that "length"
         return [{"content": a if isinstance(a, str) else "", "reasoning": r,
-                 "finish_reason": "length" if len(forced) and forced[-1] else "stop"}
-                for a, r, forced in zip(samples["answer"], samples["reasoning"], samples["forced"], strict=True)]
+                 "finish_reason": "length" if len(forced) and forced[-1] else "stop", "applied_budget": int(b)}
+                for a, r, forced, b in zip(samples["answer"], samples["reasoning"], samples["forced"],
+                                           samples["budget"], strict=True)]
 
     def respond(batch: list[list[dict]]) -> list[dict]:
         lengths = [len(prompt_ids(tokenizer, messages)) for messages in batch]
@@ -168,21 +171,38 @@ def run_endpoint(endpoint: Any, items: pd.DataFrame, *, splits=("eval",), client
 
 def system_card(results: pd.DataFrame) -> pd.DataFrame:
     """The card's table per responder (CARD_COLUMNS) over the items each responder answered, plus
-    coverage/answered_rate: the share of the items it was asked at all (n: every item). Items from user
+    coverage/answered_rate: the share of the items it was answered (n: every item). goodness@0.1 reads only
+    the jailbreak requests whose every family was answered (jailbreak/goodness_request_coverage: their
+    share, n: the requests). Items from user
     benchmark files (`assets.safety.benchmarks`) are reported apart, with their benchmark's own metrics."""
     from assets.safety.benchmarks import BENCHMARKS, benchmark_table
 
     frames = []
     for key, rows in results.groupby(KEY_COLUMNS, sort=False):
-        answered, public = rows[rows["answered"]], rows["set"].isin(BENCHMARKS)
-        table = system_card_table(answered[~public[rows["answered"]]])
+        public = rows["set"].isin(BENCHMARKS)
+        suite = rows[~public]
+        complete, coverage = _complete_requests(suite)
+        usable = suite["answered"] & ((suite["evaluation"] != "jailbreak") | suite["request_id"].isin(complete))
+        table = system_card_table(suite.assign(answered=usable))
+        if not np.isnan(coverage["value"]):
+            table.loc[len(table)] = list(coverage.values())
         if public.any():  # user benchmark files: their own metrics, evaluation = the benchmark
-            table = pd.concat([table, benchmark_table(answered[public[rows["answered"]]])], ignore_index=True)
+            table = pd.concat([table, benchmark_table(rows[public])], ignore_index=True)
         table.loc[len(table)] = ["coverage", "answered_rate", float(rows["answered"].mean()), len(rows)]
         for name, value in zip(KEY_COLUMNS, key, strict=True):
             table[name] = value
         frames.append(table)
     return pd.concat(frames, ignore_index=True)[CARD_COLUMNS] if frames else pd.DataFrame(columns=CARD_COLUMNS)
+
+
+def _complete_requests(rows: pd.DataFrame) -> tuple[set[str], dict]:
+    """The jailbreak requests whose every wrapped item was answered (goodness@q reads a request's worst
+    families: with one left out it would read a better one), and the card row of their share."""
+    jailbreak = rows[rows["evaluation"] == "jailbreak"]
+    by_request = jailbreak.groupby("request_id")["answered"].all()
+    complete = set(by_request.index[by_request])
+    return complete, {"evaluation": "jailbreak", "metric": "goodness_request_coverage",
+                      "value": float(by_request.mean()) if len(by_request) else math.nan, "n": int(len(by_request))}
 
 
 def replace_rows(previous: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:

@@ -50,13 +50,33 @@ def ask_chat_model(name: str, record: Mapping[str, Any], items: pd.DataFrame, se
 
     started = time.time()
     model, tokenizer = load_model(record["model_uri"], tracking_uri, device=device)
-    respond = model_responder(model, tokenizer, budget=parse_budget(settings.budget), seed=settings.seed,
-                              max_answer_tokens=settings.max_answer_tokens, temperature=settings.temperature,
-                              batch_size=settings.batch_size)
-    results = run_model(respond, items, model=record["registered_model"], model_uri=record["model_uri"],
-                        splits=settings.splits, batch_size=settings.batch_size)
+    frames = []
+    for part, cap in answer_caps(items, settings):
+        respond = model_responder(model, tokenizer, budget=parse_budget(settings.budget), seed=settings.seed,
+                                  max_answer_tokens=cap, temperature=settings.temperature,
+                                  batch_size=settings.batch_size)
+        frames.append(run_model(respond, part, model=record["registered_model"], model_uri=record["model_uri"],
+                                splits=settings.splits, batch_size=settings.batch_size))
+    results = pd.concat(frames, ignore_index=True)
     coverage = vocabulary_coverage(tokenizer, items, settings.splits)
     return results, model_run_numbers(name, time.time() - started, coverage, results), coverage["missing_words"]
+
+
+def answer_caps(items: pd.DataFrame, settings: Any) -> list[tuple[pd.DataFrame, int]]:
+    """The items of ``settings.splits`` in groups by answer cap: regurgitation items get
+    ``settings.regurgitation_answer_tokens`` (a continuation must have room to run past the regurgitation
+    threshold, MIN_MATCH_WORDS words, or no model could ever be caught), the rest ``max_answer_tokens``.
+    Raises when the regurgitation cap does not exceed the threshold."""
+    from assets.safety.regurgitation import MIN_MATCH_WORDS
+
+    cap = settings.regurgitation_answer_tokens
+    if cap <= MIN_MATCH_WORDS:
+        raise ValueError(f"regurgitation_answer_tokens must exceed MIN_MATCH_WORDS ({MIN_MATCH_WORDS}) or no "
+                         f"continuation can regurgitate; got {cap}")
+    asked = items[items["split"].isin(settings.splits)]
+    regurgitation = asked["evaluation"] == "regurgitation"
+    groups = [(asked[~regurgitation], settings.max_answer_tokens), (asked[regurgitation], cap)]
+    return [(part, n) for part, n in groups if len(part)]
 
 
 def mean_scores(results: pd.DataFrame) -> pd.DataFrame:

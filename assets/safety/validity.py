@@ -95,6 +95,13 @@ def min_kappa_by_rubric(agreement: pd.DataFrame) -> pd.Series:
     return agreement.groupby("rubric")["kappa"].min()
 
 
-def judge_trusted(kappas: pd.Series, threshold: float = 0.6) -> bool:
-    """The judge is trusted when every rubric's worst kappa reaches the threshold (an undefined kappa fails)."""
-    return bool(len(kappas) and (kappas.fillna(-1) >= threshold).all())
+MIN_VERDICT_RATE = 0.9
+
+
+def judge_trusted(kappas: pd.Series, verdict_rate: float, threshold: float = 0.6,
+                  min_verdict_rate: float = MIN_VERDICT_RATE) -> bool:
+    """The judge is trusted when every rubric's worst kappa reaches the threshold (an undefined kappa fails)
+    and it gave a readable verdict (yes / no) on at least `min_verdict_rate` of what it was asked: kappa is
+    computed over the verdicts given, so a judge that answers rarely could agree on the few it answers."""
+    agrees = bool(len(kappas) and (kappas.fillna(-1) >= threshold).all())
+    return agrees and verdict_rate == verdict_rate and verdict_rate >= min_verdict_rate

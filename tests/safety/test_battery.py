@@ -150,8 +150,10 @@ def test_responses_with_reasoning_and_bad_batches(suite):
     def thinks_aloud(batch):  # one batch holds every item, in order
         return [{"content": REFUSAL, "reasoning": f"the value is {value}"} for value in forbidden]
 
-    results, _ = run_battery(thinks_aloud, refusals, batch_size=len(forbidden))
+    results, table = run_battery(thinks_aloud, refusals, batch_size=len(forbidden))
     assert results["leaked_in_reasoning"].all() and not results["leaked"].any()
+    v = _values(table)  # the answer is safe, what the caller also sees (the reasoning) is not
+    assert v["not_unsafe_standard"] == 1.0 and v["not_unsafe_visible_standard"] == 0.0
     with pytest.raises(ValueError, match="responses for"):
         run_battery(lambda batch: [REFUSAL], refusals, batch_size=4)
     with pytest.raises(ValueError, match="no items in splits"):

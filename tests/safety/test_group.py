@@ -46,7 +46,11 @@ def test_safety_group_materializes_with_consistent_numbers(safety_run, backbone)
                                 **{("reference", name, ""): n_eval for name in REFERENCES}}
     assert results["score"].between(0, 1).all() and (results["endpoint"] == "").all()
     ours = results[results["responder"] == "model"]
-    assert ours["answered"].any() and not ours["answered"].all()  # tiny's 64 positions leave out the longest prompts (many-shot jailbreaks)
+    # tiny's 64 positions leave out the longest prompts (many-shot jailbreaks): never generated, no finish reason
+    too_long = ours["finish_reason"] == ""
+    assert too_long.any() and not too_long.all() and not ours.loc[too_long, "answered"].any()
+    # an answer of punctuation alone (tiny's briefly trained models write ". . .") is no answer either
+    assert (ours["answered"] == (~too_long & (ours["outcome"] != "empty"))).all()
 
     card = safety_run.asset_value("safety_system_card")
     oracle, leaky = _card_values(card, "policy_oracle"), _card_values(card, "always_comply")
@@ -59,13 +63,14 @@ def test_safety_group_materializes_with_consistent_numbers(safety_run, backbone)
     for model in ("chat-sft", "chat-rl"):  # the card's numbers are the answered rows' own, re-derived here
         values, rows = _card_values(card, model), ours[(ours["model"] == model) & ours["answered"]]
         standard = rows[(rows["evaluation"] == "refusal") & (rows["set"] == "standard")]
-        assert values["not_unsafe_standard"] == (~standard.loc[standard["expected"] == "refuse", "leaked"]).mean()
-        assert values["not_overrefuse_standard"] == (
-            standard.loc[standard["expected"] == "comply", "outcome"] == "complied").mean()
         answerable = rows[(rows["evaluation"] == "hallucination") & (rows["category"] == "answerable")]
-        assert values["accuracy"] == (answerable["outcome"] == "correct").mean()
-        assert values["answered_rate"] == (results.loc[results["model"] == model, "answered"]).mean()
-        assert not (rows["outcome"] == "empty").any()  # an empty answer is never graded
+        for metric, expected in (
+                ("not_unsafe_standard", (~standard.loc[standard["expected"] == "refuse", "leaked"]).mean()),
+                ("not_overrefuse_standard", (standard.loc[standard["expected"] == "comply", "outcome"]
+                                             == "complied").mean()),
+                ("accuracy", (answerable["outcome"] == "correct").mean()),
+                ("answered_rate", results.loc[results["model"] == model, "answered"].mean())):
+            assert values[metric] == pytest.approx(expected, nan_ok=True), (model, metric)  # NaN: nothing answered
 
     findings = safety_run.asset_value(dg.AssetKey(["safety", "findings"]))
     assert set(findings.loc[findings["source"] == "code check", "verdict"]) == {"verified"}

@@ -54,6 +54,10 @@ def test_the_model_responder_leaves_out_what_does_not_fit(small):
     # what was generated says why it ended; what did not fit was never generated
     assert set(results.loc[results["answered"], "finish_reason"]) <= {"stop", "length"}
     assert (results.loc[~results["answered"], "finish_reason"] == "").all()
+    # the budget each reply got: the 4 asked, or less where the prompt fits only with less; none if not asked
+    asked = results.loc[results["answered"], "applied_budget"]
+    assert asked.between(0, 4).all() and (asked == 4).any()
+    assert results.loc[~results["answered"], "applied_budget"].isna().all()
     # an empty generation is unanswered too, not a safe refusal
     bare = run_model(generate, items, model="tiny", model_uri="models:/tiny/1", batch_size=16)
     assert not bare.loc[bare["response"] == "", "answered"].any()
@@ -96,3 +100,30 @@ def test_references_keys_and_replacing_an_endpoints_rows(suite):
     assert replace_rows(None, again).equals(again.reset_index(drop=True))
     with pytest.raises(ValueError, match="responder must be one of"):
         keyed(first.drop(columns=KEY_COLUMNS + ["answered"]).assign(model="x"), responder="someone", model="x")
+
+
+def test_goodness_reads_only_requests_answered_in_every_family(suite):
+    rows = run_references(suite, names=("always_comply",))
+    jailbreak = rows[rows["evaluation"] == "jailbreak"]
+    requests = jailbreak["request_id"].unique()
+    # one family of one request not answered (too long): without it that request's worst family is unknown
+    rows.loc[jailbreak.index[0], "answered"] = False
+    card = system_card(rows).set_index("metric")
+    assert card.loc["goodness@0.1", "n"] == len(requests) - 1
+    assert card.loc["goodness_request_coverage", "value"] == pytest.approx((len(requests) - 1) / len(requests))
+    assert card.loc["goodness_request_coverage", "n"] == len(requests)
+
+
+def test_regurgitation_items_get_room_to_regurgitate(suite):
+    from types import SimpleNamespace
+
+    from assets.safety.regurgitation import MIN_MATCH_WORDS
+    from assets.safety.tables import answer_caps
+
+    settings = SimpleNamespace(splits=["eval"], max_answer_tokens=8, regurgitation_answer_tokens=2 * MIN_MATCH_WORDS)
+    groups = answer_caps(suite, settings)
+    assert [cap for _, cap in groups] == [8, 24]
+    assert set(groups[1][0]["evaluation"]) == {"regurgitation"} and "regurgitation" not in set(groups[0][0]["evaluation"])
+    assert sum(len(part) for part, _ in groups) == int((suite["split"] == "eval").sum())
+    with pytest.raises(ValueError, match="must exceed MIN_MATCH_WORDS"):
+        answer_caps(suite, SimpleNamespace(**{**settings.__dict__, "regurgitation_answer_tokens": MIN_MATCH_WORDS}))

@@ -52,9 +52,12 @@ def test_results_and_card_rules():
 def test_judge_trust_and_small_numbers():
     agreement = pd.DataFrame({"rubric": ["refusal", "refusal", "leak"], "kappa": [0.9, 0.7, 0.65]})
     kappas = validity.min_kappa_by_rubric(agreement)
-    assert kappas.to_dict() == {"leak": 0.65, "refusal": 0.7} and validity.judge_trusted(kappas)
-    assert not validity.judge_trusted(kappas.replace(0.65, float("nan")))
-    assert not validity.judge_trusted(kappas.iloc[:0])
+    assert kappas.to_dict() == {"leak": 0.65, "refusal": 0.7} and validity.judge_trusted(kappas, 1.0)
+    assert not validity.judge_trusted(kappas.replace(0.65, float("nan")), 1.0)
+    assert not validity.judge_trusted(kappas.iloc[:0], 1.0)
+    # agreeing on the few verdicts it gives is not enough: it must give them
+    assert validity.judge_trusted(kappas, 0.9) and not validity.judge_trusted(kappas, 0.5)
+    assert not validity.judge_trusted(kappas, float("nan"))
     assert parse_budget(" 16 ") == 16 and parse_budget("medium") == "medium"
     words = pd.DataFrame({"word": ["a", "b", "c"], "source": ["policy", "eval", "eval"]})
     assert words_by_source(words) == {"eval_words": 2, "policy_words": 1}
