@@ -116,7 +116,9 @@ def never_worse_finding(comparisons: pd.DataFrame, task: str, scale: str) -> Fin
         return Finding(STUDY, metric, math.nan, rule=NEVER_WORSE, scale=scale, note="the sweep has a single batch size")
     decided = cell[~cell["tie"].astype(bool)]
     ties = len(cell) - len(decided)
-    share = float(decided["less_noise_not_worse"].mean()) if len(decided) >= MIN_DECIDED else math.nan
+    lower = float(decided["less_noise_not_worse"].mean()) if len(decided) else math.nan
+    share = lower if len(decided) >= MIN_DECIDED else math.nan
+    judged = "" if len(decided) >= MIN_DECIDED else " (too few to judge)"
     pool = decided if len(decided) else cell
     worst = pool.assign(excess=pool["quiet_loss"] - pool["noisy_loss"]).sort_values("excess").iloc[-1]
     tied = cell.loc[cell["tie"].astype(bool), "step"]
@@ -124,8 +126,9 @@ def never_worse_finding(comparisons: pd.DataFrame, task: str, scale: str) -> Fin
     lr_decided = lr_cell[~lr_cell["tie"].astype(bool)] if len(lr_cell) else lr_cell
     note = (f"Rule: {NEVER_WORSE.describe()} (share of decided comparisons: ties within 0.2% decide nothing and "
             f"are dropped; not comparable with fewer than {MIN_DECIDED} decided). {task}, online: of {len(cell)} "
-            f"(step, batch pair, learning rate) comparisons of seed-mean held-out loss, {ties} were ties{tie_steps}; in the "
-            f"{len(decided)} decided the larger batch was lower in {share:.0%}; worst decided case step {int(worst['step'])}: "
+            f"(step, batch pair, learning rate) comparisons of seed-mean held-out loss, {ties} were ties{tie_steps}; "
+            f"in the {len(decided)} decided{judged} the larger batch was lower in {lower:.0%}; worst case step "
+            f"{int(worst['step'])}: "
             f"B={int(worst['quiet_value'])} {worst['quiet_loss']:.4f} vs B={int(worst['noisy_value'])} "
             f"{worst['noisy_loss']:.4f}. A smaller learning rate at the same batch was not worse in "
             f"{float(lr_decided['less_noise_not_worse'].mean()) if len(lr_decided) else math.nan:.0%} of decided "
