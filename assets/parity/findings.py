@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 
 from assets.findings import Condition, Finding, Rule
-from assets.parity.analysis import ACCURACY_MOVES, CHANCE, PLATEAU_BAND, PLATEAU_SHARE
 
 STUDY = "parity"
 PROGRESS_MEASURE = "relevant_change_ratio"  # weight change on S vs off S since initialisation
@@ -92,6 +91,8 @@ def transition_finding(runs: pd.DataFrame, summary: pd.DataFrame, scale: str) ->
 def hidden_progress_finding(progress: pd.DataFrame, scale: str, label: str) -> Finding:
     """Share of runs whose progress measure rises significantly through a plateau (one-sided Spearman); runs
     without a testable plateau count as not rising."""
+    from assets.parity.analysis import ACCURACY_MOVES, CHANCE, PLATEAU_BAND, PLATEAU_SHARE  # imports torch
+
     measure = progress["measure"].iloc[0] if len(progress) else "measure"
     metric = f"runs with rising {measure} in the plateau ({label})"
     if progress.empty:
