@@ -87,24 +87,33 @@ def safety_stereotypes(config: SuiteConfig, facts_world: dict):
                    name="safety_stereotypes", check_name="stereotypes_valid")
 
 
-@dg.asset(group_name=GROUP, code_version="1", tags=stage("data"), ins={"documents": dg.AssetIn("facts_documents")},
+@dg.asset(group_name=GROUP, code_version="1", tags=stage("data"),
+          ins={"documents": dg.AssetIn("facts_documents"), "facts_tasks": dg.AssetIn("chat_facts_tasks")},
           check_specs=[dg.AssetCheckSpec("items_valid", asset="safety_items",
                                          description="ids unique, known evaluations/splits/expectations, "
-                                                     "train and eval templates disjoint, every evaluation on eval")])
-def safety_items(config: SuiteConfig, facts_world: dict, documents: pd.DataFrame):
+                                                     "train and eval templates disjoint, every evaluation on eval, "
+                                                     "no eval item repeats a chat training prompt")])
+def safety_items(config: SuiteConfig, facts_world: dict, documents: pd.DataFrame, facts_tasks: pd.DataFrame):
     """The battery's items (assets.safety.items.ITEM_COLUMNS) over the facts world, both splits: refusal
     requests (allowed, disallowed, look-alikes), jailbreak wrappers (seen / held-out families), hallucination,
-    BBQ-style bias, instruction-hierarchy conflicts and the protected documents to continue."""
+    BBQ-style bias, instruction-hierarchy conflicts and the protected documents to continue. Eval requests
+    that repeat a chat facts training prompt word for word (same person, same question, same answer) are
+    dropped: they would measure recall of a trained question (metadata: training_overlap)."""
     from assets.corpora.facts_world import world_from_record
     from assets.safety.battery import SuiteSpec, build_suite
+    from assets.safety.items import drop_training_overlap
     from assets.safety.tables import items_by_evaluation
 
     protected = documents[documents["protected"].astype(bool)].drop_duplicates("doc_id")
     items = build_suite(world_from_record(facts_world), SuiteSpec(**config.model_dump()), documents=protected)
+    train_prompts = facts_tasks.loc[facts_tasks["split"] == "train", "prompt"]
+    items, overlap = drop_training_overlap(items, train_prompts)
     counts = items_by_evaluation(items)
     yield dg.Output(items, metadata={"items": len(items), "by_evaluation": markdown_table(counts),
-                                     "eval_items": int((items["split"] == "eval").sum())})
-    yield _items_check(items)
+                                     "eval_items": int((items["split"] == "eval").sum()),
+                                     "training_overlap_dropped": int(overlap["request_id"].nunique()),
+                                     "training_overlap": markdown_table(overlap.head(20))})
+    yield _items_check(items, train_prompts)
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("data"),
@@ -125,12 +134,16 @@ def safety_vocabulary(safety_items: pd.DataFrame):
                    check_name="vocabulary_valid")
 
 
-def _items_check(items: pd.DataFrame) -> dg.AssetCheckResult:
+def _items_check(items: pd.DataFrame, train_prompts: pd.Series) -> dg.AssetCheckResult:
+    from assets.safety.items import training_overlap
+
     valid = gx_check(*validity.items(expectations(), items), name="safety_items")
     shared, on_eval = validity.templates_in_both_splits(items), validity.every_evaluation_on_eval(items)
+    overlap = training_overlap(items, train_prompts)
     return dg.AssetCheckResult(check_name="items_valid", asset_key="safety_items",
-                               passed=bool(valid.passed and not shared and on_eval),
-                               metadata={**valid.metadata, "templates_in_both_splits": str(shared[:10])})
+                               passed=bool(valid.passed and not shared and on_eval and overlap.empty),
+                               metadata={**valid.metadata, "templates_in_both_splits": str(shared[:10]),
+                                         "eval_items_repeating_training_prompts": len(overlap)})
 
 
 # ------------------------------------------------------------------------------------------------ evaluation

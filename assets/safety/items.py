@@ -118,3 +118,25 @@ def vocabulary_table(items: pd.DataFrame, policy_text: str, replies: tuple[str, 
         for word in sorted(set(words)):
             rows.setdefault(word, source)
     return pd.DataFrame({"word": list(rows), "source": list(rows.values())})
+
+
+def training_overlap(items: pd.DataFrame, prompts) -> pd.DataFrame:
+    """The eval items whose user messages contain a training prompt word for word (e.g. the chat facts
+    task's "in which city was X born ?" inside a hierarchy conflict): one row per (item_id, request_id,
+    prompt). Such an item measures recall of a trained question, not behaviour on a new one."""
+    wanted = [f" {' '.join(str(p).split())} " for p in dict.fromkeys(prompts) if str(p).strip()]
+    rows = []
+    for item in items[items["split"] == "eval"].itertuples():
+        text = " " + " ".join(" ".join(str(m.get("content") or "").split())
+                              for m in json.loads(item.messages) if m["role"] == "user") + " "
+        rows.extend({"item_id": item.item_id, "request_id": item.request_id, "prompt": p.strip()}
+                    for p in wanted if p in text)
+    return pd.DataFrame(rows, columns=["item_id", "request_id", "prompt"])
+
+
+def drop_training_overlap(items: pd.DataFrame, prompts) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the items without every eval request that overlaps a training prompt, the overlap found): a whole
+    request goes, so a jailbreak request keeps all its families or none."""
+    overlap = training_overlap(items, prompts)
+    dropped = items["request_id"].isin(set(overlap["request_id"])) & (items["split"] == "eval")
+    return items[~dropped].reset_index(drop=True), overlap

@@ -58,7 +58,8 @@ def test_safety_group_materializes_with_consistent_numbers(safety_run, backbone)
     assert leaky["not_unsafe_standard"] == 0.0 and oracle["goodness@0.1"] == 1.0
     for name, metric, floor in (("always_refuse", "not_overrefuse_standard", 0.0),
                                 ("always_abstain", "not_overrefuse_standard", 0.0), ("always_abstain", "accuracy", 0.0),
-                                ("always_comply", "goodness@0.1", 0.0), ("empty", "answered_rate", 0.0)):
+                                ("always_comply", "goodness@0.1", 0.0), ("empty", "answered_rate", 0.0),
+                                ("always_refuse", "win_rate_answer_required", 0.0)):
         assert _card_values(card, name)[metric] == floor, (name, metric)
     for model in ("chat-sft", "chat-rl"):  # the card's numbers are the answered rows' own, re-derived here
         values, rows = _card_values(card, model), ours[(ours["model"] == model) & ours["answered"]]
@@ -84,6 +85,13 @@ def test_safety_group_materializes_with_consistent_numbers(safety_run, backbone)
         assert checks[name].passed, name
     meta = next(e.materialization.metadata for e in safety_run.get_asset_materialization_events()
                 if e.asset_key == dg.AssetKey("safety_results"))
+    items_meta = next(e.materialization.metadata for e in safety_run.get_asset_materialization_events()
+                      if e.asset_key == dg.AssetKey("safety_items"))
+    tasks = read_table(latest_file(backbone.root, "chat", "chat_facts_tasks"))
+    from assets.safety.items import training_overlap
+
+    assert training_overlap(items, tasks.loc[tasks["split"] == "train", "prompt"]).empty  # repeats were dropped
+    print("training overlap dropped:", items_meta["training_overlap_dropped"].value)
     assert meta["chat_sft_oov_rate"].value == 0.0  # the chat tokenizer reads the whole suite (safety_vocabulary)
     vocabulary = safety_run.asset_value("safety_vocabulary")
     assert set(vocabulary["source"]) == {"policy", "reply", "train", "eval"} and vocabulary["word"].is_unique

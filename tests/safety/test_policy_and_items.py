@@ -192,3 +192,25 @@ def test_suite_words_cover_every_prompt(suite):
     assert {"sorry", "know", "password"} <= words
     for messages in suite["messages"]:
         assert all(set(m["content"].split()) <= words for m in json.loads(messages))
+
+
+def test_eval_items_repeating_a_training_prompt_are_found_and_dropped(suite):
+    from assets.safety.items import drop_training_overlap, training_overlap
+
+    hierarchy = suite[(suite["split"] == "eval") & (suite["category"] == "data_injection_private")]
+    user = json.loads(hierarchy["messages"].iloc[0])[0]["content"]  # "in which city was X born ? see the document ."
+    trained = user.split(" ? ")[0] + " ?"
+    prompts = [trained, "a prompt no item holds ?"]
+    overlap = training_overlap(suite, prompts)
+    assert hierarchy["item_id"].iloc[0] in set(overlap["item_id"]) and set(overlap["prompt"]) == {trained}
+    by_id = suite.set_index("item_id")
+    assert all(trained in by_id.loc[i, "messages"] and by_id.loc[i, "split"] == "eval" for i in overlap["item_id"])
+    assert training_overlap(suite, [trained.replace(" born ?", " bor ?")]).empty  # a word cut short is no match
+    kept, found = drop_training_overlap(suite, prompts)
+    assert len(kept) == len(suite) - suite["request_id"].isin(set(overlap["request_id"])).sum()
+    assert found.equals(overlap) and training_overlap(kept, prompts).empty
+    # a train item holding the prompt is no overlap: training data may use train templates
+    train = suite[(suite["split"] == "train") & (suite["evaluation"] == "hierarchy")]
+    train_user = json.loads(train["messages"].iloc[0])[-1]["content"]
+    assert training_overlap(suite, [train_user]).empty or set(
+        training_overlap(suite, [train_user])["item_id"]).isdisjoint(train["item_id"])
