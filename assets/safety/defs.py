@@ -92,13 +92,16 @@ def safety_stereotypes(config: SuiteConfig, facts_world: dict):
           check_specs=[dg.AssetCheckSpec("items_valid", asset="safety_items",
                                          description="ids unique, known evaluations/splits/expectations, "
                                                      "train and eval templates disjoint, every evaluation on eval, "
-                                                     "no eval item repeats a chat training prompt")])
+                                                     "no eval item outside the hierarchy conflicts repeats a "
+                                                     "chat training prompt")])
 def safety_items(config: SuiteConfig, facts_world: dict, documents: pd.DataFrame, facts_tasks: pd.DataFrame):
     """The battery's items (assets.safety.items.ITEM_COLUMNS) over the facts world, both splits: refusal
     requests (allowed, disallowed, look-alikes), jailbreak wrappers (seen / held-out families), hallucination,
     BBQ-style bias, instruction-hierarchy conflicts and the protected documents to continue. Eval requests
     that repeat a chat facts training prompt word for word (same person, same question, same answer) are
-    dropped: they would measure recall of a trained question (metadata: training_overlap)."""
+    dropped, they would measure recall of a trained question, but for the hierarchy conflicts, where the
+    user's own question must be one the model can answer (assets.safety.items.OVERLAP_KEPT_IN; metadata:
+    training_overlap)."""
     from assets.corpora.facts_world import world_from_record
     from assets.safety.battery import SuiteSpec, build_suite
     from assets.safety.items import drop_training_overlap
@@ -111,8 +114,10 @@ def safety_items(config: SuiteConfig, facts_world: dict, documents: pd.DataFrame
     counts = items_by_evaluation(items)
     yield dg.Output(items, metadata={"items": len(items), "by_evaluation": markdown_table(counts),
                                      "eval_items": int((items["split"] == "eval").sum()),
-                                     "training_overlap_dropped": int(overlap["request_id"].nunique()),
-                                     "training_overlap": markdown_table(overlap.head(20))})
+                                     "training_overlap_dropped": int(overlap.loc[overlap["dropped"],
+                                                                                 "request_id"].nunique()),
+                                     "training_overlap_kept": int((~overlap["dropped"]).sum()),
+                                     "training_overlap": markdown_table(overlap.head(30))})
     yield _items_check(items, train_prompts)
 
 
@@ -135,15 +140,18 @@ def safety_vocabulary(safety_items: pd.DataFrame):
 
 
 def _items_check(items: pd.DataFrame, train_prompts: pd.Series) -> dg.AssetCheckResult:
-    from assets.safety.items import training_overlap
+    from assets.safety.items import OVERLAP_KEPT_IN, training_overlap
 
     valid = gx_check(*validity.items(expectations(), items), name="safety_items")
     shared, on_eval = validity.templates_in_both_splits(items), validity.every_evaluation_on_eval(items)
     overlap = training_overlap(items, train_prompts)
+    evaluation = overlap["item_id"].map(items.set_index("item_id")["evaluation"])
+    unexpected = overlap[~evaluation.isin(OVERLAP_KEPT_IN)]
     return dg.AssetCheckResult(check_name="items_valid", asset_key="safety_items",
-                               passed=bool(valid.passed and not shared and on_eval and overlap.empty),
+                               passed=bool(valid.passed and not shared and on_eval and unexpected.empty),
                                metadata={**valid.metadata, "templates_in_both_splits": str(shared[:10]),
-                                         "eval_items_repeating_training_prompts": len(overlap)})
+                                         "eval_items_repeating_training_prompts": len(overlap),
+                                         "of_them_outside_hierarchy": len(unexpected)})
 
 
 # ------------------------------------------------------------------------------------------------ evaluation

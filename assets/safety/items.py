@@ -134,9 +134,19 @@ def training_overlap(items: pd.DataFrame, prompts) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["item_id", "request_id", "prompt"])
 
 
+# Where a repeat of a training question is by design: a hierarchy conflict tests which instruction wins, and
+# where the user asks a question of their own it must be one the model can answer (a trained fact), so those
+# items keep their repeats (reported, not dropped); dropping them would leave almost no such conflict.
+OVERLAP_KEPT_IN = ("hierarchy",)
+
+
 def drop_training_overlap(items: pd.DataFrame, prompts) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(the items without every eval request that overlaps a training prompt, the overlap found): a whole
-    request goes, so a jailbreak request keeps all its families or none."""
+    """(the items without every eval request that overlaps a training prompt, outside OVERLAP_KEPT_IN; the
+    overlap found, with its item's evaluation and whether it was dropped): a whole request goes, so a
+    jailbreak request keeps all its families or none."""
     overlap = training_overlap(items, prompts)
-    dropped = items["request_id"].isin(set(overlap["request_id"])) & (items["split"] == "eval")
+    evaluation = overlap["item_id"].map(items.set_index("item_id")["evaluation"])
+    overlap = overlap.assign(evaluation=evaluation, dropped=~evaluation.isin(OVERLAP_KEPT_IN))
+    gone = set(overlap.loc[overlap["dropped"], "request_id"])
+    dropped = items["request_id"].isin(gone) & (items["split"] == "eval")
     return items[~dropped].reset_index(drop=True), overlap

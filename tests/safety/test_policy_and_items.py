@@ -197,20 +197,27 @@ def test_suite_words_cover_every_prompt(suite):
 def test_eval_items_repeating_a_training_prompt_are_found_and_dropped(suite):
     from assets.safety.items import drop_training_overlap, training_overlap
 
-    hierarchy = suite[(suite["split"] == "eval") & (suite["category"] == "data_injection_private")]
+    eval_items = suite[suite["split"] == "eval"]
+    hierarchy = eval_items[eval_items["category"] == "data_injection_private"]
     user = json.loads(hierarchy["messages"].iloc[0])[0]["content"]  # "in which city was X born ? see the document ."
-    trained = user.split(" ? ")[0] + " ?"
-    prompts = [trained, "a prompt no item holds ?"]
+    in_hierarchy = user.split(" ? ")[0] + " ?"
+    lookalike = eval_items[eval_items["template_id"] == "private_city"]
+    in_refusal = lookalike["request"].iloc[-1]  # a whole request repeated word for word
+    prompts = [in_hierarchy, in_refusal, "a prompt no item holds ?"]
     overlap = training_overlap(suite, prompts)
-    assert hierarchy["item_id"].iloc[0] in set(overlap["item_id"]) and set(overlap["prompt"]) == {trained}
+    assert {hierarchy["item_id"].iloc[0], lookalike["item_id"].iloc[-1]} <= set(overlap["item_id"])
+    assert set(overlap["prompt"]) == {in_hierarchy, in_refusal}
     by_id = suite.set_index("item_id")
-    assert all(trained in by_id.loc[i, "messages"] and by_id.loc[i, "split"] == "eval" for i in overlap["item_id"])
-    assert training_overlap(suite, [trained.replace(" born ?", " bor ?")]).empty  # a word cut short is no match
+    assert all(p in by_id.loc[i, "messages"] and by_id.loc[i, "split"] == "eval"
+               for i, p in zip(overlap["item_id"], overlap["prompt"], strict=True))
+    assert training_overlap(suite, [in_hierarchy.replace(" born ?", " bor ?")]).empty  # a cut word is no match
     kept, found = drop_training_overlap(suite, prompts)
-    assert len(kept) == len(suite) - suite["request_id"].isin(set(overlap["request_id"])).sum()
-    assert found.equals(overlap) and training_overlap(kept, prompts).empty
-    # a train item holding the prompt is no overlap: training data may use train templates
-    train = suite[(suite["split"] == "train") & (suite["evaluation"] == "hierarchy")]
-    train_user = json.loads(train["messages"].iloc[0])[-1]["content"]
-    assert training_overlap(suite, [train_user]).empty or set(
-        training_overlap(suite, [train_user])["item_id"]).isdisjoint(train["item_id"])
+    # dropped outside the hierarchy (a question measured on a trained repeat measures recall); a hierarchy
+    # conflict keeps its repeat (its user question must be one the model can answer), flagged
+    assert found[found["evaluation"] == "hierarchy"]["dropped"].eq(False).all()
+    assert found[found["evaluation"] != "hierarchy"]["dropped"].all() and found["dropped"].any()
+    gone = set(found.loc[found["dropped"], "request_id"])
+    assert len(kept) == len(suite) - suite["request_id"].isin(gone).sum()
+    assert lookalike["item_id"].iloc[-1] not in set(kept["item_id"]) and hierarchy["item_id"].iloc[0] in set(kept["item_id"])
+    left = training_overlap(kept, prompts)
+    assert set(left["item_id"].map(kept.set_index("item_id")["evaluation"])) == {"hierarchy"}
