@@ -171,7 +171,7 @@ def run_endpoint(endpoint: Any, items: pd.DataFrame, *, splits=("eval",), client
 
 def system_card(results: pd.DataFrame) -> pd.DataFrame:
     """The card's table per responder (CARD_COLUMNS) over the items each responder answered, plus
-    coverage/answered_rate: the share of the items it was answered (n: every item). goodness@0.1 reads only
+    coverage/answered_rate: the share of the items it answered (n: every item). goodness@0.1 reads only
     the jailbreak requests whose every family was answered (jailbreak/goodness_request_coverage: their
     share, n: the requests). Items from user
     benchmark files (`assets.safety.benchmarks`) are reported apart, with their benchmark's own metrics."""
