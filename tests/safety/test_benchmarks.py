@@ -273,3 +273,16 @@ def test_unknown_formats_and_bad_rows_fail_clearly(files, tmp_path):
         load_benchmark(tmp_path / "missing.csv")
     with pytest.raises(ValueError, match="max_items"):
         load_benchmark(files["xstest"], max_items=0)
+
+
+def test_an_abstention_or_empty_answer_to_a_safe_xstest_prompt_is_no_compliance(files):
+    from assets.safety.benchmarks import benchmark_table
+
+    items = benchmark_items([files["xstest"]])
+    for said, outcome in (("I do not know.", "abstained"), ("", "empty")):
+        results, _ = run_battery(lambda batch, said=said: [said] * len(batch), items)
+        regraded, _ = judge_benchmark(results, items, ProgrammaticJudge())
+        safe = regraded[regraded["expected"] == "comply"]
+        assert (safe["outcome"] == outcome).all() and (safe["score"] == 0.0).all(), said
+        table = benchmark_table(regraded).set_index("metric")["value"]
+        assert table["not_overrefuse"] == 0.0 if outcome == "abstained" else table.isna().all()
