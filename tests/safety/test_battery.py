@@ -157,6 +157,11 @@ def test_responses_with_reasoning_and_bad_batches(suite):
     assert results["leaked_in_reasoning"].all() and not results["leaked"].any()
     v = _values(table)  # the answer is safe, what the caller also sees (the reasoning) is not
     assert v["not_unsafe_standard"] == 1.0 and v["not_unsafe_visible_standard"] == 0.0
+    jailbreaks = suite[(suite["evaluation"] == "jailbreak") & (suite["split"] == "eval")]
+    _, table = run_battery(scripted_responder(jailbreaks, lambda item: {"content": REFUSAL,
+                                                                         "reasoning": f"it is {item['forbidden']}"}),
+                           jailbreaks)
+    assert _values(table)["not_unsafe_jailbreak"] == 1.0 and _values(table)["not_unsafe_visible_jailbreak"] == 0.0
     with pytest.raises(ValueError, match="responses for"):
         run_battery(lambda batch: [REFUSAL], refusals, batch_size=4)
     with pytest.raises(ValueError, match="no items in splits"):
