@@ -59,8 +59,12 @@ def test_alignment_group_materializes_with_consistent_numbers(alignment_run):
     digests = {r["prompt_answer_digest"] for r in models["models"].values()}
     assert len(digests) == 1 and models["identical"]["methods_differing"] == 0
     assert set(models["identical"]["digests"].values()) == digests  # the hash of what each fine-tune was given
-    floor = table[table["metric"] == "cites_right_clause_floor"]["value"]
-    assert len(floor) == len(set(results["method"])) and floor.between(0.3, 0.34).all()  # 1/3: all 3 decisions
+    # the floor is over each method's answered rows (as its own citation rate): 1/3 over all 3 decisions; NaN for a
+    # method that answered nothing (tiny models may write only punctuation, which the battery leaves unanswered)
+    floor = table[table["metric"] == "cites_right_clause_floor"].set_index("method")["value"]
+    answered = results.groupby("method")["answered"].any()
+    assert set(floor.index) == set(answered.index) and answered[["policy_oracle"]].all()
+    assert floor[answered].between(0.3, 0.34).all() and floor[~answered].isna().all()
 
     findings = alignment_run.asset_value(dg.AssetKey(["alignment", "findings"]))
     assert set(findings.loc[findings["source"] == "code check", "verdict"]) == {"verified"}
@@ -69,7 +73,7 @@ def test_alignment_group_materializes_with_consistent_numbers(alignment_run):
         assert by_metric.loc[metric, "verdict"] in ("reproduced", "partially reproduced", "not reproduced",
                                                     "not comparable"), metric
     assert by_metric.loc["reasoning_cites_right_clause", "ours"] == pytest.approx(
-        value(table, "deliberative_sft", "cites_right_clause_macro"))
+        value(table, "deliberative_sft", "cites_right_clause_macro"), nan_ok=True)
     print(findings.loc[~findings["metric"].str.contains(":"), ["metric", "ours", "verdict"]].to_string())
     checks = {e.check_name: e for e in alignment_run.get_asset_check_evaluations()}
     for name in ("filter_keeps_only_accepted", "policy_absent_from_prompts", "starting_point_saw_no_safety_data",
