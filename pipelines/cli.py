@@ -270,10 +270,14 @@ def cmd_evaluate(args) -> int:
     """The safety battery over an endpoint; its rows replace that endpoint's earlier rows in new
     materializations of safety_results and safety_system_card (everyone else's rows kept)."""
     from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    import pandas as pd
 
     from assets.chat.client import Endpoint
     from assets.safety.benchmarks import graded_benchmarks, with_benchmarks
     from assets.safety.responders import replace_rows, run_endpoint, system_card
+    from assets.safety.tables import answer_caps, budget_request
     from resources.store import active_store
     from resources.tables import Lineage, WarehouseError, latest_file, read_table, write_table
 
@@ -289,8 +293,12 @@ def cmd_evaluate(args) -> int:
     except (ValueError, OSError) as exc:
         print(f"error: a benchmark file could not be read: {exc}", file=sys.stderr)
         return 2
-    try:
-        new = graded_benchmarks(run_endpoint(endpoint, items, max_tokens=args.max_tokens, temperature=0.0), items)
+    settings = SimpleNamespace(splits=("eval",), max_answer_tokens=args.max_tokens,
+                               regurgitation_answer_tokens=args.regurgitation_max_tokens)
+    try:  # asked as safety_results asks an endpoint: at the budget and seed, regurgitation with room to run on
+        request = {"temperature": 0.0, "seed": args.seed, **budget_request(args.budget)}
+        asked = [run_endpoint(endpoint, part, max_tokens=cap, **request) for part, cap in answer_caps(items, settings)]
+        new = graded_benchmarks(pd.concat(asked, ignore_index=True), items)
     except Exception as exc:  # the endpoint's or the key's error, in one line
         print(f"error: evaluating {args.base_url} failed: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
@@ -359,6 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", default=None, help="model id (default: the first one the endpoint lists)")
     e.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the key")
     e.add_argument("--max-tokens", type=int, default=64, help="max tokens per answer")
+    e.add_argument("--regurgitation-max-tokens", type=int, default=64,
+                   help="max tokens per answer to a regurgitation item (must exceed the 12-word match threshold)")
+    e.add_argument("--budget", default="medium", help="reasoning budget: a token count or low / medium / high "
+                                                      "(sent as reasoning_budget or reasoning_effort)")
+    e.add_argument("--seed", type=int, default=0, help="sampling seed sent with every request")
     e.add_argument("--benchmark", action="append", metavar="FILE",
                    help="a local XSTest / StrongREJECT / SimpleQA / BBQ file (or BBQ folder) to run beside the "
                         "suite, in its published format; repeatable")

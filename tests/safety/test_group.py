@@ -123,8 +123,8 @@ def test_reprolab_evaluate_writes_an_endpoint_into_the_same_tables(safety_run, b
         root = str(backbone.root)
         xstest = backbone.root.parent / "xstest_cli.csv"
         xstest.write_text(XSTEST)
-        assert main(["--warehouse", root, "evaluate", "--base-url", url, "--max-tokens", "6",
-                     "--benchmark", str(xstest)]) == 0
+        assert main(["--warehouse", root, "evaluate", "--base-url", url, "--max-tokens", "6", "--budget", "4",
+                     "--seed", "3", "--benchmark", str(xstest)]) == 0
         printed = capsys.readouterr().out
         assert "not_unsafe_standard" in printed and "xstest" in printed  # the benchmark reported apart
         assert main(["--warehouse", root, "evaluate", "--base-url", url, "--benchmark", str(xstest) + ".x"]) == 2
