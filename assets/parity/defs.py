@@ -12,7 +12,7 @@ import pandas as pd
 from pydantic import Field
 
 from assets.lm.registration import ProgressLog
-from assets.parity import plots
+from assets.parity import plots, validity
 from assets.parity.findings import CHECKS, PROGRESS_MEASURE, build_findings
 from resources.compute import Compute
 from resources.config import StudyConfig
@@ -195,11 +195,12 @@ def parity_hidden_progress(context: dg.AssetExecutionContext, warehouse: Warehou
 
 
 @dg.multi_asset(
-    outs={"parity_finite_sample_runs": dg.AssetOut(is_required=False, group_name=GROUP, code_version="1", tags=stage("training"),
-                                                   description="Finite-sample runs: steps to memorise, steps to "
-                                                               "99% test accuracy, or censored."),
-          "parity_finite_sample_curves": dg.AssetOut(is_required=False, group_name=GROUP, code_version="1", tags=stage("training"),
-                                                     description="Finite-sample curves: train-set and test accuracy.")},
+    outs={"parity_finite_sample_runs": dg.AssetOut(
+              is_required=False, group_name=GROUP, code_version="1", tags=stage("training"),
+              description="Finite-sample runs: steps to memorise, steps to 99% test accuracy, or censored."),
+          "parity_finite_sample_curves": dg.AssetOut(
+              is_required=False, group_name=GROUP, code_version="1", tags=stage("training"),
+              description="Finite-sample curves: train-set and test accuracy.")},
     pool="gpu", can_subset=True)
 @yields_selected
 def parity_finite_sample(context: dg.AssetExecutionContext, config: ParityFiniteSampleConfig, compute: Compute,
@@ -236,66 +237,28 @@ def parity_findings(runs: pd.DataFrame, convergence: pd.DataFrame, scaling: pd.D
 
 @dg.asset_check(asset="parity_runs", description="one row per run, t_c >= 1 exactly when converged, n >= k")
 def parity_runs_valid(parity_runs: pd.DataFrame) -> dg.AssetCheckResult:
-    gxe = expectations()
-    runs = parity_runs.assign(n_minus_k=parity_runs["n"] - parity_runs["k"],
-                              consistent=parity_runs["converged"] == parity_runs["t_c"].notna())
-    return gx_check(runs, [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectColumnValuesToBeUnique(column="run_key"),
-        gxe.ExpectColumnValuesToBeBetween(column="t_c", min_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="n_minus_k", min_value=0),
-        gxe.ExpectColumnValuesToBeInSet(column="consistent", value_set=[True]),
-        gxe.ExpectColumnValuesToBeInSet(column="arch", value_set=["mlp", "polynet"]),
-        gxe.ExpectColumnValuesToBeBetween(column="final_eval_accuracy", min_value=0, max_value=1),
-    ], name="parity_runs")
+    return gx_check(*validity.runs(expectations(), parity_runs), name="parity_runs")
 
 
 @dg.asset_check(asset="parity_curves", description="accuracies in [0, 1], losses >= 0, steps >= 0, no missing loss")
 def parity_curves_valid(parity_curves: pd.DataFrame) -> dg.AssetCheckResult:
-    gxe = expectations()
-    return gx_check(parity_curves, [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectColumnValuesToNotBeNull(column="eval_loss"),
-        gxe.ExpectColumnValuesToBeBetween(column="eval_loss", min_value=0),
-        gxe.ExpectColumnValuesToBeBetween(column="eval_accuracy", min_value=0, max_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="step", min_value=0),
-        gxe.ExpectColumnValuesToBeBetween(column="linf_change", min_value=0),
-        gxe.ExpectColumnValuesToBeBetween(column="relevant_weight_share", min_value=0, max_value=1),
-    ], name="parity_curves")
+    return gx_check(*validity.curves(expectations(), parity_curves), name="parity_curves")
 
 
 @dg.asset_check(asset="parity_convergence", description="medians within [1, max steps], shares in [0, 1]")
 def parity_convergence_valid(parity_convergence: pd.DataFrame) -> dg.AssetCheckResult:
-    gxe = expectations()
-    return gx_check(parity_convergence, [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="median_t_c", min_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="censored_share", min_value=0, max_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="median_transition_share", min_value=0, max_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="runs", min_value=1),
-    ], name="parity_convergence")
+    return gx_check(*validity.convergence(expectations(), parity_convergence), name="parity_convergence")
 
 
 @dg.asset_check(asset="parity_scaling", description="finite exponents, r^2 in [0, 1], at least 3 points per fit")
 def parity_scaling_valid(parity_scaling: pd.DataFrame) -> dg.AssetCheckResult:
-    gxe = expectations()
-    return gx_check(parity_scaling, [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectColumnValuesToNotBeNull(column="exponent"),
-        gxe.ExpectColumnValuesToBeBetween(column="r_squared", min_value=0, max_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="points", min_value=3),
-    ], name="parity_scaling")
+    return gx_check(*validity.scaling(expectations(), parity_scaling), name="parity_scaling")
 
 
 @dg.asset_check(asset="parity_finite_sample_runs", description="fixed training set, memorised step >= 1, t_c >= 1")
 def parity_finite_sample_runs_valid(parity_finite_sample_runs: pd.DataFrame) -> dg.AssetCheckResult:
-    gxe = expectations()
-    return gx_check(parity_finite_sample_runs, [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectColumnValuesToNotBeNull(column="train_set_size"),
-        gxe.ExpectColumnValuesToBeBetween(column="memorized_step", min_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="t_c", min_value=1),
-    ], name="parity_finite_sample_runs")
+    return gx_check(*validity.finite_sample_runs(expectations(), parity_finite_sample_runs),
+                    name="parity_finite_sample_runs")
 
 
 defs = dg.Definitions(
