@@ -16,7 +16,7 @@ from pydantic import Field
 from assets.lm.config import ModelShape
 from assets.lm.registration import ProgressLog, load_tokenizer_of
 from assets.lm.threads import torch_threads
-from assets.sgd_noise import analysis, plots
+from assets.sgd_noise import analysis, plots, tables, validity
 from assets.sgd_noise.findings import CHECKS
 from resources.compute import Compute
 from resources.config import StudyConfig
@@ -107,17 +107,8 @@ def _plot(context, warehouse: WarehousePaths, fig, name: str):
     return figure_metadata(fig, f"{GROUP}/{name}", warehouse.root, context.run.run_id)
 
 
-SYNTHETIC_OUTS = {
-    "sgd_noise_synthetic_runs": "One row per synthetic run: regime, batch, learning rate, seed, branch cut.",
-    "sgd_noise_synthetic_curves": "Held-out loss (cross-entropy vs the teacher), excess over the teacher's "
-                                  "entropy, agreement and training loss against steps and examples seen.",
-    "sgd_noise_synthetic_distances": "TV distance at equal held-out loss (and at equal steps) between noisy "
-                                     "runs and the lowest-noise run, and between seeds of the lowest-noise run.",
-}
-
-
 @dg.multi_asset(outs={n: dg.AssetOut(is_required=False, group_name=GROUP, code_version=CODE_VERSION, tags=stage("training"),
-                                     description=d) for n, d in SYNTHETIC_OUTS.items()},
+                                     description=d) for n, d in tables.SYNTHETIC_OUTS.items()},
                 pool="gpu", can_subset=True)
 @yields_selected
 def sgd_noise_synthetic(context: dg.AssetExecutionContext, config: SyntheticSweepConfig, compute: Compute,
@@ -143,24 +134,14 @@ def sgd_noise_synthetic(context: dg.AssetExecutionContext, config: SyntheticSwee
                             asset_key="sgd_noise_synthetic_runs", params=config.model_dump()) as run_id:
         tracking.log_metrics(run_id, final_losses(runs) | {"seconds": result.seconds})
     yield dg.Output(runs, output_name="sgd_noise_synthetic_runs", metadata={
-        "runs": len(runs), "seconds": round(result.seconds, 1), "device": device,
-        "teacher_entropy": float(runs["teacher_entropy"].iloc[0]),
-        "mlflow": dg.MetadataValue.url(tracking.run_link(run_id)),
-        "network_steps_per_second": round(float(runs["steps"].sum() / max(result.seconds, 1e-9)), 1)})
+        **tables.synthetic_run_numbers(runs, result.seconds), "device": device,
+        "mlflow": dg.MetadataValue.url(tracking.run_link(run_id))})
     yield dg.Output(result.curves, output_name="sgd_noise_synthetic_curves", metadata={"rows": len(result.curves)})
     yield dg.Output(distances, output_name="sgd_noise_synthetic_distances", metadata={"rows": len(distances)})
 
 
-LM_OUTS = {
-    "sgd_noise_lm_runs": "One row per LM run on the facts world (online / offline, batch, learning rate, seed, "
-                         "noise-cut branch) with its final and best held-out loss.",
-    "sgd_noise_lm_curves": "LM held-out loss against steps and examples (tokens / context length) seen.",
-    "sgd_noise_lm_distances": "TV distance between next-token distributions on held-out text at equal loss.",
-}
-
-
 @dg.multi_asset(outs={n: dg.AssetOut(is_required=False, group_name=GROUP, code_version=LM_CODE_VERSION, tags=stage("training"),
-                                     description=d) for n, d in LM_OUTS.items()},
+                                     description=d) for n, d in tables.LM_OUTS.items()},
                 ins={"world_record": dg.AssetIn("facts_world"), "facts_tokenizer": dg.AssetIn("facts_tokenizer"),
                      "code_corpus": dg.AssetIn("code_corpus"), "code_tokenizer": dg.AssetIn("code_tokenizer")},
                 pool="gpu", can_subset=True)
@@ -213,11 +194,7 @@ def sgd_noise_equal_steps(context: dg.AssetExecutionContext, warehouse: Warehous
     noisier one, seed-mean held-out loss; plotted as loss vs steps by noise level, online and offline."""
     runs, curves = analysis.combined(synthetic_runs, synthetic_curves, lm_runs, lm_curves)
     table = analysis.equal_step_comparison(curves, runs)
-    decided = table.assign(not_worse=table["less_noise_not_worse"].astype(float).where(~table["tie"].astype(bool)))
-    share = decided.groupby(["task", "regime", "knob"]).agg(
-        ties=("tie", "sum"), decided=("not_worse", "count"), share_not_worse_of_decided=("not_worse", "mean"),
-    ).reset_index()
-    context.add_output_metadata({"share_less_noise_not_worse": markdown_table(share),
+    context.add_output_metadata({"share_less_noise_not_worse": markdown_table(tables.share_not_worse(table)),
                                  "loss_curves": _plot(context, warehouse, plots.loss_curves(
                                      analysis.mean_curves(curves, runs)), "loss_curves")})
     return table
@@ -280,36 +257,23 @@ def sgd_noise_findings(synthetic_runs: pd.DataFrame, lm_runs: pd.DataFrame, dist
     yield from findings_results(found, checks=checks)  # each check reads the synthetic row; LM rows in the table
 
 
-def _curve_suite(gxe) -> list:
-    return [gxe.ExpectTableRowCountToBeBetween(min_value=1), gxe.ExpectColumnValuesToNotBeNull(column="eval_loss"),
-            *(gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0) for c in ("eval_loss", "step", "examples"))]
-
-
 @dg.asset_check(asset="sgd_noise_synthetic_curves", description="losses >= 0 and finite, excess over the "
                 "teacher's entropy >= 0 (cross-entropy bound), agreement in [0, 1]")
 def sgd_noise_synthetic_curves_valid(sgd_noise_synthetic_curves: pd.DataFrame) -> dg.AssetCheckResult:
-    gxe = expectations()
-    return gx_check(sgd_noise_synthetic_curves, _curve_suite(gxe) + [
-        gxe.ExpectColumnValuesToBeBetween(column="eval_excess", min_value=-1e-4),
-        gxe.ExpectColumnValuesToBeBetween(column="eval_agreement", min_value=0, max_value=1)],
-        name="sgd_noise_synthetic_curves")
+    return gx_check(sgd_noise_synthetic_curves, validity.synthetic_curves(expectations()),
+                    name="sgd_noise_synthetic_curves")
 
 
 @dg.asset_check(asset="sgd_noise_lm_curves", description="held-out losses finite and >= 0, steps >= 0")
 def sgd_noise_lm_curves_valid(sgd_noise_lm_curves: pd.DataFrame) -> dg.AssetCheckResult:
-    return gx_check(sgd_noise_lm_curves, _curve_suite(expectations()), name="sgd_noise_lm_curves")
+    return gx_check(sgd_noise_lm_curves, validity.curves(expectations()), name="sgd_noise_lm_curves")
 
 
 @dg.asset_check(asset="sgd_noise_distance_summary", description="TV distances in [0, 1], every (task, regime) "
                 "has a seed baseline and noisy pairs")
 def sgd_noise_distance_summary_valid(sgd_noise_distance_summary: pd.DataFrame) -> dg.AssetCheckResult:
-    gxe = expectations()
-    return gx_check(sgd_noise_distance_summary, [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="median_tv_equal_loss", min_value=0, max_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="median_tv_equal_step", min_value=0, max_value=1),
-        gxe.ExpectColumnValuesToBeInSet(column="kind", value_set=["noise_same_seed", "noise_cross_seed", "seed"]),
-        gxe.ExpectColumnValuesToBeBetween(column="pairs", min_value=1)], name="sgd_noise_distance_summary")
+    return gx_check(sgd_noise_distance_summary, validity.distance_summary(expectations()),
+                    name="sgd_noise_distance_summary")
 
 
 defs = dg.Definitions(
