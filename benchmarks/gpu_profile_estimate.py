@@ -12,8 +12,9 @@ tokens), generation (2 N per token, one batched forward per generated token), sc
 networks (parity, teacher-student MLPs). A job's time is max(FLOPs / (utilisation x peak), kernel launches x
 LAUNCH_S), with the rates stated in that module; they are the only numbers typed in (plus one slower launch
 cost for the sensitivity line). `--gpu-check FILE` reads the table `benchmarks/gpu_check.py --out` writes and
-times the jobs of a study whose gpu_check part ran ok from that part's measured throughput instead; `--step-overhead-s S` adds S seconds per Dagster step; `--out`
-moves the table (default benchmarks/results/gpu_profile_estimate.md).
+times the jobs of a study whose gpu_check part ran ok from that part's measured throughput instead;
+`--step-overhead-s S` adds S seconds per Dagster step; `--out` moves the table (default
+benchmarks/results/gpu_profile_estimate.md).
 
 Left out: CPU-side work (tokenizer training, building the facts world and its documents, DuckDB, MLflow logging
 and checkpoint upload, Great Expectations, sklearn probe fits, the watermark's n-gram judge and permutation

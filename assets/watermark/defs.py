@@ -20,7 +20,7 @@ from assets.lm.config import ModelShape, train_config
 from assets.lm.family import corpus_texts
 from assets.lm.registration import Display, load_registered, load_tokenizer_of, train_and_register
 from assets.lm.threads import torch_threads
-from assets.watermark import plots, study
+from assets.watermark import plots, study, validity
 from assets.watermark.attack import WalkSettings
 from assets.watermark.findings import CHECKS, build_findings, scale_note
 from assets.watermark.infill import fim_oracle, fit_infiller
@@ -117,14 +117,8 @@ def watermark_generation(context: dg.AssetExecutionContext, config: WatermarkGen
     yield dg.Output(table, output_name="watermark_texts", metadata={"rows": len(table), **lineage})
     yield dg.Output(calibration, output_name="watermark_calibration",
                     metadata={"calibration": markdown_table(shown), "seconds": round(time.time() - started, 1)})
-    gxe = expectations()
-    yield gx_check(table, [
-        gxe.ExpectColumnValuesToBeInSet(column="scheme", value_set=list(schemes)),
-        gxe.ExpectColumnValuesToBeInSet(column="role", value_set=["watermarked", "unwatermarked"]),
-        gxe.ExpectColumnValuesToBeBetween(column="p_value", min_value=0, max_value=1),
-        gxe.ExpectColumnValuesToNotBeNull(column="score"),
-        gxe.ExpectColumnValuesToBeBetween(column="oracle_logprob", max_value=0),
-    ], name="watermark_texts", asset_key=dg.AssetKey("watermark_texts"), check_name="texts_valid")
+    yield gx_check(*validity.texts(expectations(), table, list(schemes)), name="watermark_texts",
+                   asset_key=dg.AssetKey("watermark_texts"), check_name="texts_valid")
     worst = float(calibration["null_false_positive_rate"].max())
     yield dg.AssetCheckResult(asset_key="watermark_calibration", check_name="calibration_holds", passed=bool(
         worst <= 2 * config.fpr), metadata={"worst_null_false_positive_rate": worst, "target_fpr": config.fpr})
@@ -151,8 +145,8 @@ class WatermarkInfillerConfig(ModelShape, StudyConfig):
     min_lr: float = pick(tiny=3e-4, demo=5e-4, gpu=6e-5)
     warmup_steps: int = pick(tiny=5, demo=20, gpu=300)
     n_val: int = Field(default=pick(tiny=64, demo=256, gpu=2000), description="held-out examples scored on middles")
-    context_weight: float = Field(default=pick(tiny=1.0, demo=0.1, gpu=1.0), description="loss weight of prefix/suffix tokens against the "
-                                                           "middle's 1 (0: middle only, as a T5 span in-filler)")
+    context_weight: float = Field(default=pick(tiny=1.0, demo=0.1, gpu=1.0), description="loss weight of "
+                                  "prefix/suffix tokens against the middle's 1 (0: middle only, as a T5 span in-filler)")
     layout: str = Field(default=pick(tiny="psm", demo="spm", gpu="psm"), description='"psm": <fim_prefix> prefix <fim_suffix> suffix <fim_middle> '
                                                    'middle; "spm": the suffix first, so the middle continues the prefix')
     init: str = Field(default=pick(tiny="scratch", demo="generator", gpu="scratch"), description='"scratch": fresh weights; "generator": start from lm_code_small '
@@ -256,7 +250,8 @@ def watermark_attack(context: dg.AssetExecutionContext, config: WatermarkAttackC
     judge = ByteNGram(config.judge_order).fit(corpus_texts("code", documents)[0], max_bytes=config.judge_max_bytes)
     with torch_threads(config.cpu_threads, device):
         model, tokenizer = load_registered(generator, tracking, device)
-        null_bpb, same_prompt_bpb = study.unwatermarked_quality(judge, tokenizer, inputs.null_texts, inputs.settings.n_texts)
+        null_bpb, same_prompt_bpb = study.unwatermarked_quality(judge, tokenizer, inputs.null_texts,
+                                                                inputs.settings.n_texts)
         oracle_model, _ = load_registered(oracle, tracking, device)
         fim = fim_oracle(*load_registered(infiller, tracking, device), infiller) \
             if config.perturbation == "infill" else None
@@ -279,14 +274,8 @@ def watermark_attack(context: dg.AssetExecutionContext, config: WatermarkAttackC
     yield dg.Output(summary, output_name="watermark_summary", metadata={
         "summary": markdown_table(summary), "seconds": round(time.time() - started, 1),
         "judge_bits_per_byte_unwatermarked": null_bpb})
-    gxe = expectations()
-    yield gx_check(results, [
-        gxe.ExpectColumnValuesToBeInSet(column="quality_kept", value_set=[True]),
-        gxe.ExpectColumnValuesToBeBetween(column="tokens_changed", min_value=0, max_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="p_value_after", min_value=0, max_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="steps", min_value=0, max_value=config.steps),
-        gxe.ExpectColumnValuesToNotBeNull(column="judge_bits_per_byte_after"),
-    ], name="watermark_attack", asset_key=dg.AssetKey("watermark_attack"), check_name="attack_valid")
+    yield gx_check(*validity.attack(expectations(), results, config.steps), name="watermark_attack",
+                   asset_key=dg.AssetKey("watermark_attack"), check_name="attack_valid")
 
 
 FINDINGS_KEY = dg.AssetKey([GROUP, "findings"])
@@ -298,8 +287,9 @@ FINDINGS_KEY = dg.AssetKey([GROUP, "findings"])
 def watermark_findings(summary: pd.DataFrame, calibration: pd.DataFrame):
     """Detection before the attack, attack success after the fixed step budget and quality cost per scheme,
     next to the paper's claims."""
-    yield from findings_results(build_findings(summary, calibration, scale_note(summary, calibration, current_profile()),
-                                               study=GROUP), {k: metric for k, (metric, _) in CHECKS.items()})
+    note = scale_note(summary, calibration, current_profile())
+    yield from findings_results(build_findings(summary, calibration, note, study=GROUP),
+                                {k: metric for k, (metric, _) in CHECKS.items()})
 
 
 defs = dg.Definitions(assets=[watermark_generation, watermark_infiller, watermark_attack, watermark_findings])
