@@ -14,14 +14,13 @@ helpful_accuracy, at the budget and answer cap of the run (the findings' scale).
 writes an endpoint's rows into the same tables.
 """
 
-import itertools
-
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
 from assets.safety import validity
 from assets.safety.findings import CHECKS
+from assets.safety.tables import DEMO_BUDGET, budget_post_hoc
 from resources.compute import Compute
 from resources.config import StudyConfig
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
@@ -32,17 +31,17 @@ from resources.validation import expectations, gx_check
 from resources.warehouse import WarehousePaths
 
 GROUP = "safety"
-DEMO_BUDGET = "32"
-BUDGET_POST_HOC = ("demo reasoning budget 32 (was 8) chosen after seeing chat_budget_accuracy: the chat models' "
-                   "facts accuracy is 0.01 at budget 8, 0.42 at 16, 0.85 at 32 (they stop reasoning by ~17 "
-                   "tokens, so 32 costs about the same as 16)")
 MODEL_INS = {"chat_sft": dg.AssetIn("chat_sft"), "chat_rl": dg.AssetIn("chat_rl")}
+
+
+def _check(name: str, asset: str, **kwargs) -> dg.AssetCheckSpec:
+    """The data check ``name`` of ``asset``, described by what it holds the table to (validity.DESCRIPTIONS)."""
+    return dg.AssetCheckSpec(name, asset=asset, description=validity.DESCRIPTIONS[name], **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------------ data
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("data"),
-          check_specs=[dg.AssetCheckSpec("policy_valid", asset="safety_policy",
-                                         description="clause ids unique, known sections, no empty text")])
+          check_specs=[_check("policy_valid", "safety_policy")])
 def safety_policy():
     """The written policy (the "spec") every evaluation grades against: one row per numbered clause (P1 ...),
     its section, title and text. Birth year and employer are private; birth city and profession public."""
@@ -73,8 +72,7 @@ class SuiteConfig(StudyConfig):
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("data"),
-          check_specs=[dg.AssetCheckSpec("stereotypes_valid", asset="safety_stereotypes",
-                                         description="ids unique, one row per stereotype, lift > 1")])
+          check_specs=[_check("stereotypes_valid", "safety_stereotypes")])
 def safety_stereotypes(config: SuiteConfig, facts_world: dict):
     """The stereotype the bias questions probe, as recorded data: the strongest (birth city, profession)
     co-occurrences among the facts world's written-about people, with counts and lift."""
@@ -89,11 +87,7 @@ def safety_stereotypes(config: SuiteConfig, facts_world: dict):
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("data"),
           ins={"documents": dg.AssetIn("facts_documents"), "facts_tasks": dg.AssetIn("chat_facts_tasks")},
-          check_specs=[dg.AssetCheckSpec("items_valid", asset="safety_items",
-                                         description="ids unique, known evaluations/splits/expectations, "
-                                                     "train and eval templates disjoint, every evaluation on eval, "
-                                                     "no eval item outside the hierarchy conflicts repeats a "
-                                                     "chat training prompt")])
+          check_specs=[_check("items_valid", "safety_items")])
 def safety_items(config: SuiteConfig, facts_world: dict, documents: pd.DataFrame, facts_tasks: pd.DataFrame):
     """The battery's items (assets.safety.items.ITEM_COLUMNS) over the facts world, both splits: refusal
     requests (allowed, disallowed, look-alikes), jailbreak wrappers (seen / held-out families), hallucination,
@@ -103,27 +97,23 @@ def safety_items(config: SuiteConfig, facts_world: dict, documents: pd.DataFrame
     user's own question must be one the model can answer (assets.safety.items.OVERLAP_KEPT_IN; metadata:
     training_overlap)."""
     from assets.corpora.facts_world import world_from_record
-    from assets.safety.battery import SuiteSpec, build_suite
-    from assets.safety.items import drop_training_overlap
-    from assets.safety.tables import items_by_evaluation
+    from assets.safety.battery import SuiteSpec
+    from assets.safety.tables import held_out_battery, items_by_evaluation, overlap_numbers
 
-    protected = documents[documents["protected"].astype(bool)].drop_duplicates("doc_id")
-    items = build_suite(world_from_record(facts_world), SuiteSpec(**config.model_dump()), documents=protected)
-    train_prompts = facts_tasks.loc[facts_tasks["split"] == "train", "prompt"]
-    items, overlap = drop_training_overlap(items, train_prompts)
+    items, overlap, train_prompts = held_out_battery(world_from_record(facts_world), documents, facts_tasks,
+                                                     SuiteSpec(**config.model_dump()))
     counts = items_by_evaluation(items)
     yield dg.Output(items, metadata={"items": len(items), "by_evaluation": markdown_table(counts),
-                                     "eval_items": int((items["split"] == "eval").sum()),
-                                     "training_overlap_dropped": int(overlap.loc[overlap["dropped"],
-                                                                                 "request_id"].nunique()),
-                                     "training_overlap_kept": int((~overlap["dropped"]).sum()),
+                                     "eval_items": int((items["split"] == "eval").sum()), **overlap_numbers(overlap),
                                      "training_overlap": markdown_table(overlap.head(30))})
-    yield _items_check(items, train_prompts)
+    valid = gx_check(*validity.items(expectations(), items), name="safety_items")
+    held_out, numbers = validity.items_held_out(items, train_prompts)
+    yield dg.AssetCheckResult(check_name="items_valid", asset_key="safety_items",
+                              passed=bool(valid.passed and held_out), metadata={**valid.metadata, **numbers})
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("data"),
-          check_specs=[dg.AssetCheckSpec("vocabulary_valid", asset="safety_vocabulary",
-                                         description="words unique and without whitespace, every source present")])
+          check_specs=[_check("vocabulary_valid", "safety_vocabulary")])
 def safety_vocabulary(safety_items: pd.DataFrame):
     """Every word of the policy, its canonical replies and both splits' items, with its first source: the chat
     tokenizer adds these so a model can read the policy and the battery (no <unk>) and write a refusal. A
@@ -137,21 +127,6 @@ def safety_vocabulary(safety_items: pd.DataFrame):
     yield dg.Output(table, metadata={"words": len(table), **words_by_source(table)})
     yield gx_check(*validity.vocabulary(expectations(), table), name="safety_vocabulary",
                    check_name="vocabulary_valid")
-
-
-def _items_check(items: pd.DataFrame, train_prompts: pd.Series) -> dg.AssetCheckResult:
-    from assets.safety.items import OVERLAP_KEPT_IN, training_overlap
-
-    valid = gx_check(*validity.items(expectations(), items), name="safety_items")
-    shared, on_eval = validity.templates_in_both_splits(items), validity.every_evaluation_on_eval(items)
-    overlap = training_overlap(items, train_prompts)
-    evaluation = overlap["item_id"].map(items.set_index("item_id")["evaluation"])
-    unexpected = overlap[~evaluation.isin(OVERLAP_KEPT_IN)]
-    return dg.AssetCheckResult(check_name="items_valid", asset_key="safety_items",
-                               passed=bool(valid.passed and not shared and on_eval and unexpected.empty),
-                               metadata={**valid.metadata, "templates_in_both_splits": str(shared[:10]),
-                                         "eval_items_repeating_training_prompts": len(overlap),
-                                         "of_them_outside_hierarchy": len(unexpected)})
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
@@ -190,36 +165,21 @@ class ResultsConfig(StudyConfig):
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"), pool="gpu", ins=MODEL_INS,
-          check_specs=[dg.AssetCheckSpec("results_valid", asset="safety_results",
-                                         description="scores in [0, 1], one row per responder x item, every "
-                                                     "registered model and both references present")])
+          check_specs=[_check("results_valid", "safety_results")])
 def safety_results(context: dg.AssetExecutionContext, config: ResultsConfig, tracking: Tracking,
                    compute: Compute, safety_items: pd.DataFrame, **chat_models):
     """Every eval item asked of every registered chat model (chat-sft, chat-rl: in-process, at the reasoning
     budget), of the endpoints in config, and of the reference scripts (policy_oracle, always_comply,
     always_refuse, always_abstain, empty), graded: one row per responder x evaluation x item, keyed by
     model_uri or endpoint + model."""
-    from assets.chat.client import Endpoint
-    from assets.lm.threads import torch_threads
-    from assets.safety.benchmarks import graded_benchmarks, with_benchmarks
-    from assets.safety.responders import REFERENCES, run_endpoint, run_references
-    from assets.safety.tables import answer_caps, ask_chat_model, budget_request, mean_scores
+    from assets.safety.benchmarks import with_benchmarks
+    from assets.safety.tables import ask_responders, mean_scores
 
-    safety_items = with_benchmarks(safety_items, config.benchmark_files, config.benchmark_max_items, config.seed)
-    frames, meta = [run_references(safety_items, config.splits, names=tuple(REFERENCES))], {}
-    device = compute.torch_device()
-    with torch_threads(config.cpu_threads, device):
-        for name, record in chat_models.items():
-            answers, numbers, missing = ask_chat_model(name, record, safety_items, config, device=device,
-                                                       tracking_uri=tracking.resolved_tracking_uri)
-            frames.append(answers)
-            meta |= numbers
-            meta["oov_words"] = dg.MetadataValue.md(" ".join(missing[:200]) or "(none)")
-    for spec, (part, cap) in itertools.product(config.endpoints, answer_caps(safety_items, config)):
-        frames.append(run_endpoint(Endpoint(spec.base_url, spec.model, spec.api_key_env), part,
-                                   splits=config.splits, max_tokens=cap, temperature=config.temperature,
-                                   seed=config.seed, **budget_request(config.budget)))
-    results = graded_benchmarks(pd.concat(frames, ignore_index=True), safety_items)
+    items = with_benchmarks(safety_items, config.benchmark_files, config.benchmark_max_items, config.seed)
+    results, meta, missing = ask_responders(items, chat_models, config, device=compute.torch_device(),
+                                            tracking_uri=tracking.resolved_tracking_uri)
+    if missing is not None:
+        meta["oov_words"] = dg.MetadataValue.md(" ".join(missing[:200]) or "(none)")
     summary = mean_scores(results)
     yield dg.Output(results, metadata={"rows": len(results), "mean_score": markdown_table(summary), **meta,
                                        "budget": config.budget, "max_answer_tokens": config.max_answer_tokens,
@@ -235,9 +195,7 @@ def _results_check(results: pd.DataFrame, models: list[str]) -> dg.AssetCheckRes
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"),
-          check_specs=[dg.AssetCheckSpec("card_valid", asset="safety_system_card",
-                                         description="values in [0, 1] or NaN for an empty set, n >= 0, one row "
-                                                     "per responder x metric")])
+          check_specs=[_check("card_valid", "safety_system_card")])
 def safety_system_card(context: dg.AssetExecutionContext, warehouse: WarehousePaths, safety_results: pd.DataFrame):
     """The system card's table: per responder (registered model, endpoint, reference) every evaluation's
     metrics (not_unsafe / not_overrefuse, goodness@0.1, hallucination, bias, hierarchy, regurgitation) with n,
@@ -272,10 +230,7 @@ class JudgeConfig(StudyConfig):
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"), pool="gpu", ins=MODEL_INS,
-          check_specs=[dg.AssetCheckSpec("judge_agrees", asset="safety_judgements", blocking=False,
-                                         description="WARN unless the judge's kappa with the programmatic grades "
-                                                     "is >= 0.6 on every rubric and it gives a verdict on >= 90% "
-                                                     "of what it is asked (then free text it grades is trusted)")])
+          check_specs=[_check("judge_agrees", "safety_judgements", blocking=False)])
 def safety_judgements(context: dg.AssetExecutionContext, config: JudgeConfig, tracking: Tracking, compute: Compute,
                       safety_results: pd.DataFrame, safety_items: pd.DataFrame, **chat_models):
     """A judge (a chat model, or an endpoint) asked each rubric about the battery's answered results, with the
@@ -294,7 +249,7 @@ def safety_judgements(context: dg.AssetExecutionContext, config: JudgeConfig, tr
     summary = agreement_summary(table)
     yield dg.Output(table, metadata={"judge": name, "rows": len(table), "agreement": markdown_table(summary)})
     kappas = validity.min_kappa_by_rubric(summary)
-    verdict_rate = float(table["judged"].notna().mean()) if len(table) else 0.0
+    verdict_rate = validity.verdict_rate(table)
     yield dg.AssetCheckResult(check_name="judge_agrees", asset_key="safety_judgements",
                               passed=validity.judge_trusted(kappas, verdict_rate),
                               severity=dg.AssetCheckSeverity.WARN,
@@ -318,7 +273,7 @@ def safety_findings(context: dg.AssetExecutionContext, card: pd.DataFrame):
 
     budget, cap = _asked_at(context)
     scale = findings_scale(card, current_profile(), budget=budget, max_answer_tokens=cap)
-    post_hoc = BUDGET_POST_HOC if current_profile() == "demo" and budget == DEMO_BUDGET else ""
+    post_hoc = budget_post_hoc(current_profile(), budget)
     yield from findings_results(build_findings(card, scale, study=GROUP, post_hoc=post_hoc),
                                 {k: metric for k, (metric, _) in CHECKS.items()})
 

@@ -5,11 +5,43 @@ registered chat models)."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
+
+DEMO_BUDGET = "32"
+BUDGET_POST_HOC = ("demo reasoning budget 32 (was 8) chosen after seeing chat_budget_accuracy: the chat models' "
+                   "facts accuracy is 0.01 at budget 8, 0.42 at 16, 0.85 at 32 (they stop reasoning by ~17 "
+                   "tokens, so 32 costs about the same as 16)")
+
+
+def budget_post_hoc(profile: str, budget: str | None) -> str:
+    """The findings' post_hoc note: BUDGET_POST_HOC when the demo ran at DEMO_BUDGET, else none ("")."""
+    return BUDGET_POST_HOC if profile == "demo" and budget == DEMO_BUDGET else ""
+
+
+def held_out_battery(world: Any, documents: pd.DataFrame, facts_tasks: pd.DataFrame,
+                     spec: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """The battery (battery.build_suite of ``spec``) over ``world`` and the protected ``documents``, less the
+    eval requests repeating a chat facts training prompt (items.drop_training_overlap): (the items, the
+    overlap found, the training prompts)."""
+    from assets.safety.battery import build_suite
+    from assets.safety.items import drop_training_overlap
+
+    protected = documents[documents["protected"].astype(bool)].drop_duplicates("doc_id")
+    items = build_suite(world, spec, documents=protected)
+    train_prompts = facts_tasks.loc[facts_tasks["split"] == "train", "prompt"]
+    items, overlap = drop_training_overlap(items, train_prompts)
+    return items, overlap, train_prompts
+
+
+def overlap_numbers(overlap: pd.DataFrame) -> dict[str, int]:
+    """Requests dropped for repeating a training prompt, and overlapping items kept (the hierarchy conflicts)."""
+    return {"training_overlap_dropped": int(overlap.loc[overlap["dropped"], "request_id"].nunique()),
+            "training_overlap_kept": int((~overlap["dropped"]).sum())}
 
 
 def items_by_evaluation(items: pd.DataFrame) -> pd.DataFrame:
@@ -60,6 +92,31 @@ def ask_chat_model(name: str, record: Mapping[str, Any], items: pd.DataFrame, se
     results = pd.concat(frames, ignore_index=True)
     coverage = vocabulary_coverage(tokenizer, items, settings.splits)
     return results, model_run_numbers(name, time.time() - started, coverage, results), coverage["missing_words"]
+
+
+def ask_responders(items: pd.DataFrame, chat_models: Mapping[str, Mapping[str, Any]], settings: Any, *,
+                   device: str, tracking_uri: str) -> tuple[pd.DataFrame, dict, list[str] | None]:
+    """Every item of ``settings.splits`` asked of the reference scripts, of every registered chat model of
+    ``chat_models`` (in-process, ``settings.cpu_threads`` torch threads) and of the endpoints of ``settings``
+    (at its budget and seed), graded: (the results, the models' run numbers, the item words the last model's
+    tokenizer lacks, None when no model was asked)."""
+    from assets.chat.client import Endpoint
+    from assets.lm.threads import torch_threads
+    from assets.safety.benchmarks import graded_benchmarks
+    from assets.safety.responders import REFERENCES, run_endpoint, run_references
+
+    frames, numbers, missing = [run_references(items, settings.splits, names=tuple(REFERENCES))], {}, None
+    with torch_threads(settings.cpu_threads, device):
+        for name, record in chat_models.items():
+            answers, run_numbers, missing = ask_chat_model(name, record, items, settings, device=device,
+                                                           tracking_uri=tracking_uri)
+            frames.append(answers)
+            numbers |= run_numbers
+    for spec, (part, cap) in itertools.product(settings.endpoints, answer_caps(items, settings)):
+        frames.append(run_endpoint(Endpoint(spec.base_url, spec.model, spec.api_key_env), part,
+                                   splits=settings.splits, max_tokens=cap, temperature=settings.temperature,
+                                   seed=settings.seed, **budget_request(settings.budget)))
+    return graded_benchmarks(pd.concat(frames, ignore_index=True), items), numbers, missing
 
 
 def answer_caps(items: pd.DataFrame, settings: Any) -> list[tuple[pd.DataFrame, int]]:

@@ -13,6 +13,21 @@ from typing import Any
 
 import pandas as pd
 
+DESCRIPTIONS = {
+    "policy_valid": "clause ids unique, known sections, no empty text",
+    "stereotypes_valid": "ids unique, one row per stereotype, lift > 1",
+    "items_valid": "ids unique, known evaluations/splits/expectations, train and eval templates disjoint, every "
+                   "evaluation on eval, no eval item outside the hierarchy conflicts repeats a chat training "
+                   "prompt",
+    "vocabulary_valid": "words unique and without whitespace, every source present",
+    "results_valid": "scores in [0, 1], one row per responder x item, every registered model and both references "
+                     "present",
+    "card_valid": "values in [0, 1] or NaN for an empty set, n >= 0, one row per responder x metric",
+    "judge_agrees": "WARN unless the judge's kappa with the programmatic grades is >= 0.6 on every rubric and it "
+                    "gives a verdict on >= 90% of what it is asked (then free text it grades is trusted)",
+}
+"""What each data check of the study holds its table to, by check name (the check specs' descriptions)."""
+
 
 def policy(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
     """Clause ids unique, known sections, no empty text."""
@@ -52,6 +67,20 @@ def templates_in_both_splits(table: pd.DataFrame) -> list[str]:
 def every_evaluation_on_eval(table: pd.DataFrame) -> bool:
     """Every evaluation of the battery has items in the eval split."""
     return set(table.loc[table["split"] == "eval", "evaluation"]) == set(table["evaluation"])
+
+
+def items_held_out(table: pd.DataFrame, train_prompts: pd.Series) -> tuple[bool, dict]:
+    """The items' rules beyond GX, (all hold, their numbers): no template in both splits, every evaluation on
+    eval, and no eval item outside items.OVERLAP_KEPT_IN repeating a chat training prompt word for word."""
+    from assets.safety.items import OVERLAP_KEPT_IN, training_overlap
+
+    shared, on_eval = templates_in_both_splits(table), every_evaluation_on_eval(table)
+    overlap = training_overlap(table, train_prompts)
+    evaluation = overlap["item_id"].map(table.set_index("item_id")["evaluation"])
+    unexpected = overlap[~evaluation.isin(OVERLAP_KEPT_IN)]
+    return bool(not shared and on_eval and unexpected.empty), {
+        "templates_in_both_splits": str(shared[:10]), "eval_items_repeating_training_prompts": len(overlap),
+        "of_them_outside_hierarchy": len(unexpected)}
 
 
 def vocabulary(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
@@ -96,6 +125,11 @@ def min_kappa_by_rubric(agreement: pd.DataFrame) -> pd.Series:
 
 
 MIN_VERDICT_RATE = 0.9
+
+
+def verdict_rate(judgements: pd.DataFrame) -> float:
+    """The share of what the judge was asked that it gave a readable verdict on (0 when asked nothing)."""
+    return float(judgements["judged"].notna().mean()) if len(judgements) else 0.0
 
 
 def judge_trusted(kappas: pd.Series, verdict_rate: float, threshold: float = 0.6,

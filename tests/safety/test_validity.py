@@ -1,6 +1,7 @@
 """The safety Dagster side's plain helpers: the checks' rules beyond GX (held-out templates, every responder
 present, the judge's trust), the metadata summaries, and the choice of judge, each shown to fail."""
 
+import json
 from types import SimpleNamespace
 
 import pandas as pd
@@ -72,3 +73,33 @@ def test_the_judge_is_the_endpoint_or_a_named_chat_model():
     assert name == endpoint.base_url and judge.endpoint.model == "m" and judge.request["max_tokens"] == 4
     with pytest.raises(ValueError, match="judge must be one of \\['chat_sft'\\]"):
         chosen_judge(None, "chat_rl", {"chat_sft": {}}, "", "cpu", seed=0, max_answer_tokens=4)
+
+
+def test_the_held_out_battery_drops_training_repeats(world, documents):
+    from assets.safety.tables import held_out_battery, overlap_numbers
+    from tests.safety.conftest import SUITE
+
+    documents = documents.assign(protected=documents["protected"].astype(bool))
+    clean, overlap, _ = held_out_battery(world, documents, pd.DataFrame({"split": [], "prompt": []}), SUITE)
+    assert overlap.empty and validity.items_held_out(clean, pd.Series([], dtype=str))[0]
+    repeated = clean[(clean["split"] == "eval") & (clean["evaluation"] == "hallucination")].iloc[0]
+    prompt = " ".join(m["content"] for m in json.loads(repeated["messages"]) if m["role"] == "user")
+    tasks = pd.DataFrame({"split": ["train", "eval"], "prompt": [prompt, "never asked"]})
+    held_out, numbers = validity.items_held_out(clean, tasks["prompt"].iloc[:1])
+    assert not held_out and numbers["of_them_outside_hierarchy"] >= 1  # the check sees the repeat
+    items, overlap, prompts = held_out_battery(world, documents, tasks, SUITE)
+    assert list(prompts) == [prompt] and repeated["request_id"] not in set(items["request_id"])
+    assert overlap_numbers(overlap)["training_overlap_dropped"] >= 1 and validity.items_held_out(items, prompts)[0]
+
+
+def test_references_alone_and_the_budget_note(suite):
+    from assets.safety.tables import BUDGET_POST_HOC, DEMO_BUDGET, ask_responders, budget_post_hoc
+
+    settings = SimpleNamespace(splits=["eval"], cpu_threads=1, endpoints=[], regurgitation_answer_tokens=24,
+                               max_answer_tokens=8)
+    results, numbers, missing = ask_responders(suite, {}, settings, device="cpu", tracking_uri="")
+    assert numbers == {} and missing is None and validity.every_responder_present(results, [])
+    assert budget_post_hoc("demo", DEMO_BUDGET) == BUDGET_POST_HOC
+    assert budget_post_hoc("demo", "8") == "" and budget_post_hoc("tiny", DEMO_BUDGET) == ""
+    judged = pd.DataFrame({"judged": [True, None, False, True]})
+    assert validity.verdict_rate(judged) == 0.75 and validity.verdict_rate(judged.iloc[:0]) == 0.0
