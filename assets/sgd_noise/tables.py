@@ -34,5 +34,6 @@ def share_not_worse(table: pd.DataFrame) -> pd.DataFrame:
 def synthetic_run_numbers(runs: pd.DataFrame, seconds: float) -> dict:
     """The synthetic sweep's numbers in its runs' metadata: runs, seconds, the teacher's entropy and network
     steps per second (every network of a batch size trains at once)."""
-    return {"runs": len(runs), "seconds": round(seconds, 1), "teacher_entropy": float(runs["teacher_entropy"].iloc[0]),
+    return {"runs": len(runs), "seconds": round(seconds, 1),
+            "teacher_entropy": float(runs["teacher_entropy"].iloc[0]),
             "network_steps_per_second": round(float(runs["steps"].sum() / max(seconds, 1e-9)), 1)}

@@ -12,7 +12,8 @@ def test_share_not_worse_counts_ties_apart():
                           "tie": [False, False, True, False], "less_noise_not_worse": [True, False, False, True]})
     share = tables.share_not_worse(table).set_index("knob")
     assert share.loc["batch", "ties"] == 1 and share.loc["batch", "decided"] == 2
-    assert share.loc["batch", "share_not_worse_of_decided"] == 0.5 and share.loc["lr", "share_not_worse_of_decided"] == 1
+    assert share.loc["batch", "share_not_worse_of_decided"] == 0.5
+    assert share.loc["lr", "share_not_worse_of_decided"] == 1
 
 
 def test_synthetic_run_numbers():
