@@ -134,15 +134,11 @@ def naf_models(context: dg.AssetExecutionContext, config: NafModelsConfig, track
 
 
 def _shards_check(selected: pd.DataFrame, shards: pd.DataFrame) -> dg.AssetCheckResult:
+    from assets.naf import validity
     from assets.naf.sharding import shard_integrity
 
     integrity = shard_integrity(selected, shards)
-    gxe = expectations()
-    valid = gx_check(shards, [
-        gxe.ExpectColumnValuesToBeUnique(column="doc_id"),
-        gxe.ExpectColumnValuesToBeInSet(column="shard", value_set=[0, 1]),
-        gxe.ExpectColumnValuesToBeBetween(column="n_copies", min_value=1),
-    ], name="naf_shards")
+    valid = gx_check(shards, validity.shards(expectations()), name="naf_shards")
     protected = integrity["shards_with_protected_documents"]
     return dg.AssetCheckResult(check_name="shards_keep_copies_together", asset_key="naf_shards",
                                passed=bool(valid.passed and integrity["texts_split_across_shards"] == 0
@@ -253,40 +249,21 @@ def naf_evaluation(context: dg.AssetExecutionContext, config: NafEvaluationConfi
 
 
 def _evaluation_checks(reg: pd.DataFrame, summary: pd.DataFrame, k_values: pd.DataFrame, perplexity: pd.DataFrame):
+    from assets.naf import validity
+
     gxe = expectations()
-    rates = ["p_exact", "sampled_exact_rate", "sampled_near_exact_rate", "mean_edit_distance"]
-    models = ["p", "q1", "q2", "q_holder", "q_safe", "cp_delta", "cp_kl", "cp_k"]
-    yield gx_check(reg, [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        *[gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=1) for c in rates],
-        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in rates],
-        gxe.ExpectColumnValuesToBeBetween(column="logprob_bits", max_value=0),
-        gxe.ExpectColumnDistinctValuesToEqualSet(column="model", value_set=models),
-    ], name="naf_regurgitation", asset_key=dg.AssetKey("naf_regurgitation"), check_name="regurgitation_valid")
-    yield gx_check(summary, [
-        gxe.ExpectColumnValuesToBeBetween(column="sampled_exact_rate", min_value=0, max_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="mean_p_exact", min_value=0, max_value=1),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["model", "duplicate_count"]),
-        gxe.ExpectColumnValuesToBeBetween(column="n_documents", min_value=1),
-    ], name="naf_regurgitation_by_duplication", asset_key=dg.AssetKey("naf_regurgitation_by_duplication"),
-        check_name="regurgitation_by_duplication_valid")
-    # CP-Δ: every token's p/q_i <= 1/Z, so k_x never exceeds the summed normaliser bound
-    delta = k_values[k_values["model"] == "cp_delta"]
-    slack = float((delta["k_bits"] - delta["log_normaliser_bits"]).max()) if len(delta) else 0.0
-    result = gx_check(k_values, [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectColumnValuesToNotBeNull(column="k_bits"),
-        gxe.ExpectColumnValuesToBeBetween(column="k_bits", min_value=-1e6, max_value=1e6),
-        gxe.ExpectColumnValuesToBeInSet(column="model", value_set=["p", "cp_delta", "cp_kl", "cp_k"]),
-    ], name="naf_k_values")
+    yield gx_check(reg, validity.regurgitation(gxe), name="naf_regurgitation",
+                   asset_key=dg.AssetKey("naf_regurgitation"), check_name="regurgitation_valid")
+    yield gx_check(summary, validity.regurgitation_by_duplication(gxe), name="naf_regurgitation_by_duplication",
+                   asset_key=dg.AssetKey("naf_regurgitation_by_duplication"),
+                   check_name="regurgitation_by_duplication_valid")
+    slack = validity.cp_delta_slack(k_values)
+    result = gx_check(k_values, validity.k_values(gxe), name="naf_k_values")
     yield dg.AssetCheckResult(asset_key=dg.AssetKey("naf_k_values"), check_name="k_values_valid",
                               passed=bool(result.passed and slack <= 1e-3),
                               metadata={**result.metadata, "max_cp_delta_k_minus_bound_bits": slack})
-    yield gx_check(perplexity, [
-        gxe.ExpectColumnValuesToBeBetween(column="perplexity", min_value=1, max_value=1e6),
-        gxe.ExpectColumnValuesToBeUnique(column="model"),
-        gxe.ExpectColumnDistinctValuesToEqualSet(column="model", value_set=["p", "q1", "q2", "cp_delta", "cp_kl"]),
-    ], name="naf_perplexity", asset_key=dg.AssetKey("naf_perplexity"), check_name="perplexity_valid")
+    yield gx_check(perplexity, validity.perplexity(gxe), name="naf_perplexity",
+                   asset_key=dg.AssetKey("naf_perplexity"), check_name="perplexity_valid")
 
 
 # -------------------------------------------------------------------------------------------- findings
@@ -302,12 +279,9 @@ def naf_findings(summary: pd.DataFrame, reg: pd.DataFrame, k_values: pd.DataFram
                  p_record: dict):
     """Headline results next to the paper's claims: how much less the combined models regurgitate than p
     (the factor), what that costs in held-out perplexity, and how large k_x gets."""
-    from assets.naf.findings import build_findings, corpus_post_hoc
+    from assets.naf.findings import build_findings, corpus_post_hoc, scale_note
 
-    levels = sorted(summary["duplicate_count"].unique().tolist())
-    scale = (f"{current_profile()} profile: {reg['doc_id'].nunique()} protected documents at {levels} copies, "
-             f"{int(reg['n_samples'].max())} samples each, {p_record['parameters']:,}-parameter models, "
-             f"{p_record['max_steps']} steps")
+    scale = scale_note(summary, reg, p_record, current_profile())
     post_hoc = corpus_post_hoc(p_record.get("n_public_documents"), p_record.get("public_documents_available"))
     findings = build_findings(summary, reg, k_values, perplexity, scale, post_hoc, study=GROUP)
     yield from findings_results(findings, {k: metric for k, (metric, _) in CHECKS.items()})

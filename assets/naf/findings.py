@@ -132,6 +132,14 @@ def corpus_post_hoc(n_public: int | None, available: int | None) -> str:
             "trains on the full corpus (not run here)")
 
 
+def scale_note(summary: pd.DataFrame, reg: pd.DataFrame, p_record: dict, profile: str) -> str:
+    """One line on the scale the findings were measured at: documents, duplication levels, samples, model."""
+    levels = sorted(summary["duplicate_count"].unique().tolist())
+    return (f"{profile} profile: {reg['doc_id'].nunique()} protected documents at {levels} copies, "
+            f"{int(reg['n_samples'].max())} samples each, {p_record['parameters']:,}-parameter models, "
+            f"{p_record['max_steps']} steps")
+
+
 def build_findings(summary: pd.DataFrame, reg: pd.DataFrame, k_values: pd.DataFrame, perplexity: pd.DataFrame,
                    scale: str, post_hoc: str = "", study: str = "naf") -> list[Finding]:
     """The study's findings: the premise (p regurgitates), how much less the combinations do, what that costs
