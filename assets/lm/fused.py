@@ -133,7 +133,8 @@ class FusedDecoder(nn.Module):
         self.blocks = nn.ModuleList(FusedBlock(d_model, n_heads, n_kv_heads, d_ff, eps) for _ in range(n_layers))
         self.norm, self.eps = nn.Parameter(torch.ones(d_model)), eps
         self.head = None if tie_embeddings else nn.Linear(d_model, vocab_size, bias=False)
-        angles = torch.arange(context_length).float()[:, None] * inv_freq.float()[None, :]
+        positions = torch.arange(context_length, device=inv_freq.device).float()  # where the model's tables are
+        angles = positions[:, None] * inv_freq.float()[None, :]
         angles = torch.cat((angles, angles), dim=-1)
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)

@@ -45,6 +45,16 @@ def test_fused_view_computes_the_hugging_face_logits(n_kv_heads, tie):
     assert sum(p.numel() for p in fused.parameters()) == sum(p.numel() for p in model.parameters())
 
 
+def test_the_view_of_a_model_already_off_the_cpu_lives_where_the_model_does():
+    """A model loaded onto CUDA before training (chat SFT, royalties fine-tunes, the defender) must get a view on
+    CUDA: the meta device stands in for it here (no tensor of it is on the CPU, so mixing devices raises)."""
+    model = build_model(size(2), VOCAB, seed=1).to("meta")
+    fused = FusedDecoder.from_llama(model)
+    tensors = dict(fused.named_parameters()) | dict(fused.named_buffers())
+    assert {"cos", "sin", "embed.weight"} <= set(tensors)
+    assert {name: t.device.type for name, t in tensors.items() if t.device.type != "meta"} == {}
+
+
 def test_write_back_splits_the_fused_weights_into_the_hugging_face_layers():
     model = build_model(size(2), VOCAB, seed=1, tie_embeddings=False)
     fused = FusedDecoder.from_llama(model)
