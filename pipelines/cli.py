@@ -1,6 +1,7 @@
 """The `reprolab` command: run the demo, query the catalog, rebuild it, open the MLflow UI.
 
-    reprolab demo                     materialize the main job through the instance in $DAGSTER_HOME
+    reprolab demo [--config FILE]     materialize the main job through the instance in $DAGSTER_HOME (with a
+                                      run config, e.g. resources, merged over the defaults)
     reprolab query "SELECT ..."       read-only SQL over the catalog (--format table|csv|json)
     reprolab tables                   the views in the catalog
     reprolab summary                  a short summary of what the warehouse holds
@@ -93,6 +94,37 @@ def cmd_summary(args) -> int:
     return 0
 
 
+def _merge(base: dict, over: dict) -> dict:
+    """``over`` merged into ``base``, nested dictionaries key by key (later files win)."""
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
+
+
+def demo_run_config(job, paths: list[str] | None, verbose: bool = False) -> dict:
+    """The demo's Dagster run config: Dagster's console log at INFO (the studies' progress messages without the
+    event noise; all of it with ``verbose``), with each YAML file in ``paths`` merged over it (later files win),
+    e.g. resources (``resources: {compute: {config: {bf16: "on"}}}``) or an asset's config (``ops:``). Raises
+    ValueError naming the file and Dagster's message when the result is not a valid run config of ``job``."""
+    import dagster as dg
+    import yaml
+
+    run_config: dict = {} if verbose else {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    for path in paths or []:
+        loaded = yaml.safe_load(Path(path).read_text())
+        if not isinstance(loaded, dict):
+            raise ValueError(f"--config {path}: expected a YAML mapping (a Dagster run config), got "
+                             f"{type(loaded).__name__}")
+        run_config = _merge(run_config, loaded)
+    try:
+        dg.validate_run_config(job, run_config)
+    except dg.DagsterInvalidConfigError as exc:
+        raise ValueError(f"--config {', '.join(paths or [])}: not a run config of job '{job.name}': {exc}") from exc
+    return run_config
+
+
 def cmd_demo(args) -> int:
     os.environ.setdefault("DAGSTER_HOME", str(Path("dagster_home").resolve()))
     from dagster import DagsterInstance
@@ -112,12 +144,16 @@ def cmd_demo(args) -> int:
     print(f"running job 'main' ({total} assets) on profile {PROFILE!r} with DAGSTER_HOME={os.environ['DAGSTER_HOME']}\n"
           f"run {run_id}: one line per materialized asset; the full log is in `make ui`"
           f"{'' if args.verbose else ' (or rerun with --verbose)'}", flush=True)
-    # Dagster's own console log at INFO shows the studies' progress messages (steps, ETA) without the event noise
-    run_config = {} if args.verbose else {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    job = defs.resolve_job_def("main")
+    try:
+        run_config = demo_run_config(job, args.config, verbose=args.verbose)
+    except (OSError, ValueError) as exc:
+        print(f"reprolab demo: {exc}", file=sys.stderr)
+        return 2
     start = time.time()
     progress = RunProgress(instance, run_id, total).start()
     try:
-        result = defs.resolve_job_def("main").execute_in_process(
+        result = job.execute_in_process(
             instance=instance, raise_on_error=False, run_id=run_id, run_config=run_config)
     finally:
         progress.stop()
@@ -331,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="run the main job through the instance in $DAGSTER_HOME")
     d.add_argument("--verbose", action="store_true", help="Dagster's full event log on the console")
+    d.add_argument("--config", action="append", metavar="FILE",
+                   help="a Dagster run config (YAML) merged over the defaults, e.g. resources or an asset's config; "
+                        "repeatable (later files win); e.g. deploy/run-config/cuda-switches-on-cpu.yaml")
     d.set_defaults(func=cmd_demo)
     q = sub.add_parser("query", help="read-only SQL over the catalog")
     q.add_argument("sql")

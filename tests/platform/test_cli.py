@@ -43,3 +43,29 @@ def test_console_script_is_installed(warehouse_root):
     out = subprocess.run([str(exe), "--warehouse", str(warehouse_root), "query", "SELECT 1"],
                          capture_output=True, text=True, cwd=REPO, env={**os.environ})
     assert out.returncode == 2 and "reprolab catalog" in out.stderr
+
+
+def test_demo_run_config_merges_files_over_the_log_level_and_names_a_bad_one(tmp_path):
+    import pytest
+
+    from pipelines.cli import demo_run_config
+    from pipelines.definitions import defs
+
+    job = defs.resolve_job_def("main")
+    shipped = REPO / "deploy" / "run-config" / "cuda-switches-on-cpu.yaml"
+    seed = tmp_path / "seed.yaml"
+    seed.write_text("resources:\n  compute:\n    config:\n      seed: 7\n      compile: 'off'\n")
+    config = demo_run_config(job, [str(shipped), str(seed)])
+    assert config["resources"]["compute"]["config"] == {"bf16": "on", "compile": "off", "seed": 7}  # later wins
+    assert config["loggers"]["console"]["config"]["log_level"] == "INFO"
+    assert "loggers" not in demo_run_config(job, None, verbose=True)
+
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("resources:\n  compute:\n    config:\n      bf17: 'on'\n")
+    with pytest.raises(ValueError, match=r"(?s)typo\.yaml.*bf17"):
+        demo_run_config(job, [str(typo)])
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- bf16\n")
+    with pytest.raises(ValueError, match="expected a YAML mapping"):
+        demo_run_config(job, [str(listed)])
+    assert main(["demo", "--config", str(typo)]) == 2  # refused before any run starts
