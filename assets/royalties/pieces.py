@@ -40,13 +40,20 @@ def style_prompts(documents: pd.DataFrame, author: str, n: int, rng: np.random.G
 
 
 class _BanTokens:
-    """A logits processor that forbids some token ids (the special tokens other than end-of-document)."""
+    """A logits processor that forbids some token ids (the special tokens other than end-of-document). Their
+    index tensor is copied to the scores' device once (``placed``: device -> index), not at every token."""
 
     def __init__(self, token_ids: Sequence[int]):
         self.token_ids = list(token_ids)
+        self.placed: dict[Any, Any] = {}
 
     def __call__(self, input_ids, scores):
-        scores[:, self.token_ids] = float("-inf")
+        import torch
+
+        if scores.device not in self.placed:
+            with torch.inference_mode(False):
+                self.placed[scores.device] = torch.tensor(self.token_ids, dtype=torch.long, device=scores.device)
+        scores[:, self.placed[scores.device]] = float("-inf")
         return scores
 
 

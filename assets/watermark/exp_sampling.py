@@ -36,14 +36,20 @@ def exp_key(key: int, key_length: int, vocab_size: int):
 
 def exp_sampler(xi, shifts):
     """A sampler for ``assets.lm.inference.generate``: row b's token at step i is
-    argmax_v log(ξ_{(s_b+i) mod n, v}) / p_v, i.e. argmax ξ^{1/p}."""
+    argmax_v log(ξ_{(s_b+i) mod n, v}) / p_v, i.e. argmax ξ^{1/p}. ξ and the shifts are copied to the logits'
+    device once, on the first call (ξ itself is drawn where `exp_key` drew it, so the samples do not change)."""
     import torch
 
     shifts = torch.as_tensor(shifts, dtype=torch.long).view(-1)
+    placed: dict[Any, tuple] = {}  # device -> (ξ, shifts) there
 
     def sample(logits, step: int):
+        if logits.device not in placed:
+            with torch.inference_mode(False):
+                placed[logits.device] = (xi.to(logits.device), shifts.to(logits.device))
+        key, start = placed[logits.device]
         probs = logits.float().softmax(-1)
-        rows = xi[(shifts + step) % xi.size(0)].to(logits.device)[:, : probs.size(-1)]
+        rows = key[(start + step) % key.size(0)][:, : probs.size(-1)]
         with torch.no_grad():
             ratio = rows.log() / probs  # p = 0 gives -inf: never chosen
         return ratio.nan_to_num(nan=-float("inf")).argmax(-1)

@@ -1,15 +1,17 @@
 """Green-list watermarks: KGW (Kirchenbauer et al. 2023, LeftHash / "simple_1") and Unigram (Zhao et al. 2023).
 
 KGW: before each token, a CPU ``torch.Generator`` is seeded with ``hash_key * previous token id`` and the green
-list is the first ⌊γ·V⌋ entries of ``torch.randperm(V)``; generation adds δ to the green logits. Detection
+list is the first ⌊γ·V⌋ entries of ``torch.randperm(V)``; generation adds δ to the green logits (on a GPU
+from green lists copied there once per previous token, `DeviceGreenRows`). Detection
 counts green tokens among the T scored tokens (every token after the first, whose predecessor is in the text):
 z = (green − γT) / √(Tγ(1−γ)), p = the normal upper tail. With ``unique_pairs`` each distinct (previous,
 token) bigram counts once. Unigram: one fixed green list (a shuffled mask of ⌊γ·V⌋ Trues from a numpy RNG
 seeded by a SHA-256 hash of the key), δ added to it, the same z over tokens (or distinct tokens).
 
 Detectors take a batch ``tokens`` [B, m] (LongTensor) and optional ``lengths`` [B] (the first lengths[b]
-tokens of row b are the text) and return numpy arrays; `kgw_detect_loop` is the per-token reference the
-vectorised detector is benchmarked against (it re-derives every green list, as the authors' code does).
+tokens of row b are the text), count on the CPU wherever the tokens were generated, and return numpy arrays;
+`kgw_detect_loop` is the per-token reference the vectorised detector is benchmarked against (it re-derives
+every green list, as the authors' code does).
 """
 
 from __future__ import annotations
@@ -125,13 +127,69 @@ class KGWGreenLists:
                 self._filled[token] = True
 
 
-def kgw_logits_processor(green_lists: KGWGreenLists, delta: float = 2.0):
-    """A transformers ``LogitsProcessor`` adding δ to the green logits of the last token's green list."""
+class DeviceGreenRows:
+    """The green lists of ``green_lists`` kept on ``device`` (off the CPU): each distinct previous token's row is
+    derived on the CPU (the reference seeding rule) and copied to the device once, the first time it is seen;
+    `mask_rows` then gathers [N, V] on the device. Per call the N previous ids are read back (N ints, to know
+    which rows are new); no [N, V] mask crosses to the device. Rows live in ``rows`` [capacity, V], grown by
+    doubling; ``slot`` [V] maps a token to its row (-1: not there yet)."""
+
+    def __init__(self, green_lists: KGWGreenLists, device, capacity: int = 256):
+        import torch
+
+        self.green_lists, self.device = green_lists, torch.device(device)
+        with torch.inference_mode(False):  # updated in place, also across generate()'s inference_mode
+            vocab = green_lists.vocab_size
+            self.rows = torch.zeros(max(1, min(capacity, vocab)), vocab, dtype=torch.bool, device=self.device)
+            self.slot_host = torch.full((vocab,), -1, dtype=torch.long)
+            self.slot = self.slot_host.to(self.device)
+        self.count = 0  # rows copied so far
+
+    def mask_rows(self, prev_tokens):
+        """Bool [N, V] on the device: row i marks the green list after prev_tokens[i] ([N] ids on the device)."""
+        import torch
+
+        prev = torch.as_tensor(prev_tokens, dtype=torch.long, device=self.device).view(-1)
+        host = prev.cpu()  # N ids: the only read-back
+        self.green_lists._fill(host)  # validates the ids, derives unseen green lists on the CPU
+        new = host[self.slot_host[host] < 0].unique()
+        if len(new):
+            with torch.inference_mode(False):
+                self._add(new)
+        return self.rows[self.slot[prev]]
+
+    def _add(self, new) -> None:
+        import torch
+
+        end = self.count + len(new)
+        if end > self.rows.size(0):
+            grown = torch.zeros(max(end, 2 * self.rows.size(0)), self.rows.size(1), dtype=torch.bool,
+                                device=self.device)
+            grown[: self.count] = self.rows[: self.count]
+            self.rows = grown
+        self.rows[self.count:end] = self.green_lists._table[new].to(self.device)
+        self.slot_host[new] = torch.arange(self.count, end)
+        self.slot = self.slot_host.to(self.device)  # V ints, only when some row is new
+        self.count = end
+
+
+def kgw_logits_processor(green_lists: KGWGreenLists, delta: float = 2.0, *, device_rows: bool | None = None):
+    """A transformers ``LogitsProcessor`` adding δ to the green logits of the last token's green list. The rows
+    come from a `DeviceGreenRows` on the scores' device (the same rows, each copied there once) when
+    ``device_rows`` is True, or None and the scores are off the CPU; else from the green-list table itself."""
     from transformers import LogitsProcessor
+
+    on_device: dict[Any, DeviceGreenRows] = {}
 
     class KGWLogitsProcessor(LogitsProcessor):
         def __call__(self, input_ids, scores):
-            mask = green_lists.mask_rows(input_ids[:, -1]).to(scores.device)
+            prev = input_ids[:, -1]
+            if not (device_rows or (device_rows is None and scores.device.type != "cpu")):
+                mask = green_lists.mask_rows(prev)
+            else:
+                if scores.device not in on_device:
+                    on_device[scores.device] = DeviceGreenRows(green_lists, scores.device)
+                mask = on_device[scores.device].mask_rows(prev.to(scores.device))
             width = min(mask.size(1), scores.size(1))
             scores = scores.clone()
             scores[:, :width] += delta * mask[:, :width].to(scores.dtype)
@@ -219,12 +277,17 @@ def unigram_logits_processor(green_list: UnigramGreenList, delta: float = 2.0):
     from transformers import LogitsProcessor
 
     bonus = torch.tensor(green_list.mask, dtype=torch.float32) * delta
+    placed: dict[Any, Any] = {}  # (device, dtype) -> the bonus there, copied once
 
     class UnigramLogitsProcessor(LogitsProcessor):
         def __call__(self, input_ids, scores):
             width = min(bonus.numel(), scores.size(1))
+            key = (scores.device, scores.dtype)
+            if key not in placed:
+                with torch.inference_mode(False):
+                    placed[key] = bonus.to(scores.device, scores.dtype)
             scores = scores.clone()
-            scores[:, :width] += bonus[:width].to(scores.device, scores.dtype)
+            scores[:, :width] += placed[key][:width]
             return scores
 
     return UnigramLogitsProcessor()

@@ -163,18 +163,30 @@ def infill_inputs(prompts, responses, spans: np.ndarray, starts: np.ndarray, ids
     return out, mask
 
 
-def ban_tokens(banned: Sequence[int]):
-    """A logits processor that forbids ``banned`` ids (specials and sentinels)."""
-    import torch
+class BanTokens:
+    """A logits processor that forbids ``banned`` ids (specials and sentinels); their index tensor is copied to
+    the scores' device once (``placed``: device -> index), not at every token."""
 
-    index = torch.tensor(list(banned), dtype=torch.long)
+    def __init__(self, banned: Sequence[int]):
+        import torch
 
-    def processor(input_ids, scores):
+        self.index = torch.tensor(list(banned), dtype=torch.long)
+        self.placed: dict[Any, Any] = {}
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if scores.device not in self.placed:
+            with torch.inference_mode(False):
+                self.placed[scores.device] = self.index.to(scores.device)
         scores = scores.clone()
-        scores[:, index.to(scores.device)] = -float("inf")
+        scores[:, self.placed[scores.device]] = -float("inf")
         return scores
 
-    return processor
+
+def ban_tokens(banned: Sequence[int]) -> BanTokens:
+    """A logits processor that forbids ``banned`` ids (specials and sentinels)."""
+    return BanTokens(banned)
 
 
 def propose_infill(model: Any, ids: FimIds, prompts, responses, spans: np.ndarray, rng: np.random.Generator, *,
@@ -223,7 +235,13 @@ def train_infiller(model: Any, examples: np.ndarray, spans: np.ndarray, cfg: Any
     """The family's recipe (AdamW on matmul weights, `lr_at` warmup + cosine, clipping) over whole PSM
     examples, each seen once per epoch in a fresh order, with the next-token loss of prefix and suffix tokens
     weighted ``context_weight`` against the middle's 1 (1: plain FIM training as `assets.lm.training.train`
-    does it; 0: a span in-filler's loss, T5 style, on the middle only). Returns (curve, seconds)."""
+    does it; 0: a span in-filler's loss, T5 style, on the middle only). Returns (curve, seconds).
+
+    As in the LM trainer, the step losses stay on the device and are read back (one host sync) at the first
+    logged step after every ``cfg.loss_readback_steps`` steps and at the last step; rows are handed to
+    ``on_log`` then, and a non-finite loss raises then, naming the logged step where it appeared. The logged
+    values are those of reading every loss back at once (each summed as a Python float, in step order). On
+    CUDA the batches are copied from pinned memory without blocking the host."""
     import time
 
     import pandas as pd
@@ -235,10 +253,32 @@ def train_infiller(model: Any, examples: np.ndarray, spans: np.ndarray, cfg: Any
     device = cfg.device
     data = torch.as_tensor(examples, dtype=torch.long)
     weight = torch.where(torch.as_tensor(middle_mask(spans, data.size(1))), 1.0, float(context_weight))[:, 1:]
+    pinned = device.startswith("cuda") and torch.cuda.is_available()
+
+    def to_device(batch):
+        return batch.pin_memory().to(device, non_blocking=True) if pinned else batch.to(device)
+
     model.to(device).train()
     optimizer = configure_optimizer(model, cfg, device.split(":")[0])
     generator = torch.Generator().manual_seed(cfg.seed)
-    order, position, rows, total, started = torch.randperm(len(data), generator=generator), 0, [], 0.0, time.time()
+    order, position, rows, started = torch.randperm(len(data), generator=generator), 0, [], time.time()
+    losses, waiting, last_read = [], [], 0  # step losses on the device; logged rows without train_loss
+
+    def read_back() -> None:
+        values = iter(torch.stack(losses).tolist())
+        for row, n in waiting:
+            total = 0.0
+            for _ in range(n):
+                total += next(values)
+            if not np.isfinite(total):
+                raise ValueError(f"in-filler training diverged at step {row['step']} (loss {total})")
+            row["train_loss"] = total / n
+            rows.append(row)
+            if on_log is not None:
+                on_log(dict(row))
+        losses.clear()
+        waiting.clear()
+
     for step in range(1, cfg.max_steps + 1):
         if position + cfg.batch_size > len(order):
             order, position = torch.randperm(len(data), generator=generator), 0
@@ -246,7 +286,7 @@ def train_infiller(model: Any, examples: np.ndarray, spans: np.ndarray, cfg: Any
         position += cfg.batch_size
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
-        x, y, w = data[idx, :-1].to(device), data[idx, 1:].to(device), weight[idx].to(device)
+        x, y, w = to_device(data[idx, :-1]), to_device(data[idx, 1:]), to_device(weight[idx])
         with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.bf16):
             logits = model(input_ids=x, use_cache=False).logits
         ce = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="none")
@@ -256,18 +296,15 @@ def train_infiller(model: Any, examples: np.ndarray, spans: np.ndarray, cfg: Any
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        total += float(loss)
+        losses.append(loss.detach())
         if step % cfg.log_interval == 0 or step == cfg.max_steps:
-            if not np.isfinite(total):
-                raise ValueError(f"in-filler training diverged at step {step} (loss {total})")
             n = step % cfg.log_interval or cfg.log_interval
-            row = {"step": step, "tokens": step * cfg.batch_size * x.size(1), "train_loss": total / n,
-                   "val_loss": float("nan"), "learning_rate": lr_at(step, cfg),
-                   "tokens_per_s": step * cfg.batch_size * x.size(1) / (time.time() - started)}
-            rows.append(row)
-            total = 0.0
-            if on_log is not None:
-                on_log(dict(row))
+            waiting.append(({"step": step, "tokens": step * cfg.batch_size * x.size(1), "train_loss": float("nan"),
+                             "val_loss": float("nan"), "learning_rate": lr_at(step, cfg),
+                             "tokens_per_s": step * cfg.batch_size * x.size(1) / (time.time() - started)}, n))
+            if step - last_read >= cfg.loss_readback_steps or step == cfg.max_steps:
+                read_back()
+                last_read = step
     model.eval()
     return pd.DataFrame(rows, columns=CURVE_COLUMNS), time.time() - started
 
