@@ -18,6 +18,7 @@ logged on a grid of steps that is geometric early and every ``log_every`` steps 
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -53,6 +54,7 @@ from assets.parity.hidden_progress import fourier_gap, population_gradient, weig
 
 CHANCE_EMA = 0.1  # weight of the newest batch in the accuracy average
 CHANCE_LEVEL = 0.6  # a B=32 batch accuracy averaged this way sits at 0.5 ± 0.02 at chance
+READBACK_STEPS = 50  # off the CPU: at most this many steps between two reads of the device's state
 
 
 @dataclass(frozen=True)
@@ -142,8 +144,13 @@ def _subset(params: Params, index: torch.Tensor) -> Params:
 
 def train_batched(net: Network, spec: TrainSpec, seeds: Sequence[int], *, device: str = "cpu",
                   dtype: torch.dtype = torch.float32,
-                  on_log: Callable[[int, dict[str, float]], None] | None = None) -> BatchedRuns:
-    """Train one network per seed, all at once. ``on_log(step, summary)`` is called at each logged step."""
+                  on_log: Callable[[int, dict[str, float]], None] | None = None,
+                  readback_steps: int | None = None) -> BatchedRuns:
+    """Train one network per seed, all at once. ``on_log(step, summary)`` is called at each logged step.
+
+    ``readback_steps``: at most this many steps run between two reads of the convergence state back to the
+    host (None: 1 on the CPU, where a read costs nothing, `READBACK_STEPS` elsewhere); every value gives the
+    same results."""
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds={seeds!r}: expected a non-empty list of distinct integers")
@@ -204,9 +211,9 @@ def train_batched(net: Network, spec: TrainSpec, seeds: Sequence[int], *, device
         for name in at_tc:
             at_tc[name][index] = sub[name].to(dtype)
 
-    log(0)
-    step = 0
-    for step in range(1, spec.max_steps + 1):
+    def train_step(step: int) -> torch.Tensor:
+        """One SGD step of every model and its bookkeeping on the device (no host sync); the batch accuracy."""
+        nonlocal loss_steps
         if spec.online:
             x = rademacher(keys, step, B, net.n, stream=None, device=device, dtype=dtype)
             y = parity_labels(x, subsets_t)
@@ -221,18 +228,56 @@ def train_batched(net: Network, spec: TrainSpec, seeds: Sequence[int], *, device
         batch_acc = (f * y > 0).to(dtype).mean(dim=1)
         acc_ema.mul_(1 - CHANCE_EMA).add_(CHANCE_EMA * batch_acc)
         leave_chance.copy_(torch.where((acc_ema < CHANCE_LEVEL) & ~converged, step, leave_chance))
-        loss_sum += losses.mean(dim=1)
+        loss_sum.add_(losses.mean(dim=1))
         loss_steps += 1
+        return batch_acc
 
-        if spec.online:
-            candidates = torch.nonzero((batch_acc == 1) & ~converged).flatten()
-            if len(candidates):
-                sub = _subset(params, candidates)
-                acc = evaluate(net, sub, x_eval, y_eval[candidates], spec.loss)[1]
-                passed = candidates[acc >= spec.accuracy_target]
-                if len(passed):
-                    mark_converged(passed, step)
-        elif step % spec.eval_every == 0:
+    def check_candidates(step: int, batch_acc: torch.Tensor) -> None:
+        """Online: a model that got its whole batch right is scored on the evaluation set (t_c to the step)."""
+        candidates = torch.nonzero((batch_acc == 1) & ~converged).flatten()
+        if len(candidates):
+            acc = evaluate(net, _subset(params, candidates), x_eval, y_eval[candidates], spec.loss)[1]
+            passed = candidates[acc >= spec.accuracy_target]
+            if len(passed):
+                mark_converged(passed, step)
+
+    # Steps run in stretches with no host sync inside; a stretch ends at a logged step, an evaluation step
+    # (finite sample) or after `run_length` steps. Online, the first step of a stretch with a candidate is
+    # found on the device; the stretch is then rolled back to its start and rerun up to that step, whose
+    # candidates are checked as if every step had been read back. The rerun is the same computation, so the
+    # results do not depend on ``readback``; a stretch after a candidate starts again at one step.
+    readback = readback_steps if readback_steps is not None else (
+        1 if torch.device(device).type == "cpu" else READBACK_STEPS)
+    if readback < 1:
+        raise ValueError(f"readback_steps={readback_steps!r}: expected a positive integer or None")
+    evaluations = set(range(spec.eval_every, spec.max_steps + 1, spec.eval_every)) if not spec.online else set()
+    stops = sorted(log_steps | evaluations)
+    log(0)
+    step, run_length, done = 0, 1, False
+    while step < spec.max_steps and not done:
+        end = min(step + run_length, stops[bisect.bisect_right(stops, step)])
+        saved = ({name: p.clone() for name, p in params.items()}, acc_ema.clone(), leave_chance.clone(),
+                 loss_sum.clone(), loss_steps) if spec.online and end > step + 1 else None
+        first = torch.full((), -1, dtype=torch.int64, device=device)  # the stretch's first candidate step
+        for s in range(step + 1, end + 1):
+            batch_acc = train_step(s)
+            if spec.online:
+                first = torch.where((first < 0) & ((batch_acc == 1) & ~converged).any(), s, first)
+        hit = int(first) if spec.online else -1  # the stretch's one read-back
+        if hit < 0:
+            step, run_length = end, min(2 * run_length, readback)
+        else:
+            if hit < end:  # roll back and rerun up to the candidate's step
+                for saved_p, p in zip(saved[0].values(), params.values(), strict=True):
+                    p.copy_(saved_p)
+                for saved_t, t in zip(saved[1:4], (acc_ema, leave_chance, loss_sum), strict=True):
+                    t.copy_(saved_t)
+                loss_steps = saved[4]
+                for s in range(step + 1, hit + 1):
+                    batch_acc = train_step(s)
+            step, run_length = hit, 1
+            check_candidates(step, batch_acc)
+        if not spec.online and step % spec.eval_every == 0:
             _, acc = evaluate(net, params, x_eval, y_eval, spec.loss)
             mark_converged(torch.nonzero((acc >= spec.accuracy_target) & ~converged).flatten(), step)
             set_acc = evaluate(net, params, x_train, y_train, spec.loss)[1]
@@ -241,8 +286,6 @@ def train_batched(net: Network, spec: TrainSpec, seeds: Sequence[int], *, device
         done = spec.stop_when_converged and bool(converged.all())
         if step in log_steps or done:
             log(step)
-        if done:
-            break
 
     curves = pd.DataFrame(np.concatenate(rows), columns=["seed", "step", *columns])
     curves[["seed", "step"]] = curves[["seed", "step"]].astype(np.int64)

@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from assets.sgd_noise.data import OFFLINE, ONLINE, TokenWindows, check_regime
+from assets.sgd_noise.synthetic import to_device
 
 _STREAM_ONLINE_DOCS, _STREAM_OFFLINE_DOCS, _STREAM_HELDOUT_DOCS = 11, 12, 13
 
@@ -199,6 +200,23 @@ def next_token_probabilities(model, x: torch.Tensor) -> np.ndarray:
     return probs.reshape(-1, probs.size(-1)).float().cpu().numpy()
 
 
+def _zero_sum(device: torch.device) -> torch.Tensor:
+    return torch.zeros((), dtype=torch.float64, device=device)
+
+
+def host_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict copied to host memory; entries that view the same memory (the tied input
+    embedding and output head) share one copy instead of being copied twice."""
+    copies: dict[tuple, torch.Tensor] = {}
+    snapshot = {}
+    for name, value in model.state_dict().items():
+        same = (value.device, value.data_ptr(), value.dtype, tuple(value.shape), value.stride())
+        if same not in copies:
+            copies[same] = value.detach().to("cpu", copy=True)
+        snapshot[name] = copies[same]
+    return snapshot
+
+
 def train_lm(spec: LMRunSpec, build: Callable[[int], torch.nn.Module], windows: TokenWindows,
              heldout: tuple[torch.Tensor, torch.Tensor], steps: int, checkpoints: Sequence[int],
              warmup_steps: int = 10, on_log: Callable[[str, int, float], None] | None = None) -> LMRun:
@@ -210,18 +228,20 @@ def train_lm(spec: LMRunSpec, build: Callable[[int], torch.nn.Module], windows: 
     lrs = {spec.key: spec.learning_rate}
     optimizers = {spec.key: torch.optim.Adam(heads[spec.key].parameters(), lr=spec.learning_rate, betas=(0.9, 0.95))}
     rows, snapshots = [], {spec.key: []}
-    loss_sums, examples = {spec.key: 0.0}, {spec.key: 0}
+    # each head's training losses since the last log, summed on the device in float64 (read back only when
+    # logged: no host sync per step; float64 sums the float32 losses exactly as a Python float would)
+    loss_sums, examples = {spec.key: _zero_sum(device)}, {spec.key: 0}
     count = 0
 
     def log(step: int) -> None:
         nonlocal count
         for key, model in heads.items():
             loss = heldout_loss(model, heldout)
-            snapshots[key].append({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
+            snapshots[key].append(host_snapshot(model))
             rows.append((key, len(snapshots[key]) - 1, step, examples[key],
                          examples[key] / windows.size if spec.regime == OFFLINE else np.nan, loss,
-                         loss_sums[key] / count if count else np.nan))
-            loss_sums[key] = 0.0
+                         float(loss_sums[key]) / count if count else np.nan))
+            loss_sums[key] = _zero_sum(device)
             if on_log is not None:
                 on_log(key, step, loss)
         count = 0
@@ -243,7 +263,7 @@ def train_lm(spec: LMRunSpec, build: Callable[[int], torch.nn.Module], windows: 
             loss_sums[key], examples[key] = loss_sums[spec.key], examples[spec.key]
         factor = spec.cut_batch_factor if len(heads) > 1 else 1
         x_all, y_all, _ = windows.next(spec.batch_size * factor)
-        x_all, y_all = x_all.to(device), y_all.to(device)
+        x_all, y_all = to_device(x_all, device), to_device(y_all, device)
         scale = min(1.0, step / warmup_steps) if warmup_steps else 1.0
         for key, model in heads.items():
             for group in optimizers[key].param_groups:
@@ -253,7 +273,7 @@ def train_lm(spec: LMRunSpec, build: Callable[[int], torch.nn.Module], windows: 
             loss.backward()
             optimizers[key].step()
             optimizers[key].zero_grad(set_to_none=True)
-            loss_sums[key] += float(loss.detach())
+            loss_sums[key] = loss_sums[key] + loss.detach().double()  # a new tensor: a branch's sum never aliases
             examples[key] += rows_used
         count += 1
         if step in checkpoints:

@@ -92,6 +92,14 @@ def logits(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     return torch.baddbmm(params["b2"][:, None, :], hidden, params["w2"])
 
 
+def to_device(t: torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """``t`` on ``device``; a CPU tensor bound for CUDA goes through pinned memory with ``non_blocking=True``, so
+    the host does not wait for the copy (PyTorch keeps the pinned buffer alive until the copy is done)."""
+    if torch.device(device).type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def train_group(task: TeacherTask, regime: str, batch_size: int, specs: Sequence[RunSpec], sweep: SweepSpec,
                 on_log: Callable[[int, float], None] | None = None, device: str = "cpu") -> SweepResult:
     """Train every run of one (regime, batch size) group at once; see the module docstring."""
@@ -107,7 +115,8 @@ def train_group(task: TeacherTask, regime: str, batch_size: int, specs: Sequence
             raise ValueError(f"branch {s.key(regime, batch_size)}: its parent run must be in the group")
     start = time.perf_counter()
     seeds = sorted({s.seed for s in specs})
-    slot = torch.tensor([seeds.index(s.seed) for s in specs])
+    slot = torch.tensor([seeds.index(s.seed) for s in specs])  # run -> its seed's row of the stream's batch
+    slot_on_device = slot.to(device)  # once: the step indexes the batch on the device with it
     stream = SyntheticStream(task, regime, seeds, sweep.train_size if regime == OFFLINE else None)
     params = {k: v[slot].to(device) for k, v in init_students(task, sweep.student_width, seeds).items()}
     lr = torch.tensor([s.learning_rate for s in specs], device=device)
@@ -153,12 +162,12 @@ def train_group(task: TeacherTask, regime: str, batch_size: int, specs: Sequence
                     for p in params.values():
                         p[i] = p[j]
                 lr[i] = specs[j].learning_rate * specs[i].cut_factor
-        x, y, _ = stream.next(batch_size)
-        x, y = x.to(device), y.to(device)
+        x, y, _ = stream.next(batch_size)  # drawn on the CPU by the seeds' generators, as always
+        x, y = to_device(x, device)[slot_on_device], to_device(y, device)[slot_on_device]
         for p in params.values():
             p.requires_grad_(True)
-        out = logits(params, x[slot])
-        losses = torch.nn.functional.cross_entropy(out.transpose(1, 2), y[slot], reduction="none").mean(-1)
+        out = logits(params, x)
+        losses = torch.nn.functional.cross_entropy(out.transpose(1, 2), y, reduction="none").mean(-1)
         grads = torch.autograd.grad(losses.sum(), list(params.values()))
         with torch.no_grad():
             for (name, p), g in zip(params.items(), grads, strict=True):
