@@ -5,10 +5,16 @@
     python benchmarks/gpu_check.py --parts lm.train,naf     # some parts only
 
 Each part calls a study's science modules directly (no Dagster, no MLflow: the GPU machine may lack them) on
-freshly initialised models and synthetic words, so it checks that the code runs on the device and how fast,
-not what it learns: LM training (bf16 + torch.compile on CUDA, plain and chunked loss), chat generation under
-a reasoning budget, the parity and SGD-noise batched trainers, the uncertainty token table and probes,
-watermarked generation and detection, NAF scoring and sampling, the royalties pieces, and soft-token attacks.
+freshly initialised models placed on the device first (as `load_registered` hands them over) and synthetic
+words, so it checks that the code runs on the device and how fast, not what it learns. Defined here: LM
+training (bf16 + torch.compile on CUDA; fused view, Hugging Face layers, chunked loss), compiled chat SFT,
+budgeted chat generation, the parity and SGD-noise batched trainers, the uncertainty token table at layers
+[0, 2, 4, -1] and probes, the watermark study's generation (`generate_texts`), every detector with permutation
+p-values and an in-filler proposal, NAF scoring, sampling, CP-k and held-out perplexity, the royalties pieces,
+and soft tokens optimised and then answered through `SoftPromptModel` and `model_defender`. In
+`gpu_check_parts.py`: GRPO, `fine_tune` with validation and a checkpoint, the royalties game (coalition
+fine-tunes, exact Shapley), the safety battery through `model_responder`, the ICLT, the SGD-noise LM sweep,
+a scaling grid cell with epoch sampling and the parity finite-sample runs. Shared helpers: `gpu_check_base.py`.
 A part that raises is reported as error (with the exception) and the others still run; a part is skipped once
 the total budget (--budget-s) is spent. Prints one markdown table (part, status, seconds, throughput) and, with
 --out, writes it there. Exit status 1 if any part failed.
@@ -21,8 +27,6 @@ import datetime
 import sys
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,56 +34,11 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the parts' modules next to this file
 
-from assets.lm.model import ModelSize, build_model  # noqa: E402
+from gpu_check_base import PARTS, Check, part, sentences, words_tokenizer  # noqa: E402
 
-
-@dataclass(frozen=True)
-class Check:
-    """Where and how big: ``quick`` shrinks every shape to a CPU smoke run."""
-
-    device: str
-    quick: bool
-
-    @property
-    def cuda(self) -> bool:
-        return self.device.startswith("cuda")
-
-    def pick(self, quick, full):
-        return quick if self.quick else full
-
-    def sync(self) -> None:
-        if self.cuda:
-            torch.cuda.synchronize(self.device)
-
-    def model(self, vocab: int, d: int, layers: int, heads: int, d_ff: int, context: int, seed: int = 0, **kw):
-        size = ModelSize("check", d, layers, heads, d_ff, context) if not self.quick else \
-            ModelSize("check", 32, 1, 2, 64, min(context, 64))
-        return build_model(size, vocab, seed=seed, **kw).to(self.device).eval()
-
-
-PARTS: dict[str, tuple[str, Callable[[Check], tuple[float, str]]]] = {}  # name -> (what, run -> (rate, unit))
-
-
-def part(name: str, what: str):
-    def register(fn: Callable[[Check], tuple[float, str]]):
-        PARTS[name] = (what, fn)
-        return fn
-    return register
-
-
-def words_tokenizer(n_words: int, extra: list[str] | None = None, chat: bool = False):
-    """A word-level tokenizer over w0 .. w{n-1}, '.', and `extra` words; with the chat format if `chat`."""
-    from assets.chat.format import install_chat_format
-    from assets.corpora.tokenization import as_fast_tokenizer, train_word_level_tokenizer
-
-    raw = train_word_level_tokenizer([*(f"w{i}" for i in range(n_words)), ".", *(extra or [])])
-    return install_chat_format(raw) if chat else as_fast_tokenizer(raw)
-
-
-def sentences(n: int, n_words: int, length: int, seed: int = 0) -> list[str]:
-    rng = np.random.default_rng(seed)
-    return [" ".join(f"w{i}" for i in rng.integers(0, n_words, length)) + " ." for _ in range(n)]
+__all__ = ["PARTS", "Check", "main", "markdown", "part", "run"]
 
 
 # --- the parts --------------------------------------------------------------------------------------------------
@@ -175,7 +134,7 @@ def sgd_noise_synthetic(check: Check) -> tuple[float, str]:
     return float(len(specs) * steps), "network-steps"
 
 
-@part("uncertainty.probes", "token table of a small/large pair (assets.uncertainty.tokens) and probes on it")
+@part("uncertainty.probes", "token table of a small/large pair (assets.uncertainty.tokens), layers [0, 2, 4, -1] at batch 256, probes")
 def uncertainty_probes(check: Check) -> tuple[float, str]:
     from assets.uncertainty.probes import fit_probe, probe_scores, roc_auc
     from assets.uncertainty.tokens import hidden_column, score_documents
@@ -186,9 +145,9 @@ def uncertainty_probes(check: Check) -> tuple[float, str]:
     large = check.model(len(tokenizer), 384, 6, 6, 1536, 256, seed=1)
     documents = pd.DataFrame({"doc_id": [f"d{i}" for i in range(check.pick(8, 400))],
                               "text": sentences(check.pick(8, 400), n_words, check.pick(20, 200))})
-    table = score_documents(small, large, tokenizer, documents, layers=[-1], max_tokens=check.pick(200, 50_000),
-                            batch_size=check.pick(4, 64))
-    layer = table.attrs["layers"][0]
+    table = score_documents(small, large, tokenizer, documents, layers=check.pick([-1], [0, 2, 4, -1]),
+                            max_tokens=check.pick(200, 40_000), batch_size=check.pick(4, 256))  # the gpu Config
+    layer = table.attrs["layers"][-1]
     features = np.stack(table[hidden_column(layer)].to_numpy())
     labels = (table["large_entropy"] > table["large_entropy"].median()).to_numpy()
     half = len(table) // 2
@@ -197,36 +156,42 @@ def uncertainty_probes(check: Check) -> tuple[float, str]:
     return float(len(table)), "tokens scored"
 
 
-@part("watermark", "KGW / Unigram / EXP watermarked generation and batched KGW detection (assets.watermark)")
+@part("watermark", "the study's schemes (assets.watermark.study.generate_texts), every detector with permutation "
+      "p-values, one in-filler proposal (propose_infill)")
 def watermark(check: Check) -> tuple[float, str]:
-    from assets.lm.inference import generate
-    from assets.watermark.exp_sampling import exp_key, exp_sampler
-    from assets.watermark.greenlist import (
-        KGWGreenLists,
-        UnigramGreenList,
-        kgw_detect,
-        kgw_logits_processor,
-        unigram_logits_processor,
-    )
+    from assets.watermark.infill import fim_tokenizer, propose_infill
+    from assets.watermark.schemes import build_schemes
+    from assets.watermark.study import StudySettings, generate_texts
 
-    vocab, batch, n = check.pick(64, 8192), check.pick(4, 64), check.pick(8, 128)
-    model = check.model(vocab, 384, 6, 6, 1536, 256)
-    prompts = torch.randint(vocab, (batch, 16), generator=torch.Generator().manual_seed(1)).to(check.device)
-    lists = KGWGreenLists(vocab, 0.25)
-    marked = generate(model, prompts, n, seed=0, logits_processors=[kgw_logits_processor(lists)])
-    generate(model, prompts, n, seed=0, logits_processors=[unigram_logits_processor(UnigramGreenList(vocab, 0.5))])
-    xi = exp_key(42, 256, vocab).to(check.device)
-    shifts = torch.randint(256, (batch,), generator=torch.Generator().manual_seed(2)).to(check.device)
-    generate(model, prompts, n, seed=0, sampler=exp_sampler(xi, shifts))
-    z = kgw_detect(marked[:, prompts.size(1):], lists)["z"]  # device tokens, as the study passes them
-    if not np.isfinite(np.asarray(z)).all():
-        raise RuntimeError("KGW detection gave a non-finite z-score")
-    return float(3 * batch * n), "generated tokens"
+    # Half the code vocabulary and 64 of the 200 texts: each KGW scheme fills rows of its [V, V] green-list table
+    # on the CPU (about 1 ms per distinct previous token at V = 16k here), and EXP-edit's permutation test runs
+    # its dynamic programme one text at a time; both would dominate the part at full size.
+    n_words = check.pick(60, 8000)
+    tokenizer = words_tokenizer(n_words)
+    generator = check.model(len(tokenizer), 384, 6, 6, 1536, 512)  # the code family's small model at gpu
+    schemes = build_schemes(len(tokenizer), key_length=check.pick(32, 256), device=check.device)
+    settings = StudySettings(prompt_tokens=check.pick(8, 32), response_tokens=check.pick(12, 200),
+                             n_texts=check.pick(4, 64), n_null=check.pick(100, 200),
+                             permutation_runs=check.pick(3, 19))  # WatermarkGenerationConfig at gpu (runs: 99)
+    texts = sentences(check.pick(20, 400), n_words, check.pick(30, 300))
+    gen = generate_texts(generator, tokenizer, texts, schemes, settings, log=lambda _: None)
+    for name, scheme in schemes.items():
+        found = scheme.detect(gen["tokens"][scheme.texts_from], runs=settings.permutation_runs, seed=0)
+        if not np.isfinite(found["score"]).all():
+            raise RuntimeError(f"{name} detection gave a non-finite score")
+    fim_tok, ids = fim_tokenizer(tokenizer)
+    infiller = check.model(len(fim_tok), 384, 6, 6, 1536, 512, seed=1)  # WatermarkInfillerConfig at gpu
+    rng, spans = np.random.default_rng(0), np.full(settings.n_texts, check.pick(3, 6))
+    for step in range(check.pick(1, 3)):  # the attack proposes one span per text per step
+        propose_infill(infiller, ids, gen["prompts"], gen["tokens"]["kgw"], spans, rng, seed=step)
+    generated = len(gen["tokens"]) * settings.n_texts + settings.n_null
+    return float(generated * settings.response_tokens), "generated tokens"
 
 
-@part("naf", "NAF: token scores of p, q1, q2 and CP-Δ/CP-KL, combined sampling and CP-k (assets.naf)")
+@part("naf", "NAF: token scores of p, q1, q2 and CP-Δ/CP-KL, combined sampling, CP-k, held-out perplexity (assets.naf)")
 def naf(check: Check) -> tuple[float, str]:
     from assets.naf.combine import cp_delta, cp_kl
+    from assets.naf.perplexity import heldout_perplexity
     from assets.naf.sampling import cp_k_sample, sample, score_tokens
 
     vocab, batch, n = check.pick(64, 8192), check.pick(4, 128), check.pick(8, 64)
@@ -238,7 +203,12 @@ def naf(check: Check) -> tuple[float, str]:
     score_tokens(models, ids, prompts.size(1), rules=rules, batch_size=batch)
     cp_k_sample(models["p"], [models["q1"], models["q2"]], prompts, n, 8.0, max_tries=2, generator=generator,
                 batch_size=batch)
-    return float(batch * n * 4), "tokens (sampled + scored)"
+    windows = torch.randint(vocab, (check.pick(4, 512), models["p"].config.max_position_embeddings + 1),
+                            generator=torch.Generator().manual_seed(3))  # perplexity_windows at gpu
+    perplexity = heldout_perplexity(models, windows, rules, batch_size=check.pick(4, 512))
+    if not np.isfinite(perplexity["perplexity"]).all():
+        raise RuntimeError("a held-out perplexity is not finite")
+    return float(batch * n * 4 + windows.numel() * 5), "tokens (sampled + scored)"
 
 
 @part("royalties.pieces", "royalties: style-prompted pieces and their log-likelihoods (assets.royalties.pieces)")
@@ -256,25 +226,35 @@ def royalties_pieces(check: Check) -> tuple[float, str]:
     return float(pieces["n_tokens"].sum() * 2), "tokens (generated + scored)"
 
 
-@part("robustness.soft_tokens", "robustness: soft-token attack optimised through the defender (Adam steps)")
+@part("robustness.soft_tokens", "robustness: soft tokens optimised through the defender (Adam steps), then answered "
+      "through SoftPromptModel and model_defender at compute 128")
 def robustness_soft_tokens(check: Check) -> tuple[float, str]:
-    from assets.robustness.soft_tokens import norm_cap, optimise_soft_tokens
+    from assets.robustness.defender import model_defender
+    from assets.robustness.items import conversation
+    from assets.robustness.soft_tokens import SoftPromptModel, norm_cap, optimise_soft_tokens, placeholder
 
     n_words = check.pick(40, 2000)
     tokenizer = words_tokenizer(n_words, chat=True)
     model = check.model(len(tokenizer), 384, 6, 6, 1536, 256)
-    n_items, steps = check.pick(2, 32), check.pick(3, 50)
+    n_items, steps, k = check.pick(2, 32), check.pick(3, 50), check.pick(2, 16)
     rng = np.random.default_rng(0)
     items = pd.DataFrame({"item_id": [f"i{i}" for i in range(n_items)],
                           "system": [" ".join(f"w{j}" for j in rng.integers(0, n_words, 12)) for _ in range(n_items)],
                           "prompt": [" ".join(f"w{j}" for j in rng.integers(0, n_words, 24)) for _ in range(n_items)],
                           "target": [f"w{j}" for j in rng.integers(0, n_words, n_items)]})
-    soft = optimise_soft_tokens(model, tokenizer, items, check.pick(2, 8), steps=steps, lr=0.1,
-                                cap=norm_cap(model, tokenizer))
+    soft = optimise_soft_tokens(model, tokenizer, items, k, steps=steps, lr=0.1, cap=norm_cap(model, tokenizer))
     if not np.isfinite(soft.loss_end):
         raise RuntimeError("the soft-token loss is not finite")
+    wrapped = SoftPromptModel(model, soft.table(list(items["item_id"])), tokenizer=tokenizer)
+    defend = model_defender(wrapped, tokenizer, batch_size=check.pick(4, 64))
+    answers = defend([conversation(item, placeholder(tokenizer, k)) for _, item in items.iterrows()],
+                     check.pick(4, 128))  # the largest compute level at gpu
+    if not answers["answered"].all():
+        raise RuntimeError("a soft-token prompt was left unanswered")
     return float(n_items * steps), "item-steps"
 
+
+import gpu_check_parts  # noqa: E402, F401 - registers the parts that call each study's own entry points
 
 # --- the run ----------------------------------------------------------------------------------------------------
 

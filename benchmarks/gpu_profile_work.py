@@ -175,8 +175,10 @@ def safety_jobs(s: dict) -> list[Job]:
     budget = int(res["budget"]) if str(res["budget"]).strip().isdigit() else s["effort_budgets"][res["budget"]]
     items = sum(s["safety_eval_items"].values()) + s["configs"]["corpora"]["FactsWorldConfig"]["n_protected"]
     judged = 2 * len(judge["rubrics"]) * judge["limit"]
-    return [generate("safety", "battery answers (chat-sft, chat-rl)", size, vocab, 2 * items,
-                     budget + res["max_answer_tokens"], res["batch_size"], part="chat.generation"),
+    answers = generate("safety", "battery answers (chat-sft, chat-rl)", size, vocab, 2 * items,
+                       budget + res["max_answer_tokens"], res["batch_size"])
+    answers.part, answers.units = "safety.responders", 2 * items  # gpu_check asks the battery at these settings
+    return [answers,
             generate("safety", "judge", size, vocab, judged, judge["max_answer_tokens"], res["batch_size"],
                      prompt_tokens=size.context_length, part="chat.generation")]
 
@@ -286,6 +288,8 @@ def uncertainty_jobs(s: dict) -> list[Job]:
         jobs.append(generate("uncertainty", f"ICLT {dataset}", size_of(small), vocab,
                              iclt["max_tokens"] * iclt["top_k"], cont, iclt["batch_size"],
                              prompt_tokens=size_of(small).context_length))
+        if dataset == "facts":  # gpu_check's uncertainty.iclt runs the facts pair's small model and continuation
+            jobs[-1].part, jobs[-1].units = "uncertainty.iclt", iclt["max_tokens"] * iclt["top_k"]
     return jobs
 
 

@@ -1,14 +1,18 @@
-"""benchmarks/gpu_check.py on CPU at its quick shapes: every part runs, a failing part is reported, not fatal."""
+"""benchmarks/gpu_check.py on CPU at its quick shapes: every part runs, a failing part is reported, not fatal, and
+every part the gpu-profile estimate reads a rate from exists."""
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
-CHEAP_PARTS = ["lm.train", "lm.train_chunked", "chat.generation", "parity.trainer", "watermark", "naf",
-               "royalties.pieces", "robustness.soft_tokens"]
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+SCRIPT = BENCHMARKS / "gpu_check.py"
+# the parts that call each study's own entry point on a model already on the device (benchmarks/gpu_check_parts.py)
+STUDY_PARTS = {"chat.grpo", "chat.fine_tune", "royalties.game", "safety.responders", "uncertainty.iclt",
+               "sgd_noise.lm_sweep", "scaling.epochs", "parity.finite_sample"}
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +27,13 @@ def gpu_check():
 
 def test_every_part_runs_on_cpu_at_quick_shapes(gpu_check, tmp_path):
     out = tmp_path / "check.md"
-    table = gpu_check.main(["--device", "cpu", "--quick", "--parts", ",".join(CHEAP_PARTS), "--out", str(out)])
-    assert table["part"].tolist() == CHEAP_PARTS
-    assert table["status"].tolist() == ["ok"] * len(CHEAP_PARTS), table[["part", "status"]].to_string()
+    table = gpu_check.main(["--device", "cpu", "--quick", "--out", str(out)])
+    assert table["part"].tolist() == list(gpu_check.PARTS)
+    assert set(gpu_check.PARTS) >= STUDY_PARTS | {"uncertainty.probes", "sgd_noise.synthetic", "watermark", "naf"}
+    assert table["status"].tolist() == ["ok"] * len(table), table[["part", "status"]].to_string()
     assert all(table["throughput"].str.contains("/s")) and (table["seconds"] > 0).all()
-    assert set(gpu_check.PARTS) >= {"uncertainty.probes", "sgd_noise.synthetic"}  # run on the GPU, too slow here
-    assert "| lm.train | ok |" in out.read_text()
+    text = out.read_text()
+    assert "| lm.train | ok |" in text and "| chat.grpo | ok |" in text and "quick shapes" in text
 
 
 def test_a_failing_part_is_reported_and_the_rest_still_run(gpu_check, monkeypatch):
@@ -40,3 +45,15 @@ def test_a_failing_part_is_reported_and_the_rest_still_run(gpu_check, monkeypatc
     assert table["status"].tolist() == ["error: RuntimeError: device-side assert", "ok"]
     skipped = gpu_check.run(gpu_check.Check("cpu", quick=True), ["royalties.pieces", "naf"], budget_s=1e-3)
     assert skipped["status"].tolist() == ["ok", "skipped (budget spent)"]
+
+
+def test_every_part_the_estimate_times_jobs_with_is_a_gpu_check_part(gpu_check):
+    source = (BENCHMARKS / "gpu_profile_work.py").read_text()
+    named = set(re.findall(r'part="([\w.]+)"', source)) | set(re.findall(r'\.part, [^=\n]+= "([\w.]+)"', source))
+    assert {"safety.responders", "uncertainty.iclt", "parity.trainer"} <= named
+    assert named <= set(gpu_check.PARTS), named - set(gpu_check.PARTS)
+
+
+def test_unknown_parts_are_refused(gpu_check):
+    with pytest.raises(SystemExit):
+        gpu_check.main(["--device", "cpu", "--quick", "--parts", "no.such.part"])
