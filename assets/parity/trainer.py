@@ -14,6 +14,9 @@ A run that does not converge within ``max_steps`` is censored. ``leave_chance_st
 which an exponential average of the batch accuracy (time constant ~10 steps) was below 0.6, i.e. where the
 model was last at chance: the plateau ends there. Curves (loss, accuracy, hidden-progress measures) are
 logged on a grid of steps that is geometric early and every ``log_every`` steps later.
+
+Off the CPU the convergence state is read back to the host once per stretch of up to ``READBACK_STEPS``
+steps, not every step (see `train_batched`); the recorded results are the same either way.
 """
 
 from __future__ import annotations
@@ -277,13 +280,15 @@ def train_batched(net: Network, spec: TrainSpec, seeds: Sequence[int], *, device
                     batch_acc = train_step(s)
             step, run_length = hit, 1
             check_candidates(step, batch_acc)
-        if not spec.online and step % spec.eval_every == 0:
+        evaluated = not spec.online and step % spec.eval_every == 0
+        if evaluated:
             _, acc = evaluate(net, params, x_eval, y_eval, spec.loss)
             mark_converged(torch.nonzero((acc >= spec.accuracy_target) & ~converged).flatten(), step)
             set_acc = evaluate(net, params, x_train, y_train, spec.loss)[1]
             memorized.copy_(torch.where((set_acc >= 1) & (memorized < 0), step, memorized))
 
-        done = spec.stop_when_converged and bool(converged.all())
+        # convergence changes only at a candidate's step or an evaluation: read it back only then
+        done = spec.stop_when_converged and (hit >= 0 or evaluated) and bool(converged.all())
         if step in log_steps or done:
             log(step)
 
