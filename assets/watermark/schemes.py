@@ -44,6 +44,7 @@ class Scheme:
     texts_from: str = ""
     device: str = field(default="cpu", compare=False)  # where EXP / EXP-edit's alignment runs
     _state: Any = field(default=None, repr=False)
+    _key_placed: Any = field(default=None, repr=False, compare=False)  # EXP: (device, ξ there), copied once
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -88,14 +89,20 @@ class Scheme:
         if self.kind == "unigram":
             r = unigram_detect(tokens, self._state, unique_tokens=self.unique)
             return {"score": r["z"], "p_value": r["p_value"], "statistic": r["z"]}
-        edit = self.kind == "exp_edit"
-        stat = exp_mod.statistic(tokens, self._state, edit=edit, gamma=self.edit_gamma, block=self.block,
-                                 device=self.device)
+        edit, xi = self.kind == "exp_edit", self._key_on_device()
+        stat = exp_mod.statistic(tokens, xi, edit=edit, gamma=self.edit_gamma, block=self.block, device=self.device)
         p = np.full(len(stat), np.nan)
         if runs > 0:
-            p = exp_mod.permutation_pvalues(tokens, self._state, edit=edit, runs=runs, gamma=self.edit_gamma,
+            p = exp_mod.permutation_pvalues(tokens, xi, edit=edit, runs=runs, gamma=self.edit_gamma,
                                             block=self.block, seed=seed, observed=stat, device=self.device)["p_value"]
         return {"score": -stat, "p_value": p, "statistic": stat}
+
+    def _key_on_device(self):
+        """ξ on ``device``: copied there on the first detection, not at every one (the attack detects at each
+        of its steps; at the gpu profile ξ is 16 MB)."""
+        if self._key_placed is None or self._key_placed[0] != self.device:
+            self._key_placed = (self.device, self._state.to(self.device))
+        return self._key_placed[1]
 
 
 def build_schemes(vocab_size: int, *, kgw_gamma: float = 0.25, kgw_delta: float = 2.0,

@@ -156,3 +156,18 @@ def test_infiller_divergence_names_the_step_it_appeared_at(fim_data):
     with pytest.raises(ValueError, match="diverged at step 1 "):  # NaN context weights: NaN from the first step
         train_infiller(small_infiller(), examples, spans, cfg, context_weight=float("nan"), on_log=logged.append)
     assert logged == []
+
+
+def test_exp_detection_keeps_its_key_on_the_device_and_its_dynamic_programme_there():
+    from assets.watermark.schemes import Scheme
+
+    scheme = Scheme("exp", "exp", V, key_length=8, device="meta")
+    key = scheme._key_on_device()
+    assert key.device.type == "meta" and scheme._key_on_device() is key  # copied on the first detection only
+    scheme.device = "cpu"
+    assert scheme._key_on_device() is scheme.state
+    tokens = torch.randint(0, V, (3, 6), generator=torch.Generator().manual_seed(0)).to("meta")
+    cost = exp_mod.cost_tensor(tokens, key)  # every tensor the statistics build lives where the cost does
+    with CrossDeviceOps() as ops:
+        statistics = [exp_mod.exp_statistic(cost, 4), exp_mod.edit_statistic(cost, 0.4, 4)]
+    assert ops.count == 0 and all(s.device.type == "meta" and s.shape == (3,) for s in statistics)
