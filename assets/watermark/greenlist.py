@@ -142,7 +142,7 @@ class DeviceGreenRows:
             vocab = green_lists.vocab_size
             self.rows = torch.zeros(max(1, min(capacity, vocab)), vocab, dtype=torch.bool, device=self.device)
             self.slot_host = torch.full((vocab,), -1, dtype=torch.long)
-            self.slot = self.slot_host.to(self.device)
+            self.slot = self.slot_host.to(self.device, copy=True)  # its own tensor, on the CPU too (tests)
         self.count = 0  # rows copied so far
 
     def mask_rows(self, prev_tokens):
@@ -168,8 +168,9 @@ class DeviceGreenRows:
             grown[: self.count] = self.rows[: self.count]
             self.rows = grown
         self.rows[self.count:end] = self.green_lists._table[new].to(self.device)
-        self.slot_host[new] = torch.arange(self.count, end)
-        self.slot = self.slot_host.to(self.device)  # V ints, only when some row is new
+        slots = torch.arange(self.count, end)
+        self.slot_host[new] = slots
+        self.slot[new.to(self.device)] = slots.to(self.device)  # only the new tokens' slots cross
         self.count = end
 
 
