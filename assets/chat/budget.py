@@ -87,6 +87,20 @@ class ReasoningBudget:
         self.ids, self.prompt_width = ids, prompt_width
         self.budget, self.max_answer_tokens = budget, max_answer_tokens
         self.forced: list[torch.Tensor] = []
+        self._banned: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def banned(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(token ids banned while reasoning, token ids banned in the answer) on `device`: built there once, not
+        copied from the host at every generated token."""
+        import torch
+
+        if device not in self._banned:
+            ids = self.ids
+            self._banned[device] = (
+                torch.tensor([ids.answer, ids.end], device=device),
+                torch.tensor([ids.reasoning, ids.end_reasoning, ids.answer], device=device),
+            )
+        return self._banned[device]
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         import torch
@@ -107,11 +121,9 @@ class ReasoningBudget:
         force = torch.where(
             closed & (last != ids.end_reasoning) & (n_answer >= self.max_answer_tokens), ids.end, force
         )
-        # Masks rather than row indices: no host-device sync per generated token.
+        # Masks rather than row indices, and index tensors built once: no host-device sync per generated token.
         neg_inf = torch.finfo(scores.dtype).min
-        device = scores.device
-        banned_in_reasoning = torch.tensor([ids.answer, ids.end], device=device)
-        banned_in_answer = torch.tensor([ids.reasoning, ids.end_reasoning, ids.answer], device=device)
+        banned_in_reasoning, banned_in_answer = self.banned(scores.device)
         scores = scores.clone()
         scores[:, banned_in_reasoning] = torch.where(
             ~closed[:, None], neg_inf, scores[:, banned_in_reasoning]
@@ -201,13 +213,14 @@ def generate_with_budget(
             seed=derived_seed(seed, chunk_index),
             attention_mask=mask.to(device),
         )
-        forced = (
-            torch.stack(processor.forced, 1).cpu()
+        completions = out[:, width:].tolist()  # one copy to the host for the whole chunk
+        forced = (  # off the CPU, `generate` may have run (and the processor recorded) steps past the cut
+            torch.stack(processor.forced, 1)[:, : out.size(1) - width].cpu()
             if processor.forced
             else torch.zeros(len(chunk), 0, dtype=torch.bool)
         )
         for r, (i, j) in enumerate(chunk):
-            completion = out[r, width:].tolist()
+            completion = completions[r]
             if ids.end in completion:
                 completion = completion[: completion.index(ids.end) + 1]
             turn = parse_assistant_turn(tokenizer, completion)

@@ -98,28 +98,38 @@ def _batch(data: SFTData, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return ids[:, :-1], labels[:, 1:]
 
 
+def _to_device(tensor: torch.Tensor, device: str) -> torch.Tensor:
+    """`tensor` on `device`. To CUDA it goes from pinned memory with non_blocking=True: a copy from pageable
+    memory would make the host wait for the device's queue. The pinned copy is the caller's to drop: the
+    caching host allocator keeps its memory until the transfer is done."""
+    if device.startswith("cuda"):
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def sft_loss(
     model: Any, data: SFTData, batch_size: int = 64, *, device: str = "cpu", bf16: bool = False,
     loss: Callable[..., torch.Tensor] | None = None,
 ) -> float:
     """Mean cross-entropy per assistant token over all of `data` (nats), in eval mode, no gradient.
 
-    loss(x, y, reduction) scores a batch (default: `next_token_loss` of `model`, a Hugging Face causal LM)."""
+    loss(x, y, reduction) scores a batch (default: `next_token_loss` of `model`, a Hugging Face causal LM).
+    The batch losses are summed in float64 on the device and read back once."""
     import torch
 
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
+    total, count = torch.zeros((), dtype=torch.float64, device=device), 0
     try:
         with torch.no_grad(), torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
             for start in range(0, len(data), batch_size):
                 x, y = _batch(data, torch.arange(start, min(start + batch_size, len(data))))
-                x, y = x.to(device), y.to(device)
-                total += float(loss(x, y, "sum") if loss is not None else next_token_loss(model, x, y, "sum"))
-                count += int((y != IGNORE_INDEX).sum())
+                count += int((y != IGNORE_INDEX).sum())  # counted on the host, before the copy
+                x, y = _to_device(x, device), _to_device(y, device)
+                total += (loss(x, y, "sum") if loss is not None else next_token_loss(model, x, y, "sum")).double()
     finally:
         model.train(was_training)
-    return total / max(count, 1)
+    return float(total) / max(count, 1)
 
 
 def fit_sft(
@@ -134,9 +144,11 @@ def fit_sft(
     Each step takes cfg.batch_size conversations (in cfg.grad_accum_steps micro-batches), visiting every
     conversation once per epoch in a seeded order. The loss is the mean over the micro-batch's assistant
     tokens. `val` is scored every cfg.eval_interval steps and after the last. The curve has the LM trainer's
-    CURVE_COLUMNS; "tokens" counts the real (non-padding) tokens read. Raises TrainingDivergedError on a
-    non-finite loss
-    (checked when a curve row is written). The model is left in train mode, as the LM trainer leaves it.
+    CURVE_COLUMNS; "tokens" counts the real (non-padding) tokens read. As in the LM trainer, the train losses stay
+    on the device and are read back (one host sync) every cfg.loss_readback_steps steps, at evaluations and
+    after the last step; rows read back together share one tokens_per_s, and on_log gets them then. Raises
+    TrainingDivergedError on a non-finite loss when it is read back, naming the step of the row (the rows
+    before it are logged first). The model is left in train mode, as the LM trainer leaves it.
     cfg.fused_projections trains the fused view as the LM trainer does (`assets.lm.fused.training_view`).
     """
     from assets.lm.fused import training_view
@@ -175,10 +187,34 @@ def _fit(model: Any, train: SFTData, cfg: TrainConfig, val: SFTData | None, on_l
         return torch.cat(taken)
 
     rows_out: list[dict] = []
-    tokens, interval_steps, interval_tokens = 0, 0, 0
-    interval_loss = torch.zeros((), device=device)  # read only when logging: no device sync per step
-    started = interval_start = time.perf_counter()
+    # Curve rows waiting for their train loss: (row, summed loss on the device, steps summed).
+    pending: list[tuple[dict, torch.Tensor, int]] = []
+    tokens, interval_steps, interval_tokens, window_tokens = 0, 0, 0, 0
+    interval_loss = torch.zeros((), device=device)
+    started = window_start = time.perf_counter()
     val_loss = float("nan")
+
+    def publish(rows: list[dict]) -> None:
+        rows_out.extend(rows)
+        for row in rows if on_log is not None else ():
+            on_log(dict(row))
+
+    def read_back() -> list[dict]:
+        """One host sync: the pending rows with their train losses, in order; raises at a non-finite loss."""
+        losses = torch.stack([summed for _, summed, _ in pending]).tolist()
+        tokens_per_s = window_tokens / max(time.perf_counter() - window_start, 1e-9)
+        done = []
+        for (row, _, n_steps), summed in zip(pending, losses, strict=True):
+            row.update(train_loss=summed / n_steps, tokens_per_s=tokens_per_s)
+            if not math.isfinite(row["train_loss"]):
+                publish(done)  # what a step-by-step check would have logged before raising
+                raise TrainingDivergedError(
+                    f"SFT loss is {row['train_loss']} at step {row['step']} (lr {row['learning_rate']:.3g})"
+                )
+            done.append(row)
+        pending.clear()
+        return done
+
     for step in range(1, cfg.max_steps + 1):
         lr = lr_at(step, cfg)
         for group in optimizer.param_groups:
@@ -187,7 +223,7 @@ def _fit(model: Any, train: SFTData, cfg: TrainConfig, val: SFTData | None, on_l
             rows = next_rows(micro)
             x, y = _batch(train, rows)
             with autocast:
-                loss = runner(x.to(device), y.to(device))
+                loss = runner(_to_device(x, device), _to_device(y, device))
             (loss / cfg.grad_accum_steps).backward()
             interval_loss += loss.detach() / cfg.grad_accum_steps
             interval_tokens += int(train.lengths[rows].sum())
@@ -197,28 +233,21 @@ def _fit(model: Any, train: SFTData, cfg: TrainConfig, val: SFTData | None, on_l
         optimizer.zero_grad(set_to_none=True)
         interval_steps += 1
         do_eval = val is not None and (step % cfg.eval_interval == 0 or step == cfg.max_steps)
-        if not (do_eval or step % cfg.log_interval == 0 or step == cfg.max_steps):
+        if do_eval or step % cfg.log_interval == 0 or step == cfg.max_steps:
+            tokens += interval_tokens
+            window_tokens += interval_tokens
+            row = dict.fromkeys(CURVE_COLUMNS, float("nan"))
+            row.update(step=step, tokens=tokens, learning_rate=lr)
+            pending.append((row, interval_loss, interval_steps))
+            interval_loss, interval_steps, interval_tokens = torch.zeros((), device=device), 0, 0
+        if not pending or not (do_eval or step % cfg.loss_readback_steps == 0 or step == cfg.max_steps):
             continue
-        train_loss = float(interval_loss) / interval_steps
-        if not math.isfinite(train_loss):
-            raise TrainingDivergedError(f"SFT loss is {train_loss} at step {step} (lr {lr:.3g})")
-        if do_eval:
-            val_loss = sft_loss(model, val, micro, device=device, bf16=cfg.bf16, loss=loss_module)
-        tokens += interval_tokens
-        now = time.perf_counter()
-        row = {
-            "step": step,
-            "tokens": tokens,
-            "train_loss": train_loss,
-            "val_loss": val_loss if do_eval else float("nan"),
-            "learning_rate": lr,
-            "tokens_per_s": interval_tokens / max(now - interval_start, 1e-9),
-        }
-        rows_out.append(row)
-        if on_log is not None:
-            on_log(dict(row))
-        interval_loss.zero_()
-        interval_steps, interval_tokens, interval_start = 0, 0, time.perf_counter()
+        logged = read_back()
+        if do_eval:  # the evaluation step is the last row read back
+            val_loss = logged[-1]["val_loss"] = sft_loss(model, val, micro, device=device, bf16=cfg.bf16,
+                                                         loss=loss_module)
+        publish(logged)
+        window_start, window_tokens = time.perf_counter(), 0
     return TrainResult(
         curve=pd.DataFrame(rows_out, columns=CURVE_COLUMNS),
         final_val_loss=float(val_loss),

@@ -23,6 +23,9 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 Sampler = Callable[["torch.Tensor", int], "torch.Tensor"]
 
+# `generate` off the CPU asks whether every row has finished (a host sync) once per this many steps.
+FINISHED_CHECK_STEPS = 8
+
 
 def _forward_params(model: Any) -> set[str]:
     return set(inspect.signature(model.forward).parameters)
@@ -218,6 +221,10 @@ def generate(
     multinomial sampling from a torch.Generator seeded with `seed`. temperature == 0 means greedy (argmax).
     step counts new tokens from 0. After a row emits eos_token_id it is filled with eos_token_id, and the
     loop stops early when every row has. attention_mask marks left padding in batched prompts.
+
+    Asking the device whether every row has finished is a host sync, so off the CPU it is asked only every
+    FINISHED_CHECK_STEPS steps: the loop may run a few steps past the last row's end (processors and the sampler
+    are called for them too) and the ids are then cut back, so the result is the same as checking every step.
     """
     import torch
 
@@ -241,8 +248,17 @@ def generate(
     device = _model_device(model)
     ids = prompt_ids.to(device)
     mask = attention_mask.to(device) if attention_mask is not None else None
+    if mask is not None and bool(mask.all()):  # one host sync: no padding, so no mask (the model skips it anyway)
+        mask = None
+    # With padding, a 2D mask makes the Hugging Face model ask at every step whether it holds padding (a host sync
+    # in its mask builder); after the prompt, a Llama on SDPA gets the mask it would build, [B, 1, 1, K] bool.
+    config = model.config
+    decode_mask_4d = getattr(config, "model_type", None) == "llama" and config._attn_implementation == "sdpa"
     generator = torch.Generator(device=device).manual_seed(seed)
     finished = torch.zeros(ids.size(0), dtype=torch.bool, device=device)
+    # The step at which each row emitted eos (max_new_tokens while it has not): where the output is cut back.
+    finished_at = torch.full_like(finished, max_new_tokens, dtype=torch.long)
+    check_every, prompt_width = _finished_check_steps(device), ids.size(1)
     cache_key = _cache_kwarg(model)
     accepts_positions = "position_ids" in _forward_params(model)
     was_training = model.training
@@ -255,7 +271,7 @@ def generate(
                 if cache is not None:
                     kwargs[cache_key] = cache
                 if mask is not None:
-                    kwargs["attention_mask"] = mask
+                    kwargs["attention_mask"] = mask[:, None, None, :].bool() if step and decode_mask_4d else mask
                     if accepts_positions:
                         kwargs["position_ids"] = _positions(mask)[:, -step_input.size(1) :]
                 out = model(input_ids=step_input, **kwargs)
@@ -266,16 +282,26 @@ def generate(
                 next_ids = _choose(scores, step, sampler, temperature, top_k, generator)
                 if eos_token_id is not None:
                     next_ids = torch.where(finished, torch.full_like(next_ids, eos_token_id), next_ids)
+                    finished_at.masked_fill_(~finished & (next_ids == eos_token_id), step)
                     finished |= next_ids == eos_token_id
                 ids = torch.cat([ids, next_ids[:, None]], dim=1)
                 if mask is not None:
                     mask = torch.cat([mask, mask.new_ones(mask.size(0), 1)], dim=1)
                 step_input = next_ids[:, None]
-                if eos_token_id is not None and bool(finished.all()):
-                    break
+                if eos_token_id is not None and ((step + 1) % check_every == 0 or step + 1 == max_new_tokens):
+                    last_end = int(finished_at.max())  # the host sync
+                    if last_end < max_new_tokens:  # every row has finished, the last one at step last_end
+                        ids = ids[:, : prompt_width + last_end + 1]
+                        break
     finally:
         model.train(was_training)
     return ids
+
+
+def _finished_check_steps(device: torch.device) -> int:
+    """How often `generate` asks whether every row has finished: every step on the CPU, where asking costs no
+    sync and stopping at once saves forward passes; every FINISHED_CHECK_STEPS steps elsewhere."""
+    return 1 if device.type == "cpu" else FINISHED_CHECK_STEPS
 
 
 def _choose(scores, step: int, sampler: Sampler | None, temperature: float, top_k: int | None, generator):
