@@ -56,11 +56,12 @@ class _Stepper:
         self.device = next(model.parameters()).device
 
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
-        """log-probs [N, V] (CPU) of the token after ``ids`` [N, T]; call with ids one token longer each time."""
+        """log-probs [N, V] (on the model's device) of the token after ``ids`` [N, T]; call with ids one token
+        longer each time."""
         import torch
 
         if self.cache_key is None:
-            return next_token_logprobs(self.model, ids, keep=1)[:, -1].cpu()
+            return next_token_logprobs(self.model, ids, keep=1)[:, -1]
         kwargs: dict[str, Any] = {"use_cache": True}
         if self.cache is not None:
             kwargs[self.cache_key] = self.cache
@@ -69,7 +70,7 @@ class _Stepper:
             out = self.model(input_ids=ids.to(self.device), **kwargs)
         cache = getattr(out, "cache", None)
         self.cache = cache if cache is not None else getattr(out, "past_key_values", None)
-        return out.logits[:, -1].float().log_softmax(-1).cpu()
+        return out.logits[:, -1].float().log_softmax(-1)
 
 
 @dataclass
@@ -122,6 +123,10 @@ def sample(models: Sequence[Any], rule: Rule, prompt_ids: torch.Tensor, max_new_
     temperature 0 is greedy (argmax of the combined distribution); otherwise the combined log-probs are
     divided by the temperature before sampling (1 = the combined model itself). use_cache=False recomputes
     every prefix with full forward passes (same result, slower).
+
+    Every token is combined and drawn where the models run (no [N, V] copy to the host per token): with
+    ``generator`` on that device it draws the tokens; otherwise (a CPU generator, models on CUDA) it seeds a
+    generator on the device with one draw per call (`_on_device`).
     """
     import torch
 
@@ -130,19 +135,32 @@ def sample(models: Sequence[Any], rule: Rule, prompt_ids: torch.Tensor, max_new_
         raise ValueError(f"max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
     if not temperature >= 0:
         raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+    device = next(models[0].parameters()).device
+    draws = _on_device(generator, device) if temperature != 0 else generator
     out = []
     for lo in range(0, prompt_ids.size(0), batch_size):
-        ids = prompt_ids[lo: lo + batch_size].cpu()
+        ids = prompt_ids[lo: lo + batch_size].to(device)
         steppers = [_Stepper(m, use_cache) for m in models]
         for _ in range(max_new_tokens):
-            log_p, _ = rule([step(ids) for step in steppers])
+            log_p, _ = rule([step(ids).to(device) for step in steppers])
             if temperature == 0:
                 nxt = log_p.argmax(-1)
             else:
-                nxt = torch.multinomial((log_p / temperature).softmax(-1), 1, generator=generator).squeeze(-1)
+                nxt = torch.multinomial((log_p / temperature).softmax(-1), 1, generator=draws).squeeze(-1)
             ids = torch.cat([ids, nxt[:, None]], dim=1)
-        out.append(ids)
+        out.append(ids.cpu())
     return torch.cat(out)
+
+
+def _on_device(generator: torch.Generator, device: torch.device) -> torch.Generator:
+    """``generator`` itself when it lives on ``device`` (on the CPU: the same stream as always); else a generator
+    on ``device`` seeded with one draw from it, so runs stay reproducible from the caller's seed."""
+    import torch
+
+    if generator.device == torch.device(device):
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 @dataclass
