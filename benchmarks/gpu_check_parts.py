@@ -147,7 +147,7 @@ def uncertainty_iclt(check: Check) -> tuple[float, str]:
     n_words = check.pick(40, 4000)
     tokenizer = words_tokenizer(n_words)
     model = check.model(len(tokenizer), 256, 4, 4, 1024, 256)  # the facts family's small model at gpu
-    text = " ".join(sentences(check.pick(20, 2000), n_words, 12))
+    text = " ".join(sentences(check.pick(20, 2500), n_words, 12))
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     n, length = check.pick(8, 256), check.pick(12, 100)
     prompts = [ids[i * length:(i + 1) * length] for i in range(n)]
