@@ -301,13 +301,16 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--quick", action="store_true", help="tiny shapes, a few steps (a CPU smoke run)")
     parser.add_argument("--parts", default=None, help=f"comma list of parts (default: all of {list(PARTS)})")
+    parser.add_argument("--skip", default="", help="comma list of parts to leave out (e.g. those another "
+                                                   "benchmark of the same session already times)")
     parser.add_argument("--budget-s", type=float, default=420.0, help="skip the remaining parts after this long")
     parser.add_argument("--out", default=None, help="also write the markdown table here")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda but torch.cuda.is_available() is False (use --device cpu --quick)")
-    names = args.parts.split(",") if args.parts else list(PARTS)
-    unknown = [n for n in names if n not in PARTS]
+    skipped = [n for n in args.skip.split(",") if n]
+    names = [n for n in (args.parts.split(",") if args.parts else list(PARTS)) if n not in skipped]
+    unknown = [n for n in [*names, *skipped] if n not in PARTS]
     if unknown:
         parser.error(f"unknown parts {unknown}; known: {list(PARTS)}")
     check = Check(args.device, args.quick)

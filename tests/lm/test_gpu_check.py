@@ -57,3 +57,10 @@ def test_every_part_the_estimate_times_jobs_with_is_a_gpu_check_part(gpu_check):
 def test_unknown_parts_are_refused(gpu_check):
     with pytest.raises(SystemExit):
         gpu_check.main(["--device", "cpu", "--quick", "--parts", "no.such.part"])
+
+
+def test_skipped_parts_are_left_out_and_must_exist(gpu_check):
+    table = gpu_check.main(["--device", "cpu", "--quick", "--parts", "royalties.pieces,naf", "--skip", "naf"])
+    assert table["part"].tolist() == ["royalties.pieces"]
+    with pytest.raises(SystemExit):
+        gpu_check.main(["--device", "cpu", "--quick", "--skip", "no.such.part"])
