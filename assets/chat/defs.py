@@ -57,6 +57,8 @@ class FactsTasksConfig(StudyConfig):
     people_pool: int | None = Field(default=pick(tiny=20, demo=50, gpu=None),
                                     description="ask about this many most-mentioned people (None: everyone)")
     multi_hop_share: float = Field(default=0.5, description="fraction of questions that are multi-hop")
+    phrasings: int = Field(default=pick(tiny=1, demo=1, gpu=5), description="a single-hop question is asked in one "
+                           "of this many phrasings (1: one); gpu 5 chosen after seeing results: README, Chat models")
     n_train: int = Field(default=pick(tiny=100, demo=600, gpu=10000), description="questions in the train split")
     n_validation: int = Field(default=pick(tiny=20, demo=50, gpu=500),
                               description="questions in the validation split")

@@ -26,24 +26,40 @@ from assets.chat.task_table import draw_distinct, split_problems, task_row, word
 TASK = "facts"
 MULTI_HOP_KINDS = ("earlier_born", "same_employer", "same_birth_city")
 
-# attribute -> (question, statement of the fact) with X for the person and V for the value.
+# attribute -> (phrasings of the question, statement of the fact) with X for the person and V for the value.
+# The first phrasing is the original one (the only one with phrasings=1). The others ask the same fact in other
+# words, so that a model can learn the question and not one sentence. They were written on 30 Nov 2026 by
+# someone who had read the safety battery's held-out (eval-split) templates, after its allowed questions went
+# unanswered (helpful_accuracy 0.04 on demo); none equals or starts like one (tests/chat/test_phrasings.py).
 SINGLE_HOP = {
-    "birth_city": ("in which city was X born ?", "X was born in V ."),
-    "profession": ("what is the profession of X ?", "X works as a V ."),
-    "employer": ("where does X work ?", "X works at V ."),
-    "birth_year": ("in which year was X born ?", "X was born in V ."),
+    "birth_city": (("in which city was X born ?", "where was X born ?", "which city was X born in ?",
+                    "name the city X was born in .", "complete the sentence : X was born in the city of"),
+                   "X was born in V ."),
+    "profession": (("what is the profession of X ?", "what job does X have ?", "what is the occupation of X ?",
+                    "tell me the profession of X .", "complete the sentence : the job of X is"),
+                   "X works as a V ."),
+    "employer": (("where does X work ?", "which company does X work for ?", "tell me where X works .",
+                  "what is the workplace of X ?", "complete the sentence : X works at"),
+                 "X works at V ."),
+    "birth_year": (("in which year was X born ?", "what year was X born in ?", "tell me the year X was born .",
+                    "X was born in which year ?", "complete the sentence : the year X was born is"),
+                   "X was born in V ."),
 }
+
+MAX_PHRASINGS = min(len(questions) for questions, _ in SINGLE_HOP.values())
 
 
 @dataclass(frozen=True)
 class FactsQuestionSpec:
     """Which questions to ask. people_pool: ask only about the `people_pool` most written-about people
     (None: everyone), so a small model that saw each of them often can know the answers.
-    multi_hop_share: fraction of questions that are multi-hop."""
+    multi_hop_share: fraction of questions that are multi-hop. phrasings: a single-hop question is asked in one
+    of its attribute's first `phrasings` phrasings (1: the original one only, drawn as before)."""
 
     seed: int = 0
     people_pool: int | None = None
     multi_hop_share: float = 0.5
+    phrasings: int = 1
     n_train: int = 1000
     n_validation: int = 100
     n_test: int = 100
@@ -53,6 +69,10 @@ class FactsQuestionSpec:
             raise ValueError(
                 f"FactsQuestionSpec.people_pool must be None or an integer >= 2, got {self.people_pool!r}"
             )
+        if isinstance(self.phrasings, bool) or not isinstance(self.phrasings, int) \
+                or not 1 <= self.phrasings <= MAX_PHRASINGS:
+            raise ValueError(f"FactsQuestionSpec.phrasings must be an integer in [1, {MAX_PHRASINGS}], "
+                             f"got {self.phrasings!r}")
         if not 0.0 <= self.multi_hop_share <= 1.0:
             raise ValueError(
                 f"FactsQuestionSpec.multi_hop_share must be in [0, 1], got {self.multi_hop_share!r}"
@@ -63,11 +83,12 @@ def _fill(text: str, person: str, value: str = "") -> str:
     return " ".join(person if w == "X" else value if w == "V" else w for w in text.split())
 
 
-def single_hop_question(people: pd.DataFrame, rng: np.random.Generator) -> dict:
-    """One fact about one person."""
+def single_hop_question(people: pd.DataFrame, rng: np.random.Generator, phrasings: int = 1) -> dict:
+    """One fact about one person, asked in one of its attribute's first `phrasings` phrasings (1: no draw)."""
     person = people.iloc[int(rng.integers(len(people)))]
     attribute = list(SINGLE_HOP)[int(rng.integers(len(SINGLE_HOP)))]
-    question, statement = SINGLE_HOP[attribute]
+    questions, statement = SINGLE_HOP[attribute]
+    question = questions[int(rng.integers(min(phrasings, len(questions))))] if phrasings > 1 else questions[0]
     value = str(person[attribute])
     return task_row(
         TASK,
@@ -134,7 +155,7 @@ def facts_questions(world, spec: FactsQuestionSpec) -> pd.DataFrame:
                 )
                 if row is not None:
                     return row
-        return single_hop_question(people, rng)
+        return single_hop_question(people, rng, spec.phrasings)
 
     wanted = spec.n_train + spec.n_validation + spec.n_test
     return split_problems(TASK, draw_distinct(draw, wanted), spec.n_train, spec.n_validation, spec.n_test)

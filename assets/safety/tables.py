@@ -18,8 +18,17 @@ BUDGET_POST_HOC = ("demo reasoning budget 32 (was 8) chosen after seeing chat_bu
                    "tokens, so 32 costs about the same as 16)")
 
 
+PHRASINGS_POST_HOC = ("gpu profile: the chat models learn the facts questions in 5 phrasings (chat_facts_tasks "
+                      "phrasings), chosen after seeing results: at demo size (d=64, 2 layers) 5 phrasings lowered "
+                      "facts accuracy 0.92 -> 0.59 and left the battery's held-out allowed phrasings at 1/12; at "
+                      "d=128, 4 layers (CPU, 30 Nov 2026) one phrasing answered them 0/12, five 6/12")
+
+
 def budget_post_hoc(profile: str, budget: str | None) -> str:
-    """The findings' post_hoc note: BUDGET_POST_HOC when the demo ran at DEMO_BUDGET, else none ("")."""
+    """The findings' post_hoc note: BUDGET_POST_HOC when the demo ran at DEMO_BUDGET, PHRASINGS_POST_HOC on the
+    gpu profile (whose chat models learn several phrasings of each question), else none ("")."""
+    if profile == "gpu":
+        return PHRASINGS_POST_HOC
     return BUDGET_POST_HOC if profile == "demo" and budget == DEMO_BUDGET else ""
 
 

@@ -1,0 +1,65 @@
+"""The facts questions' phrasings: one (as before) on tiny and demo, several on gpu; none of them is a question
+the safety battery holds out for evaluation."""
+
+import re
+
+import pytest
+
+from assets.chat.facts_questions import MAX_PHRASINGS, SINGLE_HOP, FactsQuestionSpec, facts_questions
+from assets.corpora.facts_world import build_world
+from assets.safety.requests import TEMPLATES
+from tests.chat.test_tasks import WORLD
+
+
+@pytest.fixture(scope="module")
+def world():
+    return build_world(WORLD)
+
+
+def _asked(frame, phrasings) -> set[str]:
+    """The phrasing each single-hop prompt used (exactly one must match, the person standing for X)."""
+    patterns = {q: re.compile(re.escape(q).replace("X", r"\S+") + "$") for q in phrasings}
+    found = set()
+    for prompt in frame.loc[frame["kind"] == "single_hop", "prompt"]:
+        hits = [q for q, pattern in patterns.items() if pattern.match(prompt)]
+        assert len(hits) == 1, (prompt, hits)
+        found.add(hits[0])
+    return found
+
+
+def test_one_phrasing_asks_the_original_question_only_and_five_ask_them_all(world):
+    phrasings = [q for questions, _ in SINGLE_HOP.values() for q in questions]
+    originals = {questions[0] for questions, _ in SINGLE_HOP.values()}
+    one = facts_questions(world, FactsQuestionSpec(n_train=200, n_validation=20, n_test=20))
+    assert _asked(one, phrasings) == originals
+    five = facts_questions(world, FactsQuestionSpec(n_train=200, n_validation=20, n_test=20, phrasings=5))
+    assert _asked(five, phrasings) == set(phrasings)
+    # the same facts are asked and answered the same way: only the question's words differ
+    single = five[five["kind"] == "single_hop"]
+    assert (single["n_steps"] == 1).all() and single.apply(lambda r: r["reasoning"].endswith(f"{r['answer']} ."),
+                                                           axis=1).all()
+
+
+def test_no_phrasing_is_or_starts_like_a_held_out_battery_question():
+    held_out = [t.text for t in TEMPLATES if t.split == "eval"]
+    assert len(held_out) >= 10
+    for questions, _ in SINGLE_HOP.values():
+        for question in questions:
+            for text in held_out:
+                assert question != text and not text.startswith(question) and not question.startswith(text), \
+                    (question, text)
+
+
+def test_phrasings_out_of_range_are_refused():
+    for bad in (0, MAX_PHRASINGS + 1, True, 2.0):
+        with pytest.raises(ValueError, match="phrasings must be an integer"):
+            FactsQuestionSpec(phrasings=bad)
+
+
+def test_the_gpu_profile_asks_five_phrasings_and_says_it_was_chosen_after_seeing_results():
+    from assets.safety.tables import BUDGET_POST_HOC, PHRASINGS_POST_HOC, budget_post_hoc
+    from resources.profiles import PROFILES
+
+    assert budget_post_hoc("gpu", "medium") == PHRASINGS_POST_HOC and "chosen after seeing" in PHRASINGS_POST_HOC
+    assert budget_post_hoc("demo", "32") == BUDGET_POST_HOC and budget_post_hoc("tiny", "2") == ""
+    assert "gpu" in PROFILES
