@@ -189,11 +189,27 @@ def rl_record(model: dict, metrics: dict, sft_record: Mapping[str, Any], policy:
             "non_embedding_parameters": count_parameters(policy, non_embedding=True)}
 
 
+def shared_tokenizer(tokenizers: Mapping[str, Any], records: Mapping[str, dict]) -> Any:
+    """The one tokenizer the models ``tokenizers`` (name -> its own tokenizer) share; a clear error when they do
+    not (e.g. chat_rl trained before chat_tokenizer was materialized again with other words): asking a model in
+    another tokenizer's ids would fail or, with equal sizes, silently score the wrong words."""
+    names = list(tokenizers)
+    first = tokenizers[names[0]].get_vocab()
+    for name in names[1:]:
+        vocab = tokenizers[name].get_vocab()
+        if vocab != first:
+            raise ValueError(
+                f"models {names[0]!r} ({records[names[0]].get('model_uri')}, {len(first)} tokens) and {name!r} "
+                f"({records[name].get('model_uri')}, {len(vocab)} tokens) were trained with different chat "
+                "tokenizers: materialize the older one again (with what depends on it) so they share one")
+    return tokenizers[names[0]]
+
+
 def budget_accuracy_of(tracking: Any, compute: Any, settings: Any, records: Mapping[str, dict],
                        frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
     """Every registered model of ``records`` (name -> record) answering the tasks' test problems under each
     reasoning budget and effort level of ``settings``; one row per model x task x setting, with its model_uri.
-    The models share the chat tokenizer (the first one's is used)."""
+    The models must share one chat tokenizer (`shared_tokenizer`)."""
     from assets.chat.study import budget_accuracy, split_rows
     from assets.lm.registration import load_registered
     from assets.lm.threads import torch_threads
@@ -201,7 +217,7 @@ def budget_accuracy_of(tracking: Any, compute: Any, settings: Any, records: Mapp
     compute.seed_everything(settings.seed)
     device = compute.torch_device()
     models = {name: load_registered(record, tracking, device) for name, record in records.items()}
-    tokenizer = models[next(iter(models))][1]
+    tokenizer = shared_tokenizer({name: t for name, (_, t) in models.items()}, records)
     with torch_threads(settings.cpu_threads, device):
         table = budget_accuracy({n: m for n, (m, _) in models.items()}, tokenizer, split_rows(list(frames), "test"),
                                 settings.budgets, settings.efforts, k=settings.k, temperature=settings.temperature,
