@@ -98,15 +98,6 @@ def _batch(data: SFTData, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return ids[:, :-1], labels[:, 1:]
 
 
-def _to_device(tensor: torch.Tensor, device: str) -> torch.Tensor:
-    """`tensor` on `device`. To CUDA it goes from pinned memory with non_blocking=True: a copy from pageable
-    memory would make the host wait for the device's queue. The pinned copy is the caller's to drop: the
-    caching host allocator keeps its memory until the transfer is done."""
-    if device.startswith("cuda"):
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)
-
-
 def sft_loss(
     model: Any, data: SFTData, batch_size: int = 64, *, device: str = "cpu", bf16: bool = False,
     loss: Callable[..., torch.Tensor] | None = None,
@@ -117,6 +108,8 @@ def sft_loss(
     The batch losses are summed in float64 on the device and read back once."""
     import torch
 
+    from assets.lm.batches import to_device
+
     was_training = model.training
     model.eval()
     total, count = torch.zeros((), dtype=torch.float64, device=device), 0
@@ -125,7 +118,7 @@ def sft_loss(
             for start in range(0, len(data), batch_size):
                 x, y = _batch(data, torch.arange(start, min(start + batch_size, len(data))))
                 count += int((y != IGNORE_INDEX).sum())  # counted on the host, before the copy
-                x, y = _to_device(x, device), _to_device(y, device)
+                x, y = to_device(x, device), to_device(y, device)
                 total += (loss(x, y, "sum") if loss is not None else next_token_loss(model, x, y, "sum")).double()
     finally:
         model.train(was_training)
@@ -161,6 +154,7 @@ def _fit(model: Any, train: SFTData, cfg: TrainConfig, val: SFTData | None, on_l
     """`fit_sft`'s loop on `model` (already on cfg.device): a Hugging Face model or its fused view."""
     import torch
 
+    from assets.lm.batches import to_device
     from assets.lm.loss import NextTokenLoss
 
     device = cfg.device
@@ -223,7 +217,7 @@ def _fit(model: Any, train: SFTData, cfg: TrainConfig, val: SFTData | None, on_l
             rows = next_rows(micro)
             x, y = _batch(train, rows)
             with autocast:
-                loss = runner(_to_device(x, device), _to_device(y, device))
+                loss = runner(to_device(x, device), to_device(y, device))
             (loss / cfg.grad_accum_steps).backward()
             interval_loss += loss.detach() / cfg.grad_accum_steps
             interval_tokens += int(train.lengths[rows].sum())

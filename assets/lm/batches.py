@@ -16,6 +16,15 @@ import torch
 from assets.lm.data import EpochOrder, TokenStream
 
 
+def to_device(t: torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """``t`` on ``device``; a CPU tensor bound for CUDA goes through pinned memory with ``non_blocking=True``, so
+    the host does not wait for the copy (PyTorch keeps the pinned buffer alive until the copy is done). Every
+    trainer's batches take this path (the LM trainer here, chat SFT, the in-filler, the SGD-noise sweeps)."""
+    if torch.device(device).type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 class PrefetchedBatches:
     """Iterate ``total`` micro-batches (x, y) of ``rows`` global rows (this rank's slice), already on ``device``.
 
@@ -37,16 +46,13 @@ class PrefetchedBatches:
     ) -> None:
         self.stream, self.rows, self.total, self.generator = stream, rows, total, generator
         self.device, self.order, self.rank, self.world_size = device, order, rank, world_size
-        self.pinned = device.startswith("cuda") and torch.cuda.is_available()
 
     def _sample(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.order is None:
             x, y = self.stream.get_batch(self.rows, self.generator, rank=self.rank, world_size=self.world_size)
         else:
             x, y = self.order.get_batch(self.stream, self.rows, rank=self.rank, world_size=self.world_size)
-        if self.pinned:
-            x, y = x.pin_memory(), y.pin_memory()
-        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        return to_device(x, self.device), to_device(y, self.device)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.total < 1:

@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from assets.lm.batches import to_device
 from assets.sgd_noise.data import OFFLINE, ONLINE, TokenWindows, check_regime
-from assets.sgd_noise.synthetic import to_device
 
 _STREAM_ONLINE_DOCS, _STREAM_OFFLINE_DOCS, _STREAM_HELDOUT_DOCS = 11, 12, 13
 

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from assets.lm.batches import to_device
 from assets.sgd_noise.data import OFFLINE, ONLINE, SyntheticStream, TeacherTask, _generator, check_regime
 
 _STREAM_INIT = 7
@@ -90,14 +91,6 @@ def logits(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         x = x.expand(params["w1"].shape[0], -1, -1)
     hidden = torch.relu(torch.baddbmm(params["b1"][:, None, :], x, params["w1"]))
     return torch.baddbmm(params["b2"][:, None, :], hidden, params["w2"])
-
-
-def to_device(t: torch.Tensor, device: str | torch.device) -> torch.Tensor:
-    """``t`` on ``device``; a CPU tensor bound for CUDA goes through pinned memory with ``non_blocking=True``, so
-    the host does not wait for the copy (PyTorch keeps the pinned buffer alive until the copy is done)."""
-    if torch.device(device).type == "cuda" and t.device.type == "cpu":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t.to(device)
 
 
 def train_group(task: TeacherTask, regime: str, batch_size: int, specs: Sequence[RunSpec], sweep: SweepSpec,

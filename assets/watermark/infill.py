@@ -248,16 +248,12 @@ def train_infiller(model: Any, examples: np.ndarray, spans: np.ndarray, cfg: Any
     import torch
     import torch.nn.functional as F
 
+    from assets.lm.batches import to_device
     from assets.lm.training import CURVE_COLUMNS, configure_optimizer, lr_at
 
     device = cfg.device
     data = torch.as_tensor(examples, dtype=torch.long)
     weight = torch.where(torch.as_tensor(middle_mask(spans, data.size(1))), 1.0, float(context_weight))[:, 1:]
-    pinned = device.startswith("cuda") and torch.cuda.is_available()
-
-    def to_device(batch):
-        return batch.pin_memory().to(device, non_blocking=True) if pinned else batch.to(device)
-
     model.to(device).train()
     optimizer = configure_optimizer(model, cfg, device.split(":")[0])
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -286,7 +282,7 @@ def train_infiller(model: Any, examples: np.ndarray, spans: np.ndarray, cfg: Any
         position += cfg.batch_size
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
-        x, y, w = to_device(data[idx, :-1]), to_device(data[idx, 1:]), to_device(weight[idx])
+        x, y, w = (to_device(t, device) for t in (data[idx, :-1], data[idx, 1:], weight[idx]))
         with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.bf16):
             logits = model(input_ids=x, use_cache=False).logits
         ce = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="none")
