@@ -57,9 +57,17 @@ def test_phrasings_out_of_range_are_refused():
 
 
 def test_the_gpu_profile_asks_five_phrasings_and_says_it_was_chosen_after_seeing_results():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
     from assets.safety.tables import BUDGET_POST_HOC, PHRASINGS_POST_HOC, budget_post_hoc
-    from resources.profiles import PROFILES
 
     assert budget_post_hoc("gpu", "medium") == PHRASINGS_POST_HOC and "chosen after seeing" in PHRASINGS_POST_HOC
     assert budget_post_hoc("demo", "32") == BUDGET_POST_HOC and budget_post_hoc("tiny", "2") == ""
-    assert "gpu" in PROFILES
+    probe = "from assets.chat.defs import FactsTasksConfig; print(FactsTasksConfig().phrasings)"
+    for profile, expected in (("gpu", "5"), ("demo", "1")):  # defaults resolve at import: a fresh interpreter
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).resolve().parents[2], env={**os.environ, "REPROLAB_PROFILE": profile})
+        assert out.stdout.split()[-1] == expected, (profile, out.stdout, out.stderr)
