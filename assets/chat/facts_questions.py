@@ -158,7 +158,14 @@ def facts_questions(world, spec: FactsQuestionSpec) -> pd.DataFrame:
         return single_hop_question(people, rng, spec.phrasings)
 
     wanted = spec.n_train + spec.n_validation + spec.n_test
-    return split_problems(TASK, draw_distinct(draw, wanted), spec.n_train, spec.n_validation, spec.n_test)
+    return split_problems(TASK, draw_distinct(draw, wanted, key=_problem), spec.n_train, spec.n_validation,
+                          spec.n_test)
+
+
+def _problem(row: dict) -> tuple[str, str]:
+    """What makes two questions the same problem: a single-hop question's fact (its trace names the person,
+    the attribute and the value), whatever phrasing asks it, so no fact is in two splits; else its words."""
+    return ("single_hop", row["reasoning"]) if row["kind"] == "single_hop" else (row["system"], row["prompt"])
 
 
 def check_facts(row: dict | pd.Series, answer: str) -> bool:

@@ -105,21 +105,22 @@ def split_problems(
     return frame[TASK_COLUMNS]
 
 
-def draw_distinct(draw, wanted: int, *, max_tries_per_row: int = 50) -> list[dict]:
-    """Call `draw()` (one problem row) until `wanted` distinct prompts (system + prompt) are collected.
+def draw_distinct(draw, wanted: int, *, max_tries_per_row: int = 50, key=None) -> list[dict]:
+    """Call `draw()` (one problem row) until `wanted` distinct problems are collected: distinct prompts
+    (system + prompt), or distinct `key(row)` when given (e.g. the fact a question asks, whatever its words).
 
     Gives up after wanted * max_tries_per_row draws and returns what it has (the caller reports the
     shortfall).
     """
-    seen: set[tuple[str, str]] = set()
+    seen: set = set()
     rows: list[dict] = []
     for _ in range(max(wanted, 1) * max_tries_per_row):
         if len(rows) == wanted:
             break
         row = draw()
-        key = (row["system"], row["prompt"])
-        if key not in seen:
-            seen.add(key)
+        identity = (row["system"], row["prompt"]) if key is None else key(row)
+        if identity not in seen:
+            seen.add(identity)
             rows.append(row)
     return rows
 

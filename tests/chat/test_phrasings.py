@@ -40,6 +40,15 @@ def test_one_phrasing_asks_the_original_question_only_and_five_ask_them_all(worl
                                                            axis=1).all()
 
 
+def test_a_fact_asked_in_another_phrasing_is_the_same_problem_and_in_one_split_only(world):
+    # without this, five phrasings put 9 of 24 test facts into train as well (a review found it)
+    frame = facts_questions(world, FactsQuestionSpec(seed=2, n_train=300, n_validation=30, n_test=60, phrasings=5))
+    single = frame[frame["kind"] == "single_hop"]
+    assert len(single) > 100 and single["reasoning"].is_unique  # each fact (person, attribute, value) once
+    assert set(single.loc[single["split"] == "train", "reasoning"]).isdisjoint(
+        single.loc[single["split"] != "train", "reasoning"])
+
+
 def test_no_phrasing_is_or_starts_like_a_held_out_battery_question():
     held_out = [t.text for t in TEMPLATES if t.split == "eval"]
     assert len(held_out) >= 10
