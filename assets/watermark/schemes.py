@@ -44,7 +44,8 @@ class Scheme:
     texts_from: str = ""
     device: str = field(default="cpu", compare=False)  # where EXP / EXP-edit's alignment runs
     _state: Any = field(default=None, repr=False)
-    _key_placed: Any = field(default=None, repr=False, compare=False)  # EXP: (device, ξ there), copied once
+    # EXP: (device, ξ there), copied once; not an __init__ field, so dataclasses.replace starts a new cache
+    _key_placed: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -171,3 +171,20 @@ def test_exp_detection_keeps_its_key_on_the_device_and_its_dynamic_programme_the
     with CrossDeviceOps() as ops:
         statistics = [exp_mod.exp_statistic(cost, 4), exp_mod.edit_statistic(cost, 0.4, 4)]
     assert ops.count == 0 and all(s.device.type == "meta" and s.shape == (3,) for s in statistics)
+
+
+def test_a_replaced_scheme_detects_with_its_own_key():
+    # the placed copy of ξ is a cache, not state: dataclasses.replace(key=...) must not carry the old key over
+    import dataclasses
+
+    import torch
+
+    from assets.watermark.schemes import Scheme
+
+    old = Scheme("exp", "exp", 50, key=1, key_length=8)
+    tokens = torch.randint(0, 50, (3, 12), generator=torch.Generator().manual_seed(0))
+    old.detect(tokens)  # fills the cache
+    new = dataclasses.replace(old, key=123)
+    fresh = Scheme("exp", "exp", 50, key=123, key_length=8)
+    assert (new.detect(tokens)["statistic"] == fresh.detect(tokens)["statistic"]).all()
+    assert not (new.detect(tokens)["statistic"] == old.detect(tokens)["statistic"]).all()
