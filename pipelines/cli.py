@@ -113,7 +113,10 @@ def demo_run_config(job, paths: list[str] | None, verbose: bool = False) -> dict
 
     run_config: dict = {} if verbose else {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     for path in paths or []:
-        loaded = yaml.safe_load(Path(path).read_text())
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--config {path}: not valid YAML: {exc}") from exc
         if not isinstance(loaded, dict):
             raise ValueError(f"--config {path}: expected a YAML mapping (a Dagster run config), got "
                              f"{type(loaded).__name__}")

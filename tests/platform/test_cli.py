@@ -68,4 +68,8 @@ def test_demo_run_config_merges_files_over_the_log_level_and_names_a_bad_one(tmp
     listed.write_text("- bf16\n")
     with pytest.raises(ValueError, match="expected a YAML mapping"):
         demo_run_config(job, [str(listed)])
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("resources: [\n")
+    with pytest.raises(ValueError, match=r"broken\.yaml: not valid YAML"):
+        demo_run_config(job, [str(broken)])
     assert main(["demo", "--config", str(typo)]) == 2  # refused before any run starts
