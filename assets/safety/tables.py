@@ -21,7 +21,7 @@ BUDGET_POST_HOC = ("demo reasoning budget 32 (was 8) chosen after seeing chat_bu
 PHRASINGS_POST_HOC = ("gpu profile: the chat models learn the facts questions in 5 phrasings (chat_facts_tasks "
                       "phrasings), chosen after seeing results: at demo size (d=64, 2 layers) 5 phrasings lowered "
                       "facts accuracy 0.92 -> 0.59 and left the battery's held-out allowed phrasings at 1/12; at "
-                      "d=128, 4 layers (CPU, 30 Nov 2026) one phrasing answered them 0/12, five 6/12")
+                      "d=128, 4 layers (CPU, 30 Nov 2026) one phrasing answered them 0/12, five 9/12")
 
 
 def budget_post_hoc(profile: str, budget: str | None) -> str:
