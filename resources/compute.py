@@ -23,6 +23,12 @@ class Compute(dg.ConfigurableResource):
 
     ``device``: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``. ``bf16`` and ``compile``:
     ``auto`` turns them on on CUDA only. ``seed`` is the base seed that ``seed_everything`` applies.
+
+    ``tf32`` (on by default; CUDA only) is for the float32 work that bf16 autocast does not cover (generation,
+    scoring, probes, detectors, the parity and synthetic SGD-noise trainers): TensorFloat-32 tensor-core
+    matmuls (10-bit mantissa, float32 range; about 7x the float32 matmul rate of an H100/H200). It is set for
+    the step's process when the resource is set up and recorded in ``hardware()``; ``tf32=False`` keeps IEEE
+    float32 matmuls. CPU matmuls are unaffected.
     """
 
     device: str = Field(default="auto", description="auto (CUDA when present), cpu, cuda or cuda:N")
@@ -30,6 +36,8 @@ class Compute(dg.ConfigurableResource):
                                                                           "(auto: on CUDA only)")
     compile: Literal["auto", "on", "off"] = Field(default="auto", description="torch.compile the model "
                                                                              "(auto: on CUDA only)")
+    tf32: bool = Field(default=True, description="TensorFloat-32 matmuls for float32 work on CUDA (no effect on "
+                                                  "CPU)")
     seed: int = Field(default=0, description="base seed that seed_everything applies (python, numpy, torch)")
     cpu_threads: int = Field(default=0, description="torch CPU threads (0: torch's default)")
 
@@ -49,6 +57,17 @@ class Compute(dg.ConfigurableResource):
 
     def use_compile(self) -> bool:
         return self.compile == "on" or (self.compile == "auto" and self.torch_device().startswith("cuda"))
+
+    def use_tf32(self) -> bool:
+        return self.tf32 and self.torch_device().startswith("cuda")
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """On CUDA, apply ``tf32`` to the step's process (torch's float32 matmul precision: "high" allows
+        TF32, "highest" does not). A CPU run leaves the process's setting as it found it."""
+        import torch
+
+        if self.torch_device().startswith("cuda"):
+            torch.set_float32_matmul_precision("high" if self.tf32 else "highest")
 
     def autocast(self):
         """bf16 autocast on the chosen device when enabled, else a no-op context."""
@@ -84,6 +103,7 @@ class Compute(dg.ConfigurableResource):
             "torch_threads": torch.get_num_threads(),
             "bf16": self.use_bf16(),
             "compile": self.use_compile(),
+            "tf32": self.use_tf32(),
             "host": platform.node(),
         }
         return record

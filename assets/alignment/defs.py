@@ -172,12 +172,13 @@ def alignment_rl(context: dg.AssetExecutionContext, config: AlignmentRLConfig, t
     """Deliberative alignment's RL stage: the deliberative SFT model trained with GRPO on the same train prompts,
     rewarded by the policy-aware judge on the final answer only (the reasoning is never graded);
     alignment-deliberative-rl."""
-    from assets.alignment.training import grpo_config_of, train_deliberative_rl
+    from assets.alignment.training import train_deliberative_rl
     from assets.chat.plots import training_figure
+    from assets.chat.rl import GRPOConfig
     from assets.lm.threads import torch_threads
 
     device = compute.torch_device()
-    cfg = grpo_config_of(config.model_dump(), device)
+    cfg = GRPOConfig.of(config.model_dump(), device, bf16=compute.use_bf16())
     with torch_threads(config.cpu_threads, device):
         record, curve = train_deliberative_rl(context, tracking, compute, alignment_sft_models["models"]["deliberative"],
                                               alignment_sft_data, cfg, aliases=config.aliases)

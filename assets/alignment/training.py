@@ -32,14 +32,6 @@ def registered_name(method: str, stage: str = "sft") -> str:
     return f"alignment-{method.replace('_', '-')}-{stage}"
 
 
-def grpo_config_of(params: Mapping[str, Any], device: str) -> Any:
-    """The chat room's GRPOConfig from a config's fields (the ones GRPOConfig has), on `device`."""
-    from assets.chat.rl import GRPOConfig
-
-    fields = {f.name for f in dataclasses.fields(GRPOConfig)}
-    return GRPOConfig(**{k: v for k, v in params.items() if k in fields}, device=device)
-
-
 def train_sft_methods(context: Any, tracking: Any, compute: Any, display: Any, start: Mapping[str, Any],
                       table: pd.DataFrame, train_config: Any, *, methods: Sequence[str] = METHODS,
                       aliases: Sequence[str] = ("current",), params: Mapping[str, Any] | None = None,

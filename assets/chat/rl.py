@@ -21,9 +21,10 @@ bias only while a policy still puts mass on banned tokens.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +56,10 @@ class GRPOConfig:
     """steps: policy updates rounds; each samples prompts_per_step prompts x group_size completions.
     updates_per_batch: gradient steps on each batch of rollouts (1: the ratio is 1 at the step and the
     clip only matters from the second update). Constant learning rate (AdamW), gradient clipping by norm.
-    budget / max_answer_tokens / temperature: how rollouts are sampled (`generate_with_budget`)."""
+    budget / max_answer_tokens / temperature: how rollouts are sampled (`generate_with_budget`).
+    bf16: bfloat16 autocast for the rollouts and the update's forward passes (what `Compute.use_bf16` turns on
+    on CUDA); log-probabilities, ratios, advantages and the KL are float32 in either case. The ratio of the
+    first update is exactly 1 either way: the sampling policy's log-probabilities are that same forward's."""
 
     steps: int = 50
     prompts_per_step: int = 8
@@ -72,6 +76,7 @@ class GRPOConfig:
     rollout_batch_size: int = 64
     seed: int = 0
     device: str = "cpu"
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         for name in (
@@ -101,6 +106,13 @@ class GRPOConfig:
             )
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"GRPOConfig.grad_clip must be None or > 0, got {self.grad_clip!r}")
+
+    @classmethod
+    def of(cls, settings: Mapping[str, Any], device: str, *, bf16: bool = False) -> GRPOConfig:
+        """The config from the fields of ``settings`` (e.g. a Dagster Config's dump) that it has, others
+        ignored, on ``device`` with bf16 autocast as given."""
+        fields = {f.name for f in dataclasses.fields(cls)} - {"device", "bf16"}
+        return cls(**{k: v for k, v in settings.items() if k in fields}, device=device, bf16=bf16)
 
 
 @dataclass
@@ -183,6 +195,7 @@ def grpo(
     order_rng = np.random.default_rng([cfg.seed, 18, 5])
     order, position = order_rng.permutation(len(rows)), 0
     curve, started = [], time.perf_counter()
+    autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.bf16)
     for step in range(1, cfg.steps + 1):
         picked = []
         while len(picked) < cfg.prompts_per_step:
@@ -192,17 +205,18 @@ def grpo(
             position += 1
         batch = rows.iloc[picked].reset_index(drop=True)
         t0 = time.perf_counter()
-        samples = generate_with_budget(
-            policy,
-            tokenizer,
-            [prompt_messages(r) for _, r in batch.iterrows()],
-            cfg.budget,
-            k=cfg.group_size,
-            temperature=cfg.temperature,
-            max_answer_tokens=cfg.max_answer_tokens,
-            batch_size=cfg.rollout_batch_size,
-            seed=derived_seed(cfg.seed, step),  # chunk seeds are derived from it in turn
-        )
+        with autocast:
+            samples = generate_with_budget(
+                policy,
+                tokenizer,
+                [prompt_messages(r) for _, r in batch.iterrows()],
+                cfg.budget,
+                k=cfg.group_size,
+                temperature=cfg.temperature,
+                max_answer_tokens=cfg.max_answer_tokens,
+                batch_size=cfg.rollout_batch_size,
+                seed=derived_seed(cfg.seed, step),  # chunk seeds are derived from it in turn
+            )
         rollout_seconds = time.perf_counter() - t0
         sample_rows = batch.iloc[samples["prompt_index"].to_numpy()].reset_index(drop=True)
         rewards = np.asarray(reward(sample_rows, samples["answer"].tolist()), dtype=np.float64)
@@ -216,14 +230,15 @@ def grpo(
         )
         sequences, targets, mask = (t.to(device) for t in rollout_tensors(samples))
         n_tokens = mask.sum(1).clamp(min=1)
-        with torch.no_grad():
+        with torch.no_grad(), autocast:
             ref_logp = (
                 token_logprobs(reference, sequences, targets, cfg.temperature) if cfg.beta > 0 else None
             )
         policy.train()
         old_logp = None
         for _ in range(cfg.updates_per_batch):
-            logp = token_logprobs(policy, sequences, targets, cfg.temperature)
+            with autocast:
+                logp = token_logprobs(policy, sequences, targets, cfg.temperature)
             if old_logp is None:
                 old_logp = logp.detach()  # the policy that sampled (up to numerics)
             ratio = (logp - old_logp).exp()

@@ -75,14 +75,6 @@ def log_tokenizer(tracking: Any, tokenizer: Any, dagster_run_id: str) -> dict:
             "mlflow_run_id": run_id, "mlflow_link": tracking.run_link(run_id)}
 
 
-def grpo_settings(settings: Mapping[str, Any], device: str):
-    """`GRPOConfig` from the fields of ``settings`` (a Config's dump) that it has, on ``device``."""
-    from assets.chat.rl import GRPOConfig
-
-    fields = {f.name for f in dataclasses.fields(GRPOConfig)}
-    return GRPOConfig(**{k: v for k, v in settings.items() if k in fields}, device=device)
-
-
 def pretrain_chat_base(context: Any, tracking: Any, compute: Any, settings: Any, tokenizer_record: dict,
                        documents: pd.DataFrame, frames: list[pd.DataFrame], display: Any) -> tuple[dict, dict]:
     """chat-base: the LM family's decoder pretrained on the facts documents plus the tasks as plain text,
@@ -140,6 +132,7 @@ def train_chat_rl(tracking: Any, compute: Any, settings: Any, sft_record: dict, 
                   dagster_run_id: str, log: Callable[[str], None]) -> tuple[dict, dict, pd.DataFrame]:
     """chat-rl: chat-sft trained with GRPO on the train problems of ``settings.tasks`` against the frozen SFT
     model, registered as chat-rl. Returns (record, metrics, reward curve)."""
+    from assets.chat.rl import GRPOConfig
     from assets.chat.study import rows_of_tasks, split_rows
     from assets.lm.registration import ProgressLog, load_registered
     from assets.lm.threads import torch_threads
@@ -148,7 +141,7 @@ def train_chat_rl(tracking: Any, compute: Any, settings: Any, sft_record: dict, 
     policy, tokenizer = load_registered(sft_record, tracking, device)
     reference, _ = load_registered(sft_record, tracking, device)
     rows = rows_of_tasks(split_rows(list(frames), "train"), settings.tasks)
-    cfg = grpo_settings(settings.model_dump(), device)
+    cfg = GRPOConfig.of(settings.model_dump(), device, bf16=compute.use_bf16())
     progress = ProgressLog(log, cfg.steps, "chat-rl")
     params = {**settings.model_dump(), "sft_model_uri": sft_record["model_uri"], "prompts": len(rows), "device": device}
     compute.seed_everything(settings.seed)

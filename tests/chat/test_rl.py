@@ -1,5 +1,7 @@
 """GRPO: group-relative advantages, forced tokens out of the objective, and a reward that goes up."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -55,7 +57,8 @@ def test_forced_tokens_are_out_of_the_objective(problems, small_tokenizer):
         assert s["forced"][-1] and s["forced"][s["reasoning_tokens"] + 1]
 
 
-def test_grpo_raises_a_verifiable_reward(problems, small_tokenizer):
+@pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16"])
+def test_grpo_raises_a_verifiable_reward(problems, small_tokenizer, bf16):
     train, val = problems[problems.split == "train"], problems[problems.split == "validation"]
     conversations = [prompt_messages(r) for _, r in val.iterrows()]
 
@@ -78,19 +81,25 @@ def test_grpo_raises_a_verifiable_reward(problems, small_tokenizer):
         max_answer_tokens=1,
         seed=0,
     )
+    cfg = dataclasses.replace(cfg, bf16=bf16)  # bf16 autocast, as on CUDA (forced on here on CPU)
     reference = make_model(small_tokenizer, seed=0, size=SIZE)
+    head_dtypes = set()
+    hook = policy.lm_head.register_forward_hook(lambda module, args, out: head_dtypes.add(out.dtype))
     result = grpo(policy, small_tokenizer, train, first_word_is_target, cfg, reference=reference)
+    hook.remove()
+    assert head_dtypes == {torch.bfloat16 if bf16 else torch.float32}  # rollouts and updates alike
     after = success_rate(policy)
     curve = result.curve
     print(
         f"GRPO reward {before:.3f} -> {after:.3f}; curve {curve['mean_reward'].iloc[:5].mean():.3f} -> "
         f"{curve['mean_reward'].iloc[-5:].mean():.3f} in {result.seconds:.1f}s, "
-        f"{curve['rollouts_per_s'].median():.0f} rollouts/s"
+        f"{curve['rollouts_per_s'].median():.0f} rollouts/s ({'bf16' if bf16 else 'float32'})"
     )
     # From about 1/26 to most answers (0.99 with these seeds; seeds 1-3 give 0.91-0.99).
     assert before < 0.1 and after > before + 0.5
     assert curve["mean_reward"].iloc[-5:].mean() > curve["mean_reward"].iloc[:5].mean() + 0.5
     assert list(curve["step"]) == list(range(1, 31)) and curve["kl"].iloc[-1] > 0
+    assert curve["kl"].iloc[0] == 0  # policy == reference at the first step: the same forward, bf16 or not
     assert (curve["mean_reasoning_tokens"] <= 2).all()
     # The reference stays where it was; the policy moved.
     for name, value in reference.state_dict().items():

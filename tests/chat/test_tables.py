@@ -4,7 +4,8 @@ setting, the GRPO settings and the MLflow datasets of each split (each rule show
 import pandas as pd
 
 from assets.chat import validity
-from assets.chat.runs import grpo_settings, pretraining_datasets, rl_record, task_datasets
+from assets.chat.rl import GRPOConfig
+from assets.chat.runs import pretraining_datasets, rl_record, task_datasets
 from assets.chat.tables import (
     accuracy_by_setting,
     problems_by_kind,
@@ -43,12 +44,14 @@ def test_budget_table_rules_and_accuracy_by_setting():
     assert list(pivot.columns) == ["model", "task", "budget 0", "budget 8"] and pivot["budget 8"].iloc[0] == 0.5
 
 
-def test_grpo_settings_datasets_and_rl_record(tokenizer):
+def test_grpo_config_of_settings_datasets_and_rl_record(tokenizer):
     from assets.lm.model import count_parameters
     from tests.chat.conftest import make_model
 
-    cfg = grpo_settings({"steps": 3, "beta": 0.1, "aliases": ["current"], "tasks": ["facts"]}, "cpu")
-    assert cfg.steps == 3 and cfg.beta == 0.1 and cfg.device == "cpu"
+    cfg = GRPOConfig.of({"steps": 3, "beta": 0.1, "aliases": ["current"], "tasks": ["facts"], "device": "cuda"},
+                        "cpu", bf16=True)
+    assert cfg.steps == 3 and cfg.beta == 0.1 and cfg.device == "cpu" and cfg.bf16
+    assert not GRPOConfig.of({}, "cpu").bf16
     train, val = pretraining_datasets(["a b", "c"], ["d"])
     assert (train.name, train.rows, val.split, val.source) == ("chat-pretraining-train", 2, "validation",
                                                               "facts_documents + chat tasks")

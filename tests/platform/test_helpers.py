@@ -34,8 +34,31 @@ def test_compute_seeds_and_records_hardware():
     assert torch.equal(a, torch.randn(3))
     hw = compute.hardware()
     assert hw["device"] == "cpu" and hw["bf16"] is False and hw["compile"] is False and hw["torch"]
+    assert hw["tf32"] is False  # TF32 is a CUDA matter
     with pytest.raises(ConfigurationError, match="device='tpu'"):
         Compute(device="tpu").torch_device()
+
+
+def test_compute_sets_the_float32_matmul_precision_of_the_step(monkeypatch):
+    import torch
+
+    seen = []
+
+    @dg.asset
+    def matmul_precision(compute: Compute) -> None:
+        seen.append(torch.get_float32_matmul_precision())
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # device "auto" resolves to CUDA
+    try:
+        for tf32 in (True, False):
+            assert dg.materialize([matmul_precision], resources={"compute": Compute(tf32=tf32)}).success
+        assert Compute().use_tf32() and not Compute(tf32=False).use_tf32()
+        monkeypatch.undo()
+        torch.set_float32_matmul_precision("medium")
+        assert dg.materialize([matmul_precision], resources={"compute": Compute(device="cpu")}).success
+    finally:
+        torch.set_float32_matmul_precision("highest")
+    assert seen == ["high", "highest", "medium"]  # a CPU run leaves the process's setting alone
 
 
 def test_figure_metadata_embeds_png(tmp_path):
