@@ -156,6 +156,7 @@ def _fit(model: Any, train: SFTData, cfg: TrainConfig, val: SFTData | None, on_l
 
     from assets.lm.batches import to_device
     from assets.lm.loss import NextTokenLoss
+    from assets.lm.readback import DeviceScalars
 
     device = cfg.device
     device_type = device.split(":")[0]
@@ -181,8 +182,7 @@ def _fit(model: Any, train: SFTData, cfg: TrainConfig, val: SFTData | None, on_l
         return torch.cat(taken)
 
     rows_out: list[dict] = []
-    # Curve rows waiting for their train loss: (row, summed loss on the device, steps summed).
-    pending: list[tuple[dict, torch.Tensor, int]] = []
+    losses = DeviceScalars(cfg.loss_readback_steps)  # (row, steps summed) -> summed train loss, on the device
     tokens, interval_steps, interval_tokens, window_tokens = 0, 0, 0, 0
     interval_loss = torch.zeros((), device=device)
     started = window_start = time.perf_counter()
@@ -194,11 +194,11 @@ def _fit(model: Any, train: SFTData, cfg: TrainConfig, val: SFTData | None, on_l
             on_log(dict(row))
 
     def read_back() -> list[dict]:
-        """One host sync: the pending rows with their train losses, in order; raises at a non-finite loss."""
-        losses = torch.stack([summed for _, summed, _ in pending]).tolist()
+        """One host sync: the waiting rows with their train losses, in order; raises at a non-finite loss."""
+        summed_losses = losses.read_back()
         tokens_per_s = window_tokens / max(time.perf_counter() - window_start, 1e-9)
         done = []
-        for (row, _, n_steps), summed in zip(pending, losses, strict=True):
+        for (row, n_steps), summed in summed_losses:
             row.update(train_loss=summed / n_steps, tokens_per_s=tokens_per_s)
             if not math.isfinite(row["train_loss"]):
                 publish(done)  # what a step-by-step check would have logged before raising
@@ -206,7 +206,6 @@ def _fit(model: Any, train: SFTData, cfg: TrainConfig, val: SFTData | None, on_l
                     f"SFT loss is {row['train_loss']} at step {row['step']} (lr {row['learning_rate']:.3g})"
                 )
             done.append(row)
-        pending.clear()
         return done
 
     for step in range(1, cfg.max_steps + 1):
@@ -232,9 +231,9 @@ def _fit(model: Any, train: SFTData, cfg: TrainConfig, val: SFTData | None, on_l
             window_tokens += interval_tokens
             row = dict.fromkeys(CURVE_COLUMNS, float("nan"))
             row.update(step=step, tokens=tokens, learning_rate=lr)
-            pending.append((row, interval_loss, interval_steps))
+            losses.add((row, interval_steps), interval_loss)
             interval_loss, interval_steps, interval_tokens = torch.zeros((), device=device), 0, 0
-        if not pending or not (do_eval or step % cfg.loss_readback_steps == 0 or step == cfg.max_steps):
+        if not (do_eval or step == cfg.max_steps or losses.due(step)):
             continue
         logged = read_back()
         if do_eval:  # the evaluation step is the last row read back

@@ -319,6 +319,7 @@ def _loop(model, cfg: TrainConfig, device: str, dist_: Dist, train_stream, val_s
 
     from assets.lm.batches import PrefetchedBatches
     from assets.lm.loss import NextTokenLoss
+    from assets.lm.readback import DeviceScalars
 
     device_type = device.split(":")[0]
     context_length = train_stream.context_length
@@ -348,8 +349,7 @@ def _loop(model, cfg: TrainConfig, device: str, dist_: Dist, train_stream, val_s
                              world_size=dist_.world_size, loss=scorer)
 
     rows: list[dict] = []
-    # Rows waiting for their train loss: (row without train_loss, summed loss on the device, steps summed).
-    pending: list[tuple[dict, torch.Tensor, int]] = []
+    losses = DeviceScalars(cfg.loss_readback_steps)  # (row, steps summed) -> summed train loss, on the device
     first_loss: list[float] = []  # the first logged train loss, the divergence guard's reference
     val_loss = float("nan")
     interval_loss = torch.zeros((), device=device)
@@ -357,17 +357,14 @@ def _loop(model, cfg: TrainConfig, device: str, dist_: Dist, train_stream, val_s
     started = window_start = time.perf_counter()
 
     def read_back() -> list[dict]:
-        """One host sync: read the pending losses, time the window, run the guard; the rows, in order."""
-        losses = dist_.all_reduce_sum(torch.stack([loss for _, loss, _ in pending])) / dist_.world_size
+        """One host sync: read the waiting losses, time the window, run the guard; the rows, in order."""
+        summed_losses = losses.read_back(lambda summed: dist_.all_reduce_sum(summed) / dist_.world_size)
         tokens_per_s = window_steps * tokens_per_step / max(time.perf_counter() - window_start, 1e-9)
-        done = []
-        for (row, _, n_steps), summed in zip(pending, losses.tolist(), strict=True):
+        for (row, n_steps), summed in summed_losses:
             row.update(train_loss=summed / n_steps, tokens_per_s=tokens_per_s)
             _guard(row["step"], row["train_loss"], first_loss[0] if first_loss else None, cfg, "train")
             first_loss[:] = first_loss or [row["train_loss"]]
-            done.append(row)
-        pending.clear()
-        return done
+        return [row for (row, _), _ in summed_losses]
 
     for step in range(1, cfg.max_steps + 1):
         lr = lr_at(step, cfg)
@@ -394,9 +391,9 @@ def _loop(model, cfg: TrainConfig, device: str, dist_: Dist, train_stream, val_s
         if do_eval or step % cfg.log_interval == 0:
             row = dict.fromkeys(CURVE_COLUMNS, float("nan"))
             row.update(step=step, tokens=step * tokens_per_step, learning_rate=lr)
-            pending.append((row, interval_loss, interval_steps))
+            losses.add((row, interval_steps), interval_loss)
             interval_loss, interval_steps = torch.zeros((), device=device), 0
-        if not pending or not (do_eval or step % cfg.loss_readback_steps == 0):
+        if not (do_eval or losses.due(step)):
             continue
         logged = read_back()
         if do_eval:  # the evaluation step is the last row read back

@@ -249,6 +249,7 @@ def train_infiller(model: Any, examples: np.ndarray, spans: np.ndarray, cfg: Any
     import torch.nn.functional as F
 
     from assets.lm.batches import to_device
+    from assets.lm.readback import DeviceScalars
     from assets.lm.training import CURVE_COLUMNS, configure_optimizer, lr_at
 
     device = cfg.device
@@ -258,22 +259,21 @@ def train_infiller(model: Any, examples: np.ndarray, spans: np.ndarray, cfg: Any
     optimizer = configure_optimizer(model, cfg, device.split(":")[0])
     generator = torch.Generator().manual_seed(cfg.seed)
     order, position, rows, started = torch.randperm(len(data), generator=generator), 0, [], time.time()
-    losses, waiting, last_read = [], [], 0  # step losses on the device; logged rows without train_loss
+    losses, waiting = DeviceScalars(cfg.loss_readback_steps), {}  # step -> its loss; step -> row without train_loss
 
     def read_back() -> None:
-        values = iter(torch.stack(losses).tolist())
-        for row, n in waiting:
-            total = 0.0
-            for _ in range(n):
-                total += next(values)
-            if not np.isfinite(total):
-                raise ValueError(f"in-filler training diverged at step {row['step']} (loss {total})")
-            row["train_loss"] = total / n
-            rows.append(row)
-            if on_log is not None:
-                on_log(dict(row))
-        losses.clear()
-        waiting.clear()
+        total, n = 0.0, 0
+        for step, value in losses.read_back():
+            total, n = total + value, n + 1
+            if step in waiting:  # a logged step: its row's train loss is the mean over the n steps up to it
+                row = waiting.pop(step)
+                if not np.isfinite(total):
+                    raise ValueError(f"in-filler training diverged at step {step} (loss {total})")
+                row["train_loss"] = total / n
+                rows.append(row)
+                if on_log is not None:
+                    on_log(dict(row))
+                total, n = 0.0, 0
 
     for step in range(1, cfg.max_steps + 1):
         if position + cfg.batch_size > len(order):
@@ -292,15 +292,13 @@ def train_infiller(model: Any, examples: np.ndarray, spans: np.ndarray, cfg: Any
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.detach())
+        losses.add(step, loss)
         if step % cfg.log_interval == 0 or step == cfg.max_steps:
-            n = step % cfg.log_interval or cfg.log_interval
-            waiting.append(({"step": step, "tokens": step * cfg.batch_size * x.size(1), "train_loss": float("nan"),
+            waiting[step] = {"step": step, "tokens": step * cfg.batch_size * x.size(1), "train_loss": float("nan"),
                              "val_loss": float("nan"), "learning_rate": lr_at(step, cfg),
-                             "tokens_per_s": step * cfg.batch_size * x.size(1) / (time.time() - started)}, n))
-            if step - last_read >= cfg.loss_readback_steps or step == cfg.max_steps:
+                             "tokens_per_s": step * cfg.batch_size * x.size(1) / (time.time() - started)}
+            if len(losses) >= cfg.loss_readback_steps or step == cfg.max_steps:  # one loss a step since the last
                 read_back()
-                last_read = step
     model.eval()
     return pd.DataFrame(rows, columns=CURVE_COLUMNS), time.time() - started
 
