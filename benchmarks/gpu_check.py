@@ -255,6 +255,7 @@ def robustness_soft_tokens(check: Check) -> tuple[float, str]:
 
 
 import gpu_check_parts  # noqa: E402, F401 - registers the parts that call each study's own entry points
+import gpu_check_parts2  # noqa: E402, F401 - and those of the robustness, alignment and watermark paths
 
 # --- the run ----------------------------------------------------------------------------------------------------
 

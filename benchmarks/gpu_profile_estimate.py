@@ -10,17 +10,24 @@ groups, the safety battery's items, the facts world's vocabulary, the watermark 
 becomes a list of jobs (`benchmarks/gpu_profile_work.py`): LM training (FLOPs = `model_flops_per_token` x
 tokens), generation (2 N per token, one batched forward per generated token), scoring (forward only) and small
 networks (parity, teacher-student MLPs). A job's time is max(FLOPs / (utilisation x peak), kernel launches x
-LAUNCH_S), with the rates stated in that module; they are the only numbers typed in (plus one slower launch
-cost for the sensitivity line). `--gpu-check FILE` reads the table `benchmarks/gpu_check.py --out` writes and
+LAUNCH_S, bytes moved / HBM bandwidth) plus host work in series, with the rates stated in that module; they are
+the only numbers typed in (plus one slower launch cost for the sensitivity line). `--gpu-check FILE` reads the table `benchmarks/gpu_check.py --out` writes and
 times the jobs of a study whose gpu_check part ran ok from that part's measured throughput instead;
 `--step-overhead-s S` adds S seconds per Dagster step; `--out` moves the table (default
 benchmarks/results/gpu_profile_estimate.md).
 
+The watermark's EXP / EXP-edit detectors are counted op by op: each chunk of a detection runs on meta tensors
+under a dispatch counter (`gpu_profile_work.dispatch_traffic`: kernel launches and bytes moved), and a
+permutation test adds its null keys' uniforms, drawn on the CPU in series (HOST_UNIFORMS_PER_S, measured);
+`--gpu-check` times the permutation tests from the `watermark.permutation` part.
+
 Left out: CPU-side work (tokenizer training, building the facts world and its documents, DuckDB, MLflow logging
-and checkpoint upload, Great Expectations, sklearn probe fits, the watermark's n-gram judge and permutation
-tests), model loading, torch.compile warm-up (tens of seconds per compiled model) and Dagster's per-step
-overhead (the table gives the number of Dagster steps per study so a per-step cost can be added). Runs that
-stop early (parity once every seed converged) are counted at their step cap: an upper bound.
+and checkpoint upload, Great Expectations, sklearn probe fits, the watermark's n-gram judge and its KGW /
+Unigram detection, on the CPU's green lists; the permutation tests' CPU draws are counted), the permutation tests'
+copies of their null costs to the device, model loading, torch.compile warm-up (tens of seconds per compiled
+model) and Dagster's per-step overhead (the table gives the number of Dagster steps per study so a per-step cost
+can be added). Runs that stop early (parity once every seed converged) are counted at their step cap: an upper
+bound.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere without installing
 
 from benchmarks.gpu_profile_work import (  # noqa: E402  (the work per study; re-exported for callers)
+    HBM_BYTES_PER_S,
+    HOST_UNIFORMS_PER_S,
     LARGE_MODEL_PARAMS,
     LAUNCH_S,
     LAUNCHES_PER_LAYER,
@@ -97,6 +106,7 @@ def collect_settings() -> dict:
     from assets.robustness.items import GOALS
     from assets.royalties.pieces import piece_log_likelihoods
     from assets.safety.battery import SuiteSpec, build_suite
+    from assets.watermark.exp_sampling import permutation_pvalues, statistic
     from assets.watermark.schemes import build_schemes
     from resources.profiles import current_profile
 
@@ -131,6 +141,11 @@ def collect_settings() -> dict:
         "parity_finite_groups": groups(finite_sample_plan(parity["ParityFiniteSampleConfig"])[0]),
         "robustness_goals": {task: len(goals) for task, goals in GOALS.items()},
         "watermark_generations": len({scheme.texts_from for scheme in schemes.values()}),  # EXP-edit reads EXP's
+        # the detectors with a key ξ (permutation tests) and whether each aligns by edit distance
+        "watermark_exp_detectors": {s.name: s.kind == "exp_edit" for s in schemes.values() if s.kind in ("exp", "exp_edit")},
+        "watermark_block": default(build_schemes, "block"),  # the Dagster side leaves it: None, the whole text
+        "permutation_chunk_elements": default(permutation_pvalues, "chunk_elements"),
+        "statistic_chunk": default(statistic, "chunk"),
         "effort_budgets": dict(EFFORT_BUDGETS),
         "grpo_rollout_batch": GRPOConfig.rollout_batch_size,
         "budget_accuracy_batch": default(budget_accuracy, "batch_size"),
@@ -200,7 +215,10 @@ def markdown(rows: list[dict], measured: dict[str, float], step_overhead_s: floa
         f"Rates: LM training of compiled models with >= {LARGE_MODEL_PARAMS / 1e6:.0f}M matmul parameters at "
         f"{MEASURED_MFU:.1%} MFU of {PEAK_FLOPS / 1e12:.0f} TFLOP/s (issue 23's H200 measurement); smaller or "
         f"uncompiled models, generation and scoring at {SMALL_MODEL_MFU:.0%} (assumed); every step at least "
-        f"{LAUNCHES_PER_LAYER} launches per layer x {LAUNCH_S * 1e6:.0f} us. "
+        f"{LAUNCHES_PER_LAYER} launches per layer x {LAUNCH_S * 1e6:.0f} us; the EXP / EXP-edit detectors' "
+        f"kernels counted one by one (launches x {LAUNCH_S * 1e6:.0f} us, or bytes / {HBM_BYTES_PER_S / 1e12:.2f} "
+        f"TB/s), plus their permutation tests' null keys drawn on the CPU at {HOST_UNIFORMS_PER_S:.0e} uniforms/s "
+        "(measured, one thread). "
         + (f"Measured gpu_check throughputs used for: {', '.join(sorted(measured))} (from: {source.strip()}).{warning}"
            if measured else "No gpu_check table given.")
         + (f" Each Dagster step adds {step_overhead_s:g} s (given)." if step_overhead_s else ""), "",
@@ -219,8 +237,9 @@ def markdown(rows: list[dict], measured: dict[str, float], step_overhead_s: floa
               for r in rows for k in r["breakdown"]]
     lines += ["",
               "Left out: CPU-side work (tokenizers, the facts world's documents, DuckDB, MLflow logging and "
-              "checkpoints, Great Expectations, sklearn probe fits, the watermark judge and permutation tests), "
-              "model loading" + (" and torch.compile warm-up" if step_overhead_s else ", torch.compile warm-up and "
+              "checkpoints, Great Expectations, sklearn probe fits, the watermark judge and KGW / Unigram "
+              "detection; the EXP permutation tests' CPU draws of their null keys are counted), the null costs' "
+              "copies to the device, model loading" + (" and torch.compile warm-up" if step_overhead_s else ", torch.compile warm-up and "
               "Dagster's per-step overhead (steps counted above; `--step-overhead-s` adds it)") + ". Parity "
               "runs are counted at their step cap (they stop once every seed converged): an upper bound. "
               "Generation is timed at the launch floor of one forward per token; Hugging Face's eager decoding "

@@ -10,9 +10,11 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 SCRIPT = BENCHMARKS / "gpu_check.py"
-# the parts that call each study's own entry point on a model already on the device (benchmarks/gpu_check_parts.py)
+# the parts that call each study's own entry point on a model already on the device (benchmarks/gpu_check_parts.py
+# and gpu_check_parts2.py)
 STUDY_PARTS = {"chat.grpo", "chat.fine_tune", "royalties.game", "safety.responders", "uncertainty.iclt",
-               "sgd_noise.lm_sweep", "scaling.epochs", "parity.finite_sample"}
+               "sgd_noise.lm_sweep", "scaling.epochs", "parity.finite_sample", "robustness.defender",
+               "alignment.sft_data", "alignment.judge_rl", "watermark.permutation"}
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +36,9 @@ def test_every_part_runs_on_cpu_at_quick_shapes(gpu_check, tmp_path):
     assert all(table["throughput"].str.contains("/s")) and (table["seconds"] > 0).all()
     text = out.read_text()
     assert "| lm.train | ok |" in text and "| chat.grpo | ok |" in text and "quick shapes" in text
+    rates = dict(zip(table["part"], table["throughput"], strict=True))
+    assert rates["watermark.permutation"].endswith("null alignments/s"), rates["watermark.permutation"]
+    assert rates["robustness.defender"].endswith("responses/s") and rates["alignment.judge_rl"].endswith("rollouts/s")
 
 
 def test_a_failing_part_is_reported_and_the_rest_still_run(gpu_check, monkeypatch):

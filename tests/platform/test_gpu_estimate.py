@@ -55,7 +55,8 @@ def test_doubling_a_setting_raises_the_estimate(estimator, settings):
     base = _by_study(estimator.estimate(settings))
     for room, cls, field in (("lm", "FactsLanguageModelConfig", "max_steps"),
                              ("parity", "ParityRunsConfig", "max_steps"),
-                             ("watermark", "WatermarkGenerationConfig", "n_null")):
+                             ("watermark", "WatermarkGenerationConfig", "n_null"),
+                             ("watermark", "WatermarkGenerationConfig", "permutation_runs")):
         doubled = copy.deepcopy(settings)
         doubled["configs"][room][cls][field] *= 2
         after = _by_study(estimator.estimate(doubled))
@@ -83,3 +84,43 @@ def test_a_gpu_check_table_replaces_the_assumed_rate_of_the_matching_study(estim
     network_steps = sum(j.units for j in estimator.parity_jobs(settings))
     assert rows["parity"]["minutes"] == pytest.approx(network_steps / 1000.0 / 60)
     assert rows["naf"]["basis"] == base["naf"]["basis"]  # a part that errored is not a measurement
+
+
+def test_the_exp_permutation_tests_are_counted_from_the_study_and_timed_by_their_part(estimator, settings, tmp_path):
+    gen = settings["configs"]["watermark"]["WatermarkGenerationConfig"]
+    n_texts, runs = gen["n_texts"], gen["permutation_runs"]
+    assert set(settings["watermark_exp_detectors"].values()) == {False, True}  # EXP and EXP-edit, read off the schemes
+    tests = [j for j in estimator.STUDIES["watermark"](settings) if j.part == "watermark.permutation"]
+    assert len(tests) == len(settings["watermark_exp_detectors"])
+    # per detector: watermarked + min(n_texts, n_null) null texts at calibration, the attacked texts before and after
+    tested = 3 * n_texts + min(n_texts, gen["n_null"])
+    assert all(j.units == tested * runs for j in tests)
+    assert all(j.host_uniforms == tested * runs * gen["exp_key_length"] * gen["response_tokens"] for j in tests)
+    edit, plain = sorted(tests, key=lambda j: -j.launches)  # EXP-edit's dynamic programme: a few kernels per row
+    assert edit.launches > gen["response_tokens"] * plain.launches / 10 and edit.bytes > plain.bytes
+    base = _by_study(estimator.estimate(settings))
+    assert "EXP / EXP-edit permutation tests" in {k["what"].split(" (")[0] for k in base["watermark"]["breakdown"]}
+
+    table = tmp_path / "gpu_check.md"
+    table.write_text("GPU check, planted.\n\n| part | status | seconds | throughput | what |\n|---|---|---|---|---|\n"
+                     "| watermark.permutation | ok | 2.0 | 1,000 null alignments/s | planted |\n")
+    rows = _by_study(estimator.main(["--gpu-check", str(table), "--out", str(tmp_path / "e.md")], settings=settings))
+    kind = next(k for k in rows["watermark"]["breakdown"] if k["what"].startswith("EXP / EXP-edit permutation"))
+    assert kind["minutes"] == pytest.approx(sum(j.units for j in tests) / 1000.0 / 60)
+    assert kind["basis"] == "from measured throughput (watermark.permutation)"
+    assert all(rows[r]["minutes"] == base[r]["minutes"] for r in rows if r != "watermark")
+
+
+def test_the_dispatch_counter_counts_kernels_and_their_bytes_not_views():
+    import torch
+
+    from benchmarks.gpu_profile_work import dispatch_traffic, exp_detection_traffic
+
+    x = torch.empty((4, 10), device="meta")
+    assert dispatch_traffic(lambda: x.add(1).exp()) == (2, 2 * (40 + 40) * 4.0)
+    assert dispatch_traffic(lambda: x.view(40)[:5].unsqueeze(0).t()) == (0, 0.0)  # views launch nothing
+    # EXP-edit's dynamic programme runs a fixed number of kernels per text position; EXP's do not grow with it
+    rows = [exp_detection_traffic(True, 1, 3, n, 8, 16, None)[0] for n in (4, 8, 12)]
+    assert rows[1] - rows[0] == rows[2] - rows[1] > 4
+    plain = [exp_detection_traffic(False, 1, 3, n, 8, 16, None)[0] for n in (4, 8)]
+    assert plain[0] == plain[1]
