@@ -101,7 +101,7 @@ def robustness_defender(check: Check) -> tuple[float, str]:
     items = attack_items(frames, check.pick(2, 32), check.pick(1, 4), seed=0)  # ItemsConfig at gpu: max_shots 4
     # many-shot only (the other attacks at budget 0), at two of RunsConfig's gpu compute levels [0, 16, 64, 128]
     levels = check.pick((0, 4), (16, 128))
-    spec = GridSpec(compute_levels=levels, many_shot=(0, max(check.pick(1, 4), 1)), injection=(0,),
+    spec = GridSpec(compute_levels=levels, many_shot=(0, check.pick(1, 4)), injection=(0,),
                     soft_tokens=(0,), adaptive=(0,), think_less=(0,))
     defender = model_defender(model, tokenizer, max_answer_tokens=6, batch_size=check.pick(8, 64))  # RunsConfig
     runs, _ = run_attacks(defender, items, spec, name="check")
