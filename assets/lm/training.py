@@ -5,10 +5,11 @@ gradient accumulation, gradient clipping, bf16 autocast and torch.compile on GPU
 DistributedDataParallel when launched by torchrun (WORLD_SIZE > 1). Each rank takes its slice of the same
 global batch (see `assets.lm.data`), so a torchrun run reproduces a one-process run with the same global batch.
 
-The loop never waits for the device inside a step: losses are summed on the device and read back (one host
-sync) only every `loss_readback_steps` steps and at evaluations, the next batch is sampled and copied while the
-current one trains (`assets.lm.batches`), and `loss_chunk_rows` switches to a chunked linear + cross-entropy
-that never builds the full float32 logits (`assets.lm.loss`). None of this changes the logged numbers.
+The loop never waits for the device inside a step: losses are summed on the device and read back together (one
+host sync, `assets.lm.readback`) only every `loss_readback_steps` steps and at evaluations, the next batch is
+sampled and copied while the current one trains (`assets.lm.batches`), and `loss_chunk_rows` switches to a
+chunked linear + cross-entropy that never builds the full float32 logits (`assets.lm.loss`). None of this
+changes the logged numbers.
 
 Works with any Hugging Face causal LM whose forward takes `input_ids` and returns `.logits`.
 """

@@ -297,7 +297,7 @@ def train_infiller(model: Any, examples: np.ndarray, spans: np.ndarray, cfg: Any
             waiting[step] = {"step": step, "tokens": step * cfg.batch_size * x.size(1), "train_loss": float("nan"),
                              "val_loss": float("nan"), "learning_rate": lr_at(step, cfg),
                              "tokens_per_s": step * cfg.batch_size * x.size(1) / (time.time() - started)}
-            if len(losses) >= cfg.loss_readback_steps or step == cfg.max_steps:  # one loss a step since the last
+            if len(losses) >= cfg.loss_readback_steps or step == cfg.max_steps:  # a loss a step: steps since the last
                 read_back()
     model.eval()
     return pd.DataFrame(rows, columns=CURVE_COLUMNS), time.time() - started

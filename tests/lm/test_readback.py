@@ -1,7 +1,7 @@
 """`DeviceScalars`: losses kept on the device and read back together, in order, every few steps.
 
-The `meta` device stands in for a GPU: it holds no data, so a read-back there is a copy to the CPU (`_to_copy`)
-or a scalar read (`_local_scalar_dense`), which `HostReads` counts before the copy fails."""
+The `meta` device stands in for a GPU: it holds no data, so a read-back there is a copy to the CPU
+(`_to_copy`) or a scalar read (`_local_scalar_dense`), which `HostReads` counts before the copy fails."""
 
 import math
 
@@ -16,8 +16,8 @@ SCALAR_READS = {torch.ops.aten.item.default, torch.ops.aten.is_nonzero.default,
 
 
 class HostReads(TorchDispatchMode):
-    """Counts device -> host read-backs: scalar reads, and copies of a non-CPU tensor to the CPU. Also lists every
-    op seen (`ops`)."""
+    """Counts device -> host read-backs (scalar reads, copies of a non-CPU tensor to the CPU) in `count`, and
+    lists every op seen in `ops`."""
 
     def __init__(self):
         super().__init__()
