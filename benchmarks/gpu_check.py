@@ -14,7 +14,11 @@ p-values and an in-filler proposal, NAF scoring, sampling, CP-k and held-out per
 and soft tokens optimised and then answered through `SoftPromptModel` and `model_defender`. In
 `gpu_check_parts.py`: GRPO, `fine_tune` with validation and a checkpoint, the royalties game (coalition
 fine-tunes, exact Shapley), the safety battery through `model_responder`, the ICLT, the SGD-noise LM sweep,
-a scaling grid cell with epoch sampling and the parity finite-sample runs. Shared helpers: `gpu_check_base.py`.
+a scaling grid cell with epoch sampling and the parity finite-sample runs. In `gpu_check_parts2.py`: the
+robustness defender's format tuning, SFT and many-shot at two compute levels, the alignment spec-citing data
+and deliberative SFT, GRPO on the policy judge's reward, and the EXP / EXP-edit permutation tests. On CUDA,
+float32 matmuls use TF32 and GRPO runs under bf16 autocast, as the `compute` resource sets them for the
+`gpu` profile. Shared helpers: `gpu_check_base.py`.
 A part that raises is reported as error (with the exception) and the others still run; a part is skipped once
 the total budget (--budget-s) is spent. Prints one markdown table (part, status, seconds, throughput) and, with
 --out, writes it there. Exit status 1 if any part failed.
@@ -315,6 +319,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     if unknown:
         parser.error(f"unknown parts {unknown}; known: {list(PARTS)}")
     check = Check(args.device, args.quick)
+    if check.cuda:
+        torch.set_float32_matmul_precision("high")  # TF32, as the compute resource's tf32 (default on) sets it
     table = run(check, names, args.budget_s)
     text = markdown(table, check)
     print(text)

@@ -45,7 +45,8 @@ def chat_grpo(check: Check) -> tuple[float, str]:
     problems, tokenizer = _arithmetic(check, check.pick(8, 256))
     policy = check.model(len(tokenizer), *CHAT_SHAPE)
     cfg = GRPOConfig(steps=check.pick(1, 2), prompts_per_step=check.pick(2, 32), group_size=check.pick(2, 8),
-                     budget=check.pick(8, 256), learning_rate=2e-5, device=check.device)  # ChatRLConfig at gpu
+                     budget=check.pick(8, 256), learning_rate=2e-5, device=check.device,
+                     bf16=check.cuda)  # ChatRLConfig at gpu
     result = grpo(policy, tokenizer, problems, verifiable_reward, cfg)
     if not np.isfinite(result.curve["loss"]).all():
         raise RuntimeError("a GRPO loss is not finite")

@@ -163,8 +163,6 @@ def alignment_sft_data(check: Check) -> tuple[float, str]:
 @part("alignment.judge_rl", "alignment: GRPO rewarded by the policy-aware judge on the final answer (judge_reward), "
       "32 prompts x 8 rollouts at budget 64, frozen reference on the device")
 def alignment_judge_rl(check: Check) -> tuple[float, str]:
-    from dataclasses import fields
-
     from assets.alignment.policy_judge import judge_reward
     from assets.alignment.sft_data import judge_rows
     from assets.chat.rl import GRPOConfig, grpo
@@ -172,10 +170,9 @@ def alignment_judge_rl(check: Check) -> tuple[float, str]:
     _, _, table, tokenizer = _alignment_data(check)
     policy = _chat_model(check, len(tokenizer))  # the deliberative SFT model, loaded twice as the room does
     reference = _chat_model(check, len(tokenizer))
-    autocast = {"bf16": check.cuda} if "bf16" in {f.name for f in fields(GRPOConfig)} else {}  # where grpo has it
     cfg = GRPOConfig(steps=check.pick(1, 2), prompts_per_step=check.pick(2, 32), group_size=check.pick(2, 8),
                      budget=check.pick(8, 64), max_answer_tokens=10, learning_rate=2e-5, beta=0.04,
-                     device=check.device, **autocast)  # AlignmentRLConfig at gpu, cut to `steps`
+                     device=check.device, bf16=check.cuda)  # AlignmentRLConfig at gpu, cut to `steps`
     result = grpo(policy, tokenizer, judge_rows(table), judge_reward(), cfg, reference=reference)
     if not np.isfinite(result.curve["loss"]).all() or not result.curve["mean_reward"].between(0, 1).all():
         raise RuntimeError("a GRPO loss is not finite or a judge reward left [0, 1]")

@@ -145,7 +145,7 @@ def optimise_soft_tokens(model: Any, tokenizer: Any, items: pd.DataFrame, k: int
         p.requires_grad_(False)
     was_training = model.training
     model.eval()
-    losses = []
+    first_loss = None  # kept on the device: no host sync inside the loop
     try:
         for step in range(steps + 1):
             inputs = embed(batch).detach().clone()
@@ -153,7 +153,7 @@ def optimise_soft_tokens(model: Any, tokenizer: Any, items: pd.DataFrame, k: int
             logits = model(inputs_embeds=inputs, attention_mask=mask, use_cache=False).logits.float()
             per_token = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], reduction="none")
             loss = (per_token.sum(1) / (labels[:, 1:] != -100).sum(1)).mean()
-            losses.append(float(loss.detach()))
+            first_loss = loss.detach() if first_loss is None else first_loss
             if step == steps:
                 break
             optimiser.zero_grad()
@@ -169,7 +169,7 @@ def optimise_soft_tokens(model: Any, tokenizer: Any, items: pd.DataFrame, k: int
     return SoftTokens(prompts={i: tuple(p) for i, p in zip(ids, prompts, strict=True)},
                       positions=dict(zip(ids, positions, strict=True)),
                       vectors={i: vectors[j].detach().clone() for j, i in enumerate(ids)},
-                      cap=cap, loss_start=losses[0], loss_end=losses[-1])
+                      cap=cap, loss_start=float(first_loss), loss_end=float(loss.detach()))
 
 
 class SoftPromptModel:

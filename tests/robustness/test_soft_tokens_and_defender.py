@@ -70,6 +70,21 @@ def test_optimised_soft_tokens_respect_the_norm_cap_and_lower_the_loss(model, to
         optimise_soft_tokens(model, tokenizer, targets, 0, steps=1, lr=0.1, cap=cap)
 
 
+def test_the_soft_token_loop_reads_no_loss_back_per_step(model, tokenizer, targets):
+    """On CUDA each read-back waits for the device: only the first and the last loss are read, after the loop,
+    whatever the number of Adam steps (the losses are the same floats)."""
+    from tests.chat.test_device_syncs import ScalarReads
+
+    cap = norm_cap(model, tokenizer, 0.5)
+    runs = {}
+    for steps in (2, 9):
+        with ScalarReads(floating_only=True) as reads:
+            runs[steps] = optimise_soft_tokens(model, tokenizer, targets, 3, steps=steps, lr=0.2, cap=cap, seed=0)
+        assert reads.count == 2
+    short = optimise_soft_tokens(model, tokenizer, targets, 3, steps=0, lr=0.2, cap=cap, seed=0)
+    assert short.loss_start == short.loss_end == runs[2].loss_start == runs[9].loss_start
+
+
 def test_soft_tokens_equal_to_a_words_embedding_generate_exactly_as_that_word(model, tokenizer, targets):
     """The wrapper puts vectors where the placeholders are: with the embeddings of real words it must give
     the defender's outputs on the conversation that holds those words."""
