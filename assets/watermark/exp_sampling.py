@@ -65,14 +65,19 @@ def cost_tensor(tokens, xi):
     return torch.log1p(-xi[:, tokens].clamp(max=1 - 1e-7)).permute(1, 2, 0).contiguous()
 
 
-def null_cost_tensors(tokens, key_length: int, runs: int, generator):
-    """c' [runs, B, m, n] under ``runs`` fresh keys: one uniform per (run, text, key row, distinct token)."""
+def null_cost_tensors(tokens, key_length: int, runs: int, generator, device: str = "cpu"):
+    """c' [runs, B, m, n] under ``runs`` fresh keys: one uniform per (run, text, key row, distinct token).
+
+    The uniforms are drawn on the CPU by ``generator`` (the same keys on every device); on CUDA they are copied
+    from pinned memory without waiting, and the gather and the log run on ``device``."""
     import torch
 
     tokens = torch.as_tensor(tokens, dtype=torch.long)
     inverse = torch.stack([row.unique(return_inverse=True)[1] for row in tokens])  # [B, m] local ids
     b, m = tokens.shape
     u = torch.rand((runs, b, key_length, m), generator=generator)
+    if torch.device(device).type == "cuda":
+        u, inverse = u.pin_memory().to(device, non_blocking=True), inverse.to(device)
     picked = u.gather(3, inverse[None, :, None, :].expand(runs, b, key_length, m))  # [R, B, n, m]
     return torch.log1p(-picked.clamp(max=1 - 1e-7)).transpose(2, 3)
 
@@ -171,11 +176,12 @@ def permutation_pvalues(tokens, xi, *, edit: bool, runs: int, gamma: float = 0.4
     k = m if block is None else block
     per_text = n * (m - k + 1) * (k + 1) * max(k, 1)
     texts_per_chunk = max(1, chunk_elements // max(per_text * runs, 1))
-    below = []
+    bar = torch.tensor(obs).to(device) + 1e-9  # in obs's dtype, as numpy adds it
+    below = []  # counts stay on the device: one read-back after the last chunk
     for start in range(0, b, texts_per_chunk):
         part = tokens[start:start + texts_per_chunk]
-        null_cost = null_cost_tensors(part, n, runs, generator).to(device)  # [R, b', m, n]
-        null = (edit_statistic(null_cost, gamma, block) if edit else exp_statistic(null_cost, block)).cpu()
-        below.append((null.numpy() <= obs[None, start:start + len(part)] + 1e-9).sum(0))
-    count = np.concatenate(below).astype(float)
+        null_cost = null_cost_tensors(part, n, runs, generator, device)  # [R, b', m, n]
+        null = edit_statistic(null_cost, gamma, block) if edit else exp_statistic(null_cost, block)
+        below.append((null <= bar[None, start:start + len(part)]).sum(0))
+    count = torch.cat(below).cpu().numpy().astype(float)
     return {"statistic": obs, "p_value": (1.0 + count) / (runs + 1.0)}
