@@ -217,7 +217,7 @@ def markdown(rows: list[dict], measured: dict[str, float], step_overhead_s: floa
         f"uncompiled models, generation and scoring at {SMALL_MODEL_MFU:.0%} (assumed); every step at least "
         f"{LAUNCHES_PER_LAYER} launches per layer x {LAUNCH_S * 1e6:.0f} us; the EXP / EXP-edit detectors' "
         f"kernels counted one by one (launches x {LAUNCH_S * 1e6:.0f} us, or bytes / {HBM_BYTES_PER_S / 1e12:.2f} "
-        f"TB/s), plus their permutation tests' null keys drawn on the CPU at {HOST_UNIFORMS_PER_S:.0e} uniforms/s "
+        f"TB/s), plus their permutation tests' null keys drawn on the CPU at {HOST_UNIFORMS_PER_S:.2g} uniforms/s "
         "(measured, one thread). "
         + (f"Measured gpu_check throughputs used for: {', '.join(sorted(measured))} (from: {source.strip()}).{warning}"
            if measured else "No gpu_check table given.")
