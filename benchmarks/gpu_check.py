@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         parser.error(f"unknown parts {unknown}; known: {list(PARTS)}")
     check = Check(args.device, args.quick)
     if check.cuda:
-        torch.set_float32_matmul_precision("high")  # TF32, as the compute resource's tf32 (default on) sets it
+        torch.backends.cuda.matmul.allow_tf32 = True  # as the compute resource's tf32 (default on) sets it
     table = run(check, names, args.budget_s)
     text = markdown(table, check)
     print(text)

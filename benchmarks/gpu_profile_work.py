@@ -36,15 +36,16 @@ LAUNCHES_PER_LAYER = 30  # kernel launches per layer per step (a compiled traini
 LAUNCH_S = 5e-6  # seconds per launch: the floor a small model's step cannot go below
 SLOW_LAUNCH_S = 15e-6  # sensitivity only: eager PyTorch's per-op Python dispatch, often 10-20 us rather than 5
 HBM_BYTES_PER_S = 3.35e12  # H100 SXM's memory bandwidth (H200: 4.8e12): elementwise kernels are bound by it
-HOST_UNIFORMS_PER_S = 2.5e8  # measured on this project's CPU machine, one thread: null_cost_tensors's CPU draw
-# of a permutation test's null uniforms and their copy into pinned memory (99 keys x 256 rows x 200 tokens in
-# 0.020 s); the gather and log1p run on the device (they took 0.055 s more on the CPU before they moved there)
+HOST_UNIFORMS_PER_S = 2.1e8  # measured on this project's CPU machine, one thread: null_cost_tensors's CPU draw
+# of a permutation test's null uniforms alone (99 keys x 256 rows x 200 tokens: 2.1e8-2.8e8/s on a shared machine,
+# the lower taken); their copy into pinned memory cannot be timed on a CPU-only torch and is left out. The gather
+# and log1p run on the device (they took about 0.055 s more per text on the CPU before they moved there).
 MEASURED = "from measured throughput"
 ESTIMATED = "estimated: 30.8% MFU, issue 23's H200 measurement"
 SMALL = "estimated: 10% utilisation (assumed, small/uncompiled model)"
 FLOOR = "launch floor (30 launches/layer/step x 5 us)"
 MEMORY = "memory bound (bytes read and written / 3.35 TB/s)"
-HOST = "host: null keys' uniforms drawn on the CPU (2.5e8/s, measured on one thread)"
+HOST = "host: null keys' uniforms drawn on the CPU (2.1e8/s, measured on one thread)"
 
 
 @dataclass

@@ -13,7 +13,7 @@ import random
 from typing import Any, Literal
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from resources.settings import ConfigurationError
 
@@ -27,8 +27,8 @@ class Compute(dg.ConfigurableResource):
     ``tf32`` (on by default; CUDA only) is for the float32 work that bf16 autocast does not cover (generation,
     scoring, probes, detectors, the parity and synthetic SGD-noise trainers): TensorFloat-32 tensor-core
     matmuls (10-bit mantissa, float32 range; about 7x the float32 matmul rate of an H100/H200). It is set for
-    the step's process when the resource is set up and recorded in ``hardware()``; ``tf32=False`` keeps IEEE
-    float32 matmuls. CPU matmuls are unaffected.
+    CUDA matmuls only (``torch.backends.cuda.matmul.allow_tf32``) while a step uses the resource, put back
+    afterwards, and recorded in ``hardware()``; ``tf32=False`` keeps IEEE float32 matmuls.
     """
 
     device: str = Field(default="auto", description="auto (CUDA when present), cpu, cuda or cuda:N")
@@ -40,6 +40,7 @@ class Compute(dg.ConfigurableResource):
                                                   "CPU)")
     seed: int = Field(default=0, description="base seed that seed_everything applies (python, numpy, torch)")
     cpu_threads: int = Field(default=0, description="torch CPU threads (0: torch's default)")
+    _tf32_before: bool | None = PrivateAttr(default=None)  # the process's setting, put back at teardown
 
     def torch_device(self) -> str:
         import torch
@@ -62,12 +63,19 @@ class Compute(dg.ConfigurableResource):
         return self.tf32 and self.torch_device().startswith("cuda")
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        """On CUDA, apply ``tf32`` to the step's process (torch's float32 matmul precision: "high" allows
-        TF32, "highest" does not). A CPU run leaves the process's setting as it found it."""
+        """On CUDA, apply ``tf32`` to CUDA matmuls for the step (``torch.backends.cuda.matmul.allow_tf32``: CPU
+        matmuls keep their setting); ``teardown_after_execution`` puts the process's setting back."""
         import torch
 
+        self._tf32_before = torch.backends.cuda.matmul.allow_tf32
         if self.torch_device().startswith("cuda"):
-            torch.set_float32_matmul_precision("high" if self.tf32 else "highest")
+            torch.backends.cuda.matmul.allow_tf32 = self.tf32
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        import torch
+
+        if self._tf32_before is not None:
+            torch.backends.cuda.matmul.allow_tf32 = self._tf32_before
 
     def autocast(self):
         """bf16 autocast on the chosen device when enabled, else a no-op context."""

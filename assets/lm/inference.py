@@ -41,6 +41,25 @@ def _output_cache(out: Any) -> Any:
     return cache if cache is not None else getattr(out, "past_key_values", None)
 
 
+def takes_sdpa_bool_mask(model: Any) -> bool:
+    """Whether the model takes a ready [B, 1, Q, K] bool attention mask as SDPA does (a Llama on SDPA): given one,
+    the Hugging Face mask builder skips its padding check, a host sync per forward on CUDA."""
+    config = getattr(model, "config", None)
+    return getattr(config, "model_type", None) == "llama" and getattr(config, "_attn_implementation", None) == "sdpa"
+
+
+def causal_padding_mask(model: Any, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mask to pass with a padded batch [B, T] in one full forward: the [B, 1, T, T] bool mask the model would
+    build (causal and not padding) where it takes one (`takes_sdpa_bool_mask`), else `attention_mask` as it is."""
+    import torch
+
+    if not takes_sdpa_bool_mask(model):
+        return attention_mask
+    width = attention_mask.size(1)
+    causal = torch.ones(width, width, dtype=torch.bool, device=attention_mask.device).tril()
+    return causal[None, None] & attention_mask.bool()[:, None, None, :]
+
+
 def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
     """Position ids that skip padding, so a left-padded row sees the same positions as the unpadded one."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -252,8 +271,7 @@ def generate(
         mask = None
     # With padding, a 2D mask makes the Hugging Face model ask at every step whether it holds padding (a host sync
     # in its mask builder); after the prompt, a Llama on SDPA gets the mask it would build, [B, 1, 1, K] bool.
-    config = model.config
-    decode_mask_4d = getattr(config, "model_type", None) == "llama" and config._attn_implementation == "sdpa"
+    decode_mask_4d = takes_sdpa_bool_mask(model)
     generator = torch.Generator(device=device).manual_seed(seed)
     finished = torch.zeros(ids.size(0), dtype=torch.bool, device=device)
     # The step at which each row emitted eos (max_new_tokens while it has not): where the output is cut back.

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from assets.chat.format import chat_token_ids, prompt_ids
+from assets.lm.inference import causal_padding_mask
 from assets.robustness.items import conversation
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -134,6 +135,7 @@ def optimise_soft_tokens(model: Any, tokenizer: Any, items: pd.DataFrame, k: int
         labels[i, len(p):lengths[i]] = torch.tensor(t)
         mask[i, :lengths[i]] = 1
     batch, labels, mask = batch.to(device), labels.to(device), mask.to(device)
+    attention = causal_padding_mask(model, mask)  # built once: no padding check (a host sync) per forward
     rows = torch.arange(len(items), device=device)[:, None]
     where = torch.tensor(positions, device=device)
     rng = np.random.default_rng([seed, 21, 7, k])
@@ -150,7 +152,7 @@ def optimise_soft_tokens(model: Any, tokenizer: Any, items: pd.DataFrame, k: int
         for step in range(steps + 1):
             inputs = embed(batch).detach().clone()
             inputs[rows, where] = vectors.to(inputs.dtype)
-            logits = model(inputs_embeds=inputs, attention_mask=mask, use_cache=False).logits.float()
+            logits = model(inputs_embeds=inputs, attention_mask=attention, use_cache=False).logits.float()
             per_token = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], reduction="none")
             loss = (per_token.sum(1) / (labels[:, 1:] != -100).sum(1)).mean()
             first_loss = loss.detach() if first_loss is None else first_loss

@@ -77,7 +77,7 @@ def null_cost_tensors(tokens, key_length: int, runs: int, generator, device: str
     b, m = tokens.shape
     u = torch.rand((runs, b, key_length, m), generator=generator)
     if torch.device(device).type == "cuda":
-        u, inverse = u.pin_memory().to(device, non_blocking=True), inverse.to(device)
+        u, inverse = (t.pin_memory().to(device, non_blocking=True) for t in (u, inverse))
     picked = u.gather(3, inverse[None, :, None, :].expand(runs, b, key_length, m))  # [R, B, n, m]
     return torch.log1p(-picked.clamp(max=1 - 1e-7)).transpose(2, 3)
 

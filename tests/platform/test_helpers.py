@@ -39,26 +39,25 @@ def test_compute_seeds_and_records_hardware():
         Compute(device="tpu").torch_device()
 
 
-def test_compute_sets_the_float32_matmul_precision_of_the_step(monkeypatch):
+def test_compute_sets_tf32_for_the_step_and_puts_it_back(monkeypatch):
     import torch
 
     seen = []
 
     @dg.asset
     def matmul_precision(compute: Compute) -> None:
-        seen.append(torch.get_float32_matmul_precision())
+        seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.mkldnn.matmul.fp32_precision))
 
+    mkldnn = torch.backends.mkldnn.matmul.fp32_precision
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # device "auto" resolves to CUDA
-    try:
-        for tf32 in (True, False):
-            assert dg.materialize([matmul_precision], resources={"compute": Compute(tf32=tf32)}).success
-        assert Compute().use_tf32() and not Compute(tf32=False).use_tf32()
-        monkeypatch.undo()
-        torch.set_float32_matmul_precision("medium")
-        assert dg.materialize([matmul_precision], resources={"compute": Compute(device="cpu")}).success
-    finally:
-        torch.set_float32_matmul_precision("highest")
-    assert seen == ["high", "highest", "medium"]  # a CPU run leaves the process's setting alone
+    assert Compute().use_tf32() and not Compute(tf32=False).use_tf32()
+    assert torch.backends.cuda.matmul.allow_tf32 is False  # torch's default
+    for tf32 in (True, False):
+        assert dg.materialize([matmul_precision], resources={"compute": Compute(tf32=tf32)}).success
+        assert torch.backends.cuda.matmul.allow_tf32 is False  # put back after the run
+    monkeypatch.undo()
+    assert dg.materialize([matmul_precision], resources={"compute": Compute(device="cpu")}).success
+    assert seen == [(True, mkldnn), (False, mkldnn), (False, mkldnn)]  # CPU matmuls never touched
 
 
 def test_figure_metadata_embeds_png(tmp_path):

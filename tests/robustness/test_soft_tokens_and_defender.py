@@ -2,10 +2,12 @@
 tokens equal to a word's embedding reproduce that word exactly, zero budget leaves outputs unchanged."""
 
 import re
+import traceback
 
 import pandas as pd
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from assets.chat.format import prompt_ids
 from assets.robustness.defender import model_defender
@@ -70,19 +72,42 @@ def test_optimised_soft_tokens_respect_the_norm_cap_and_lower_the_loss(model, to
         optimise_soft_tokens(model, tokenizer, targets, 0, steps=1, lr=0.1, cap=cap)
 
 
-def test_the_soft_token_loop_reads_no_loss_back_per_step(model, tokenizer, targets):
+def test_the_soft_token_loop_reads_nothing_back_per_step(model, tokenizer, targets):
     """On CUDA each read-back waits for the device: only the first and the last loss are read, after the loop,
-    whatever the number of Adam steps (the losses are the same floats)."""
-    from tests.chat.test_device_syncs import ScalarReads
+    whatever the number of Adam steps, and the model gets its causal + padding mask ready-made, so its mask
+    builder does not check the padding on every forward (the losses are the same floats)."""
+    from tests.chat.test_device_syncs import READS
+
+    class Reads(TorchDispatchMode):  # every scalar read-back but the CPU Adam's own step count
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func in READS and not any("torch/optim/" in f.filename for f in traceback.extract_stack()):
+                Reads.count += 1
+            return func(*args, **(kwargs or {}))
 
     cap = norm_cap(model, tokenizer, 0.5)
-    runs = {}
+    runs, counts = {}, {}
     for steps in (2, 9):
-        with ScalarReads(floating_only=True) as reads:
+        Reads.count = 0
+        with Reads():
             runs[steps] = optimise_soft_tokens(model, tokenizer, targets, 3, steps=steps, lr=0.2, cap=cap, seed=0)
-        assert reads.count == 2
+        counts[steps] = Reads.count
+    assert counts == {2: 2, 9: 2}
     short = optimise_soft_tokens(model, tokenizer, targets, 3, steps=0, lr=0.2, cap=cap, seed=0)
     assert short.loss_start == short.loss_end == runs[2].loss_start == runs[9].loss_start
+
+
+def test_the_ready_made_mask_gives_the_models_own_logits(model, tokenizer, targets):
+    from assets.lm.inference import causal_padding_mask
+
+    ids = torch.tensor([[5, 6, 7, 8, 9], [5, 6, 7, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    ready = causal_padding_mask(model, mask)
+    assert ready.shape == (2, 1, 5, 5) and ready.dtype == torch.bool
+    with torch.no_grad():
+        own, given = (model(input_ids=ids, attention_mask=m, use_cache=False).logits for m in (mask, ready))
+    assert torch.equal(own[mask.bool()], given[mask.bool()])
 
 
 def test_soft_tokens_equal_to_a_words_embedding_generate_exactly_as_that_word(model, tokenizer, targets):
