@@ -36,6 +36,13 @@ TRANSFER_REVIEW = (f"{REVIEW}: the drop's partial bar was 1 (any drop passed) an
                    f"chance; now partially <= {TRANSFER_DROP_PARTIAL} from the in-domain probe of the same kind, not "
                    f"comparable when that is below {ABOVE_CHANCE}, and the transfer must beat the transferred entropy "
                    f"baseline by {MARGIN}")
+# An AUC measured on too few test tokens cannot tell that margin from chance: the ICLT findings need the AUC's
+# standard error at chance (Hanley & McNeil 1982, balanced classes: sqrt((n + 1) / (3 n^2))) <= the margin, i.e.
+# at least 135 test tokens; with fewer they are not comparable. Added after a review of a tiny run (an AUC from 9
+# tokens read "reproduced"); recorded as post-hoc, and it can only make a finding not comparable.
+ICLT_SAMPLE_REVIEW = (f"{REVIEW}: an ICLT AUC now needs "
+                      f"its standard error at chance <= {ICLT_CHANCE_MARGIN} (at least 135 test tokens), else not "
+                      "comparable")
 PAPER_THRESHOLDS = (2.0, 0.2, 0.1)  # entropy floor, zero entropy, |dH| (nats; LLaMA, log V = 10.4)
 DATASETS = ("facts", "code", "code_pair_on_facts")
 # check name -> (the finding it reads, what it claims)
@@ -144,6 +151,11 @@ def _transfer_conditions(value: float, in_domain: float, entropy: float) -> list
             Condition("margin_over_transferred_entropy", value - _floored(entropy), Rule.at_least(MARGIN))]
 
 
+def chance_standard_error(n: int) -> float:
+    """Standard error of an AUC at chance from n test examples split evenly (Hanley & McNeil 1982)."""
+    return math.sqrt((n + 1) / (3 * n * n)) if n > 0 else math.inf
+
+
 def _joined(*parts: str) -> str:
     return "; ".join(dict.fromkeys(p for p in parts if p))
 
@@ -233,9 +245,16 @@ def build_findings(auc: pd.DataFrame, labels: pd.DataFrame, scale: str, cross: S
                 f"epistemic {r['mean_mi_epistemic']:.2g} vs aleatoric {r['mean_mi_aleatoric']:.2g} nats, against "
                 f"H(top-k) {r['mean_h_x']:.2f}: near zero means the small model barely copies from context, the "
                 "effect the test relies on. Paper: non-trivial accuracy without labels (no number stated).")
+        se = chance_standard_error(int(r["n_test"])) if r is not None else math.inf
+        enough = Condition("auc_standard_error_at_chance", se if se <= ICLT_CHANCE_MARGIN else math.nan,
+                           Rule.at_most(ICLT_CHANCE_MARGIN))  # NaN (not comparable) when the test set is too small
+        if r is not None and se > ICLT_CHANCE_MARGIN:
+            note += (f" Not comparable: {r['n_test']} test tokens give the AUC a standard error of {se:.3f} at chance, "
+                     f"above the {ICLT_CHANCE_MARGIN} margin the rule measures.")
         out.append(Finding(study, f"iclt_auc_{dataset}", value,
                            rule=Rule.at_least(0.5 + 2 * ICLT_CHANCE_MARGIN, partial=0.5 + ICLT_CHANCE_MARGIN),
-                           scale=scale, post_hoc=post.get(dataset, ""), note=note))
+                           scale=scale, post_hoc=_joined(post.get(dataset, ""), ICLT_SAMPLE_REVIEW), note=note,
+                           conditions=(enough,)))
     truth = auc[(auc["target"] == "truth") & (auc["train_dataset"] == "facts")]
     for _, r in truth.iterrows():
         out.append(Finding(

@@ -40,3 +40,20 @@ def test_verdicts_follow_the_rules(rd_star, sixteenth, rd_verdict):
     assert excess.ours == pytest.approx(100 * 0.02 / 3.0)
     # the excess alone passes (0.67% <= 1%); the 4-epoch worth condition lowers it when repeats are worth little
     assert excess.verdict == ("not reproduced" if rd_star < 1 else "reproduced")
+
+
+@pytest.mark.parametrize(("low", "high", "comparable"), [(15.39 / 3, 15.39 * 3, True), (19.7, 9850.0, False),
+                                                          (5.0, 45.1, False), (0.0, 20.0, False)])
+def test_findings_read_from_a_loose_r_d_star_are_not_comparable(low, high, comparable):
+    """A fit whose bootstrap interval spans more than the partial band's factor (3 x 3 = 9) holds both a pass and a
+    fail: every finding read from R_D* is then not comparable, whatever the point estimate."""
+    table = constants(15.39)
+    table.loc[table["constant"] == "rd_star", ["ci_low", "ci_high"]] = [low, high]
+    findings = {f.metric: f for f in headline(RUNS, table, REFERENCE_FIT, "test")}
+    derived = ["R_D* (fitted)", "effective data of 4 epochs (x U_D)", "worth of the 16th epoch (x a fresh epoch)",
+               "held-out loss excess of 4 epochs vs unique data (%)"]
+    for metric in derived:
+        assert (findings[metric].verdict == "reproduced") == comparable, metric
+        assert (findings[metric].verdict == "not comparable") != comparable, metric
+        assert "bootstrap interval" in findings[metric].post_hoc
+    assert findings["R_D* refitted on the paper's 182 C4 runs"].verdict == "verified"  # a code check, untouched

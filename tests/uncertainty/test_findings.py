@@ -50,6 +50,7 @@ def test_findings_follow_their_rules_and_record_post_hoc_labels():
     auc = _auc(table)
     iclt = auc["method"] == "iclt"
     auc.loc[iclt, ["auc_in_sample", "mean_mi_epistemic", "mean_mi_aleatoric", "mean_h_x"]] = [0.6, 0.01, 0.005, 1.2]
+    auc.loc[iclt, "n_test"] = 135  # the fewest test tokens whose AUC standard error at chance is <= 0.05
     findings = build_findings(auc, _labels(), "unit", CROSS)
     frame = findings_frame(findings)
     assert check_findings_frame(frame) == []
@@ -68,6 +69,11 @@ def test_findings_follow_their_rules_and_record_post_hoc_labels():
     assert math.isclose(drop["drop_from_in_domain"], 0.6 - 0.57)
     assert by.loc["transfer_auc_facts_to_code", "verdict"] == "partially reproduced"  # 0.57, above 0.55 only
     assert by.loc["iclt_auc_facts", "verdict"] == "partially reproduced"
+    assert "134 test tokens" not in by.loc["iclt_auc_facts", "note"]
+    auc.loc[iclt, "n_test"] = 134  # one fewer: the same AUC cannot be told from chance at the rule's margin
+    few = findings_frame(build_findings(auc, _labels(), "unit", CROSS)).set_index("metric").loc["iclt_auc_facts"]
+    assert few["verdict"] == "not comparable" and "134 test tokens" in few["note"]
+    assert "standard error at chance" in few["post_hoc"]
     assert by.loc["linear_probe_auc_facts", "source"] == "paper" and by.loc["linear_probe_auc_facts", "reference"] == 0.9
     # post-hoc label choices: facts thresholds read off the demo table, the code pair's quantiles; paper's are none
     assert by.loc["linear_probe_auc_facts", "post_hoc"].startswith("facts labels: thresholds 1/0.2/0.5 nats")
