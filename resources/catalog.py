@@ -1,7 +1,8 @@
 """The DuckDB catalog: views over the Parquet tables, never data of its own.
 
-``<group>.<asset>`` is the latest materialization, ``<group>.<asset>_history`` all of them, and
-``main.findings`` the union of every study's ``<group>.findings`` table. Parquet is the truth: the catalog
+``<group>.<asset>`` is the latest materialization, ``<group>.<asset>_history`` all of them,
+``main.findings`` the union of every study's ``<group>.findings`` table, ``main.models`` every registered model
+and ``main.lineage`` every table's upstream references (see `_create_lineage_views`). Parquet is the truth: the catalog
 is rebuilt from the folders at any time. DuckDB allows one writer per file, so writers take a file lock,
 build a new catalog under a temporary name and rename it over the old one; readers open it read-only and
 never see a half-built catalog nor hold a lock that blocks a writer.
@@ -112,7 +113,12 @@ def _create_lineage_views(con: duckdb.DuckDBPyConnection, views: Iterable[str]) 
     """``main.lineage``: one row per (table, materialization, upstream reference), typed. A table reference
     (``corpora.facts_documents:<id>``) splits into table and materialization id; a model reference
     (``models:/lm-facts-small/3``) resolves to the table and materialization whose record registered it
-    (``main.models``). So "where did this number come from" is one recursive query over one view."""
+    (``main.models``). So "where did this number come from" is one recursive query over one view.
+
+    ``main.models`` holds registered models only: one row per ``model_uri`` (the table and materialization that
+    recorded it first). Rows whose ``model_uri`` is empty or NULL (models trained and logged but not registered,
+    e.g. the royalties game's coalition models other than the all-owners one) are left out: nothing can load
+    them by URI, and their MLflow runs are in the recording table's ``mlflow_run_id``."""
     histories = sorted(v for v in views if v.endswith("_history") and not v.startswith("main."))
     raw, models = [], []
     for view in histories:
@@ -126,7 +132,7 @@ def _create_lineage_views(con: duckdb.DuckDBPyConnection, views: Iterable[str]) 
                    f'upstream, {resolution} AS upstream_resolution FROM "{schema}"."{name}"')
         if "model_uri" in columns:
             models.append(f"SELECT DISTINCT '{table}' AS table_name, materialization_id, materialized_at, "
-                          f'model_uri FROM "{schema}"."{name}" WHERE model_uri IS NOT NULL')
+                          f'model_uri FROM "{schema}"."{name}" WHERE coalesce(trim(CAST(model_uri AS VARCHAR)), \'\') <> \'\'')
     if not raw:
         con.execute("DROP VIEW IF EXISTS main.lineage")
         con.execute("DROP VIEW IF EXISTS main.models")

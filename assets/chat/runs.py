@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -21,6 +21,7 @@ import pandas as pd
 from assets.lm.registration import DatasetInput
 
 PRETRAINING_SOURCE = "facts_documents + chat tasks"
+TASK_SOURCE = "chat_arithmetic_tasks, chat_facts_tasks, chat_instruction_tasks"  # the chat room's task assets
 
 
 def pretraining_splits(documents: pd.DataFrame, frames: list[pd.DataFrame], seed: int) -> tuple[list[str], list[str]]:
@@ -53,11 +54,12 @@ def conversation_splits(tokenizer: Any, frames: Iterable[pd.DataFrame], context_
     return rows, train, val
 
 
-def task_datasets(rows: Mapping[str, pd.DataFrame], source: str) -> list[DatasetInput]:
-    """chat-sft's MLflow dataset inputs: each split's problems as text."""
+def task_datasets(rows: Mapping[str, pd.DataFrame], source: str, prefix: str = "chat-tasks") -> list[DatasetInput]:
+    """MLflow dataset inputs of a chat model's problems (chat-sft's, chat-rl's): each split's as text, named
+    ``<prefix>-<split>``."""
     from assets.chat.study import task_text
 
-    return [DatasetInput.of_texts(f"chat-tasks-{s}", [task_text(r) for _, r in rows[s].iterrows()], s, source)
+    return [DatasetInput.of_texts(f"{prefix}-{s}", [task_text(r) for _, r in rows[s].iterrows()], s, source)
             for s in rows]
 
 
@@ -129,9 +131,11 @@ def fine_tune_chat_sft(context: Any, tracking: Any, compute: Any, settings: Any,
 
 
 def train_chat_rl(tracking: Any, compute: Any, settings: Any, sft_record: dict, frames: Iterable[pd.DataFrame],
-                  dagster_run_id: str, log: Callable[[str], None]) -> tuple[dict, dict, pd.DataFrame]:
+                  dagster_run_id: str, log: Callable[[str], None],
+                  source: str = TASK_SOURCE) -> tuple[dict, dict, pd.DataFrame]:
     """chat-rl: chat-sft trained with GRPO on the train problems of ``settings.tasks`` against the frozen SFT
-    model, registered as chat-rl. Returns (record, metrics, reward curve)."""
+    model, registered as chat-rl (the prompts logged as the run's dataset input, from the assets ``source``).
+    Returns (record, metrics, reward curve)."""
     from assets.chat.rl import GRPOConfig
     from assets.chat.study import rows_of_tasks, split_rows
     from assets.lm.registration import ProgressLog, load_registered
@@ -148,15 +152,17 @@ def train_chat_rl(tracking: Any, compute: Any, settings: Any, sft_record: dict, 
     with torch_threads(settings.cpu_threads, device):
         curve, metrics, model = train_rl(
             tracking, dagster_run_id, policy, reference, tokenizer, rows, cfg, params=params, aliases=settings.aliases,
+            datasets=task_datasets({"train": rows}, source, prefix="chat-rl-prompts"),
             on_log=lambda row: progress(f"steps, mean reward {row['mean_reward']:.3f}", done=row["step"]))
     return rl_record(model, metrics, sft_record, policy, compute.hardware()), metrics, curve
 
 
 def train_rl(tracking: Any, dagster_run_id: str, policy: Any, reference: Any, tokenizer: Any, rows: pd.DataFrame,
-             cfg: Any, *, params: dict, aliases: list[str],
-             on_log: Callable[[dict], None]) -> tuple[pd.DataFrame, dict, dict]:
-    """GRPO on the verifiable reward in the MLflow run "chat-rl" (``params`` logged); the policy's checkpoint
-    registered as chat-rl with ``aliases``. Returns (reward curve, metrics, the model part of the record)."""
+             cfg: Any, *, params: dict, aliases: list[str], on_log: Callable[[dict], None],
+             datasets: Sequence[DatasetInput] = ()) -> tuple[pd.DataFrame, dict, dict]:
+    """GRPO on the verifiable reward in the MLflow run "chat-rl" (``params`` and ``datasets`` logged); the
+    policy's checkpoint registered as chat-rl with ``aliases``. Returns (reward curve, metrics, the model part
+    of the record)."""
     from assets.chat.rl import grpo
     from assets.chat.study import reward_summary
     from assets.chat.tasks import verifiable_reward
@@ -165,6 +171,8 @@ def train_rl(tracking: Any, dagster_run_id: str, policy: Any, reference: Any, to
 
     with tempfile.TemporaryDirectory() as tmp, tracking.start_run(
             "chat-rl", dagster_run_id=dagster_run_id, asset_key="chat_rl", params=params) as run_id:
+        if datasets:
+            tracking.log_datasets(run_id, datasets)
         result = grpo(policy, tokenizer, rows, verifiable_reward, cfg, reference=reference, on_log=on_log)
         save_checkpoint(policy, tokenizer, f"{tmp}/model")
         metrics = {**reward_summary(result.curve), "train_seconds": result.seconds}

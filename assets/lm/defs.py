@@ -15,7 +15,13 @@ from pydantic import Field
 
 from assets.lm.config import ModelShape, Optimiser
 from assets.lm.model import ModelSize
-from assets.lm.registration import DatasetInput, Display, load_tokenizer_of, train_and_register
+from assets.lm.registration import (
+    DatasetInput,
+    Display,
+    imported_tokenizer,
+    load_tokenizer_of,
+    train_and_register,
+)
 from assets.lm.sizes import FAMILY_SIZES
 from resources.compute import Compute
 from resources.config import StudyConfig
@@ -108,18 +114,20 @@ def language_model_asset(corpus: str, size: ModelSize) -> dg.AssetsDefinition:
         model_size, cfg = config.model_size(size.name, family=size), config.train_config(compute)
         train_texts, val_texts = corpus_texts(corpus, documents)
         shape = dataclasses.asdict(model_size)
+        torchrun = config.nproc_per_node > 1 and not config.checkpoint_dir
+        tokenizer = None if torchrun else load_tokenizer_of(tokenizer_record, tracking)
+        # an imported checkpoint with a tokenizer of its own is registered with it, and the record names that one
+        own = imported_tokenizer(config.checkpoint_dir, tokenizer) if config.checkpoint_dir else None
         params = {"corpus": corpus, "size": model_size.name, **shape,
                   **{k: v for k, v in config.model_dump().items() if k not in shape},
-                  "tokenizer_uri": tokenizer_record["tokenizer_uri"]}
-        torchrun = config.nproc_per_node > 1 and not config.checkpoint_dir
+                  "tokenizer_uri": tokenizer_record["tokenizer_uri"] if own is None else "the checkpoint's own"}
 
         def fit(workdir, on_log):
             if torchrun:
                 return _fit_under_torchrun(context, pipes, tracking, config.nproc_per_node, model_size, cfg,
                                            tokenizer_record, train_texts, val_texts, workdir)
-            return fit_language_model(model_size, load_tokenizer_of(tokenizer_record, tracking), train_texts,
-                                      val_texts, cfg, workdir / "model", checkpoint_dir=config.checkpoint_dir,
-                                      on_log=on_log)
+            return fit_language_model(model_size, tokenizer, train_texts, val_texts, cfg, workdir / "model",
+                                      checkpoint_dir=config.checkpoint_dir, on_log=on_log)
 
         fitted, record, metadata = train_and_register(
             context, tracking, compute, fit, run_name=name, params=params, steps=cfg.max_steps,
@@ -130,7 +138,8 @@ def language_model_asset(corpus: str, size: ModelSize) -> dg.AssetsDefinition:
                                                           run_id=context.run.run_id)))
         record |= {"corpus": corpus, "size": model_size.name, "source": fitted.source,
                    "non_embedding_parameters": fitted.non_embedding_parameters, "vocab_size": fitted.vocab_size,
-                   "model_size": shape, "tokenizer_uri": tokenizer_record["tokenizer_uri"],
+                   "model_size": shape,
+                   "tokenizer_uri": tokenizer_record["tokenizer_uri"] if own is None else record["model_uri"],
                    "processes": config.nproc_per_node if fitted.source == "trained" else 1}
         yield dg.Output(record, output_name=name, metadata={**metadata, "tokens_seen": fitted.tokens_seen})
         yield dg.Output(fitted.curve, output_name=f"{name}_curve")

@@ -9,7 +9,8 @@ One training run has one result type and one record: `assets.lm.training.TrainRe
 the `Trained` a fit hands here; the record is the asset's value, a JSON dict: the MLflow part (``model_uri``,
 run id, link, version), ``Trained.record()``'s numbers and the hardware. `log_training_run` is its MLflow half for a model trained elsewhere
 (the royalties game's coalition models). `load_registered` / `load_tokenizer_of` load a record's exact model
-and tokenizer. `ProgressLog` is the one progress/ETA logger.
+and tokenizer; `imported_tokenizer` says which tokenizer an imported checkpoint uses. `ProgressLog` is the one
+progress/ETA logger.
 
 Dagster-free by import, so the science may use it too: the Dagster side hands in its context (``log``,
 ``run.run_id``), its ``tracking`` and ``compute`` resources, and a `Display` (how the UI shows a link and a
@@ -106,14 +107,24 @@ class DatasetInput:
     name: str
     digest: str
     split: str
-    source: str = ""
-    rows: int = 0
+    source: str = ""  # the asset the data comes from
+    rows: int = 0  # texts (or tokens, for a token stream)
 
     @classmethod
     def of_texts(cls, name: str, texts: Sequence[str], split: str, source: str = "") -> DatasetInput:
         """The dataset of these texts (the digest is over their content and order)."""
         digest = hashlib.sha256("\x1e".join(map(str, texts)).encode()).hexdigest()[:16]
         return cls(name=name, digest=digest, split=split, source=source or name, rows=len(texts))
+
+    @classmethod
+    def of_tokens(cls, name: str, tokens: Any, split: str, source: str = "") -> DatasetInput:
+        """The dataset of a token stream (an integer array; the digest is over its int32 values, ``rows`` counts
+        tokens)."""
+        import numpy as np
+
+        values = np.ascontiguousarray(np.asarray(tokens, dtype=np.int32))
+        digest = hashlib.sha256(values.tobytes()).hexdigest()[:16]
+        return cls(name=name, digest=digest, split=split, source=source or name, rows=int(values.size))
 
 
 def train_and_register(context: Any, tracking: Any, compute: Any, fit: Callable[[Path, Callable], Trained], *,
@@ -147,6 +158,32 @@ def train_and_register(context: Any, tracking: Any, compute: Any, fit: Callable[
     metadata = {"model_uri": model["model_uri"], "mlflow": display.link(model["mlflow_link"]), **fitted.metrics(),
                 "seconds": round(fitted.seconds, 1), "loss_curve": display.figure(figure, plot_name or run_name)}
     return fitted, record, metadata
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")  # as load_checkpoint's
+
+
+def imported_tokenizer(checkpoint_dir: str | Path, tokenizer: Any) -> Any | None:
+    """The tokenizer a local checkpoint to import brings, when it is not ``tokenizer`` (the corpus tokenizer): the
+    model uses it, is registered with it, and its record names the model's URI as ``tokenizer_uri``. None when
+    the checkpoint has no tokenizer files (the model then uses ``tokenizer``) or the same vocabulary.
+
+    A checkpoint without a tokenizer whose model vocabulary is not ``tokenizer``'s size is refused (ValueError):
+    its token ids would mean other words."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    path = Path(checkpoint_dir)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"checkpoint_dir={str(path)!r} has no config.json (not a save_pretrained checkpoint)")
+    if any((path / name).is_file() for name in TOKENIZER_FILES):
+        own = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        return None if own.get_vocab() == tokenizer.get_vocab() else own
+    vocab = AutoConfig.from_pretrained(path, local_files_only=True).vocab_size
+    if vocab != len(tokenizer):
+        raise ValueError(f"checkpoint_dir={str(path)!r} has no tokenizer and its model's vocabulary ({vocab} tokens) "
+                         f"is not the corpus tokenizer's ({len(tokenizer)}): save the checkpoint with the tokenizer "
+                         "it was trained with (tokenizer.save_pretrained into the same folder)")
+    return None
 
 
 def load_registered(record: Mapping[str, Any], tracking: Any, device: str = "cpu") -> tuple[Any, Any]:

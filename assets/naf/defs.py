@@ -19,7 +19,13 @@ import pandas as pd
 from pydantic import Field
 
 from assets.lm.config import ModelShape, Optimiser
-from assets.lm.registration import Display, load_registered, load_tokenizer_of, train_and_register
+from assets.lm.registration import (
+    DatasetInput,
+    Display,
+    load_registered,
+    load_tokenizer_of,
+    train_and_register,
+)
 from assets.naf.findings import CHECKS
 from resources.compute import Compute
 from resources.config import StudyConfig
@@ -99,6 +105,7 @@ def naf_models(context: dg.AssetExecutionContext, config: NafModelsConfig, track
     shards = assign_shards(selected, n_shards=2, seed=config.shard_seed)
     tokenizer = load_tokenizer_of(tokenizer_record, tracking)
     val_texts = documents.loc[documents["split"] == "validation", "text"].tolist()
+    validation = DatasetInput.of_texts("naf-validation", val_texts, "validation", "facts_documents")
     size, cfg = config.model_size("naf"), config.train_config(compute, eval_interval=config.max_steps)
     display = Display(dg.MetadataValue.url, partial(figure_metadata, warehouse_root=warehouse.root,
                                                     run_id=context.run.run_id))
@@ -114,7 +121,8 @@ def naf_models(context: dg.AssetExecutionContext, config: NafModelsConfig, track
                 context, tracking, compute, lambda workdir, on_log, texts=texts: fit_language_model(
                     size, tokenizer, texts, val_texts, cfg, workdir / "model", on_log=on_log),
                 run_name=f"naf-{role}", asset_key=f"naf_{role}", params=params, steps=cfg.max_steps,
-                registered=registered, aliases=config.aliases, plot_name=f"naf/{role}_loss_curve", display=display)
+                registered=registered, aliases=config.aliases, plot_name=f"naf/{role}_loss_curve", display=display,
+                datasets=[DatasetInput.of_texts(f"naf-{role}-train", texts, "train", "naf_shards"), validation])
             curves[role], final_train_loss = fitted.curve, float(fitted.curve["train_loss"].iloc[-1])
             record |= {"role": role, "shard": -1 if shard is None else shard, "train_texts": len(texts),
                        "train_documents": len(held), "protected_documents": int(held["protected"].sum()),

@@ -12,6 +12,7 @@ adversary budget x defender compute with Wilson intervals, heatmaps), ``robustne
 """
 
 import functools
+import json
 import time
 
 import dagster as dg
@@ -93,7 +94,7 @@ def robustness_defender(context: dg.AssetExecutionContext, config: DefenderConfi
     the study's shape (developer message, user, an empty or benign data message): clean tasks only, never an
     attack. Without it the tiny chat models fail the shape itself (see assets.robustness.format_tuning)."""
     from assets.chat.sft import fine_tune, sft_data
-    from assets.lm.registration import Display, load_registered, train_and_register
+    from assets.lm.registration import DatasetInput, Display, load_registered, train_and_register
     from assets.lm.threads import torch_threads
     from assets.robustness.format_tuning import fitting, format_conversations
 
@@ -103,9 +104,13 @@ def robustness_defender(context: dg.AssetExecutionContext, config: DefenderConfi
     cfg = config.train_config(compute, eval_interval=max(config.max_steps, 1))
     model, tokenizer = load_registered(base, tracking, cfg.device)
     length = int(base["model_size"]["context_length"])
-    train, val = (sft_data(tokenizer, fitting(tokenizer, format_conversations(
+    conversations = {split: fitting(tokenizer, format_conversations(
         frames, split, benign_share=config.benign_share, original_share=config.original_share, seed=config.seed),
-        length), length) for split in ("train", "validation"))
+        length) for split in ("train", "validation")}
+    train, val = (sft_data(tokenizer, conversations[split], length) for split in ("train", "validation"))
+    source = ", ".join(TASK_INS[task].key.to_user_string() for task in frames)
+    datasets = [DatasetInput.of_texts(f"robustness-format-{split}", [json.dumps(c) for c in conversations[split]],
+                                      split, source) for split in conversations]
     display = Display(dg.MetadataValue.url, functools.partial(figure_metadata, warehouse_root=warehouse.root,
                                                               run_id=context.run.run_id))
     compute.seed_everything(config.seed)
@@ -116,7 +121,7 @@ def robustness_defender(context: dg.AssetExecutionContext, config: DefenderConfi
             run_name="robustness-defender", asset_key="robustness_defender", steps=cfg.max_steps,
             params={**config.model_dump(), "base_model_uri": base["model_uri"], "conversations": len(train)},
             registered="robustness-defender", aliases=config.aliases, plot_name="robustness/defender_loss_curve",
-            display=display)
+            display=display, datasets=datasets)
     context.add_output_metadata({**metadata, "conversations": len(train), "base_model_uri": base["model_uri"]})
     return {**record, "base_model_uri": base["model_uri"], "model_size": base["model_size"]}
 

@@ -22,8 +22,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from assets.lm.registration import ProgressLog, log_training_run
-from assets.royalties.coalitions import CoalitionModel, CoalitionTraining, fit_coalition_model
+from assets.lm.registration import DatasetInput, ProgressLog, log_training_run
+from assets.royalties.coalitions import (
+    CoalitionModel,
+    CoalitionTraining,
+    coalition_splits,
+    fit_coalition_model,
+)
 from assets.royalties.game import play_game
 from assets.royalties.pieces import build_pieces, piece_log_likelihoods
 from assets.royalties.royalty_shares import shapley_frame
@@ -49,6 +54,7 @@ class CoalitionRuns:
     registered: str
     log: Callable[[str], None]
     expected: int | None = None
+    documents_source: str = "facts_documents"  # the asset ``documents`` comes from (the dataset inputs' source)
     rows: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -68,14 +74,17 @@ class CoalitionRuns:
                    "tokens_seen": fitted.tokens_seen, "mlflow_run_id": "", "model_uri": ""}
             if fitted.trained:
                 register = seed == self.register_seed and len(coalition) == len(self.owners)
-                row["mlflow_run_id"], row["model_uri"] = self._log(fitted, key, seed, steps, register)
+                row["mlflow_run_id"], row["model_uri"] = self._log(fitted, key, seed, steps, register, training)
                 self.progress(f"coalition model {key}, seed {seed}: val loss {fitted.final_val_loss:.3f}")
             self.rows.append(row)
             return fitted
 
         return fit
 
-    def _log(self, fitted: CoalitionModel, key: str, seed: int, steps: int, register: bool) -> tuple[str, str]:
+    def _log(self, fitted: CoalitionModel, key: str, seed: int, steps: int, register: bool,
+             training: CoalitionTraining) -> tuple[str, str]:
+        """Log one coalition model as a child run of the game (its train and validation texts as the run's
+        dataset inputs); the registered one with its checkpoint. (run id, model URI or "")."""
         cfg = self.training.train
         params = {"coalition": key, "n_members": len(fitted.coalition), "seed": seed, "init": self.training.init,
                   "steps": steps, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
@@ -86,6 +95,10 @@ class CoalitionRuns:
                                      asset_key="royalties_game", params=params,
                                      tags={"mlflow.parentRunId": self.game_run}) as run_id, \
                 tempfile.TemporaryDirectory() as tmp:
+            self.tracking.log_datasets(run_id, [
+                DatasetInput.of_texts(f"royalties-coalition-{key}-{split}", texts, split, self.documents_source)
+                for split, texts in zip(("train", "validation"), coalition_splits(self.documents, fitted.coalition,
+                                                                                  training), strict=True)])
             checkpoint = None
             if register:  # a checkpoint only for the model that is registered
                 from assets.lm.model import save_checkpoint

@@ -157,6 +157,15 @@ class CoalitionModel:
     tokens_seen: int
 
 
+def coalition_splits(documents: pd.DataFrame, coalition: frozenset[str],
+                     training: CoalitionTraining) -> tuple[list[str], list[str]]:
+    """(train texts, validation texts) a coalition's model trains and is scored on (the train texts shuffled
+    with the training's seed)."""
+    return (coalition_texts(documents, coalition, training.base_authors, "train", training.author_column,
+                            seed=training.train.seed),
+            coalition_texts(documents, coalition, training.base_authors, "validation", training.author_column))
+
+
 def fit_coalition_model(base_model: Any, tokenizer: Any, documents: pd.DataFrame, coalition: frozenset[str],
                         training: CoalitionTraining) -> CoalitionModel:
     """Train coalition `coalition`'s model; the empty coalition returns the base model untrained."""
@@ -167,9 +176,7 @@ def fit_coalition_model(base_model: Any, tokenizer: Any, documents: pd.DataFrame
         return CoalitionModel(base_model, coalition, trained=False, final_val_loss=float("nan"), seconds=0.0,
                               tokens_seen=0)
     cfg = training.train
-    train_texts = coalition_texts(documents, coalition, training.base_authors, "train",
-                                  training.author_column, seed=cfg.seed)
-    val_texts = coalition_texts(documents, coalition, training.base_authors, "validation", training.author_column)
+    train_texts, val_texts = coalition_splits(documents, coalition, training)
     if not train_texts or not val_texts:
         raise ValueError(f"coalition {sorted(coalition)}: no train or validation documents for authors "
                          f"{sorted(set(training.base_authors) | coalition)}")

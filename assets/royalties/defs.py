@@ -19,7 +19,13 @@ import pandas as pd
 from pydantic import Field
 
 from assets.lm.config import ModelShape, Optimiser
-from assets.lm.registration import Display, load_registered, load_tokenizer_of, train_and_register
+from assets.lm.registration import (
+    DatasetInput,
+    Display,
+    load_registered,
+    load_tokenizer_of,
+    train_and_register,
+)
 from assets.royalties.findings import CHECK_CLAIMS
 from assets.royalties.options import GAME_OUTS, efficient, empty_coalition_value_is_zero
 from resources.compute import Compute
@@ -77,6 +83,8 @@ def royalties_base_model(context: dg.AssetExecutionContext, config: RoyaltiesBas
             size, tokenizer, train_texts, val_texts, cfg, workdir / "model", on_log=on_log),
         run_name="royalties-base", asset_key="royalties_base_model", params=params, steps=cfg.max_steps,
         registered=BASE_MODEL_NAME, plot_name="royalties/base_model_loss_curve",
+        datasets=[DatasetInput.of_texts(f"royalties-base-{split}", texts, split, "facts_documents")
+                  for split, texts in (("train", train_texts), ("validation", val_texts))],
         display=Display(dg.MetadataValue.url, partial(figure_metadata, warehouse_root=warehouse.root,
                                                       run_id=context.run.run_id)))
     context.add_output_metadata(metadata)

@@ -96,7 +96,7 @@ def grid_run_asset(cell: GridCell) -> dg.AssetsDefinition:
               description=cell_description(cell))
     def _run(context: dg.AssetExecutionContext, config: ScalingRunConfig, tracking: Tracking, compute: Compute,
              warehouse: WarehousePaths, chunks: pd.DataFrame, tokenizer_record: dict) -> dict:
-        from assets.scaling.grid import RunSettings, steps_for, train_cell
+        from assets.scaling.grid import RunSettings, cell_datasets, steps_for, train_cell
         from assets.scaling.tables import registered_name, run_params
 
         compute.seed_everything(config.seed)
@@ -111,7 +111,7 @@ def grid_run_asset(cell: GridCell) -> dg.AssetsDefinition:
                 cell, chunks, tokenizer, settings, checkpoint_dir=workdir / "model" if registered else None,
                 on_log=on_log),
             run_name=cell.name, params=params, tags={"study": GROUP}, steps=steps_for(cell, settings),
-            registered=registered,
+            registered=registered, datasets=cell_datasets(cell, chunks),
             plot_name=f"scaling/{cell.name}", display=Display(dg.MetadataValue.url, partial(
                 figure_metadata, warehouse_root=warehouse.root, run_id=context.run.run_id)))
         context.add_output_metadata(metadata)

@@ -138,6 +138,14 @@ def held_out_tokens(chunks: pd.DataFrame) -> np.ndarray:
     return np.concatenate([np.asarray(t, dtype=np.int32) for t in val["tokens"]])
 
 
+def cell_datasets(cell: GridCell, chunks: pd.DataFrame, source: str = "scaling_tokens") -> list:
+    """A grid run's MLflow dataset inputs: its unique pool (train) and the held-out stream (validation)."""
+    from assets.lm.registration import DatasetInput
+
+    return [DatasetInput.of_tokens(f"{cell.name}-unique-pool", unique_pool(chunks, cell.unique_tokens), "train", source),
+            DatasetInput.of_tokens("scaling-held-out", held_out_tokens(chunks), "validation", source)]
+
+
 # ------------------------------------------------------------------------------------------------- training
 @dataclass(frozen=True)
 class RunSettings:

@@ -18,7 +18,13 @@ from pydantic import Field
 
 from assets.lm.config import ModelShape, train_config
 from assets.lm.family import corpus_texts
-from assets.lm.registration import Display, load_registered, load_tokenizer_of, train_and_register
+from assets.lm.registration import (
+    DatasetInput,
+    Display,
+    load_registered,
+    load_tokenizer_of,
+    train_and_register,
+)
 from assets.lm.threads import torch_threads
 from assets.watermark import plots, study, validity
 from assets.watermark.attack import WalkSettings
@@ -157,21 +163,23 @@ class WatermarkInfillerConfig(ModelShape, StudyConfig):
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("training"), pool="gpu",
-          ins={"documents": dg.AssetIn("code_corpus"), "tokenizer_record": dg.AssetIn("code_tokenizer"),
-               "generator": dg.AssetIn("lm_code_small")})
+          ins={"documents": dg.AssetIn("code_corpus"), "generator": dg.AssetIn("lm_code_small")})
 def watermark_infiller(context: dg.AssetExecutionContext, config: WatermarkInfillerConfig, tracking: Tracking,
-                       compute: Compute, warehouse: WarehousePaths, documents: pd.DataFrame, tokenizer_record: dict,
+                       compute: Compute, warehouse: WarehousePaths, documents: pd.DataFrame,
                        generator: dict) -> dg.Output:
     """Train the attack's masked-span in-filler: a model of the code family on the corpus's training documents
     rearranged as <fim_prefix> prefix <fim_suffix> suffix <fim_middle> middle (sentinels appended after the code
     vocabulary, on a copy of its tokenizer), registered in MLflow as wm-infiller; with its held-out loss on the
-    middles beside the generator's (prefix only)."""
+    middles beside the generator's (prefix only). The tokenizer is the generator's (its record's
+    ``tokenizer_uri``: the code tokenizer, or an imported checkpoint's own)."""
     device = compute.torch_device()
     compute.seed_everything(config.seed)
-    tokenizer = load_tokenizer_of(tokenizer_record, tracking)
+    tokenizer = load_tokenizer_of(generator, tracking)
     train_texts, val_texts = corpus_texts("code", documents)
+    datasets = [DatasetInput.of_texts(f"wm-infiller-{split}", texts, split, "code_corpus")
+                for split, texts in (("train", train_texts), ("validation", val_texts))]
     cfg = train_config(config, compute, eval_interval=config.max_steps, log_interval=max(1, config.max_steps // 10))
-    lineage = {"tokenizer_uri": tokenizer_record["tokenizer_uri"], "generator_uri": generator["model_uri"]}
+    lineage = {"tokenizer_uri": generator["tokenizer_uri"], "generator_uri": generator["model_uri"]}
     with torch_threads(config.cpu_threads, device):
         gen_model, _ = load_registered(generator, tracking, device)
         fitted, record, metadata = train_and_register(
@@ -180,7 +188,7 @@ def watermark_infiller(context: dg.AssetExecutionContext, config: WatermarkInfil
                 max_span=config.max_span, n_val=config.n_val, generator=gen_model, init=config.init,
                 context_weight=config.context_weight, layout=config.layout, out_dir=workdir / "model", on_log=on_log),
             run_name="watermark_infiller", params={**config.model_dump(), **lineage}, steps=config.max_steps,
-            registered="wm-infiller", aliases=config.aliases, plot_name="infiller_loss_curve",
+            registered="wm-infiller", aliases=config.aliases, plot_name="infiller_loss_curve", datasets=datasets,
             display=Display(dg.MetadataValue.url, partial(_figure, context, warehouse)))
     context.log.info(f"in-filler: middle loss {fitted.middle_nll:.3f} nats vs the generator's "
                      f"{fitted.generator_middle_nll:.3f} (prefix only), {fitted.seconds:.1f}s")

@@ -4,6 +4,10 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+# registered without training, so with no data of their own: chat-sft's weights under another name (the alignment
+# room's policy-in-context baseline pastes the policy at inference)
+UNTRAINED = ("alignment-policy-in-context",)
+
 
 def test_chat_group_materializes_with_consistent_numbers(backbone):
     from assets.chat.budget import EFFORT_BUDGETS
@@ -92,8 +96,10 @@ def test_every_registered_model_loads_as_an_mlflow_pyfunc_model(backbone):
             texts = model.predict({"prompt": ["compute 1 + 2", "where was"]}, params={"max_new_tokens": 4})
             assert len(texts) == 2 and all(isinstance(t, str) for t in texts), version.name
             assert version.tags["reprolab.profile"] == "tiny" and version.description, version.name
+            inputs = tracking.client.get_run(version.run_id).inputs.dataset_inputs
             if version.name.startswith("lm-") or version.name in ("chat-base", "chat-sft"):  # what it trained on
-                inputs = tracking.client.get_run(version.run_id).inputs.dataset_inputs
                 assert {t.value for i in inputs for t in i.tags} == {"train", "validation"}, version.name
+            elif version.name not in UNTRAINED:  # every trained model lists at least its training data
+                assert "train" in {t.value for i in inputs for t in i.tags}, version.name
     finally:
         mlflow.set_tracking_uri(None)

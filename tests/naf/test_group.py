@@ -5,6 +5,8 @@ import math
 import dagster as dg
 import pandas as pd
 
+from tests.lm.dataset_inputs import dataset_inputs
+
 
 def test_naf_group_materializes_with_consistent_numbers(backbone):
     from assets.findings import check_findings_frame
@@ -25,6 +27,10 @@ def test_naf_group_materializes_with_consistent_numbers(backbone):
     assert all(rec["model_uri"].startswith("models:/naf-") for rec in records.values())
     # p trains on both shards' texts, each q on its own
     assert records["p"]["train_texts"] == records["q1"]["train_texts"] + records["q2"]["train_texts"]
+    tracking = backbone.resources["tracking"]  # each run lists its shard's texts and the validation documents
+    inputs = {r: dataset_inputs(tracking, rec["model_uri"]) for r, rec in records.items()}
+    assert {r: i["train"] for r, i in inputs.items()} == {r: (f"naf-{r}-train", "naf_shards") for r in records}
+    assert {i["validation"] for i in inputs.values()} == {("naf-validation", "facts_documents")}
 
     reg = result.asset_value("naf_regurgitation")
     n_protected = int(documents["protected"].sum())

@@ -3,6 +3,8 @@
 import dagster as dg
 import pytest
 
+from tests.lm.dataset_inputs import assert_trained_on
+
 CHAT_MODELS = ("safety_items", "safety_vocabulary", "chat_tokenizer", "chat_base", "chat_sft", "chat_rl",
                "chat_arithmetic_tasks", "chat_facts_tasks", "chat_instruction_tasks")
 
@@ -32,6 +34,9 @@ def test_robustness_group_materializes_with_consistent_numbers(robustness_run, b
     assert set(items["task"]) == {"arithmetic", "facts", "ambiguous"} and items["problem_id"].nunique() == 6
     defender = robustness_run.asset_value("robustness_defender")
     assert defender["registered_model"] == "robustness-defender" and defender["model_uri"].startswith("models:/")
+    tracking = backbone.resources["tracking"]  # both runs list the task problems they trained on
+    assert_trained_on(tracking, defender["model_uri"], "chat_instruction_tasks")
+    assert_trained_on(tracking, robustness_run.asset_value("chat_rl")["model_uri"], "chat_facts_tasks", ("train",))
     runs = robustness_run.asset_value("robustness_runs")
     assert set(runs["defender"]) == {"robustness-defender", "planted"}
     assert set(runs["compute_level"]) == {0, 2, 4} and (runs["reasoning_tokens"] <= runs["compute_level"]).all()

@@ -10,6 +10,7 @@ import pytest
 
 from assets.findings import VERDICTS, check_findings_frame
 from resources.catalog import query
+from tests.lm.dataset_inputs import assert_trained_on
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +89,8 @@ def test_values_are_reproducible_from_the_registered_models(group):
     generator_uri = pieces.loc[pieces["generator_uri"] != "", "generator_uri"].unique()
     assert len(generator_uri) == 1 and generator_uri[0].startswith("models:/royalties-facts-all-owners/")
     registered_by(tracking, generator_uri[0], result.run_id)
+    for uri in (base_record["model_uri"], generator_uri[0]):  # each run lists the documents it trained on
+        assert_trained_on(tracking, uri, "facts_documents")
     values = query(root, "SELECT piece_id, coalition, log_likelihood FROM royalties.royalties_coalition_values "
                          "WHERE seed = 0 ORDER BY piece_id")
     grand = values["coalition"][values["coalition"].str.count(",").idxmax()]

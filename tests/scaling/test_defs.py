@@ -10,6 +10,7 @@ import pytest
 from assets.findings import VERDICTS, check_findings_frame
 from assets.scaling.defs import CELLS
 from resources.catalog import query
+from tests.lm.dataset_inputs import dataset_inputs
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,8 @@ def test_every_grid_run_is_a_logged_model_scored_on_held_out_data(scaling, backb
     assert math.isclose(run.data.metrics["held_out_loss"], row["held_out_loss"])
     assert int(run.data.params["unique_tokens"]) == row["unique_tokens"]
     assert row["model_uri"].startswith("models:/scaling-")
+    assert dataset_inputs(tracking, row["model_uri"]) == {"train": (f"{row['run']}-unique-pool", "scaling_tokens"),
+                                                          "validation": ("scaling-held-out", "scaling_tokens")}
     upstream = json.loads(query(root, "SELECT upstream FROM scaling.scaling_runs LIMIT 1")["upstream"].iloc[0])
     assert any(u.startswith("scaling.scaling_run_") for u in upstream)
 

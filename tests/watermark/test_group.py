@@ -3,6 +3,8 @@
 import dagster as dg
 import numpy as np
 
+from tests.lm.dataset_inputs import assert_trained_on
+
 
 def test_watermark_group_materializes_with_consistent_numbers(backbone):
     from assets.findings import check_findings_frame
@@ -32,6 +34,8 @@ def test_watermark_group_materializes_with_consistent_numbers(backbone):
     # the tiny profile walks with the FIM in-filler; its sentinels sit after the detectors' vocabulary
     infiller = result.asset_value("watermark_infiller")
     assert infiller["model_uri"].startswith("models:/wm-infiller/")
+    assert_trained_on(backbone.resources["tracking"], infiller["model_uri"], "code_corpus")
+    assert infiller["tokenizer_uri"] == backbone.value("lm_code_small")["tokenizer_uri"]  # the generator's
     vocab = int(calibration["vocab_size"].iloc[0])
     assert infiller["base_vocab"] == vocab and infiller["sentinel_ids"] == [vocab, vocab + 1, vocab + 2]
     assert np.isfinite(infiller["middle_nll"]) and np.isfinite(infiller["generator_middle_nll"])
