@@ -189,3 +189,13 @@ def test_a_run_logged_without_registration_keeps_only_its_link(store):
     assert [m.value for m in tracking.client.get_metric_history(run_id, "train_loss")] == [3.0, 2.5]
     with pytest.raises(ValueError, match="checkpoint_dir"):
         log_training_run(tracking, run_id, curve=None, metrics={}, registered="needs-a-checkpoint")
+
+
+def test_a_token_stream_dataset_is_digested_by_its_values():
+    import numpy as np
+
+    stream = DatasetInput.of_tokens("pool", np.arange(50, dtype=np.int64), "train", source="scaling_tokens")
+    assert stream.rows == 50 and stream.source == "scaling_tokens" and stream.split == "train"
+    assert stream.digest == DatasetInput.of_tokens("other", list(range(50)), "validation").digest  # values, not dtype
+    assert stream.digest != DatasetInput.of_tokens("pool", np.arange(1, 51), "train").digest
+    assert stream.digest != DatasetInput.of_tokens("pool", np.arange(49), "train").digest
