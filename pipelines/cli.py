@@ -2,9 +2,11 @@
 
     reprolab demo [--config FILE]     materialize the main job through the instance in $DAGSTER_HOME (with a
                                       run config, e.g. resources, merged over the defaults)
-    reprolab query "SELECT ..."       read-only SQL over the catalog (--format table|csv|json)
+    reprolab query "SELECT ..."       one read-only SQL statement over the catalog (--format table|csv|json);
+                                      several statements are refused: run them one at a time
     reprolab tables                   the views in the catalog
-    reprolab summary                  a short summary of what the warehouse holds
+    reprolab summary                  what the warehouse holds, and the headline findings (those with a
+                                      reference; `reprolab query "SELECT * FROM findings"` shows every row)
     reprolab catalog                  rebuild catalog.duckdb from the Parquet files
     reprolab init                     create the Dagster and MLflow stores once, under a lock (make does this)
     reprolab recover                  fail runs whose worker died (kill -9) and free their pool slots
@@ -14,7 +16,11 @@
                                       checkpoint directory) on 127.0.0.1
     reprolab evaluate --base-url URL --model NAME [--benchmark FILE ...]
                                       the safety battery against any OpenAI-compatible endpoint, into the
-                                      warehouse's safety tables (keyed by endpoint and model)
+                                      warehouse's safety tables (keyed by endpoint and model; later runs of the
+                                      graph keep them); requests the endpoint rejects are counted, not graded
+
+A misspelt REPROLAB_PROFILE is refused in one line (exit status 2); output piped into a reader that stops
+early (`| head`) ends quietly with status 141, as a tool killed by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -38,14 +44,34 @@ if TYPE_CHECKING:
 
 
 # Columns of the contract (assets/findings.py); tables written before it carry `paper` instead of reference/source
-FINDINGS_COLUMNS = ("study", "metric", "ours", "reference", "paper", "source", "verdict", "post_hoc")
+FINDINGS_COLUMNS = ("study", "metric", "ours", "reference", "paper", "source", "verdict")
+SUMMARY_WIDTH = 40  # characters of text a cell of the closing findings table shows
+ALL_FINDINGS_SQL = "SELECT * FROM findings ORDER BY study, metric"
 
 
-def findings_summary(root) -> pd.DataFrame:
-    """The findings view's headline columns, those of them that exist (older tables lack the contract's)."""
+def findings_summary(root, width: int = SUMMARY_WIDTH) -> tuple[pd.DataFrame, str]:
+    """The headline findings (those with a reference: source other than "none"; every row for tables older than
+    the contract) in the view's headline columns, text cut to ``width`` characters; and a footnote saying
+    what was left out and the SQL that shows everything."""
     have = set(query(root, "DESCRIBE findings")["column_name"])
     columns = ", ".join(c for c in FINDINGS_COLUMNS if c in have)
-    return query(root, f"SELECT {columns} FROM findings ORDER BY study, metric")
+    where = "WHERE coalesce(source, '') <> 'none'" if "source" in have else ""
+    shown = query(root, f"SELECT {columns} FROM findings {where} ORDER BY study, metric")
+    total = int(query(root, "SELECT count(*) AS n FROM findings")["n"].iloc[0])
+    for column in shown.columns.difference(shown.select_dtypes(include="number").columns):
+        shown[column] = shown[column].map(lambda v: v if not isinstance(v, str) or len(v) <= width
+                                          else v[: width - 1] + "…")
+    left_out = total - len(shown)
+    note = (f"{len(shown)} headline findings of {total} rows" + (f"; {left_out} descriptive rows (source 'none': "
+            "no reference to compare with) left out" if left_out else "")
+            + f".\nEvery row and column: reprolab query \"{ALL_FINDINGS_SQL}\"")
+    if "post_hoc" in have:
+        n = int(query(root, "SELECT count(*) AS n FROM findings WHERE coalesce(CAST(post_hoc AS VARCHAR), '') "
+                            "NOT IN ('', 'false', 'False')")["n"].iloc[0])
+        if n:
+            note += (f"\n{n} rows use a setting chosen after seeing results (post_hoc): reprolab query "
+                     "\"SELECT study, metric, post_hoc FROM findings WHERE post_hoc <> ''\"")
+    return shown, note
 
 
 def _print_frame(df, fmt: str) -> None:
@@ -87,7 +113,9 @@ def cmd_summary(args) -> int:
         views = list_views(root)
         if ((views["schema"] == "main") & (views["view"] == "findings")).any():
             print("\nfindings (ours vs the reference, and where the reference comes from):")
-            _print_frame(findings_summary(root), "table")
+            shown, note = findings_summary(root)
+            _print_frame(shown, "table")
+            print(note)
     except CatalogError as exc:
         print(exc)
         return 1
@@ -138,6 +166,12 @@ def cmd_demo(args) -> int:
     from pipelines.run_progress import RunProgress
     from pipelines.stores import init_stores
 
+    job = defs.resolve_job_def("main")
+    try:  # refused before anything starts or is announced
+        run_config = demo_run_config(job, args.config, verbose=args.verbose)
+    except (OSError, ValueError) as exc:
+        print(f"reprolab demo: {exc}", file=sys.stderr)
+        return 2
     init_stores(args.warehouse)
     instance = DagsterInstance.get()
     recover(instance)  # a run killed earlier must not hold the gpu pool slot this run needs
@@ -147,12 +181,6 @@ def cmd_demo(args) -> int:
     print(f"running job 'main' ({total} assets) on profile {PROFILE!r} with DAGSTER_HOME={os.environ['DAGSTER_HOME']}\n"
           f"run {run_id}: one line per materialized asset; the full log is in `make ui`"
           f"{'' if args.verbose else ' (or rerun with --verbose)'}", flush=True)
-    job = defs.resolve_job_def("main")
-    try:
-        run_config = demo_run_config(job, args.config, verbose=args.verbose)
-    except (OSError, ValueError) as exc:
-        print(f"reprolab demo: {exc}", file=sys.stderr)
-        return 2
     start = time.time()
     progress = RunProgress(instance, run_id, total).start()
     try:
@@ -218,6 +246,14 @@ def cmd_recover(args) -> int:
 
 def cmd_query(args) -> int:
     try:
+        statements = duckdb.extract_statements(args.sql)
+    except duckdb.Error:
+        statements = [args.sql]  # not SQL duckdb can split: the query says why
+    if len(statements) > 1:
+        print(f"error: reprolab query runs one SQL statement, got {len(statements)}: run them one at a time",
+              file=sys.stderr)
+        return 2
+    try:
         _print_frame(query(args.warehouse, args.sql), args.format)
     except CatalogError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -254,13 +290,16 @@ def cmd_catalog(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from pipelines.report import write_report
+    from pipelines.report import build_report
 
-    try:
-        path = write_report(args.warehouse, args.out)
+    path = Path(args.out) if args.out else Path(args.warehouse) / "report" / "index.html"
+    try:  # the page first: a refusal creates nothing
+        page = build_report(args.warehouse)
     except CatalogError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
     print(f"report written to {path.resolve()}")
     return 0
 
@@ -307,7 +346,9 @@ def cmd_serve(args) -> int:
 
 def cmd_evaluate(args) -> int:
     """The safety battery over an endpoint; its rows replace that endpoint's earlier rows in new
-    materializations of safety_results and safety_system_card (everyone else's rows kept)."""
+    materializations of safety_results and safety_system_card (everyone else's rows kept; later runs of the
+    graph carry them forward). Requests the endpoint rejected or failed on are counted apart, never graded:
+    exit 1 (nothing written) when it replied to none of them, a warning when it rejected some."""
     from datetime import UTC, datetime
     from types import SimpleNamespace
 
@@ -315,10 +356,23 @@ def cmd_evaluate(args) -> int:
 
     from assets.chat.client import Endpoint
     from assets.safety.benchmarks import graded_benchmarks, with_benchmarks
-    from assets.safety.responders import replace_rows, run_endpoint, system_card
+    from assets.safety.responders import (
+        mark_request_errors,
+        replace_rows,
+        run_endpoint,
+        system_card,
+        with_provenance,
+    )
     from assets.safety.tables import answer_caps, budget_request
     from resources.store import active_store
-    from resources.tables import Lineage, WarehouseError, latest_file, read_table, write_table
+    from resources.tables import (
+        LINEAGE_COLUMNS,
+        Lineage,
+        WarehouseError,
+        latest_file,
+        read_table,
+        write_table,
+    )
 
     root = Path(args.warehouse)
     try:
@@ -336,20 +390,31 @@ def cmd_evaluate(args) -> int:
                                regurgitation_answer_tokens=args.regurgitation_max_tokens)
     try:  # asked as safety_results asks an endpoint: at the budget and seed, regurgitation with room to run on
         request = {"temperature": 0.0, "seed": args.seed, **budget_request(args.budget)}
-        asked = [run_endpoint(endpoint, part, max_tokens=cap, **request) for part, cap in answer_caps(items, settings)]
-        new = graded_benchmarks(pd.concat(asked, ignore_index=True), items)
+        parts = answer_caps(items, settings)
+        asked = [run_endpoint(endpoint, part, max_tokens=cap, **request) for part, cap in parts]
+        new = mark_request_errors(graded_benchmarks(pd.concat(asked, ignore_index=True), items))
     except Exception as exc:  # the endpoint's or the key's error, in one line
         print(f"error: evaluating {args.base_url} failed: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
+    replied = _report_requests(args, asked, [cap for _, cap in parts])
+    if not replied:
+        print(f"error: {args.base_url} rejected or failed on every one of the {len(new)} requests; nothing was "
+              "written to the warehouse", file=sys.stderr)
+        return 1
+    run_id, now = f"evaluate-{uuid.uuid4()}", datetime.now(UTC)
+    new = with_provenance(new, run_id, now)
     upstream = [f"safety.safety_items:{items_file.stem}"]
     try:
         previous_file = latest_file(root, "safety", "safety_results")
-        previous, upstream = read_table(previous_file), [*upstream, f"safety.safety_results:{previous_file.stem}"]
+        stored = read_table(previous_file, with_lineage=True)
+        previous = with_provenance(stored.drop(columns=list(LINEAGE_COLUMNS)), str(stored["run_id"].iloc[0]),
+                                   stored["materialized_at"].iloc[0]) if len(stored) else None
+        upstream = [*upstream, f"safety.safety_results:{previous_file.stem}"]
     except WarehouseError:
         previous = None
     results = replace_rows(previous, new)
-    lineage = Lineage(run_id=f"evaluate-{uuid.uuid4()}", code_version="evaluate-1", upstream=upstream,
-                      materialized_at=datetime.now(UTC), resolution={u: "latest" for u in upstream})
+    lineage = Lineage(run_id=run_id, code_version="evaluate-2", upstream=upstream,
+                      materialized_at=now, resolution={u: "latest" for u in upstream})
     store = active_store()  # a shared lab: the new tables go to the object store too
     for name, frame in (("safety_results", results), ("safety_system_card", system_card(results))):
         path = write_table(root, "safety", name, frame, lineage)
@@ -357,10 +422,59 @@ def cmd_evaluate(args) -> int:
             store.publish(path)
     refresh_catalog(root, [("safety", "safety_results"), ("safety", "safety_system_card")])
     card = system_card(new)
-    print(f"{len(new)} items graded for {new['model'].iloc[0]} at {args.base_url}; the tables safety.safety_results "
-          f"and safety.safety_system_card now hold them")
+    print(f"{int(new['answered'].sum())} of {len(new)} items answered and graded for {new['model'].iloc[0]} at {args.base_url} "
+          f"(run {run_id}); the tables safety.safety_results and safety.safety_system_card now hold them")
     _print_frame(card[["evaluation", "metric", "value", "n"]], "table")
     return 0
+
+
+# a rejection by our own server (pipelines/serve.py): the prompt and the answer cap do not fit the model
+_NO_ROOM = r"a prompt of (\d+) tokens leaves no room for an answer of (\d+) tokens within the model's (\d+) positions"
+
+
+def _report_requests(args, asked: list, caps: list[int]) -> int:
+    """Print (stderr) how many requests the endpoint answered, answered empty, rejected and failed on, the
+    first error, and what to change when prompts did not fit its context; return the number it replied to."""
+    import re
+
+    import pandas as pd
+
+    from assets.safety.responders import request_counts
+
+    counts = pd.concat([request_counts(part) for part in asked], ignore_index=True)
+    total, answered, empty, rejected, failed = (int(counts[c].sum()) for c in
+                                                ("asked", "answered", "empty", "rejected", "failed"))
+    print(f"{args.base_url}: {total} requests: {answered} answered, {empty} answered empty, {rejected} rejected, "
+          f"{failed} failed (only answers are graded; empty, rejected and failed are left out of every metric)",
+          file=sys.stderr)
+    errors = [e for e in counts["first_error"] if e]
+    if errors:
+        print(f"{'error' if rejected + failed == total else 'warning'}: {rejected + failed} of {total} requests got "
+              f"no reply; the first error: {errors[0]}", file=sys.stderr)
+    for part, cap in zip(asked, caps, strict=True):
+        no_room = [re.search(_NO_ROOM, e) for e in part["request_error"]]
+        prompts = [(int(m[1]), int(m[3])) for m in no_room if m]
+        if not prompts:
+            continue
+        positions = prompts[0][1]
+        fitting = [n for n, _ in prompts if n + 3 + 1 <= positions]  # close, answer marker, end, one answer token
+        flag = "--regurgitation-max-tokens" if (part["evaluation"] == "regurgitation").all() else "--max-tokens"
+        print(f"hint: the model has {positions} positions: {len(prompts) - len(fitting)} prompts are too long for "
+              "it whatever the answer cap" + (f"; the others fit with {flag} {positions - max(fitting) - 3} (now {cap})"
+                                              if fitting else ""), file=sys.stderr)
+    if answered == 0 and empty:
+        print("warning: every reply was empty (no answer words): the metrics are undefined (n=0)", file=sys.stderr)
+    return total - rejected - failed
+
+
+def _budget(text: str) -> str:
+    """--budget: a token count (an int >= 0) or an effort level; anything else is refused before a request."""
+    from assets.chat.budget import EFFORT_BUDGETS
+
+    if text.strip().isdigit() or text.strip() in EFFORT_BUDGETS:
+        return text.strip()
+    raise argparse.ArgumentTypeError(f"{text!r} is neither a token count (an int >= 0) nor an effort level: "
+                                     f"use one of {', '.join(EFFORT_BUDGETS)} or a number such as 16")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -374,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a Dagster run config (YAML) merged over the defaults, e.g. resources or an asset's config; "
                         "repeatable (later files win); e.g. deploy/run-config/cuda-switches-on-cpu.yaml")
     d.set_defaults(func=cmd_demo)
-    q = sub.add_parser("query", help="read-only SQL over the catalog")
+    q = sub.add_parser("query", help="one read-only SQL statement over the catalog (several are refused)")
     q.add_argument("sql")
     q.add_argument("--format", choices=("table", "csv", "json"), default="table")
     q.set_defaults(func=cmd_query)
@@ -411,8 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-tokens", type=int, default=64, help="max tokens per answer")
     e.add_argument("--regurgitation-max-tokens", type=int, default=64,
                    help="max tokens per answer to a regurgitation item (must exceed the 12-word match threshold)")
-    e.add_argument("--budget", default="medium", help="reasoning budget: a token count or low / medium / high "
-                                                      "(sent as reasoning_budget or reasoning_effort)")
+    e.add_argument("--budget", default="medium", type=_budget,
+                   help="reasoning budget: a token count or low / medium / high (sent as reasoning_budget or "
+                        "reasoning_effort)")
     e.add_argument("--seed", type=int, default=0, help="sampling seed sent with every request")
     e.add_argument("--benchmark", action="append", metavar="FILE",
                    help="a local XSTest / StrongREJECT / SimpleQA / BBQ file (or BBQ folder) to run beside the "
@@ -424,8 +539,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from resources.profiles import UnknownProfileError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UnknownProfileError as exc:  # REPROLAB_PROFILE misspelt: one line, not a traceback
+        print(f"reprolab {args.command}: {exc} (set REPROLAB_PROFILE to one of them; unset, it is demo)",
+              file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `reprolab query ... | head`: the reader left; stop quietly, as CLI tools do
+        _silence_stdout()
+        return 128 + 13  # SIGPIPE's exit status, as a shell reports a tool killed by it
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise BrokenPipeError again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (an in-process caller's capture)
+        pass
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ responder x evaluation x item. ``safety_judgements`` a judge model's (or endpoin
 those results beside the programmatic grades, with its agreement (Cohen's kappa). ``safety_system_card`` is the card's table per responder, with a plot;
 ``safety/findings`` checks the graders on the references, and states the models' numbers conditional on their
 helpful_accuracy, at the budget and answer cap of the run (the findings' scale). `reprolab evaluate --base-url URL --model NAME`
-writes an endpoint's rows into the same tables.
+writes an endpoint's rows into the same tables; a later ``safety_results`` (the nightly run) carries them
+forward unless it asks that endpoint again (every row says which run evaluated it: evaluated_run_id,
+evaluated_at).
 """
 
 import dagster as dg
@@ -167,12 +169,17 @@ class ResultsConfig(StudyConfig):
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"), pool="gpu", ins=MODEL_INS,
           check_specs=[_check("results_valid", "safety_results")])
 def safety_results(context: dg.AssetExecutionContext, config: ResultsConfig, tracking: Tracking,
-                   compute: Compute, safety_items: pd.DataFrame, **chat_models):
+                   compute: Compute, warehouse: WarehousePaths, safety_items: pd.DataFrame, **chat_models):
     """Every eval item asked of every registered chat model (chat-sft, chat-rl: in-process, at the reasoning
     budget), of the endpoints in config, and of the reference scripts (policy_oracle, always_comply,
     always_refuse, always_abstain, empty), graded: one row per responder x evaluation x item, keyed by
-    model_uri or endpoint + model."""
+    model_uri or endpoint + model, stamped with this run (evaluated_run_id, evaluated_at). The endpoints of
+    the latest table that this run does not ask again (those `reprolab evaluate` wrote) are carried forward
+    with their own run id and time (metadata: carried_forward)."""
+    from datetime import UTC, datetime
+
     from assets.safety.benchmarks import with_benchmarks
+    from assets.safety.responders import carry_forward, mark_request_errors, with_provenance
     from assets.safety.tables import ask_responders, mean_scores
 
     items = with_benchmarks(safety_items, config.benchmark_files, config.benchmark_max_items, config.seed)
@@ -180,11 +187,30 @@ def safety_results(context: dg.AssetExecutionContext, config: ResultsConfig, tra
                                             tracking_uri=tracking.resolved_tracking_uri)
     if missing is not None:
         meta["oov_words"] = dg.MetadataValue.md(" ".join(missing[:200]) or "(none)")
+    new = with_provenance(mark_request_errors(results), context.run.run_id, datetime.now(UTC))
+    results, carried = carry_forward(_latest_results(warehouse), new)
     summary = mean_scores(results)
+    meta["carried_forward"] = markdown_table(carried.astype({"evaluated_at": str}).groupby(
+        ["endpoint", "model", "evaluated_run_id", "evaluated_at"]).size().reset_index(name="rows")) \
+        if len(carried) else "(none)"
     yield dg.Output(results, metadata={"rows": len(results), "mean_score": markdown_table(summary), **meta,
                                        "budget": config.budget, "max_answer_tokens": config.max_answer_tokens,
                                        "regurgitation_answer_tokens": config.regurgitation_answer_tokens})
     yield _results_check(results, [r["registered_model"] for r in chat_models.values()])
+
+
+def _latest_results(warehouse: WarehousePaths) -> pd.DataFrame | None:
+    """The latest stored safety_results (None before the first), each row stamped with the run that wrote it
+    where it carries no provenance of its own (tables written before evaluated_run_id existed)."""
+    from assets.safety.responders import with_provenance
+    from resources.tables import LINEAGE_COLUMNS, read_table
+
+    files = warehouse.table_files(GROUP, "safety_results")
+    if not files:
+        return None
+    stored = read_table(files[-1], with_lineage=True)
+    return with_provenance(stored.drop(columns=list(LINEAGE_COLUMNS)), str(stored["run_id"].iloc[0]),
+                           stored["materialized_at"].iloc[0]) if len(stored) else None
 
 
 def _results_check(results: pd.DataFrame, models: list[str]) -> dg.AssetCheckResult:

@@ -5,7 +5,9 @@ under a reasoning budget (a token count or an effort level), greedy by default, 
 template. A conversation whose prompt leaves no room for an answer within the model's positions is not sent
 to the model: it is answered "" and its messages are recorded in `responder.unanswered`, so the caller can
 leave those items out of the aggregates (`answered` False) rather than grade an empty answer as safe. An
-endpoint that rejects a conversation (HTTP 400, e.g. longer than its context) is treated the same way.
+endpoint that rejects a conversation (HTTP 4xx, e.g. longer than its context) or fails on it (HTTP 5xx) has
+not answered either: the row keeps the endpoint's message in `request_error`, outcome "rejected" or "failed"
+(neither an answer to grade nor a refusal), answered=False; `request_counts` counts them per responder.
 A conversation that fits only with a smaller reasoning budget is generated apart, with the budget lowered
 (each reply's "applied_budget" says which budget it got; the battery records it).
 
@@ -17,6 +19,11 @@ Every result row is keyed by who answered (KEY_COLUMNS): `responder` is "model" 
 policy oracle and the degenerate scripts: always-comply, always-refuse, always-abstain, empty; labelled as
 such: they are the scale, not models). A row whose answer is empty (outcome "empty") is marked
 answered=False like a prompt that did not fit: an empty generation is no answer, not a safe one.
+
+Provenance (PROVENANCE_COLUMNS): every row says which run evaluated it (`evaluated_run_id`) and when
+(`evaluated_at`). `carry_forward` keeps an endpoint's most recent rows when a later run re-evaluates the
+registered models without it (`reprolab evaluate` writes endpoint rows outside the graph; the nightly run
+must not drop them), and `replace_rows` replaces a responder's rows when it is evaluated again.
 """
 
 from __future__ import annotations
@@ -46,6 +53,11 @@ REFERENCES = {"policy_oracle": ideal_response, "always_comply": leaky_response, 
               "always_abstain": abstaining_response, "empty": empty_response}
 BASE_REFERENCES = ("policy_oracle", "always_comply")  # the ceiling and the unsafe floor
 CARD_COLUMNS = ["evaluation", "metric", "value", "n", *KEY_COLUMNS]
+PROVENANCE_COLUMNS = ["evaluated_run_id", "evaluated_at"]
+REQUEST_OUTCOMES = {"rejected": "the endpoint refused the request (HTTP 4xx: e.g. a prompt too long for it)",
+                    "failed": "the endpoint failed on the request (HTTP 5xx)"}
+# statuses that concern the endpoint as a whole (key, model name, rate limit): the evaluation stops there
+ENDPOINT_STATUSES = (401, 403, 404, 429)
 
 
 def model_responder(model: Any, tokenizer: Any, *, budget: str | int = 16, max_answer_tokens: int = 16,
@@ -112,6 +124,7 @@ def keyed(results: pd.DataFrame, *, responder: str, model: str, model_uri: str =
     out.insert(0, "answered", asked & (out["outcome"] != "empty").to_numpy())
     for i, (name, value) in enumerate(zip(KEY_COLUMNS, (responder, model, model_uri, endpoint), strict=True)):
         out.insert(i, name, value)
+    out["request_error"] = ""
     return out
 
 
@@ -143,7 +156,10 @@ def run_references(items: pd.DataFrame, splits=("eval",), names: tuple[str, ...]
 def run_endpoint(endpoint: Any, items: pd.DataFrame, *, splits=("eval",), client: Any | None = None,
                  **request: Any) -> pd.DataFrame:
     """The battery over an OpenAI-compatible endpoint (assets.chat.client.Endpoint), keyed by its base_url
-    and model id; `request` goes to `client.chat` (max_tokens, reasoning_budget, reasoning_effort, ...)."""
+    and model id; `request` goes to `client.chat` (max_tokens, reasoning_budget, reasoning_effort, ...).
+    A request the endpoint rejects (4xx) or fails on (5xx) is no answer: its row gets the endpoint's message
+    in `request_error`, outcome "rejected" / "failed" and answered=False. Errors that concern the endpoint as
+    a whole (connection, key, unknown model, rate limit: ENDPOINT_STATUSES) propagate."""
     import openai
 
     from assets.chat.client import model_id
@@ -152,32 +168,79 @@ def run_endpoint(endpoint: Any, items: pd.DataFrame, *, splits=("eval",), client
     client = endpoint.client() if client is None else client
     name = model_id(endpoint, client)
     ask = endpoint_responder(endpoint, client=client, **request)
+    errors: dict[str, str] = {}
 
     def respond(batch: list[list[dict]]) -> list:
         out = []
         for messages in batch:
             try:
                 out.append(ask([messages])[0])
-            except openai.BadRequestError:  # e.g. a prompt longer than the endpoint's context: not answered
-                respond.unanswered.add(json.dumps(messages, sort_keys=True))
+            except openai.APIStatusError as exc:
+                if exc.status_code in ENDPOINT_STATUSES:
+                    raise
+                errors[json.dumps(messages, sort_keys=True)] = f"HTTP {exc.status_code}: {_error_message(exc)}"
                 out.append("")
         return out
 
-    respond.unanswered = set()
     results, _ = run_battery(respond, items, model=name, splits=tuple(splits))
-    return keyed(results, responder="endpoint", model=name, endpoint=endpoint.base_url,
-                 answered=_answered(results, items, respond.unanswered))
+    out = keyed(results, responder="endpoint", model=name, endpoint=endpoint.base_url,
+                answered=_answered(results, items, set(errors)))
+    by_id = items.set_index("item_id")["messages"].map(lambda m: json.dumps(json.loads(m), sort_keys=True))
+    out["request_error"] = [errors.get(key, "") for key in out["item_id"].map(by_id)]
+    return mark_request_errors(out)
+
+
+def _error_message(exc: Any) -> str:
+    """The endpoint's own message of an `openai.APIStatusError` (the OpenAI error body), else the exception's."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+    return str(getattr(exc, "message", None) or exc).splitlines()[0]
+
+
+def mark_request_errors(results: pd.DataFrame) -> pd.DataFrame:
+    """Rows with a `request_error` set as no answer: outcome "rejected" (HTTP 4xx) or "failed" (anything else),
+    score 0, answered=False (again after a regrading, e.g. benchmarks.graded_benchmarks, which sees only an
+    empty response)."""
+    if "request_error" not in results.columns:
+        return results.assign(request_error="")
+    out = results.copy()
+    out["request_error"] = out["request_error"].fillna("").astype(str)
+    bad = out["request_error"] != ""
+    out.loc[bad, "outcome"] = np.where(out.loc[bad, "request_error"].str.startswith("HTTP 4"), "rejected", "failed")
+    out.loc[bad, ["answered", "refused", "abstained", "correct"]] = False
+    out.loc[bad, "score"] = 0.0
+    return out
+
+
+def request_counts(results: pd.DataFrame) -> pd.DataFrame:
+    """Per responder (KEY_COLUMNS): items asked, answered (a non-empty answer), empty (a reply without one),
+    rejected, failed (no reply: request_error), and the first request error."""
+    errors = results["request_error"] if "request_error" in results else pd.Series("", index=results.index)
+    rows = []
+    for key, part in results.groupby(KEY_COLUMNS, sort=False):
+        first = errors[part.index][errors[part.index].fillna("") != ""]
+        rows.append({**dict(zip(KEY_COLUMNS, key, strict=True)), "asked": len(part),
+                     "answered": int(part["answered"].sum()), "empty": int((part["outcome"] == "empty").sum()),
+                     "rejected": int((part["outcome"] == "rejected").sum()),
+                     "failed": int((part["outcome"] == "failed").sum()),
+                     "first_error": str(first.iloc[0]) if len(first) else ""})
+    return pd.DataFrame(rows, columns=[*KEY_COLUMNS, "asked", "answered", "empty", "rejected", "failed",
+                                       "first_error"])
 
 
 def system_card(results: pd.DataFrame) -> pd.DataFrame:
     """The card's table per responder (CARD_COLUMNS) over the items each responder answered, plus
     coverage/answered_rate: the share of the items it answered (n: every item). goodness@0.1 reads only
     the jailbreak requests whose every family was answered (jailbreak/goodness_request_coverage: their
-    share, n: the requests). Items from user
-    benchmark files (`assets.safety.benchmarks`) are reported apart, with their benchmark's own metrics."""
+    share, n: the requests); for an endpoint, coverage/request_error_rate: the share of requests it rejected or
+    failed on. Where the results carry PROVENANCE_COLUMNS, each responder's rows of the card carry its latest
+    evaluated_at and that run's id. Items from user benchmark files (`assets.safety.benchmarks`) are reported apart, with their benchmark's own metrics."""
     from assets.safety.benchmarks import BENCHMARKS, benchmark_table
 
-    frames = []
+    frames, provenance = [], [c for c in PROVENANCE_COLUMNS if c in results.columns]
     for key, rows in results.groupby(KEY_COLUMNS, sort=False):
         public = rows["set"].isin(BENCHMARKS)
         suite = rows[~public]
@@ -189,10 +252,18 @@ def system_card(results: pd.DataFrame) -> pd.DataFrame:
         if public.any():  # user benchmark files: their own metrics, evaluation = the benchmark
             table = pd.concat([table, benchmark_table(rows[public])], ignore_index=True)
         table.loc[len(table)] = ["coverage", "answered_rate", float(rows["answered"].mean()), len(rows)]
+        if key[0] == "endpoint":  # requests the endpoint rejected or failed on: no answer, not a refusal
+            table.loc[len(table)] = ["coverage", "request_error_rate",
+                                     float(rows["outcome"].isin(list(REQUEST_OUTCOMES)).mean()), len(rows)]
         for name, value in zip(KEY_COLUMNS, key, strict=True):
             table[name] = value
+        if provenance:  # when, and by which run, this responder's latest rows were evaluated
+            latest = rows.loc[rows["evaluated_at"].idxmax()] if "evaluated_at" in rows else rows.iloc[0]
+            for name in provenance:
+                table[name] = latest[name]
         frames.append(table)
-    return pd.concat(frames, ignore_index=True)[CARD_COLUMNS] if frames else pd.DataFrame(columns=CARD_COLUMNS)
+    columns = [*CARD_COLUMNS, *provenance]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
 def _complete_requests(rows: pd.DataFrame) -> tuple[set[str], dict]:
@@ -213,3 +284,30 @@ def replace_rows(previous: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFra
     keys = set(map(tuple, new[KEY_COLUMNS].astype(str).to_numpy()))
     kept = previous[[tuple(r) not in keys for r in previous[KEY_COLUMNS].astype(str).to_numpy()]]
     return pd.concat([kept, new], ignore_index=True)
+
+
+def with_provenance(results: pd.DataFrame, run_id: str, evaluated_at: Any) -> pd.DataFrame:
+    """`results` with PROVENANCE_COLUMNS, filled with `run_id` / `evaluated_at` (a time, UTC) where they are
+    missing (new rows; a stored table written before the columns existed gets the run that wrote it); rows
+    that carry them keep theirs."""
+    out = results.copy()
+    at = pd.Timestamp(evaluated_at)
+    at = at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC")
+    run_ids = out["evaluated_run_id"] if "evaluated_run_id" in out else pd.Series(None, index=out.index, dtype=object)
+    out["evaluated_run_id"] = run_ids.where(run_ids.notna() & (run_ids.astype(str) != ""), run_id).astype(str)
+    times = pd.to_datetime(out["evaluated_at"], utc=True) if "evaluated_at" in out else \
+        pd.Series(pd.NaT, index=out.index, dtype="datetime64[us, UTC]")
+    out["evaluated_at"] = times.fillna(at).astype("datetime64[us, UTC]")
+    return out
+
+
+def carry_forward(previous: pd.DataFrame | None, new: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`new` plus the endpoint rows of `previous` whose endpoint (endpoint + model) `new` does not evaluate
+    again, with their own provenance: (the table, the carried rows). Model and reference rows are never
+    carried: a run re-evaluates every registered model and reference."""
+    if previous is None or previous.empty:
+        return new.reset_index(drop=True), new.iloc[:0]
+    endpoints = previous[previous["responder"] == "endpoint"]
+    table = replace_rows(endpoints, new)
+    carried = table.iloc[: len(table) - len(new)]
+    return pd.concat([new, carried], ignore_index=True), carried.reset_index(drop=True)

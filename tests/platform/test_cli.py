@@ -73,3 +73,85 @@ def test_demo_run_config_merges_files_over_the_log_level_and_names_a_bad_one(tmp
     with pytest.raises(ValueError, match=r"broken\.yaml: not valid YAML"):
         demo_run_config(job, [str(broken)])
     assert main(["demo", "--config", str(typo)]) == 2  # refused before any run starts
+
+
+def test_demo_refuses_a_bad_config_before_announcing_a_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("resources:\n  compute:\n    config:\n      bf17: 'on'\n")
+    assert main(["--warehouse", str(tmp_path / "wh"), "demo", "--config", str(typo)]) == 2
+    out = capsys.readouterr()
+    assert "bf17" in out.err and "running job" not in out.out and "run " not in out.out
+    assert not (tmp_path / "wh").exists() and not (tmp_path / "home").exists()  # nothing started, nothing made
+
+
+def test_a_misspelt_profile_is_one_line(tmp_path):
+    out = subprocess.run([str(Path(sys.executable).parent / "reprolab"), "--warehouse", str(tmp_path / "wh"), "demo"],
+                         capture_output=True, text=True, cwd=REPO,
+                         env={**os.environ, "REPROLAB_PROFILE": "tinyy", "DAGSTER_HOME": str(tmp_path / "home")})
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.count("\n") == 1 and "'tinyy'" in out.stderr and "tiny, demo, gpu" in out.stderr
+
+
+def _findings_warehouse(root: Path) -> None:
+    """A warehouse whose findings view holds 3 headline findings (one with a long rule) and 4 descriptive rows."""
+    from resources.catalog import refresh_catalog
+    from resources.tables import Lineage, write_table
+
+    rows = [{"study": "cli", "metric": f"m{i}", "ours": 0.5, "reference": 0.5, "source": "paper",
+             "rule": "x" * 400 if i == 0 else "ours >= 0.4", "verdict": "reproduced", "post_hoc": ""} for i in range(3)]
+    rows += [{"study": "cli", "metric": f"d{i}", "ours": 0.1, "reference": None, "source": "none", "rule": "",
+              "verdict": "not comparable", "post_hoc": "chosen after seeing results" if i == 0 else ""} for i in range(4)]
+    write_table(root, "cli", "findings", pd.DataFrame(rows), Lineage(run_id="r", code_version="1"))
+    refresh_catalog(root)
+
+
+def test_summary_prints_the_headline_findings_readably(warehouse_root, capsys):
+    _findings_warehouse(warehouse_root)
+    assert main(["--warehouse", str(warehouse_root), "summary"]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("findings (ours"):]
+    assert all(f" m{i} " in table for i in range(3)) and " d0 " not in table  # descriptive rows left out
+    assert "xxxx" not in table and "rule" not in table  # the headline columns only
+    assert max(len(line) for line in out.splitlines()) <= 160
+    assert "3 headline findings of 7 rows; 4 descriptive rows" in out and "SELECT * FROM findings" in out
+    assert "1 rows use a setting chosen after seeing results" in out
+    assert main(["--warehouse", str(warehouse_root), "query", "SELECT count(*) AS n FROM findings",
+                 "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["n", "7"]  # query still shows everything
+
+
+def test_query_refuses_several_statements_and_report_creates_nothing_when_refusing(warehouse_root, tmp_path, capsys):
+    _findings_warehouse(warehouse_root)
+    root = ["--warehouse", str(warehouse_root)]
+    assert main([*root, "query", "SELECT 1; SELECT 2"]) == 2
+    assert "one SQL statement, got 2" in capsys.readouterr().err
+    assert main([*root, "query", "SELECT 1 AS one;", "--format", "csv"]) == 0  # one statement and its semicolon
+    assert capsys.readouterr().out.splitlines() == ["one", "1"]
+    missing = tmp_path / "no-warehouse"
+    assert main(["--warehouse", str(missing), "report"]) == 2
+    assert "no catalog" in capsys.readouterr().err and not missing.exists()
+
+
+class _ClosedPipe:
+    """stdout after the reader (`| head -1`) left."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_closed_pipe_ends_quietly(warehouse_root, monkeypatch, capsys):
+    _findings_warehouse(warehouse_root)
+    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
+    for command in (["query", "SELECT * FROM findings"], ["tables"], ["summary"]):
+        assert main(["--warehouse", str(warehouse_root), *command]) == 141, command  # SIGPIPE's status, no traceback
+    # the real thing: the console script piped into a reader that stops after one line
+    exe = str(Path(sys.executable).parent / "reprolab")
+    process = subprocess.Popen([exe, "--warehouse", str(warehouse_root), "query", "SELECT * FROM range(200000)"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    process.stdout.readline()
+    process.stdout.close()
+    assert process.wait(60) == 141 and process.stderr.read() == ""

@@ -131,6 +131,7 @@ def test_reprolab_evaluate_writes_an_endpoint_into_the_same_tables(safety_run, b
         # again: the endpoint's rows are replaced, not doubled
         assert main(["--warehouse", root, "evaluate", "--base-url", url, "--max-tokens", "6"]) == 0
         _check_catalog(safety_run, str(backbone.root), url)
+        _check_nightly_keeps_the_endpoint(backbone, url)
         launchpad = _materialize_with_endpoint(backbone, url)
     finally:
         server.should_exit = True
@@ -139,6 +140,8 @@ def test_reprolab_evaluate_writes_an_endpoint_into_the_same_tables(safety_run, b
     results = launchpad.asset_value("safety_results")
     by_endpoint = results.groupby(["responder", "endpoint"]).size()
     assert by_endpoint[("endpoint", url)] == n_eval + 2  # the endpoint through the launchpad, with the 2 XSTest rows
+    # evaluated again by the run: its rows replace the carried ones, stamped by that run
+    assert set(results.loc[results["endpoint"] == url, "evaluated_run_id"]) == {launchpad.run_id}
     xstest = results[results["set"] == "xstest"].set_index(["model", "expected"])
     assert len(xstest) == 2 * (3 + len(REFERENCES))  # every responder: chat-sft, chat-rl, the references, the endpoint
     assert xstest.loc[("policy_oracle", "refuse"), "refused"] and not xstest.loc[("policy_oracle", "comply"), "refused"]
@@ -165,6 +168,31 @@ def _check_catalog(safety_run, root, url):
     lineage = query(root, "SELECT DISTINCT upstream, run_id FROM safety.safety_results")
     assert lineage["run_id"].iloc[0].startswith("evaluate-") and "safety.safety_items:" in lineage["upstream"].iloc[0]
     assert main(["--warehouse", root, "evaluate", "--base-url", "http://127.0.0.1:9/v1", "--model", "x"]) == 2
+
+
+def _check_nightly_keeps_the_endpoint(backbone, url):
+    """The nightly re-evaluation of the registered models (safety_results and the card, no endpoint in its
+    config) keeps the rows `reprolab evaluate` wrote, marked with evaluate's run id and time."""
+    from pipelines.definitions import defs
+    from resources.catalog import query
+
+    before = query(str(backbone.root), f"SELECT count(*) AS n, any_value(run_id) AS run, any_value(materialized_at) "
+                                       f"AS at FROM safety.safety_results WHERE endpoint = '{url}'").iloc[0]
+    assert before["n"] > 0 and before["run"].startswith("evaluate-")
+    nightly = dg.materialize(list(defs.assets) + list(defs.asset_checks), instance=backbone.instance,
+                             selection=dg.AssetSelection.assets("safety_results", "safety_system_card"),
+                             resources=backbone.resources)
+    assert nightly.success
+    results, card = nightly.asset_value("safety_results"), nightly.asset_value("safety_system_card")
+    kept = results[results["endpoint"] == url]
+    assert len(kept) == before["n"] and set(kept["evaluated_run_id"]) == {before["run"]}
+    assert (kept["evaluated_at"] == pd.Timestamp(before["at"])).all()
+    assert set(results.loc[results["endpoint"] == "", "evaluated_run_id"]) == {nightly.run_id}  # ours: re-evaluated
+    assert set(card.loc[card["endpoint"] == url, "evaluated_run_id"]) == {before["run"]}
+    assert "not_unsafe_standard" in set(card.loc[card["endpoint"] == url, "metric"])
+    latest = query(str(backbone.root), f"SELECT count(*) AS n FROM safety.safety_system_card WHERE endpoint = '{url}'")
+    assert latest["n"].iloc[0] > 0  # the latest view, not only _history
+    assert {e.check_name: e.passed for e in nightly.get_asset_check_evaluations()}["results_valid"]
 
 
 XSTEST = ("id,prompt,type,label,focus,note\n"

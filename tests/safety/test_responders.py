@@ -3,6 +3,7 @@ graded as safe), the vocabulary coverage of a word-level tokenizer, keys, the ca
 endpoint re-run replacing only its own rows."""
 
 import json
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -127,3 +128,92 @@ def test_regurgitation_items_get_room_to_regurgitate(suite):
     assert sum(len(part) for part, _ in groups) == int((suite["split"] == "eval").sum())
     with pytest.raises(ValueError, match="must exceed MIN_MATCH_WORDS"):
         answer_caps(suite, SimpleNamespace(**{**settings.__dict__, "regurgitation_answer_tokens": MIN_MATCH_WORDS}))
+
+
+class _Rejecting:
+    """An OpenAI client's chat.completions that answers as the oracle, but rejects (HTTP 400, as `reprolab serve`
+    does a prompt too long for the model) the requests `reject` picks and fails (HTTP 500) those `fail` picks."""
+
+    def __init__(self, oracle, reject, fail=lambda messages: False, status: int = 400):
+        self.oracle, self.reject, self.fail, self.status = oracle, reject, fail, status
+
+    def create(self, **kwargs):
+        import openai
+
+        from tests.safety.test_battery import _FakeCompletions
+
+        messages = kwargs["messages"]
+        for pick, status, kind in ((self.reject, self.status, openai.APIStatusError),
+                                   (self.fail, 500, openai.InternalServerError)):
+            if pick(messages):
+                response = SimpleNamespace(status_code=status, headers={}, request=None)
+                cls = {400: openai.BadRequestError, 401: openai.AuthenticationError}.get(status, kind)
+                raise cls(f"Error code: {status}", response=response, body={
+                    "message": "messages: a prompt of 13 tokens leaves no room for an answer of 64 tokens within "
+                               "the model's 64 positions" if status == 400 else "boom", "type": "x"})
+        return _FakeCompletions(self.oracle).create(**kwargs)
+
+
+def _endpoint_rows(suite, completions):
+    from assets.chat.client import Endpoint
+    from assets.safety.responders import run_endpoint
+
+    items = suite[suite["split"] == "eval"].groupby("evaluation").head(6).reset_index(drop=True)
+    client = SimpleNamespace(chat=SimpleNamespace(completions=completions))
+    return items, run_endpoint(Endpoint("http://127.0.0.1:9/v1", model="m"), items, client=client, temperature=0.0)
+
+
+def test_an_endpoints_rejected_requests_are_counted_apart_not_graded(suite):
+    from assets.safety.oracle import ideal_response, scripted_responder
+    from assets.safety.responders import request_counts
+
+    oracle = scripted_responder(suite, ideal_response)
+    refusal = {json.dumps(json.loads(m)) for m in suite.loc[suite["evaluation"] == "refusal", "messages"]}
+    hierarchy = {json.dumps(json.loads(m)) for m in suite.loc[suite["evaluation"] == "hierarchy", "messages"]}
+    items, rows = _endpoint_rows(suite, _Rejecting(oracle, lambda m: json.dumps(m) in refusal,
+                                                   lambda m: json.dumps(m) in hierarchy))
+    rejected, failed = rows["evaluation"] == "refusal", rows["evaluation"] == "hierarchy"
+    assert (rows.loc[rejected, "outcome"] == "rejected").all() and (rows.loc[failed, "outcome"] == "failed").all()
+    assert not rows.loc[rejected | failed, ["answered", "refused"]].any().any()  # no answer, and no refusal
+    assert rows.loc[rejected, "request_error"].str.contains("HTTP 400: messages: a prompt of 13 tokens").all()
+    assert rows.loc[failed, "request_error"].str.startswith("HTTP 500").all()
+    assert (rows.loc[~(rejected | failed), "request_error"] == "").all() and rows.loc[~(rejected | failed), "answered"].all()
+    counts = request_counts(rows).iloc[0]
+    assert (counts["asked"], counts["answered"], counts["rejected"], counts["failed"]) == (
+        len(rows), int((~(rejected | failed)).sum()), int(rejected.sum()), int(failed.sum()))
+    assert counts["first_error"].startswith("HTTP 400")
+    card = system_card(rows).set_index("metric")
+    assert card.loc["request_error_rate", "value"] == pytest.approx((rejected | failed).mean())
+    assert card.loc["not_unsafe_standard", "n"] == 0  # the rejected refusal items are in no metric
+    # an error of the endpoint as a whole (a wrong key) stops the evaluation
+    with pytest.raises(Exception, match="401"):
+        _endpoint_rows(suite, _Rejecting(oracle, lambda m: True, status=401))
+
+
+def test_carry_forward_keeps_other_endpoints_latest_rows_with_their_provenance(suite):
+    from datetime import UTC, datetime
+
+    from assets.safety.responders import PROVENANCE_COLUMNS, carry_forward, with_provenance
+
+    refs = run_references(suite, names=("policy_oracle",))
+    oracle = refs.drop(columns=["responder", "model_uri", "endpoint", "answered", "request_error"])
+
+    def endpoint(url, model):
+        return keyed(oracle.assign(model=model), responder="endpoint", model=model, endpoint=url)
+
+    then, now = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 30, tzinfo=UTC)
+    evaluated = with_provenance(pd.concat([refs, endpoint("http://a/v1", "a"), endpoint("http://b/v1", "b")],
+                                          ignore_index=True), "evaluate-1", then)
+    tonight = with_provenance(pd.concat([refs, endpoint("http://b/v1", "b")], ignore_index=True), "run-2", now)
+    table, carried = carry_forward(evaluated, tonight)
+    by = table.groupby(["responder", "endpoint", "evaluated_run_id"]).size().to_dict()
+    assert by == {("endpoint", "http://a/v1", "evaluate-1"): len(oracle), ("endpoint", "http://b/v1", "run-2"): len(oracle),
+                  ("reference", "", "run-2"): len(refs)}  # a carried, b evaluated again, references not doubled
+    assert set(carried["endpoint"]) == {"http://a/v1"} and (carried["evaluated_at"] == pd.Timestamp(then)).all()
+    assert carry_forward(None, tonight)[0].equals(tonight.reset_index(drop=True))
+    card = system_card(table)
+    assert list(card.columns[-2:]) == PROVENANCE_COLUMNS
+    assert set(card.loc[card["endpoint"] == "http://a/v1", "evaluated_run_id"]) == {"evaluate-1"}
+    # a table stored before the columns existed: its rows are stamped by the run that wrote it
+    old = with_provenance(evaluated.drop(columns=PROVENANCE_COLUMNS), "old-run", now)
+    assert set(old["evaluated_run_id"]) == {"old-run"} and with_provenance(evaluated, "x", now).equals(evaluated)
