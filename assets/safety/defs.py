@@ -175,11 +175,18 @@ def safety_results(context: dg.AssetExecutionContext, config: ResultsConfig, tra
     always_refuse, always_abstain, empty), graded: one row per responder x evaluation x item, keyed by
     model_uri or endpoint + model, stamped with this run (evaluated_run_id, evaluated_at). The endpoints of
     the latest table that this run does not ask again (those `reprolab evaluate` wrote) are carried forward
-    with their own run id and time (metadata: carried_forward)."""
+    with their own run id and time (metadata: carried_forward; endpoint_requests: what the config's endpoints
+    answered, rejected and failed on)."""
     from datetime import UTC, datetime
 
     from assets.safety.benchmarks import with_benchmarks
-    from assets.safety.responders import carry_forward, mark_request_errors, with_provenance
+    from assets.safety.responders import (
+        carry_forward,
+        mark_request_errors,
+        provenance_summary,
+        request_counts,
+        with_provenance,
+    )
     from assets.safety.tables import ask_responders, mean_scores
 
     items = with_benchmarks(safety_items, config.benchmark_files, config.benchmark_max_items, config.seed)
@@ -190,9 +197,9 @@ def safety_results(context: dg.AssetExecutionContext, config: ResultsConfig, tra
     new = with_provenance(mark_request_errors(results), context.run.run_id, datetime.now(UTC))
     results, carried = carry_forward(_latest_results(warehouse), new)
     summary = mean_scores(results)
-    meta["carried_forward"] = markdown_table(carried.astype({"evaluated_at": str}).groupby(
-        ["endpoint", "model", "evaluated_run_id", "evaluated_at"]).size().reset_index(name="rows")) \
-        if len(carried) else "(none)"
+    meta["carried_forward"] = markdown_table(provenance_summary(carried)) if len(carried) else "(none)"
+    if (new["responder"] == "endpoint").any():  # what the config's endpoints answered, rejected, failed on
+        meta["endpoint_requests"] = markdown_table(request_counts(new[new["responder"] == "endpoint"]))
     yield dg.Output(results, metadata={"rows": len(results), "mean_score": markdown_table(summary), **meta,
                                        "budget": config.budget, "max_answer_tokens": config.max_answer_tokens,
                                        "regurgitation_answer_tokens": config.regurgitation_answer_tokens})

@@ -311,3 +311,10 @@ def carry_forward(previous: pd.DataFrame | None, new: pd.DataFrame) -> tuple[pd.
     table = replace_rows(endpoints, new)
     carried = table.iloc[: len(table) - len(new)]
     return pd.concat([new, carried], ignore_index=True), carried.reset_index(drop=True)
+
+
+def provenance_summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows per responder (endpoint, model) and the run that evaluated them (evaluated_run_id, evaluated_at)."""
+    keys = ["endpoint", "model", *PROVENANCE_COLUMNS]
+    return rows.astype({"evaluated_at": str}).groupby(keys, sort=False).size().reset_index(name="rows") \
+        if len(rows) else pd.DataFrame(columns=[*keys, "rows"])

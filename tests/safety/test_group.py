@@ -142,6 +142,9 @@ def test_reprolab_evaluate_writes_an_endpoint_into_the_same_tables(safety_run, b
     assert by_endpoint[("endpoint", url)] == n_eval + 2  # the endpoint through the launchpad, with the 2 XSTest rows
     # evaluated again by the run: its rows replace the carried ones, stamped by that run
     assert set(results.loc[results["endpoint"] == url, "evaluated_run_id"]) == {launchpad.run_id}
+    meta = next(e.materialization.metadata for e in launchpad.get_asset_materialization_events()
+                if e.asset_key == dg.AssetKey("safety_results"))
+    assert "rejected" in meta["endpoint_requests"].value and meta["carried_forward"].value == "(none)"
     xstest = results[results["set"] == "xstest"].set_index(["model", "expected"])
     assert len(xstest) == 2 * (3 + len(REFERENCES))  # every responder: chat-sft, chat-rl, the references, the endpoint
     assert xstest.loc[("policy_oracle", "refuse"), "refused"] and not xstest.loc[("policy_oracle", "comply"), "refused"]

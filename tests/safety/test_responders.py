@@ -217,3 +217,39 @@ def test_carry_forward_keeps_other_endpoints_latest_rows_with_their_provenance(s
     # a table stored before the columns existed: its rows are stamped by the run that wrote it
     old = with_provenance(evaluated.drop(columns=PROVENANCE_COLUMNS), "old-run", now)
     assert set(old["evaluated_run_id"]) == {"old-run"} and with_provenance(evaluated, "x", now).equals(evaluated)
+
+
+def test_reprolab_evaluate_reports_rejections_and_refuses_when_nothing_was_answered(suite, tmp_path, monkeypatch,
+                                                                                    capsys):
+    from assets.chat.client import Endpoint
+    from assets.safety.oracle import ideal_response, scripted_responder
+    from pipelines.cli import main
+    from resources.tables import Lineage, materialization_files, write_table
+
+    root = tmp_path / "warehouse"
+    write_table(root, "safety", "safety_items", suite, Lineage(run_id="items", code_version="1"))
+    regurgitation = {json.dumps(json.loads(m)) for m in suite.loc[suite["evaluation"] == "regurgitation", "messages"]}
+    picks = {"every": lambda m: True, "regurgitation": lambda m: json.dumps(m) in regurgitation}
+    oracle = scripted_responder(suite, ideal_response)
+
+    def evaluate(reject, *extra):
+        client = SimpleNamespace(chat=SimpleNamespace(completions=_Rejecting(oracle, picks[reject])))
+        monkeypatch.setattr(Endpoint, "client", lambda self: client)
+        code = main(["--warehouse", str(root), "evaluate", "--base-url", "http://127.0.0.1:9/v1", "--model", "m",
+                     *extra])
+        return code, capsys.readouterr()
+
+    n = int((suite["split"] == "eval").sum())
+    code, out = evaluate("every")  # the walkthrough: every request rejected by a 64-position model
+    assert code == 1 and f"{n} requests: 0 answered, 0 answered empty, {n} rejected, 0 failed" in out.err
+    assert "HTTP 400: messages: a prompt of 13 tokens leaves no room" in out.err
+    assert "fit with --max-tokens 48 (now 64)" in out.err and "--regurgitation-max-tokens 48 (now 64)" in out.err
+    assert not materialization_files(root, "safety", "safety_results")  # nothing written
+    code, out = evaluate("regurgitation")  # a share rejected: written, with a warning
+    n_rejected = int(((suite["split"] == "eval") & (suite["evaluation"] == "regurgitation")).sum())
+    assert code == 0 and f"{n - n_rejected} answered, 0 answered empty, {n_rejected} rejected" in out.err
+    assert f"warning: {n_rejected} of {n} requests got no reply" in out.err
+    assert f"{n - n_rejected} of {n} items answered and graded" in out.out
+    with pytest.raises(SystemExit) as refused:  # an unknown effort, before any request
+        evaluate("every", "--budget", "extreme")
+    assert refused.value.code == 2 and "low, medium, high" in capsys.readouterr().err
