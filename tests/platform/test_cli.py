@@ -86,7 +86,7 @@ def test_demo_refuses_a_bad_config_before_announcing_a_run(tmp_path, capsys, mon
 
 
 def test_a_misspelt_profile_is_one_line(tmp_path):
-    out = subprocess.run([str(Path(sys.executable).parent / "reprolab"), "--warehouse", str(tmp_path / "wh"), "demo"],
+    out = subprocess.run([sys.executable, "-m", "pipelines.cli", "--warehouse", str(tmp_path / "wh"), "demo"],
                          capture_output=True, text=True, cwd=REPO,
                          env={**os.environ, "REPROLAB_PROFILE": "tinyy", "DAGSTER_HOME": str(tmp_path / "home")})
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
@@ -148,9 +148,8 @@ def test_a_closed_pipe_ends_quietly(warehouse_root, monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdout", _ClosedPipe())
     for command in (["query", "SELECT * FROM findings"], ["tables"], ["summary"]):
         assert main(["--warehouse", str(warehouse_root), *command]) == 141, command  # SIGPIPE's status, no traceback
-    # the real thing: the console script piped into a reader that stops after one line
-    exe = str(Path(sys.executable).parent / "reprolab")
-    process = subprocess.Popen([exe, "--warehouse", str(warehouse_root), "query", "SELECT * FROM range(200000)"],
+    # the real thing: the command piped into a reader that stops after one line
+    process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "--warehouse", str(warehouse_root), "query", "SELECT * FROM range(200000)"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     process.stdout.readline()
     process.stdout.close()
