@@ -184,6 +184,7 @@ def build_report(root: str | Path) -> str:
 def write_report(root: str | Path, out: str | Path | None = None) -> Path:
     """Write the report to ``out`` (default ``<root>/report/index.html``) and return its path."""
     target = Path(out) if out else Path(root) / "report" / "index.html"
+    page = build_report(root)  # refuses a missing warehouse before anything is created
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(build_report(root), encoding="utf-8")
+    target.write_text(page, encoding="utf-8")
     return target

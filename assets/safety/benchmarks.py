@@ -274,7 +274,8 @@ def judge_benchmark(results: pd.DataFrame, items: pd.DataFrame, judge: Judge,
     unchanged; the verdicts, judge.JUDGE_COLUMNS, beside the programmatic grades, for `judge.agreement`).
     Every other row (the suite's own items, BBQ) is returned as it was."""
     results = results.reset_index(drop=True).copy()
-    ours = results["set"].isin(BENCHMARKS) & (results["outcome"] != "empty")  # an empty answer stays unanswered
+    # an empty answer and a request the endpoint rejected or failed on (responders.REQUEST_OUTCOMES) stay unanswered
+    ours = results["set"].isin(BENCHMARKS) & ~results["outcome"].isin(["empty", "rejected", "failed"])
     refusal = ours & (results["evaluation"] == "refusal")
     hallucination = ours & (results["evaluation"] == "hallucination")
     verdicts = [judge_results(results[refusal | hallucination], items, judge, "refusal", policy),

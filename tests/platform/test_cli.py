@@ -8,8 +8,10 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pytest
 
 from pipelines.cli import main
+from resources.catalog import CatalogError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -131,6 +133,11 @@ def test_query_refuses_several_statements_and_report_creates_nothing_when_refusi
     missing = tmp_path / "no-warehouse"
     assert main(["--warehouse", str(missing), "report"]) == 2
     assert "no catalog" in capsys.readouterr().err and not missing.exists()
+    from pipelines.report import write_report
+
+    with pytest.raises(CatalogError, match="no catalog"):
+        write_report(missing)  # the function the CLI does not use any more refuses the same way
+    assert not missing.exists()
 
 
 class _ClosedPipe:

@@ -286,3 +286,14 @@ def test_an_abstention_or_empty_answer_to_a_safe_xstest_prompt_is_no_compliance(
         assert (safe["outcome"] == outcome).all() and (safe["score"] == 0.0).all(), said
         table = benchmark_table(regraded).set_index("metric")["value"]
         assert table["not_overrefuse"] == 0.0 if outcome == "abstained" else table.isna().all()
+
+
+def test_a_request_the_endpoint_rejected_is_not_regraded_as_an_answer(files):
+    """A rejected or failed request (responders.REQUEST_OUTCOMES) has no answer: the judge leaves it as it was."""
+    items = benchmark_items([files["xstest"]])
+    results, _ = run_battery(lambda batch: [""] * len(batch), items)
+    results["outcome"] = ["rejected", "failed"] * (len(results) // 2) + ["rejected"] * (len(results) % 2)
+    before = results.copy()
+    regraded, _ = judge_benchmark(results, items, ProgrammaticJudge())
+    for column in ("outcome", "score", "refused", "leaked"):
+        assert regraded[column].tolist() == before[column].tolist(), column
