@@ -50,20 +50,20 @@ ALL_FINDINGS_SQL = "SELECT * FROM findings ORDER BY study, metric"
 
 
 def findings_summary(root, width: int = SUMMARY_WIDTH) -> tuple[pd.DataFrame, str]:
-    """The headline findings (those with a reference: source other than "none"; every row for tables older than
-    the contract) in the view's headline columns, text cut to ``width`` characters; and a footnote saying
-    what was left out and the SQL that shows everything."""
+    """The headline findings (those with a rule, which turns ours into a verdict, with or without a reference;
+    every row for tables older than the contract) in the view's headline columns, text cut to ``width``
+    characters; and a footnote saying what was left out and the SQL that shows everything."""
     have = set(query(root, "DESCRIBE findings")["column_name"])
     columns = ", ".join(c for c in FINDINGS_COLUMNS if c in have)
-    where = "WHERE coalesce(source, '') <> 'none'" if "source" in have else ""
+    where = "WHERE comparison IS NOT NULL" if "comparison" in have else ""
     shown = query(root, f"SELECT {columns} FROM findings {where} ORDER BY study, metric")
     total = int(query(root, "SELECT count(*) AS n FROM findings")["n"].iloc[0])
     for column in shown.columns.difference(shown.select_dtypes(include="number").columns):
         shown[column] = shown[column].map(lambda v: v if not isinstance(v, str) or len(v) <= width
                                           else v[: width - 1] + "…")
     left_out = total - len(shown)
-    note = (f"{len(shown)} headline findings of {total} rows" + (f"; {left_out} descriptive rows (source 'none': "
-            "no reference to compare with) left out" if left_out else "")
+    note = (f"{len(shown)} findings with a rule of {total} rows" + (f"; {left_out} descriptive rows (no rule: "
+            "numbers recorded beside them) left out" if left_out else "")
             + f".\nEvery row and column: reprolab query \"{ALL_FINDINGS_SQL}\"")
     if "post_hoc" in have:
         n = int(query(root, "SELECT count(*) AS n FROM findings WHERE coalesce(CAST(post_hoc AS VARCHAR), '') "

@@ -96,14 +96,17 @@ def test_a_misspelt_profile_is_one_line(tmp_path):
 
 
 def _findings_warehouse(root: Path) -> None:
-    """A warehouse whose findings view holds 3 headline findings (one with a long rule) and 4 descriptive rows."""
+    """A warehouse whose findings view holds 3 findings with a rule (one long, one without a reference) and 4
+    descriptive rows."""
     from resources.catalog import refresh_catalog
     from resources.tables import Lineage, write_table
 
-    rows = [{"study": "cli", "metric": f"m{i}", "ours": 0.5, "reference": 0.5, "source": "paper",
-             "rule": "x" * 400 if i == 0 else "ours >= 0.4", "verdict": "reproduced", "post_hoc": ""} for i in range(3)]
-    rows += [{"study": "cli", "metric": f"d{i}", "ours": 0.1, "reference": None, "source": "none", "rule": "",
-              "verdict": "not comparable", "post_hoc": "chosen after seeing results" if i == 0 else ""} for i in range(4)]
+    rows = [{"study": "cli", "metric": f"m{i}", "ours": 0.5, "reference": 0.5 if i < 2 else None,
+             "source": "paper" if i < 2 else "none", "rule": "x" * 400 if i == 0 else "ours >= 0.4",
+             "comparison": "at_least", "verdict": "reproduced", "post_hoc": ""} for i in range(3)]
+    rows += [{"study": "cli", "metric": f"d{i}", "ours": 0.1, "reference": None, "source": "none",
+              "rule": "descriptive (no rule)", "comparison": None, "verdict": "not comparable",
+              "post_hoc": "chosen after seeing results" if i == 0 else ""} for i in range(4)]
     write_table(root, "cli", "findings", pd.DataFrame(rows), Lineage(run_id="r", code_version="1"))
     refresh_catalog(root)
 
@@ -113,10 +116,11 @@ def test_summary_prints_the_headline_findings_readably(warehouse_root, capsys):
     assert main(["--warehouse", str(warehouse_root), "summary"]) == 0
     out = capsys.readouterr().out
     table = out[out.index("findings (ours"):]
-    assert all(f" m{i} " in table for i in range(3)) and " d0 " not in table  # descriptive rows left out
-    assert "xxxx" not in table and "rule" not in table  # the headline columns only
+    # every finding with a rule, with a reference or not (m2: a rule and no reference); descriptive rows left out
+    assert all(f" m{i} " in table for i in range(3)) and " d0 " not in table
+    assert "xxxx" not in table and "rule" not in table.splitlines()[1].split()  # the headline columns only
     assert max(len(line) for line in out.splitlines()) <= 160
-    assert "3 headline findings of 7 rows; 4 descriptive rows" in out and "SELECT * FROM findings" in out
+    assert "3 findings with a rule of 7 rows; 4 descriptive rows" in out and "SELECT * FROM findings" in out
     assert "1 rows use a setting chosen after seeing results" in out
     assert main(["--warehouse", str(warehouse_root), "query", "SELECT count(*) AS n FROM findings",
                  "--format", "csv"]) == 0
