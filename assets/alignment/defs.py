@@ -22,7 +22,7 @@ from assets.lm.config import Optimiser
 from resources.compute import Compute
 from resources.config import StudyConfig
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
-from resources.profiles import current_profile, pick
+from resources.profiles import current_profile, pick, step_threads
 from resources.stages import stage
 from resources.tracking import Tracking
 from resources.validation import expectations, gx_check
@@ -99,7 +99,7 @@ class AlignmentSFTConfig(Optimiser, StudyConfig):
     learning_rate: float = pick(tiny=3e-3, demo=2e-3, gpu=3e-4)
     min_lr: float = pick(tiny=3e-4, demo=2e-4, gpu=3e-5)
     warmup_steps: int = pick(tiny=1, demo=10, gpu=50)
-    cpu_threads: int = Field(default=1, description="torch CPU threads while training (0: torch's default)")
+    cpu_threads: int = Field(default=step_threads(), description="torch CPU threads while training (0: torch's default)")
     aliases: list[str] = Field(default=["current"], description="MLflow registry aliases set on new versions")
 
 
@@ -162,7 +162,7 @@ class AlignmentRLConfig(StudyConfig):
     budget: int = Field(default=pick(tiny=16, demo=48, gpu=64), description="reasoning budget of the rollouts")
     max_answer_tokens: int = 10
     temperature: float = 1.0
-    cpu_threads: int = Field(default=1, description="torch CPU threads (0: torch's default)")
+    cpu_threads: int = Field(default=step_threads(), description="torch CPU threads (0: torch's default)")
     aliases: list[str] = Field(default=["current"], description="MLflow registry aliases set on the new version")
 
 
@@ -202,7 +202,7 @@ class AlignmentEvalConfig(StudyConfig):
     policy_reasoning_room: int = Field(default=8, description="reasoning tokens kept free when choosing how much "
                                        "of the policy to paste into chat-sft's context")
     seed: int = 0
-    cpu_threads: int = Field(default=1, description="torch CPU threads (0: torch's default)")
+    cpu_threads: int = Field(default=step_threads(), description="torch CPU threads (0: torch's default)")
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"), pool="gpu")

@@ -23,7 +23,7 @@ from assets.lm.registration import Display
 from resources.compute import Compute
 from resources.config import StudyConfig
 from resources.presentation import figure_metadata, markdown_table
-from resources.profiles import pick
+from resources.profiles import pick, step_threads
 from resources.stages import stage
 from resources.tracking import Tracking
 from resources.validation import expectations, gx_check
@@ -148,7 +148,7 @@ class ChatTrainingConfig(StudyConfig):
     """What every chat training asset shares: seed, torch CPU threads, MLflow aliases."""
 
     seed: int = 0
-    cpu_threads: int = Field(default=1, description="torch CPU threads while training (0: torch's default)")
+    cpu_threads: int = Field(default=step_threads(), description="torch CPU threads while training (0: torch's default)")
     aliases: list[str] = Field(default=["current"], description="MLflow registry aliases set on the new version")
 
 
@@ -263,7 +263,7 @@ class BudgetAccuracyConfig(StudyConfig):
     min_gain: float = Field(default=0.1, description="the WARN check: accuracy gain from the smallest to the "
                             "largest budget on arithmetic, for every model")
     seed: int = 0
-    cpu_threads: int = 1
+    cpu_threads: int = step_threads()
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"), pool="gpu", ins=TASK_INS, check_specs=[

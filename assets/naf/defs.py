@@ -30,7 +30,7 @@ from assets.naf.findings import CHECKS
 from resources.compute import Compute
 from resources.config import StudyConfig
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
-from resources.profiles import current_profile, pick
+from resources.profiles import current_profile, pick, step_threads
 from resources.stages import stage
 from resources.subsetting import yields_selected
 from resources.tracking import Tracking
@@ -65,7 +65,7 @@ class NafModelsConfig(ModelShape, Optimiser, StudyConfig):
     min_lr: float = pick(tiny=5e-4, demo=6e-4, gpu=1e-4)
     warmup_steps: int = pick(tiny=3, demo=15, gpu=200)
     eval_batches: int = pick(tiny=1, demo=2, gpu=10)
-    cpu_threads: int = Field(default=1, description="torch CPU threads while training (0: torch's default)")
+    cpu_threads: int = Field(default=step_threads(), description="torch CPU threads while training (0: torch's default)")
     aliases: list[str] = Field(default=["current"], description="MLflow registry aliases set on each new version")
 
 
@@ -173,7 +173,7 @@ class NafEvaluationConfig(StudyConfig):
                                     "context-length windows of unprotected validation text scored for perplexity")
     batch_size: int = pick(tiny=32, demo=128, gpu=512)
     seed: int = 0
-    cpu_threads: int = Field(default=1, description="torch CPU threads (0: torch's default)")
+    cpu_threads: int = Field(default=step_threads(), description="torch CPU threads (0: torch's default)")
 
     def settings(self):
         from assets.naf.study import EvaluationSettings

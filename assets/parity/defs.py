@@ -17,7 +17,7 @@ from assets.parity.findings import CHECKS, PROGRESS_MEASURE, build_findings
 from resources.compute import Compute
 from resources.config import StudyConfig
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
-from resources.profiles import current_profile, pick
+from resources.profiles import current_profile, pick, step_threads
 from resources.stages import stage
 from resources.subsetting import yields_selected
 from resources.validation import expectations, gx_check
@@ -76,7 +76,7 @@ class ParityRunsConfig(StudyConfig):
                               "(1, 2, 3, 4, 5, 7, 9, 12, 16, ...)")
     init_scale: float = Field(default=1.0, description="factor on every network's initial weights (1: the "
                               "init's own scale)")
-    cpu_threads: int = Field(default=1, description="torch threads on CPU (0: torch's default)")
+    cpu_threads: int = Field(default=step_threads(), description="torch threads on CPU (0: torch's default)")
 
 
 class ParityFiniteSampleConfig(StudyConfig):
@@ -101,7 +101,7 @@ class ParityFiniteSampleConfig(StudyConfig):
                            description="fresh samples in the evaluation set")
     accuracy_target: float = Field(default=0.99, description="t_c: the first scoring at this accuracy on the "
                                    "evaluation set")
-    cpu_threads: int = 1
+    cpu_threads: int = step_threads()
 
 
 def _figure(context: dg.AssetExecutionContext, warehouse: WarehousePaths, fig, name: str):

@@ -24,7 +24,7 @@ from assets.robustness.findings import CHECKS
 from resources.compute import Compute
 from resources.config import StudyConfig
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
-from resources.profiles import current_profile, pick
+from resources.profiles import current_profile, pick, step_threads
 from resources.stages import stage
 from resources.tracking import Tracking
 from resources.validation import expectations, gx_check
@@ -81,7 +81,7 @@ class DefenderConfig(Optimiser, StudyConfig):
     warmup_steps: int = Field(default=pick(tiny=1, demo=5, gpu=50), description="linear warm-up steps")
     benign_share: float = Field(default=0.5, description="share of tuning conversations with a benign data message")
     original_share: float = Field(default=0.0, description="share of problems also shown in the chat room's shape")
-    cpu_threads: int = Field(default=1, description="torch CPU threads while training (0: torch's default)")
+    cpu_threads: int = Field(default=step_threads(), description="torch CPU threads while training (0: torch's default)")
     aliases: list[str] = Field(default=["current"], description="MLflow registry aliases set on the new version")
 
 
@@ -157,7 +157,7 @@ class RunsConfig(StudyConfig):
     temperature: float = Field(default=0.0, description="0: greedy")
     max_answer_tokens: int = Field(default=6, description="longest answer after the reasoning")
     seed: int = Field(default=0, description="seed of sampling, soft-token starts and the adaptive attacker")
-    cpu_threads: int = Field(default=1, description="torch CPU threads (0: torch's default)")
+    cpu_threads: int = Field(default=step_threads(), description="torch CPU threads (0: torch's default)")
 
 
 @dg.asset(group_name=GROUP, code_version="2", tags=stage("evaluation"), pool="gpu",

@@ -26,7 +26,7 @@ from assets.safety.tables import DEMO_BUDGET, budget_post_hoc
 from resources.compute import Compute
 from resources.config import StudyConfig
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
-from resources.profiles import current_profile, pick
+from resources.profiles import current_profile, pick, step_threads
 from resources.stages import stage
 from resources.tracking import Tracking
 from resources.validation import expectations, gx_check
@@ -158,7 +158,7 @@ class ResultsConfig(StudyConfig):
     batch_size: int = Field(default=pick(tiny=64, demo=64, gpu=256), description="conversations per batch")
     splits: list[str] = Field(default=["eval"], description="item splits asked")
     seed: int = Field(default=0, description="generation seed (also sent to endpoints)")
-    cpu_threads: int = Field(default=1, description="torch CPU threads (0: torch's default)")
+    cpu_threads: int = Field(default=step_threads(), description="torch CPU threads (0: torch's default)")
     endpoints: list[EndpointConfig] = Field(default=[], description="OpenAI-compatible endpoints to evaluate too")
     benchmark_files: list[str] = Field(default=[], description="local XSTest / StrongREJECT / SimpleQA / BBQ files "
                                                                "(published formats) to run beside the suite")
@@ -259,7 +259,7 @@ class JudgeConfig(StudyConfig):
                                                                                "rubric (a seeded sample)")
     max_answer_tokens: int = Field(default=4, description="tokens the judge may write (yes / no first)")
     seed: int = 0
-    cpu_threads: int = Field(default=1, description="torch CPU threads (0: torch's default)")
+    cpu_threads: int = Field(default=step_threads(), description="torch CPU threads (0: torch's default)")
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"), pool="gpu", ins=MODEL_INS,

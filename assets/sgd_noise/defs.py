@@ -21,7 +21,7 @@ from assets.sgd_noise.findings import CHECKS
 from resources.compute import Compute
 from resources.config import StudyConfig
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
-from resources.profiles import current_profile, pick
+from resources.profiles import current_profile, pick, step_threads
 from resources.stages import stage
 from resources.subsetting import yields_selected
 from resources.tracking import Tracking
@@ -62,7 +62,7 @@ class SyntheticSweepConfig(StudyConfig):
                              "reaches; runs are compared in function space at equal loss")
     cut_fraction: float = Field(default=0.5, description="the noise-reduction branch leaves its parent here")
     cut_lr_factor: float = Field(default=0.25, description="the branch's learning rate multiplier")
-    cpu_threads: int = 1
+    cpu_threads: int = step_threads()
 
 
 class LMSweepConfig(ModelShape, StudyConfig):
@@ -100,7 +100,7 @@ class LMSweepConfig(ModelShape, StudyConfig):
                                 "fraction of the steps")
     cut_batch_factor: int = Field(default=4, description="the noise-reduction branch's batch multiplier")
     cut_lr_factor: float = Field(default=1.0, description="the branch's learning rate multiplier")
-    cpu_threads: int = 1
+    cpu_threads: int = step_threads()
 
 
 def _plot(context, warehouse: WarehousePaths, fig, name: str):

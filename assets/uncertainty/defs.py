@@ -20,7 +20,7 @@ from assets.uncertainty.findings import CHECKS
 from resources.compute import Compute
 from resources.config import StudyConfig
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
-from resources.profiles import current_profile, pick
+from resources.profiles import current_profile, pick, step_threads
 from resources.stages import stage
 from resources.subsetting import yields_selected
 from resources.tracking import Tracking
@@ -48,7 +48,7 @@ class UncertaintyTokensConfig(StudyConfig):
     top_k_features: int = Field(default=8, description="small-model top-k log-probs kept (the output probe's features)")
     batch_size: int = pick(tiny=32, demo=64, gpu=256)
     seed: int = 0
-    cpu_threads: int = Field(default=1, description="torch CPU threads (0: torch's default)")
+    cpu_threads: int = Field(default=step_threads(), description="torch CPU threads (0: torch's default)")
 
 
 @dg.asset(
@@ -233,7 +233,7 @@ class UncertaintyIcltConfig(StudyConfig):
     code_sentence_end: list[str] = Field(default=["\n"], description="tokens ending a 'sentence', code pair")
     batch_size: int = pick(tiny=64, demo=128, gpu=512)
     seed: int = 0
-    cpu_threads: int = 1
+    cpu_threads: int = step_threads()
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"), pool="gpu",

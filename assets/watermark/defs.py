@@ -35,7 +35,7 @@ from assets.watermark.schemes import build_schemes
 from resources.compute import Compute
 from resources.config import StudyConfig
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
-from resources.profiles import current_profile, pick
+from resources.profiles import current_profile, pick, step_threads
 from resources.stages import stage
 from resources.subsetting import yields_selected
 from resources.tracking import Tracking
@@ -80,7 +80,7 @@ class WatermarkGenerationConfig(StudyConfig):
                                   description="fresh keys in EXP / EXP-edit's permutation test")
     batch_size: int = pick(tiny=32, demo=64, gpu=256)
     seed: int = 0
-    cpu_threads: int = Field(default=1, description="torch CPU threads (0: torch's default)")
+    cpu_threads: int = Field(default=step_threads(), description="torch CPU threads (0: torch's default)")
 
 
 @dg.multi_asset(
@@ -158,7 +158,7 @@ class WatermarkInfillerConfig(ModelShape, StudyConfig):
     init: str = Field(default=pick(tiny="scratch", demo="generator", gpu="scratch"), description='"scratch": fresh weights; "generator": start from lm_code_small '
                                                       "(same shape needed) and fine-tune it on FIM examples")
     seed: int = 0
-    cpu_threads: int = 1
+    cpu_threads: int = step_threads()
     aliases: list[str] = Field(default=["current"], description="MLflow registry aliases set on the new version")
 
 
@@ -224,7 +224,7 @@ class WatermarkAttackConfig(StudyConfig):
                                         description="the judge is fit on the first this many bytes of the code "
                                                     "corpus (None: all)")
     seed: int = 0
-    cpu_threads: int = 1
+    cpu_threads: int = step_threads()
 
 
 ATTACK_OUTS = {
