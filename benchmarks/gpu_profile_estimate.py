@@ -17,7 +17,7 @@ times the jobs of a study whose gpu_check part ran ok from that part's measured 
 benchmarks/results/gpu_profile_estimate.md).
 
 The watermark's EXP / EXP-edit detectors are counted op by op: each chunk of a detection runs on meta tensors
-under a dispatch counter (`gpu_profile_work.dispatch_traffic`: kernel launches and bytes moved), and a
+under a dispatch counter (`gpu_profile_exp.dispatch_traffic`: kernel launches and bytes moved), and a
 permutation test adds its null keys' uniforms, drawn on the CPU in series (HOST_UNIFORMS_PER_S, measured);
 `--gpu-check` times the permutation tests from the `watermark.permutation` part.
 

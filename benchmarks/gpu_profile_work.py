@@ -5,14 +5,13 @@ takes the plain settings `gpu_profile_estimate.collect_settings()` reads from th
 REPROLAB_PROFILE=gpu and returns that study's GPU work: LM training (FLOPs = `model_flops_per_token` x tokens),
 generation (2 N per token, one batched forward per generated token), scoring (forward only) and small networks
 (parity, teacher-student MLPs), and the watermark's EXP / EXP-edit detectors (their permutation tests and
-statistics: elementwise kernels, counted op by op on meta tensors by `dispatch_traffic`). A job's time is
+statistics: elementwise kernels, counted op by op on meta tensors: `benchmarks/gpu_profile_exp.py`). A job's time is
 max(FLOPs / (utilisation x peak), kernel launches x LAUNCH_S, bytes moved / HBM_BYTES_PER_S) plus its host-side
 work in series (the permutation tests' null keys, drawn on the CPU), with the rates below: the only numbers typed in.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import sys
 from collections.abc import Callable
@@ -133,64 +132,6 @@ def mlp(study: str, what: str, networks: int, batch: int, widths: list[int], ste
     per_example = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=False))
     return Job(study, what, 6 * per_example * batch * networks * steps, steps * LAUNCHES_PER_LAYER * (len(widths) - 1),
                SMALL_MODEL_MFU, 0.0, part, networks * steps)
-
-
-def dispatch_traffic(fn: Callable[[], object]) -> tuple[int, float]:
-    """(kernel launches, bytes read and written) of ``fn()`` run on meta tensors (shapes only, nothing computed):
-    every aten op that is not a view counts as one launch that moves its input and output tensors once."""
-    import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_leaves
-
-    class Count(TorchDispatchMode):
-        launches, moved = 0, 0.0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            alias = func._schema.returns[0].alias_info if func._schema.returns else None
-            if alias is None or alias.is_write:  # a view launches nothing
-                self.launches += 1
-                self.moved += sum(t.numel() * t.element_size() for t in tree_leaves((args, kwargs, out))
-                                  if isinstance(t, torch.Tensor))
-            return out
-
-    with Count() as count:
-        fn()
-    return count.launches, count.moved
-
-
-@functools.cache
-def exp_detection_traffic(edit: bool, texts: int, runs: int, length: int, key_length: int, vocab: int,
-                          block: int | None) -> tuple[int, float]:
-    """(launches, bytes) of one chunk of an EXP / EXP-edit detection (`assets.watermark.exp_sampling`): with
-    ``runs`` > 0 the null statistic of ``texts`` texts under ``runs`` null keys (a permutation test's chunk, its
-    cost tensor already on the device), with ``runs`` = 0 the texts' own statistic (cost tensor built from ξ)."""
-    import torch
-
-    from assets.watermark.exp_sampling import cost_tensor, edit_statistic, exp_statistic
-
-    aligned = edit_statistic if edit else exp_statistic
-
-    def one_chunk():
-        if runs:
-            return aligned(torch.empty((runs, texts, length, key_length), device="meta"), block=block)
-        tokens = torch.zeros((texts, length), dtype=torch.long, device="meta")
-        return aligned(cost_tensor(tokens, torch.empty((key_length, vocab), device="meta")), block=block)
-
-    return dispatch_traffic(one_chunk)
-
-
-def exp_detection(study: str, what: str, edit: bool, calls: list[int], chunk: int, runs: int, length: int,
-                  key_length: int, vocab: int, block: int | None, part: str | None = None) -> Job:
-    """EXP / EXP-edit detections: one call per entry of ``calls`` (its number of texts), ``chunk`` texts at a
-    time on the device; with ``runs`` null keys per text (a permutation test, whose null uniforms are drawn on
-    the CPU: ``runs`` x key rows x tokens per text) or none (the statistic alone). The dynamic programme's
-    elementwise work is counted as FLOPs = bytes / 4 (one float32 op per element moved; it is memory bound)."""
-    chunks = sum(math.ceil(c / chunk) for c in calls)
-    launches, moved = exp_detection_traffic(edit, chunk, runs, length, key_length, vocab, block)
-    texts = sum(calls)
-    return Job(study, what, chunks * moved / 4, chunks * launches, SMALL_MODEL_MFU, 0.0, part,
-               texts * max(runs, 1), bytes=chunks * moved, host_uniforms=texts * runs * key_length * length)
 
 
 # --- the studies -----------------------------------------------------------------------------------------------------
@@ -379,7 +320,9 @@ def watermark_jobs(s: dict) -> list[Job]:
     texts = s["watermark_generations"] * gen["n_texts"] + gen["n_null"]
     infiller = size_of(inf, "infiller")
     walked = s["watermark_generations"] * gen["n_texts"] * att["steps"]
-    return [*_exp_detections(s), generate("watermark", "watermarked + null texts", small, vocab, texts, gen["response_tokens"],
+    from benchmarks.gpu_profile_exp import exp_detections
+
+    return [*exp_detections(s), generate("watermark", "watermarked + null texts", small, vocab, texts, gen["response_tokens"],
                      gen["batch_size"], prompt_tokens=gen["prompt_tokens"], part="watermark"),
             score("watermark", "oracle quality of the texts", large, vocab, texts * gen["response_tokens"],
                   gen["batch_size"]),
@@ -388,32 +331,6 @@ def watermark_jobs(s: dict) -> list[Job]:
                      att["span"], gen["n_texts"], prompt_tokens=inf["window"]),
             score("watermark", "attack: quality oracle per step", large, vocab,
                   walked * (gen["prompt_tokens"] + gen["response_tokens"]), gen["n_texts"])]
-
-
-def _exp_detections(s: dict) -> list[Job]:
-    """EXP and EXP-edit detection as `assets.watermark.study` runs it, per detector with a key ξ. Permutation
-    tests (``permutation_runs`` null keys per text): the watermarked texts and the first min(n_texts, n_null)
-    null texts at calibration (`detection_tables`), the attacked texts before and after the walk
-    (`run_attack`). The statistic alone: the null texts, the watermarked texts and those null texts again at
-    calibration; in the walk its first detection, every step's accepted texts (counted as if every proposal
-    were accepted: an upper bound), the final texts, and once more inside each permutation test's call."""
-    c = s["configs"]["watermark"]
-    gen, att = c["WatermarkGenerationConfig"], c["WatermarkAttackConfig"]
-    n_texts, n_perm, runs = gen["n_texts"], min(gen["n_texts"], gen["n_null"]), gen["permutation_runs"]
-    length, key_length, block = gen["response_tokens"], gen["exp_key_length"], s["watermark_block"]
-    k = block or length  # `permutation_pvalues`'s chunking: as many texts as fit its element budget, at least one
-    per_chunk = max(1, s["permutation_chunk_elements"] // max(key_length * (length - k + 1) * (k + 1) * k * runs, 1))
-    tested = [n_texts, n_perm, n_texts, n_texts]
-    scored = [gen["n_null"], n_texts, n_perm, n_texts, *[n_texts] * att["steps"], n_texts, n_texts, n_texts]
-    jobs = []
-    for name, edit in s["watermark_exp_detectors"].items():
-        jobs += [exp_detection("watermark", f"{name} permutation tests", edit, tested, per_chunk, runs, length,
-                               key_length, _code_vocab(s), block, part="watermark.permutation"),
-                 exp_detection("watermark", f"{name} statistic", edit, scored, s["statistic_chunk"], 0, length,
-                               key_length, _code_vocab(s), block)]
-        jobs[-2].group = f"EXP / EXP-edit permutation tests ({runs} null keys per text)"
-        jobs[-1].group = "EXP / EXP-edit statistic (calibration, every walk step)"
-    return jobs
 
 
 def alignment_jobs(s: dict) -> list[Job]:

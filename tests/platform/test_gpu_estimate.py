@@ -114,7 +114,7 @@ def test_the_exp_permutation_tests_are_counted_from_the_study_and_timed_by_their
 def test_the_dispatch_counter_counts_kernels_and_their_bytes_not_views():
     import torch
 
-    from benchmarks.gpu_profile_work import dispatch_traffic, exp_detection_traffic
+    from benchmarks.gpu_profile_exp import dispatch_traffic, exp_detection_traffic
 
     x = torch.empty((4, 10), device="meta")
     assert dispatch_traffic(lambda: x.add(1).exp()) == (2, 2 * (40 + 40) * 4.0)
