@@ -1,0 +1,148 @@
+"""`reprolab evaluate`: the safety battery against any OpenAI-compatible endpoint, into the warehouse's safety
+tables (keyed by endpoint and model). Requests the endpoint rejects or fails on are counted apart and never
+graded; nothing is written when it replied to none of them. Wired into the command line by `pipelines.cli`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from pathlib import Path
+
+from resources.catalog import refresh_catalog
+
+
+def cmd_evaluate(args) -> int:
+    """The safety battery over an endpoint; its rows replace that endpoint's earlier rows in new
+    materializations of safety_results and safety_system_card (everyone else's rows kept; later runs of the
+    graph carry them forward). Requests the endpoint rejected or failed on are counted apart, never graded:
+    exit 1 (nothing written) when it replied to none of them, a warning when it rejected some."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from assets.chat.client import Endpoint
+    from assets.safety.benchmarks import graded_benchmarks, with_benchmarks
+    from assets.safety.responders import (
+        mark_request_errors,
+        replace_rows,
+        run_endpoint,
+        system_card,
+        with_provenance,
+    )
+    from assets.safety.tables import answer_caps, budget_request
+    from resources.store import active_store
+    from resources.tables import (
+        LINEAGE_COLUMNS,
+        Lineage,
+        WarehouseError,
+        latest_file,
+        read_table,
+        write_table,
+    )
+
+    root = Path(args.warehouse)
+    try:
+        items_file = latest_file(root, "safety", "safety_items")
+    except WarehouseError as exc:
+        print(f"error: {exc}: materialize safety_items first (make demo, or the UI)", file=sys.stderr)
+        return 2
+    endpoint = Endpoint(args.base_url, args.model, args.api_key_env)
+    try:
+        items = with_benchmarks(read_table(items_file), args.benchmark or [], args.max_items)
+    except (ValueError, OSError) as exc:
+        print(f"error: a benchmark file could not be read: {exc}", file=sys.stderr)
+        return 2
+    settings = SimpleNamespace(splits=("eval",), max_answer_tokens=args.max_tokens,
+                               regurgitation_answer_tokens=args.regurgitation_max_tokens)
+    try:  # asked as safety_results asks an endpoint: at the budget and seed, regurgitation with room to run on
+        request = {"temperature": 0.0, "seed": args.seed, **budget_request(args.budget)}
+        parts = answer_caps(items, settings)
+        asked = [run_endpoint(endpoint, part, max_tokens=cap, **request) for part, cap in parts]
+        new = mark_request_errors(graded_benchmarks(pd.concat(asked, ignore_index=True), items))
+    except Exception as exc:  # the endpoint's or the key's error, in one line
+        print(f"error: evaluating {args.base_url} failed: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    replied = _report_requests(args, asked, [cap for _, cap in parts])
+    if not replied:
+        print(f"error: {args.base_url} rejected or failed on every one of the {len(new)} requests; nothing was "
+              "written to the warehouse", file=sys.stderr)
+        return 1
+    run_id, now = f"evaluate-{uuid.uuid4()}", datetime.now(UTC)
+    new = with_provenance(new, run_id, now)
+    upstream = [f"safety.safety_items:{items_file.stem}"]
+    try:
+        previous_file = latest_file(root, "safety", "safety_results")
+        stored = read_table(previous_file, with_lineage=True)
+        previous = with_provenance(stored.drop(columns=list(LINEAGE_COLUMNS)), str(stored["run_id"].iloc[0]),
+                                   stored["materialized_at"].iloc[0]) if len(stored) else None
+        upstream = [*upstream, f"safety.safety_results:{previous_file.stem}"]
+    except WarehouseError:
+        previous = None
+    results = replace_rows(previous, new)
+    lineage = Lineage(run_id=run_id, code_version="evaluate-2", upstream=upstream,
+                      materialized_at=now, resolution={u: "latest" for u in upstream})
+    store = active_store()  # a shared lab: the new tables go to the object store too
+    for name, frame in (("safety_results", results), ("safety_system_card", system_card(results))):
+        path = write_table(root, "safety", name, frame, lineage)
+        if store is not None:
+            store.publish(path)
+    refresh_catalog(root, [("safety", "safety_results"), ("safety", "safety_system_card")])
+    card = system_card(new)
+    print(f"{int(new['answered'].sum())} of {len(new)} items answered and graded for {new['model'].iloc[0]} at {args.base_url} "
+          f"(run {run_id}); the tables safety.safety_results and safety.safety_system_card now hold them")
+    from pipelines.cli import _print_frame
+
+    _print_frame(card[["evaluation", "metric", "value", "n"]], "table")
+    return 0
+
+
+# a rejection by our own server (pipelines/serve.py): the prompt and the answer cap do not fit the model
+_NO_ROOM = r"a prompt of (\d+) tokens leaves no room for an answer of (\d+) tokens within the model's (\d+) positions"
+
+
+def _report_requests(args, asked: list, caps: list[int]) -> int:
+    """Print (stderr) how many requests the endpoint answered, answered empty, rejected and failed on, the
+    first error, and what to change when prompts did not fit its context; return the number it replied to."""
+    import re
+
+    import pandas as pd
+
+    from assets.safety.responders import request_counts
+
+    counts = pd.concat([request_counts(part) for part in asked], ignore_index=True)
+    total, answered, empty, rejected, failed = (int(counts[c].sum()) for c in
+                                                ("asked", "answered", "empty", "rejected", "failed"))
+    print(f"{args.base_url}: {total} requests: {answered} answered, {empty} answered empty, {rejected} rejected, "
+          f"{failed} failed (only answers are graded; empty, rejected and failed are left out of every metric)",
+          file=sys.stderr)
+    errors = [e for e in counts["first_error"] if e]
+    if errors:
+        print(f"{'error' if rejected + failed == total else 'warning'}: {rejected + failed} of {total} requests got "
+              f"no reply; the first error: {errors[0]}", file=sys.stderr)
+    for part, cap in zip(asked, caps, strict=True):
+        no_room = [re.search(_NO_ROOM, e) for e in part["request_error"]]
+        prompts = [(int(m[1]), int(m[3])) for m in no_room if m]
+        if not prompts:
+            continue
+        positions = prompts[0][1]
+        fitting = [n for n, _ in prompts if n + 3 + 1 <= positions]  # close, answer marker, end, one answer token
+        flag = "--regurgitation-max-tokens" if (part["evaluation"] == "regurgitation").all() else "--max-tokens"
+        print(f"hint: the model has {positions} positions: {len(prompts) - len(fitting)} prompts are too long for "
+              "it whatever the answer cap" + (f"; the others fit with {flag} {positions - max(fitting) - 3} (now {cap})"
+                                              if fitting else ""), file=sys.stderr)
+    if answered == 0 and empty:
+        print("warning: every reply was empty (no answer words): the metrics are undefined (n=0)", file=sys.stderr)
+    return total - rejected - failed
+
+
+def budget_arg(text: str) -> str:
+    """--budget: a token count (an int >= 0) or an effort level; anything else is refused before a request."""
+    from assets.chat.budget import EFFORT_BUDGETS
+
+    if text.strip().isdigit() or text.strip() in EFFORT_BUDGETS:
+        return text.strip()
+    raise argparse.ArgumentTypeError(f"{text!r} is neither a token count (an int >= 0) nor an effort level: "
+                                     f"use one of {', '.join(EFFORT_BUDGETS)} or a number such as 16")
