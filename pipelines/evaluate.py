@@ -29,6 +29,7 @@ def cmd_evaluate(args) -> int:
         mark_request_errors,
         replace_rows,
         run_endpoint,
+        stored_with_provenance,
         system_card,
         with_provenance,
     )
@@ -75,9 +76,7 @@ def cmd_evaluate(args) -> int:
     upstream = [f"safety.safety_items:{items_file.stem}"]
     try:
         previous_file = latest_file(root, "safety", "safety_results")
-        stored = read_table(previous_file, with_lineage=True)
-        previous = with_provenance(stored.drop(columns=list(LINEAGE_COLUMNS)), str(stored["run_id"].iloc[0]),
-                                   stored["materialized_at"].iloc[0]) if len(stored) else None
+        previous = stored_with_provenance(read_table(previous_file, with_lineage=True), LINEAGE_COLUMNS)
         upstream = [*upstream, f"safety.safety_results:{previous_file.stem}"]
     except WarehouseError:
         previous = None

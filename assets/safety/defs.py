@@ -207,17 +207,12 @@ def safety_results(context: dg.AssetExecutionContext, config: ResultsConfig, tra
 
 
 def _latest_results(warehouse: WarehousePaths) -> pd.DataFrame | None:
-    """The latest stored safety_results (None before the first), each row stamped with the run that wrote it
-    where it carries no provenance of its own (tables written before evaluated_run_id existed)."""
-    from assets.safety.responders import with_provenance
+    """The latest stored safety_results with provenance on every row (None before the first)."""
+    from assets.safety.responders import stored_with_provenance
     from resources.tables import LINEAGE_COLUMNS, read_table
 
     files = warehouse.table_files(GROUP, "safety_results")
-    if not files:
-        return None
-    stored = read_table(files[-1], with_lineage=True)
-    return with_provenance(stored.drop(columns=list(LINEAGE_COLUMNS)), str(stored["run_id"].iloc[0]),
-                           stored["materialized_at"].iloc[0]) if len(stored) else None
+    return stored_with_provenance(read_table(files[-1], with_lineage=True), LINEAGE_COLUMNS) if files else None
 
 
 def _results_check(results: pd.DataFrame, models: list[str]) -> dg.AssetCheckResult:

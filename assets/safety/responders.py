@@ -286,6 +286,16 @@ def replace_rows(previous: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFra
     return pd.concat([kept, new], ignore_index=True)
 
 
+def stored_with_provenance(stored: pd.DataFrame, lineage_columns: Sequence[str]) -> pd.DataFrame | None:
+    """A stored safety_results table (read with its lineage columns) as results rows without them, each row
+    stamped with the run that wrote the table where it carries no provenance of its own (tables written before
+    evaluated_run_id existed); None for an empty table."""
+    if not len(stored):
+        return None
+    return with_provenance(stored.drop(columns=list(lineage_columns)), str(stored["run_id"].iloc[0]),
+                           stored["materialized_at"].iloc[0])
+
+
 def with_provenance(results: pd.DataFrame, run_id: str, evaluated_at: Any) -> pd.DataFrame:
     """`results` with PROVENANCE_COLUMNS, filled with `run_id` / `evaluated_at` (a time, UTC) where they are
     missing (new rows; a stored table written before the columns existed gets the run that wrote it); rows
