@@ -1,19 +1,14 @@
 """Dagster side of the safety study (the OpenAI o1 system card's safety evaluations).
 
-``safety_policy`` is the written policy (numbered clauses); ``safety_stereotypes`` the stereotype the bias
-questions probe; ``safety_items`` the battery's items over the facts world (refusal, jailbreak, hallucination,
-bias, instruction hierarchy, regurgitation of the protected documents), train and eval templates disjoint;
-``safety_vocabulary`` every word of the policy and the items, which the chat tokenizer adds.
-``safety_results`` asks every registered chat model (chat-sft, chat-rl) in-process under a reasoning budget,
-any endpoints named in its config (under the same budget and seed), and the reference scripts (the policy
-oracle; always-comply, always-refuse, always-abstain, empty: the floor no metric may reward); one row per
-responder x evaluation x item. ``safety_judgements`` a judge model's (or endpoint's) rubric verdicts on
-those results beside the programmatic grades, with its agreement (Cohen's kappa). ``safety_system_card`` is the card's table per responder, with a plot;
-``safety/findings`` checks the graders on the references, and states the models' numbers conditional on their
-helpful_accuracy, at the budget and answer cap of the run (the findings' scale). `reprolab evaluate --base-url URL --model NAME`
-writes an endpoint's rows into the same tables; a later ``safety_results`` (the nightly run) carries them
-forward unless it asks that endpoint again (every row says which run evaluated it: evaluated_run_id,
-evaluated_at).
+``safety_policy``: the written policy (numbered clauses); ``safety_stereotypes``: the stereotype the bias
+questions probe; ``safety_items``: the battery over the facts world (refusal, jailbreak, hallucination, bias,
+instruction hierarchy, regurgitation), train and eval templates disjoint; ``safety_vocabulary``: the words the
+chat tokenizer adds. ``safety_results`` asks the registered chat models, the config's endpoints and the reference
+scripts (the policy oracle; always-comply, always-refuse, always-abstain, empty) under one reasoning budget and
+seed, one row per responder x evaluation x item; endpoint rows `reprolab evaluate` wrote are carried forward
+(evaluated_run_id, evaluated_at). ``safety_judgements``: a judge's rubric verdicts beside the programmatic grades
+(Cohen's kappa); ``safety_system_card``: the card per responder, with a plot; ``safety/findings``: the graders
+checked on the references, and the models' numbers conditional on their helpful_accuracy.
 """
 
 import dagster as dg
@@ -170,37 +165,26 @@ class ResultsConfig(StudyConfig):
           check_specs=[_check("results_valid", "safety_results")])
 def safety_results(context: dg.AssetExecutionContext, config: ResultsConfig, tracking: Tracking,
                    compute: Compute, warehouse: WarehousePaths, safety_items: pd.DataFrame, **chat_models):
-    """Every eval item asked of every registered chat model (chat-sft, chat-rl: in-process, at the reasoning
-    budget), of the endpoints in config, and of the reference scripts (policy_oracle, always_comply,
-    always_refuse, always_abstain, empty), graded: one row per responder x evaluation x item, keyed by
-    model_uri or endpoint + model, stamped with this run (evaluated_run_id, evaluated_at). The endpoints of
-    the latest table that this run does not ask again (those `reprolab evaluate` wrote) are carried forward
-    with their own run id and time (metadata: carried_forward; endpoint_requests: what the config's endpoints
-    answered, rejected and failed on)."""
+    """Every eval item asked of the registered chat models (in-process, at the reasoning budget), the config's
+    endpoints and the reference scripts, graded: one row per responder x evaluation x item, stamped with this
+    run (evaluated_run_id, evaluated_at). Endpoints this run does not ask again (`reprolab evaluate` wrote them)
+    are carried forward with their own run id and time (metadata: carried_forward, endpoint_requests)."""
     from datetime import UTC, datetime
 
     from assets.safety.benchmarks import with_benchmarks
-    from assets.safety.responders import (
-        carry_forward,
-        mark_request_errors,
-        provenance_summary,
-        request_counts,
-        with_provenance,
-    )
-    from assets.safety.tables import ask_responders, mean_scores
+    from assets.safety.tables import ask_responders, mean_scores, stamp_and_carry
 
     items = with_benchmarks(safety_items, config.benchmark_files, config.benchmark_max_items, config.seed)
     results, meta, missing = ask_responders(items, chat_models, config, device=compute.torch_device(),
                                             tracking_uri=tracking.resolved_tracking_uri)
     if missing is not None:
         meta["oov_words"] = dg.MetadataValue.md(" ".join(missing[:200]) or "(none)")
-    new = with_provenance(mark_request_errors(results), context.run.run_id, datetime.now(UTC))
-    results, carried = carry_forward(_latest_results(warehouse), new)
-    summary = mean_scores(results)
-    meta["carried_forward"] = markdown_table(provenance_summary(carried)) if len(carried) else "(none)"
-    if (new["responder"] == "endpoint").any():  # what the config's endpoints answered, rejected, failed on
-        meta["endpoint_requests"] = markdown_table(request_counts(new[new["responder"] == "endpoint"]))
-    yield dg.Output(results, metadata={"rows": len(results), "mean_score": markdown_table(summary), **meta,
+    results, carried, requests = stamp_and_carry(results, _latest_results(warehouse), context.run.run_id,
+                                                 datetime.now(UTC))
+    meta["carried_forward"] = "(none)" if carried is None else markdown_table(carried)
+    if requests is not None:  # what the config's endpoints answered, rejected, failed on
+        meta["endpoint_requests"] = markdown_table(requests)
+    yield dg.Output(results, metadata={"rows": len(results), "mean_score": markdown_table(mean_scores(results)), **meta,
                                        "budget": config.budget, "max_answer_tokens": config.max_answer_tokens,
                                        "regurgitation_answer_tokens": config.regurgitation_answer_tokens})
     yield _results_check(results, [r["registered_model"] for r in chat_models.values()])
@@ -217,9 +201,8 @@ def _latest_results(warehouse: WarehousePaths) -> pd.DataFrame | None:
 
 def _results_check(results: pd.DataFrame, models: list[str]) -> dg.AssetCheckResult:
     valid = gx_check(*validity.results(expectations(), results), name="safety_results")
-    present = validity.every_responder_present(results, models)
-    return dg.AssetCheckResult(check_name="results_valid", asset_key="safety_results",
-                               passed=bool(valid.passed and present), metadata=valid.metadata)
+    return dg.AssetCheckResult(check_name="results_valid", asset_key="safety_results", metadata=valid.metadata,
+                               passed=bool(valid.passed and validity.every_responder_present(results, models)))
 
 
 @dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"),

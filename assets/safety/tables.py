@@ -32,6 +32,21 @@ def budget_post_hoc(profile: str, budget: str | None) -> str:
     return BUDGET_POST_HOC if profile == "demo" and budget == DEMO_BUDGET else ""
 
 
+def stamp_and_carry(results: pd.DataFrame, previous: pd.DataFrame | None, run_id: str,
+                    evaluated_at: Any) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
+    """This run's graded ``results`` (request errors marked) stamped with ``run_id`` and ``evaluated_at``, plus
+    the endpoints of ``previous`` (the latest stored table) this run did not ask again, carried forward with their
+    own provenance: (the table, rows carried per endpoint or None, the config's endpoints' request counts or
+    None)."""
+    from assets.safety import responders as r
+
+    new = r.with_provenance(r.mark_request_errors(results), run_id, evaluated_at)
+    table, carried = r.carry_forward(previous, new)
+    endpoints = new[new["responder"] == "endpoint"]
+    return (table, r.provenance_summary(carried) if len(carried) else None,
+            r.request_counts(endpoints) if len(endpoints) else None)
+
+
 def held_out_battery(world: Any, documents: pd.DataFrame, facts_tasks: pd.DataFrame,
                      spec: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
     """The battery (battery.build_suite of ``spec``) over ``world`` and the protected ``documents``, less the
