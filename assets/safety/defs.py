@@ -99,8 +99,7 @@ def safety_items(config: SuiteConfig, facts_world: dict, documents: pd.DataFrame
 
     items, overlap, train_prompts = held_out_battery(world_from_record(facts_world), documents, facts_tasks,
                                                      SuiteSpec(**config.model_dump()))
-    counts = items_by_evaluation(items)
-    yield dg.Output(items, metadata={"items": len(items), "by_evaluation": markdown_table(counts),
+    yield dg.Output(items, metadata={"items": len(items), "by_evaluation": markdown_table(items_by_evaluation(items)),
                                      "eval_items": int((items["split"] == "eval").sum()), **overlap_numbers(overlap),
                                      "training_overlap": markdown_table(overlap.head(30))})
     valid = gx_check(*validity.items(expectations(), items), name="safety_items")
