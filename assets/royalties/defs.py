@@ -26,8 +26,9 @@ from assets.lm.registration import (
     load_tokenizer_of,
     train_and_register,
 )
+from assets.royalties import validity
 from assets.royalties.findings import CHECK_CLAIMS
-from assets.royalties.options import GAME_OUTS, efficient, empty_coalition_value_is_zero
+from assets.royalties.options import GAME_OUTS
 from resources.compute import Compute
 from resources.config import StudyConfig
 from resources.presentation import figure_metadata, findings_check_specs, findings_results, markdown_table
@@ -42,6 +43,21 @@ GROUP = "royalties"
 BASE_MODEL_NAME = "royalties-facts-base"  # registered names; the family's are lm-<corpus>-<size>
 GENERATOR_NAME = "royalties-facts-all-owners"
 PAPER = "Wang et al. 2024"
+
+
+def _check(name: str, asset: str) -> dg.AssetCheckSpec:
+    """The data check ``name`` of ``asset``, described by what it holds the table to (validity.DESCRIPTIONS)."""
+    return dg.AssetCheckSpec(name, asset=asset, description=validity.DESCRIPTIONS[name])
+
+
+def _data_check(check_name: str, asset: str, rules: tuple[pd.DataFrame, list],
+                beyond_gx: tuple[bool, dict] = (True, {})) -> dg.AssetCheckResult:
+    """The result of ``asset``'s data check: its Great Expectations ``rules`` (table, expectations) and the rules
+    GX does not express (all hold, their numbers), passed when every one holds."""
+    result = gx_check(*rules, name=asset, check_name=check_name)
+    held, numbers = beyond_gx
+    return dg.AssetCheckResult(asset_key=asset, check_name=check_name, passed=bool(result.passed and held),
+                               metadata={**result.metadata, **numbers})
 
 
 # ------------------------------------------------------------------------------------------- base model
@@ -139,15 +155,9 @@ class RoyaltiesGameConfig(StudyConfig):
     temperature: float = 1.0
 
 
-GAME_CHECKS = [
-    dg.AssetCheckSpec("pieces_valid", asset="royalties_pieces",
-                      description="ids unique, no empty piece, kinds generated/neutral/held_out, token counts within context"),
-    dg.AssetCheckSpec("coalition_values_valid", asset="royalties_coalition_values",
-                      description="log-likelihoods finite and <= 0, v({}) = 0, coalition sizes in range"),
-    dg.AssetCheckSpec("shapley_valid", asset="royalties_shapley",
-                      description="shares in [0, 1] summing to 1 (or 0 when no owner is owed), efficiency "
-                                  "sum_i phi_i = v(N) - v({})"),
-]
+GAME_CHECKS = [_check("pieces_valid", "royalties_pieces"),
+               _check("coalition_values_valid", "royalties_coalition_values"),
+               _check("shapley_valid", "royalties_shapley")]
 
 
 @dg.multi_asset(
@@ -202,9 +212,18 @@ def royalties_game(context: dg.AssetExecutionContext, config: RoyaltiesGameConfi
                                        "royalties/mc_convergence", warehouse.root, run_id)})
     yield dg.Output(game.estimators, output_name="royalties_estimators",
                     metadata={"estimators": markdown_table(game.estimators)})
-    yield pieces_check(pieces, int(base_model.config.max_position_embeddings))
-    yield values_check(values, len(owners))
-    yield shapley_check(shapley, values, owners)
+    yield from _game_checks(pieces, values, shapley, owners, int(base_model.config.max_position_embeddings))
+
+
+def _game_checks(pieces: pd.DataFrame, values: pd.DataFrame, shapley: pd.DataFrame, owners: list[str],
+                 context_length: int):
+    """The game's data checks (GAME_CHECKS): its pieces, coalition values and Shapley values."""
+    gxe = expectations()
+    yield _data_check("pieces_valid", "royalties_pieces", validity.pieces(gxe, pieces, context_length))
+    yield _data_check("coalition_values_valid", "royalties_coalition_values",
+                      validity.coalition_values(gxe, values, len(owners)), validity.coalition_values_hold(values))
+    yield _data_check("shapley_valid", "royalties_shapley", validity.shapley(gxe, shapley, owners),
+                      validity.shapley_holds(shapley, values, owners))
 
 
 # ------------------------------------------------------------------------------------------- revenue
@@ -212,26 +231,17 @@ class RevenueConfig(StudyConfig):
     revenue_per_piece: float = Field(default=1.0, description="revenue each piece earns, shared by royalty share")
 
 
-@dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"), check_specs=[
-    dg.AssetCheckSpec("revenue_split_valid", asset="royalties_revenue_split",
-                      description="revenue non-negative; per seed and kind the split adds up to the batch revenue")])
+@dg.asset(group_name=GROUP, code_version="1", tags=stage("evaluation"),
+          check_specs=[_check("revenue_split_valid", "royalties_revenue_split")])
 def royalties_revenue_split(context: dg.AssetExecutionContext, config: RevenueConfig, royalties_shapley: pd.DataFrame):
     """The revenue of the batch of pieces split among owners by royalty share, per seed and piece kind
     (what no owner is owed is the row "(unpaid)")."""
-    from assets.royalties.options import revenue_adds_up
     from assets.royalties.royalty_shares import revenue_split
 
     split = revenue_split(royalties_shapley, config.revenue_per_piece)
     yield dg.Output(split, metadata={"split": markdown_table(split)})
-    gxe = expectations()
-    result = gx_check(split, [
-        gxe.ExpectColumnValuesToBeBetween(column="revenue", min_value=0.0),
-        gxe.ExpectColumnValuesToBeBetween(column="revenue_share", min_value=0.0, max_value=1.0),
-        gxe.ExpectColumnValuesToNotBeNull(column="owner"),
-    ], name="royalties_revenue_split", check_name="revenue_split_valid")
-    adds_up = revenue_adds_up(split)
-    yield dg.AssetCheckResult(check_name="revenue_split_valid", passed=bool(result.passed and adds_up),
-                              metadata={**result.metadata, "split_adds_up": adds_up})
+    yield _data_check("revenue_split_valid", "royalties_revenue_split",
+                      validity.revenue_split(expectations(), split), validity.revenue_split_holds(split))
 
 
 # ------------------------------------------------------------------------------------------- findings
@@ -255,48 +265,6 @@ def royalties_findings(context: dg.AssetExecutionContext, royalties_shapley: pd.
     n_owners, n_seeds = shapley["owner"].nunique(), shapley["seed"].nunique()
     h, scale = headline_numbers(shapley, royalties_pieces), game_scale(shapley, estimators)
     yield from findings_results(royalties_findings(h, estimators, n_owners, n_seeds, scale), CHECKS)
-
-
-# ----------------------------------------------------------------------------------------------- checks
-def pieces_check(pieces: pd.DataFrame, context_length: int) -> dg.AssetCheckResult:
-    gxe = expectations()
-    return gx_check(pieces, [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectColumnValuesToBeUnique(column="piece_id"),
-        gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),
-        gxe.ExpectColumnValuesToBeInSet(column="kind", value_set=["generated", "neutral", "held_out"]),
-        gxe.ExpectColumnValuesToBeBetween(column="n_tokens", min_value=1, max_value=context_length - 1),
-    ], name="royalties_pieces", asset_key=dg.AssetKey("royalties_pieces"), check_name="pieces_valid")
-
-
-def values_check(values: pd.DataFrame, n_owners: int) -> dg.AssetCheckResult:
-    gxe = expectations()
-    result = gx_check(values, [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectColumnValuesToNotBeNull(column="value"),
-        gxe.ExpectColumnValuesToBeBetween(column="log_likelihood", max_value=0.0),
-        gxe.ExpectColumnValuesToBeBetween(column="n_members", min_value=0, max_value=n_owners),
-    ], name="royalties_coalition_values", check_name="coalition_values_valid")
-    base_ok = empty_coalition_value_is_zero(values)
-    return dg.AssetCheckResult(asset_key="royalties_coalition_values", check_name="coalition_values_valid",
-                               passed=bool(result.passed and base_ok),
-                               metadata={**result.metadata, "empty_coalition_value_is_zero": base_ok})
-
-
-def shapley_check(shapley: pd.DataFrame, values: pd.DataFrame, owners: list[str]) -> dg.AssetCheckResult:
-    from assets.royalties.royalty_shares import shares_and_efficiency
-
-    gxe = expectations()
-    result = gx_check(shapley, [
-        gxe.ExpectColumnValuesToNotBeNull(column="phi"),
-        gxe.ExpectColumnValuesToBeBetween(column="royalty_share", min_value=0.0, max_value=1.0),
-        gxe.ExpectColumnValuesToBeInSet(column="owner", value_set=owners),
-    ], name="royalties_shapley", check_name="shapley_valid")
-    share_ok, gap = shares_and_efficiency(shapley, values, owners)
-    return dg.AssetCheckResult(asset_key="royalties_shapley", check_name="shapley_valid",
-                               passed=bool(result.passed and share_ok and efficient(gap, values)),
-                               metadata={**result.metadata, "shares_sum_to_one_or_zero": share_ok,
-                                         "max_efficiency_gap": gap})
 
 
 defs = dg.Definitions(assets=[royalties_base_model, royalties_game, royalties_revenue_split, royalties_findings])

@@ -49,6 +49,11 @@ def _figure(context: dg.AssetExecutionContext, warehouse: WarehousePaths, fig, n
     return figure_metadata(fig, f"{GROUP}/{name}", warehouse.root, context.run.run_id)
 
 
+def _check(name: str, asset: str) -> dg.AssetCheckSpec:
+    """The data check ``name`` of ``asset``, described by what it holds the table to (validity.DESCRIPTIONS)."""
+    return dg.AssetCheckSpec(name, asset=asset, description=validity.DESCRIPTIONS[name])
+
+
 class WatermarkGenerationConfig(StudyConfig):
     """Prompts, watermarked and unwatermarked generations, and the detectors' calibration."""
 
@@ -84,18 +89,11 @@ class WatermarkGenerationConfig(StudyConfig):
 
 
 @dg.multi_asset(
-    outs={"watermark_texts": dg.AssetOut(is_required=False, group_name=GROUP, code_version="1", tags=stage("evaluation"),
-                                         description="Every generated text under every detector: score, p-value, "
-                                                     "detection at 1% FPR, the oracle's quality, token ids."),
-          "watermark_calibration": dg.AssetOut(is_required=False, group_name=GROUP, code_version="1", tags=stage("evaluation"),
-                                               description="Per scheme: parameters, the threshold calibrated on "
-                                                           "unwatermarked text, null p-values, detection rate.")},
+    outs={name: dg.AssetOut(is_required=False, group_name=GROUP, code_version="1", tags=stage("evaluation"),
+                            description=validity.TABLES[name]) for name in ("watermark_texts", "watermark_calibration")},
     ins={"generator": dg.AssetIn("lm_code_small"), "oracle": dg.AssetIn("lm_code_large"),
          "documents": dg.AssetIn("code_corpus")},
-    check_specs=[dg.AssetCheckSpec("texts_valid", asset="watermark_texts",
-                                   description="p-values in [0, 1], known schemes and roles, finite scores"),
-                 dg.AssetCheckSpec("calibration_holds", asset="watermark_calibration",
-                                   description="each threshold flags at most 2x the target FPR of the null texts")],
+    check_specs=[_check("texts_valid", "watermark_texts"), _check("calibration_holds", "watermark_calibration")],
     pool="gpu", can_subset=True)
 @yields_selected
 def watermark_generation(context: dg.AssetExecutionContext, config: WatermarkGenerationConfig, tracking: Tracking,
@@ -125,9 +123,9 @@ def watermark_generation(context: dg.AssetExecutionContext, config: WatermarkGen
                     metadata={"calibration": markdown_table(shown), "seconds": round(time.time() - started, 1)})
     yield gx_check(*validity.texts(expectations(), table, list(schemes)), name="watermark_texts",
                    asset_key=dg.AssetKey("watermark_texts"), check_name="texts_valid")
-    worst = float(calibration["null_false_positive_rate"].max())
-    yield dg.AssetCheckResult(asset_key="watermark_calibration", check_name="calibration_holds", passed=bool(
-        worst <= 2 * config.fpr), metadata={"worst_null_false_positive_rate": worst, "target_fpr": config.fpr})
+    holds, numbers = validity.calibration_holds(calibration, config.fpr)
+    yield dg.AssetCheckResult(asset_key="watermark_calibration", check_name="calibration_holds", passed=holds,
+                              metadata=numbers)
 
 
 class WatermarkInfillerConfig(ModelShape, StudyConfig):
@@ -227,25 +225,14 @@ class WatermarkAttackConfig(StudyConfig):
     cpu_threads: int = step_threads()
 
 
-ATTACK_OUTS = {
-    "watermark_walk": "Every step of every attacked text: accepted or not, span, detector score, p-value (EXP / "
-                      "EXP-edit: empirical, against the unwatermarked texts), detection at 1% FPR, quality-oracle "
-                      "score.",
-    "watermark_attack": "Per attacked text: score, p-value and detection before and after, steps, tokens changed, "
-                        "oracle and judge quality before and after, attack success.",
-    "watermark_summary": "Per scheme: detection rate before and after the attack, attack success after the fixed "
-                         "budget T and at T/4, T/2, 3T/4 (and the demo's earlier 40-step budget), quality change.",
-}
-
-
 @dg.multi_asset(
-    outs={k: dg.AssetOut(is_required=False, group_name=GROUP, code_version="2", tags=stage("evaluation"), description=v)
-          for k, v in ATTACK_OUTS.items()},
+    outs={name: dg.AssetOut(is_required=False, group_name=GROUP, code_version="2", tags=stage("evaluation"),
+                            description=validity.TABLES[name])
+          for name in ("watermark_walk", "watermark_attack", "watermark_summary")},
     ins={"texts": dg.AssetIn("watermark_texts"), "calibration": dg.AssetIn("watermark_calibration"),
          "generator": dg.AssetIn("lm_code_small"), "oracle": dg.AssetIn("lm_code_large"),
          "documents": dg.AssetIn("code_corpus"), "infiller": dg.AssetIn("watermark_infiller")},
-    check_specs=[dg.AssetCheckSpec("attack_valid", asset="watermark_attack",
-                                   description="every accepted text keeps the oracle's quality; rates in [0, 1]")],
+    check_specs=[_check("attack_valid", "watermark_attack")],
     pool="gpu", can_subset=True)
 @yields_selected
 def watermark_attack(context: dg.AssetExecutionContext, config: WatermarkAttackConfig, tracking: Tracking,
@@ -263,11 +250,11 @@ def watermark_attack(context: dg.AssetExecutionContext, config: WatermarkAttackC
         oracle_model, _ = load_registered(oracle, tracking, device)
         fim = fim_oracle(*load_registered(infiller, tracking, device), infiller) \
             if config.perturbation == "infill" else None
-        walk, results = study.run_attack(model, oracle_model, judge, tokenizer, inputs.gen, inputs.schemes, calibration,
-                                   inputs.null_scores, inputs.settings, WalkSettings.of(config.model_dump()),
-                                   log=context.log.info, infiller=fim)
+        walk, results = study.run_attack(model, oracle_model, judge, tokenizer, inputs.gen, inputs.schemes,
+                                         calibration, inputs.null_scores, inputs.settings,
+                                         WalkSettings.of(config.model_dump()), log=context.log.info, infiller=fim)
     summary = study.summarise(results, calibration, null_bpb, same_prompt_bpb, walk, config.steps,
-                        config.earlier_budget).assign(
+                              config.earlier_budget).assign(
         infiller_uri=infiller["model_uri"], infiller_middle_nll=infiller["middle_nll"],
         generator_middle_nll=infiller["generator_middle_nll"])
     context.log.info(f"attack took {time.time() - started:.1f}s")

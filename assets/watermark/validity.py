@@ -1,5 +1,7 @@
-"""The rules the watermark study's data checks hold its tables to: one function per table, returning the table
-the rules read and its Great Expectations rules.
+"""The watermark study's tables: what each holds (TABLES, the assets' descriptions) and the rules its data checks
+hold it to: one function per table, returning the table the rules read and its Great Expectations rules, plus
+the rule GX does not express (the calibrated thresholds hold their false-positive rate on the unwatermarked
+texts).
 
 ``gxe`` is the ``great_expectations.expectations`` module, passed in by the Dagster side (which imports it
 lazily, with GX's usage statistics off), so this module stays free of the platform.
@@ -12,6 +14,28 @@ from typing import Any
 
 import pandas as pd
 
+TABLES = {
+    "watermark_texts": "Every generated text under every detector: score, p-value, detection at 1% FPR, the "
+                       "oracle's quality, token ids.",
+    "watermark_calibration": "Per scheme: parameters, the threshold calibrated on unwatermarked text, null "
+                             "p-values, detection rate.",
+    "watermark_walk": "Every step of every attacked text: accepted or not, span, detector score, p-value (EXP / "
+                      "EXP-edit: empirical, against the unwatermarked texts), detection at 1% FPR, quality-oracle "
+                      "score.",
+    "watermark_attack": "Per attacked text: score, p-value and detection before and after, steps, tokens changed, "
+                        "oracle and judge quality before and after, attack success.",
+    "watermark_summary": "Per scheme: detection rate before and after the attack, attack success after the fixed "
+                         "budget T and at T/4, T/2, 3T/4 (and the demo's earlier 40-step budget), quality change.",
+}
+"""What each table of the study holds, by asset name (the assets' descriptions)."""
+
+DESCRIPTIONS = {
+    "texts_valid": "p-values in [0, 1], known schemes and roles, finite scores",
+    "calibration_holds": "each threshold flags at most 2x the target FPR of the null texts",
+    "attack_valid": "every accepted text keeps the oracle's quality; rates in [0, 1]",
+}
+"""What each data check of the study holds its table to, by check name (the check specs' descriptions)."""
+
 
 def texts(gxe: Any, table: pd.DataFrame, schemes: Sequence[str]) -> tuple[pd.DataFrame, list]:
     """Known schemes and roles, p-values in [0, 1], every text scored, the oracle's log-probabilities <= 0."""
@@ -22,6 +46,13 @@ def texts(gxe: Any, table: pd.DataFrame, schemes: Sequence[str]) -> tuple[pd.Dat
         gxe.ExpectColumnValuesToNotBeNull(column="score"),
         gxe.ExpectColumnValuesToBeBetween(column="oracle_logprob", max_value=0),
     ]
+
+
+def calibration_holds(calibration: pd.DataFrame, fpr: float) -> tuple[bool, dict]:
+    """The calibration's rule, (it holds, its numbers): every scheme's threshold flags at most twice the target
+    false-positive rate ``fpr`` of the unwatermarked (null) texts."""
+    worst = float(calibration["null_false_positive_rate"].max())
+    return bool(worst <= 2 * fpr), {"worst_null_false_positive_rate": worst, "target_fpr": fpr}
 
 
 def attack(gxe: Any, table: pd.DataFrame, steps: int) -> tuple[pd.DataFrame, list]:
