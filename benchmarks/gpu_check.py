@@ -309,6 +309,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--skip", default="", help="comma list of parts to leave out (e.g. those another "
                                                    "benchmark of the same session already times)")
     parser.add_argument("--budget-s", type=float, default=420.0, help="skip the remaining parts after this long")
+    parser.add_argument("--shard", default="1/1", help="K/N: run every N-th part from the K-th (two shards run "
+                                                     "side by side each get a whole budget; the GPU is shared)")
     parser.add_argument("--out", default=None, help="also write the markdown table here")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -318,6 +320,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     unknown = [n for n in [*names, *skipped] if n not in PARTS]
     if unknown:
         parser.error(f"unknown parts {unknown}; known: {list(PARTS)}")
+    shard = args.shard.split("/")
+    if len(shard) != 2 or not all(x.isdigit() for x in shard) or not 1 <= int(shard[0]) <= int(shard[1]):
+        parser.error(f"--shard must be K/N with 1 <= K <= N, got {args.shard!r}")
+    names = names[int(shard[0]) - 1::int(shard[1])]
     check = Check(args.device, args.quick)
     if check.cuda:
         torch.backends.cuda.matmul.allow_tf32 = True  # as the compute resource's tf32 (default on) sets it

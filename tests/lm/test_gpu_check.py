@@ -69,3 +69,14 @@ def test_skipped_parts_are_left_out_and_must_exist(gpu_check):
     assert table["part"].tolist() == ["royalties.pieces"]
     with pytest.raises(SystemExit):
         gpu_check.main(["--device", "cpu", "--quick", "--skip", "no.such.part"])
+
+
+def test_shards_split_the_parts_between_them_and_a_bad_shard_is_refused(gpu_check):
+    parts = "royalties.pieces,naf,uncertainty.probes"
+    first = gpu_check.main(["--device", "cpu", "--quick", "--parts", parts, "--shard", "1/2"])
+    second = gpu_check.main(["--device", "cpu", "--quick", "--parts", parts, "--shard", "2/2"])
+    assert first["part"].tolist() == ["royalties.pieces", "uncertainty.probes"]
+    assert second["part"].tolist() == ["naf"]
+    for bad in ("0/2", "3/2", "2", "a/b"):
+        with pytest.raises(SystemExit):
+            gpu_check.main(["--device", "cpu", "--quick", "--shard", bad])
