@@ -5,9 +5,15 @@ detected reliably, and the random-walk attack removes the watermark from most te
 loss. The rules below fix "reliably", "most" and "small"; the paper's own numbers are not used as references
 (different models and texts), so every reference is none. Attack success is read after the walk's full,
 fixed step budget (the paper's protocol: the attacker never queries the detector). Quality is the independent
-judge's per-byte perplexity after / before the attack (geometric mean over texts); with a few dozen short
-texts its 95% interval is wide, so a point estimate above the bar whose interval still reaches it counts as
-inconclusive (partially), one whose interval lies above it as a clear loss.
+judge's per-byte perplexity after / before the attack (geometric mean over texts), with a 95% interval that is
+wide on a few dozen short texts. "Small" (reproduced) needs the whole interval within the bar (x1.10): a point
+estimate within it whose interval reaches past it is inconclusive (partially). A point estimate above the bar is
+partially reproduced only if it is at most x1.25 and its interval still reaches the bar; above x1.25, or with the
+interval's lower end above the bar (a clear loss), it is not reproduced.
+
+The demo's perturbation oracle is the generator itself re-sampling spans without the watermark
+(``perturbation="resample"`` in `assets.watermark.defs`): the attacker holds the very model that wrote the text, a
+stronger position than the paper's, whose perturbation oracle is a separate, weaker model (a T5 span filler).
 """
 
 from __future__ import annotations
@@ -23,6 +29,11 @@ LENGTHENED = ("walk lengthened from {earlier} to {steps} steps after a first dem
               "only 42-67% of EXP texts; success after {earlier} steps: {rate}")
 INTERVAL_RULE = ("the 95%-interval rule for quality (a loss above the bar counts as clear only when the interval's "
                  "lower end is above it too) was added after the first numbers")
+UPPER_END_RULE = ("stricter after review: a small quality loss (reproduced) also needs the interval's upper end within "
+                  "the bar; a point estimate within the bar whose interval reaches past it is partial")
+RESAMPLE_ORACLE = ("The perturbation oracle here is the generator itself re-sampling spans (without the watermark): "
+                   "the attacker holds the model that wrote the text, stronger than the paper's weaker black-box "
+                   "perturbation model (T5 span filling).")
 
 HIGH_DETECTION = 0.9  # "detected at high rates" at 1% FPR
 SOME_DETECTION = 0.5
@@ -30,6 +41,7 @@ MOST = 0.5  # "removes the watermark from most texts": at least half the detecte
 SOME = 0.25  # partially: at least a quarter freed
 SMALL_QUALITY_LOSS = 0.10  # judge perplexity (per byte) at most 10% above the watermarked text's
 MODERATE_QUALITY_LOSS = 0.25  # partially (with an interval that still reaches a small loss)
+ANY_UPPER_END = 1e6  # the upper end's partial bar: any finite upper end (a wide interval alone is never a failure)
 SCHEMES = ("kgw", "kgw_strong", "unigram", "exp", "exp_edit")
 # check name -> (the finding it reads, what it claims)
 CHECKS = {
@@ -43,15 +55,23 @@ CHECKS = {
 }
 
 
-def quality_conditions(ratio: float, ratio_low: float) -> list[Condition]:
+def quality_conditions(ratio: float, ratio_low: float, ratio_high: float = math.nan) -> list[Condition]:
     """Small quality loss: the judge's ratio at most 1 + SMALL_QUALITY_LOSS (partially up to
-    1 + MODERATE_QUALITY_LOSS), and not a clear loss (the interval's lower end above the bar; no interval: the
-    point estimate decides)."""
+    1 + MODERATE_QUALITY_LOSS); not a clear loss (the interval's lower end above the bar fails); and, for
+    "reproduced", the interval's upper end within the bar too (past it: partially). Without an interval the point
+    estimate decides."""
     bar = 1 + SMALL_QUALITY_LOSS
     out = [Condition("judge_perplexity_ratio", ratio, Rule.at_most(bar, partial=1 + MODERATE_QUALITY_LOSS))]
     if math.isfinite(ratio_low):
         out.append(Condition("judge_perplexity_ratio_low95", ratio_low, Rule.at_most(bar)))
+    if math.isfinite(ratio_high):
+        out.append(Condition("judge_perplexity_ratio_high95", ratio_high, Rule.at_most(bar, partial=ANY_UPPER_END)))
     return out
+
+
+def oracle_caveat(r: dict) -> str:
+    """The caveat of the attack findings when the generator is its own perturbation oracle ("" otherwise)."""
+    return " " + RESAMPLE_ORACLE if r.get("perturbation", "resample") == "resample" else ""
 
 
 def numbers(summary: pd.DataFrame) -> dict[str, dict]:
@@ -85,6 +105,16 @@ def steps_post_hoc(r: dict) -> str:
     if not (math.isfinite(earlier) and (int(earlier), int(steps)) == (40, 60)):
         return ""
     return LENGTHENED.format(earlier=int(earlier), steps=int(steps), rate=_pct(r["success_rate_earlier_budget"]))
+
+
+def worst_steps_post_hoc(n: dict[str, dict]) -> str:
+    """The lengthened walk once, with every scheme's success at the earlier budget ("" when not lengthened)."""
+    lengthened = {name: r for name, r in n.items() if steps_post_hoc(r)}
+    if not lengthened:
+        return ""
+    r = next(iter(lengthened.values()))
+    rates = ", ".join(f"{name} {_pct(x['success_rate_earlier_budget'])}" for name, x in lengthened.items())
+    return LENGTHENED.format(earlier=int(r["earlier_budget_steps"]), steps=int(r["steps_budget"]), rate=rates)
 
 
 def success_by_step(r: dict) -> str:
@@ -128,16 +158,16 @@ def build_findings(summary: pd.DataFrame, calibration: pd.DataFrame, scale: str,
                  f"threshold {c['threshold']:.3g}; p <= 0.01: {c['p_below_fpr_rate']:.0%}{z_note}). The detector's "
                  f"own p-values on unwatermarked text: mean {c['null_p_mean']:.2f}, KS test vs uniform p = "
                  f"{c['null_p_ks_pvalue']:.2g}. Paper: high detection of unattacked text."))
-        low = r["judge_perplexity_ratio_low"]
+        low, high = r["judge_perplexity_ratio_low"], r.get("judge_perplexity_ratio_high", math.nan)
         quality = (f"judge perplexity x{r['judge_perplexity_ratio']:.3f} (95% interval {low:.2f}-"
                    f"{r['judge_perplexity_ratio_high']:.2f}; bits/byte {r['judge_bits_per_byte_before']:.3f} -> "
                    f"{r['judge_bits_per_byte_after']:.3f}; unwatermarked samples on the same prompts "
                    f"{r['judge_bits_per_byte_unwatermarked_same_prompts']:.3f}, on all prompts "
                    f"{r['judge_bits_per_byte_unwatermarked']:.3f})")
-        post = "; ".join(p for p in (steps_post_hoc(r), INTERVAL_RULE) if p)
+        post = "; ".join(p for p in (steps_post_hoc(r), INTERVAL_RULE, UPPER_END_RULE) if p)
         out.append(Finding(
             study, f"attack_success_{name}", r["attack_success_rate"], rule=Rule.at_least(MOST, partial=SOME),
-            scale=scale, post_hoc=post, conditions=quality_conditions(r["judge_perplexity_ratio"], low),
+            scale=scale, post_hoc=post, conditions=quality_conditions(r["judge_perplexity_ratio"], low, high),
             note=f"{r.get('protocol', 'fixed budget')}: after {int(r['steps_budget'])} steps the walk freed "
                  f"{r['attack_success_rate']:.0%} of the {int(r['n_detected_before'])} detected texts (detection "
                  f"{r['detection_rate_before']:.0%} -> {r['detection_rate_after']:.0%}); success by step count: "
@@ -145,15 +175,15 @@ def build_findings(summary: pd.DataFrame, calibration: pd.DataFrame, scale: str,
                  f"a freed text go; {r['mean_tokens_changed']:.0%} of tokens changed, "
                  f"{r.get('acceptance_rate', math.nan):.0%} of {r.get('perturbation', 'resample')} proposals accepted. "
                  f"Quality: {quality}, oracle perplexity x{r['oracle_perplexity_ratio']:.3f}. Paper: removes the "
-                 "watermark from most texts with small quality loss."))
+                 "watermark from most texts with small quality loss." + oracle_caveat(r)))
         out.append(Finding(
             study, f"quality_ratio_{name}", r["judge_perplexity_ratio"],
             rule=Rule.at_most(1 + SMALL_QUALITY_LOSS, partial=1 + MODERATE_QUALITY_LOSS), scale=scale,
-            post_hoc=post, conditions=quality_conditions(r["judge_perplexity_ratio"], low)[1:],
+            post_hoc=post, conditions=quality_conditions(r["judge_perplexity_ratio"], low, high)[1:],
             note=f"independent judge's per-byte perplexity after / before the attack, geometric mean over texts: "
                  f"{quality}. Paper: small quality loss."))
     rows = list(n.values())
-    post = "; ".join(dict.fromkeys(p for r in rows for p in (steps_post_hoc(r), INTERVAL_RULE) if p))
+    post = "; ".join(p for p in (worst_steps_post_hoc(n), INTERVAL_RULE, UPPER_END_RULE) if p)
     out.append(Finding(
         study, "detection_rate_before_worst", _worst(r["detection_rate_before"] for r in rows),
         rule=Rule.at_least(HIGH_DETECTION, partial=SOME_DETECTION), scale=scale,
@@ -162,6 +192,9 @@ def build_findings(summary: pd.DataFrame, calibration: pd.DataFrame, scale: str,
         study, "attack_success_worst", _worst(r["attack_success_rate"] for r in rows),
         rule=Rule.at_least(MOST, partial=SOME), scale=scale, post_hoc=post,
         conditions=quality_conditions(_worst((r["judge_perplexity_ratio"] for r in rows), max),
-                                      _worst((r["judge_perplexity_ratio_low"] for r in rows), max)),
-        note="the lowest attack success after the full budget over the schemes, with the largest quality loss."))
+                                      _worst((r["judge_perplexity_ratio_low"] for r in rows), max),
+                                      _worst((r.get("judge_perplexity_ratio_high", math.nan) for r in rows), max)),
+        note="the lowest attack success after the full budget over the schemes, with the largest quality loss "
+             "(point estimate and interval ends, each the worst over the schemes)."
+             + (oracle_caveat(rows[0]) if rows else "")))
     return out

@@ -82,7 +82,8 @@ def test_findings_judge_success_after_the_fixed_budget_with_quality_as_a_conditi
     assert by.loc["attack_success_weak", "verdict"] == "not reproduced"  # 1 of 8 freed
     assert by.loc["attack_success_worst", "ours"] == 1 / 8
     assert by.loc["detection_rate_before_worst", "verdict"] == "reproduced"
-    assert by.loc["attack_success_good", "post_hoc"] == f.INTERVAL_RULE  # no earlier budget on this profile
+    # no earlier budget on this profile
+    assert by.loc["attack_success_good", "post_hoc"] == f"{f.INTERVAL_RULE}; {f.UPPER_END_RULE}"
     assert {metric for metric, _ in f.CHECKS.values()} <= set(by.index)
 
 
@@ -95,3 +96,30 @@ def test_an_inconclusive_quality_loss_is_partial_and_the_lengthened_walk_is_post
     assert summary.loc["kgw", "earlier_budget_steps"] == 40 and summary.loc["kgw", "success_rate_earlier_budget"] == 1
     assert by.loc["attack_success_kgw", "post_hoc"].startswith("walk lengthened from 40 to 60 steps")
     assert "success after 40 steps: 100%" in by.loc["attack_success_kgw", "post_hoc"]
+
+
+def _quality(ratio: float, low: float, high: float) -> str:
+    from assets.findings import Finding, Rule
+    return Finding("watermark", "q", 1.0, rule=Rule.at_least(f.MOST, partial=f.SOME),
+                   conditions=f.quality_conditions(ratio, low, high)).verdict
+
+
+def test_quality_is_small_only_when_the_whole_interval_is_within_the_bar():
+    assert _quality(1.05, 0.95, 1.09) == "reproduced"
+    assert _quality(1.07, 0.77, 1.49) == "partially reproduced"  # point within the bar, interval far past it
+    assert _quality(1.19, 0.94, 1.51) == "partially reproduced"  # point above, interval still reaches the bar
+    assert _quality(1.28, 1.06, 1.55) == "not reproduced"  # above the moderate bar (the docstring says so)
+    assert _quality(1.20, 1.12, 1.30) == "not reproduced"  # a clear loss: the lower end above the bar
+    assert _quality(1.05, math.nan, math.nan) == "reproduced"  # no interval: the point estimate decides
+
+
+def test_worst_post_hoc_says_the_lengthened_walk_once_with_every_schemes_rate_and_names_the_oracle():
+    bits = [1.0] * 8
+    _, by = _findings({"kgw": [True] * 8, "exp": [True] * 4 + [False] * 4}, {"kgw": bits, "exp": bits},
+                      earlier_budget=40, steps=60)
+    post = by.loc["attack_success_worst", "post_hoc"]
+    assert post.count("walk lengthened from 40 to 60 steps") == 1
+    assert "success after 40 steps: kgw 100%, exp 50%" in post and f.UPPER_END_RULE in post
+    for metric in ("attack_success_kgw", "attack_success_worst"):
+        assert f.RESAMPLE_ORACLE in by.loc[metric, "note"]
+    assert f.RESAMPLE_ORACLE not in by.loc["quality_ratio_kgw", "note"]
