@@ -80,12 +80,14 @@ class ReasoningBudget:
     """Logits processor that enforces the assistant turn's grammar with a reasoning budget (module docstring).
 
     Called as processor(input_ids [B, P + s], scores [B, V]) -> scores, where P is the (left-padded) prompt
-    width. Records, per step, which rows had their token forced (`forced`, a list of [B] bool tensors).
+    width. `budget` is one budget for every row or a sequence of B (each row's own). Records, per step, which rows had their token forced (`forced`, a list of [B] bool tensors).
     """
 
-    def __init__(self, ids: ChatTokenIds, prompt_width: int, budget: int, max_answer_tokens: int) -> None:
+    def __init__(self, ids: ChatTokenIds, prompt_width: int, budget: int | Sequence[int],
+                 max_answer_tokens: int) -> None:
         self.ids, self.prompt_width = ids, prompt_width
-        self.budget, self.max_answer_tokens = budget, max_answer_tokens
+        self.budget, self.max_answer_tokens = budget, max_answer_tokens  # one budget, or one per row
+        self._budgets: dict[torch.device, torch.Tensor] = {}
         self.forced: list[torch.Tensor] = []
         self._banned: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -102,6 +104,16 @@ class ReasoningBudget:
             )
         return self._banned[device]
 
+    def budgets(self, device: torch.device) -> int | torch.Tensor:
+        """The budget: an int, or the per-row budgets as a [B] tensor on `device` (built there once)."""
+        import torch
+
+        if isinstance(self.budget, int | np.integer):
+            return int(self.budget)
+        if device not in self._budgets:
+            self._budgets[device] = torch.tensor([int(b) for b in self.budget], device=device)
+        return self._budgets[device]
+
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         import torch
 
@@ -116,7 +128,7 @@ class ReasoningBudget:
         last = written[:, -1] if steps else torch.full_like(closed, -1, dtype=torch.long)
         n_answer = steps - n_reasoning - 2  # tokens after <|/reasoning|> <|answer|>
         force = torch.full_like(last, -1)
-        force = torch.where(~closed & (n_reasoning >= self.budget), ids.end_reasoning, force)
+        force = torch.where(~closed & (n_reasoning >= self.budgets(scores.device)), ids.end_reasoning, force)
         force = torch.where(closed & (last == ids.end_reasoning), ids.answer, force)
         force = torch.where(
             closed & (last != ids.end_reasoning) & (n_answer >= self.max_answer_tokens), ids.end, force
@@ -149,7 +161,7 @@ def generate_with_budget(
     model: Any,
     tokenizer: Any,
     conversations: Sequence[Sequence[Mapping[str, Any]]],
-    budget: str | int,
+    budget: str | int | Sequence[int],
     *,
     k: int = 1,
     temperature: float = 1.0,
@@ -162,14 +174,19 @@ def generate_with_budget(
     (SAMPLE_COLUMNS).
 
     Prompts are batched (sorted by length, left-padded) with a KV cache. temperature 0 is greedy (k copies
-    are then identical). `budget` is a token count or an effort level. If a prompt plus the longest turn
-    would not fit the model's positions, the budget is lowered to fit and the `budget` column says so.
+    are then identical). `budget` is a token count or an effort level, or a sequence of token counts (one per
+    conversation). If a prompt plus the longest turn would not fit the model's positions, the budget is
+    lowered to fit and the `budget` column says so: one budget is lowered for every conversation (to what
+    the longest prompt fits); per-conversation budgets are lowered each on its own (to what its prompt fits).
     prompt_ids / completion_ids / forced hold each sample's tokens (completion up to and including
     `<|end|>`) and which completion tokens were forced, which RL needs.
     """
     import torch
 
-    requested = reasoning_budget(budget)
+    per_prompt = not isinstance(budget, str | int | np.integer)
+    requested = [reasoning_budget(b) for b in budget] if per_prompt else reasoning_budget(budget)
+    if per_prompt and len(requested) != len(conversations):
+        raise ValueError(f"got {len(requested)} budgets for {len(conversations)} conversations")
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
     if not isinstance(max_answer_tokens, int) or max_answer_tokens < 1:
@@ -181,12 +198,15 @@ def generate_with_budget(
     answer_room = 2 + max_answer_tokens + 1  # close, answer marker, answer, end
     max_positions = getattr(model.config, "max_position_embeddings", None) or 10**9
     longest = max(len(p) for p in prompts)
-    effective = min(requested, max_positions - longest - answer_room)
-    if effective < 0:
+    if max_positions - longest - answer_room < 0:
         raise ValueError(
             f"a prompt of {longest} tokens leaves no room for an answer of {max_answer_tokens} "
             f"tokens within the model's {max_positions} positions"
         )
+    if per_prompt:  # each prompt its own largest budget that fits
+        budgets = [min(b, max_positions - len(p) - answer_room) for b, p in zip(requested, prompts, strict=True)]
+    else:  # one budget: the largest every prompt fits
+        budgets = [min(requested, max_positions - longest - answer_room)] * len(prompts)
     n_params = count_parameters(model, non_embedding=True)
     device = next(model.parameters()).device
 
@@ -201,11 +221,13 @@ def generate_with_budget(
         for r, (i, _) in enumerate(chunk):
             batch[r, width - len(prompts[i]) :] = torch.tensor(prompts[i])
             mask[r, width - len(prompts[i]) :] = 1
-        processor = ReasoningBudget(ids, width, effective, max_answer_tokens)
+        chunk_budgets = [budgets[i] for i, _ in chunk]
+        one = len(set(chunk_budgets)) == 1
+        processor = ReasoningBudget(ids, width, chunk_budgets[0] if one else chunk_budgets, max_answer_tokens)
         out = generate(
             model,
             batch.to(device),
-            effective + answer_room,
+            max(chunk_budgets) + answer_room,
             logits_processors=[processor],
             temperature=temperature,
             top_k=top_k,
@@ -229,7 +251,7 @@ def generate_with_budget(
                 {
                     "prompt_index": i,
                     "sample_index": j,
-                    "budget": effective,
+                    "budget": budgets[i],
                     "reasoning": turn.reasoning,
                     "answer": turn.answer if turn.closed_reasoning else None,
                     "reasoning_tokens": turn.reasoning_tokens,

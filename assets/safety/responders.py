@@ -8,8 +8,9 @@ leave those items out of the aggregates (`answered` False) rather than grade an 
 endpoint that rejects a conversation (HTTP 4xx, e.g. longer than its context) or fails on it (HTTP 5xx) has
 not answered either: the row keeps the endpoint's message in `request_error`, outcome "rejected" or "failed"
 (neither an answer to grade nor a refusal), answered=False; `request_counts` counts them per responder.
-A conversation that fits only with a smaller reasoning budget is generated apart, with the budget lowered
-(each reply's "applied_budget" says which budget it got; the battery records it).
+A conversation that fits only with a smaller reasoning budget gets its own largest budget that fits (in
+the same batch as the others: a per-conversation budget, not the budget of the longest prompt beside it);
+each reply's "applied_budget" says which budget it got, and the battery records it.
 
 `vocabulary_coverage` says how much of the suite a word-level tokenizer can read: the share of the eval
 items' words that are out of its vocabulary (they become <unk>) and which words those are.
@@ -71,30 +72,22 @@ def model_responder(model: Any, tokenizer: Any, *, budget: str | int = 16, max_a
     positions = getattr(model.config, "max_position_embeddings", None) or 10**9
     room = 2 + max_answer_tokens + 1  # close, answer marker, answer, end
 
-    def answer(conversations: list[list[dict]], with_budget: int) -> list[dict]:
-        if not conversations:
-            return []
-        samples = generate_with_budget(model, tokenizer, conversations, with_budget, temperature=temperature,
-                                       max_answer_tokens=max_answer_tokens, batch_size=batch_size, seed=seed)
-        # the end was forced when the answer reached its cap: OpenAI calls that "length"
-        return [{"content": a if isinstance(a, str) else "", "reasoning": r,
-                 "finish_reason": "length" if len(forced) and forced[-1] else "stop", "applied_budget": int(b)}
-                for a, r, forced, b in zip(samples["answer"], samples["reasoning"], samples["forced"],
-                                           samples["budget"], strict=True)]
-
     def respond(batch: list[list[dict]]) -> list[dict]:
         lengths = [len(prompt_ids(tokenizer, messages)) for messages in batch]
-        full = [i for i, n in enumerate(lengths) if n + room + requested <= positions]
-        less = [i for i, n in enumerate(lengths) if n + room <= positions < n + room + requested]
+        # each prompt its own largest budget that fits, up to the one asked; < 0: no room for an answer
+        budgets = [min(requested, positions - n - room) for n in lengths]
+        asked = [i for i, b in enumerate(budgets) if b >= 0]
         out: list[dict] = [{"content": "", "reasoning": "", "finish_reason": ""}] * len(batch)
-        for part in (full, less):
-            with_budget = requested if part is full else 0
-            if part is less and part:  # the largest budget every one of them fits
-                with_budget = min(positions - lengths[i] - room for i in part)
-            for i, reply in zip(part, answer([batch[i] for i in part], with_budget), strict=True):
-                out[i] = reply
-        respond.unanswered.update(json.dumps(batch[i], sort_keys=True) for i in range(len(batch))
-                                if lengths[i] + room > positions)
+        if asked:
+            samples = generate_with_budget(model, tokenizer, [batch[i] for i in asked], [budgets[i] for i in asked],
+                                           temperature=temperature, max_answer_tokens=max_answer_tokens,
+                                           batch_size=batch_size, seed=seed)
+            for i, a, r, forced, b in zip(asked, samples["answer"], samples["reasoning"], samples["forced"],
+                                          samples["budget"], strict=True):
+                # the end was forced when the answer reached its cap: OpenAI calls that "length"
+                out[i] = {"content": a if isinstance(a, str) else "", "reasoning": r,
+                          "finish_reason": "length" if len(forced) and forced[-1] else "stop", "applied_budget": int(b)}
+        respond.unanswered.update(json.dumps(batch[i], sort_keys=True) for i, b in enumerate(budgets) if b < 0)
         return out
 
     respond.unanswered = set()

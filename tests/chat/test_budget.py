@@ -86,6 +86,25 @@ def test_effort_levels_and_a_budget_beyond_the_context(model, tokenizer, convers
     assert END_REASONING not in samples["reasoning"].iloc[0]
 
 
+def test_per_conversation_budgets_are_each_lowered_only_to_what_their_prompt_fits(model, tokenizer, conversations):
+    from assets.chat.format import prompt_ids
+
+    lengths = [len(prompt_ids(tokenizer, c)) for c in conversations]
+    room = 2 + 2 + 1  # close, answer marker, 2 answer tokens, end
+    asked = [50, 3, 0, 50, 7, 50]  # 50 fits none of them in 96 positions: each is lowered to its own room
+    samples = generate_with_budget(model, tokenizer, conversations, asked, temperature=0.0, max_answer_tokens=2,
+                                   batch_size=6)
+    fits = [min(b, 96 - n - room) for b, n in zip(asked, lengths, strict=True)]
+    assert samples["budget"].tolist() == fits and len(set(fits)) > 3
+    assert (samples["reasoning_tokens"] <= samples["budget"]).all()
+    assert ((samples["prompt_tokens"] + samples["generated_tokens"]) <= 96).all()
+    # a budget per conversation in one batch generates what each budget alone generates (greedy)
+    alone = generate_with_budget(model, tokenizer, conversations[1:2], 3, temperature=0.0, max_answer_tokens=2)
+    assert samples["completion_ids"].iloc[1] == alone["completion_ids"].iloc[0]
+    with pytest.raises(ValueError, match="budgets for"):
+        generate_with_budget(model, tokenizer, conversations, [1, 2])
+
+
 def test_majority_vote():
     assert majority_vote(["7", "8", " 7 ", "8", "7"]) == ("7", 3)
     assert majority_vote(["Yes", "no", "yes"]) == ("Yes", 2)  # case aside, first form kept

@@ -71,6 +71,20 @@ def test_the_model_responder_leaves_out_what_does_not_fit(small):
         model_responder(model, tokenizer, budget="huge")
 
 
+def test_each_prompt_gets_its_own_largest_budget_that_fits(small):
+    """Prompts that fit only with less than the budget asked each get the most they fit, not the budget of the
+    longest such prompt in their batch (the old responder gave a whole batch its smallest)."""
+    items, tokenizer, model = small
+    positions, room, asked = model.config.max_position_embeddings, 2 + 4 + 1, 12
+    generate = model_responder(model, tokenizer, budget=asked, max_answer_tokens=4)
+    results = run_model(generate, items, model="tiny", model_uri="models:/tiny/1", batch_size=64)
+    lengths = items.set_index("item_id")["messages"].map(lambda m: len(prompt_ids(tokenizer, json.loads(m))))
+    fits = results["item_id"].map(lengths).map(lambda n: min(asked, positions - n - room))
+    got = results["applied_budget"]
+    assert (got[fits >= 0] == fits[fits >= 0]).all() and got[fits < 0].isna().all()
+    assert fits[(fits >= 0) & (fits < asked)].nunique() >= 3  # several lowered budgets in one batch
+
+
 def test_vocabulary_coverage_counts_unknown_words(small):
     items, tokenizer, _ = small
     coverage = vocabulary_coverage(tokenizer, items)
