@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -160,9 +160,21 @@ def answer_caps(items: pd.DataFrame, settings: Any) -> list[tuple[pd.DataFrame, 
     return [(part, n) for part, n in groups if len(part)]
 
 
-def mean_scores(results: pd.DataFrame) -> pd.DataFrame:
-    """The mean score per responder and model (rows) and evaluation (columns)."""
-    return results.groupby(["responder", "model", "evaluation"])["score"].mean().unstack().reset_index()
+def mean_scores(results: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
+    """The mean score per group ``by`` (default: each responder, responders.KEY_COLUMNS) and evaluation, over
+    the rows answered: a row not answered (empty, rejected, failed, not asked: score 0, answered False) is no
+    score of 0, so it is left out; n says how many rows the mean reads, asked how many there were (a mean
+    over no answer is NaN). Any table of battery rows with `evaluation`, `score` and `answered` (every row
+    answered where it has no such column) and the ``by`` columns: the alignment study's per-method table is
+    ``mean_scores(results, by=["method"])``."""
+    from assets.safety.responders import KEY_COLUMNS
+
+    keys = [*(KEY_COLUMNS if by is None else by), "evaluation"]
+    answered = results["answered"].astype(bool) if "answered" in results else pd.Series(True, index=results.index)
+    rows = results.assign(answered_score=results["score"].where(answered), answered=answered)
+    table = rows.groupby(keys, sort=False).agg(score=("answered_score", "mean"), n=("answered", "sum"),
+                                               asked=("answered", "size")).reset_index()
+    return table.astype({"n": int, "asked": int})
 
 
 def card_by_model(card: pd.DataFrame) -> pd.DataFrame:
