@@ -95,6 +95,17 @@ def test_noise_reduction_gain():
     assert science.noise_reduction_finding(hurt, "t", "s").verdict == "not reproduced"
 
 
+def test_one_seed_withholds_only_a_pass_and_keeps_the_measured_seed_count():
+    one = analysis.noise_reduction(CURVES, RUNS)
+    hurt = science.noise_reduction_finding(one.assign(gain_soon=-0.1), "t", "s")
+    assert hurt.verdict == "not reproduced"  # was "not comparable": the one-seed NaN lifted a failure
+    assert hurt.conditions[0].value == 1.0
+    passing = science.noise_reduction_finding(one, "t", "s")
+    assert passing.verdict == "not comparable" and science.SEED_GATE_REVIEW in passing.post_hoc
+    partial = science.noise_reduction_finding(one.assign(gain_end=-0.1), "t", "s")
+    assert partial.verdict == "not comparable"  # a partial on one seed is withheld too
+
+
 def test_implicit_bias_and_its_verdicts():
     rows = []
     for regime in ("online", "offline"):
@@ -111,6 +122,17 @@ def test_implicit_bias_and_its_verdicts():
     assert science.implicit_bias_finding(flipped, "t", "s").verdict == "not reproduced"
     both = table.assign(noise_advantage=table["noise_advantage"].abs())  # helps online too: not the claim
     assert science.implicit_bias_finding(both, "t", "s").verdict == "not reproduced"
+    # the note signs every advantage plainly and names the epochs confound of the offline comparison
+    note = science.implicit_bias_finding(table, "t", "s", runs.assign(train_size=[-1, -1, 120, 120])).note
+    assert "online -0.6000 (the rule needs <= 0)" in note and "offline +0.1000" in note
+    assert "4x as many passes" in note and "B=4 sees ~1 epochs, B=16 ~4" in note
+
+
+def test_scale_note_prints_plain_numbers():
+    runs = pd.DataFrame({"batch_size": pd.Series([4, 64], dtype="int64"), "learning_rate": [0.05, 0.1],
+                         "seed": [0, 1], "steps": [1200, 1200]})
+    note = science.scale_note(runs, "what", "demo")
+    assert "batch [4, 64], lr [0.05, 0.1], 2 seeds, 1200 steps" in note and "np." not in note
 
 
 def _summary(cross, same, seed=0.1, seed_spread=0.01):
