@@ -18,7 +18,8 @@ field (sent in the request body beside the standard ones); other endpoints take 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -112,11 +113,38 @@ def _reasoning_of(message: Any) -> str | None:
     return None
 
 
+@contextmanager
+def opened(endpoint: Endpoint, client: Any | None = None) -> Iterator[Any]:
+    """The client to ask `endpoint` through: `client` when given (the caller's, left open), else a new one of
+    the endpoint's, closed on leaving (its connection pool released)."""
+    if client is not None:
+        yield client
+        return
+    own = endpoint.client()
+    try:
+        yield own
+    finally:
+        close_client(own)
+
+
+def close_client(client: Any) -> None:
+    """Close an OpenAI client (its HTTP connection pool); a stand-in without `close` is left as it is."""
+    close = getattr(client, "close", None)
+    if callable(close):
+        close()
+
+
+def resolved(endpoint: Endpoint, client: Any | None = None) -> Endpoint:
+    """`endpoint` with its model id set (`model_id`): ask the models list once, not at every request."""
+    return endpoint if endpoint.model else Endpoint(**{**endpoint.__dict__, "model": model_id(endpoint, client)})
+
+
 def model_id(endpoint: Endpoint, client: Any | None = None) -> str:
     """The endpoint's model id: `endpoint.model`, else the first model it lists."""
     if endpoint.model:
         return endpoint.model
-    listed = [m.id for m in (client or endpoint.client()).models.list()]
+    with opened(endpoint, client) as asked:
+        listed = [m.id for m in asked.models.list()]
     if not listed:
         raise ValueError(f"{endpoint.base_url} lists no models; set Endpoint.model")
     return listed[0]
@@ -135,8 +163,12 @@ def chat(
     client: Any | None = None,
 ) -> ChatResult:
     """One chat completion request with n choices. Errors of the endpoint (4xx/5xx) propagate as the `openai`
-    package's exceptions, with the endpoint's message."""
-    client = client or endpoint.client()
+    package's exceptions, with the endpoint's message. Without `client`, one is opened for this request and
+    closed after it: to ask many, pass one (see `opened`)."""
+    if client is None:
+        with opened(endpoint) as own:
+            return chat(endpoint, messages, n=n, temperature=temperature, max_tokens=max_tokens,
+                        reasoning_effort=reasoning_effort, reasoning_budget=reasoning_budget, seed=seed, client=own)
     kwargs: dict[str, Any] = {
         "model": model_id(endpoint, client),
         "n": n,
@@ -180,9 +212,15 @@ def answer_problems(
     """Ask the endpoint every problem of a task table (its "messages"), n samples each, and score the
     majority answer with the task's checker. One row per problem (ANSWER_COLUMNS); `request` goes to `chat`
     (temperature, max_tokens, reasoning_effort, reasoning_budget, seed). on_answer(done, total) reports progress.
+    One client for every request, closed at the end.
     """
-    client = endpoint.client()
-    endpoint = Endpoint(**{**endpoint.__dict__, "model": model_id(endpoint, client)})
+    with opened(endpoint) as client:
+        return _answer_problems(resolved(endpoint, client), problems, client, n=n, key=key, on_answer=on_answer,
+                                **request)
+
+
+def _answer_problems(endpoint: Endpoint, problems: pd.DataFrame, client: Any, *, n: int, key: Callable[[str], str],
+                     on_answer: Callable[[int, int], None] | None, **request: Any) -> pd.DataFrame:
     rows = []
     for i, (_, row) in enumerate(problems.iterrows()):
         result = chat(endpoint, prompt_messages(row), n=n, client=client, **request)

@@ -241,13 +241,20 @@ def run_battery(respond: Respond, items: pd.DataFrame, *, model: str = "", split
 def endpoint_responder(endpoint, client: Any | None = None, **request: Any) -> Respond:
     """A `respond` that asks an OpenAI-compatible endpoint (assets.chat.client) one conversation at a time;
     `request` goes to `client.chat` (temperature, max_tokens, reasoning_effort, reasoning_budget, seed);
-    `client` overrides the endpoint's OpenAI client."""
-    from assets.chat.client import Endpoint, chat, model_id
+    `client` overrides the endpoint's OpenAI client (the caller's: left open). Without one, the responder opens
+    one client for all its requests; `respond.close()` closes it."""
+    from assets.chat.client import chat, close_client, resolved
 
-    client = endpoint.client() if client is None else client
-    endpoint = Endpoint(**{**endpoint.__dict__, "model": model_id(endpoint, client)})
+    own = endpoint.client() if client is None else None
+    asked = client if client is not None else own
+    endpoint = resolved(endpoint, asked)  # the model id, listed once
 
     def respond(batch: list[list[dict]]) -> list[Any]:
-        return [chat(endpoint, messages, client=client, **request).replies[0] for messages in batch]
+        return [chat(endpoint, messages, client=asked, **request).replies[0] for messages in batch]
 
+    def close() -> None:
+        if own is not None:
+            close_client(own)
+
+    respond.close = close
     return respond

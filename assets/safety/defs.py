@@ -254,8 +254,9 @@ def safety_judgements(context: dg.AssetExecutionContext, config: JudgeConfig, tr
     with torch_threads(config.cpu_threads, device):
         judge, name = chosen_judge(config.endpoint, config.judge, chat_models, tracking.resolved_tracking_uri,
                                    device, seed=config.seed, max_answer_tokens=config.max_answer_tokens)
-        table = judge_battery(safety_results, safety_items, judge, tuple(config.rubrics), view=config.view,
-                              limit=config.limit, seed=config.seed).assign(judge=name)
+        with judge:  # an endpoint judge's one client, closed at the end
+            table = judge_battery(safety_results, safety_items, judge, tuple(config.rubrics), view=config.view,
+                                  limit=config.limit, seed=config.seed).assign(judge=name)
     summary = agreement_summary(table)
     yield dg.Output(table, metadata={"judge": name, "rows": len(table), "agreement": markdown_table(summary)})
     kappas = validity.min_kappa_by_rubric(summary)

@@ -96,18 +96,41 @@ def read_verdict(text: str | None) -> Verdict:
 
 class EndpointJudge:
     """A judge that asks an OpenAI-compatible endpoint (`assets.chat.client.Endpoint`); `request` goes to
-    `client.chat` (e.g. temperature=0, max_tokens=8). `client` overrides the endpoint's OpenAI client."""
+    `client.chat` (e.g. temperature=0, max_tokens=8). `client` overrides the endpoint's OpenAI client (the
+    caller's: left open). Otherwise the judge opens one client at its first verdict, resolves the model id once
+    (model None: the first the endpoint lists), asks every verdict through it, and closes it in `close()` (or
+    on leaving `with judge:`)."""
 
     def __init__(self, endpoint: Any, client: Any | None = None, **request: Any):
         self.endpoint, self.client, self.request = endpoint, client, request
+        self._own: Any | None = None  # the client this judge opened
+        self._asking: tuple[Any, Any] | None = None  # (endpoint with its model id, client)
 
     def judge(self, policy: str, rubric: Rubric, request: str, response: str) -> Verdict:
-        from assets.chat.client import chat
+        from assets.chat.client import chat, resolved
 
-        client = self.client if self.client is not None else self.endpoint.client()
-        result = chat(self.endpoint, judge_messages(policy, rubric, request, response), client=client,
-                      **self.request)
+        if self._asking is None:
+            if self.client is None:
+                self._own = self.endpoint.client()
+            client = self.client if self.client is not None else self._own
+            self._asking = (resolved(self.endpoint, client), client)
+        endpoint, client = self._asking
+        result = chat(endpoint, judge_messages(policy, rubric, request, response), client=client, **self.request)
         return read_verdict(result.replies[0].answer)
+
+    def close(self) -> None:
+        """Close the client this judge opened (a later verdict opens a new one)."""
+        from assets.chat.client import close_client
+
+        if self._own is not None:
+            close_client(self._own)
+        self._own, self._asking = None, None
+
+    def __enter__(self) -> EndpointJudge:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class RespondJudge:
@@ -115,6 +138,15 @@ class RespondJudge:
 
     def __init__(self, respond: Any):
         self.respond = respond
+
+    def close(self) -> None:
+        """Nothing to release (an in-process responder); here so every judge can be used as `with judge:`."""
+
+    def __enter__(self) -> RespondJudge:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def judge(self, policy: str, rubric: Rubric, request: str, response: str) -> Verdict:
         return self.judge_many([(policy, rubric, request, response)])[0]

@@ -126,13 +126,15 @@ def run_model(respond: Callable, items: pd.DataFrame, *, model: str, model_uri: 
     """The battery over an in-process responder (from `model_responder`), keyed by model_uri; items whose
     prompt did not fit the model are marked answered=False."""
     results, _ = run_battery(respond, items, model=model, splits=tuple(splits), batch_size=batch_size)
+    asked = _conversations(results, items)
     return keyed(results, responder="model", model=model, model_uri=model_uri,
-                 answered=_answered(results, items, getattr(respond, "unanswered", set())))
+                 answered=~asked.isin(getattr(respond, "unanswered", set())))
 
 
-def _answered(results: pd.DataFrame, items: pd.DataFrame, unanswered: set[str]) -> pd.Series:
+def _conversations(results: pd.DataFrame, items: pd.DataFrame) -> pd.Series:
+    """Each result row's conversation as the responders record it (messages JSON, keys sorted)."""
     by_id = items.set_index("item_id")["messages"].map(lambda m: json.dumps(json.loads(m), sort_keys=True))
-    return ~results["item_id"].map(by_id).isin(unanswered)
+    return results["item_id"].map(by_id)
 
 
 def run_references(items: pd.DataFrame, splits=("eval",), names: tuple[str, ...] = BASE_REFERENCES) -> pd.DataFrame:
@@ -152,16 +154,20 @@ def run_endpoint(endpoint: Any, items: pd.DataFrame, *, splits=("eval",), client
     and model id; `request` goes to `client.chat` (max_tokens, reasoning_budget, reasoning_effort, ...).
     A request the endpoint rejects (4xx) or fails on (5xx) is no answer: its row gets the endpoint's message
     in `request_error`, outcome "rejected" / "failed" and answered=False. Errors that concern the endpoint as
-    a whole (connection, key, unknown model, rate limit: ENDPOINT_STATUSES) propagate."""
-    import openai
-
-    from assets.chat.client import model_id
+    a whole (connection, key, unknown model, rate limit: ENDPOINT_STATUSES) propagate. Every request goes
+    through one client (`client`, else one opened for the run and closed at its end)."""
+    from assets.chat.client import opened, resolved
     from assets.safety.battery import endpoint_responder
 
-    client = endpoint.client() if client is None else client
-    name = model_id(endpoint, client)
-    ask = endpoint_responder(endpoint, client=client, **request)
-    errors: dict[str, str] = {}
+    with opened(endpoint, client) as client:  # one client for the run; opened here: closed at the end
+        endpoint = resolved(endpoint, client)  # the model id, listed once
+        return _run_endpoint(endpoint, endpoint_responder(endpoint, client=client, **request), items, splits)
+
+
+def _run_endpoint(endpoint: Any, ask: Callable, items: pd.DataFrame, splits: Sequence[str]) -> pd.DataFrame:
+    import openai
+
+    name, errors = endpoint.model, {}
 
     def respond(batch: list[list[dict]]) -> list:
         out = []
@@ -176,10 +182,9 @@ def run_endpoint(endpoint: Any, items: pd.DataFrame, *, splits=("eval",), client
         return out
 
     results, _ = run_battery(respond, items, model=name, splits=tuple(splits))
-    out = keyed(results, responder="endpoint", model=name, endpoint=endpoint.base_url,
-                answered=_answered(results, items, set(errors)))
-    by_id = items.set_index("item_id")["messages"].map(lambda m: json.dumps(json.loads(m), sort_keys=True))
-    out["request_error"] = [errors.get(key, "") for key in out["item_id"].map(by_id)]
+    asked = _conversations(results, items)
+    out = keyed(results, responder="endpoint", model=name, endpoint=endpoint.base_url, answered=~asked.isin(errors))
+    out["request_error"] = [errors.get(key, "") for key in asked]
     return mark_request_errors(out)
 
 

@@ -136,3 +136,48 @@ def test_agreement_summary_per_responder_and_rubric():
     summary = agreement_summary(table).set_index("model")
     assert summary.loc["m", "n"] == 3 and summary.loc["m", "verdict_rate"] == 0.75
     assert summary.loc["m", "agreement"] == pytest.approx(2 / 3) and summary.loc["oracle", "kappa"] == 1.0
+
+
+class _CountingClient:
+    """A fake OpenAI client that counts how often it lists models and whether it was closed."""
+
+    def __init__(self, completions):
+        self.chat, self.listed, self.closed = SimpleNamespace(completions=completions), 0, False
+        self.models = SimpleNamespace(list=self._list)
+
+    def _list(self):
+        self.listed += 1
+        return [SimpleNamespace(id="grader")]
+
+    def close(self):
+        self.closed = True
+
+
+def test_an_endpoint_judge_opens_one_client_lists_models_once_and_closes_it(mixed_run, monkeypatch):
+    items, results = mixed_run
+    opened = []
+    monkeypatch.setattr(Endpoint, "client", lambda self: opened.append(_CountingClient(_JudgeCompletions())) or
+                        opened[-1])
+    with EndpointJudge(Endpoint("http://127.0.0.1:9/v1"), max_tokens=4) as judge:  # model None: listed
+        judged = judge_results(results.head(5), items, judge, "refusal")
+    assert len(judged) == 5 and len(opened) == 1  # one client for five verdicts (was one per verdict)
+    assert opened[0].listed == 1 and opened[0].closed  # the model listed once (was per verdict); closed at the end
+    assert {c["model"] for c in opened[0].chat.completions.calls} == {"grader"}
+    given = _CountingClient(_JudgeCompletions())  # a caller's client is the caller's: not closed
+    with EndpointJudge(Endpoint("http://127.0.0.1:9/v1", model="grader"), client=given) as judge:
+        judge_results(results.head(2), items, judge, "refusal")
+    assert not given.closed and given.listed == 0 and len(opened) == 1
+
+
+def test_an_endpoint_run_asks_through_one_client_and_closes_it(suite, monkeypatch):
+    from assets.safety.oracle import ideal_response, scripted_responder
+    from assets.safety.responders import run_endpoint
+    from tests.safety.test_battery import _FakeCompletions
+
+    items = suite[suite["split"] == "eval"].head(6)
+    opened = []
+    monkeypatch.setattr(Endpoint, "client", lambda self: opened.append(
+        _CountingClient(_FakeCompletions(scripted_responder(suite, ideal_response)))) or opened[-1])
+    rows = run_endpoint(Endpoint("http://127.0.0.1:9/v1"), items, temperature=0.0)
+    assert len(rows) == 6 and (rows["model"] == "grader").all()
+    assert len(opened) == 1 and opened[0].listed == 1 and opened[0].closed
