@@ -20,9 +20,10 @@ DESCRIPTIONS = {
                    "evaluation on eval, no eval item outside the hierarchy conflicts repeats a chat training "
                    "prompt",
     "vocabulary_valid": "words unique and without whitespace, every source present",
-    "results_valid": "scores in [0, 1], one row per responder x item, every registered model and both references "
-                     "present",
-    "card_valid": "values in [0, 1] or NaN for an empty set, n >= 0, one row per responder x metric",
+    "results_valid": "scores in [0, 1], one row per responder x item, every registered model and all five "
+                     "references (policy oracle, always-comply, always-refuse, always-abstain, empty) present",
+    "card_valid": "rates in [0, 1] and mean_lcs_words >= 0, or NaN for an empty set; n >= 0; one row per "
+                  "responder x metric",
     "judge_agrees": "WARN unless the judge's kappa with the programmatic grades is >= 0.6 on every rubric and it "
                     "gives a verdict on >= 90% of what it is asked (then free text it grades is trusted)",
 }
@@ -109,11 +110,18 @@ def every_responder_present(table: pd.DataFrame, models: Sequence[str], referenc
     return set(table["model"]) >= {*models, *(REFERENCES if references is None else references)}
 
 
+NOT_RATES = ("mean_lcs_words",)
+"""The card's metrics that are no share of rows (a mean word count: >= 0, unbounded); every other is a rate."""
+
+
 def card(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
-    """Over the card's defined values (NaN: an empty set): values in range, n >= 0, one row per responder x
-    metric."""
-    return table.dropna(subset=["value"]), [
-        gxe.ExpectColumnValuesToBeBetween(column="value", min_value=0, max_value=1e6),
+    """Over the card's defined values (NaN: an empty set): every value >= 0, the rates (all metrics but
+    NOT_RATES; column `rate`, 0 for the others) <= 1, n >= 0, one row per responder x metric."""
+    defined = table.dropna(subset=["value"])
+    checked = defined.assign(rate=defined["value"].where(~defined["metric"].isin(NOT_RATES), 0.0))
+    return checked, [
+        gxe.ExpectColumnValuesToBeBetween(column="value", min_value=0),
+        gxe.ExpectColumnValuesToBeBetween(column="rate", min_value=0, max_value=1),
         gxe.ExpectColumnValuesToBeBetween(column="n", min_value=0),
         gxe.ExpectCompoundColumnsToBeUnique(column_list=["responder", "model", "model_uri", "endpoint", "metric"]),
     ]

@@ -44,6 +44,12 @@ def test_results_and_card_rules():
     finite, _ = validity.card(expectations(), card)
     assert len(finite) == 1 and gx_check(*validity.card(expectations(), card), name="c").passed
     assert list(card_by_model(card)["metric"]) == ["not_unsafe"]
+    # a rate above 1 fails (the old rule let values up to 1e6 pass); a mean word count may exceed 1, not go below 0
+    assert not gx_check(*validity.card(expectations(), card.assign(value=[1.5, float("nan")])), name="c").passed
+    words = card.assign(metric=["mean_lcs_words", "bias"], value=[7.5, float("nan")])
+    assert gx_check(*validity.card(expectations(), words), name="c").passed
+    assert not gx_check(*validity.card(expectations(), words.assign(value=[-1.0, 0.5])), name="c").passed
+    assert "all five references" in validity.DESCRIPTIONS["results_valid"]
     assert findings_scale(card, "tiny") == "tiny profile: a on the eval split"
     assert findings_scale(card, "demo", budget="32", max_answer_tokens=16) == (
         "demo profile: a on the eval split, reasoning budget 32, answers of at most 16 tokens")
