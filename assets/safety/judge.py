@@ -225,27 +225,34 @@ def agreement_table(judged: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["evaluation", "metric", "value", "n"])
 
 
+def _keys(table: pd.DataFrame) -> list[str]:
+    """The responder key columns (responders.KEY_COLUMNS) the table has: two endpoints serving one model id, or
+    two versions of one registered model, are distinct responders."""
+    from assets.safety.responders import KEY_COLUMNS
+
+    return [c for c in KEY_COLUMNS if c in table.columns]
+
+
 def judge_battery(results: pd.DataFrame, items: pd.DataFrame, judge: Judge, rubrics: tuple[str, ...] = tuple(
         PROGRAMMATIC), *, view: str = "cited", limit: int | None = None, seed: int = 0) -> pd.DataFrame:
     """`judge_results` for every rubric over each responder's answered results (at most `limit` per responder
-    and rubric): JUDGE_COLUMNS with the responder's key (responder, model) in front."""
+    and rubric): JUDGE_COLUMNS with the responder's key (responders.KEY_COLUMNS: responder, model, model_uri,
+    endpoint, those the results have) in front."""
     answered = results[results["answered"].astype(bool)] if "answered" in results else results
-    frames = []
-    for (responder, model), part in answered.groupby(["responder", "model"], sort=True):
+    keys, frames = _keys(results), []
+    for key, part in answered.groupby(keys, sort=True, dropna=False):
         for rubric in rubrics:
             judged = judge_results(part, items, judge, rubric, view=view, limit=limit, seed=seed)
-            frames.append(judged.assign(responder=responder, model=model))
-    columns = ["responder", "model", *JUDGE_COLUMNS]
+            frames.append(judged.assign(**dict(zip(keys, key, strict=True))))
+    columns = [*keys, *JUDGE_COLUMNS]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
 def agreement_summary(judgements: pd.DataFrame) -> pd.DataFrame:
-    """Per judged responder x rubric: Cohen's kappa, raw agreement, n with a verdict, and the share of
-    results the judge gave a verdict on (`verdict_rate`)."""
-    rows = []
-    for (responder, model, rubric), part in judgements.groupby(["responder", "model", "rubric"], sort=True):
-        stats = agreement(part)
-        rows.append({"responder": responder, "model": model, "rubric": rubric, **stats,
+    """Per judged responder (its key columns, responders.KEY_COLUMNS) x rubric: Cohen's kappa, raw agreement, n
+    with a verdict, and the share of results the judge gave a verdict on (`verdict_rate`)."""
+    keys, rows = [*_keys(judgements), "rubric"], []
+    for key, part in judgements.groupby(keys, sort=True, dropna=False):
+        rows.append({**dict(zip(keys, key, strict=True)), **agreement(part),
                      "verdict_rate": float(part["judged"].notna().mean()), "judged_results": len(part)})
-    return pd.DataFrame(rows, columns=["responder", "model", "rubric", "kappa", "agreement", "n", "verdict_rate",
-                                       "judged_results"])
+    return pd.DataFrame(rows, columns=[*keys, "kappa", "agreement", "n", "verdict_rate", "judged_results"])

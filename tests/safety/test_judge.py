@@ -138,6 +138,21 @@ def test_agreement_summary_per_responder_and_rubric():
     assert summary.loc["m", "agreement"] == pytest.approx(2 / 3) and summary.loc["oracle", "kappa"] == 1.0
 
 
+def test_two_endpoints_serving_one_model_id_are_judged_and_summarised_apart(mixed_run):
+    from assets.safety.judge import agreement_summary, judge_battery
+
+    items, results = mixed_run
+    part = results.head(8).assign(responder="endpoint", model="m", model_uri="", answered=True)
+    both = pd.concat([part.assign(endpoint="http://a/v1"), part.assign(endpoint="http://b/v1")], ignore_index=True)
+    both.loc[both["endpoint"] == "http://b/v1", "refused"] = ~both.loc[both["endpoint"] == "http://b/v1", "refused"]
+    table = judge_battery(both, items, ProgrammaticJudge(), ("refusal",))
+    assert list(table.columns[:4]) == ["responder", "model", "model_uri", "endpoint"] and len(table) == 16
+    summary = agreement_summary(table).set_index("endpoint")
+    # one kappa per endpoint: the judge agrees with a's grades, disagrees with b's everywhere (was one pooled kappa)
+    assert len(summary) == 2 and summary.loc["http://a/v1", "agreement"] == 1.0
+    assert summary.loc["http://b/v1", "agreement"] == 0.0
+
+
 class _CountingClient:
     """A fake OpenAI client that counts how often it lists models and whether it was closed."""
 
