@@ -5,7 +5,9 @@ regurgitate protected content far less than a model trained on everything, at a 
 with small k. The rules below fix what "far less", "small cost" and "small k" mean here, before any run; the
 paper states no numbers for them, so every finding's reference is none. Every comparison with p needs the
 premise (p visibly regurgitates at the top level): without it, or without a CP-k bar (p never sampled the exact
-text), the finding is not comparable rather than passed on a ratio of near-zero numbers.
+text), the finding is not comparable rather than passed on a ratio of near-zero numbers. CP-k's sampled exact
+rate is a count of a few dozen samples: its 95% Wilson interval must lie on one side of the bar (1/10 of p's
+rate), else the samples cannot separate the rule and the CP-k findings are not comparable.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ MODERATE_COST = 0.25
 REVIEW = ("rule made stricter after review (30 Nov 2026), not tuned to pass: a failed premise (p's P(exact) below "
           f"{VISIBLE}) used to leave 'partially' (the premise's partial bar was 0), and CP-k's bar became 0 <= 0 when "
           "p never sampled the exact text; both are now not comparable")
+SAMPLE_REVIEW = ("sample gate added after review (30 Nov 2026), not tuned to pass: CP-k's sampled exact rate counts "
+                 "only when its 95% Wilson interval lies on one side of the bar, else not comparable")
 COMBINED = ("cp_delta", "cp_kl", "cp_k")
 # check name -> (the finding it reads, what it claims)
 CHECKS = {
@@ -52,6 +56,22 @@ def _log2_mean(bits: pd.Series) -> float:
     return float(top + np.log2(np.mean(np.exp2(values - top))))
 
 
+def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a binomial proportion; (nan, nan) when n = 0."""
+    if n <= 0:
+        return math.nan, math.nan
+    centre = (successes + z * z / 2) / (n + z * z)
+    half = z / (n + z * z) * math.sqrt(successes * (n - successes) / n + z * z / 4)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def separated_high(rate: float, n: int, bar: float) -> float:
+    """The upper end of the rate's 95% interval when the interval lies on one side of ``bar`` (the samples decide
+    the rule), else NaN (they cannot separate it: not comparable)."""
+    low, high = wilson_interval(round(rate * n), n)
+    return high if math.isfinite(high) and (high <= bar or low > bar) else math.nan
+
+
 def regurgitation_numbers(regurgitation: pd.DataFrame) -> dict[str, dict]:
     """At the highest duplication level, per combination: p's and the combination's mean exact-extraction
     probability P(exact) (the probability of sampling the true continuation), the factor between them, and
@@ -75,10 +95,12 @@ def regurgitation_numbers(regurgitation: pd.DataFrame) -> dict[str, dict]:
             log2_factor = _log2_mean(p["logprob_bits"]) - _log2_mean(c["logprob_bits"])
             factor = min(2.0 ** min(log2_factor, 1000.0), MAX_FACTOR)
         rate = float(c["sampled_exact_rate"].mean())
+        n_samples = int(c["n_samples"].sum()) if "n_samples" in c else 0
         out[model] = {
             "level": top, "n_documents": int(c["doc_id"].nunique()), "p_mean_p_exact": p_exact,
             "mean_p_exact": float(c["p_exact"].mean()), "factor": factor, "log2_factor": log2_factor,
-            "p_sampled_exact_rate": p_rate, "sampled_exact_rate": rate,
+            "p_sampled_exact_rate": p_rate, "sampled_exact_rate": rate, "n_samples": n_samples,
+            "rate_interval": wilson_interval(round(rate * n_samples), n_samples),
             "p_near_exact_rate": float(p["sampled_near_exact_rate"].mean()),
             "near_exact_rate": float(c["sampled_near_exact_rate"].mean()),
             "p_visible": bool(max(p_exact, p_rate) >= VISIBLE),
@@ -179,24 +201,39 @@ def build_findings(summary: pd.DataFrame, reg: pd.DataFrame, k_values: pd.DataFr
                  f"Paper: far less than p, shown qualitatively.{unmet}"))
     n = r["cp_k"]
     p_rate = n["p_sampled_exact_rate"]
+    bar = p_rate / FAR_LESS
+    high = separated_high(n["sampled_exact_rate"], n["n_samples"], bar) if p_rate > 0 else math.nan
+    low95, high95 = n["rate_interval"]
+    count = round(n["sampled_exact_rate"] * n["n_samples"])
+    separated = "" if p_rate <= 0 or math.isfinite(high) else (
+        f" Not comparable: {count} exact of {n['n_samples']} samples (95% interval {_fmt(low95)}-{_fmt(high95)}) "
+        f"cannot separate CP-k's rate from the bar {bar:.3g}.")
+    samples = f"{count} of {n['n_samples']} samples, 95% Wilson interval {_fmt(low95)}-{_fmt(high95)}"
+    cp_k_review = "; ".join(x for x in (review, SAMPLE_REVIEW) if x)
     # no bar when p never sampled the exact text (1/10 of 0 is no bar): descriptive, not comparable
     out.append(Finding(
-        study, "exact_rate_top_cp_k", n["sampled_exact_rate"], rule=Rule.at_most(p_rate / FAR_LESS) if p_rate > 0
-        else None, scale=scale, post_hoc=review, conditions=[p_visible()],
+        study, "exact_rate_top_cp_k", n["sampled_exact_rate"], rule=Rule.at_most(bar) if p_rate > 0
+        else None, scale=scale, post_hoc=cp_k_review,
+        conditions=[p_visible(), Condition("cp_k_exact_rate_high95", high, Rule.at_most(bar))] if p_rate > 0
+        else [p_visible()],
         note=f"CP-k (p's samples kept only if k_x <= k) at {n['level']} copies: sampled exact rate "
-             f"{n['sampled_exact_rate']:.3f} vs p's {p_rate:.3f} (the bar: 1/{FAR_LESS:g} of p's; none when p never "
-             f"sampled it), near-exact "
+             f"{n['sampled_exact_rate']:.3f} ({samples}) vs p's {p_rate:.3f} (the bar: 1/{FAR_LESS:g} of p's; none "
+             f"when p never sampled it; the interval must lie on one side of it), near-exact "
              f"{n['near_exact_rate']:.3f} vs {n['p_near_exact_rate']:.3f}; estimated P(exact) {_fmt(n['mean_p_exact'])} "
              f"(p's probability over the acceptance rate when the truth itself passes k, else 0), factor "
              f"{_fmt(n['factor'])}. {k['cp_k']['within_k_share']:.0%} of CP-k's outputs passed k within its tries; "
              "the others are its lowest-k proposal, counted as output (an abstention in the paper's algorithm, which "
-             f"retries without limit). Paper: CP-k rarely outputs protected content.{unmet}"))
+             f"retries without limit). Paper: CP-k rarely outputs protected content.{unmet}{separated}"))
     ratio = n["sampled_exact_rate"] / p_rate if p_rate > 0 else math.nan
+    never = " (nan: p never sampled it)" if p_rate <= 0 else f" ({samples})"
     out.append(Finding(
-        study, "combined_far_less_top", top["factor"], rule=Rule.at_least(FAR_LESS), scale=scale, post_hoc=review,
-        conditions=[p_visible(), Condition("cp_k_exact_rate_over_p", ratio, Rule.at_most(1 / FAR_LESS))],
+        study, "combined_far_less_top", top["factor"], rule=Rule.at_least(FAR_LESS), scale=scale,
+        post_hoc=cp_k_review,
+        conditions=[p_visible(), Condition("cp_k_exact_rate_over_p", ratio, Rule.at_most(1 / FAR_LESS)),
+                    Condition("cp_k_exact_rate_high95_over_p", high / p_rate if p_rate > 0 else math.nan,
+                              Rule.at_most(1 / FAR_LESS))],
         note=f"the compound claim at {top['level']} copies: CP-Δ's factor {_fmt(top['factor'])}, p's P(exact) "
-             f"{_fmt(p_exact)}, CP-k's sampled exact rate {ratio:.3g} of p's (nan: p never sampled it).{unmet}"))
+             f"{_fmt(p_exact)}, CP-k's sampled exact rate {ratio:.3g} of p's{never}.{unmet}{separated}"))
     for model, n in ppl.items():
         out.append(Finding(
             study, f"perplexity_cost_{model}", n["cost_vs_p"], rule=Rule.at_most(SMALL_COST, partial=MODERATE_COST),

@@ -10,10 +10,10 @@ from assets.findings import check_findings_frame, findings_frame
 from assets.naf import findings as f
 
 
-def regurgitation(p_bits, delta_bits, cp_k_exact, p_rate=0.5, cp_k_rate=0.0, safe_bits=-50.0):
+def regurgitation(p_bits, delta_bits, cp_k_exact, p_rate=0.5, cp_k_rate=0.0, safe_bits=-50.0, n_samples=400):
     rows = []
     for i, (pb, db, ck) in enumerate(zip(p_bits, delta_bits, cp_k_exact, strict=True)):
-        common = {"doc_id": f"d{i}", "duplicate_count": 16, "sampled_near_exact_rate": 0.0}
+        common = {"doc_id": f"d{i}", "duplicate_count": 16, "sampled_near_exact_rate": 0.0, "n_samples": n_samples}
         rows += [{**common, "model": "p", "logprob_bits": pb, "p_exact": 2.0 ** pb, "sampled_exact_rate": p_rate},
                  {**common, "model": "cp_delta", "logprob_bits": db, "p_exact": 2.0 ** db, "sampled_exact_rate": 0.0},
                  {**common, "model": "cp_kl", "logprob_bits": db, "p_exact": 2.0 ** db, "sampled_exact_rate": 0.0},
@@ -48,6 +48,8 @@ def findings(reg, ks, costs=(0.05, 0.2)):
     reviewed = frame["post_hoc"].str.contains(f.REVIEW, regex=False)
     assert set(frame.loc[reviewed, "metric"]) == {"regurgitation_factor_cp_delta", "regurgitation_factor_cp_kl",
                                                   "exact_rate_top_cp_k", "combined_far_less_top"}
+    sampled = frame["post_hoc"].str.contains(f.SAMPLE_REVIEW, regex=False)
+    assert set(frame.loc[sampled, "metric"]) == {"exact_rate_top_cp_k", "combined_far_less_top"}
     assert {metric for metric, _ in f.CHECKS.values()} <= set(frame["metric"])
     return frame.set_index("metric")
 
@@ -103,6 +105,33 @@ def test_cp_k_has_no_bar_when_p_never_samples_the_exact_text():
     assert by.loc["exact_rate_top_cp_k", "verdict"] == "reproduced"
     by = findings(regurgitation([-1.0], [-20.0], [0.0], p_rate=0.2, cp_k_rate=0.1), k_values(SMALL_K))
     assert by.loc["exact_rate_top_cp_k", "verdict"] == "not reproduced"
+
+
+def test_cp_k_rate_counts_only_when_its_interval_separates_the_bar():
+    # the demo: 2 exact of 96 samples (4 documents x 24) against 1/10 of p's 16 of 96 (bar 1.6 of 96)
+    demo = regurgitation([-1.0] * 4, [-20.0] * 4, [0.0] * 4, p_rate=16 / 96, cp_k_rate=2 / 96, n_samples=24)
+    by = findings(demo, k_values(SMALL_K))
+    assert by.loc["exact_rate_top_cp_k", "verdict"] == "not comparable"  # was "not reproduced"
+    assert by.loc["combined_far_less_top", "verdict"] == "not comparable"
+    assert "cannot separate" in by.loc["exact_rate_top_cp_k", "note"]
+    assert "2 of 96 samples" in by.loc["exact_rate_top_cp_k", "note"]
+    # the ratio is 0.125 and p did sample the text: no "(nan: p never sampled it)"
+    assert "never sampled" not in by.loc["combined_far_less_top", "note"]
+    # enough samples decide both ways (960): 48 exact clearly above the bar 0.0167, 0 exact clearly below it
+    many = dict(p_bits=[-1.0] * 4, delta_bits=[-20.0] * 4, cp_k_exact=[0.0] * 4, p_rate=16 / 96, n_samples=240)
+    assert findings(regurgitation(**many, cp_k_rate=0.05), k_values(SMALL_K)).loc[
+        "exact_rate_top_cp_k", "verdict"] == "not reproduced"
+    assert findings(regurgitation(**many, cp_k_rate=0.0), k_values(SMALL_K)).loc[
+        "exact_rate_top_cp_k", "verdict"] == "reproduced"
+    # p never sampled it: the note says so
+    none = findings(regurgitation([-1.0], [-20.0], [0.0], p_rate=0.0), k_values(SMALL_K))
+    assert "(nan: p never sampled it)" in none.loc["combined_far_less_top", "note"]
+
+
+def test_wilson_interval():
+    low, high = f.wilson_interval(2, 96)
+    assert low == pytest.approx(0.00573, abs=1e-4) and high == pytest.approx(0.0728, abs=1e-4)
+    assert f.wilson_interval(0, 10)[0] == 0.0 and all(math.isnan(x) for x in f.wilson_interval(0, 0))
 
 
 def test_small_k_needs_a_non_vacuous_bound():

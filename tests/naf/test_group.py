@@ -10,7 +10,7 @@ from tests.lm.dataset_inputs import dataset_inputs
 
 def test_naf_group_materializes_with_consistent_numbers(backbone):
     from assets.findings import check_findings_frame
-    from assets.naf.findings import REVIEW
+    from assets.naf.findings import REVIEW, SAMPLE_REVIEW
     from resources.catalog import query
 
     result = backbone.materialize("naf")  # reads the session's corpora (checked there)
@@ -66,7 +66,7 @@ def test_naf_group_materializes_with_consistent_numbers(backbone):
     assert check_findings_frame(findings) == []
     assert {"reference", "source", "rule", "post_hoc"} <= set(findings.columns)
     # tiny profile: p trains on the whole corpus, nothing cut; only the review's stricter rules are recorded
-    assert (findings["post_hoc"].isin(["", REVIEW])).all()
+    assert (findings["post_hoc"].isin(["", REVIEW, f"{REVIEW}; {SAMPLE_REVIEW}"])).all()
     assert records["p"]["n_public_documents"] is None
     assert {"regurgitation_factor_cp_delta", "perplexity_cost_cp_delta", "median_k_bits_cp_delta"} <= set(findings["metric"])
     factor = findings.set_index("metric").loc["regurgitation_factor_cp_delta", "ours"]
