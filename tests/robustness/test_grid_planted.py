@@ -121,8 +121,8 @@ def test_the_findings_rules_pass_and_fail_on_known_numbers(runs, grid):
     verdicts = {f.metric: f.verdict for f in findings}
     assert verdicts["injection:success_drop"] == "reproduced"  # 1.0 -> 0.0
     assert verdicts["injection:success_at_highest_compute"] == "reproduced"
-    assert verdicts["many_shot:success_drop"] == "not reproduced"  # never works: nothing to fall
-    # zero, but it never worked: it shows nothing either way (the old rule said "not reproduced")
+    # zero, but it never worked: neither its drop nor its level shows anything (the old rules said "not reproduced")
+    assert verdicts["many_shot:success_drop"] == "not comparable"
     assert verdicts["many_shot:success_at_highest_compute"] == "not comparable"
     assert verdicts["ambiguous:success_drop"] == "reproduced"  # obeyed at every level
     assert verdicts["think_less:reasoning_ratio"] == "partially reproduced"  # (16 + 16 + 4 + 16) / 64 = 0.81

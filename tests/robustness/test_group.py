@@ -51,7 +51,11 @@ def test_robustness_group_materializes_with_consistent_numbers(robustness_run, b
     rated = grid.dropna(subset=["success_rate"])
     assert rated["success_rate"].between(0, 1).all() and (rated["ci_low"] <= rated["success_rate"]).all()
     assert set(grid["adversary_budget"][grid["attack"] == "injection"]) == {0, 1, 2}
-    assert (grid["items_lost"] >= 0).all() and (grid.loc[grid["compute_level"] == 0, "items_lost"] == 0).all()
+    # items_lost is each cell's shortfall against the lowest level of its row of the grid, and the findings
+    # flag a lost item exactly when the grid records one for the attack they judge
+    keys = ["defender", "attack", "goal", "task", "adversary_budget"]
+    lowest_n = grid.sort_values("compute_level").groupby(keys)["n"].transform("first")
+    assert (grid["items_lost"] == (lowest_n - grid["n"]).clip(lower=0)).all()
     accuracy = robustness_run.asset_value("robustness_clean_accuracy")
     assert set(accuracy["task"]) == {"arithmetic", "facts", "ambiguous"} and (accuracy["n"] == 2).all()
     assert len(robustness_run.asset_value("robustness_think_less")) == 9  # 3 tasks x 3 levels
@@ -60,10 +64,17 @@ def test_robustness_group_materializes_with_consistent_numbers(robustness_run, b
     assert check_findings_frame(findings) == []
     verdicts = dict(zip(findings["metric"], findings["verdict"], strict=True))
     rows = findings.set_index("metric")
+    top_budget = grid[grid["defender"] == defender["registered_model"]].groupby("attack")["adversary_budget"].max()
     for attack in ("many_shot", "injection", "soft_tokens", "adaptive"):
-        assert "success_drop_ci95_low" in rows.loc[f"{attack}:success_drop", "conditions"]
+        drop = rows.loc[f"{attack}:success_drop"]
+        assert "success_drop_ci95_low" in drop["conditions"]
         high = rows.loc[f"{attack}:success_at_highest_compute"]
         assert (high["verdict"] == "not comparable") == (high["ours"] != high["ours"])  # NaN: never worked
+        assert (drop["ours"] != drop["ours"]) == (high["ours"] != high["ours"])  # the same gate on both
+        cells = grid[(grid["attack"] == attack) & ~grid["ambiguous"] & (grid["adversary_budget"] == top_budget[attack])
+                     & (grid["defender"] == defender["registered_model"])
+                     & (grid["compute_level"] == grid["compute_level"].max())]
+        assert ("FLAG" in drop["note"]) == bool(cells["items_lost"].sum() > 0), attack
     assert "adaptive attacker reads answers only" in rows.loc["adaptive:success_drop", "scale"]
     assert rows.loc["clean_accuracy_gain:arithmetic", "post_hoc"]
     assert verdicts["planted:injection_success_lowest_compute"] == "verified"
