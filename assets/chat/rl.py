@@ -123,6 +123,26 @@ class GRPOResult:
     seconds: float
 
 
+MOVED_REWARD_GAIN = 0.05  # mean reward over the curve's last third minus its first third
+MOVED_KL = 0.01  # final KL to the reference, nats per token
+MOVED_RULE = (f"RL moved the policy when the mean reward over the curve's last third exceeds its first third's "
+              f"by >= {MOVED_REWARD_GAIN:g} and the final KL to the starting model is >= {MOVED_KL:g} nats per "
+              "token (both: a reward that rose by chance, or a drift that bought no reward, is no RL training)")
+
+
+def rl_movement(first_reward: float, last_reward: float, final_kl: float) -> dict:
+    """Did RL move the policy (MOVED_RULE)? {"rl_moved_policy": bool, "rl_reward_gain": last - first,
+    "rl_moved_rule": the rule, "rl_movement": a plain sentence}; False when a number is missing (NaN)."""
+    gain = float(last_reward) - float(first_reward)
+    moved = bool(gain >= MOVED_REWARD_GAIN and float(final_kl) >= MOVED_KL)
+    numbers = (f"mean reward {first_reward:.3f} -> {last_reward:.3f} (first vs last third of the curve), final "
+               f"KL to the starting model {final_kl:.4f}")
+    sentence = (f"RL moved the policy: {numbers}." if moved else
+                f"RL did not move the policy: {numbers}; by the rule this model is effectively the one it started "
+                "from, not an RL-trained improvement on it.")
+    return {"rl_moved_policy": moved, "rl_reward_gain": gain, "rl_moved_rule": MOVED_RULE, "rl_movement": sentence}
+
+
 def group_advantages(rewards: np.ndarray, group_size: int, eps: float = 1e-4) -> np.ndarray:
     """(r - group mean) / (group std + eps), for rewards laid out group after group."""
     r = np.asarray(rewards, dtype=np.float64).reshape(-1, group_size)

@@ -135,8 +135,9 @@ def train_chat_rl(tracking: Any, compute: Any, settings: Any, sft_record: dict, 
                   source: str = TASK_SOURCE) -> tuple[dict, dict, pd.DataFrame]:
     """chat-rl: chat-sft trained with GRPO on the train problems of ``settings.tasks`` against the frozen SFT
     model, registered as chat-rl (the prompts logged as the run's dataset input, from the assets ``source``).
-    Returns (record, metrics, reward curve)."""
-    from assets.chat.rl import GRPOConfig
+    Returns (record, metrics, reward curve); the metrics say whether RL moved the policy at all
+    (`assets.chat.rl.rl_movement`: ``rl_moved_policy``, its rule and a plain sentence)."""
+    from assets.chat.rl import GRPOConfig, rl_movement
     from assets.chat.study import rows_of_tasks, split_rows
     from assets.lm.registration import ProgressLog, load_registered
     from assets.lm.threads import torch_threads
@@ -154,15 +155,17 @@ def train_chat_rl(tracking: Any, compute: Any, settings: Any, sft_record: dict, 
             tracking, dagster_run_id, policy, reference, tokenizer, rows, cfg, params=params, aliases=settings.aliases,
             datasets=task_datasets({"train": rows}, source, prefix="chat-rl-prompts"),
             on_log=lambda row: progress(f"steps, mean reward {row['mean_reward']:.3f}", done=row["step"]))
+    metrics = {**metrics, **rl_movement(metrics["first_reward"], metrics["last_reward"], metrics["final_kl"])}
     return rl_record(model, metrics, sft_record, policy, compute.hardware()), metrics, curve
 
 
 def train_rl(tracking: Any, dagster_run_id: str, policy: Any, reference: Any, tokenizer: Any, rows: pd.DataFrame,
              cfg: Any, *, params: dict, aliases: list[str], on_log: Callable[[dict], None],
-             datasets: Sequence[DatasetInput] = ()) -> tuple[pd.DataFrame, dict, dict]:
-    """GRPO on the verifiable reward in the MLflow run "chat-rl" (``params`` and ``datasets`` logged); the
-    policy's checkpoint registered as chat-rl with ``aliases``. Returns (reward curve, metrics, the model part
-    of the record)."""
+             datasets: Sequence[DatasetInput] = (), reward: Any = None, name: str = "chat-rl",
+             asset_key: str = "chat_rl") -> tuple[pd.DataFrame, dict, dict]:
+    """GRPO in the MLflow run ``name`` (``params`` and ``datasets`` logged) on ``reward`` (the tasks' verifiable
+    reward by default; any `assets.chat.rl.Reward`, e.g. the alignment room's judge); the policy's checkpoint
+    registered as ``name`` with ``aliases``. Returns (reward curve, metrics, the model part of the record)."""
     from assets.chat.rl import grpo
     from assets.chat.study import reward_summary
     from assets.chat.tasks import verifiable_reward
@@ -170,14 +173,15 @@ def train_rl(tracking: Any, dagster_run_id: str, policy: Any, reference: Any, to
     from assets.lm.registration import log_training_run
 
     with tempfile.TemporaryDirectory() as tmp, tracking.start_run(
-            "chat-rl", dagster_run_id=dagster_run_id, asset_key="chat_rl", params=params) as run_id:
+            name, dagster_run_id=dagster_run_id, asset_key=asset_key, params=params) as run_id:
         if datasets:
             tracking.log_datasets(run_id, datasets)
-        result = grpo(policy, tokenizer, rows, verifiable_reward, cfg, reference=reference, on_log=on_log)
+        result = grpo(policy, tokenizer, rows, verifiable_reward if reward is None else reward, cfg,
+                      reference=reference, on_log=on_log)
         save_checkpoint(policy, tokenizer, f"{tmp}/model")
         metrics = {**reward_summary(result.curve), "train_seconds": result.seconds}
         model = log_training_run(tracking, run_id, curve=result.curve, metrics=metrics, checkpoint_dir=f"{tmp}/model",
-                                 registered="chat-rl", aliases=aliases)
+                                 registered=name, aliases=aliases)
     return result.curve, metrics, model
 
 

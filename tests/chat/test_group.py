@@ -38,6 +38,9 @@ def test_chat_group_materializes_with_consistent_numbers(backbone):
     vocab = result.asset_value("chat_tokenizer")["vocab_size"]
     assert 0 < records["sft"]["final_val_loss"] < np.log(vocab)  # below a uniform guess over the vocabulary
     assert 0 <= records["rl"]["first_reward"] <= 1 and records["rl"]["final_kl"] >= 0
+    rl = records["rl"]  # whether RL moved the policy, by the stated rule, with its sentence
+    assert rl["rl_moved_policy"] == (rl["last_reward"] - rl["first_reward"] >= 0.05 and rl["final_kl"] >= 0.01)
+    assert rl["rl_movement"].startswith("RL moved" if rl["rl_moved_policy"] else "RL did not move")
 
     # The registered model loads by alias, with the chat template: every task word is a known token.
     tracking_uri = backbone.resources["tracking"].resolved_tracking_uri

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from assets.chat.budget import derived_seed, generate_with_budget
-from assets.chat.rl import GRPOConfig, group_advantages, grpo, rollout_tensors
+from assets.chat.rl import MOVED_RULE, GRPOConfig, group_advantages, grpo, rl_movement, rollout_tensors
 from assets.chat.tasks import ArithmeticSpec, arithmetic_problems, prompt_messages
 from assets.lm.model import ModelSize
 from tests.chat.conftest import make_model, make_tokenizer
@@ -131,3 +131,16 @@ def test_rollout_seeds_never_collide_across_steps_and_chunks():
     new = [derived_seed(derived_seed(seed, step), chunk) for seed in (0, 1) for step in range(50) for chunk in range(4)]
     assert len(set(new)) == len(new)
     assert derived_seed(3, 7) == derived_seed(3, 7) and 0 <= derived_seed(3, 7) < 2**32
+
+
+def test_rl_movement_says_when_rl_did_not_move_the_policy():
+    """The demo's chat-rl (reward 0.67 -> 0.57, KL 0.001) did not move; a rise with a real KL did; either alone
+    is not enough, and a missing number is no movement."""
+    still = rl_movement(0.67, 0.57, 0.001)
+    assert not still["rl_moved_policy"] and still["rl_movement"].startswith("RL did not move the policy")
+    assert "effectively" in still["rl_movement"] and still["rl_moved_rule"] == MOVED_RULE
+    assert still["rl_reward_gain"] == pytest.approx(-0.10)
+    assert rl_movement(0.4, 0.6, 0.05)["rl_moved_policy"]
+    assert not rl_movement(0.4, 0.6, 0.001)["rl_moved_policy"]  # reward rose but the policy barely moved
+    assert not rl_movement(0.6, 0.6, 0.5)["rl_moved_policy"]  # drifted for no reward
+    assert not rl_movement(float("nan"), 0.6, 0.5)["rl_moved_policy"]
