@@ -187,6 +187,7 @@ def alignment_rl(context: dg.AssetExecutionContext, config: AlignmentRLConfig, t
                            warehouse.root, context.run.run_id)
     context.add_output_metadata({"model_uri": record["model_uri"], "mlflow": dg.MetadataValue.url(record["mlflow_link"]),
                                  "first_reward": record["first_reward"], "last_reward": record["last_reward"],
+                                 "rl_moved_policy": record["rl_moved_policy"], "rl_movement": record["rl_movement"],
                                  "train_seconds": round(record["train_seconds"], 1), "reward_curve": plot})
     return record
 
@@ -224,11 +225,12 @@ def alignment_results(context: dg.AssetExecutionContext, config: AlignmentEvalCo
     models = {f"{m}_sft": r for m, r in alignment_sft_models["models"].items()} | {"deliberative_rl": alignment_rl}
     settings = dict(budget=config.budget, max_answer_tokens=config.max_answer_tokens, batch_size=config.batch_size,
                     seed=config.seed)
-    frames, meta = [references(items)], {}
+    frames = [references(items)]
     with torch_threads(config.cpu_threads, device):
         model, tokenizer = load_registered(chat_sft, tracking, device)
+        positions = model.config.max_position_embeddings  # chat-sft's: the model the policy is pasted into
         reserve = median_prompt_tokens(tokenizer, items) + config.max_answer_tokens + 3 + config.policy_reasoning_room
-        excerpt = policy_excerpt(tokenizer, model.config.max_position_embeddings, reserve)
+        excerpt = policy_excerpt(tokenizer, positions, reserve)
         frames.append(ask("helpful_only", "chat-sft", chat_sft["model_uri"], model, tokenizer, items, **settings))
         pasted = register_policy_in_context(context, tracking, chat_sft, excerpt)
         frames.append(ask("policy_in_context", pasted["registered_model"], pasted["model_uri"], model, tokenizer,
@@ -238,8 +240,7 @@ def alignment_results(context: dg.AssetExecutionContext, config: AlignmentEvalCo
             frames.append(ask(method, record["registered_model"], record["model_uri"], model, tokenizer, items,
                               **settings))
     results = pd.concat(frames, ignore_index=True)
-    meta = tables.results_summary(excerpt, pasted["model_uri"], model.config.max_position_embeddings,
-                                  len(results))
+    meta = tables.results_summary(excerpt, pasted["model_uri"], positions, len(results))
     context.add_output_metadata({**meta, "score_by_method": markdown_table(tables.score_by_method(results))})
     return results.assign(pasted_clauses=",".join(excerpt["clauses"]))
 
@@ -284,7 +285,7 @@ def alignment_findings(table: pd.DataFrame, candidates: pd.DataFrame, sft_data: 
     policy's three decisions; the RL stage against the SFT stage) and the pipeline's code checks."""
     from assets.alignment.findings import build_findings, pipeline_checks, run_scale
 
-    checks = pipeline_checks(table, candidates, sft_data, models, rl)
+    checks = pipeline_checks(table, candidates, sft_data, models, rl, results)
     scale = run_scale(current_profile(), sft_data, models, results)
     yield from findings_results(build_findings(table, checks, scale, study=GROUP, post_hoc=POST_HOC),
                                 {k: metric for k, (metric, _) in CHECKS.items()})

@@ -27,7 +27,7 @@ from assets.safety.policy import CLAUSES, render_policy
 
 METHODS = ("deliberative", "no_citation", "direct")
 SFT_COLUMNS = ["item_id", "evaluation", "category", "family", "template_id", "expected", "answer_truth",
-               "forbidden", "clauses", "request", "messages", "answer", "reasoning_deliberative",
+               "forbidden", "clauses", "request", "meta", "messages", "answer", "reasoning_deliberative",
                "reasoning_no_citation", "reasoning_direct", "error", "candidate"]
 
 
@@ -62,7 +62,7 @@ def sft_table(judged: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
         rows.append({"item_id": r.item_id, "evaluation": r.evaluation, "category": r.category,
                      "family": r.family, "template_id": r.template_id, "expected": r.expected,
                      "answer_truth": item["answer"], "forbidden": item["forbidden"], "clauses": item["clauses"],
-                     "request": item["request"], "messages": json.dumps(prompt), "answer": r.answer,
+                     "request": item["request"], "meta": item["meta"], "messages": json.dumps(prompt), "answer": r.answer,
                      "reasoning_deliberative": r.reasoning, "reasoning_no_citation": strip_citations(r.reasoning),
                      "reasoning_direct": "", "error": r.error, "candidate": int(r.candidate)})
     return pd.DataFrame(rows, columns=SFT_COLUMNS)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -75,35 +74,27 @@ def train_sft_methods(context: Any, tracking: Any, compute: Any, display: Any, s
 def train_deliberative_rl(context: Any, tracking: Any, compute: Any, sft: Mapping[str, Any], table: pd.DataFrame,
                           grpo_config: Any, *, aliases: Sequence[str] = ("current",),
                           params: Mapping[str, Any] | None = None) -> tuple[dict, pd.DataFrame]:
-    """(record, reward curve) of GRPO on the deliberative SFT model with the judge's reward (answer only)."""
-    from assets.chat.rl import grpo
-    from assets.chat.study import reward_summary
-    from assets.lm.model import count_parameters, save_checkpoint
-    from assets.lm.registration import DatasetInput, ProgressLog, load_registered, log_training_run
+    """(record, reward curve) of GRPO on the deliberative SFT model with the judge's reward (answer only), through
+    the chat room's `assets.chat.runs.train_rl`; the record as chat-rl's (`rl_record`) plus the method and
+    whether RL moved the policy (`assets.chat.rl.rl_movement`)."""
+    from assets.chat.rl import rl_movement
+    from assets.chat.runs import rl_record, train_rl
+    from assets.lm.registration import DatasetInput, ProgressLog, load_registered
 
-    device = grpo_config.device
-    policy, tokenizer = load_registered(sft, tracking, device)
-    reference, _ = load_registered(sft, tracking, device)
+    policy, tokenizer = load_registered(sft, tracking, grpo_config.device)
+    reference, _ = load_registered(sft, tracking, grpo_config.device)
     name = registered_name("deliberative", "rl")
     progress = ProgressLog(context.log.info, grpo_config.steps, name)
-    run = {**(params or {}), **{k: v for k, v in dataclasses.asdict(grpo_config).items()},
-           "sft_model_uri": sft["model_uri"], "prompts": len(table), "reward": "policy judge, final answer only"}
+    run = {**(params or {}), **dataclasses.asdict(grpo_config), "sft_model_uri": sft["model_uri"],
+           "prompts": len(table), "reward": "policy judge, final answer only"}
     compute.seed_everything(grpo_config.seed)
-    with tempfile.TemporaryDirectory() as tmp, tracking.start_run(
-            name, dagster_run_id=context.run.run_id, asset_key="alignment_rl", params=run) as run_id:
-        tracking.log_datasets(run_id, [DatasetInput.of_texts("alignment-rl-prompts", list(table["messages"]), "train",
-                                                             "alignment_sft_data")])
-        result = grpo(policy, tokenizer, judge_rows(table), judge_reward(), grpo_config, reference=reference,
-                      on_log=lambda row: progress(f"steps, mean judge reward {row['mean_reward']:.3f}",
-                                                  done=row["step"]))
-        save_checkpoint(policy, tokenizer, f"{tmp}/model")
-        metrics = {**reward_summary(result.curve), "train_seconds": result.seconds}
-        model = log_training_run(tracking, run_id, curve=result.curve, metrics=metrics, checkpoint_dir=f"{tmp}/model",
-                                 registered=name, aliases=list(aliases))
-    record = {**model, **metrics, "method": "deliberative", "sft_model_uri": sft["model_uri"],
-              "model_size": sft["model_size"], "hardware": compute.hardware(),
-              "parameters": count_parameters(policy)}
-    return record, result.curve
+    curve, metrics, model = train_rl(
+        tracking, context.run.run_id, policy, reference, tokenizer, judge_rows(table), grpo_config, params=run,
+        aliases=list(aliases), reward=judge_reward(), name=name, asset_key="alignment_rl",
+        datasets=[DatasetInput.of_texts("alignment-rl-prompts", list(table["messages"]), "train", "alignment_sft_data")],
+        on_log=lambda row: progress(f"steps, mean judge reward {row['mean_reward']:.3f}", done=row["step"]))
+    metrics = {**metrics, **rl_movement(metrics["first_reward"], metrics["last_reward"], metrics["final_kl"])}
+    return {**rl_record(model, metrics, sft, policy, compute.hardware()), "method": "deliberative"}, curve
 
 
 def register_policy_in_context(context: Any, tracking: Any, start: Mapping[str, Any], excerpt: Mapping[str, Any], *,

@@ -59,7 +59,14 @@ def test_the_audit_finds_no_safety_data_in_the_chat_tasks_and_would_find_some(wo
     tasks = facts_questions(world, FactsQuestionSpec(seed=0, people_pool=16, n_train=60, n_validation=5, n_test=5))
     audit = starting_point_audit([tasks], suite)
     assert saw_no_safety_data(audit) and audit["private_questions_answered"] > 0
-    assert audit["train_prompts_shared"] >= 0 and audit["chat_conversations"] == 70
+    assert audit["chat_conversations"] == 70
+    # a train request of the battery asked in the chat data is counted as shared (and is no safety data)
+    train_requests = set(suite.loc[suite["split"] == "train", "request"])
+    assert tasks["prompt"].iloc[0] not in train_requests
+    asked = next(r for r in suite.loc[(suite["split"] == "train") & (suite["evaluation"] == "refusal"), "request"]
+                 if r not in set(tasks["prompt"]))
+    shared = tasks.assign(prompt=[asked] + list(tasks["prompt"].iloc[1:]))
+    assert starting_point_audit([shared], suite)["train_prompts_shared"] == audit["train_prompts_shared"] + 1
     refusing = tasks.assign(answer=[REFUSAL] + list(tasks["answer"].iloc[1:]))
     assert not saw_no_safety_data(starting_point_audit([refusing], suite))
     jailbroken = tasks.assign(prompt=[suite.loc[suite["evaluation"] == "jailbreak", "request"].iloc[0]]
@@ -126,3 +133,16 @@ def test_a_constant_p1_citer_scores_high_pooled_and_at_the_floor_macro_averaged(
     assert value(table, "p1", "cites_right_clause_allowed") == value(table, "p1", "cites_right_clause_lookalike") == 0
     assert value(table, "p1", "cites_right_clause_macro") == pytest.approx(1 / 3)
     assert value(table, "p1", "cites_right_clause_floor") == pytest.approx(1 / 3)
+
+
+def test_score_by_method_averages_the_answered_rows_only():
+    """An empty answer or a prompt too long to ask is no answer: left out with its count, not scored 0 (the old
+    table read these rows as 0.5)."""
+    from assets.alignment.tables import score_by_method
+
+    results = pd.DataFrame({"method": ["m"] * 4 + ["e"], "evaluation": ["refusal"] * 5,
+                            "score": [1.0, 0.0, 1.0, 0.0, 0.0], "outcome": ["complied", "empty", "refused", "x", "empty"],
+                            "answered": [True, True, True, False, True]})
+    table = score_by_method(results).set_index("method")
+    assert (table.loc["m", "score"], table.loc["m", "n"], table.loc["m", "asked"]) == (1.0, 2, 4)
+    assert pd.isna(table.loc["e", "score"]) and table.loc["e", "n"] == 0

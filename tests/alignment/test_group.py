@@ -1,10 +1,12 @@
 """The alignment group end to end on the tiny profile, against the session backbone: the chat models and the
 safety items it builds on, then every asset of the study; numbers checked for consistency."""
 
+import json
+
 import dagster as dg
 import pytest
 
-from assets.alignment.evaluation import value
+from assets.alignment.evaluation import paired_gain, value
 
 METHODS = ("helpful_only", "policy_in_context", "direct_sft", "no_citation_sft", "deliberative_sft",
            "deliberative_rl")
@@ -35,6 +37,9 @@ def test_alignment_group_materializes_with_consistent_numbers(alignment_run):
     rl = alignment_run.asset_value("alignment_rl")
     uris = {m: r["model_uri"] for m, r in models["models"].items()} | {"rl": rl["model_uri"]}
     assert len(set(uris.values())) == 4 and all(u.startswith("models:/alignment-") for u in uris.values())
+    # the RL record is chat-rl's (the shared train_rl / rl_record): sizes and whether RL moved the policy
+    assert rl["parameters"] > rl["non_embedding_parameters"] > 0 and isinstance(rl["rl_moved_policy"], bool)
+    assert rl["sft_model_uri"] == models["models"]["deliberative"]["model_uri"]
     assert models["identical"]["conversations"] == models["trained_conversations"] == len(sft) - models["dropped_too_long"]
     assert models["starting_point_audit"]["refusal_targets"] == 0
 
@@ -74,6 +79,15 @@ def test_alignment_group_materializes_with_consistent_numbers(alignment_run):
                                                     "not comparable"), metric
     assert by_metric.loc["reasoning_cites_right_clause", "ours"] == pytest.approx(
         value(table, "deliberative_sft", "cites_right_clause_macro"), nan_ok=True)
+    for metric, measure in (("deliberative_generalises_to_held_out_families", "not_unsafe_held_out"),
+                            ("refusal_gain_on_held_out_families", "refused_held_out")):
+        conditions = json.loads(by_metric.loc[metric, "conditions"])
+        interval = paired_gain(results, measure, "deliberative_sft", "direct_sft")
+        low = next(c["value"] for c in conditions if c["name"] == "paired 95% interval low")
+        assert low == pytest.approx(interval["low"], nan_ok=True)
+        assert f"paired over the {interval['n']} items both answered" in by_metric.loc[metric, "note"]
+        assert any(c["name"].startswith("lower helpful_accuracy") for c in conditions)
+        assert by_metric.loc[metric, "source"] == "none"
     print(findings.loc[~findings["metric"].str.contains(":"), ["metric", "ours", "verdict"]].to_string())
     checks = {e.check_name: e for e in alignment_run.get_asset_check_evaluations()}
     for name in ("filter_keeps_only_accepted", "policy_absent_from_prompts", "starting_point_saw_no_safety_data",
