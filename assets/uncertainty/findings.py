@@ -7,6 +7,10 @@ non-trivial AUC. The rules below (stated before any run; the probe and transfer 
 review, see REVIEW) turn our numbers into verdicts: no margin or drop is measured from an AUC at chance, and a
 partial verdict needs an AUC well above it. The label thresholds that were read off the demo's own entropies are
 recorded as post-hoc choices on every finding that depends on them.
+
+Evidence gates (a too-small test set, an in-domain probe at chance, a margin whose 95% interval reaches below the
+bar) withhold a verdict the numbers cannot support: a finding that would otherwise pass, fully or partially, is
+then "not comparable"; one that fails anyway stays "not reproduced", the gate's measured value recorded.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from assets.findings import Condition, Finding, Rule
+from assets.findings import Condition, Finding, Rule, combine
 
 PAPER_PROBE_AUC = 0.9  # "often above 0.9"
 STRONG = 0.85  # a probe AUC we call paper-like
@@ -42,7 +46,16 @@ TRANSFER_REVIEW = (f"{REVIEW}: the drop's partial bar was 1 (any drop passed) an
 # tokens read "reproduced"); recorded as post-hoc, and it can only make a finding not comparable.
 ICLT_SAMPLE_REVIEW = (f"{REVIEW}: an ICLT AUC now needs "
                       f"its standard error at chance <= {ICLT_CHANCE_MARGIN} (at least 135 test tokens), else not "
-                      "comparable")
+                      "comparable (a failing AUC stays not reproduced)")
+# The margin over the entropy baseline is itself measured on a few hundred test tokens: it counts as met only when
+# its 95% interval (Hanley-McNeil standard errors of the two AUCs, combined as if independent: conservative, as
+# both are measured on the same tokens) lies above MARGIN; added after a review of the demo (an MLP margin of
+# 0.058 on 367 tokens read "partially reproduced").
+MARGIN_INTERVAL_REVIEW = (f"{REVIEW}: the margin over the entropy baseline now counts only when its 95% interval "
+                          f"(Hanley-McNeil) lies above {MARGIN}, else not comparable (a failing finding stays not "
+                          "reproduced)")
+TRANSFER_RULE = Rule.at_least(TRANSFER_FLOOR, partial=0.55)
+DROP_RULE = Rule.at_most(TRANSFER_DROP, partial=TRANSFER_DROP_PARTIAL)
 PAPER_THRESHOLDS = (2.0, 0.2, 0.1)  # entropy floor, zero entropy, |dH| (nats; LLaMA, log V = 10.4)
 DATASETS = ("facts", "code", "code_pair_on_facts")
 # check name -> (the finding it reads, what it claims)
@@ -141,19 +154,62 @@ def _floored(baseline: float) -> float:
     return baseline if math.isnan(baseline) else max(baseline, 0.5)
 
 
-def _transfer_conditions(value: float, in_domain: float, entropy: float) -> list[Condition]:
-    """What a transferred AUC also needs: a bounded drop from the in-domain probe of the same kind (not comparable
-    when that probe is missing or below ABOVE_CHANCE: no drop is measured from chance) and a margin over the
-    entropy baseline transferred the same way."""
-    measurable = not math.isnan(in_domain) and in_domain >= ABOVE_CHANCE
-    return [Condition("drop_from_in_domain", in_domain - value if measurable else math.nan,
-                      Rule.at_most(TRANSFER_DROP, partial=TRANSFER_DROP_PARTIAL)),
-            Condition("margin_over_transferred_entropy", value - _floored(entropy), Rule.at_least(MARGIN))]
+def gate(name: str, value: float, rule: Rule, rest: str, passes: bool | None = None) -> Condition:
+    """A condition on the evidence itself: it withholds a verdict the evidence cannot support. When it fails
+    (``passes``, default: ``rule`` grades ``value`` "reproduced") and the rest of the finding (``rest``, its grade
+    without this condition) reads better than "not reproduced", its value is NaN: "not comparable". Otherwise it
+    keeps the measured value, so a failing finding stays "not reproduced"."""
+    ok = rule.grade(value) == "reproduced" if passes is None else passes
+    return Condition(name, value if ok or rest == "not reproduced" else math.nan, rule)
+
+
+def _transfer_conditions(value: float, drop: float, measurable: bool, margin: float,
+                         suffix: str = "") -> list[Condition]:
+    """What a transferred AUC also needs: a margin over the entropy baseline transferred the same way, and a
+    bounded drop from the in-domain probe of the same kind, gated: when that probe is missing or below
+    ABOVE_CHANCE no drop is measured from chance (not comparable unless the finding fails anyway; a drop that
+    cannot be computed at all is then left out)."""
+    margin_c = Condition(f"margin_over_transferred_entropy{suffix}", margin, Rule.at_least(MARGIN))
+    rest = combine(TRANSFER_RULE.grade(value), [margin_c])
+    if not math.isfinite(drop) and rest == "not reproduced":
+        return [margin_c]
+    drop_c = gate(f"drop_from_in_domain{suffix}", drop, DROP_RULE, rest, passes=measurable)
+    return [drop_c, margin_c]
 
 
 def chance_standard_error(n: int) -> float:
     """Standard error of an AUC at chance from n test examples split evenly (Hanley & McNeil 1982)."""
     return math.sqrt((n + 1) / (3 * n * n)) if n > 0 else math.inf
+
+
+def auc_standard_error(auc: float, n: int) -> float:
+    """Standard error of an AUC from n test examples split evenly (Hanley & McNeil 1982); at 0.5 it is
+    `chance_standard_error`. NaN for a NaN AUC, inf without examples."""
+    if not math.isfinite(auc):
+        return math.nan
+    if n < 2:
+        return math.inf
+    positives = negatives = n / 2
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc)
+                + (negatives - 1) * (q2 - auc * auc)) / (positives * negatives)
+    return math.sqrt(max(variance, 0.0))
+
+
+def margin_low95(probe: float, entropy: float, n: int) -> float:
+    """Lower end of the 95% interval of probe - max(entropy, 0.5): both AUCs' Hanley-McNeil errors combined as
+    if independent (conservative: both are measured on the same tokens); a floored baseline at 0.5 is exact."""
+    se_entropy = auc_standard_error(entropy, n) if math.isfinite(entropy) and entropy > 0.5 else 0.0
+    return probe - _floored(entropy) - 1.96 * math.hypot(auc_standard_error(probe, n), se_entropy)
+
+
+def margin_conditions(auc: float, entropy: float, n: int, primary: Rule, suffix: str = "") -> list[Condition]:
+    """The margin over the entropy baseline floored at 0.5 (at least MARGIN), and its interval's lower end above
+    MARGIN too, gated: an interval reaching below the bar withholds a pass (not comparable)."""
+    margin = Condition(f"margin_over_entropy{suffix}", auc - _floored(entropy), Rule.at_least(MARGIN))
+    rest = combine(primary.grade(auc), [margin])
+    return [margin, gate(f"margin_over_entropy_low95{suffix}", margin_low95(auc, entropy, n), Rule.at_least(MARGIN),
+                         rest)]
 
 
 def _joined(*parts: str) -> str:
@@ -179,26 +235,36 @@ def build_findings(auc: pd.DataFrame, labels: pd.DataFrame, scale: str, cross: S
     for dataset in DATASETS:
         n = numbers[dataset] = probe_numbers(auc, dataset)
         for kind in ("linear", "mlp"):
+            rule = Rule.at_least(STRONG, partial=PARTIAL)
+            low = margin_low95(n[kind], n["entropy"], n["n_test"])
             out.append(Finding(
-                study, f"{kind}_probe_auc_{dataset}", n[kind], PAPER_PROBE_AUC, "paper",
-                Rule.at_least(STRONG, partial=PARTIAL), scale, _joined(post[dataset], PROBE_REVIEW),
+                study, f"{kind}_probe_auc_{dataset}", n[kind], PAPER_PROBE_AUC, "paper", rule, scale,
+                _joined(post[dataset], PROBE_REVIEW, MARGIN_INTERVAL_REVIEW),
                 f"held-out AUC at layer {n['layer']}: {kind} {fmt(n[kind])} (best layer {n[f'{kind}_best_layer']}: "
                 f"{fmt(n[f'{kind}_best'])}) vs small-model entropy {fmt(n['entropy'])}; output probe (top-k "
                 f"log-probs) {fmt(n['output_probe'])}; {n['n_train']} train / {n['n_test']} test tokens. Paper: probes "
                 f"often > {PAPER_PROBE_AUC}, well above the entropy baseline; we call >= {STRONG} paper-like. The "
-                "margin is over the baseline floored at 0.5 (a baseline below chance is no weaker than chance).",
-                conditions=[Condition("margin_over_entropy", n[kind] - _floored(n["entropy"]), Rule.at_least(MARGIN))]))
+                "margin is over the baseline floored at 0.5 (a baseline below chance is no weaker than chance): "
+                f"{fmt(n[kind] - _floored(n['entropy']))}, 95% interval from {fmt(low)} (Hanley-McNeil), which must "
+                f"clear {MARGIN} too.",
+                conditions=margin_conditions(n[kind], n["entropy"], n["n_test"], rule)))
         out.append(Finding(study, f"entropy_baseline_auc_{dataset}", n["entropy"], scale=scale, post_hoc=post[dataset],
                            note="the small model's entropy alone (1-D logistic regression): the bar probes must clear."))
     better = {d: max(numbers[d]["linear"], numbers[d]["mlp"]) for d in ("facts", "code")}
     margins = {d: better[d] - _floored(numbers[d]["entropy"]) for d in ("facts", "code")}
+    lows = {d: margin_low95(better[d], numbers[d]["entropy"], numbers[d]["n_test"]) for d in ("facts", "code")}
+    worst_margin = _worst(margins.values())
+    low_worst = _worst(lows.values())
+    rule = Rule.at_least(MARGIN)
     out.append(Finding(
-        study, "probe_margin_over_entropy_worst", _worst(margins.values()), rule=Rule.at_least(MARGIN), scale=scale,
-        post_hoc=_joined(post["facts"], post["code"], PROBE_REVIEW),
+        study, "probe_margin_over_entropy_worst", worst_margin, rule=rule, scale=scale,
+        post_hoc=_joined(post["facts"], post["code"], PROBE_REVIEW, MARGIN_INTERVAL_REVIEW),
+        conditions=[gate("margin_low95_worst", low_worst, rule, rule.grade(worst_margin))],
         note="the better probe's held-out AUC minus the entropy baseline's floored at 0.5 (so a margin needs the probe "
-             f"itself >= {0.5 + MARGIN:g}), on the worse of facts ({fmt(margins['facts'])}) and code "
-             f"({fmt(margins['code'])}). Paper: well above the baseline (no number stated)."))
-    same_pair, transfers = [], []
+             f"itself >= {0.5 + MARGIN:g}), on the worse of facts ({fmt(margins['facts'])}, 95% interval from "
+             f"{fmt(lows['facts'])}) and code ({fmt(margins['code'])}, from {fmt(lows['code'])}); the lower ends must "
+             f"clear {MARGIN} too. Paper: well above the baseline (no number stated)."))
+    same_pair, transfers = [], []  # transfers: (value, drop, measurable, margin) of each same-pair direction
     for source, target in cross:
         layer = chosen_layer(auc, source)
         same = source.split("_pair_on_")[0] == target.split("_pair_on_")[0]
@@ -209,12 +275,14 @@ def build_findings(auc: pd.DataFrame, labels: pd.DataFrame, scale: str, cross: S
         n = numbers.get(source) or probe_numbers(auc, source)
         in_domain = n["linear"] if hidden else n["output_probe"]  # the same kind of probe, on its own domain
         entropy = auc_of(auc, source, target, "entropy")
-        t = _transfer_conditions(value, in_domain, entropy)
+        raw = (value, in_domain - value, not math.isnan(in_domain) and in_domain >= ABOVE_CHANCE,
+               value - _floored(entropy))
+        t = _transfer_conditions(*raw)
         if same:  # the claim needs both directions: a missing one makes it not comparable
             same_pair.append(embedding)
-            transfers.append(t)
+            transfers.append(raw)
         out.append(Finding(
-            study, f"transfer_auc_{source}_to_{target}", value, rule=Rule.at_least(TRANSFER_FLOOR, partial=0.55),
+            study, f"transfer_auc_{source}_to_{target}", value, rule=TRANSFER_RULE,
             scale=scale, post_hoc=_joined(post.get(source, ""), post.get(target, ""), TRANSFER_REVIEW),
             note=f"{what} trained on {source}, tested on {target}: {fmt(value)} (in-domain {fmt(in_domain)}"
                  f"{'' if in_domain >= ABOVE_CHANCE else f': missing or below {ABOVE_CHANCE}, no drop is measured'}); "
@@ -223,12 +291,11 @@ def build_findings(auc: pd.DataFrame, labels: pd.DataFrame, scale: str, cross: S
                  "networks). Paper: probes trained on one domain generalise to others (no number stated).",
             conditions=t))
     # each condition at its worse direction (the larger drop, the smaller margin); NaN if either is NaN
-    worst = [Condition(f"{c.name}_worst", _worst(d[i].value for d in transfers) if c.rule.comparison == "at_least"
-                       else -_worst(-d[i].value for d in transfers), c.rule) for i, c in enumerate(transfers[0])
-             ] if transfers else []
+    worst = _transfer_conditions(
+        _worst(same_pair), -_worst(-d[1] for d in transfers), all(d[2] for d in transfers),
+        _worst(d[3] for d in transfers), suffix="_worst") if transfers else []
     out.append(Finding(
-        study, "transfer_auc_code_pair_worst", _worst(same_pair),
-        rule=Rule.at_least(TRANSFER_FLOOR, partial=0.55), scale=scale,
+        study, "transfer_auc_code_pair_worst", _worst(same_pair), rule=TRANSFER_RULE, scale=scale,
         post_hoc=_joined(post["code"], post["code_pair_on_facts"], TRANSFER_REVIEW),
         note="the worse direction of the code pair's hidden-state probe between code and facts text; its conditions "
              "are the worse direction's drop and margin over the transferred entropy baseline.",
@@ -246,13 +313,14 @@ def build_findings(auc: pd.DataFrame, labels: pd.DataFrame, scale: str, cross: S
                 f"H(top-k) {r['mean_h_x']:.2f}: near zero means the small model barely copies from context, the "
                 "effect the test relies on. Paper: non-trivial accuracy without labels (no number stated).")
         se = chance_standard_error(int(r["n_test"])) if r is not None else math.inf
-        enough = Condition("auc_standard_error_at_chance", se if se <= ICLT_CHANCE_MARGIN else math.nan,
-                           Rule.at_most(ICLT_CHANCE_MARGIN))  # NaN (not comparable) when the test set is too small
+        rule = Rule.at_least(0.5 + 2 * ICLT_CHANCE_MARGIN, partial=0.5 + ICLT_CHANCE_MARGIN)
+        # too few test tokens withhold a pass (not comparable); a failing AUC stays not reproduced
+        enough = gate("auc_standard_error_at_chance", se, Rule.at_most(ICLT_CHANCE_MARGIN), rule.grade(value))
         if r is not None and se > ICLT_CHANCE_MARGIN:
-            note += (f" Not comparable: {r['n_test']} test tokens give the AUC a standard error of {se:.3f} at chance, "
-                     f"above the {ICLT_CHANCE_MARGIN} margin the rule measures.")
-        out.append(Finding(study, f"iclt_auc_{dataset}", value,
-                           rule=Rule.at_least(0.5 + 2 * ICLT_CHANCE_MARGIN, partial=0.5 + ICLT_CHANCE_MARGIN),
+            note += (f" {r['n_test']} test tokens give the AUC a standard error of {se:.3f} at chance, above the "
+                     f"{ICLT_CHANCE_MARGIN} margin the rule measures: "
+                     + ("not comparable." if math.isnan(enough.value) else "it fails the rule anyway."))
+        out.append(Finding(study, f"iclt_auc_{dataset}", value, rule=rule,
                            scale=scale, post_hoc=_joined(post.get(dataset, ""), ICLT_SAMPLE_REVIEW), note=note,
                            conditions=(enough,)))
     truth = auc[(auc["target"] == "truth") & (auc["train_dataset"] == "facts")]

@@ -13,13 +13,14 @@ from assets.uncertainty.findings import CHECKS, build_findings
 CROSS = [("code", "code_pair_on_facts"), ("code_pair_on_facts", "code"), ("facts", "code"), ("code", "facts")]
 
 
-def _auc(values: dict) -> pd.DataFrame:
-    """Rows for (train, test, method, layer) -> auc; hidden-state probes at layer 2."""
+def _auc(values: dict, n_test: int = 5000) -> pd.DataFrame:
+    """Rows for (train, test, method, layer) -> auc; hidden-state probes at layer 2; ``n_test`` test tokens (many by
+    default, so the margin's interval is narrow)."""
     rows = []
     for (train, test, method, layer), auc in values.items():
         feature = "small_entropy" if method == "entropy" else "hidden_l2" if layer >= 0 else "topk"
         rows.append({"train_dataset": train, "test_dataset": test, "method": method, "feature": feature,
-                     "layer": layer, "target": "proxy", "auc": auc, "n_train": 40, "n_test": 20})
+                     "layer": layer, "target": "proxy", "auc": auc, "n_train": 40, "n_test": n_test})
     return pd.DataFrame(rows)
 
 
@@ -154,3 +155,47 @@ def test_transfer_needs_a_bounded_drop_an_above_chance_in_domain_probe_and_the_e
     chance = _verdicts(_pair_table(probe=0.9, entropy=0.6, transfer=0.62, in_domain=0.52))
     assert chance["transfer_auc_code_to_code_pair_on_facts"] == "not comparable"
     assert chance["transfer_auc_code_pair_worst"] == "not comparable"
+
+
+def test_hanley_mcneil_standard_error():
+    from assets.uncertainty.findings import auc_standard_error, chance_standard_error
+    assert math.isclose(auc_standard_error(0.5, 200), chance_standard_error(200))
+    assert auc_standard_error(0.9, 200) < auc_standard_error(0.7, 200) < auc_standard_error(0.5, 200)
+    assert 0.02 < auc_standard_error(0.742, 367) < 0.03  # the demo's MLP probe on facts
+
+
+def test_a_margin_whose_interval_reaches_below_the_bar_does_not_count():
+    # the demo's MLP probe on facts: 0.742 over an entropy baseline of 0.684 (margin 0.058) on 367 test tokens
+    demo = _verdicts(_pair_table(probe=0.742, entropy=0.684).assign(n_test=367))
+    assert demo["mlp_probe_auc_facts"] == "not comparable"  # was "partially reproduced"
+    # a margin of 0.1 on 5,000 tokens: the interval clears the bar, the verdict is the probe's own
+    assert _verdicts(_pair_table(probe=0.742, entropy=0.642))["mlp_probe_auc_facts"] == "partially reproduced"
+    # a margin below the bar fails whatever its interval
+    assert _verdicts(_pair_table(probe=0.742, entropy=0.72).assign(n_test=367))["mlp_probe_auc_facts"] == \
+        "not reproduced"
+    frame = findings_frame(build_findings(_pair_table(probe=0.742, entropy=0.684).assign(n_test=367), _labels(),
+                                          "unit", CROSS[:2])).set_index("metric")
+    assert "interval" in frame.loc["mlp_probe_auc_facts", "note"]
+    assert "Hanley-McNeil" in frame.loc["mlp_probe_auc_facts", "post_hoc"]
+
+
+def test_evidence_gates_keep_a_failure_not_reproduced():
+    # the demo's code pair: in-domain probe at chance (0.525) and both directions failing (0.543, 0.528) with
+    # margins 0.04 and 0.028 under the bar: the old NaN drop lifted the worst to "not comparable"
+    table = _pair_table(probe=0.9, entropy=0.6, transfer=0.54, in_domain=0.525, transferred_entropy=0.5)
+    v = _verdicts(table)
+    assert v["transfer_auc_code_to_code_pair_on_facts"] == "not reproduced"
+    assert v["transfer_auc_code_pair_worst"] == "not reproduced"
+    frame = findings_frame(build_findings(table, _labels(), "unit", CROSS[:2])).set_index("metric")
+    drops = {c["name"]: c["value"] for c in json.loads(frame.loc["transfer_auc_code_pair_worst", "conditions"])}
+    assert math.isclose(drops["drop_from_in_domain_worst"], 0.525 - 0.54)  # measured, not NaN
+    # an ICLT AUC at chance on too few tokens fails; a passing one on the same tokens is withheld
+    iclt = {("facts", "facts", "iclt", -1): 0.51}
+    auc = pd.concat([table, _auc(iclt, n_test=100)], ignore_index=True)
+    auc[["auc_in_sample", "mean_mi_epistemic", "mean_mi_aleatoric", "mean_h_x"]] = [0.6, 0.01, 0.005, 1.2]
+    by = findings_frame(build_findings(auc, _labels(), "unit", CROSS[:2])).set_index("metric")
+    assert by.loc["iclt_auc_facts", "verdict"] == "not reproduced"  # was "not comparable"
+    assert "fails the rule anyway" in by.loc["iclt_auc_facts", "note"]
+    auc.loc[auc["method"] == "iclt", "auc"] = 0.62
+    by = findings_frame(build_findings(auc, _labels(), "unit", CROSS[:2])).set_index("metric")
+    assert by.loc["iclt_auc_facts", "verdict"] == "not comparable"
