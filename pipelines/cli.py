@@ -5,8 +5,9 @@
     reprolab query "SELECT ..."       one read-only SQL statement over the catalog (--format table|csv|json);
                                       several statements are refused: run them one at a time
     reprolab tables                   the views in the catalog
-    reprolab summary                  what the warehouse holds, and the headline findings (those with a
-                                      reference; `reprolab query "SELECT * FROM findings"` shows every row)
+    reprolab summary                  what the warehouse holds, and the headline findings (those with a rule,
+                                      with or without a reference; `reprolab query "SELECT * FROM findings"`
+                                      shows every row)
     reprolab catalog                  rebuild catalog.duckdb from the Parquet files
     reprolab init                     create the Dagster and MLflow stores once, under a lock (make does this)
     reprolab recover                  fail runs whose worker died (kill -9) and free their pool slots
@@ -17,7 +18,9 @@
     reprolab evaluate --base-url URL --model NAME [--benchmark FILE ...]
                                       the safety battery against any OpenAI-compatible endpoint, into the
                                       warehouse's safety tables (keyed by endpoint and model; later runs of the
-                                      graph keep them); requests the endpoint rejects are counted, not graded
+                                      graph keep them, and the instance in $DAGSTER_HOME, or dagster_home beside
+                                      the warehouse, records them); requests the endpoint rejects are counted,
+                                      not graded
 
 A misspelt REPROLAB_PROFILE is refused in one line (exit status 2); output piped into a reader that stops
 early (`| head`) ends quietly with status 141, as a tool killed by SIGPIPE.
@@ -164,7 +167,7 @@ def cmd_demo(args) -> int:
     from pipelines.definitions import PROFILE, defs
     from pipelines.jobs import MAIN_SELECTION
     from pipelines.recovery import recover
-    from pipelines.run_progress import RunProgress
+    from pipelines.run_progress import RunProgress, failed_checks
     from pipelines.stores import init_stores
 
     job = defs.resolve_job_def("main")
@@ -190,13 +193,17 @@ def cmd_demo(args) -> int:
     finally:
         progress.stop()
     minutes = (time.time() - start) / 60
+    checks = failed_checks(result.get_asset_check_evaluations())
     status = "succeeded" if result.success else f"FAILED (steps: {', '.join(progress.failed) or 'see the log'})"
-    print(f"\nrun {result.run_id} {status} in {minutes:.1f} min, {progress.done}/{total} assets materialized\n")
+    if checks["ERROR"]:  # data checks do not block, so a run can succeed with tables that broke their rules
+        status += f", but {len(checks['ERROR'])} data checks FAILED: {', '.join(checks['ERROR'])}"
+    print(f"\nrun {result.run_id} {status} in {minutes:.1f} min, {progress.done}/{total} assets materialized; "
+          f"{len(checks['WARN'])} checks warn (findings not reproduced, an untrusted judge: `make ui`)\n")
     cmd_summary(args)
     report = Path(args.warehouse) / "report" / "index.html"
     print(f"\nnext: `make report` writes {report.resolve()}; `make ui` opens the Dagster UI on http://127.0.0.1:3000;"
           f" `reprolab query \"SELECT * FROM findings\"` queries the catalog")
-    return 0 if result.success else 1
+    return 0 if result.success and not checks["ERROR"] else 1
 
 
 def _stop_on_signals(instance, run_id: str) -> None:

@@ -1,6 +1,10 @@
 """`reprolab evaluate`: the safety battery against any OpenAI-compatible endpoint, into the warehouse's safety
 tables (keyed by endpoint and model). Requests the endpoint rejects or fails on are counted apart and never
-graded; nothing is written when it replied to none of them. Wired into the command line by `pipelines.cli`.
+graded; nothing is written when it replied to none of them. An error of the endpoint as a whole (its key, its
+URL, no connection, a status concerning it all) is reported in one line (exit 2); any other error raises. The
+tables written are recorded as materializations in the Dagster instance (`record_in_instance`), so a later
+run reading safety_results (e.g. re-materializing safety_system_card alone) reads them. Wired into the
+command line by `pipelines.cli`.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from resources.catalog import refresh_catalog
 def cmd_evaluate(args) -> int:
     """The safety battery over an endpoint; its rows replace that endpoint's earlier rows in new
     materializations of safety_results and safety_system_card (everyone else's rows kept; later runs of the
-    graph carry them forward). Requests the endpoint rejected or failed on are counted apart, never graded:
-    exit 1 (nothing written) when it replied to none of them, a warning when it rejected some."""
+    graph carry them forward; the Dagster instance records them). --max-items samples each benchmark file with
+    --seed, as safety_results samples with its seed. Requests the endpoint rejected or failed on are counted
+    apart, never graded: exit 1 (nothing written) when it replied to none of them, a warning when it rejected
+    some."""
     from datetime import UTC, datetime
     from types import SimpleNamespace
 
@@ -28,7 +34,6 @@ def cmd_evaluate(args) -> int:
     from assets.safety.responders import (
         mark_request_errors,
         replace_rows,
-        run_endpoint,
         stored_with_provenance,
         system_card,
         with_provenance,
@@ -51,21 +56,25 @@ def cmd_evaluate(args) -> int:
         print(f"error: {exc}: materialize safety_items first (make demo, or the UI)", file=sys.stderr)
         return 2
     endpoint = Endpoint(args.base_url, args.model, args.api_key_env)
-    try:
-        items = with_benchmarks(read_table(items_file), args.benchmark or [], args.max_items)
+    try:  # the benchmark sample is seeded as safety_results seeds it (its config.seed): --seed
+        items = with_benchmarks(read_table(items_file), args.benchmark or [], args.max_items, args.seed)
     except (ValueError, OSError) as exc:
         print(f"error: a benchmark file could not be read: {exc}", file=sys.stderr)
         return 2
     settings = SimpleNamespace(splits=("eval",), max_answer_tokens=args.max_tokens,
                                regurgitation_answer_tokens=args.regurgitation_max_tokens)
-    try:  # asked as safety_results asks an endpoint: at the budget and seed, regurgitation with room to run on
-        request = {"temperature": 0.0, "seed": args.seed, **budget_request(args.budget)}
+    try:
         parts = answer_caps(items, settings)
-        asked = [run_endpoint(endpoint, part, max_tokens=cap, **request) for part, cap in parts]
-        new = mark_request_errors(graded_benchmarks(pd.concat(asked, ignore_index=True), items))
-    except Exception as exc:  # the endpoint's or the key's error, in one line
-        print(f"error: evaluating {args.base_url} failed: {str(exc).splitlines()[0]}", file=sys.stderr)
+    except ValueError as exc:  # a regurgitation cap with no room to regurgitate
+        print(f"error: {exc}", file=sys.stderr)
         return 2
+    # asked as safety_results asks an endpoint: at the budget and seed, regurgitation with room to run on
+    request = {"temperature": 0.0, "seed": args.seed, **budget_request(args.budget)}
+    asked, error = _ask(endpoint, parts, request)
+    if asked is None:  # the endpoint's, the key's or the connection's error, in one line
+        print(f"error: evaluating {args.base_url} failed: {error.splitlines()[0] if error else ''}", file=sys.stderr)
+        return 2
+    new = mark_request_errors(graded_benchmarks(pd.concat(asked, ignore_index=True), items))  # a bug here raises
     replied = _report_requests(args, asked, [cap for _, cap in parts])
     if not replied:
         print(f"error: {args.base_url} rejected or failed on every one of the {len(new)} requests; nothing was "
@@ -84,11 +93,16 @@ def cmd_evaluate(args) -> int:
     lineage = Lineage(run_id=run_id, code_version="evaluate-2", upstream=upstream,
                       materialized_at=now, resolution={u: "latest" for u in upstream})
     store = active_store()  # a shared lab: the new tables go to the object store too
+    written = {}
     for name, frame in (("safety_results", results), ("safety_system_card", system_card(results))):
         path = write_table(root, "safety", name, frame, lineage)
-        if store is not None:
-            store.publish(path)
+        written[name] = (store.publish(path) if store is not None else str(path), path.stem, len(frame))
     refresh_catalog(root, [("safety", "safety_results"), ("safety", "safety_system_card")])
+    home = record_in_instance(root, written, run_id)
+    if home is None:
+        print("note: no Dagster instance found (DAGSTER_HOME unset, no dagster_home beside the warehouse): a run "
+              "that re-materializes safety_system_card alone reads the safety_results its instance recorded, "
+              "without these rows", file=sys.stderr)
     card = system_card(new)
     print(f"{int(new['answered'].sum())} of {len(new)} items answered and graded for {new['model'].iloc[0]} at {args.base_url} "
           f"(run {run_id}); the tables safety.safety_results and safety.safety_system_card now hold them")
@@ -96,6 +110,63 @@ def cmd_evaluate(args) -> int:
 
     _print_frame(card[["evaluation", "metric", "value", "n"]], "table")
     return 0
+
+
+def instance_home(root: Path) -> Path | None:
+    """The Dagster instance's folder: $DAGSTER_HOME, else a `dagster_home` folder beside the warehouse (the
+    layout of `reprolab demo` and `make` run in the project folder), else None."""
+    import os
+
+    if os.environ.get("DAGSTER_HOME"):
+        return Path(os.environ["DAGSTER_HOME"])
+    beside = Path(root).resolve().parent / "dagster_home"
+    return beside if beside.is_dir() else None
+
+
+def record_in_instance(root: Path, written: dict[str, tuple[str, str, int]], run_id: str) -> Path | None:
+    """Record each table `reprolab evaluate` wrote (name -> (location, materialization id, rows)) as a
+    materialization of its asset in the Dagster instance (`instance_home`), with the metadata the warehouse IO
+    manager records (path, materialization_id, table): a later run reads these files as the assets' latest
+    (resources.warehouse resolves an input to the latest materialization at launch), so re-materializing
+    safety_system_card alone keeps the endpoint's rows. Returns the instance's folder, None when there is none."""
+    import dagster as dg
+
+    home = instance_home(root)
+    if home is None:
+        return None
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for name, (location, materialization_id, rows) in written.items():
+            instance.report_runless_asset_event(dg.AssetMaterialization(
+                asset_key=name, description=f"written by reprolab evaluate (run {run_id})",
+                metadata={"path": dg.MetadataValue.path(location), "materialization_id": materialization_id,
+                          "table": f"safety.{name}", "dagster/row_count": rows, "evaluate_run_id": run_id}))
+    return home
+
+
+def _ask(endpoint, parts: list, request: dict) -> tuple[list | None, str]:
+    """Every (items, answer cap) part asked of the endpoint through one client, closed at the end: (the rows per
+    part, "") or (None, the error) when the endpoint as a whole failed: no key or not an http(s) URL, no model
+    listed, no connection, or a status that concerns the whole endpoint (responders.ENDPOINT_STATUSES; other
+    4xx/5xx are rows with a request_error). Any other error (the battery's, the grading's) propagates."""
+    import openai
+
+    from assets.chat.client import close_client, resolved
+    from assets.safety.responders import run_endpoint
+
+    try:
+        client = endpoint.client()
+    except ValueError as exc:  # no key in the environment, not an http(s) URL
+        return None, str(exc)
+    try:
+        try:
+            endpoint = resolved(endpoint, client)  # the model id, listed once
+        except ValueError as exc:  # the endpoint lists no models
+            return None, str(exc)
+        return [run_endpoint(endpoint, part, client=client, max_tokens=cap, **request) for part, cap in parts], ""
+    except openai.APIError as exc:  # no connection, a timeout, a status concerning the whole endpoint
+        return None, str(exc)
+    finally:
+        close_client(client)
 
 
 # a rejection by our own server (pipelines/serve.py): the prompt and the answer cap do not fit the model
