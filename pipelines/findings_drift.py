@@ -4,7 +4,8 @@ For every ``[<study>, "findings"]`` asset in the code location a check compares 
 the latest and the previous materialization (read from the warehouse's Parquet history). A relative change
 beyond the tolerance fails with WARN severity; a metric that stops being a finite number (finite in the previous
 materialization, not now) fails with ERROR. A metric that was never finite is a "not comparable" finding, listed
-in the metadata but not an error. Both values are in the metadata.
+in the metadata but not an error. A metric of the previous materialization missing from the latest (dropped or
+renamed) fails with WARN and is listed as lost. Both values are in the metadata.
 """
 
 import math
@@ -23,9 +24,11 @@ def _finite(v) -> bool:
 
 
 def compare_findings(previous: pd.DataFrame, latest: pd.DataFrame, tolerance: float) -> pd.DataFrame:
-    """One row per metric: previous and latest ``ours``, relative change, and whether it regressed."""
-    merged = latest[["metric", "ours"]].merge(previous[["metric", "ours"]], on="metric", how="left",
-                                              suffixes=("", "_previous"))
+    """One row per metric of either materialization: previous and latest ``ours``, relative change, whether it
+    regressed, and whether it is ``lost`` (in the previous materialization, not in the latest)."""
+    merged = latest[["metric", "ours"]].merge(previous[["metric", "ours"]], on="metric", how="outer",
+                                              suffixes=("", "_previous"), indicator=True)
+    merged["lost"] = merged.pop("_merge") == "right_only"
     merged = merged.rename(columns={"ours": "latest", "ours_previous": "previous"})
 
     def relative(row) -> float:
@@ -37,8 +40,8 @@ def compare_findings(previous: pd.DataFrame, latest: pd.DataFrame, tolerance: fl
     merged["relative_change"] = merged.apply(relative, axis=1) if len(merged) else []
     merged["finite"] = merged["latest"].map(_finite)
     # broken: was a finite number last time and is not now (a "not comparable" NaN from the start is a finding)
-    merged["broken"] = ~merged["finite"] & merged["previous"].map(_finite)
-    merged["changed"] = merged["relative_change"] > tolerance
+    merged["broken"] = ~merged["finite"] & merged["previous"].map(_finite) & ~merged["lost"]
+    merged["changed"] = (merged["relative_change"] > tolerance) & ~merged["lost"]
     return merged
 
 
@@ -58,14 +61,17 @@ def findings_regression_check(key: dg.AssetKey, tolerance: float = DEFAULT_TOLER
         table = compare_findings(previous, latest, tolerance)
         broken = table.loc[table["broken"], "metric"].tolist()
         changed = table.loc[table["changed"], "metric"].tolist()
+        lost = table.loc[table["lost"], "metric"].tolist()
         metadata = {"compared_with": files[-2].stem if len(files) > 1 else "nothing (first materialization)",
                     "tolerance": tolerance, "changed": dg.MetadataValue.json(changed),
-                    "not_finite": dg.MetadataValue.json(table.loc[~table["finite"], "metric"].tolist()),
+                    "lost": dg.MetadataValue.json(lost),
+                    "not_finite": dg.MetadataValue.json(table.loc[~table["finite"] & ~table["lost"], "metric"].tolist()),
                     "metrics": dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".4g"))}
         if broken:
             return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR,
                                        metadata={**metadata, "not_finite": dg.MetadataValue.json(broken)})
-        return dg.AssetCheckResult(passed=not changed, severity=dg.AssetCheckSeverity.WARN, metadata=metadata)
+        return dg.AssetCheckResult(passed=not (changed or lost), severity=dg.AssetCheckSeverity.WARN,
+                                   metadata=metadata)
 
     return _check
 

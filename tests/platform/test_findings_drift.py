@@ -28,6 +28,15 @@ def test_compare_findings():
     latest = pd.DataFrame({"metric": ["never", "lost", "new_nan"], "ours": [math.nan, math.nan, math.nan]})
     table = compare_findings(prev, latest, tolerance=0.25).set_index("metric")
     assert table["broken"].to_dict() == {"never": False, "lost": True, "new_nan": False}
+    assert not table["lost"].any()
+
+
+def test_a_metric_dropped_from_the_latest_findings_is_lost_not_silently_ignored():
+    prev = pd.DataFrame({"metric": ["kept", "dropped"], "ours": [1.0, 2.0]})
+    table = compare_findings(prev, prev.iloc[:1], tolerance=0.25).set_index("metric")
+    assert table["lost"].to_dict() == {"kept": False, "dropped": True}
+    assert not table["broken"].any() and not table["changed"].any()  # lost, not "broken" or "changed"
+    assert compare_findings(prev, prev.iloc[0:0], tolerance=0.25)["lost"].all()  # an empty latest loses all
 
 
 def test_regression_check_over_four_nights(resources_for):
