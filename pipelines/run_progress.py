@@ -107,3 +107,18 @@ class RunProgress:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._emit()
+
+
+def failed_checks(evaluations: list) -> dict[str, list[str]]:
+    """The asset checks of a run that did not pass, as "asset: check" by severity ("ERROR", "WARN").
+
+    Our data checks are not blocking, so a run whose data failed its checks still reports success: a caller
+    (``make demo``, the tests' backbone) must look here. A findings check warns when its finding is not
+    reproduced, which is a result, not a defect; an ERROR check that fails means a table broke its rules.
+    """
+    failed: dict[str, list[str]] = {"ERROR": [], "WARN": []}
+    for evaluation in evaluations:
+        if not evaluation.passed:
+            failed[evaluation.severity.value].append(f"{evaluation.asset_key.to_user_string()}: "
+                                                     f"{evaluation.check_name}")
+    return failed
