@@ -122,8 +122,10 @@ def robustness_defender(context: dg.AssetExecutionContext, config: DefenderConfi
             params={**config.model_dump(), "base_model_uri": base["model_uri"], "conversations": len(train)},
             registered="robustness-defender", aliases=config.aliases, plot_name="robustness/defender_loss_curve",
             display=display, datasets=datasets)
-    context.add_output_metadata({**metadata, "conversations": len(train), "base_model_uri": base["model_uri"]})
-    return {**record, "base_model_uri": base["model_uri"], "model_size": base["model_size"]}
+    moved = base.get("rl_movement", "chat-sft: no RL stage")  # chat_rl says whether RL moved it at all
+    context.add_output_metadata({**metadata, "conversations": len(train), "base_model_uri": base["model_uri"],
+                                 "base_rl_movement": moved})
+    return {**record, "base_model_uri": base["model_uri"], "model_size": base["model_size"], "base_rl_movement": moved}
 
 
 # ---------------------------------------------------------------------------------------------------- attacks

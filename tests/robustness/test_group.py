@@ -34,6 +34,8 @@ def test_robustness_group_materializes_with_consistent_numbers(robustness_run, b
     assert set(items["task"]) == {"arithmetic", "facts", "ambiguous"} and items["problem_id"].nunique() == 6
     defender = robustness_run.asset_value("robustness_defender")
     assert defender["registered_model"] == "robustness-defender" and defender["model_uri"].startswith("models:/")
+    # the defender says whether RL moved its chat-rl base at all (chat_rl's own sentence)
+    assert defender["base_rl_movement"] == robustness_run.asset_value("chat_rl")["rl_movement"]
     tracking = backbone.resources["tracking"]  # both runs list the task problems they trained on
     assert_trained_on(tracking, defender["model_uri"], "chat_instruction_tasks")
     assert_trained_on(tracking, robustness_run.asset_value("chat_rl")["model_uri"], "chat_facts_tasks", ("train",))
