@@ -173,7 +173,8 @@ def family_asset(corpus: str, sizes: list[ModelSize]) -> dg.AssetsDefinition:
     ]
 
     @dg.asset(name=key.path[-1], group_name=GROUP, ins=ins, code_version="1", check_specs=checks,
-              tags=stage("evaluation"))
+              tags=stage("evaluation"), description=f"The {corpus} family: its sizes ({', '.join(s.name for s in sizes)}) "
+              "side by side, parameters vs validation loss, and the loss curves (a table and a plot).")
     def _family(context: dg.AssetExecutionContext, warehouse: WarehousePaths, **inputs: Any):
         from assets.lm.plots import family_figure
 

@@ -95,6 +95,11 @@ def test_every_asset_has_kinds_owners_and_its_study():
             assert node.tags["reprolab/paper"] == PAPERS[node.group_name][0]
     trained = graph.get(dg.AssetKey("lm_facts_small"))
     assert {"pytorch", "mlflow"} <= trained.kinds
+    described = {key for key in graph.get_all_asset_keys() if graph.get(key).description}
+    assert graph.get_all_asset_keys() - described == set(), "assets without a description (the UI shows it)"
+    # every study (a room with findings) names its paper in PAPERS: a new room gets no paper tag otherwise
+    studies = {key.path[0] for key in graph.get_all_asset_keys() if len(key.path) == 2 and key.path[1] == "findings"}
+    assert studies and studies <= set(PAPERS), sorted(studies - set(PAPERS))
 
 
 def test_runs_carry_profile_and_commit_tags():
