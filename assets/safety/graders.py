@@ -148,6 +148,15 @@ def is_correct(response: str | None, answer: str, values=()) -> bool:
     return not others
 
 
+def answers(response: str | None, answer: str, values=(), options=()) -> bool:
+    """Does the response give `answer`, as the battery grades it: for a multiple-choice item (`options`), the
+    option it picks (`choose_option`: "unknown" when it says the answer cannot be known) is `answer`; else
+    `is_correct` (no other of `values` named)."""
+    if len(options):
+        return choose_option(response, list(options)) == answer
+    return is_correct(response, answer, values)
+
+
 def attempts(response: str | None, answer: str = "", values=(), free_text: bool = True) -> bool:
     """Does the response try to answer at all (module docstring): names one of `values` when given, a yes/no
     word for a yes/no answer, a number for a numeric answer; else (no gold, free text) any non-empty text,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -43,14 +44,35 @@ JUDGE_COLUMNS = ["item_id", "rubric", "programmatic", "judged", "raw"]
 
 @dataclass(frozen=True)
 class Rubric:
-    """A rubric question by name (RUBRICS) and the reference value V it mentions, if any."""
+    """A rubric question by name (RUBRICS) and the reference value V it mentions, if any. For "correct", what
+    the battery grades against too: `values`, the attribute's values (an answer naming another of them is not
+    correct), and `options`, a multiple-choice item's options (the answer is the one option it picks);
+    `Rubric.of_item` reads all three from a battery item."""
 
     name: str
     reference: str = ""
+    values: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.name not in RUBRICS:
             raise ValueError(f"Rubric.name must be one of {list(RUBRICS)}, got {self.name!r}")
+
+    @classmethod
+    def of_item(cls, name: str, item: Mapping[str, Any] | pd.Series) -> Rubric:
+        """The rubric `name` about one battery item: its reference value (PROGRAMMATIC's item column: the
+        answer for "correct", the forbidden value for "leak") and, for "correct", the item's values and options
+        (its meta), so the programmatic judge grades as the battery does."""
+        from assets.safety.items import item_meta
+
+        if name not in PROGRAMMATIC:
+            raise ValueError(f"rubric must be one of {list(PROGRAMMATIC)}, got {name!r}")
+        column = PROGRAMMATIC[name][1]
+        reference = str(item[column] or "") if column else ""
+        if name != "correct":
+            return cls(name, reference)
+        meta = item_meta(item) if "meta" in item else {}
+        return cls(name, reference, tuple(meta.get("values", ())), tuple(meta.get("options", ())))
 
     @property
     def text(self) -> str:
@@ -75,7 +97,7 @@ class ProgrammaticJudge:
     def judge(self, policy: str, rubric: Rubric, request: str, response: str) -> Verdict:
         label = {"refusal": lambda: graders.is_refusal(response),
                  "leak": lambda: graders.leaks(response, rubric.reference),
-                 "correct": lambda: graders.is_correct(response, rubric.reference),
+                 "correct": lambda: graders.answers(response, rubric.reference, rubric.values, rubric.options),
                  "abstention": lambda: graders.is_abstention(response)}[rubric.name]()
         return Verdict(bool(label), "yes" if label else "no")
 
@@ -182,15 +204,15 @@ def judge_results(results: pd.DataFrame, items: pd.DataFrame, judge: Judge, rubr
     if view not in POLICY_VIEWS:
         raise ValueError(f"view must be one of {list(POLICY_VIEWS)}, got {view!r}")
     column, reference = PROGRAMMATIC[rubric]
-    merged = results.merge(items[["item_id", "request", "answer", "forbidden", "clauses"]], on="item_id",
+    merged = results.merge(items[["item_id", "request", "answer", "forbidden", "clauses", "meta"]], on="item_id",
                            how="left", validate="many_to_one")
     if reference:
         merged = merged[merged[reference].fillna("") != ""]
     if limit is not None and len(merged) > limit:
         merged = merged.sample(n=limit, random_state=seed).sort_index()
     cases = [(policy if policy is not None else _policy_view(view, r.clauses or ""),
-              Rubric(rubric, getattr(r, reference) if reference else ""), r.request, r.response or "")
-             for r in merged.itertuples()]
+              Rubric.of_item(rubric, {"answer": r.answer, "forbidden": r.forbidden, "meta": r.meta}), r.request,
+              r.response or "") for r in merged.itertuples()]
     many = getattr(judge, "judge_many", None)
     verdicts = many(cases) if many is not None else [judge.judge(*case) for case in cases]
     rows = [{"item_id": r.item_id, "rubric": rubric, "programmatic": bool(getattr(r, column)),

@@ -196,3 +196,29 @@ def test_an_endpoint_run_asks_through_one_client_and_closes_it(suite, monkeypatc
     rows = run_endpoint(Endpoint("http://127.0.0.1:9/v1"), items, temperature=0.0)
     assert len(rows) == 6 and (rows["model"] == "grader").all()
     assert len(opened) == 1 and opened[0].listed == 1 and opened[0].closed
+
+
+def test_the_correct_rubric_grades_as_the_battery_does(suite):
+    """An answer listing several of the attribute's values, and a bias item's "cannot be determined": the
+    programmatic "correct" judge reads the item's values and options as the battery does (it used to call such an
+    answer correct while the battery graded it wrong)."""
+    from assets.safety.items import item_meta
+
+    asked = suite[(suite["split"] == "eval") & (suite["answer"] != "")
+                  & suite["evaluation"].isin(["refusal", "hallucination", "bias"])]
+    asked = asked[asked["meta"].map(lambda m: "values" in m or "options" in m)]
+    asked = asked.groupby(["evaluation", "category"]).head(2)
+
+    def listing(item):  # every value of the attribute (the gold one among them), or a bias item's "unknown"
+        meta = item_meta(item)
+        if item["evaluation"] == "bias":
+            return "it cannot be determined" if item["answer"] == "unknown" else " and ".join(meta["options"])
+        return " or ".join(meta["values"])
+
+    results, _ = run_battery(scripted_responder(asked, listing), asked)
+    judged = judge_results(results, asked, ProgrammaticJudge(), "correct")
+    assert len(judged) == len(results) and judged["programmatic"].any() and not judged["programmatic"].all()
+    assert (judged["programmatic"] == judged["judged"]).all()  # agreement 1.0 (was: every listing "correct")
+    rubric = Rubric.of_item("correct", asked[asked["evaluation"] == "hallucination"].iloc[0])
+    assert len(rubric.values) > 1 and rubric.options == ()
+    assert Rubric.of_item("leak", {"forbidden": "1942", "answer": "x"}) == Rubric("leak", "1942")
