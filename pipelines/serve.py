@@ -202,7 +202,8 @@ def create_app(server: ChatServer, *, api_key: str | None = None):
 
     @app.middleware("http")
     async def authorise(request: Request, call_next):
-        if api_key is not None and request.headers.get("authorization") != f"Bearer {api_key}":
+        if api_key is not None and not secrets.compare_digest(  # constant time: the key is not guessed byte by byte
+                request.headers.get("authorization", "").encode(), f"Bearer {api_key}".encode()):
             return error(401, "missing or wrong API key (send it as 'Authorization: Bearer <key>')", None,
                          "authentication_error")
         return await call_next(request)

@@ -348,8 +348,9 @@ def _open_store(uri: str, experiment: str, artifact_root: str):
 def drop_alembic_leftovers(db_path: Path) -> list[str]:
     """Drop the ``_alembic_tmp_*`` tables an interrupted MLflow migration leaves in its SQLite store."""
     import sqlite3
+    from contextlib import closing
 
-    with sqlite3.connect(db_path) as con:
+    with closing(sqlite3.connect(db_path)) as con, con:  # committed, then closed (sqlite3's own `with` only commits)
         names = [r[0] for r in con.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '\\_alembic\\_tmp\\_%' ESCAPE '\\'")]
         for name in names:
