@@ -57,3 +57,35 @@ def test_findings_read_from_a_loose_r_d_star_are_not_comparable(low, high, compa
         assert (findings[metric].verdict == "not comparable") != comparable, metric
         assert "bootstrap interval" in findings[metric].post_hoc
     assert findings["R_D* refitted on the paper's 182 C4 runs"].verdict == "verified"  # a code check, untouched
+
+
+def _loose(rd_star: float, low: float, high: float, rn_star: float | None = None) -> dict:
+    table = constants(rd_star)
+    table.loc[table["constant"] == "rd_star", ["ci_low", "ci_high"]] = [low, high]
+    if rn_star is not None:
+        table.loc[table["constant"] == "rn_star", ["value", "ci_low", "ci_high"]] = [rn_star, rn_star, rn_star]
+    findings = headline(RUNS, table, REFERENCE_FIT, "test")
+    assert check_findings_frame(findings_frame(findings)) == []
+    return {f.metric: f for f in findings}
+
+
+def test_a_loose_fit_that_fails_across_its_interval_stays_not_reproduced_with_the_measured_spread():
+    # R_D* 0.7 in [0.2, 4] (a factor 20): every R_D* there is more than 3x from 15.39, so R_D* fails regardless
+    # (the old gate wrote NaN and read "not comparable"); the 4-epoch worth passes partially at R_D* = 4 (3.1x),
+    # so the interval does not decide it: not comparable
+    findings = _loose(0.7, 0.2, 4.0)
+    rd = findings["R_D* (fitted)"]
+    assert rd.verdict == "not reproduced"
+    assert rd.conditions[0].value == pytest.approx(20.0) and "fails with any R_D*" in rd.note
+    assert findings["effective data of 4 epochs (x U_D)"].verdict == "not comparable"
+    assert "passes (fully or partially)" in findings["effective data of 4 epochs (x U_D)"].note
+
+
+def test_r_n_star_at_the_bound_is_flagged_and_the_unrun_claims_are_named():
+    findings = _loose(15.39, 15.39, 15.39, rn_star=1e4)
+    rd = findings["R_D* (fitted)"]
+    assert "R_N* sits at the fit's upper bound 10000" in rd.note and "not identified" in rd.note
+    assert "R_N* sits" not in _loose(15.39, 15.39, 15.39)["R_D* (fitted)"].note
+    for f in findings.values():
+        if f.source != "code check":  # the refit states the paper's own scale
+            assert "not reproduced here (no finding)" in f.scale and "filter removal" in f.scale
