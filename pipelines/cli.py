@@ -414,14 +414,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from resources.profiles import UnknownProfileError
+    from resources.profiles import SettingError, UnknownProfileError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except UnknownProfileError as exc:  # REPROLAB_PROFILE misspelt: one line, not a traceback
-        print(f"reprolab {args.command}: {exc} (set REPROLAB_PROFILE to one of them; unset, it is demo)",
-              file=sys.stderr)
+    except SettingError as exc:  # a REPROLAB_* variable misspelt: one line, not a traceback
+        hint = " (set REPROLAB_PROFILE to one of them; unset, it is demo)" if isinstance(exc, UnknownProfileError) else ""
+        print(f"reprolab {args.command}: {exc}{hint}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `reprolab query ... | head`: the reader left; stop quietly, as CLI tools do
         _silence_stdout()

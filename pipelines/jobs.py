@@ -7,11 +7,12 @@ Cron and timezone come from ``REPROLAB_NIGHTLY_CRON`` / ``REPROLAB_TRAINING_CRON
 """
 
 import os
+import zoneinfo
 
 import dagster as dg
 
 from pipelines.recovery import dead_run_sensor
-from resources.profiles import current_profile
+from resources.profiles import SettingError, current_profile
 from resources.settings import git_commit
 from resources.stages import STAGE_TAG
 
@@ -35,16 +36,36 @@ nightly_job = dg.define_asset_job(
 training_job = dg.define_asset_job(
     "training", selection=TRAINING, tags=run_tags(), description="Retrain the model family and the studies' models.")
 
-nightly_schedule = dg.ScheduleDefinition(
-    name="nightly_evaluation_schedule", job=nightly_job,
-    cron_schedule=os.environ.get("REPROLAB_NIGHTLY_CRON", "0 2 * * *"),
-    execution_timezone=os.environ.get("REPROLAB_TIMEZONE", "UTC"),
+
+
+def timezone_setting() -> str:
+    """REPROLAB_TIMEZONE (default UTC), refused with a one-line SettingError unless it is an IANA time zone."""
+    name = os.environ.get("REPROLAB_TIMEZONE", "UTC")
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise SettingError(f"REPROLAB_TIMEZONE={name!r} is not a time zone; expected an IANA name such as UTC "
+                           "or Europe/Berlin") from exc
+    return name
+
+
+def schedule(variable: str, default_cron: str, **kwargs) -> dg.ScheduleDefinition:
+    """A schedule whose cron string comes from ``variable`` (default ``default_cron``), in REPROLAB_TIMEZONE; a
+    cron string Dagster refuses is a one-line SettingError naming the variable, not a traceback at load."""
+    cron = os.environ.get(variable, default_cron)
+    try:
+        return dg.ScheduleDefinition(cron_schedule=cron, execution_timezone=timezone_setting(), **kwargs)
+    except dg.DagsterInvalidDefinitionError as exc:
+        raise SettingError(f"{variable}={cron!r} is not a cron schedule; expected five fields, e.g. "
+                           f"{default_cron!r}") from exc
+
+
+nightly_schedule = schedule(
+    "REPROLAB_NIGHTLY_CRON", "0 2 * * *", name="nightly_evaluation_schedule", job=nightly_job,
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Every night: re-materialize the evaluation side of the graph.")
-training_schedule = dg.ScheduleDefinition(
-    name="weekly_training_schedule", job=training_job,
-    cron_schedule=os.environ.get("REPROLAB_TRAINING_CRON", "0 3 * * 0"),
-    execution_timezone=os.environ.get("REPROLAB_TIMEZONE", "UTC"),
+training_schedule = schedule(
+    "REPROLAB_TRAINING_CRON", "0 3 * * 0", name="weekly_training_schedule", job=training_job,
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Weekly retraining; off by default (switch it on in the UI).")
 

@@ -17,7 +17,11 @@ PROFILE_ENV = "REPROLAB_PROFILE"
 T = TypeVar("T")
 
 
-class UnknownProfileError(ValueError):
+class SettingError(ValueError):
+    """An environment setting (REPROLAB_*) that cannot be used; the message names the variable."""
+
+
+class UnknownProfileError(SettingError):
     """Raised when REPROLAB_PROFILE names a profile that does not exist."""
 
 

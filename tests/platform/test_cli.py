@@ -95,6 +95,18 @@ def test_a_misspelt_profile_is_one_line(tmp_path):
     assert out.stderr.count("\n") == 1 and "'tinyy'" in out.stderr and "tiny, demo, gpu" in out.stderr
 
 
+@pytest.mark.parametrize("variable, value", [("REPROLAB_NIGHTLY_CRON", "every night"),
+                                             ("REPROLAB_TRAINING_CRON", "* *"),
+                                             ("REPROLAB_TIMEZONE", "Mars/Olympus")])
+def test_a_bad_schedule_setting_is_one_line_naming_the_variable(tmp_path, variable, value):
+    out = subprocess.run([sys.executable, "-m", "pipelines.cli", "--warehouse", str(tmp_path / "wh"), "demo"],
+                         capture_output=True, text=True, cwd=REPO,
+                         env={**os.environ, variable: value, "DAGSTER_HOME": str(tmp_path / "home")})
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.count("\n") == 1 and f"{variable}={value!r}" in out.stderr, out.stderr
+    assert not (tmp_path / "wh").exists()
+
+
 def _findings_warehouse(root: Path) -> None:
     """A warehouse whose findings view holds 3 findings with a rule (one long, one without a reference) and 4
     descriptive rows."""
