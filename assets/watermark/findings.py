@@ -27,8 +27,9 @@ from assets.findings import Condition, Finding, Rule
 # Post-hoc choices, recorded in the findings' post_hoc column
 LENGTHENED = ("walk lengthened from {earlier} to {steps} steps after a first demo run (detector in the loop) freed "
               "only 42-67% of EXP texts; success after {earlier} steps: {rate}")
-INTERVAL_RULE = ("the 95%-interval rule for quality (a loss above the bar counts as clear only when the interval's "
-                 "lower end is above it too) was added after the first numbers")
+INTERVAL_RULE = ("the 95%-interval rule for quality was added after the first numbers: a judge ratio above the bar "
+                 "(x1.10) is partial only up to x1.25 and while the interval's lower end still reaches the bar; above "
+                 "x1.25, or with the lower end above the bar (a clear loss), it fails")
 UPPER_END_RULE = ("stricter after review: a small quality loss (reproduced) also needs the interval's upper end within "
                   "the bar; a point estimate within the bar whose interval reaches past it is partial")
 RESAMPLE_ORACLE = ("The perturbation oracle here is the generator itself re-sampling spans (without the watermark): "
