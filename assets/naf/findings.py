@@ -37,7 +37,7 @@ CHECKS = {
         "combined_far_less_top",
         f"At the highest duplication level p visibly regurgitates (P(exact) >= {VISIBLE}), CP-Δ puts at least "
         f"{FAR_LESS:g}x less probability on the protected continuation, and CP-k samples it at most 1/{FAR_LESS:g} as "
-        "often as p"),
+        "often as p (its 95% interval below that bar)"),
     "small_perplexity_cost": ("perplexity_cost_cp_delta",
                               f"CP-Δ's held-out perplexity is at most {SMALL_COST:.0%} above p's"),
     "k_stays_small": ("median_k_bits_cp_delta",

@@ -65,7 +65,7 @@ CHECKS = {
     "probes_beat_entropy_baseline": (
         "probe_margin_over_entropy_worst",
         "On the facts and code datasets the better probe's held-out AUC exceeds the small-model entropy baseline "
-        f"floored at 0.5 by >= {MARGIN} (the worse of the two datasets)"),
+        f"floored at 0.5 by >= {MARGIN}, the margin's 95% interval too (the worse of the two datasets)"),
     "iclt_above_chance": (
         "iclt_auc_facts", f"The ICLT's held-out AUC on the facts dataset is >= {0.5 + 2 * ICLT_CHANCE_MARGIN:g} "
                           f"(partially >= {0.5 + ICLT_CHANCE_MARGIN:g})"),

@@ -52,7 +52,7 @@ CHECKS = {
     "attack_removes_watermarks": (
         "attack_success_worst",
         f"After the fixed step budget the walk frees at least {MOST:.0%} of every scheme's detected texts while the "
-        f"judge's perplexity rises at most {SMALL_QUALITY_LOSS:.0%}"),
+        f"judge's perplexity rises at most {SMALL_QUALITY_LOSS:.0%} (its whole 95% interval)"),
 }
 
 
