@@ -40,6 +40,7 @@ from urllib.parse import urlparse
 import duckdb
 
 from pipelines.evaluate import budget_arg, cmd_evaluate
+from pipelines.run_config import demo_run_config
 from resources.catalog import CatalogError, list_views, query, refresh_catalog
 from resources.settings import default_warehouse_root
 
@@ -124,40 +125,6 @@ def cmd_summary(args) -> int:
         print(exc)
         return 1
     return 0
-
-
-def _merge(base: dict, over: dict) -> dict:
-    """``over`` merged into ``base``, nested dictionaries key by key (later files win)."""
-    merged = dict(base)
-    for key, value in over.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
-            else value
-    return merged
-
-
-def demo_run_config(job, paths: list[str] | None, verbose: bool = False) -> dict:
-    """The demo's Dagster run config: Dagster's console log at INFO (the studies' progress messages without the
-    event noise; all of it with ``verbose``), with each YAML file in ``paths`` merged over it (later files win),
-    e.g. resources (``resources: {compute: {config: {bf16: "on"}}}``) or an asset's config (``ops:``). Raises
-    ValueError naming the file and Dagster's message when the result is not a valid run config of ``job``."""
-    import dagster as dg
-    import yaml
-
-    run_config: dict = {} if verbose else {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-    for path in paths or []:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except yaml.YAMLError as exc:
-            raise ValueError(f"--config {path}: not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ValueError(f"--config {path}: expected a YAML mapping (a Dagster run config), got "
-                             f"{type(loaded).__name__}")
-        run_config = _merge(run_config, loaded)
-    try:
-        dg.validate_run_config(job, run_config)
-    except dg.DagsterInvalidConfigError as exc:
-        raise ValueError(f"--config {', '.join(paths or [])}: not a run config of job '{job.name}': {exc}") from exc
-    return run_config
 
 
 def cmd_demo(args) -> int:

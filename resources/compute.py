@@ -10,6 +10,7 @@ import contextlib
 import os
 import platform
 import random
+import re
 from typing import Any, Literal
 
 import dagster as dg
@@ -42,15 +43,19 @@ class Compute(dg.ConfigurableResource):
     cpu_threads: int = Field(default=0, description="torch CPU threads (0: torch's default)")
     _tf32_before: bool | None = PrivateAttr(default=None)  # the process's setting, put back at teardown
 
+    def check_device(self) -> None:
+        """Raise ConfigurationError unless ``device`` is auto, cpu, cuda or cuda:N (without importing torch)."""
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigurationError(f"device={self.device!r} (resource `compute`): expected auto, cpu, cuda or cuda:N")
+
     def torch_device(self) -> str:
         import torch
 
+        self.check_device()
         if self.device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigurationError(f"device={self.device!r} (resource `compute`): CUDA is not available here; use 'auto' or 'cpu'")
-        if self.device != "cpu" and not self.device.startswith("cuda"):
-            raise ConfigurationError(f"device={self.device!r} (resource `compute`): expected auto, cpu, cuda or cuda:N")
         return self.device
 
     def use_bf16(self) -> bool:

@@ -75,6 +75,18 @@ def test_demo_run_config_merges_files_over_the_log_level_and_names_a_bad_one(tmp
     with pytest.raises(ValueError, match=r"broken\.yaml: not valid YAML"):
         demo_run_config(job, [str(broken)])
     assert main(["demo", "--config", str(typo)]) == 2  # refused before any run starts
+    op_typo = tmp_path / "op.yaml"
+    op_typo.write_text("ops:\n  chat_budget_acuracy:\n    config: {}\n")
+    with pytest.raises(ValueError) as refused:
+        demo_run_config(job, [str(op_typo)])
+    assert "did you mean 'chat_budget_accuracy'" in str(refused.value)
+    assert len(str(refused.value)) < 400, "the expected schema of every op is not dumped"
+    device = tmp_path / "device.yaml"
+    device.write_text("resources:\n  compute:\n    config:\n      device: gpu\n")
+    with pytest.raises(ValueError, match=r"device\.yaml: resource `compute`: device='gpu'.*cuda:N"):
+        demo_run_config(job, [str(device)])
+    device.write_text("resources:\n  compute:\n    config:\n      device: 'cuda:1'\n")
+    assert demo_run_config(job, [str(device)])["resources"]["compute"]["config"]["device"] == "cuda:1"
 
 
 def test_demo_refuses_a_bad_config_before_announcing_a_run(tmp_path, capsys, monkeypatch):
