@@ -27,10 +27,12 @@ def runs(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
 
 
 def curves(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
-    """Accuracies and shares in [0, 1], losses >= 0, steps >= 0, no missing loss."""
+    """Accuracies and shares in [0, 1], losses >= 0, steps >= 0, no missing loss or accuracy (GX's range rules
+    skip missing values, so a NaN accuracy needs its own rule)."""
     return table, [
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
         gxe.ExpectColumnValuesToNotBeNull(column="eval_loss"),
+        gxe.ExpectColumnValuesToNotBeNull(column="eval_accuracy"),
         gxe.ExpectColumnValuesToBeBetween(column="eval_loss", min_value=0),
         gxe.ExpectColumnValuesToBeBetween(column="eval_accuracy", min_value=0, max_value=1),
         gxe.ExpectColumnValuesToBeBetween(column="step", min_value=0),
