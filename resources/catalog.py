@@ -116,7 +116,7 @@ def _create_lineage_views(con: duckdb.DuckDBPyConnection, views: Iterable[str]) 
     (``main.models``). So "where did this number come from" is one recursive query over one view.
 
     ``main.models`` holds registered models only: one row per ``model_uri`` (the table and materialization that
-    recorded it first). Rows whose ``model_uri`` is empty or NULL (models trained and logged but not registered,
+    recorded it first, in a ``model_uri`` column or in a ``models`` column holding several models' records). Rows whose ``model_uri`` is empty or NULL (models trained and logged but not registered,
     e.g. the royalties game's coalition models other than the all-owners one) are left out: nothing can load
     them by URI, and their MLflow runs are in the recording table's ``mlflow_run_id``."""
     histories = sorted(v for v in views if v.endswith("_history") and not v.startswith("main."))
@@ -133,6 +133,10 @@ def _create_lineage_views(con: duckdb.DuckDBPyConnection, views: Iterable[str]) 
         if "model_uri" in columns:
             models.append(f"SELECT DISTINCT '{table}' AS table_name, materialization_id, materialized_at, "
                           f'model_uri FROM "{schema}"."{name}" WHERE coalesce(trim(CAST(model_uri AS VARCHAR)), \'\') <> \'\'')
+        if "models" in columns:  # a record of several models: {"name": {"model_uri": ...}, ...} as JSON
+            models.append(f"SELECT * FROM (SELECT DISTINCT '{table}' AS table_name, materialization_id, "
+                          "materialized_at, unnest(json_extract_string(models, '$.*.model_uri')) AS model_uri "
+                          f'FROM "{schema}"."{name}" WHERE json_valid(models)) WHERE coalesce(model_uri, \'\') <> \'\'')
     if not raw:
         con.execute("DROP VIEW IF EXISTS main.lineage")
         con.execute("DROP VIEW IF EXISTS main.models")

@@ -116,14 +116,23 @@ class WarehouseIOManager(dg.IOManager):
         path, how = self._path_for_input(context)
         value = read_table(path)
         table_id = f"{path.parent.parent.name}.{path.parent.name}:{path.stem}"
-        ids = {table_id}
-        if isinstance(value, dict) and "model_uri" in value:
-            ids.add(str(value["model_uri"]))
+        ids = {table_id} | model_uris(value)
         step = context.step_context
         self._upstream.setdefault((step.run_id, step.step.key), set()).update(ids)
         self._resolution.setdefault((step.run_id, step.step.key), {})[table_id] = how
         context.log.debug(f"input {context.asset_key.to_user_string()}: {path} ({how})")
         return value
+
+
+def model_uris(value: Any) -> set[str]:
+    """The registered models a record input names: its ``model_uri`` and those of the records nested in it (e.g.
+    one per method, ``{"models": {"direct": {"model_uri": ...}}}``), so a table computed from them lists each."""
+    if not isinstance(value, dict):
+        return set()
+    uris = {str(value["model_uri"])} if value.get("model_uri") else set()
+    for nested in value.values():
+        uris |= model_uris(nested) if isinstance(nested, dict) else set()
+    return uris
 
 
 def column_schema(path: Path) -> dg.TableSchema:

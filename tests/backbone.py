@@ -67,6 +67,7 @@ class Backbone:
         result = dg.materialize(list(defs.assets) + list(defs.asset_checks), selection=selection,
                                 instance=self.instance, resources=self.resources)
         assert result.success
+        assert_data_checks_pass(result)
         made = {e.asset_key for e in result.get_asset_materialization_events()}
         assert made and made <= selection.resolve(defs.resolve_asset_graph())
         self.check_reads(result)
@@ -83,6 +84,7 @@ class Backbone:
             self._chat = dg.materialize(list(defs.assets) + list(defs.asset_checks), selection=selection,
                                         instance=self.instance, resources=self.resources)
             assert self._chat.success
+            assert_data_checks_pass(self._chat)
             self.check_reads(self._chat)
         return self._chat
 
@@ -100,6 +102,15 @@ class Backbone:
             needed = {self.table_ids[p] for p in graph.get(key).parent_keys if p in self.table_ids}
             assert needed <= read, (key, sorted(needed - read))
 
+def assert_data_checks_pass(result: dg.ExecuteInProcessResult) -> None:
+    """No ERROR-severity asset check of the run failed: our checks do not block, so ``result.success`` alone
+    would let a table that broke its rules pass (findings checks only warn, and may)."""
+    from pipelines.run_progress import failed_checks
+
+    failed = failed_checks(result.get_asset_check_evaluations())["ERROR"]
+    assert not failed, f"data checks failed: {failed}"
+
+
 def materialize_backbone(root: Path, instance: dg.DagsterInstance) -> Backbone:
     """Materialize the corpora and lm groups (not the assets that need a user's files) into ``root``."""
     from pipelines.definitions import defs
@@ -111,4 +122,5 @@ def materialize_backbone(root: Path, instance: dg.DagsterInstance) -> Backbone:
                             selection=dg.AssetSelection.groups(*BACKBONE_GROUPS) - USER_INPUTS,
                             instance=instance, resources=resources)
     assert result.success
+    assert_data_checks_pass(result)
     return Backbone(instance=instance, root=root, resources=resources, result=result, table_ids=_table_ids(result))
