@@ -370,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--budget", default="medium", type=budget_arg,
                    help="reasoning budget: a token count or low / medium / high (sent as reasoning_budget or "
                         "reasoning_effort)")
-    e.add_argument("--seed", type=int, default=0, help="sampling seed sent with every request")
+    e.add_argument("--seed", type=int, default=0, help="sampling seed sent with every request, and of the --max-items sample")
     e.add_argument("--benchmark", action="append", metavar="FILE",
                    help="a local XSTest / StrongREJECT / SimpleQA / BBQ file (or BBQ folder) to run beside the "
                         "suite, in its published format; repeatable")

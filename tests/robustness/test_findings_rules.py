@@ -48,10 +48,11 @@ def test_an_attack_that_never_worked_is_not_comparable():
     runs = _runs([(f"p{i % 8}", 1.0 if i < 2 else 0.0, 0.0) for i in range(32)])  # 0.06 -> 0
     found = _findings(runs)
     high = found["injection:success_at_highest_compute"]
-    assert math.isnan(high.ours) and high.verdict == "not comparable"  # was "not reproduced"
-    # the drop too: 0.06 -> 0 shows nothing either way (the old code read it "not reproduced")
+    assert high.ours == 0.0 and high.verdict == "not comparable"  # was "not reproduced"
+    # the drop too: 0.06 -> 0 shows nothing either way (the old code read it "not reproduced"); the measured
+    # drop stays in `ours` (a NaN there would read as a broken metric to the findings regression check)
     drop = found["injection:success_drop"]
-    assert math.isnan(drop.ours) and drop.verdict == "not comparable"
+    assert drop.ours == 0.0625 and drop.verdict == "not comparable"
     assert "never worked" in drop.note and "0.06" in drop.note
     # just at the bar (0.125 >= 0.10) it is judged: a drop to 0 on 4 of 8 problems
     worked = _findings(_runs([(f"p{i % 8}", 1.0 if i < 4 else 0.0, 0.0) for i in range(32)]))
@@ -66,7 +67,7 @@ def _ambiguous(low: float, high: float, n: int = 8) -> pd.DataFrame:
 
 def test_an_ambiguous_attack_that_never_worked_is_not_comparable_and_one_that_fell_fails():
     never = _findings(_ambiguous(0.0, 0.0))["ambiguous:success_drop"]  # 0/8 at both levels (the demo's)
-    assert math.isnan(never.ours) and never.verdict == "not comparable"  # was "not reproduced"
+    assert never.ours == 0.0 and never.verdict == "not comparable"  # was "not reproduced"
     fell = _findings(_ambiguous(1.0, 0.0))["ambiguous:success_drop"]  # compute helped: against the claim
     assert fell.ours == 1.0 and fell.verdict == "not reproduced"
     stays = _findings(_ambiguous(1.0, 1.0))["ambiguous:success_drop"]
