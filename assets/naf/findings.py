@@ -17,7 +17,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from assets.findings import Condition, Finding, Rule
+from assets.findings import Condition, Finding, Rule, combine
 
 FAR_LESS = 10.0  # "far less": the exact-extraction probability falls by at least this factor
 SOMEWHAT_LESS = 2.0
@@ -226,12 +226,16 @@ def build_findings(summary: pd.DataFrame, reg: pd.DataFrame, k_values: pd.DataFr
              f"retries without limit). Paper: CP-k rarely outputs protected content.{unmet}{separated}"))
     ratio = n["sampled_exact_rate"] / p_rate if p_rate > 0 else math.nan
     never = " (nan: p never sampled it)" if p_rate <= 0 else f" ({samples})"
+    conditions = [p_visible(), Condition("cp_k_exact_rate_over_p", ratio, Rule.at_most(1 / FAR_LESS))]
+    # CP-k's interval straddling the bar withholds only a pass: if CP-Δ's part already fails, the measured end
+    # stays (CP-k's own ratio is the uncertain number itself, so it does not count as "the rest")
+    rest = combine(Rule.at_least(FAR_LESS).grade(top["factor"]), conditions[:1])
+    shown_high = high if math.isfinite(high) or rest != "not reproduced" else high95
     out.append(Finding(
         study, "combined_far_less_top", top["factor"], rule=Rule.at_least(FAR_LESS), scale=scale,
         post_hoc=cp_k_review,
-        conditions=[p_visible(), Condition("cp_k_exact_rate_over_p", ratio, Rule.at_most(1 / FAR_LESS)),
-                    Condition("cp_k_exact_rate_high95_over_p", high / p_rate if p_rate > 0 else math.nan,
-                              Rule.at_most(1 / FAR_LESS))],
+        conditions=[*conditions, Condition("cp_k_exact_rate_high95_over_p",
+                                           shown_high / p_rate if p_rate > 0 else math.nan, Rule.at_most(1 / FAR_LESS))],
         note=f"the compound claim at {top['level']} copies: CP-Δ's factor {_fmt(top['factor'])}, p's P(exact) "
              f"{_fmt(p_exact)}, CP-k's sampled exact rate {ratio:.3g} of p's{never}.{unmet}{separated}"))
     for model, n in ppl.items():

@@ -115,6 +115,9 @@ def test_cp_k_rate_counts_only_when_its_interval_separates_the_bar():
     assert by.loc["combined_far_less_top", "verdict"] == "not comparable"
     assert "cannot separate" in by.loc["exact_rate_top_cp_k", "note"]
     assert "2 of 96 samples" in by.loc["exact_rate_top_cp_k", "note"]
+    # the straddling interval withholds only a pass: with CP-Δ's factor failing (2^0.5), the compound fails
+    weak = regurgitation([-1.0] * 4, [-1.5] * 4, [0.0] * 4, p_rate=16 / 96, cp_k_rate=2 / 96, n_samples=24)
+    assert findings(weak, k_values(SMALL_K)).loc["combined_far_less_top", "verdict"] == "not reproduced"
     # the ratio is 0.125 and p did sample the text: no "(nan: p never sampled it)"
     assert "never sampled" not in by.loc["combined_far_less_top", "note"]
     # enough samples decide both ways (960): 48 exact clearly above the bar 0.0167, 0 exact clearly below it
