@@ -10,6 +10,7 @@ command line by `pipelines.cli`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import uuid
 from pathlib import Path
@@ -49,7 +50,7 @@ def cmd_evaluate(args) -> int:
         write_table,
     )
 
-    root = Path(args.warehouse)
+    root = Path(args.warehouse).resolve()  # recorded paths are absolute, as the warehouse IO manager's
     try:
         items_file = latest_file(root, "safety", "safety_items")
     except WarehouseError as exc:
@@ -98,11 +99,10 @@ def cmd_evaluate(args) -> int:
         path = write_table(root, "safety", name, frame, lineage)
         written[name] = (store.publish(path) if store is not None else str(path), path.stem, len(frame))
     refresh_catalog(root, [("safety", "safety_results"), ("safety", "safety_system_card")])
-    home = record_in_instance(root, written, run_id)
+    home, why = record_in_instance(root, written, run_id)
     if home is None:
-        print("note: no Dagster instance found (DAGSTER_HOME unset, no dagster_home beside the warehouse): a run "
-              "that re-materializes safety_system_card alone reads the safety_results its instance recorded, "
-              "without these rows", file=sys.stderr)
+        print(f"note: {why}: a run that re-materializes safety_system_card alone reads the safety_results its "
+              "instance recorded, without these rows", file=sys.stderr)
     card = system_card(new)
     print(f"{int(new['answered'].sum())} of {len(new)} items answered and graded for {new['model'].iloc[0]} at {args.base_url} "
           f"(run {run_id}); the tables safety.safety_results and safety.safety_system_card now hold them")
@@ -112,35 +112,73 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def instance_home(root: Path) -> Path | None:
-    """The Dagster instance's folder: $DAGSTER_HOME, else a `dagster_home` folder beside the warehouse (the
-    layout of `reprolab demo` and `make` run in the project folder), else None."""
+def instance_homes(root: Path) -> list[Path]:
+    """The Dagster instance folders that may hold this warehouse's runs, in order: $DAGSTER_HOME, then a
+    `dagster_home` folder beside the warehouse (the layout of `reprolab demo` and `make` in the project folder)."""
     import os
 
-    if os.environ.get("DAGSTER_HOME"):
-        return Path(os.environ["DAGSTER_HOME"])
+    homes = [Path(os.environ["DAGSTER_HOME"]).resolve()] if os.environ.get("DAGSTER_HOME") else []
     beside = Path(root).resolve().parent / "dagster_home"
-    return beside if beside.is_dir() else None
+    return [h for h in dict.fromkeys([*homes, beside]) if h.is_dir()]
 
 
-def record_in_instance(root: Path, written: dict[str, tuple[str, str, int]], run_id: str) -> Path | None:
-    """Record each table `reprolab evaluate` wrote (name -> (location, materialization id, rows)) as a
-    materialization of its asset in the Dagster instance (`instance_home`), with the metadata the warehouse IO
-    manager records (path, materialization_id, table): a later run reads these files as the assets' latest
-    (resources.warehouse resolves an input to the latest materialization at launch), so re-materializing
-    safety_system_card alone keeps the endpoint's rows. Returns the instance's folder, None when there is none."""
+@contextlib.contextmanager
+def _opened(home: Path):
+    """The instance in ``home``, opened with DAGSTER_HOME pointing there (the project's dagster.yaml reads it)."""
+    import os
+
     import dagster as dg
 
-    home = instance_home(root)
-    if home is None:
-        return None
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        for name, (location, materialization_id, rows) in written.items():
-            instance.report_runless_asset_event(dg.AssetMaterialization(
-                asset_key=name, description=f"written by reprolab evaluate (run {run_id})",
-                metadata={"path": dg.MetadataValue.path(location), "materialization_id": materialization_id,
-                          "table": f"safety.{name}", "dagster/row_count": rows, "evaluate_run_id": run_id}))
-    return home
+    before = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(home)
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            yield instance
+    finally:
+        if before is None:
+            os.environ.pop("DAGSTER_HOME", None)
+        else:
+            os.environ["DAGSTER_HOME"] = before
+
+
+def _records_this_warehouse(instance, root: Path) -> bool:
+    """Whether the instance's latest safety_items (what evaluate read its items from) lives under ``root``: the
+    instance is this warehouse's, not another lab's."""
+    import dagster as dg
+
+    event = instance.get_latest_materialization_event(dg.AssetKey("safety_items"))
+    entry = event.asset_materialization.metadata.get("path") if event and event.asset_materialization else None
+    return entry is not None and Path(str(entry.value)).resolve().is_relative_to(root)
+
+
+def record_in_instance(root: Path, written: dict[str, tuple[str, str, int]], run_id: str) -> tuple[Path | None, str]:
+    """Record each table `reprolab evaluate` wrote (name -> (location, materialization id, rows)) as a
+    materialization of its asset in this warehouse's Dagster instance (the first of `instance_homes` whose latest
+    safety_items lives under ``root``), with the metadata the warehouse IO manager records (path,
+    materialization_id, table): a later run reads these files as the assets' latest (resources.warehouse resolves
+    an input to the latest materialization at launch), so re-materializing safety_system_card alone keeps the
+    endpoint's rows. Returns (the instance's folder, "") or (None, why nothing was recorded)."""
+    import dagster as dg
+
+    homes = instance_homes(root)
+    if not homes:
+        return None, "no Dagster instance found (DAGSTER_HOME unset, no dagster_home beside the warehouse)"
+    for home in homes:
+        try:
+            with _opened(home) as instance:
+                if not _records_this_warehouse(instance, root):
+                    continue
+                for name, (location, materialization_id, rows) in written.items():
+                    instance.report_runless_asset_event(dg.AssetMaterialization(
+                        asset_key=name, description=f"written by reprolab evaluate (run {run_id})",
+                        metadata={"path": dg.MetadataValue.path(location), "materialization_id": materialization_id,
+                                  "table": f"safety.{name}", "dagster/row_count": rows,
+                                  "evaluate_run_id": run_id}))
+            return home, ""
+        except Exception as exc:  # noqa: BLE001 - the tables are written; recording them is a convenience
+            return None, f"the Dagster instance in {home} could not record the tables ({type(exc).__name__}: {exc})"
+    return None, (f"no Dagster instance among {', '.join(map(str, homes))} materialized this warehouse's "
+                  "safety_items")
 
 
 def _ask(endpoint, parts: list, request: dict) -> tuple[list | None, str]:

@@ -36,8 +36,7 @@ def demo_run_config(job, paths: list[str] | None, verbose: bool = False) -> dict
                              f"{type(loaded).__name__}")
         run_config = _merge(run_config, loaded)
     try:
-        dg.validate_run_config(job, run_config)
-        _compute_config_valid(run_config)
+        _compute_config_valid(dg.validate_run_config(job, run_config))  # env vars resolved, defaults filled
     except dg.DagsterInvalidConfigError as exc:
         raise ValueError(f"--config {', '.join(paths or [])}: not a run config of job '{job.name}': "
                          + "; ".join(_config_error(e, list(job.graph.node_dict)) for e in exc.errors)) from exc
@@ -58,8 +57,8 @@ def _config_error(error, op_names: list[str]) -> str:
 
 
 def _compute_config_valid(run_config: dict) -> None:
-    """The compute resource's fields checked as the resource checks them (its device, e.g.), before a run starts:
-    Dagster's schema knows only that they are strings."""
+    """The compute resource's fields (of the processed config: `{env: VAR}` resolved) checked as the resource
+    checks them (its device, e.g.), before a run starts: Dagster's schema knows only that they are strings."""
     from resources.compute import Compute
 
     Compute(**run_config.get("resources", {}).get("compute", {}).get("config", {})).check_device()

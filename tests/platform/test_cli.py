@@ -87,6 +87,13 @@ def test_demo_run_config_merges_files_over_the_log_level_and_names_a_bad_one(tmp
         demo_run_config(job, [str(device)])
     device.write_text("resources:\n  compute:\n    config:\n      device: 'cuda:1'\n")
     assert demo_run_config(job, [str(device)])["resources"]["compute"]["config"]["device"] == "cuda:1"
+    device.write_text("resources:\n  compute:\n    config:\n      device: {env: REPROLAB_TEST_DEVICE}\n")
+    os.environ["REPROLAB_TEST_DEVICE"] = "cpu"  # an environment variable, as Dagster allows
+    try:
+        assert demo_run_config(job, [str(device)])["resources"]["compute"]["config"]["device"] == \
+            {"env": "REPROLAB_TEST_DEVICE"}
+    finally:
+        del os.environ["REPROLAB_TEST_DEVICE"]
 
 
 def test_demo_refuses_a_bad_config_before_announcing_a_run(tmp_path, capsys, monkeypatch):

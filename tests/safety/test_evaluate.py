@@ -3,7 +3,10 @@
 it with its seed, and the tables it writes are recorded in the Dagster instance, so a run re-materializing
 safety_system_card alone reads them."""
 
+import contextlib
 import json
+import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
@@ -12,11 +15,12 @@ import pytest
 from assets.chat.client import Endpoint
 from assets.safety.oracle import ideal_response, scripted_responder
 from pipelines.cli import main
-from resources.tables import Lineage, write_table
+from resources.tables import Lineage, latest_file, write_table
 from tests.safety.test_benchmarks import XSTEST
 from tests.safety.test_responders import _Rejecting
 
 URL = "http://127.0.0.1:9/v1"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -91,20 +95,24 @@ def test_max_items_is_sampled_with_the_seed(warehouse, tmp_path, monkeypatch):
     assert asked == [samples[3]]  # was: seed 0's sample whatever --seed said
 
 
-def test_the_written_tables_are_recorded_so_a_card_rerun_keeps_the_endpoint(warehouse, suite, capsys):
+def test_the_written_tables_are_recorded_so_a_card_rerun_keeps_the_endpoint(warehouse, suite, capsys, monkeypatch):
     from assets.safety.defs import safety_system_card
     from assets.safety.responders import REFERENCES, run_references
     from resources import default_resources
 
     home = warehouse.parent / "dagster_home"  # beside the warehouse: the layout of `reprolab demo`
     home.mkdir()
+    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home)  # the project's: its base_dir reads DAGSTER_HOME
     nightly = run_references(suite, names=tuple(REFERENCES))  # the graph's last safety_results: no endpoint
     path = write_table(warehouse, "safety", "safety_results", nightly, Lineage(run_id="nightly", code_version="1"))
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        instance.report_runless_asset_event(dg.AssetMaterialization("safety_results",
-                                                                    metadata={"path": dg.MetadataValue.path(str(path))}))
-    assert _evaluate(warehouse) == 0 and "note: no Dagster instance" not in capsys.readouterr().err
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    items = latest_file(warehouse, "safety", "safety_items")
+    with _instance(home, monkeypatch) as instance:
+        for key, written in (("safety_items", items), ("safety_results", path)):
+            instance.report_runless_asset_event(dg.AssetMaterialization(
+                key, metadata={"path": dg.MetadataValue.path(str(written))}))
+    monkeypatch.delenv("DAGSTER_HOME")  # evaluate finds the instance beside the warehouse on its own
+    assert _evaluate(warehouse) == 0 and "note:" not in capsys.readouterr().err
+    with _instance(home, monkeypatch) as instance:
         rerun = dg.materialize([safety_system_card, dg.AssetSpec("safety_results", group_name="safety")],
                                selection=[safety_system_card], instance=instance,
                                resources=default_resources(str(warehouse)))
@@ -115,3 +123,21 @@ def test_the_written_tables_are_recorded_so_a_card_rerun_keeps_the_endpoint(ware
 
 def test_without_an_instance_evaluate_says_so(warehouse, capsys):
     assert _evaluate(warehouse) == 0 and "note: no Dagster instance found" in capsys.readouterr().err
+
+
+def test_another_labs_instance_is_not_written_to(warehouse, tmp_path, monkeypatch, capsys):
+    other = tmp_path / "other_lab_home"  # DAGSTER_HOME of a lab whose safety_items live elsewhere
+    other.mkdir()
+    with _instance(other, monkeypatch) as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization(
+            "safety_items", metadata={"path": dg.MetadataValue.path(str(tmp_path / "elsewhere" / "x.parquet"))}))
+        assert _evaluate(warehouse) == 0
+        assert instance.get_latest_materialization_event(dg.AssetKey("safety_results")) is None
+    assert "materialized this warehouse's safety_items" in capsys.readouterr().err
+
+
+@contextlib.contextmanager
+def _instance(home, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield instance
