@@ -259,10 +259,8 @@ def safety_judgements(context: dg.AssetExecutionContext, config: JudgeConfig, tr
                                   limit=config.limit, seed=config.seed).assign(judge=name)
     summary = agreement_summary(table)
     yield dg.Output(table, metadata={"judge": name, "rows": len(table), "agreement": markdown_table(summary)})
-    kappas = validity.min_kappa_by_rubric(summary)
-    verdict_rate = validity.verdict_rate(table)
-    yield dg.AssetCheckResult(check_name="judge_agrees", asset_key="safety_judgements",
-                              passed=validity.judge_trusted(kappas, verdict_rate),
+    trusted, kappas, verdict_rate = validity.judge_agreement(summary, table)
+    yield dg.AssetCheckResult(check_name="judge_agrees", asset_key="safety_judgements", passed=trusted,
                               severity=dg.AssetCheckSeverity.WARN,
                               metadata={"min_kappa_by_rubric": markdown_table(kappas.reset_index()),
                                         "verdict_rate": verdict_rate})

@@ -140,6 +140,12 @@ def verdict_rate(judgements: pd.DataFrame) -> float:
     return float(judgements["judged"].notna().mean()) if len(judgements) else 0.0
 
 
+def judge_agreement(agreement: pd.DataFrame, judgements: pd.DataFrame) -> tuple[bool, pd.Series, float]:
+    """The judge_agrees check's numbers: (trusted, the worst kappa per rubric, the verdict rate)."""
+    kappas, rate = min_kappa_by_rubric(agreement), verdict_rate(judgements)
+    return judge_trusted(kappas, rate), kappas, rate
+
+
 def judge_trusted(kappas: pd.Series, verdict_rate: float, threshold: float = 0.6,
                   min_verdict_rate: float = MIN_VERDICT_RATE) -> bool:
     """The judge is trusted when every rubric's worst kappa reaches the threshold (an undefined kappa fails)

@@ -161,7 +161,7 @@ def gate(name: str, value: float, rule: Rule, rest: str, passes: bool | None = N
     (``passes``, default: ``rule`` grades ``value`` "reproduced") and the rest of the finding (``rest``, its grade
     without this condition) reads better than "not reproduced", its value is NaN: "not comparable". Otherwise it
     keeps the measured value, so a failing finding stays "not reproduced"."""
-    ok = rule.grade(value) == "reproduced" if passes is None else passes
+    ok = passes if passes is not None else rule.grade(value) == "reproduced"
     return Condition(name, value if ok or rest == "not reproduced" else math.nan, rule)
 
 

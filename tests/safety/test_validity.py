@@ -65,6 +65,10 @@ def test_judge_trust_and_small_numbers():
     # agreeing on the few verdicts it gives is not enough: it must give them
     assert validity.judge_trusted(kappas, 0.9) and not validity.judge_trusted(kappas, 0.5)
     assert not validity.judge_trusted(kappas, float("nan"))
+    judged = pd.DataFrame({"judged": [True, None, False, True]})  # a verdict on 3 of 4
+    trusted, worst, rate = validity.judge_agreement(agreement, judged)
+    assert not trusted and worst.equals(kappas) and rate == 0.75
+    assert validity.judge_agreement(agreement, judged.fillna(True))[0]
     assert parse_budget(" 16 ") == 16 and parse_budget("medium") == "medium"
     words = pd.DataFrame({"word": ["a", "b", "c"], "source": ["policy", "eval", "eval"]})
     assert words_by_source(words) == {"eval_words": 2, "policy_words": 1}
