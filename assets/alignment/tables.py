@@ -42,12 +42,12 @@ def score_by_method(results: pd.DataFrame) -> pd.DataFrame:
     """Mean battery score per method and evaluation over the answered rows (`score`, NaN when none), with the
     rows it averages (`n`) and all the rows asked (`asked`): an empty answer, or a prompt too long to ask, is
     no answer, so it is left out rather than counted as a score of 0 (as the safety card's metrics do)."""
+    from assets.safety.tables import mean_scores
+
     usable = results["outcome"] != "empty"
     if "answered" in results.columns:
         usable &= results["answered"].astype(bool)
-    frame = results.assign(answered_score=results["score"].where(usable), usable=usable)
-    return (frame.groupby(["method", "evaluation"], sort=False)
-            .agg(score=("answered_score", "mean"), n=("usable", "sum"), asked=("score", "size")).reset_index())
+    return mean_scores(results.assign(answered=usable), by=["method"])
 
 
 def methods_by_metric(table: pd.DataFrame) -> pd.DataFrame:
