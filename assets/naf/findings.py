@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from assets.findings import Condition, Finding, Rule, combine
+from assets.intervals import wilson_interval
 
 FAR_LESS = 10.0  # "far less": the exact-extraction probability falls by at least this factor
 SOMEWHAT_LESS = 2.0
@@ -54,15 +55,6 @@ def _log2_mean(bits: pd.Series) -> float:
     values = bits.to_numpy(dtype=float)
     top = values.max()
     return float(top + np.log2(np.mean(np.exp2(values - top))))
-
-
-def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The 95% Wilson score interval of a binomial proportion; (nan, nan) when n = 0."""
-    if n <= 0:
-        return math.nan, math.nan
-    centre = (successes + z * z / 2) / (n + z * z)
-    half = z / (n + z * z) * math.sqrt(successes * (n - successes) / n + z * z / 4)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def separated_high(rate: float, n: int, bar: float) -> float:

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from assets.intervals import wilson_interval
 from assets.robustness.grid import ATTACKS, BUDGET_UNITS, CUMULATIVE, GridSpec
 from assets.robustness.items import THINK_LESS
 
@@ -34,16 +35,6 @@ ACCURACY_COLUMNS = ["task", "compute_level", "n", "correct", "accuracy", "ci_low
 def model_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """The model defender's responses (without the planted reference defender's)."""
     return runs[runs["defender"] != "planted"]
-
-
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion (scipy's); (nan, nan) when n = 0."""
-    if n == 0:
-        return math.nan, math.nan
-    from scipy.stats import binomtest
-
-    ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
-    return float(ci.low), float(ci.high)
 
 
 def _cell_rows(runs: pd.DataFrame, attack: str, budget: int) -> pd.DataFrame:
