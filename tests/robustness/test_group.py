@@ -1,5 +1,8 @@
 """The robustness group end to end on the tiny profile, against the session backbone and the chat models."""
 
+import json
+import math
+
 import dagster as dg
 import pytest
 
@@ -71,8 +74,14 @@ def test_robustness_group_materializes_with_consistent_numbers(robustness_run, b
         drop = rows.loc[f"{attack}:success_drop"]
         assert "success_drop_ci95_low" in drop["conditions"]
         high = rows.loc[f"{attack}:success_at_highest_compute"]
-        assert (high["verdict"] == "not comparable") == (high["ours"] != high["ours"])  # NaN: never worked
-        assert (drop["ours"] != drop["ours"]) == (high["ours"] != high["ours"])  # the same gate on both
+        # the attack-worked gate: its value is NaN when the attack never worked, which withholds both verdicts;
+        # the measured numbers stay in `ours`
+        never = [math.isnan(c["value"]) for row in (drop, high) for c in json.loads(row["conditions"])
+                 if c["name"] == "success_at_lowest_compute"]
+        assert len(never) == 2 and never[0] == never[1], never  # the same gate on both
+        assert math.isfinite(drop["ours"]) == math.isfinite(high["ours"])
+        if never[0]:
+            assert drop["verdict"] == high["verdict"] == "not comparable"
         cells = grid[(grid["attack"] == attack) & ~grid["ambiguous"] & (grid["adversary_budget"] == top_budget[attack])
                      & (grid["defender"] == defender["registered_model"])
                      & (grid["compute_level"] == grid["compute_level"].max())]
