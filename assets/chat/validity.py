@@ -11,9 +11,11 @@ from typing import Any
 
 import pandas as pd
 
-TASK_TABLE_RULES = ("ids unique, one task, valid splits, 1-20 steps, no empty prompt/solution/answer, each problem "
-                    "in one split only")
-BUDGET_ACCURACY_RULES = "accuracies in [0, 1], reasoning tokens within the budget, FLOPs positive"
+TASK_TABLE_RULES = ("ids unique, one task, valid splits, 1-20 steps, no empty or missing prompt/solution/answer, "
+                    "each problem in one split only")
+BUDGET_ACCURACY_RULES = "accuracies in [0, 1], reasoning tokens within the budget, FLOPs positive, none missing"
+TASK_REQUIRED = ("task", "split", "n_steps", "prompt", "reasoning", "answer")
+"""A task table's columns present on every problem (GX's set, range and length rules skip missing values)."""
 ACCURACY_RISES = ("On multi-step arithmetic, accuracy at the largest budget exceeds accuracy at budget 0 by "
                   "min_gain, for every model (WARN: a finding, not a bug)")
 
@@ -28,6 +30,7 @@ def task_table(gxe: Any, frame: pd.DataFrame, task: str) -> tuple[pd.DataFrame, 
         gxe.ExpectColumnValuesToBeBetween(column="n_steps", min_value=1, max_value=20),
         *[gxe.ExpectColumnValueLengthsToBeBetween(column=c, min_value=1) for c in ("prompt", "reasoning", "answer")],
         gxe.ExpectCompoundColumnsToBeUnique(column_list=["system", "prompt"]),
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in TASK_REQUIRED],
     ]
 
 
@@ -38,5 +41,5 @@ def budget_accuracy(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
         gxe.ExpectColumnValuesToBeBetween(column="accuracy", min_value=0, max_value=1),
         gxe.ExpectColumnValuesToBeBetween(column="over_budget", max_value=0),
         gxe.ExpectColumnValuesToBeBetween(column="flops_per_answer", min_value=1),
-        gxe.ExpectColumnValuesToNotBeNull(column="accuracy"),
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("accuracy", "over_budget", "flops_per_answer")],
     ]

@@ -15,17 +15,21 @@ REGURGITATION_MODELS = ["p", "q1", "q2", "q_holder", "q_safe", "cp_delta", "cp_k
 
 
 def shards(gxe: Any) -> list:
-    """The shard table: document ids unique, shards 0/1, at least one copy of every document."""
+    """The shard table: document ids unique, shards 0/1, at least one copy of every document, none missing."""
     return [
         gxe.ExpectColumnValuesToBeUnique(column="doc_id"),
         gxe.ExpectColumnValuesToBeInSet(column="shard", value_set=[0, 1]),
         gxe.ExpectColumnValuesToBeBetween(column="n_copies", min_value=1),
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("shard", "n_copies")],
     ]
 
 
 def regurgitation(gxe: Any) -> list:
     """Per model and document: probabilities and rates in [0, 1] and present, log-probabilities <= 0, every
-    model present."""
+    model present.
+
+    NaN allowed: ``logprob_bits`` of CP-k (its output is p conditioned on k_x <= k, with no per-token
+    log-probability of the true continuation; its p_exact is set from p and the acceptance rate instead)."""
     return [
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
         *[gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=1) for c in RATES],
@@ -36,12 +40,14 @@ def regurgitation(gxe: Any) -> list:
 
 
 def regurgitation_by_duplication(gxe: Any) -> list:
-    """Rates in [0, 1], one row per (model, duplication count), every row over at least one document."""
+    """Rates in [0, 1] and present, one row per (model, duplication count), every row over at least one
+    document."""
     return [
         gxe.ExpectColumnValuesToBeBetween(column="sampled_exact_rate", min_value=0, max_value=1),
         gxe.ExpectColumnValuesToBeBetween(column="mean_p_exact", min_value=0, max_value=1),
         gxe.ExpectCompoundColumnsToBeUnique(column_list=["model", "duplicate_count"]),
         gxe.ExpectColumnValuesToBeBetween(column="n_documents", min_value=1),
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("sampled_exact_rate", "mean_p_exact", "n_documents")],
     ]
 
 
@@ -52,13 +58,15 @@ def k_values(gxe: Any) -> list:
         gxe.ExpectColumnValuesToNotBeNull(column="k_bits"),
         gxe.ExpectColumnValuesToBeBetween(column="k_bits", min_value=-1e6, max_value=1e6),
         gxe.ExpectColumnValuesToBeInSet(column="model", value_set=["p", "cp_delta", "cp_kl", "cp_k"]),
+        gxe.ExpectColumnValuesToNotBeNull(column="model"),
     ]
 
 
 def perplexity(gxe: Any) -> list:
-    """Perplexities finite and >= 1, one row for each of p, q1, q2, CP-Δ and CP-KL."""
+    """Perplexities present, finite and >= 1, one row for each of p, q1, q2, CP-Δ and CP-KL."""
     return [
         gxe.ExpectColumnValuesToBeBetween(column="perplexity", min_value=1, max_value=1e6),
+        gxe.ExpectColumnValuesToNotBeNull(column="perplexity"),
         gxe.ExpectColumnValuesToBeUnique(column="model"),
         gxe.ExpectColumnDistinctValuesToEqualSet(column="model", value_set=["p", "q1", "q2", "cp_delta", "cp_kl"]),
     ]

@@ -20,11 +20,13 @@ PIECE_KINDS = ["generated", "neutral", "held_out"]
 """Where a piece comes from: prompted in an owner's style, sampled from the neutral prompt, or held out."""
 
 DESCRIPTIONS = {
-    "pieces_valid": "ids unique, no empty piece, kinds generated/neutral/held_out, token counts within context",
-    "coalition_values_valid": "log-likelihoods finite and <= 0, v({}) = 0, coalition sizes in range",
+    "pieces_valid": "ids unique, no empty piece, kinds generated/neutral/held_out, token counts within context, "
+                    "none missing",
+    "coalition_values_valid": "log-likelihoods finite and <= 0, v({}) = 0, coalition sizes in range, none missing",
     "shapley_valid": "shares in [0, 1] summing to 1 (or 0 when no owner is owed), efficiency "
-                     "sum_i phi_i = v(N) - v({})",
-    "revenue_split_valid": "revenue non-negative; per seed and kind the split adds up to the batch revenue",
+                     "sum_i phi_i = v(N) - v({}), none missing",
+    "revenue_split_valid": "revenue non-negative; per seed and kind the split adds up to the batch revenue, none "
+                           "missing",
 }
 """What each data check of the study holds its table to, by check name (the check specs' descriptions)."""
 
@@ -38,16 +40,18 @@ def pieces(gxe: Any, table: pd.DataFrame, context_length: int) -> tuple[pd.DataF
         gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),
         gxe.ExpectColumnValuesToBeInSet(column="kind", value_set=PIECE_KINDS),
         gxe.ExpectColumnValuesToBeBetween(column="n_tokens", min_value=1, max_value=context_length - 1),
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("text", "kind", "n_tokens")],
     ]
 
 
 def coalition_values(gxe: Any, table: pd.DataFrame, n_owners: int) -> tuple[pd.DataFrame, list]:
-    """At least one value, none missing, log-likelihoods <= 0, coalition sizes between 0 and ``n_owners``."""
+    """At least one value, log-likelihoods <= 0, coalition sizes between 0 and ``n_owners``, none missing."""
     return table, [
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
         gxe.ExpectColumnValuesToNotBeNull(column="value"),
         gxe.ExpectColumnValuesToBeBetween(column="log_likelihood", max_value=0.0),
         gxe.ExpectColumnValuesToBeBetween(column="n_members", min_value=0, max_value=n_owners),
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("log_likelihood", "n_members")],
     ]
 
 
@@ -58,11 +62,13 @@ def coalition_values_hold(values: pd.DataFrame) -> tuple[bool, dict]:
 
 
 def shapley(gxe: Any, table: pd.DataFrame, owners: Sequence[str]) -> tuple[pd.DataFrame, list]:
-    """Every phi defined, royalty shares in [0, 1], only the game's owners."""
+    """Every phi and share defined, royalty shares in [0, 1], only the game's owners (a piece no owner is owed
+    has shares 0, not NaN: see shapley.royalty_shares)."""
     return table, [
         gxe.ExpectColumnValuesToNotBeNull(column="phi"),
         gxe.ExpectColumnValuesToBeBetween(column="royalty_share", min_value=0.0, max_value=1.0),
         gxe.ExpectColumnValuesToBeInSet(column="owner", value_set=list(owners)),
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("royalty_share", "owner")],
     ]
 
 
@@ -75,11 +81,12 @@ def shapley_holds(shapley: pd.DataFrame, values: pd.DataFrame, owners: Sequence[
 
 
 def revenue_split(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
-    """Revenue non-negative, revenue shares in [0, 1], every row paid to an owner (or "(unpaid)")."""
+    """Revenue non-negative, revenue shares in [0, 1], every row paid to an owner (or "(unpaid)"), none
+    missing."""
     return table, [
         gxe.ExpectColumnValuesToBeBetween(column="revenue", min_value=0.0),
         gxe.ExpectColumnValuesToBeBetween(column="revenue_share", min_value=0.0, max_value=1.0),
-        gxe.ExpectColumnValuesToNotBeNull(column="owner"),
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("owner", "revenue", "revenue_share")],
     ]
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from assets.robustness import validity
 from assets.robustness.items import THINK_LESS
-from resources.validation import expectations, gx_check
+from resources.validation import expectations, gx_check, validate_frame
 
 
 def _items(**change) -> pd.DataFrame:
@@ -49,3 +49,11 @@ def test_success_rules_skip_unrated_cells_and_catch_a_rate_outside_its_interval(
     assert len(table) == 1 and gx_check(table, rules, name="success").passed
     assert not gx_check(*validity.success(expectations(), grid.assign(ci_high=0.4)), name="success").passed
     assert not gx_check(*validity.success(expectations(), grid.assign(successes=5)), name="success").passed
+
+
+def test_a_rated_cell_without_its_interval_fails_the_success_check():
+    grid = pd.DataFrame({"success_rate": [0.5, float("nan")], "ci_low": [float("nan"), float("nan")],
+                         "ci_high": [0.8, float("nan")], "n": [4, 0], "successes": [2, 0]})
+    ok, outcomes = validate_frame(*validity.success(expectations(), grid), name="success")
+    assert not ok and [o["expectation"] for o in outcomes if not o["success"]] == [
+        "expect_column_values_to_not_be_null(column='below')"]

@@ -8,7 +8,7 @@ import pytest
 from assets.royalties import validity
 from assets.royalties.royalty_shares import coalition_values_frame, revenue_split, shapley_frame
 from assets.royalties.shapley import all_coalitions
-from resources.validation import expectations, gx_check
+from resources.validation import expectations, gx_check, validate_frame
 
 OWNERS = ["owner_1", "owner_2"]
 
@@ -73,3 +73,17 @@ def test_revenue_split_rules(game):
     assert not passes(validity.revenue_split(gxe, split.assign(revenue=-1.0)))
     assert validity.revenue_split_holds(split) == (True, {"split_adds_up": True})
     assert not validity.revenue_split_holds(split.assign(revenue_share=split["revenue_share"] / 2))[0]
+
+
+def test_a_missing_share_or_revenue_fails_its_check(game):
+    split, shapley, gxe = revenue_split(game[2]), game[2], expectations()
+
+    def failed(rules):
+        return [o["expectation"] for o in validate_frame(*rules, name="t")[1] if not o["success"]]
+
+    assert failed(validity.shapley(gxe, shapley.assign(royalty_share=np.nan), OWNERS)) == [
+        "expect_column_values_to_not_be_null(column='royalty_share')"]
+    broken = split.assign(revenue=np.nan, revenue_share=np.nan)
+    assert failed(validity.revenue_split(gxe, broken)) == [
+        "expect_column_values_to_not_be_null(column='revenue')",
+        "expect_column_values_to_not_be_null(column='revenue_share')"]
