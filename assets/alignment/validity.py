@@ -20,9 +20,10 @@ def filter_keeps_only_accepted(judged: pd.DataFrame) -> bool:
 
 
 def sft_data(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
-    """One row per prompt, every row with an answer."""
+    """One row per prompt, every row with an answer (present and not empty)."""
     return table, [gxe.ExpectColumnValuesToBeUnique(column="item_id"),
-                   gxe.ExpectColumnValueLengthsToBeBetween(column="answer", min_value=1)]
+                   gxe.ExpectColumnValueLengthsToBeBetween(column="answer", min_value=1),
+                   gxe.ExpectColumnValuesToNotBeNull(column="answer")]
 
 
 def baselines_share_prompts_and_answers(records: dict, identical: dict, conversations: int, methods: int) -> bool:
@@ -34,7 +35,9 @@ def baselines_share_prompts_and_answers(records: dict, identical: dict, conversa
 
 
 def methods(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
-    """Over the defined values (NaN: an empty set): every value in [0, 1]."""
+    """Over the defined values: every value in [0, 1].
+
+    NaN allowed: ``value`` of a metric over an empty set (those rows are dropped before the rule)."""
     return table.dropna(subset=["value"]), [gxe.ExpectColumnValuesToBeBetween(column="value", min_value=0,
                                                                               max_value=1)]
 

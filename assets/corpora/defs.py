@@ -238,6 +238,7 @@ def _documents_expectations(id_column: str, splits: list[str]) -> list:
         gxe.ExpectColumnValuesToNotBeNull(column="text"),
         gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),
         gxe.ExpectColumnValuesToBeInSet(column="split", value_set=splits),
+        gxe.ExpectColumnValuesToNotBeNull(column="split"),
     ]
 
 
@@ -251,6 +252,7 @@ def facts_documents_valid(facts_documents: pd.DataFrame) -> dg.AssetCheckResult:
         gxe.ExpectColumnPairValuesToBeInSet(
             column_A="protected", column_B="split",
             value_pairs_set=[(False, "train"), (False, "validation"), (False, "test"), (True, "train")]),
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("n_words", "duplicate_count", "protected")],
     ]
     return gx_check(facts_documents, suite, name="facts_documents")
 
@@ -267,6 +269,7 @@ def facts_token_truth_valid(facts_token_truth: pd.DataFrame) -> dg.AssetCheckRes
         gxe.ExpectColumnValuesToBeBetween(column="true_prob", min_value=1e-300, max_value=1.0),
         gxe.ExpectColumnValuesToBeInSet(column="slot", value_set=["template", "name", "attribute", "filler",
                                                                  "fixed", "end"]),
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("true_prob", "slot")],
     ]
     result = gx_check(facts_token_truth, suite, name="facts_token_truth")
     fact_entropy = float(facts_only["true_entropy"].abs().max()) if len(facts_only) else 0.0
@@ -279,6 +282,7 @@ def code_corpus_valid(code_corpus: pd.DataFrame) -> dg.AssetCheckResult:
     gxe = expectations()
     suite = _documents_expectations("doc_id", ["train", "validation"]) + [
         gxe.ExpectColumnValuesToBeBetween(column="n_bytes", min_value=1),
+        gxe.ExpectColumnValuesToNotBeNull(column="n_bytes"),
         gxe.ExpectColumnDistinctValuesToEqualSet(column="split", value_set=["train", "validation"]),
     ]
     return gx_check(code_corpus, suite, name="code_corpus")

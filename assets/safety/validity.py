@@ -14,16 +14,16 @@ from typing import Any
 import pandas as pd
 
 DESCRIPTIONS = {
-    "policy_valid": "clause ids unique, known sections, no empty text",
+    "policy_valid": "clause ids unique, known sections, no empty text, none missing",
     "stereotypes_valid": "ids unique, one row per stereotype, lift > 1",
-    "items_valid": "ids unique, known evaluations/splits/expectations, train and eval templates disjoint, every "
-                   "evaluation on eval, no eval item outside the hierarchy conflicts repeats a chat training "
-                   "prompt",
+    "items_valid": "ids unique, known evaluations/splits/expectations (none missing), train and eval templates "
+                   "disjoint, every evaluation on eval, no eval item outside the hierarchy conflicts repeats a chat "
+                   "training prompt",
     "vocabulary_valid": "words unique and without whitespace, every source present",
     "results_valid": "scores in [0, 1], one row per responder x item, every registered model and all five "
                      "references (policy oracle, always-comply, always-refuse, always-abstain, empty) present",
-    "card_valid": "rates in [0, 1] and mean_lcs_words >= 0, or NaN for an empty set; n >= 0; one row per "
-                  "responder x metric",
+    "card_valid": "rates in [0, 1] and mean_lcs_words >= 0, or NaN allowed for an empty set; n >= 0 and "
+                  "present; one row per responder x metric",
     "judge_agrees": "WARN unless the judge's kappa with the programmatic grades is >= 0.6 on every rubric and it "
                     "gives a verdict on >= 90% of what it is asked (then free text it grades is trusted)",
 }
@@ -31,12 +31,13 @@ DESCRIPTIONS = {
 
 
 def policy(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
-    """Clause ids unique, known sections, no empty text."""
+    """Clause ids unique, known sections, no empty text, none missing."""
     from assets.safety.policy import SECTIONS
 
     return table, [gxe.ExpectColumnValuesToBeUnique(column="clause_id"),
                    gxe.ExpectColumnValuesToBeInSet(column="section", value_set=list(SECTIONS.values())),
-                   gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1)]
+                   gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),
+                   *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("section", "text")]]
 
 
 def stereotypes(gxe: Any, table: pd.DataFrame, n_stereotypes: int) -> tuple[pd.DataFrame, list]:
@@ -46,7 +47,8 @@ def stereotypes(gxe: Any, table: pd.DataFrame, n_stereotypes: int) -> tuple[pd.D
 
 
 def items(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
-    """The battery's columns exactly, ids unique, known evaluations, splits and expectations, whole messages."""
+    """The battery's columns exactly, ids unique, known evaluations, splits and expectations, whole messages,
+    none missing."""
     from assets.safety.items import EVALUATIONS, EXPECTED, ITEM_COLUMNS, ITEM_SPLITS
 
     return table, [
@@ -56,6 +58,7 @@ def items(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
         gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(ITEM_SPLITS)),
         gxe.ExpectColumnValuesToBeInSet(column="expected", value_set=list(EXPECTED)),
         gxe.ExpectColumnValueLengthsToBeBetween(column="messages", min_value=3),
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("evaluation", "split", "expected", "messages")],
     ]
 
 
@@ -93,12 +96,13 @@ def vocabulary(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
 
 
 def results(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
-    """Scores in [0, 1], one row per responder x item, known responders."""
+    """Scores in [0, 1] and present, one row per responder x item, known responders."""
     return table, [
         gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0, max_value=1),
         gxe.ExpectColumnValuesToNotBeNull(column="score"),
         gxe.ExpectCompoundColumnsToBeUnique(column_list=["responder", "model", "model_uri", "endpoint", "item_id"]),
         gxe.ExpectColumnValuesToBeInSet(column="responder", value_set=["model", "endpoint", "reference"]),
+        gxe.ExpectColumnValuesToNotBeNull(column="responder"),
     ]
 
 
@@ -115,14 +119,17 @@ NOT_RATES = ("mean_lcs_words",)
 
 
 def card(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
-    """Over the card's defined values (NaN: an empty set): every value >= 0, the rates (all metrics but
-    NOT_RATES; column `rate`, 0 for the others) <= 1, n >= 0, one row per responder x metric."""
+    """Over the card's defined values: every value >= 0, the rates (all metrics but NOT_RATES; column `rate`, 0
+    for the others) <= 1, n >= 0 and present, one row per responder x metric.
+
+    NaN allowed: ``value`` of a metric over an empty set (n = 0); those rows are dropped before the rules."""
     defined = table.dropna(subset=["value"])
     checked = defined.assign(rate=defined["value"].where(~defined["metric"].isin(NOT_RATES), 0.0))
     return checked, [
         gxe.ExpectColumnValuesToBeBetween(column="value", min_value=0),
         gxe.ExpectColumnValuesToBeBetween(column="rate", min_value=0, max_value=1),
         gxe.ExpectColumnValuesToBeBetween(column="n", min_value=0),
+        gxe.ExpectColumnValuesToNotBeNull(column="n"),
         gxe.ExpectCompoundColumnsToBeUnique(column_list=["responder", "model", "model_uri", "endpoint", "metric"]),
     ]
 

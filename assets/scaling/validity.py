@@ -14,7 +14,7 @@ import pandas as pd
 
 
 def runs(gxe: Any, table: pd.DataFrame, n_cells: int) -> tuple[pd.DataFrame, list]:
-    """One row per grid cell, finite positive losses, D = U_D x epochs."""
+    """One row per grid cell, finite positive losses, D = U_D x epochs, none of them missing."""
     table = table.assign(d_over_ud_epochs=table["tokens"] / (table["unique_tokens"] * table["epochs"]))
     return table, [
         gxe.ExpectTableRowCountToEqual(value=n_cells),
@@ -25,18 +25,20 @@ def runs(gxe: Any, table: pd.DataFrame, n_cells: int) -> tuple[pd.DataFrame, lis
         gxe.ExpectColumnValuesToBeBetween(column="parameters", min_value=1),
         gxe.ExpectColumnValuesToBeBetween(column="epochs", min_value=0.5),
         gxe.ExpectColumnValuesToBeBetween(column="d_over_ud_epochs", min_value=0.999, max_value=1.001),
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("parameters", "epochs", "d_over_ud_epochs")],
     ]
 
 
 def tokens(gxe: Any, chunks: pd.DataFrame) -> tuple[pd.DataFrame, list]:
-    """Both splits present, token ids >= 0, every chunk as long as it says (its tokens replaced by their
-    smallest id and length)."""
+    """Both splits present (none missing), token ids >= 0, every chunk as long as it says (its tokens replaced by
+    their smallest id and length)."""
     chunks = chunks.assign(min_id=chunks["tokens"].map(lambda t: int(np.min(t))),
                            length=chunks["tokens"].map(len)).drop(columns=["tokens"])
     return chunks, [
         gxe.ExpectColumnDistinctValuesToEqualSet(column="split", value_set=["train", "validation"]),
         gxe.ExpectColumnValuesToBeBetween(column="min_id", min_value=0),
         gxe.ExpectColumnPairValuesToBeEqual(column_A="length", column_B="n_tokens"),
+        gxe.ExpectColumnValuesToNotBeNull(column="split"),
     ]
 
 
@@ -62,28 +64,32 @@ def law_constants_ordered(fit: pd.DataFrame) -> bool:
 
 
 def r2(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
-    """Four forms on each of two datasets, R² at most 1, Huber objectives non-negative."""
+    """Four forms on each of two datasets, R² at most 1, Huber objectives non-negative, none missing."""
     return table, [
         gxe.ExpectTableRowCountToEqual(value=8),
         gxe.ExpectColumnValuesToBeBetween(column="r2", max_value=1.0),
         gxe.ExpectColumnValuesToBeBetween(column="huber", min_value=0),
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("r2", "huber")],
     ]
 
 
 def effective_data(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
-    """1 <= D'/U_D <= epochs, and below the limit 1 + R_D*."""
+    """1 <= D'/U_D <= epochs (present), and below the limit 1 + R_D* (a missing multiple fails both
+    comparisons too)."""
     multiple = table["effective_data_multiple"]
     table = table.assign(below_epochs=multiple <= table["epochs"] + 1e-9,
                          below_limit=multiple <= table["limit_multiple"] + 1e-9)
     return table, [
         gxe.ExpectColumnValuesToBeBetween(column="effective_data_multiple", min_value=1.0),
+        gxe.ExpectColumnValuesToNotBeNull(column="effective_data_multiple"),
         gxe.ExpectColumnValuesToBeInSet(column="below_epochs", value_set=[True]),
         gxe.ExpectColumnValuesToBeInSet(column="below_limit", value_set=[True]),
     ]
 
 
 def allocation(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
-    """Positive N and D, C = 6ND, and a loss no worse than Chinchilla's split under the same cap."""
+    """Positive N and D, C = 6ND (all present), and a loss no worse than Chinchilla's split under the same
+    cap."""
     table = table.assign(flops_ratio=6 * table["parameters"] * table["tokens"] / table["compute"],
                          no_worse=table["loss"] <= table["chinchilla_loss_with_cap"] + 1e-9)
     return table, [
@@ -91,4 +97,5 @@ def allocation(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
         gxe.ExpectColumnValuesToBeBetween(column="tokens", min_value=0, strict_min=True),
         gxe.ExpectColumnValuesToBeBetween(column="flops_ratio", min_value=0.999, max_value=1.001),
         gxe.ExpectColumnValuesToBeInSet(column="no_worse", value_set=[True]),
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("parameters", "tokens", "flops_ratio")],
     ]

@@ -42,3 +42,12 @@ def test_sft_models_metadata_flattens_per_method_and_leaves_the_digests_out():
     meta = tables.sft_models_metadata({"direct": {"final_loss": 1.0}}, {"methods": 1, "digests": {"direct": "x"}},
                                       conversations=4, dropped=1)
     assert meta == {"direct_final_loss": 1.0, "conversations": 4, "dropped_too_long": 1, "methods": 1}
+
+
+def test_a_missing_answer_fails_the_sft_data_check():
+    from resources.validation import validate_frame
+
+    sft = pd.DataFrame({"item_id": ["a", "b"], "answer": ["yes", None]})
+    ok, outcomes = validate_frame(*validity.sft_data(expectations(), sft), name="sft")
+    assert not ok and [o["expectation"] for o in outcomes if not o["success"]] == [
+        "expect_column_values_to_not_be_null(column='answer')"]

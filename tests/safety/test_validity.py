@@ -17,7 +17,7 @@ from assets.safety.tables import (
     parse_budget,
     words_by_source,
 )
-from resources.validation import expectations, gx_check
+from resources.validation import expectations, gx_check, validate_frame
 
 
 def test_held_out_templates_and_evaluations_on_eval():
@@ -113,3 +113,17 @@ def test_references_alone_and_the_budget_note(suite):
     assert budget_post_hoc("demo", "8") == "" and budget_post_hoc("tiny", DEMO_BUDGET) == ""
     judged = pd.DataFrame({"judged": [True, None, False, True]})
     assert validity.verdict_rate(judged) == 0.75 and validity.verdict_rate(judged.iloc[:0]) == 0.0
+
+
+def test_a_missing_count_or_responder_fails_its_check_a_nan_card_value_over_an_empty_set_does_not():
+    card = pd.DataFrame({"responder": "model", "model": ["a", "a"], "model_uri": "", "endpoint": "",
+                         "metric": ["not_unsafe", "bias"], "value": [0.9, float("nan")], "n": [4, 0]})
+    assert validate_frame(*validity.card(expectations(), card), name="c")[0]
+    ok, outcomes = validate_frame(*validity.card(expectations(), card.assign(n=[float("nan"), 0])), name="c")
+    assert not ok and [o["expectation"] for o in outcomes if not o["success"]] == [
+        "expect_column_values_to_not_be_null(column='n')"]
+    results = pd.DataFrame({"responder": ["model", None], "endpoint": "", "item_id": "i1", "model_uri": "",
+                            "model": ["chat-sft", "policy_oracle"], "score": [0.5, 1.0]})
+    ok, outcomes = validate_frame(*validity.results(expectations(), results), name="r")
+    assert not ok and [o["expectation"] for o in outcomes if not o["success"]] == [
+        "expect_column_values_to_not_be_null(column='responder')"]

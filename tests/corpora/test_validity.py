@@ -1,0 +1,26 @@
+"""The corpora's data checks (assets.corpora.defs, called directly on planted tables): a missing value in a
+required column fails them (GX's range and set rules skip missing values)."""
+
+import math
+
+import pandas as pd
+
+from assets.corpora.defs import code_corpus_valid, facts_documents_valid
+
+
+def _failed(result) -> list[str]:
+    return [f["expectation"] for f in result.metadata["failed_expectations"].data]
+
+
+def test_a_missing_size_or_split_fails_the_corpus_checks():
+    code = pd.DataFrame({"doc_id": ["a.py", "b.py"], "text": ["x", "y"], "split": ["train", "validation"],
+                         "n_bytes": [1, 2]})
+    assert code_corpus_valid(code).passed
+    assert _failed(code_corpus_valid(code.assign(n_bytes=[1, math.nan]))) == [
+        "expect_column_values_to_not_be_null(column='n_bytes')"]
+    facts = pd.DataFrame({"doc_id": ["d0", "d1"], "text": ["x", "y"], "split": ["train", "test"],
+                          "n_words": [1, 1], "duplicate_count": [3, 1], "protected": [True, False]})
+    assert facts_documents_valid(facts).passed
+    failed = _failed(facts_documents_valid(facts.assign(split=["train", None], duplicate_count=[math.nan, 1])))
+    assert {"expect_column_values_to_not_be_null(column='split')",  # the protected/split pair rule fails too
+            "expect_column_values_to_not_be_null(column='duplicate_count')"} <= set(failed), failed
