@@ -196,6 +196,7 @@ def family_asset(corpus: str, sizes: list[ModelSize]) -> dg.AssetsDefinition:
             gxe.ExpectColumnValuesToBeBetween(column="final_val_loss", min_value=0, max_value=100),
             gxe.ExpectColumnValuesToBeBetween(column="parameters", min_value=1),
             gxe.ExpectColumnValuesToBeUnique(column="size"),
+            *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("final_val_loss", "parameters")],
         ], name=key.path[-1], check_name="family_valid")
 
     return _family

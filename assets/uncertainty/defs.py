@@ -89,7 +89,8 @@ def uncertainty_tokens(context: dg.AssetExecutionContext, config: UncertaintyTok
     facts = scalar[scalar["dataset"] == "facts"]
     result = gx_check(scalar, [
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("small_entropy", "large_entropy", "token_id")],
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("small_entropy", "large_entropy", "token_id",
+                                                                 "small_logprob", "position", "split")],
         *[gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=float(math.log(tokens["vocab_size"].max())) + 1e-3)
           for c in ("small_entropy", "large_entropy")],
         gxe.ExpectColumnValuesToBeBetween(column="small_logprob", max_value=1e-5),
