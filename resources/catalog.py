@@ -303,9 +303,23 @@ def query(root: str | Path, sql: str) -> pd.DataFrame:
                 con.execute(statement)
             return con.execute(statements[-1]).df()
         except duckdb.Error as exc:
-            raise CatalogError(f"query failed: {str(exc).splitlines()[0]}") from exc
+            hint = _missing_view_hint(Path(root), exc) if isinstance(exc, duckdb.CatalogException) else ""
+            raise CatalogError(f"query failed: {str(exc).splitlines()[0]}{hint}") from exc
     finally:
         con.close()
+
+
+def _missing_view_hint(root: Path, exc: duckdb.Error) -> str:
+    """What to do about a table the query names that the catalog has no view of: a table whose files are in
+    the warehouse but could not be viewed (e.g. its only file is unreadable) is rebuilt, and its unreadable
+    files named, by `reprolab catalog`; any other name is listed by `reprolab tables` (or not there at all)."""
+    match = re.search(r'Table with name "?([\w.]+)"? does not exist', str(exc))
+    name = match.group(1).split(".")[-1] if match else None
+    on_disk = name is not None and any(p.is_dir() for p in Path(root).resolve().glob(f"*/{name}"))
+    if on_disk:
+        return (f" ({name} has files in the warehouse but no view: `reprolab catalog` rebuilds the views and "
+                "names any file it cannot read)")
+    return " (`reprolab tables` lists the tables the catalog has)"
 
 
 def list_views(root: str | Path) -> pd.DataFrame:

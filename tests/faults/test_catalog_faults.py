@@ -106,6 +106,16 @@ def test_corrupt_latest_file_keeps_older_ones(warehouse, capsys):
     assert "fault_group.docs" in capsys.readouterr().out
 
 
+def test_a_table_whose_every_file_is_corrupt_says_how_to_find_out(warehouse):
+    for path in materialization_files(warehouse, "fault_group", "docs"):
+        path.write_bytes(b"PAR1 truncated garbage")
+    refresh_catalog(warehouse)
+    with pytest.raises(CatalogError, match=r"docs has files in the warehouse but no view: `reprolab catalog`"):
+        query(warehouse, "SELECT * FROM fault_group.docs")
+    with pytest.raises(CatalogError, match=r"`reprolab tables` lists"):  # a name the warehouse never had
+        query(warehouse, "SELECT * FROM fault_group.no_such_table")
+
+
 def test_catalog_on_missing_or_unwritable_warehouse_is_one_line(tmp_path, capsys):
     assert main(["--warehouse", str(tmp_path / "nowhere"), "catalog"]) == 2
     err = capsys.readouterr().err.strip()
