@@ -1,7 +1,8 @@
 """Regression checks: each study's headline metrics, this materialization against the previous one.
 
 For every ``[<study>, "findings"]`` asset in the code location a check compares ``ours`` per metric between
-the latest and the previous materialization (read from the warehouse's Parquet history). A relative change
+the latest and the previous materialization (read from the warehouse's Parquet history: the file the asset's
+latest materialization recorded, and the one before it). A relative change
 beyond the tolerance fails with WARN severity; a metric that stops being a finite number (finite in the previous
 materialization, not now) fails with ERROR. A metric that was never finite is a "not comparable" finding, listed
 in the metadata but not an error. A metric of the previous materialization missing from the latest (dropped or
@@ -51,11 +52,12 @@ def findings_regression_check(key: dg.AssetKey, tolerance: float = DEFAULT_TOLER
     @dg.asset_check(asset=key, name="headline_metrics_stable", blocking=False,
                     description=f"Headline metrics of {study} moved less than {tolerance:.0%} since the previous "
                                 "materialization (WARN); every metric is a finite number (ERROR).")
-    def _check(warehouse: WarehousePaths) -> dg.AssetCheckResult:
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehousePaths) -> dg.AssetCheckResult:
         files = warehouse.table_files(study, key.path[-1])  # in a shared lab, the object store's files too
         if not files:
             return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR,
                                        metadata={"error": f"no materialization of {key.to_user_string()}"})
+        files = files[:checked_file_index(context.instance, key, files) + 1]  # not a newer one written since
         latest = read_table(files[-1])
         previous = read_table(files[-2]) if len(files) > 1 else latest.iloc[0:0]
         table = compare_findings(previous, latest, tolerance)
@@ -74,6 +76,20 @@ def findings_regression_check(key: dg.AssetKey, tolerance: float = DEFAULT_TOLER
                                    metadata=metadata)
 
     return _check
+
+
+def checked_file_index(instance: dg.DagsterInstance, key: dg.AssetKey, files: list) -> int:
+    """The index in ``files`` (time-sorted) of the file the asset's latest materialization recorded (its
+    ``path`` metadata, matched by materialization id, so an object-store copy matches too): the check compares
+    that materialization, not a newer file another writer may have added since. The newest file when the
+    instance recorded none of them."""
+    from pathlib import Path
+
+    event = instance.get_latest_materialization_event(key)
+    entry = event.asset_materialization.metadata.get("path") if event and event.asset_materialization else None
+    stems = [Path(str(f)).stem for f in files]
+    stem = Path(str(entry.value)).stem if entry is not None else None
+    return stems.index(stem) if stem in stems else len(files) - 1
 
 
 def regression_checks(asset_keys) -> list[dg.AssetChecksDefinition]:

@@ -49,3 +49,25 @@ def test_regression_check_over_four_nights(resources_for):
     warn, error = dg.AssetCheckSeverity.WARN, dg.AssetCheckSeverity.ERROR
     # first night: nothing to compare; 0.50 -> 0.52 within 25%; 0.52 -> 0.90 beyond; NaN breaks the invariant
     assert outcomes == [(True, warn), (True, warn), (False, warn), (False, error)]
+
+
+@dg.asset(key=["toy2", "findings"], group_name="toy2")
+def toy2_findings() -> pd.DataFrame:
+    return findings_frame([Finding("toy2", "headline", 0.5, 1.0, "paper", Rule.within_factor(2), scale="tiny")])
+
+
+def test_the_check_compares_the_materialization_it_checks_not_a_newer_file(resources_for, warehouse_root):
+    from pipelines.findings_drift import checked_file_index
+    from resources.tables import Lineage, materialization_files, write_table
+
+    instance = dg.DagsterInstance.ephemeral()
+    for _ in range(2):
+        assert dg.materialize([toy2_findings], resources=resources_for, instance=instance).success
+    key = dg.AssetKey(["toy2", "findings"])
+    files = materialization_files(warehouse_root, "toy2", "findings")
+    assert checked_file_index(instance, key, files) == 1
+    # another writer adds a newer file the instance never recorded: the check still reads the recorded one
+    write_table(warehouse_root, "toy2", "findings", toy2_findings(), Lineage(run_id="other", code_version="1"))
+    newer = materialization_files(warehouse_root, "toy2", "findings")
+    assert len(newer) == 3 and checked_file_index(instance, key, newer) == 1
+    assert checked_file_index(dg.DagsterInstance.ephemeral(), key, newer) == 2  # nothing recorded: the newest
