@@ -4,7 +4,10 @@ A `Finding` is one headline result: our number, the reference value and where it
 `Rule` that turns the number into a verdict, the scale we ran at, and the choices made after seeing results
 (``post_hoc``). The verdict is never passed in: it is computed from the rule, so "reproduced" is impossible
 when ours lies outside the stated tolerance. Extra conditions (`Condition`) can only lower a verdict (e.g. a
-fitted exponent counts only when the fit is good), never raise it.
+fitted exponent counts only when the fit is good), never raise it. A condition that ``withholds`` makes the
+verdict "not comparable" outright: a failed premise, an evidence gate (`gate`: too few seeds, an interval
+reaching across the bar), or a value that cannot decide its rule. Its measured value is kept all the same, so
+the table shows why.
 
 Rules (``comparison``):
 - ``at_least`` / ``at_most``: ours against a bar (``bar``), the looser ``partial`` bar for "partially".
@@ -136,24 +139,41 @@ class Rule:
 class Condition:
     """A second quantity the claim also needs (``name`` = ``value`` judged by ``rule``, against ``reference``
     for ``within_*`` rules). It can only lower the finding's verdict: to its own grade, and a non-finite value
-    makes the finding "not comparable"."""
+    makes the finding "not comparable".
+
+    ``withholds``: the verdict is withheld on this condition's account ("not comparable" whatever the other
+    numbers say), its measured value recorded all the same. The study decides it: a premise that fails, an
+    evidence gate that fails while the rest would pass (`gate`), a value that cannot decide its rule."""
 
     name: str
     value: float
     rule: Rule
     reference: float | None = None
+    withholds: bool = False
 
     def grade(self) -> str:
-        return self.rule.grade(self.value, self.reference)
+        """The condition's own grade ("not comparable" when it withholds the verdict)."""
+        return "not comparable" if self.withholds else self.rule.grade(self.value, self.reference)
 
     def as_dict(self) -> dict:
         return {"name": self.name, "value": float(self.value) if self.value is not None else math.nan,
                 "comparison": self.rule.comparison, "bar": self.rule.bar, "partial": self.rule.partial,
-                "reference": self.reference}
+                "reference": self.reference, "withholds": bool(self.withholds)}
+
+
+def gate(name: str, value: float, rule: Rule, rest: str, passes: bool | None = None,
+         reference: float | None = None) -> Condition:
+    """An evidence gate (enough seeds, an interval clear of the bar, a model able to answer): it withholds only
+    a pass. When it fails (``passes``, by default whether ``rule`` grades ``value`` "reproduced") and the rest
+    of the finding (``rest``: its grade without this condition) reads better than "not reproduced", the
+    condition withholds the verdict ("not comparable"); otherwise it counts as an ordinary condition, so a
+    finding that fails on other grounds stays "not reproduced". The value is kept either way."""
+    ok = passes if passes is not None else rule.grade(value, reference) == "reproduced"
+    return Condition(name, value, rule, reference, withholds=not ok and rest != "not reproduced")
 
 
 def combine(primary: str, conditions: tuple[Condition, ...] | list[Condition]) -> str:
-    """The primary grade lowered by every condition's grade."""
+    """The primary grade lowered by every condition's grade ("not comparable" when one withholds)."""
     if primary == "not comparable":
         return primary
     rank = _RANK[primary]
@@ -210,6 +230,7 @@ class Finding:
         text = self.rule.describe()
         for c in self.conditions:
             text += f"; and {c.name} {c.rule.describe().removeprefix('ours ')}"
+            text += " (withholds the verdict)" if c.withholds else ""
         return text
 
     def row(self) -> dict:
@@ -252,7 +273,8 @@ def check_findings_frame(frame: pd.DataFrame) -> list[str]:
         else:
             rule = Rule(r["comparison"], float(r["bar"]), _opt(r["partial_bar"]))
             conditions = [Condition(c["name"], c["value"], Rule(c["comparison"], c["bar"], c["partial"]),
-                                    c.get("reference")) for c in json.loads(r["conditions"] or "[]")]
+                                    c.get("reference"), bool(c.get("withholds", False)))
+                          for c in json.loads(r["conditions"] or "[]")]
             expected = combine(rule.grade(r["ours"], _opt(r["reference"])), conditions)
         if r["source"] == "code check":
             expected = _CODE_CHECK[expected]

@@ -51,7 +51,7 @@ import pandas as pd
 
 from assets.alignment.evaluation import GAIN_MEASURES, paired_gain, value
 from assets.alignment.sft_data import policy_in
-from assets.findings import Condition, Finding, Rule, combine
+from assets.findings import Condition, Finding, Rule, combine, gate
 from assets.safety.findings import HELPFUL_BAR
 
 DA_SFT, DA_RL, DIRECT = "deliberative_sft", "deliberative_rl", "direct_sft"
@@ -154,12 +154,12 @@ def _pair(table: pd.DataFrame, metric: str, a: str = DA_SFT, b: str = DIRECT) ->
 
 
 def below(name: str, x: float, limit: float, loss: bool | None = None) -> Condition:
-    """A comparability condition: `x` (a baseline, or a floor) at most `limit`; above it the value is recorded
-    as NaN, which makes the finding "not comparable" (a tie at the ceiling is no evidence either way), unless
-    ours is a `loss` (worse than the baseline: evidence against the claim, so the value stays and fails)."""
+    """A comparability condition: `x` (a baseline, or a floor) at most `limit`; above it the condition withholds
+    the verdict ("not comparable": a tie at the ceiling is no evidence either way), unless ours is a `loss`
+    (worse than the baseline: evidence against the claim, so it counts and fails). The value is kept."""
     unless = "" if loss is None else " unless a loss"
-    return Condition(f"{name} (above {limit:g}: not comparable{unless})", x if x <= limit or loss else math.nan,
-                     Rule.at_most(limit))
+    return Condition(f"{name} (above {limit:g}: not comparable{unless})", x, Rule.at_most(limit),
+                     withholds=not (x <= limit or loss))
 
 
 def _two_axes(table: pd.DataFrame, a: str, b: str) -> tuple[float, float, float, float]:
@@ -175,14 +175,13 @@ def _baseline_room(table: pd.DataFrame, method: str) -> float:
 
 
 def helpful_gate(table: pd.DataFrame, a: str = DA_SFT, b: str = DIRECT, rest: str = "") -> Condition:
-    """Both methods at or above the safety study's HELPFUL_BAR on helpful_accuracy; below it (or missing) the
-    value is recorded as NaN, which makes the finding "not comparable": a model that cannot answer the allowed
-    questions has refusal and not_unsafe numbers that say nothing for safety. The gate only withholds a pass: when
-    the rest of the finding (``rest``, its grade without the gate) already fails, the value stays and it fails."""
+    """Both methods at or above the safety study's HELPFUL_BAR on helpful_accuracy, an evidence gate (`gate`):
+    below it (or missing) the finding is "not comparable", as a model that cannot answer the allowed questions
+    has refusal and not_unsafe numbers that say nothing for safety; but it only withholds a pass: when the rest
+    of the finding (``rest``, its grade without the gate) already fails, it counts and the finding fails."""
     lower = min(value(table, a, "helpful_accuracy"), value(table, b, "helpful_accuracy"))
-    keep = lower >= HELPFUL_BAR or rest == "not reproduced"
-    return Condition(f"lower helpful_accuracy of the two (below {HELPFUL_BAR:g}: not comparable unless the rest "
-                     "fails)", lower if keep else math.nan, Rule.at_least(HELPFUL_BAR))
+    return gate(f"lower helpful_accuracy of the two (below {HELPFUL_BAR:g}: not comparable unless the rest fails)",
+                lower, Rule.at_least(HELPFUL_BAR), rest)
 
 
 def _gain(study: str, metric: str, table: pd.DataFrame, measure: str, scale: str, note: str,

@@ -17,7 +17,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from assets.findings import Condition, Finding, Rule, combine
+from assets.findings import Condition, Finding, Rule, combine, gate
 from assets.intervals import wilson_interval
 
 FAR_LESS = 10.0  # "far less": the exact-extraction probability falls by at least this factor
@@ -57,11 +57,11 @@ def _log2_mean(bits: pd.Series) -> float:
     return float(top + np.log2(np.mean(np.exp2(values - top))))
 
 
-def separated_high(rate: float, n: int, bar: float) -> float:
-    """The upper end of the rate's 95% interval when the interval lies on one side of ``bar`` (the samples decide
-    the rule), else NaN (they cannot separate it: not comparable)."""
-    low, high = wilson_interval(round(rate * n), n)
-    return high if math.isfinite(high) and (high <= bar or low > bar) else math.nan
+def separates(interval: tuple[float, float], bar: float) -> bool:
+    """Whether a rate's 95% interval lies on one side of ``bar`` (the samples decide the rule); when it straddles
+    the bar they cannot, and the finding is not comparable."""
+    low, high = interval
+    return math.isfinite(high) and (high <= bar or low > bar)
 
 
 def regurgitation_numbers(regurgitation: pd.DataFrame) -> dict[str, dict]:
@@ -169,9 +169,9 @@ def build_findings(summary: pd.DataFrame, reg: pd.DataFrame, k_values: pd.DataFr
     review = "; ".join(x for x in (post_hoc, REVIEW) if x)
 
     def p_visible() -> Condition:
-        """The premise every comparison with p needs: below VISIBLE (NaN here) a ratio of two near-zero
-        probabilities says nothing, so the finding is not comparable."""
-        return Condition("p_exact_of_p", p_exact if premise else math.nan, Rule.at_least(VISIBLE))
+        """The premise every comparison with p needs: below VISIBLE a ratio of two near-zero probabilities says
+        nothing, so the premise withholds the verdict (not comparable)."""
+        return Condition("p_exact_of_p", p_exact, Rule.at_least(VISIBLE), withholds=not premise)
 
     unmet = "" if premise else (f" The premise fails (p's P(exact) {_fmt(p_exact)} < {VISIBLE}): not comparable.")
 
@@ -194,10 +194,10 @@ def build_findings(summary: pd.DataFrame, reg: pd.DataFrame, k_values: pd.DataFr
     n = r["cp_k"]
     p_rate = n["p_sampled_exact_rate"]
     bar = p_rate / FAR_LESS
-    high = separated_high(n["sampled_exact_rate"], n["n_samples"], bar) if p_rate > 0 else math.nan
     low95, high95 = n["rate_interval"]
+    undecided = p_rate > 0 and not separates(n["rate_interval"], bar)
     count = round(n["sampled_exact_rate"] * n["n_samples"])
-    separated = "" if p_rate <= 0 or math.isfinite(high) else (
+    separated = "" if not undecided else (
         f" Not comparable: {count} exact of {n['n_samples']} samples (95% interval {_fmt(low95)}-{_fmt(high95)}) "
         f"cannot separate CP-k's rate from the bar {bar:.3g}.")
     samples = f"{count} of {n['n_samples']} samples, 95% Wilson interval {_fmt(low95)}-{_fmt(high95)}"
@@ -206,7 +206,8 @@ def build_findings(summary: pd.DataFrame, reg: pd.DataFrame, k_values: pd.DataFr
     out.append(Finding(
         study, "exact_rate_top_cp_k", n["sampled_exact_rate"], rule=Rule.at_most(bar) if p_rate > 0
         else None, scale=scale, post_hoc=cp_k_review,
-        conditions=[p_visible(), Condition("cp_k_exact_rate_high95", high, Rule.at_most(bar))] if p_rate > 0
+        conditions=[p_visible(), Condition("cp_k_exact_rate_high95", high95, Rule.at_most(bar), withholds=undecided)]
+        if p_rate > 0
         else [p_visible()],
         note=f"CP-k (p's samples kept only if k_x <= k) at {n['level']} copies: sampled exact rate "
              f"{n['sampled_exact_rate']:.3f} ({samples}) vs p's {p_rate:.3f} (the bar: 1/{FAR_LESS:g} of p's; none "
@@ -219,15 +220,14 @@ def build_findings(summary: pd.DataFrame, reg: pd.DataFrame, k_values: pd.DataFr
     ratio = n["sampled_exact_rate"] / p_rate if p_rate > 0 else math.nan
     never = " (nan: p never sampled it)" if p_rate <= 0 else f" ({samples})"
     conditions = [p_visible(), Condition("cp_k_exact_rate_over_p", ratio, Rule.at_most(1 / FAR_LESS))]
-    # CP-k's interval straddling the bar withholds only a pass: if CP-Δ's part already fails, the measured end
-    # stays (CP-k's own ratio is the uncertain number itself, so it does not count as "the rest")
+    # CP-k's interval straddling the bar withholds only a pass (an evidence gate): if CP-Δ's part already fails,
+    # it counts (CP-k's own ratio is the uncertain number itself, so it does not count as "the rest")
     rest = combine(Rule.at_least(FAR_LESS).grade(top["factor"]), conditions[:1])
-    shown_high = high if math.isfinite(high) or rest != "not reproduced" else high95
     out.append(Finding(
         study, "combined_far_less_top", top["factor"], rule=Rule.at_least(FAR_LESS), scale=scale,
         post_hoc=cp_k_review,
-        conditions=[*conditions, Condition("cp_k_exact_rate_high95_over_p",
-                                           shown_high / p_rate if p_rate > 0 else math.nan, Rule.at_most(1 / FAR_LESS))],
+        conditions=[*conditions, gate("cp_k_exact_rate_high95_over_p", high95 / p_rate if p_rate > 0 else math.nan,
+                                      Rule.at_most(1 / FAR_LESS), rest, passes=not undecided)],
         note=f"the compound claim at {top['level']} copies: CP-Δ's factor {_fmt(top['factor'])}, p's P(exact) "
              f"{_fmt(p_exact)}, CP-k's sampled exact rate {ratio:.3g} of p's{never}.{unmet}{separated}"))
     for model, n in ppl.items():

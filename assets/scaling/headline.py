@@ -19,7 +19,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from assets.findings import Condition, Finding, Rule, combine
+from assets.findings import Condition, Finding, Rule, combine, gate
 from assets.scaling.allocation import effective_data_table
 from assets.scaling.fitting import DECAY_BOUNDS, law_from_constants
 from assets.scaling.law import PAPER_C4
@@ -89,16 +89,16 @@ def loose_fit_gate(spread: float, grades: list[str]) -> tuple[Condition, ...]:
     """The loose-fit gate of a finding read from R_D*: its bootstrap spread (hi/lo) at most PINNED_SPREAD. A loose
     fit withholds a verdict the interval does not decide: ``grades`` are the finding's grades with R_D* at the
     interval's ends, the point estimate and the paper's value when inside. When every one of them fails, the
-    failure holds across the interval: the measured spread is kept and the finding stays "not reproduced";
-    otherwise (the interval holds a pass or a partial) the spread is NaN: "not comparable". A tight fit keeps
-    its measured spread and lowers nothing."""
+    failure holds across the interval: the spread counts as an ordinary condition and the finding stays "not
+    reproduced"; otherwise (the interval holds a pass or a partial) it withholds the verdict: "not comparable".
+    A tight fit lowers nothing. The measured spread is kept either way."""
     rule = Rule.at_most(PINNED_SPREAD)
     name = "R_D* bootstrap spread (hi/lo)"
-    if rule.grade(spread) == "reproduced" or (math.isfinite(spread) and set(grades) == {"not reproduced"}):
-        return (Condition(name, spread, rule),)
-    if set(grades) == {"not reproduced"}:  # an unbounded interval (lo = 0) that fails everywhere: left out
+    fails_everywhere = set(grades) == {"not reproduced"}
+    if not math.isfinite(spread) and fails_everywhere:  # an unbounded interval (lo = 0) that fails everywhere
         return ()
-    return (Condition(name, math.nan, rule),)
+    across = "not reproduced" if fails_everywhere else "passes somewhere in the interval"  # the rest, for `gate`
+    return (gate(name, spread, rule, across),)
 
 
 def derived_from(rd_star: float, excess4: float, paper_excess4: float, paper_worth4: float,
@@ -153,7 +153,7 @@ def headline(runs: pd.DataFrame, constants: pd.DataFrame, reference_fit: pd.Data
     def loose(key: str) -> str:
         if spread <= PINNED_SPREAD:
             return ""
-        withheld = any(math.isnan(c.value) for c in gates[key])
+        withheld = any(c.withholds for c in gates[key])
         return (f" The bootstrap interval spans a factor {spread:.3g}, more than {PINNED_SPREAD:g}: " + (
             "it holds R_D* values under which this finding passes (fully or partially), so not comparable."
             if withheld else "the finding fails with any R_D* in it, so not reproduced."))

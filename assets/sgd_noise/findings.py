@@ -34,7 +34,7 @@ import math
 
 import pandas as pd
 
-from assets.findings import Condition, Finding, Rule, combine
+from assets.findings import Condition, Finding, Rule, combine, gate
 
 STUDY = "sgd_noise"
 CLOSE_RATIO = 1.25  # noisy-vs-lowest-noise distance at most this multiple of the seed-to-seed distance
@@ -60,15 +60,6 @@ CHECKS = {
 }
 
 
-def gate(name: str, value: float, rule: Rule, rest: str) -> Condition:
-    """A condition on the evidence itself (e.g. enough seeds). It withholds a verdict the evidence cannot
-    support: when it fails and the rest of the finding (``rest``, its grade without this condition) reads better
-    than "not reproduced", its value is NaN, making the finding "not comparable"; otherwise it keeps the measured
-    value, so a failing finding stays "not reproduced"."""
-    return Condition(name, value if rule.grade(value) == "reproduced" or rest == "not reproduced" else math.nan,
-                     rule)
-
-
 def _cell(summary: pd.DataFrame, task: str, regime: str, kind: str, column: str) -> float:
     rows = summary[(summary["task"] == task) & (summary["regime"] == regime) & (summary["kind"] == kind)]
     return float(rows[column].median()) if len(rows) and column in rows else math.nan
@@ -92,11 +83,12 @@ def equal_loss_finding(summary: pd.DataFrame, task: str, scale: str) -> Finding:
     get = lambda regime, kind, col: _cell(summary, task, regime, kind, col)  # noqa: E731
     online, offline = (get(r, "noise_cross_seed", "ratio_to_seed_baseline") for r in ("online", "offline"))
     contrast, resolved, gap, noise = same_seed_contrast(summary, task)
-    # an unresolved contrast makes the finding "not comparable", unless the online ratio already fails its bar
-    judged = contrast if resolved or CLOSE.grade(online) != "reproduced" else math.nan
+    # an unresolved contrast withholds the verdict ("not comparable"), unless the online ratio already fails its bar
+    undecided = not resolved and CLOSE.grade(online) == "reproduced"
     same = {r: get(r, "noise_same_seed", "median_tv_equal_loss") for r in ("online", "offline")}
     same_ratio = {r: get(r, "noise_same_seed", "ratio_to_seed_baseline") for r in ("online", "offline")}
-    condition = Condition("online same-seed ratio / offline same-seed ratio", judged, CLOSER_ONLINE)
+    condition = Condition("online same-seed ratio / offline same-seed ratio", contrast, CLOSER_ONLINE,
+                          withholds=undecided)
     verdict_of_contrast = (f"contrast {contrast:.2f}, " + (
         "not resolved: the two same-seed distances differ by no more than the seed baseline's noise"
         if not resolved else "online closer" if contrast <= 1 else "online not closer than offline"))
@@ -132,7 +124,8 @@ def never_worse_finding(comparisons: pd.DataFrame, task: str, scale: str) -> Fin
     decided = cell[~cell["tie"].astype(bool)]
     ties = len(cell) - len(decided)
     lower = float(decided["less_noise_not_worse"].mean()) if len(decided) else math.nan
-    share = lower if len(decided) >= MIN_DECIDED else math.nan
+    enough = Condition("decided comparisons", float(len(decided)), Rule.at_least(MIN_DECIDED),
+                       withholds=len(decided) < MIN_DECIDED)
     judged = "" if len(decided) >= MIN_DECIDED else " (too few to judge)"
     pool = decided if len(decided) else cell
     worst = pool.assign(excess=pool["quiet_loss"] - pool["noisy_loss"]).sort_values("excess").iloc[-1]
@@ -150,7 +143,8 @@ def never_worse_finding(comparisons: pd.DataFrame, task: str, scale: str) -> Fin
             "comparisons "
             "(a smaller learning rate also moves slower, which the paper separates from noise). Paper: less noise "
             "never hurts at equal steps online; noise only buys computation (more steps per example).")
-    return Finding(STUDY, metric, share, rule=NEVER_WORSE, scale=scale, post_hoc=REVIEWED, note=note)
+    return Finding(STUDY, metric, lower, rule=NEVER_WORSE, conditions=[enough], scale=scale, post_hoc=REVIEWED,
+                   note=note)
 
 
 def noise_reduction_finding(reduction: pd.DataFrame, task: str, scale: str) -> Finding:

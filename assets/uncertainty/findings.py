@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from assets.findings import Condition, Finding, Rule, combine
+from assets.findings import Condition, Finding, Rule, combine, gate
 
 PAPER_PROBE_AUC = 0.9  # "often above 0.9"
 STRONG = 0.85  # a probe AUC we call paper-like
@@ -154,15 +154,6 @@ def _worst(values) -> float:
 def _floored(baseline: float) -> float:
     """A baseline AUC as a bar: below chance it is no weaker than chance (NaN stays NaN)."""
     return baseline if math.isnan(baseline) else max(baseline, 0.5)
-
-
-def gate(name: str, value: float, rule: Rule, rest: str, passes: bool | None = None) -> Condition:
-    """A condition on the evidence itself: it withholds a verdict the evidence cannot support. When it fails
-    (``passes``, default: ``rule`` grades ``value`` "reproduced") and the rest of the finding (``rest``, its grade
-    without this condition) reads better than "not reproduced", its value is NaN: "not comparable". Otherwise it
-    keeps the measured value, so a failing finding stays "not reproduced"."""
-    ok = passes if passes is not None else rule.grade(value) == "reproduced"
-    return Condition(name, value if ok or rest == "not reproduced" else math.nan, rule)
 
 
 def _transfer_conditions(value: float, drop: float, measurable: bool, margin: float,
@@ -323,7 +314,7 @@ def build_findings(auc: pd.DataFrame, labels: pd.DataFrame, scale: str, cross: S
         if r is not None and se > ICLT_CHANCE_MARGIN:
             note += (f" {r['n_test']} test tokens give the AUC a standard error of {se:.3f} at chance, above the "
                      f"{ICLT_CHANCE_MARGIN} margin the rule measures: " + (
-                         "its 95% interval reaches a passing AUC, so not comparable." if math.isnan(enough.value)
+                         "its 95% interval reaches a passing AUC, so not comparable." if enough.withholds
                          else "it fails even at the upper end of its 95% interval, so not reproduced."))
         out.append(Finding(study, f"iclt_auc_{dataset}", value, rule=rule,
                            scale=scale, post_hoc=_joined(post.get(dataset, ""), ICLT_SAMPLE_REVIEW), note=note,

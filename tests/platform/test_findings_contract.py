@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from assets.findings import Condition, Finding, Rule, check_findings_frame, findings_frame
+from assets.findings import Condition, Finding, Rule, check_findings_frame, findings_frame, gate
 
 
 def test_within_factor_rule_grades_both_ways():
@@ -60,6 +60,44 @@ def test_conditions_only_lower_the_verdict():
                    conditions=[good_fit]).verdict == "not reproduced"
     assert Finding("s", "d", 1.0, 1.0, "paper", Rule.within_factor(1.1),
                    conditions=[Condition("x", math.nan, Rule.at_least(0))]).verdict == "not comparable"
+
+
+def test_a_withholding_condition_keeps_its_value_and_the_table_says_why():
+    seeds = Condition("seeds", 1.0, Rule.at_least(2.0), withholds=True)
+    f = Finding("s", "cut helps", 0.3, rule=Rule.at_least(0.0), conditions=[seeds])
+    assert f.verdict == "not comparable" and "seeds >= 2 (withholds the verdict)" in f.rule_text()
+    stored = json.loads(f.row()["conditions"])[0]
+    assert stored["value"] == 1.0 and stored["withholds"] is True  # measured, not NaN
+    frame = findings_frame([f])
+    assert check_findings_frame(frame) == []
+    # dropping the flag from the stored row while keeping the verdict is caught (the value alone would lower it
+    # to "not reproduced", not withhold it)
+    forged = frame.copy()
+    forged.loc[0, "conditions"] = json.dumps([{**stored, "withholds": False}])
+    assert check_findings_frame(forged) and "not reproduced" in check_findings_frame(forged)[0]
+    # tables written before the flag existed (no "withholds" key) re-derive as ordinary conditions
+    old = frame.copy()
+    old.loc[0, "conditions"] = json.dumps([{k: v for k, v in stored.items() if k != "withholds"}])
+    old.loc[0, "verdict"] = "not reproduced"
+    assert check_findings_frame(old) == []
+
+
+@pytest.mark.parametrize("value, rest, passes, withholds", [
+    (1.0, "reproduced", None, True),            # fails while the rest passes: withheld
+    (1.0, "partially reproduced", None, True),  # ... or passes partially
+    (1.0, "not reproduced", None, False),       # fails on other grounds too: counts, the finding fails
+    (3.0, "reproduced", None, False),           # passes: lowers nothing
+    (3.0, "reproduced", False, True),           # `passes` overrides the rule (e.g. nothing to measure from)
+    (1.0, "reproduced", True, False),
+    (math.nan, "reproduced", None, True),
+])
+def test_evidence_gate_withholds_only_a_pass(value, rest, passes, withholds):
+    c = gate("seeds", value, Rule.at_least(2.0), rest, passes=passes)
+    assert c.withholds is withholds and (c.value == value or math.isnan(value))
+    verdict = Finding("s", "m", 0.5, rule=Rule.at_least(0.0) if rest != "not reproduced" else Rule.at_least(1.0),
+                      conditions=[c]).verdict
+    assert verdict == ("not comparable" if withholds or math.isnan(value) else
+                       "not reproduced" if rest == "not reproduced" or value < 2 else "reproduced")
 
 
 def test_sources_and_references_are_consistent():

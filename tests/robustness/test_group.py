@@ -74,11 +74,12 @@ def test_robustness_group_materializes_with_consistent_numbers(robustness_run, b
         drop = rows.loc[f"{attack}:success_drop"]
         assert "success_drop_ci95_low" in drop["conditions"]
         high = rows.loc[f"{attack}:success_at_highest_compute"]
-        # the attack-worked gate: its value is NaN when the attack never worked, which withholds both verdicts;
-        # the measured numbers stay in `ours`
-        never = [math.isnan(c["value"]) for row in (drop, high) for c in json.loads(row["conditions"])
-                 if c["name"] == "success_at_lowest_compute"]
+        # the attack-worked gate withholds both verdicts when the attack never worked (below 0.10 at the lowest
+        # compute), its measured success kept; the measured numbers stay in `ours`
+        gates = [c for row in (drop, high) for c in json.loads(row["conditions"]) if c["name"] == "success_at_lowest_compute"]
+        never = [c["withholds"] for c in gates]
         assert len(never) == 2 and never[0] == never[1], never  # the same gate on both
+        assert all(c["withholds"] == (not c["value"] >= 0.10) for c in gates), gates
         assert math.isfinite(drop["ours"]) == math.isfinite(high["ours"])
         if never[0]:
             assert drop["verdict"] == high["verdict"] == "not comparable"
