@@ -316,6 +316,12 @@ def _local_path(uri: str) -> Path | None:
     return Path(parsed.path if parsed.scheme == "file" else uri)
 
 
+def _elsewhere(location: str, artifact_root: str) -> bool:
+    """Whether an experiment's local artifact location is another folder than ``artifact_root`` (local too)."""
+    recorded, wanted = _local_path(location), _local_path(artifact_root)
+    return recorded is not None and wanted is not None and recorded.resolve() != wanted.resolve()
+
+
 def _open_store(uri: str, experiment: str, artifact_root: str):
     """Client and experiment id; a SQLite store left half-migrated by a crash (``_alembic_tmp_*`` tables from an
     interrupted batch migration, e.g. on a full disk) is repaired once by dropping those leftovers."""
@@ -323,9 +329,15 @@ def _open_store(uri: str, experiment: str, artifact_root: str):
 
     def attempt():
         client = client_for(uri)
-        exp = client.get_experiment_by_name(experiment)
+        name = experiment
+        exp = client.get_experiment_by_name(name)
+        if exp is not None and _elsewhere(exp.artifact_location, artifact_root):
+            # a moved or copied store: its experiment writes to the old folder (another lab's, or gone); new runs
+            # go to an experiment of this artifact root (models registered before are read here: `rebased`)
+            name = f"{experiment} @ {artifact_root}"
+            exp = client.get_experiment_by_name(name)
         if exp is None:
-            return client, client.create_experiment(experiment, artifact_location=artifact_root, tags=EXPERIMENT_KIND)
+            return client, client.create_experiment(name, artifact_location=artifact_root, tags=EXPERIMENT_KIND)
         if any(exp.tags.get(k) != v for k, v in EXPERIMENT_KIND.items()):
             for key, value in EXPERIMENT_KIND.items():
                 client.set_experiment_tag(exp.experiment_id, key, value)

@@ -97,20 +97,34 @@ class WarehouseIOManager(dg.IOManager):
         )
 
     def _path_for_input(self, context: dg.InputContext) -> tuple[Path, str]:
-        """The upstream file this run reads, and how it was chosen (see `resolve_upstream_event`)."""
+        """The upstream file this run reads, and how it was chosen (see `resolve_upstream_event`). Only a file
+        of this warehouse is read: a recorded path elsewhere (the warehouse was moved or copied, or the instance
+        also serves another warehouse) is looked up here by its materialization id, else the latest on disk."""
         key = context.asset_key
-        event, how = resolve_upstream_event(context.instance, key, context.step_context.run_id)
-        if event is not None and event.asset_materialization is not None:
-            entry = event.asset_materialization.metadata.get("path")
-            if entry is not None and self.store is not None and "://" in entry.value:
-                return self.store.fetch(entry.value, self.root), how
-            if entry is not None and Path(entry.value).exists():
-                return Path(entry.value), how
         group = context.upstream_output.asset_spec.group_name if context.upstream_output else None
         table = _group_and_name(key, group)
+        event, how = resolve_upstream_event(context.instance, key, context.step_context.run_id)
+        if event is not None and event.asset_materialization is not None:
+            metadata = event.asset_materialization.metadata
+            entry = metadata.get("path")
+            if entry is not None and self.store is not None and "://" in entry.value:
+                return self.store.fetch(entry.value, self.root), how
+            found = self._in_this_warehouse(entry.value if entry is not None else None, table,
+                                            metadata.get("materialization_id"))
+            if found is not None:
+                return found, how
         if self.store is not None:
             self.store.sync(self.root, [table])
         return latest_file(self.root, *table), "latest on disk"
+
+    def _in_this_warehouse(self, recorded: str | None, table: tuple[str, str], materialization_id) -> Path | None:
+        """The recorded file when it lies in this warehouse, else the file with its materialization id here."""
+        root = self.root.resolve()
+        if recorded is not None and Path(recorded).resolve().is_relative_to(root) and Path(recorded).exists():
+            return Path(recorded)
+        stem = getattr(materialization_id, "value", materialization_id) or (Path(recorded).stem if recorded else None)
+        here = root.joinpath(*table, f"{stem}.parquet") if stem else None
+        return here if here is not None and here.exists() else None
 
     def load_input(self, context: dg.InputContext) -> Any:
         path, how = self._path_for_input(context)

@@ -38,12 +38,29 @@ def local_model_dir(client, tracking_uri: str, model_uri: str, dst: str | Path |
 
     from assets.lm.mlflow_pyfunc import checkpoint_of
 
-    source = resolve_model_source(client, model_uri)
+    source = rebased(resolve_model_source(client, model_uri), tracking_uri)
     local = Path(source.removeprefix("file://"))
     if urlparse(source).scheme in ("", "file") and local.is_dir() and dst is None:
         return checkpoint_of(local)
     return checkpoint_of(download_artifacts(artifact_uri=source, dst_path=str(dst) if dst else None,
                                             tracking_uri=tracking_uri))
+
+
+def rebased(source: str, tracking_uri: str) -> str:
+    """A local artifact location recorded in another folder, found in this store: a SQLite store records absolute
+    paths, so after the warehouse is moved or copied its models' sources still name the old folder. The part
+    after ``<store folder>/artifacts/`` is looked up in the ``artifacts`` folder beside this store's database
+    (the default layout, ``_mlflow/mlflow.db`` and ``_mlflow/artifacts``); used when it exists there, so a copy
+    reads its own files. Other sources are returned as given."""
+    if not tracking_uri.startswith("sqlite:///") or urlparse(source).scheme not in ("", "file"):
+        return source
+    store = Path(tracking_uri.removeprefix("sqlite:///")).parent
+    parts = Path(source.removeprefix("file://")).parts
+    for i in range(len(parts) - 1):
+        if parts[i] == store.name and parts[i + 1] == "artifacts":
+            here = store.joinpath("artifacts", *parts[i + 2:])
+            return str(here) if here.exists() else source
+    return source
 
 
 def client_for(tracking_uri: str):

@@ -80,3 +80,29 @@ def test_ui_address_comes_from_one_setting_and_the_experiment_is_model_training(
     assert tracking.run_link(run_id).startswith("http://127.0.0.1:5123/#/experiments/")
     exp = tracking.client.get_experiment_by_name(tracking.experiment)
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_a_moved_warehouse_loads_its_models_and_logs_new_ones_inside_it(tmp_path):
+    """The SQLite store records absolute artifact paths: after the warehouse moves, registered models load from
+    the new folder, and new runs write there too (not to the old folder, another lab's or gone)."""
+    import shutil
+
+    from assets.lm.registry import model_dir
+
+    old, new = tmp_path / "old" / "warehouse", tmp_path / "new" / "warehouse"
+    tracking = Tracking(warehouse_root=str(old))
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    torch.save({"w": torch.arange(3.0)}, checkpoint / "weights.pt")
+    with tracking.start_run("before") as run_id:
+        tracking.log_model(run_id, checkpoint, "lm-moved", aliases=("current",))
+    shutil.move(str(old), str(new))
+    moved = Tracking(warehouse_root=str(new))
+    for uri in ("models:/lm-moved/1", "models:/lm-moved@current"):
+        folder = model_dir(uri, moved.resolved_tracking_uri)
+        assert folder.is_relative_to(new) and torch.equal(torch.load(folder / "weights.pt")["w"], torch.arange(3.0))
+    assert moved.download_model("models:/lm-moved/1").is_relative_to(new)
+    with moved.start_run("after") as run_id:
+        record = moved.log_model(run_id, checkpoint, "lm-moved")
+    assert record["model_version"] == 2 and record["artifact_uri"].removeprefix("file://").startswith(str(new))
+    assert not old.exists()  # nothing was written to the old folder

@@ -133,3 +133,33 @@ def test_table_assets_carry_schema_and_table_name(resources_for, warehouse_root)
     assert meta["dagster/table_name"].value == "demo_group.numbers"
     columns = {c.name: c.type for c in meta["dagster/column_schema"].schema.columns}
     assert {"materialization_id", "run_id", "upstream"} <= set(columns) and len(columns) >= 6
+
+
+def test_a_copied_warehouse_reads_its_own_files_not_the_original(tmp_path, warehouse_root):
+    """The instance records absolute paths; a copy of the warehouse (or a move) must read the copy's file with
+    the recorded materialization id, never the original's (another lab's, possibly changed since)."""
+    import shutil
+
+    from resources import default_resources
+
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize([numbers], resources=default_resources(str(warehouse_root)), instance=instance).success
+    copy = tmp_path / "copy"
+    shutil.copytree(warehouse_root, copy)
+    original = materialization_files(warehouse_root, "demo_group", "numbers")[-1]
+    pd.DataFrame({"x": [100, 200, 300]}).to_parquet(original)  # the original lab changes its file afterwards
+    result = dg.materialize([numbers, doubled], selection=[doubled.key], instance=instance,
+                            resources=default_resources(str(copy)))
+    assert result.success
+    assert result.output_for_node("doubled")["y"].tolist() == [2, 4, 6]  # the copy's numbers
+    row = read_table(materialization_files(copy, "demo_group", "doubled")[-1], with_lineage=True).iloc[0]
+    assert json.loads(row["upstream"]) == [f"demo_group.numbers:{original.stem}"]
+    assert json.loads(row["upstream_resolution"]) == {f"demo_group.numbers:{original.stem}": "at launch"}
+    # a warehouse that lacks the recorded file reads its own latest (the instance serves another warehouse)
+    other = tmp_path / "other"
+    assert dg.materialize([numbers], resources=default_resources(str(other))).success  # another instance
+    result = dg.materialize([numbers, doubled], selection=[doubled.key], instance=instance,
+                            resources=default_resources(str(other)))
+    assert result.output_for_node("doubled")["y"].tolist() == [2, 4, 6]
+    row = read_table(materialization_files(other, "demo_group", "doubled")[-1], with_lineage=True).iloc[0]
+    assert list(json.loads(row["upstream_resolution"]).values()) == ["latest on disk"]
