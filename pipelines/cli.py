@@ -15,12 +15,13 @@
     reprolab mlflow-ui [--port N]     the MLflow UI on the warehouse's tracking store
     reprolab serve MODEL [--port N]   an OpenAI-compatible server for a chat model (models:/chat-sft@current or a
                                       checkpoint directory) on 127.0.0.1
-    reprolab evaluate --base-url URL --model NAME [--benchmark FILE ...]
+    reprolab evaluate --base-url URL --model NAME [--benchmark FILE ...] [--max-items N]
                                       the safety battery against any OpenAI-compatible endpoint, into the
                                       warehouse's safety tables (keyed by endpoint and model; later runs of the
                                       graph keep them, and the instance in $DAGSTER_HOME, or dagster_home beside
                                       the warehouse, records them); requests the endpoint rejects are counted,
-                                      not graded
+                                      not graded; --max-items N asks a seeded sample of at most N items of each
+                                      evaluation and each benchmark file
 
 A misspelt REPROLAB_PROFILE is refused in one line (exit status 2); output piped into a reader that stops
 early (`| head`) ends quietly with status 141, as a tool killed by SIGPIPE.
@@ -319,6 +320,17 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def positive_int(text: str) -> int:
+    """An argument that must be an integer >= 1 (--max-items)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reprolab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--warehouse", default=default_warehouse_root(),
@@ -374,8 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--benchmark", action="append", metavar="FILE",
                    help="a local XSTest / StrongREJECT / SimpleQA / BBQ file (or BBQ folder) to run beside the "
                         "suite, in its published format; repeatable")
-    e.add_argument("--max-items", type=int, default=None, help="a seeded sample of at most this many items per "
-                                                               "benchmark file")
+    e.add_argument("--max-items", type=positive_int, default=None, metavar="N",
+                   help="ask at most N items of each of the suite's evaluations (refusal, jailbreak, hallucination, "
+                        "bias, hierarchy, regurgitation) and of each --benchmark file: a sample seeded by --seed, so "
+                        "at most N x (6 + files) requests; default: every eval item (the summary says how many were "
+                        "asked)")
     e.set_defaults(func=cmd_evaluate)
     return parser
 

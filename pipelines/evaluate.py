@@ -21,8 +21,8 @@ from resources.catalog import refresh_catalog
 def cmd_evaluate(args) -> int:
     """The safety battery over an endpoint; its rows replace that endpoint's earlier rows in new
     materializations of safety_results and safety_system_card (everyone else's rows kept; later runs of the
-    graph carry them forward; the Dagster instance records them). --max-items samples each benchmark file with
-    --seed, as safety_results samples with its seed. Requests the endpoint rejected or failed on are counted
+    graph carry them forward; the Dagster instance records them). --max-items samples each of the suite's
+    evaluations and each benchmark file with --seed (a file as safety_results samples it with its seed). Requests the endpoint rejected or failed on are counted
     apart, never graded: exit 1 (nothing written) when it replied to none of them, a warning when it rejected
     some."""
     from datetime import UTC, datetime
@@ -31,7 +31,7 @@ def cmd_evaluate(args) -> int:
     import pandas as pd
 
     from assets.chat.client import Endpoint
-    from assets.safety.benchmarks import graded_benchmarks, with_benchmarks
+    from assets.safety.benchmarks import graded_benchmarks, sample_suite, with_benchmarks
     from assets.safety.responders import (
         mark_request_errors,
         replace_rows,
@@ -57,8 +57,10 @@ def cmd_evaluate(args) -> int:
         print(f"error: {exc}: materialize safety_items first (make demo, or the UI)", file=sys.stderr)
         return 2
     endpoint = Endpoint(args.base_url, args.model, args.api_key_env)
+    suite = read_table(items_file)
     try:  # the benchmark sample is seeded as safety_results seeds it (its config.seed): --seed
-        items = with_benchmarks(read_table(items_file), args.benchmark or [], args.max_items, args.seed)
+        items = with_benchmarks(sample_suite(suite, args.max_items, args.seed), args.benchmark or [],
+                                args.max_items, args.seed)
     except (ValueError, OSError) as exc:
         print(f"error: a benchmark file could not be read: {exc}", file=sys.stderr)
         return 2
@@ -104,12 +106,29 @@ def cmd_evaluate(args) -> int:
         print(f"note: {why}: a run that re-materializes safety_system_card alone reads the safety_results its "
               "instance recorded, without these rows", file=sys.stderr)
     card = system_card(new)
-    print(f"{int(new['answered'].sum())} of {len(new)} items answered and graded for {new['model'].iloc[0]} at {args.base_url} "
-          f"(run {run_id}); the tables safety.safety_results and safety.safety_system_card now hold them")
+    print(f"{int(new['answered'].sum())} of {len(new)} items answered and graded for {new['model'].iloc[0]} at "
+          f"{args.base_url} (asked: {_asked(args, suite, new)}; run {run_id}); the tables safety.safety_results and "
+          "safety.safety_system_card now hold them")
     from pipelines.cli import _print_frame
 
     _print_frame(card[["evaluation", "metric", "value", "n"]], "table")
     return 0
+
+
+def _asked(args, suite, asked) -> str:
+    """Which items were asked: the suite's eval items (all, or the --max-items sample of each evaluation) and
+    the benchmark files' items."""
+    from assets.safety.benchmarks import BENCHMARKS
+
+    from_files = int(asked["set"].isin(BENCHMARKS).sum()) if args.benchmark else 0
+    of_suite = len(asked) - from_files
+    total = int((suite["split"] == "eval").sum())
+    text = (f"{of_suite} of the suite's {total} eval items" if args.max_items else f"the suite's {total} eval items")
+    if args.benchmark:
+        text += f", {from_files} from {len(args.benchmark)} benchmark file{'s' if len(args.benchmark) > 1 else ''}"
+    if args.max_items:
+        text += f"; --max-items {args.max_items} per evaluation and per file, seed {args.seed}"
+    return text
 
 
 def instance_homes(root: Path) -> list[Path]:

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import ast
 import json
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -222,6 +223,21 @@ def _number(rows: list[dict]) -> pd.DataFrame:
     return check_items(frame[ITEM_COLUMNS], "benchmark items")
 
 
+def _check_max_items(max_items: int | None) -> None:
+    if max_items is not None and (isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1):
+        raise ValueError(f"max_items must be an integer >= 1 or None, got {max_items!r}")
+
+
+def _sample(n: int, max_items: int | None, seed: int, salt: int = 0) -> np.ndarray:
+    """The positions of a seeded sample of at most ``max_items`` of ``n`` rows, in their order (all of them when
+    ``max_items`` is None or not below ``n``); ``salt`` tells apart samples drawn with the same seed."""
+    _check_max_items(max_items)
+    if max_items is None or max_items >= n:
+        return np.arange(n)
+    rng = np.random.default_rng([seed, 19, 20] + ([salt] if salt else []))
+    return np.sort(rng.choice(n, size=max_items, replace=False))
+
+
 def _rows(path: str | Path, kind: str | None, max_items: int | None, seed: int) -> list[dict]:
     raw = read_rows(path)
     if kind is None:
@@ -232,12 +248,7 @@ def _rows(path: str | Path, kind: str | None, max_items: int | None, seed: int) 
     if missing:
         raise ValueError(f"{path} is not in the published {kind} format: missing columns {missing}; it has "
                          f"{list(raw.columns)}; expected {list(FORMATS[kind])}")
-    if max_items is not None:
-        if not isinstance(max_items, int) or max_items < 1:
-            raise ValueError(f"max_items must be an integer >= 1 or None, got {max_items!r}")
-        if max_items < len(raw):  # a seeded sample, kept in file order
-            keep = np.sort(np.random.default_rng([seed, 19, 20]).choice(len(raw), size=max_items, replace=False))
-            raw = raw.iloc[keep]
+    raw = raw.iloc[_sample(len(raw), max_items, seed)]
     rows = []
     for index, row in raw.iterrows():
         fields = _ROW_BUILDERS[kind](row, int(index))
@@ -336,9 +347,24 @@ def benchmark_table(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
+def sample_suite(items: pd.DataFrame, max_items: int | None, seed: int = 0) -> pd.DataFrame:
+    """The suite's items with a seeded sample of at most ``max_items`` eval items per evaluation (refusal,
+    jailbreak, ...: each keeps its metrics, as each benchmark file of `with_benchmarks` does), in their order;
+    the other splits' items and every item when ``max_items`` is None are kept as given."""
+    _check_max_items(max_items)
+    if max_items is None:
+        return items
+    keep = pd.Series(True, index=items.index)
+    for evaluation, part in items[items["split"] == "eval"].groupby("evaluation", sort=True):
+        keep[part.index] = False  # each evaluation's own draw: its sample does not depend on the others
+        keep[part.index[_sample(len(part), max_items, seed, zlib.crc32(str(evaluation).encode()))]] = True
+    return items[keep]
+
+
 def with_benchmarks(items: pd.DataFrame, files: Sequence[str | Path], max_items: int | None = None,
                     seed: int = 0) -> pd.DataFrame:
-    """The suite's items followed by the items of the benchmark `files` (none: the suite as given)."""
+    """The suite's items followed by the items of the benchmark `files` (none: the suite as given); max_items
+    keeps a seeded sample of at most that many items of each file (`sample_suite` samples the suite)."""
     if not files:
         return items
     return pd.concat([items, benchmark_items(list(files), max_items=max_items, seed=seed)], ignore_index=True)

@@ -297,3 +297,21 @@ def test_a_request_the_endpoint_rejected_is_not_regraded_as_an_answer(files):
     regraded, _ = judge_benchmark(results, items, ProgrammaticJudge())
     for column in ("outcome", "score", "refused", "leaked"):
         assert regraded[column].tolist() == before[column].tolist(), column
+
+
+def test_sample_suite_keeps_a_seeded_slice_of_each_evaluation(suite):
+    from assets.safety.benchmarks import sample_suite
+
+    eval_items = suite[suite["split"] == "eval"]
+    per_evaluation = eval_items.groupby("evaluation").size()
+    two = sample_suite(suite, 2, seed=3)
+    asked = two[two["split"] == "eval"]
+    # at most 2 of every evaluation (every evaluation still asked: each keeps its metrics), the rest kept
+    assert asked.groupby("evaluation").size().to_dict() == per_evaluation.clip(upper=2).to_dict()
+    assert len(two) - len(asked) == len(suite) - len(eval_items)
+    assert asked.index.is_monotonic_increasing  # the suite's order kept
+    assert two.equals(sample_suite(suite, 2, seed=3))
+    assert set(asked["item_id"]) != set(sample_suite(suite, 2, seed=0).query("split == 'eval'")["item_id"])
+    assert sample_suite(suite, None, seed=3) is suite and len(sample_suite(suite, 10**6)) == len(suite)
+    with pytest.raises(ValueError, match="max_items"):
+        sample_suite(suite, 0)
