@@ -58,15 +58,14 @@ ALL_FINDINGS_SQL = "SELECT * FROM findings ORDER BY study, metric"
 def findings_summary(root, width: int = SUMMARY_WIDTH) -> tuple[pd.DataFrame, str]:
     """The headline findings (those with a rule, which turns ours into a verdict, with or without a reference;
     every row for tables older than the contract) in the view's headline columns, text cut to ``width``
-    characters; and a footnote saying what was left out and the SQL that shows everything."""
+    characters (`shortened`); and a footnote saying what was left out and the SQL that shows everything."""
     have = set(query(root, "DESCRIBE findings")["column_name"])
     columns = ", ".join(c for c in FINDINGS_COLUMNS if c in have)
     where = "WHERE comparison IS NOT NULL" if "comparison" in have else ""
     shown = query(root, f"SELECT {columns} FROM findings {where} ORDER BY study, metric")
     total = int(query(root, "SELECT count(*) AS n FROM findings")["n"].iloc[0])
     for column in shown.columns.difference(shown.select_dtypes(include="number").columns):
-        shown[column] = shown[column].map(lambda v: v if not isinstance(v, str) or len(v) <= width
-                                          else v[: width - 1] + "…")
+        shown[column] = shortened(shown[column], width)
     left_out = total - len(shown)
     note = (f"{len(shown)} findings with a rule of {total} rows" + (f"; {left_out} descriptive rows (no rule: "
             "numbers recorded beside them) left out" if left_out else "")
@@ -80,13 +79,37 @@ def findings_summary(root, width: int = SUMMARY_WIDTH) -> tuple[pd.DataFrame, st
     return shown, note
 
 
-def _print_frame(df, fmt: str) -> None:
+def shortened(values: pd.Series, width: int) -> pd.Series:
+    """Texts longer than ``width`` cut in the middle (``head…tail``: the tail keeps what tells metrics apart, such
+    as a closing "(mlp, k=3)"); any two different texts the cut would make equal are shown whole."""
+    import pandas as pd
+
+    def cut(v):
+        if not isinstance(v, str) or len(v) <= width:
+            return v
+        head = (width - 1) // 2
+        return v[:head] + "…" + v[len(v) - (width - 1 - head):]
+
+    short = values.map(cut)
+    texts: dict[str, set] = {}
+    for original, text in zip(values, short, strict=True):
+        if isinstance(text, str):
+            texts.setdefault(text, set()).add(original)
+    return pd.Series([o if isinstance(t, str) and len(texts[t]) > 1 else t for o, t in zip(values, short, strict=True)],
+                     index=values.index, dtype=object)
+
+
+def _print_frame(df, fmt: str, missing: str = "NULL") -> None:
+    """``df`` on stdout as a table (SQL NULL, or NaN, printed as ``missing``), CSV or JSON records."""
     if fmt == "csv":
         sys.stdout.write(df.to_csv(index=False))
     elif fmt == "json":
         sys.stdout.write(df.to_json(orient="records", date_format="iso", indent=2) + "\n")
-    else:
-        print(df.to_markdown(index=False, tablefmt="simple", floatfmt=".6g") if len(df) else "(no rows)")
+    elif not len(df):
+        print("(no rows)")
+    else:  # None, not NaN / <NA> / NaT, so that tabulate writes `missing`
+        shown = df.astype(object).where(df.notna(), None)
+        print(shown.to_markdown(index=False, tablefmt="simple", floatfmt=".6g", missingval=missing))
 
 
 def summary_frame(root: str):
@@ -111,20 +134,23 @@ def summary_frame(root: str):
 
 
 def cmd_summary(args) -> int:
+    """What the warehouse holds and its headline findings; no catalog: `error: ...` on stderr, exit 2, as the other
+    commands that read the catalog."""
     root = args.warehouse
+    try:  # everything read before anything is printed: a refusal prints one line, on stderr
+        tables, views = summary_frame(root), list_views(root)
+        has_findings = ((views["schema"] == "main") & (views["view"] == "findings")).any()
+        findings = findings_summary(root) if has_findings else None
+    except CatalogError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"warehouse: {Path(root).resolve()}")
     print(f"catalog:   {Path(root).resolve() / 'catalog.duckdb'}  (query it: reprolab query \"SELECT ...\")")
-    try:
-        _print_frame(summary_frame(root), "table")
-        views = list_views(root)
-        if ((views["schema"] == "main") & (views["view"] == "findings")).any():
-            print("\nfindings (ours vs the reference, and where the reference comes from):")
-            shown, note = findings_summary(root)
-            _print_frame(shown, "table")
-            print(note)
-    except CatalogError as exc:
-        print(exc)
-        return 1
+    _print_frame(tables, "table")
+    if findings is not None:
+        print("\nfindings (ours vs the reference, and where the reference comes from):")
+        _print_frame(findings[0], "table", missing="")  # a finding without a reference: a blank, not NULL
+        print(findings[1])
     return 0
 
 

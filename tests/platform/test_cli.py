@@ -196,3 +196,50 @@ def test_a_closed_pipe_ends_quietly(warehouse_root, monkeypatch, capsys):
     process.stdout.readline()
     process.stdout.close()
     assert process.wait(60) == 141 and process.stderr.read() == ""
+
+
+def test_the_table_format_prints_sql_null_as_null(warehouse_root, capsys):
+    _findings_warehouse(warehouse_root)
+    assert main(["--warehouse", str(warehouse_root), "query", "SELECT * FROM (VALUES ('a', 1.5, 2), (NULL, NULL, NULL))"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].split() == ["NULL", "NULL", "NULL"] and lines[-2].split() == ["a", "1.5", "2"]  # was: nan nan <NA>
+    assert main(["--warehouse", str(warehouse_root), "query", "SELECT NULL AS x", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"x": None}]  # csv and json were right, and stay so
+
+
+PARITY_METRICS = ["runs with rising relevant_change_ratio in the plateau (mlp, k=3)",
+                  "runs with rising relevant_change_ratio in the plateau (polynet, k=3)"]
+
+
+def test_summary_keeps_cut_metric_names_apart_and_prints_no_nan(warehouse_root, capsys):
+    from resources.catalog import refresh_catalog
+    from resources.tables import Lineage, write_table
+
+    rows = [{"study": "parity", "metric": metric, "ours": 0.5, "reference": None, "source": "none",
+             "rule": "ours >= 0.4", "comparison": "at_least", "verdict": "reproduced", "post_hoc": ""}
+            for metric in PARITY_METRICS]
+    write_table(warehouse_root, "parity", "findings", pd.DataFrame(rows), Lineage(run_id="r", code_version="1"))
+    refresh_catalog(warehouse_root)
+    assert main(["--warehouse", str(warehouse_root), "summary"]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("findings (ours"):].splitlines()
+    shown = [line.split("  ")[1].strip() for line in table if line.startswith("parity")]
+    assert len(set(shown)) == 2, shown  # was: both "runs with rising relevant_change_ratio …"
+    assert shown[0].endswith("(mlp, k=3)") and shown[1].endswith("(polynet, k=3)") and "…" in shown[0]
+    assert " nan" not in out and "NULL" not in out  # a finding without a reference: blank (was: nan)
+
+
+def test_names_a_middle_cut_would_merge_are_shown_whole():
+    from pipelines.cli import shortened
+
+    names = pd.Series(["a" * 20 + "x" + "b" * 20, "a" * 20 + "y" + "b" * 20, "short", None, "c" * 50])
+    shown = shortened(names, 11).tolist()
+    assert shown[:2] == names[:2].tolist()  # the same head and tail: cut, they would read the same
+    assert shown[2] == "short" and pd.isna(shown[3]) and shown[4] == "ccccc…ccccc"
+
+
+def test_summary_without_a_catalog_is_an_error_as_elsewhere(tmp_path, capsys):
+    for command in ("summary", "tables", "report"):  # was: summary exit 1, the message on stdout without error:
+        assert main(["--warehouse", str(tmp_path / "none"), command]) == 2, command
+        out = capsys.readouterr()
+        assert out.out == "" and out.err.startswith("error: no catalog") and out.err.count("\n") == 1, command
