@@ -357,8 +357,26 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port_arg(text: str) -> int:
+    """--port: a TCP port, 1-65535, refused at parsing (a server would otherwise print one port and bind another)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (an integer from 1 to 65535)")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a refused argument said in one line (exit status 2) instead of the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reprolab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="reprolab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--warehouse", default=default_warehouse_root(),
                         help="warehouse root (default: $REPROLAB_WAREHOUSE or ./warehouse)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -384,14 +402,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="output file (default: <warehouse>/report/index.html)")
     r.set_defaults(func=cmd_report)
     m = sub.add_parser("mlflow-ui", help="open the MLflow UI on the tracking store")
-    m.add_argument("--port", type=int, default=None,
+    m.add_argument("--port", type=port_arg, default=None,
                    help="default: the port of $REPROLAB_MLFLOW_UI_URL (where metadata links point), else 5000")
     m.set_defaults(func=cmd_mlflow_ui)
     s = sub.add_parser("serve", help="serve a chat model behind an OpenAI-compatible HTTP API")
     s.add_argument("model", help="models:/<name>@<alias>, models:/<name>/<version>, runs:/<id>/model or a "
                                  "checkpoint directory")
     s.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=port_arg, default=8000, help="TCP port, 1-65535 (default: 8000)")
     s.add_argument("--name", default=None, help="model id clients ask for (default: chat-sft@current for "
                                                 "models:/chat-sft@current, a checkpoint's folder name)")
     s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")

@@ -238,6 +238,19 @@ def test_names_a_middle_cut_would_merge_are_shown_whole():
     assert shown[2] == "short" and pd.isna(shown[3]) and shown[4] == "ccccc…ccccc"
 
 
+@pytest.mark.parametrize("command", [["serve", "models:/chat-sft@current", "--port", "70000"],
+                                     ["mlflow-ui", "--port", "99999"], ["mlflow-ui", "--port", "0"],
+                                     ["serve", "m", "--port", "http"]])
+def test_a_port_outside_1_to_65535_is_refused_at_parsing(command, capsys):
+    with pytest.raises(SystemExit) as refused:  # was: serve printed http://127.0.0.1:70000/v1 and went on
+        main(command)
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and err.count("\n") == 1 and "is not a TCP port" in err, err
+    from pipelines.cli import build_parser
+
+    assert build_parser().parse_args(["serve", "m", "--port", "65535"]).port == 65535
+
+
 def test_summary_without_a_catalog_is_an_error_as_elsewhere(tmp_path, capsys):
     for command in ("summary", "tables", "report"):  # was: summary exit 1, the message on stdout without error:
         assert main(["--warehouse", str(tmp_path / "none"), command]) == 2, command
