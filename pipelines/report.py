@@ -20,7 +20,11 @@ from resources.catalog import list_views, query
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
 h1{border-bottom:2px solid #444}h2{margin-top:2.5rem;border-bottom:1px solid #aaa}
-table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}td,th{border:1px solid #ccc;padding:.25rem .5rem}
+table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem;max-width:100%}td,th{border:1px solid #ccc;padding:.25rem .5rem}
+td{overflow-wrap:anywhere}table.findings{width:100%;table-layout:fixed}table.findings td{word-break:break-word}
+table.findings col.study{width:9%}table.findings col.metric{width:19%}table.findings col.number{width:8%}
+table.findings col.source{width:8%}table.findings col.rule{width:20%}table.findings col.verdict{width:11%}
+table.findings col.post-hoc{width:17%}
 th{background:#f2f2f2}td{vertical-align:top}.verdict-reproduced{color:#176117}.verdict-not{color:#a11}
 .verdict-other{color:#8a5a00}.muted{color:#777;font-size:.85rem}details summary{cursor:pointer;color:#555;font-size:.8rem}
 img{max-width:100%;border:1px solid #ddd;margin:.5rem 0}
@@ -98,6 +102,32 @@ def _text(value) -> str:
     return "" if value is None or (isinstance(value, float) and pd.isna(value)) else html.escape(str(value))
 
 
+def _folded(value, css: str, shown: int = 60) -> str:
+    """``value`` as text in a span; a longer one than ``shown`` characters as its start, the whole folded under it."""
+    text = "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+    if len(text) <= shown:
+        return f"<span class='{css}'>{html.escape(text)}</span>" if text else ""
+    start = text[:shown].rsplit(" ", 1)[0]
+    return f"<details class='{css}'><summary>{html.escape(start)} …</summary>{html.escape(text)}</details>"
+
+
+def _findings_section(findings: pd.DataFrame, has_rules: bool = True) -> str:
+    """The findings with a rule first (they turn ours into a verdict; `reprolab summary` shows the same ones), in
+    one table by study and metric; then each study's descriptive rows (no rule: numbers recorded beside them),
+    folded away under a `<details>` per study. A table older than the findings contract (``has_rules`` False: no
+    `comparison` column) has every row in the first table."""
+    ruled = findings["comparison"].notna() if has_rules else pd.Series(True, index=findings.index)
+    parts = [_findings_table(findings[ruled])]
+    descriptive = findings[~ruled]
+    if len(descriptive):
+        parts.append(f"<h3>Descriptive rows (no rule: numbers recorded beside the findings), {len(descriptive)} "
+                     "in all</h3>")
+        for study, rows in descriptive.groupby("study", sort=True):
+            parts.append(f"<details class='descriptive'><summary>{_text(study)}: {len(rows)} descriptive "
+                         f"row{'s' if len(rows) > 1 else ''}</summary>{_findings_table(rows)}</details>")
+    return "\n".join(parts)
+
+
 def _findings_table(findings: pd.DataFrame) -> str:
     """Ours next to the reference and where it comes from, the rule, the verdict and any choice made after seeing
     results, one row per metric; the long notes fold away under each verdict."""
@@ -109,20 +139,26 @@ def _findings_table(findings: pd.DataFrame) -> str:
         note = f"<details><summary>note</summary>{_text(r['note'])}</details>" if _text(r["note"]) else ""
         reference = r["reference"] if pd.notna(r.get("reference")) else r.get("paper")
         source = _text(r.get("source")) or ("paper" if pd.notna(r.get("paper")) else "")
-        post_hoc = f"<span class='post-hoc'>{_text(r.get('post_hoc'))}</span>" if _text(r.get("post_hoc")) else ""
+        post_hoc = _folded(r.get("post_hoc"), "post-hoc")
         rows.append(f"<tr><td><a href='#{_text(r['study'])}'>{_text(r['study'])}</a></td>"
                     f"<td>{_text(r['metric'])}</td><td>{_number(r['ours'])}</td><td>{_number(reference)}</td>"
                     f"<td>{source}</td><td class='muted'>{_text(r.get('rule'))}</td>"
                     f"<td class='{css}'>{html.escape(verdict)}{note}</td><td class='muted'>{post_hoc}</td></tr>")
+    columns = ("<colgroup><col class='study'><col class='metric'><col class='number'><col class='number'>"
+               "<col class='source'><col class='rule'><col class='verdict'><col class='post-hoc'></colgroup>")
     head = ("<tr><th>study</th><th>metric</th><th>ours</th><th>reference</th><th>source</th><th>rule</th>"
             "<th>verdict</th><th>chosen after seeing results</th></tr>")
-    return f"<table class='findings'>{head}{''.join(rows)}</table>"
+    return f"<table class='findings'>{columns}{head}{''.join(rows)}</table>"
+
+
+def _columns(root: Path, relation: str) -> set[str]:
+    return set(query(root, f"DESCRIBE {relation}")["column_name"])
 
 
 def _select(root: Path, relation: str, columns: tuple[str, ...], order: str) -> pd.DataFrame:
     """``columns`` of ``relation`` that exist (tables written before the findings contract lack some), the rest
     as empty columns."""
-    have = set(query(root, f"DESCRIBE {relation}")["column_name"])
+    have = _columns(root, relation)
     picked = ", ".join(c for c in columns if c in have)
     return query(root, f"SELECT {picked} FROM {relation} ORDER BY {order}").reindex(columns=list(columns))
 
@@ -157,16 +193,17 @@ def build_report(root: str | Path) -> str:
              "<p>" + " · ".join(f"<a href='#{html.escape(g)}'>{html.escape(g)}</a>" for g in groups) + "</p>"]
     if has_findings:
         findings = _select(root, "findings", ("study", "metric", "ours", "reference", "paper", "source", "rule",
-                                              "verdict", "post_hoc", "note"), "study, metric")
+                                              "comparison", "verdict", "post_hoc", "note"), "study, metric")
         parts += ["<h2>Findings: ours next to the references, with the rule that judges them</h2>",
-                  _findings_table(findings)]
+                  _findings_section(findings, "comparison" in _columns(root, "findings"))]
     for group in groups:
         parts.append(f"<h2 id='{html.escape(group)}'>{html.escape(group)}</h2>")
         names = views.loc[(views["schema"] == group) & ~views["view"].str.endswith("_history"), "view"].tolist()
         provenance, lineage = _provenance(root, group, names)
         parts.append(f"<p class='muted'>{html.escape(provenance)}</p>")
         if "findings" in names:
-            scale = query(root, f'SELECT any_value(scale) AS s FROM "{group}".findings')["s"].iloc[0]
+            scale = query(root, f'SELECT any_value(scale) AS s FROM "{group}".findings')["s"].iloc[0] \
+                if "scale" in _columns(root, f'"{group}".findings') else "not recorded"
             trend = _select(root, f'"{group}".findings_history', ("metric", "materialized_at", "ours", "reference",
                                                                    "paper", "verdict"), "metric, materialized_at")
             parts += [f"<p>scale: {html.escape(str(scale))}</p>",
