@@ -23,8 +23,10 @@
                                       not graded; --max-items N asks a seeded sample of at most N items of each
                                       evaluation and each benchmark file
 
-A misspelt REPROLAB_PROFILE is refused in one line (exit status 2); output piped into a reader that stops
-early (`| head`) ends quietly with status 141, as a tool killed by SIGPIPE.
+A misspelt REPROLAB_PROFILE is refused in one line (exit status 2) by the commands that run or write for the
+lab (demo, init, recover, evaluate, serve), before they do anything; the commands that only read what runs
+wrote (query, tables, summary, catalog, report, mlflow-ui) never read the profile and ignore it. Output piped
+into a reader that stops early (`| head`) ends quietly with status 141, as a tool killed by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ if TYPE_CHECKING:
 FINDINGS_COLUMNS = ("study", "metric", "ours", "reference", "paper", "source", "verdict")
 SUMMARY_WIDTH = 40  # characters of text a cell of the closing findings table shows
 ALL_FINDINGS_SQL = "SELECT * FROM findings ORDER BY study, metric"
+# the commands that only read what runs wrote: REPROLAB_PROFILE means nothing to them (the others refuse a misspelt one)
+PROFILE_FREE_COMMANDS = ("query", "tables", "summary", "catalog", "report", "mlflow-ui")
 
 
 def findings_summary(root, width: int = SUMMARY_WIDTH) -> tuple[pd.DataFrame, str]:
@@ -440,10 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from resources.profiles import SettingError, UnknownProfileError
+    from resources.profiles import SettingError, UnknownProfileError, current_profile
 
     args = build_parser().parse_args(argv)
     try:
+        if args.command not in PROFILE_FREE_COMMANDS:
+            current_profile()  # a misspelt profile is refused before the command does anything
         return args.func(args)
     except SettingError as exc:  # a REPROLAB_* variable misspelt: one line, not a traceback
         hint = " (set REPROLAB_PROFILE to one of them; unset, it is demo)" if isinstance(exc, UnknownProfileError) else ""

@@ -256,3 +256,27 @@ def test_summary_without_a_catalog_is_an_error_as_elsewhere(tmp_path, capsys):
         assert main(["--warehouse", str(tmp_path / "none"), command]) == 2, command
         out = capsys.readouterr()
         assert out.out == "" and out.err.startswith("error: no catalog") and out.err.count("\n") == 1, command
+
+
+@pytest.mark.parametrize("command", [["init"], ["recover"], ["evaluate", "--base-url", "http://127.0.0.1:9/v1"],
+                                     ["serve", "models:/chat-sft@current"]])
+def test_a_misspelt_profile_is_refused_by_every_command_that_runs_things(command, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("REPROLAB_PROFILE", "dmeo")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    assert main(["--warehouse", str(tmp_path / "wh"), *command]) == 2  # was: init and recover rc 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "REPROLAB_PROFILE='dmeo' is not a profile" in err, err
+    assert not (tmp_path / "home").exists() and not (tmp_path / "wh").exists()  # refused before anything
+
+
+def test_the_read_only_commands_ignore_the_profile_as_the_help_says(warehouse_root, capsys, monkeypatch):
+    from pipelines.cli import PROFILE_FREE_COMMANDS, build_parser
+
+    _findings_warehouse(warehouse_root)
+    monkeypatch.setenv("REPROLAB_PROFILE", "dmeo")
+    for command in (["query", "SELECT 1 AS one"], ["tables"], ["summary"], ["report"]):
+        assert main(["--warehouse", str(warehouse_root), *command]) == 0, command
+    capsys.readouterr()
+    help_text = " ".join(build_parser().format_help().split())
+    assert f"({', '.join(PROFILE_FREE_COMMANDS)}) never read the profile" in help_text
+    assert "(demo, init, recover, evaluate, serve)" in help_text
