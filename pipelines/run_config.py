@@ -1,11 +1,21 @@
 """The run config `reprolab demo --config FILE` runs with: the console log level, the user's YAML files merged
 over it, and the whole checked before a run starts (Dagster's schema, then what Dagster's schema cannot say, such
-as the compute resource's device), with errors a person can read: one line per problem, no dump of the schema.
+as the compute resource's device and whether the paths an op's config names exist), with errors a person can
+read: one line per problem, no dump of the schema.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from pathlib import Path
+
+# Op config fields that name a path the user gives a study to read (never one it writes), found by name in every
+# op's config: a checkpoint, a save_pretrained folder with its config.json (lm_* `checkpoint_dir`,
+# uncertainty_tokens `facts_small_checkpoint` ...), and a file or folder that must exist (corpus_path,
+# user_corpus `path`, safety_results `benchmark_files`).
+CHECKPOINT_FIELDS = re.compile(r"^(checkpoint_dir|\w+_checkpoint)$")
+PATH_FIELDS = re.compile(r"^(path|\w+_path|\w+_files)$")
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -36,13 +46,48 @@ def demo_run_config(job, paths: list[str] | None, verbose: bool = False) -> dict
                              f"{type(loaded).__name__}")
         run_config = _merge(run_config, loaded)
     try:
-        _compute_config_valid(dg.validate_run_config(job, run_config))  # env vars resolved, defaults filled
+        processed = dg.validate_run_config(job, run_config)  # env vars resolved, defaults filled
+        _compute_config_valid(processed)
     except dg.DagsterInvalidConfigError as exc:
         raise ValueError(f"--config {', '.join(paths or [])}: not a run config of job '{job.name}': "
                          + "; ".join(_config_error(e, list(job.graph.node_dict)) for e in exc.errors)) from exc
     except ValueError as exc:  # pydantic's ValidationError of the compute resource's fields
         raise ValueError(f"--config {', '.join(paths or [])}: resource `compute`: {exc}") from exc
+    missing = missing_paths(processed)
+    if missing:
+        raise ValueError(f"--config {', '.join(paths or [])}: " + "; ".join(missing))
     return run_config
+
+
+def _op_configs(ops: dict, prefix: str = "") -> Iterator[tuple[str, dict]]:
+    """(op name, its config) for every op of a processed run config's ``ops``, those inside graphs included."""
+    for name, entry in (ops or {}).items():
+        if isinstance(entry, dict):
+            if isinstance(entry.get("config"), dict):
+                yield prefix + name, entry["config"]
+            yield from _op_configs(entry.get("ops") or {}, f"{prefix}{name}.")
+
+
+def missing_paths(processed: dict) -> list[str]:
+    """What is wrong with each path an op's config names (CHECKPOINT_FIELDS, PATH_FIELDS; relative paths are
+    read from the working directory, as the run reads them): "op `lm_facts_small` field `checkpoint_dir`:
+    '/x' does not exist", one entry per problem, none when every such path is there."""
+    problems = []
+    for op, config in _op_configs(processed.get("ops", {})):
+        for field, value in config.items():
+            checkpoint, path = CHECKPOINT_FIELDS.match(field), PATH_FIELDS.match(field)
+            if not (checkpoint or path):
+                continue
+            for given in [value] if isinstance(value, str) else value if isinstance(value, list) else []:
+                if not isinstance(given, str) or not given:
+                    continue
+                where = Path(given)
+                why = ("does not exist" if not where.exists() else
+                       "is not a checkpoint directory (no config.json)" if checkpoint
+                       and not (where / "config.json").is_file() else "")
+                if why:
+                    problems.append(f"op `{op}` field `{field}`: {given!r} {why}")
+    return problems
 
 
 def _config_error(error, op_names: list[str]) -> str:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -280,3 +281,54 @@ def test_the_read_only_commands_ignore_the_profile_as_the_help_says(warehouse_ro
     help_text = " ".join(build_parser().format_help().split())
     assert f"({', '.join(PROFILE_FREE_COMMANDS)}) never read the profile" in help_text
     assert "(demo, init, recover, evaluate, serve)" in help_text
+
+
+def test_demo_refuses_a_config_naming_a_path_that_is_not_there(tmp_path, capsys, monkeypatch):
+    from pipelines.definitions import defs
+    from pipelines.run_config import demo_run_config
+
+    job = defs.resolve_job_def("main")
+    config = tmp_path / "paths.yaml"
+    config.write_text("ops:\n  lm_facts_small:\n    config:\n      checkpoint_dir: /nonexistent/model\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    # was: the run started and failed mid-graph (FileNotFoundError ... has no config.json)
+    assert main(["--warehouse", str(tmp_path / "wh"), "demo", "--config", str(config)]) == 2
+    out = capsys.readouterr()
+    assert out.err.count("\n") == 1 and "running job" not in out.out, out
+    assert "op `lm_facts_small` field `checkpoint_dir`: '/nonexistent/model' does not exist" in out.err
+    assert not (tmp_path / "wh").exists() and not (tmp_path / "home").exists()
+
+    empty = tmp_path / "empty_checkpoint"
+    empty.mkdir()
+    corpus = tmp_path / "corpus.txt"
+    config.write_text(f"ops:\n  uncertainty_tokens:\n    config:\n      facts_small_checkpoint: {empty}\n"
+                      f"  scaling_tokens:\n    config:\n      corpus_path: {tmp_path / 'no_corpus.txt'}\n"
+                      f"  safety_results:\n    config:\n      benchmark_files: [{corpus}, {tmp_path / 'no.csv'}]\n")
+    corpus.write_text("a document\n")
+    with pytest.raises(ValueError) as refused:
+        demo_run_config(job, [str(config)])
+    message = str(refused.value)
+    assert f"op `uncertainty_tokens` field `facts_small_checkpoint`: '{empty}' is not a checkpoint directory " \
+           "(no config.json)" in message
+    assert "op `scaling_tokens` field `corpus_path`" in message and f"'{tmp_path / 'no.csv'}' does not exist" in message
+    assert str(corpus) + "'" not in message  # a path that is there is not named
+    (empty / "config.json").write_text("{}")
+    config.write_text(f"ops:\n  uncertainty_tokens:\n    config:\n      facts_small_checkpoint: {empty}\n")
+    assert demo_run_config(job, [str(config)])["ops"]["uncertainty_tokens"]["config"]["facts_small_checkpoint"] == \
+        str(empty)
+
+
+def test_every_op_config_field_naming_a_path_is_checked():
+    """A field a study adds later that names a user path (a checkpoint, a file, a folder, a tokenizer) must be
+    one run_config checks: its name matches CHECKPOINT_FIELDS or PATH_FIELDS, or it is listed here as no path."""
+    import dagster as dg
+
+    from pipelines.definitions import defs
+    from pipelines.run_config import CHECKPOINT_FIELDS, PATH_FIELDS, _op_configs
+
+    not_paths = {"max_files"}  # a count
+    processed = dg.validate_run_config(defs.resolve_job_def("main"), {})
+    fields = {field for _, config in _op_configs(processed["ops"]) for field in config}
+    hinted = {f for f in fields if re.search(r"path|checkpoint|file|dir|folder|tokenizer", f)} - not_paths
+    unchecked = {f for f in hinted if not (CHECKPOINT_FIELDS.match(f) or PATH_FIELDS.match(f))}
+    assert hinted and not unchecked, unchecked
