@@ -161,13 +161,18 @@ def _opened(home: Path):
 
 
 def _records_this_warehouse(instance, root: Path) -> bool:
-    """Whether the instance's latest safety_items (what evaluate read its items from) lives under ``root``: the
-    instance is this warehouse's, not another lab's."""
+    """Whether the instance's latest safety_items (what evaluate read its items from) is this warehouse's: it lives
+    under ``root``, or (the warehouse was moved or copied with its instance) its file is here under the same
+    materialization id. The instance is then this warehouse's, not another lab's."""
     import dagster as dg
 
     event = instance.get_latest_materialization_event(dg.AssetKey("safety_items"))
     entry = event.asset_materialization.metadata.get("path") if event and event.asset_materialization else None
-    return entry is not None and Path(str(entry.value)).resolve().is_relative_to(root)
+    if entry is None:
+        return False
+    recorded = Path(str(entry.value))
+    return recorded.resolve().is_relative_to(root) or (Path(root) / "safety" / "safety_items" /
+                                                       f"{recorded.stem}.parquet").exists()
 
 
 def record_in_instance(root: Path, written: dict[str, tuple[str, str, int]], run_id: str) -> tuple[Path | None, str]:

@@ -141,3 +141,21 @@ def _instance(home, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.from_config(str(home)) as instance:
         yield instance
+
+
+def test_a_moved_warehouse_still_records_in_its_instance(warehouse, tmp_path, monkeypatch, capsys):
+    """The instance recorded safety_items under the old folder: after a move, the file with the same
+    materialization id is here, so the instance is still this warehouse's (was: "no Dagster instance ...")."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home)
+    items = latest_file(warehouse, "safety", "safety_items")
+    with _instance(home, monkeypatch) as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization(
+            "safety_items", metadata={"path": dg.MetadataValue.path(str(tmp_path / "old" / "warehouse" / "safety" /
+                                                                        "safety_items" / items.name))}))
+    monkeypatch.delenv("DAGSTER_HOME")
+    assert _evaluate(warehouse) == 0 and "note:" not in capsys.readouterr().err
+    with _instance(home, monkeypatch) as instance:
+        recorded = instance.get_latest_materialization_event(dg.AssetKey("safety_results"))
+    assert str(recorded.asset_materialization.metadata["path"].value).startswith(str(warehouse))
