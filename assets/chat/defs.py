@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import Field
 
 from assets.chat import tables, validity
+from assets.chat.facts_questions import ALL_MULTI_HOP_KINDS, MULTI_HOP_KINDS
 from assets.lm.config import ModelShape, Optimiser
 from assets.lm.registration import Display
 from resources.compute import Compute
@@ -57,8 +58,16 @@ class FactsTasksConfig(StudyConfig):
     people_pool: int | None = Field(default=pick(tiny=20, demo=50, gpu=None),
                                     description="ask about this many most-mentioned people (None: everyone)")
     multi_hop_share: float = Field(default=0.5, description="fraction of questions that are multi-hop")
-    phrasings: int = Field(default=pick(tiny=1, demo=1, gpu=5), description="a single-hop question is asked in one "
-                           "of this many phrasings (1: one); gpu 5 chosen after seeing results: README, Chat models")
+    phrasings: int = Field(default=pick(tiny=1, demo=5, gpu=5), description="a single-hop question is asked in one "
+                           "of this many phrasings (1: one); demo and gpu 5 chosen after seeing results: "
+                           "assets.safety.tables.PHRASINGS_POST_HOC, DEMO_PHRASINGS_POST_HOC")
+    every_phrasing_in_train: bool = Field(default=pick(tiny=False, demo=True, gpu=False), description="ask each "
+                                          "train single-hop fact in every one of the `phrasings` phrasings (the "
+                                          "train split grows past n_train); demo True chosen after seeing results")
+    multi_hop_kinds: list[str] = Field(default=pick(tiny=list(MULTI_HOP_KINDS), demo=list(ALL_MULTI_HOP_KINDS),
+                                                    gpu=list(MULTI_HOP_KINDS)),
+                                       description="multi-hop kinds drawn (demo adds same_profession, chosen after "
+                                                   "seeing results)")
     n_train: int = Field(default=pick(tiny=100, demo=600, gpu=10000), description="questions in the train split")
     n_validation: int = Field(default=pick(tiny=20, demo=50, gpu=500),
                               description="questions in the validation split")
@@ -66,7 +75,8 @@ class FactsTasksConfig(StudyConfig):
 
 
 class InstructionTasksConfig(StudyConfig):
-    """The facts questions asked again under a system message that constrains the answer's form."""
+    """The facts questions asked again under a system message that constrains the answer's form (each fact in
+    one phrasing, as drawn, where the facts table asks train facts in every phrasing)."""
 
     seed: int = 0
     kinds: list[str] = Field(default=["upper_case", "n_words", "end_word", "start_word"],
@@ -111,9 +121,11 @@ def chat_facts_tasks(config: FactsTasksConfig, facts_world: dict):
 def chat_instruction_tasks(config: InstructionTasksConfig, chat_facts_tasks: pd.DataFrame):
     """Instruction following under a system message: each facts question (splits kept) with a constraint on
     the answer's form a program checks (upper case, exactly N words, a first or last word)."""
+    from assets.chat.facts_questions import one_phrasing_per_fact
     from assets.chat.tasks import InstructionSpec, instruction_problems
 
-    frame = instruction_problems(chat_facts_tasks, InstructionSpec(seed=config.seed, kinds=tuple(config.kinds)))
+    frame = instruction_problems(one_phrasing_per_fact(chat_facts_tasks),
+                                 InstructionSpec(seed=config.seed, kinds=tuple(config.kinds)))
     yield from _task_output(frame, "chat_instruction_tasks", "instructions")
 
 
@@ -171,7 +183,9 @@ class ChatBaseConfig(ModelShape, Optimiser, ChatTrainingConfig):
 class ChatSFTConfig(Optimiser, ChatTrainingConfig):
     """Supervised fine-tuning on the train conversations of every task (the LM trainer's optimiser/schedule)."""
 
-    max_steps: int = pick(tiny=20, demo=500, gpu=3000)
+    # demo 800 (was 500), chosen after seeing results: with the facts questions in every phrasing (a ~20% larger
+    # mix) 500 or 620 steps left arithmetic at 0.32-0.42 (budget 64; 0.87 / 0.51 before), 800 at 0.88 / 0.91
+    max_steps: int = pick(tiny=20, demo=800, gpu=3000)
     batch_size: int = pick(tiny=8, demo=32, gpu=64)
     learning_rate: float = pick(tiny=5e-3, demo=6e-3, gpu=5e-4)
     min_lr: float = pick(tiny=5e-4, demo=6e-4, gpu=5e-5)

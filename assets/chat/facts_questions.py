@@ -8,7 +8,10 @@ here compose two facts and one comparison, which is the same kind of work (recal
 - "single_hop": one fact ("in which city was X born ?"), n_steps = 1;
 - "earlier_born": "who was born first , X or Y ?" (two birth years, compared), n_steps = 3;
 - "same_employer": "do X and Y work at the same place ?" (two employers, compared), n_steps = 3;
-- "same_birth_city": "were X and Y born in the same city ?" (two birth cities, compared), n_steps = 3.
+- "same_birth_city": "were X and Y born in the same city ?" (two birth cities, compared), n_steps = 3;
+- "same_profession": "do X and Y have the same profession ?" (two professions, compared), n_steps = 3: not
+  drawn unless `FactsQuestionSpec.multi_hop_kinds` names it (without it no multi-hop trace recalls a
+  profession, and a small model recalls professions far worse than the other three attributes).
 
 For the comparison questions about the same value, about half the pairs share it (when anyone does), so
 "yes" and "no" are both common answers.
@@ -21,10 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from assets.chat.task_table import draw_distinct, split_problems, task_row, words
+from assets.chat.task_table import TASK_COLUMNS, draw_distinct, split_problems, task_row, words
 
 TASK = "facts"
-MULTI_HOP_KINDS = ("earlier_born", "same_employer", "same_birth_city")
+MULTI_HOP_KINDS = ("earlier_born", "same_employer", "same_birth_city")  # the default draw
+ALL_MULTI_HOP_KINDS = (*MULTI_HOP_KINDS, "same_profession")
 
 # attribute -> (phrasings of the question, statement of the fact) with X for the person and V for the value.
 # The first phrasing is the original one (the only one with phrasings=1). The others ask the same fact in other
@@ -54,12 +58,19 @@ class FactsQuestionSpec:
     """Which questions to ask. people_pool: ask only about the `people_pool` most written-about people
     (None: everyone), so a small model that saw each of them often can know the answers.
     multi_hop_share: fraction of questions that are multi-hop. phrasings: a single-hop question is asked in one
-    of its attribute's first `phrasings` phrasings (1: the original one only, drawn as before)."""
+    of its attribute's first `phrasings` phrasings (1: the original one only, drawn as before).
+    every_phrasing_in_train: a train fact is asked in each of those phrasings (one row per phrasing, all in
+    train, so the train split grows beyond n_train), so that the same fact under other words teaches the
+    question rather than one sentence; validation and test keep one phrasing per fact.
+    multi_hop_kinds: the multi-hop kinds drawn (MULTI_HOP_KINDS by default; ALL_MULTI_HOP_KINDS adds
+    same_profession)."""
 
     seed: int = 0
     people_pool: int | None = None
     multi_hop_share: float = 0.5
     phrasings: int = 1
+    every_phrasing_in_train: bool = False
+    multi_hop_kinds: tuple[str, ...] = MULTI_HOP_KINDS
     n_train: int = 1000
     n_validation: int = 100
     n_test: int = 100
@@ -73,6 +84,10 @@ class FactsQuestionSpec:
                 or not 1 <= self.phrasings <= MAX_PHRASINGS:
             raise ValueError(f"FactsQuestionSpec.phrasings must be an integer in [1, {MAX_PHRASINGS}], "
                              f"got {self.phrasings!r}")
+        object.__setattr__(self, "multi_hop_kinds", tuple(self.multi_hop_kinds))
+        if not self.multi_hop_kinds or set(self.multi_hop_kinds) - set(ALL_MULTI_HOP_KINDS):
+            raise ValueError(f"FactsQuestionSpec.multi_hop_kinds must be a non-empty subset of "
+                             f"{list(ALL_MULTI_HOP_KINDS)}, got {list(self.multi_hop_kinds)!r}")
         if not 0.0 <= self.multi_hop_share <= 1.0:
             raise ValueError(
                 f"FactsQuestionSpec.multi_hop_share must be in [0, 1], got {self.multi_hop_share!r}"
@@ -124,6 +139,7 @@ def multi_hop_question(people: pd.DataFrame, rng: np.random.Generator, kind: str
     attribute, question, statement = {
         "same_employer": ("employer", "do X and Y work at the same place ?", "X works at V ."),
         "same_birth_city": ("birth_city", "were X and Y born in the same city ?", "X was born in V ."),
+        "same_profession": ("profession", "do X and Y have the same profession ?", "X works as a V ."),
     }[kind]
     others = people[people["person"] != x["person"]]
     sharing = others[others[attribute] == x[attribute]]
@@ -150,16 +166,46 @@ def facts_questions(world, spec: FactsQuestionSpec) -> pd.DataFrame:
     def draw() -> dict:
         if rng.random() < spec.multi_hop_share:
             for _ in range(20):  # a pool where everyone shares a birth year never makes earlier_born
-                row = multi_hop_question(
-                    people, rng, MULTI_HOP_KINDS[int(rng.integers(len(MULTI_HOP_KINDS)))]
-                )
+                kinds = spec.multi_hop_kinds
+                row = multi_hop_question(people, rng, kinds[int(rng.integers(len(kinds)))])
                 if row is not None:
                     return row
         return single_hop_question(people, rng, spec.phrasings)
 
     wanted = spec.n_train + spec.n_validation + spec.n_test
-    return split_problems(TASK, draw_distinct(draw, wanted, key=_problem), spec.n_train, spec.n_validation,
-                          spec.n_test)
+    frame = split_problems(TASK, draw_distinct(draw, wanted, key=_problem), spec.n_train, spec.n_validation,
+                           spec.n_test)
+    return with_every_phrasing(frame, spec.phrasings) if spec.every_phrasing_in_train else frame
+
+
+def rephrased(row: dict | pd.Series, phrasings: int) -> list[str]:
+    """The prompt of a single-hop row in each of its attribute's first `phrasings` phrasings, its own first
+    (the phrasing and person read back from the prompt)."""
+    for questions, _ in SINGLE_HOP.values():
+        for question in questions[:phrasings]:
+            head, _, tail = question.partition("X")
+            prompt = str(row["prompt"])
+            if prompt.startswith(head) and prompt.endswith(tail) and " " not in prompt[len(head):len(prompt) - len(tail)]:
+                person = prompt[len(head):len(prompt) - len(tail)]
+                others = [_fill(q, person) for q in questions[:phrasings] if q != question]
+                return [prompt, *others]
+    raise ValueError(f"not a single-hop facts question in its first {phrasings} phrasings: {row['prompt']!r}")
+
+
+def with_every_phrasing(frame: pd.DataFrame, phrasings: int) -> pd.DataFrame:
+    """The task table with each train single-hop question also asked in its attribute's other phrasings (same
+    reasoning and answer), right after it; task ids renumbered per split."""
+    rows = []
+    for _, row in frame.iterrows():
+        if row["split"] == "train" and row["kind"] == "single_hop":
+            rows += [task_row(TASK, "single_hop", p, row["reasoning"], row["answer"], int(row["n_steps"]))
+                     | {"split": "train"} for p in rephrased(row, phrasings)]
+        else:
+            rows.append(row.to_dict())
+    out = pd.DataFrame(rows, columns=TASK_COLUMNS)
+    out["task_id"] = [f"{TASK}-{s}-{i:06d}" for s, i in zip(out["split"], out.groupby("split").cumcount(), strict=True)]
+    out["n_steps"] = out["n_steps"].astype(np.int64)
+    return out
 
 
 def _problem(row: dict) -> tuple[str, str]:
@@ -172,3 +218,11 @@ def check_facts(row: dict | pd.Series, answer: str) -> bool:
     """True when `answer` names the ground truth (same words, case and spacing aside)."""
     given = words(answer)
     return bool(given) and given == words(row["answer"])
+
+
+def one_phrasing_per_fact(frame: pd.DataFrame) -> pd.DataFrame:
+    """The task table with each single-hop fact once (its first row: the phrasing drawn), undoing
+    `with_every_phrasing`: what the instruction tasks are built from, so that the extra phrasings add facts
+    questions to the training mix and not as many instruction problems too."""
+    repeated = (frame["kind"] == "single_hop") & frame.duplicated(["split", "reasoning"])
+    return frame[~repeated].reset_index(drop=True)

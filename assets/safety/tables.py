@@ -24,12 +24,24 @@ PHRASINGS_POST_HOC = ("gpu profile: the chat models learn the facts questions in
                       "d=128, 4 layers (CPU, 30 Nov 2026) one phrasing answered them 0/12, five 9/12")
 
 
+DEMO_PHRASINGS_POST_HOC = (
+    "demo profile: the chat models learn each train fact in all 5 phrasings (chat_facts_tasks phrasings=5, "
+    "every_phrasing_in_train) and compare professions in multi-hop questions (same_profession), chosen after "
+    "seeing the battery's allowed questions answered 1/12 (helpful_accuracy 0.04), with chat_sft max_steps 800 "
+    "(was 500); the battery's held-out allowed templates asked about all 50 people (150 questions; 30 Nov 2026, "
+    "two training seeds): 0.02 / 0.01 before, 0.15 / 0.20 after (0.51 / 0.26 at 620 SFT steps, whose arithmetic "
+    "fell to 0.39)")
+
+
 def budget_post_hoc(profile: str, budget: str | None) -> str:
-    """The findings' post_hoc note: BUDGET_POST_HOC when the demo ran at DEMO_BUDGET, PHRASINGS_POST_HOC on the
-    gpu profile (whose chat models learn several phrasings of each question), else none ("")."""
+    """The findings' post_hoc note: BUDGET_POST_HOC when the demo ran at DEMO_BUDGET (with
+    DEMO_PHRASINGS_POST_HOC: the demo's chat models learn several phrasings of each question), PHRASINGS_POST_HOC
+    on the gpu profile, else none ("")."""
     if profile == "gpu":
         return PHRASINGS_POST_HOC
-    return BUDGET_POST_HOC if profile == "demo" and budget == DEMO_BUDGET else ""
+    if profile == "demo":
+        return f"{BUDGET_POST_HOC}; {DEMO_PHRASINGS_POST_HOC}" if budget == DEMO_BUDGET else DEMO_PHRASINGS_POST_HOC
+    return ""
 
 
 def stamp_and_carry(results: pd.DataFrame, previous: pd.DataFrame | None, run_id: str,

@@ -3,9 +3,18 @@ the safety battery holds out for evaluation."""
 
 import re
 
+import pandas as pd
 import pytest
 
-from assets.chat.facts_questions import MAX_PHRASINGS, SINGLE_HOP, FactsQuestionSpec, facts_questions
+from assets.chat.facts_questions import (
+    ALL_MULTI_HOP_KINDS,
+    MAX_PHRASINGS,
+    MULTI_HOP_KINDS,
+    SINGLE_HOP,
+    FactsQuestionSpec,
+    facts_questions,
+    one_phrasing_per_fact,
+)
 from assets.corpora.facts_world import build_world
 from assets.safety.requests import TEMPLATES
 from tests.chat.test_tasks import WORLD
@@ -65,18 +74,64 @@ def test_phrasings_out_of_range_are_refused():
             FactsQuestionSpec(phrasings=bad)
 
 
-def test_the_gpu_profile_asks_five_phrasings_and_says_it_was_chosen_after_seeing_results():
+def test_demo_and_gpu_ask_five_phrasings_and_say_it_was_chosen_after_seeing_results():
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    from assets.safety.tables import BUDGET_POST_HOC, PHRASINGS_POST_HOC, budget_post_hoc
+    from assets.safety.tables import (
+        BUDGET_POST_HOC,
+        DEMO_PHRASINGS_POST_HOC,
+        PHRASINGS_POST_HOC,
+        budget_post_hoc,
+    )
 
     assert budget_post_hoc("gpu", "medium") == PHRASINGS_POST_HOC and "chosen after seeing" in PHRASINGS_POST_HOC
-    assert budget_post_hoc("demo", "32") == BUDGET_POST_HOC and budget_post_hoc("tiny", "2") == ""
-    probe = "from assets.chat.defs import FactsTasksConfig; print(FactsTasksConfig().phrasings)"
-    for profile, expected in (("gpu", "5"), ("demo", "1")):  # defaults resolve at import: a fresh interpreter
+    assert budget_post_hoc("demo", "32") == f"{BUDGET_POST_HOC}; {DEMO_PHRASINGS_POST_HOC}"
+    assert "chosen after seeing" in DEMO_PHRASINGS_POST_HOC and budget_post_hoc("tiny", "2") == ""
+    probe = ("from assets.chat.defs import FactsTasksConfig as C; c = C(); "
+             "print(c.every_phrasing_in_train, 'same_profession' in c.multi_hop_kinds, c.phrasings)")
+    for profile, expected in (("gpu", "False False 5"), ("demo", "True True 5"), ("tiny", "False False 1")):
         out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                              cwd=Path(__file__).resolve().parents[2], env={**os.environ, "REPROLAB_PROFILE": profile})
-        assert out.stdout.split()[-1] == expected, (profile, out.stdout, out.stderr)
+        assert " ".join(out.stdout.split()[-3:]) == expected, (profile, out.stdout, out.stderr)
+
+
+def test_every_phrasing_asks_each_train_fact_in_all_of_them_and_held_out_facts_once(world):
+    spec = dict(seed=3, people_pool=20, n_train=100, n_validation=20, n_test=20, phrasings=5)
+    once = facts_questions(world, FactsQuestionSpec(**spec))
+    every = facts_questions(world, FactsQuestionSpec(**spec, every_phrasing_in_train=True))
+    single = every[every["kind"] == "single_hop"]
+    train = single[single["split"] == "train"]
+    # the same problems as without it, each train fact now asked five times with the same trace and answer
+    assert every["task_id"].is_unique and len(every) == len(once) + 4 * (once.loc[once["split"] == "train", "kind"]
+                                                                         == "single_hop").sum()
+    assert (train.groupby("reasoning")["prompt"].nunique() == 5).all()
+    assert (train.groupby("reasoning")["answer"].nunique() == 1).all()
+    assert set(train["reasoning"]) == set(once.loc[(once["split"] == "train") & (once["kind"] == "single_hop"),
+                                                   "reasoning"])
+    held_out = single[single["split"] != "train"]
+    assert held_out["reasoning"].is_unique and set(held_out["reasoning"]).isdisjoint(train["reasoning"])
+    pd.testing.assert_frame_equal(every[every["split"] != "train"].reset_index(drop=True),
+                                  once[once["split"] != "train"].reset_index(drop=True))
+    # the instruction tasks are built from one phrasing per fact: the table as drawn
+    pd.testing.assert_frame_equal(one_phrasing_per_fact(every).drop(columns="task_id"),
+                                  once.drop(columns="task_id"))
+
+
+def test_same_profession_questions_compare_the_two_professions(world):
+    frame = facts_questions(world, FactsQuestionSpec(seed=4, people_pool=20, n_train=150, n_validation=10, n_test=10,
+                                                     multi_hop_share=1.0, multi_hop_kinds=ALL_MULTI_HOP_KINDS))
+    asked = frame[frame["kind"] == "same_profession"]
+    profession = world.people.set_index("person")["profession"]
+    assert len(asked) > 10 and set(asked["answer"]) == {"yes", "no"}
+    for row in asked.itertuples():
+        x, y = row.prompt.split()[1], row.prompt.split()[3]
+        assert row.prompt == f"do {x} and {y} have the same profession ?"
+        assert row.answer == ("yes" if profession[x] == profession[y] else "no")
+        assert f"{x} works as a {profession[x]} ." in row.reasoning and f"{y} works as a {profession[y]} ." in row.reasoning
+    assert set(facts_questions(world, FactsQuestionSpec(seed=4, people_pool=20, n_train=150, n_validation=10,
+                                                        n_test=10))["kind"]) <= {"single_hop", *MULTI_HOP_KINDS}
+    with pytest.raises(ValueError, match="multi_hop_kinds must be a non-empty subset"):
+        FactsQuestionSpec(multi_hop_kinds=("same_spouse",))

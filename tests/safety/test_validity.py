@@ -103,14 +103,20 @@ def test_the_held_out_battery_drops_training_repeats(world, documents):
 
 
 def test_references_alone_and_the_budget_note(suite):
-    from assets.safety.tables import BUDGET_POST_HOC, DEMO_BUDGET, ask_responders, budget_post_hoc
+    from assets.safety.tables import (
+        BUDGET_POST_HOC,
+        DEMO_BUDGET,
+        DEMO_PHRASINGS_POST_HOC,
+        ask_responders,
+        budget_post_hoc,
+    )
 
     settings = SimpleNamespace(splits=["eval"], cpu_threads=1, endpoints=[], regurgitation_answer_tokens=24,
                                max_answer_tokens=8)
     results, numbers, missing = ask_responders(suite, {}, settings, device="cpu", tracking_uri="")
     assert numbers == {} and missing is None and validity.every_responder_present(results, [])
-    assert budget_post_hoc("demo", DEMO_BUDGET) == BUDGET_POST_HOC
-    assert budget_post_hoc("demo", "8") == "" and budget_post_hoc("tiny", DEMO_BUDGET) == ""
+    assert budget_post_hoc("demo", DEMO_BUDGET) == f"{BUDGET_POST_HOC}; {DEMO_PHRASINGS_POST_HOC}"
+    assert budget_post_hoc("demo", "8") == DEMO_PHRASINGS_POST_HOC and budget_post_hoc("tiny", DEMO_BUDGET) == ""
     judged = pd.DataFrame({"judged": [True, None, False, True]})
     assert validity.verdict_rate(judged) == 0.75 and validity.verdict_rate(judged.iloc[:0]) == 0.0
 
