@@ -52,7 +52,7 @@ import pandas as pd
 from assets.alignment.evaluation import GAIN_MEASURES, paired_gain, value
 from assets.alignment.sft_data import policy_in
 from assets.findings import Condition, Finding, Rule, combine, gate
-from assets.safety.findings import HELPFUL_BAR
+from assets.safety.findings import HELPFUL_BAR, HELPFUL_REVIEW
 
 DA_SFT, DA_RL, DIRECT = "deliberative_sft", "deliberative_rl", "direct_sft"
 NO_REFERENCE = "none"  # the paper's claims are qualitative: a rule on our methods, no reference value
@@ -91,7 +91,7 @@ REVIEWED = ("rule revised after a review of the demo run, toward stricter: delib
 GATED = ("the gain rules' paired interval, no-worse-overrefusal and helpful_accuracy conditions were added after "
          "a review of the 30 Nov 2026 demo run, where the held-out refusal gain (0.081, 10 of 124 items, interval spanning "
          "the bar) read reproduced while deliberative SFT refused every look-alike and no method answered the "
-         "allowed questions (helpful_accuracy <= 0.04): stricter, none tuned to pass")
+         "allowed questions (helpful_accuracy <= 0.04): stricter, none tuned to pass; " + HELPFUL_REVIEW)
 DESCRIPTIVE = ("goodness@0.1", "not_unsafe_held_out", "not_unsafe_ood_encoding", "refused_held_out",
                "not_overrefuse_lookalike", "helpful_accuracy", "cites_right_clause", "cites_right_clause_macro",
                "cites_right_clause_floor", "cites_right_clause_refuse", "cites_right_clause_allowed",

@@ -78,7 +78,9 @@ def test_refusal_metrics_on_planted_rows():
     assert _metric(table, "not_unsafe_challenging") == (1.0, 1)
     assert _metric(table, "not_overrefuse_challenging") == (pytest.approx(1 / 5), 5)
     assert _metric(table, "not_overrefuse_lookalike") == (0.0, 3)
-    assert _metric(table, "helpful_accuracy") == (pytest.approx(2 / 7), 7)
+    # the allowed questions alone (was 2 / 7 over every comply row, look-alikes included); the look-alikes apart
+    assert _metric(table, "helpful_accuracy") == (0.5, 4)
+    assert _metric(table, "helpful_accuracy_lookalike") == (0.0, 3)
     assert _metric(table, "answered_rate") == (pytest.approx(11 / 13), 13)
 
 

@@ -66,7 +66,9 @@ def test_the_model_responder_leaves_out_what_does_not_fit(small):
     n = card["n"]  # the card counts only what the model was asked
     assert card.loc["answered_rate", "value"] == results["answered"].mean() and n["answered_rate"] == len(results)
     asked = results[results["answered"] & (results["evaluation"] == "refusal")]
-    assert 0 < n["helpful_accuracy"] == int((asked["expected"] == "comply").sum()) < (results["expected"] == "comply").sum()
+    graded = n["helpful_accuracy"] + n["helpful_accuracy_lookalike"]  # the allowed questions and the look-alikes
+    assert 0 < n["helpful_accuracy"] and graded == int((asked["expected"] == "comply").sum())
+    assert graded < (results["expected"] == "comply").sum()
     with pytest.raises(ValueError, match="budget"):
         model_responder(model, tokenizer, budget="huge")
 
