@@ -37,104 +37,18 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import duckdb
 
 from pipelines.evaluate import budget_arg, cmd_evaluate
 from pipelines.run_config import demo_run_config
+from pipelines.summary import findings_summary, print_frame, summary_frame
 from resources.catalog import CatalogError, list_views, query, refresh_catalog
 from resources.settings import default_warehouse_root
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-
-# Columns of the contract (assets/findings.py); tables written before it carry `paper` instead of reference/source
-FINDINGS_COLUMNS = ("study", "metric", "ours", "reference", "paper", "source", "verdict")
-SUMMARY_WIDTH = 40  # characters of text a cell of the closing findings table shows
-ALL_FINDINGS_SQL = "SELECT * FROM findings ORDER BY study, metric"
 # the commands that only read what runs wrote: REPROLAB_PROFILE means nothing to them (the others refuse a misspelt one)
 PROFILE_FREE_COMMANDS = ("query", "tables", "summary", "catalog", "report", "mlflow-ui")
-
-
-def findings_summary(root, width: int = SUMMARY_WIDTH) -> tuple[pd.DataFrame, str]:
-    """The headline findings (those with a rule, which turns ours into a verdict, with or without a reference;
-    every row for tables older than the contract) in the view's headline columns, text cut to ``width``
-    characters (`shortened`); and a footnote saying what was left out and the SQL that shows everything."""
-    have = set(query(root, "DESCRIBE findings")["column_name"])
-    columns = ", ".join(c for c in FINDINGS_COLUMNS if c in have)
-    where = "WHERE comparison IS NOT NULL" if "comparison" in have else ""
-    shown = query(root, f"SELECT {columns} FROM findings {where} ORDER BY study, metric")
-    total = int(query(root, "SELECT count(*) AS n FROM findings")["n"].iloc[0])
-    for column in shown.columns.difference(shown.select_dtypes(include="number").columns):
-        shown[column] = shortened(shown[column], width)
-    left_out = total - len(shown)
-    note = (f"{len(shown)} findings with a rule of {total} rows" + (f"; {left_out} descriptive rows (no rule: "
-            "numbers recorded beside them) left out" if left_out else "")
-            + f".\nEvery row and column: reprolab query \"{ALL_FINDINGS_SQL}\"")
-    if "post_hoc" in have:
-        n = int(query(root, "SELECT count(*) AS n FROM findings WHERE coalesce(CAST(post_hoc AS VARCHAR), '') "
-                            "NOT IN ('', 'false', 'False')")["n"].iloc[0])
-        if n:
-            note += (f"\n{n} rows use a setting chosen after seeing results (post_hoc): reprolab query "
-                     "\"SELECT study, metric, post_hoc FROM findings WHERE post_hoc <> ''\"")
-    return shown, note
-
-
-def shortened(values: pd.Series, width: int) -> pd.Series:
-    """Texts longer than ``width`` cut in the middle (``head…tail``: the tail keeps what tells metrics apart, such
-    as a closing "(mlp, k=3)"); any two different texts the cut would make equal are shown whole."""
-    import pandas as pd
-
-    def cut(v):
-        if not isinstance(v, str) or len(v) <= width:
-            return v
-        head = (width - 1) // 2
-        return v[:head] + "…" + v[len(v) - (width - 1 - head):]
-
-    short = values.map(cut)
-    texts: dict[str, set] = {}
-    for original, text in zip(values, short, strict=True):
-        if isinstance(text, str):
-            texts.setdefault(text, set()).add(original)
-    return pd.Series([o if isinstance(t, str) and len(texts[t]) > 1 else t for o, t in zip(values, short, strict=True)],
-                     index=values.index, dtype=object)
-
-
-def _print_frame(df, fmt: str, missing: str = "NULL") -> None:
-    """``df`` on stdout as a table (SQL NULL, or NaN, printed as ``missing``), CSV or JSON records."""
-    if fmt == "csv":
-        sys.stdout.write(df.to_csv(index=False))
-    elif fmt == "json":
-        sys.stdout.write(df.to_json(orient="records", date_format="iso", indent=2) + "\n")
-    elif not len(df):
-        print("(no rows)")
-    else:  # None, not NaN / <NA> / NaT, so that tabulate writes `missing`
-        shown = df.astype(object).where(df.notna(), None)
-        print(shown.to_markdown(index=False, tablefmt="simple", floatfmt=".6g", missingval=missing))
-
-
-def summary_frame(root: str):
-    """One row per latest-materialization view: rows, when, which run."""
-    views = list_views(root)
-    rows = []
-    for schema, view in views.itertuples(index=False):
-        if view.endswith("_history") or schema == "main":
-            continue
-        try:
-            stats = query(root, f'SELECT count(*) AS n, max(materialized_at) AS at, any_value(run_id) AS run '
-                                f'FROM "{schema}"."{view}"')
-        except CatalogError as exc:  # one unreadable table must not hide the others
-            print(f"warning: {schema}.{view}: {exc}", file=sys.stderr)
-            continue
-        n, at, run = stats.iloc[0]
-        rows.append({"table": f"{schema}.{view}", "rows": int(n), "materialized_at": str(at)[:19],
-                     "run_id": str(run)[:8]})
-    import pandas as pd
-
-    return pd.DataFrame(rows, columns=["table", "rows", "materialized_at", "run_id"])
 
 
 def cmd_summary(args) -> int:
@@ -150,10 +64,10 @@ def cmd_summary(args) -> int:
         return 2
     print(f"warehouse: {Path(root).resolve()}")
     print(f"catalog:   {Path(root).resolve() / 'catalog.duckdb'}  (query it: reprolab query \"SELECT ...\")")
-    _print_frame(tables, "table")
+    print_frame(tables, "table")
     if findings is not None:
         print("\nfindings (ours vs the reference, and where the reference comes from):")
-        _print_frame(findings[0], "table", missing="")  # a finding without a reference: a blank, not NULL
+        print_frame(findings[0], "table", missing="")  # a finding without a reference: a blank, not NULL
         print(findings[1])
     return 0
 
@@ -260,7 +174,7 @@ def cmd_query(args) -> int:
               file=sys.stderr)
         return 2
     try:
-        _print_frame(query(args.warehouse, args.sql), args.format)
+        print_frame(query(args.warehouse, args.sql), args.format)
     except CatalogError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -269,7 +183,7 @@ def cmd_query(args) -> int:
 
 def cmd_tables(args) -> int:
     try:
-        _print_frame(list_views(args.warehouse), args.format)
+        print_frame(list_views(args.warehouse), args.format)
     except CatalogError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -109,9 +109,9 @@ def cmd_evaluate(args) -> int:
     print(f"{int(new['answered'].sum())} of {len(new)} items answered and graded for {new['model'].iloc[0]} at "
           f"{args.base_url} (asked: {_asked(args, suite, new)}; run {run_id}); the tables safety.safety_results and "
           "safety.safety_system_card now hold them")
-    from pipelines.cli import _print_frame
+    from pipelines.summary import print_frame
 
-    _print_frame(card[["evaluation", "metric", "value", "n"]], "table")
+    print_frame(card[["evaluation", "metric", "value", "n"]], "table")
     return 0
 
 

@@ -231,7 +231,7 @@ def test_summary_keeps_cut_metric_names_apart_and_prints_no_nan(warehouse_root, 
 
 
 def test_names_a_middle_cut_would_merge_are_shown_whole():
-    from pipelines.cli import shortened
+    from pipelines.summary import shortened
 
     names = pd.Series(["a" * 20 + "x" + "b" * 20, "a" * 20 + "y" + "b" * 20, "short", None, "c" * 50])
     shown = shortened(names, 11).tolist()
