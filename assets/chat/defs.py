@@ -58,16 +58,14 @@ class FactsTasksConfig(StudyConfig):
     people_pool: int | None = Field(default=pick(tiny=20, demo=50, gpu=None),
                                     description="ask about this many most-mentioned people (None: everyone)")
     multi_hop_share: float = Field(default=0.5, description="fraction of questions that are multi-hop")
+    # demo's phrasings, every_phrasing_in_train and same_profession, gpu's phrasings: chosen after seeing results
+    # (assets.safety.tables.PHRASINGS_POST_HOC, DEMO_PHRASINGS_POST_HOC)
     phrasings: int = Field(default=pick(tiny=1, demo=5, gpu=5), description="a single-hop question is asked in one "
-                           "of this many phrasings (1: one); demo and gpu 5 chosen after seeing results: "
-                           "assets.safety.tables.PHRASINGS_POST_HOC, DEMO_PHRASINGS_POST_HOC")
-    every_phrasing_in_train: bool = Field(default=pick(tiny=False, demo=True, gpu=False), description="ask each "
-                                          "train single-hop fact in every one of the `phrasings` phrasings (the "
-                                          "train split grows past n_train); demo True chosen after seeing results")
+                           "of this many phrasings (1: one)")
+    every_phrasing_in_train: bool = Field(default=pick(tiny=False, demo=True, gpu=False), description="ask each train "
+                                          "single-hop fact in every phrasing (the train split grows past n_train)")
     multi_hop_kinds: list[str] = Field(default=pick(tiny=list(MULTI_HOP_KINDS), demo=list(ALL_MULTI_HOP_KINDS),
-                                                    gpu=list(MULTI_HOP_KINDS)),
-                                       description="multi-hop kinds drawn (demo adds same_profession, chosen after "
-                                                   "seeing results)")
+                                                    gpu=list(MULTI_HOP_KINDS)), description="multi-hop kinds drawn")
     n_train: int = Field(default=pick(tiny=100, demo=600, gpu=10000), description="questions in the train split")
     n_validation: int = Field(default=pick(tiny=20, demo=50, gpu=500),
                               description="questions in the validation split")
@@ -75,8 +73,7 @@ class FactsTasksConfig(StudyConfig):
 
 
 class InstructionTasksConfig(StudyConfig):
-    """The facts questions asked again under a system message that constrains the answer's form (each fact in
-    one phrasing, as drawn, where the facts table asks train facts in every phrasing)."""
+    """The facts questions (one phrasing per fact) asked again under a system message constraining the answer."""
 
     seed: int = 0
     kinds: list[str] = Field(default=["upper_case", "n_words", "end_word", "start_word"],
@@ -183,8 +180,7 @@ class ChatBaseConfig(ModelShape, Optimiser, ChatTrainingConfig):
 class ChatSFTConfig(Optimiser, ChatTrainingConfig):
     """Supervised fine-tuning on the train conversations of every task (the LM trainer's optimiser/schedule)."""
 
-    # demo 800 (was 500), chosen after seeing results: with the facts questions in every phrasing (a ~20% larger
-    # mix) 500 or 620 steps left arithmetic at 0.32-0.42 (budget 64; 0.87 / 0.51 before), 800 at 0.88 / 0.91
+    # demo 800 (was 500) after seeing results: with every phrasing (a ~20% larger mix) 500 or 620 steps cost arithmetic
     max_steps: int = pick(tiny=20, demo=800, gpu=3000)
     batch_size: int = pick(tiny=8, demo=32, gpu=64)
     learning_rate: float = pick(tiny=5e-3, demo=6e-3, gpu=5e-4)
