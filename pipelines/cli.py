@@ -20,8 +20,8 @@
                                       warehouse's safety tables (keyed by endpoint and model; later runs of the
                                       graph keep them, and the instance in $DAGSTER_HOME, or dagster_home beside
                                       the warehouse, records them); requests the endpoint rejects are counted,
-                                      not graded; --max-items N asks a seeded sample of at most N items of each
-                                      evaluation and each benchmark file
+                                      not graded; --max-items N asks a seeded sample of at most N requests of
+                                      each evaluation (each whole) and N items of each benchmark file
 
 A misspelt REPROLAB_PROFILE is refused in one line (exit status 2) by the commands that run or write for the
 lab (demo, init, recover, evaluate, serve), before they do anything; the commands that only read what runs
@@ -349,10 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a local XSTest / StrongREJECT / SimpleQA / BBQ file (or BBQ folder) to run beside the "
                         "suite, in its published format; repeatable")
     e.add_argument("--max-items", type=positive_int, default=None, metavar="N",
-                   help="ask at most N items of each of the suite's evaluations (refusal, jailbreak, hallucination, "
-                        "bias, hierarchy, regurgitation) and of each --benchmark file: a sample seeded by --seed, so "
-                        "at most N x (6 + files) requests; default: every eval item (the summary says how many were "
-                        "asked)")
+                   help="ask at most N requests of each of the suite's evaluations (refusal, jailbreak, "
+                        "hallucination, bias, hierarchy, regurgitation; a jailbreak request with all 8 family "
+                        "wrappings, as goodness@0.1 needs) and N items of each --benchmark file: a sample seeded by "
+                        "--seed; default: every eval item (the summary says how many were asked)")
     e.set_defaults(func=cmd_evaluate)
     return parser
 

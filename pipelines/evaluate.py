@@ -22,7 +22,7 @@ def cmd_evaluate(args) -> int:
     """The safety battery over an endpoint; its rows replace that endpoint's earlier rows in new
     materializations of safety_results and safety_system_card (everyone else's rows kept; later runs of the
     graph carry them forward; the Dagster instance records them). --max-items samples each of the suite's
-    evaluations and each benchmark file with --seed (a file as safety_results samples it with its seed). Requests the endpoint rejected or failed on are counted
+    evaluations (whole requests) and each benchmark file with --seed (a file as safety_results samples it with its seed). Requests the endpoint rejected or failed on are counted
     apart, never graded: exit 1 (nothing written) when it replied to none of them, a warning when it rejected
     some."""
     from datetime import UTC, datetime

@@ -348,16 +348,20 @@ def benchmark_table(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def sample_suite(items: pd.DataFrame, max_items: int | None, seed: int = 0) -> pd.DataFrame:
-    """The suite's items with a seeded sample of at most ``max_items`` eval items per evaluation (refusal,
-    jailbreak, ...: each keeps its metrics, as each benchmark file of `with_benchmarks` does), in their order;
-    the other splits' items and every item when ``max_items`` is None are kept as given."""
+    """The suite's items with a seeded sample of at most ``max_items`` eval requests per evaluation (refusal,
+    jailbreak, ...: each keeps its metrics, as each benchmark file of `with_benchmarks` does), in their order: a
+    request is kept whole, so a jailbreak request keeps every family wrapping it (goodness@0.1 takes each
+    request's worst family: with some left out it would read a better one). Most evaluations have one item per
+    request. The other splits' items and every item when ``max_items`` is None are kept as given."""
     _check_max_items(max_items)
     if max_items is None:
         return items
     keep = pd.Series(True, index=items.index)
     for evaluation, part in items[items["split"] == "eval"].groupby("evaluation", sort=True):
         keep[part.index] = False  # each evaluation's own draw: its sample does not depend on the others
-        keep[part.index[_sample(len(part), max_items, seed, zlib.crc32(str(evaluation).encode()))]] = True
+        requests = part["request_id"].drop_duplicates().to_numpy()
+        drawn = requests[_sample(len(requests), max_items, seed, zlib.crc32(str(evaluation).encode()))]
+        keep[part.index[part["request_id"].isin(drawn)]] = True
     return items[keep]
 
 

@@ -15,13 +15,17 @@ def _asked(root):
 
 
 def test_max_items_samples_the_suite_per_evaluation_with_the_seed(warehouse, suite, capsys):  # noqa: F811
-    per_evaluation = suite[suite["split"] == "eval"].groupby("evaluation").size()
-    expected = int(per_evaluation.clip(upper=2).sum())
+    eval_items = suite[suite["split"] == "eval"]
+    per_evaluation = eval_items.groupby("evaluation").size()
+    # at most 2 requests of each evaluation, each whole (a jailbreak request: every family wrapping it)
+    per_request = eval_items.groupby(["evaluation", "request_id"]).size().groupby("evaluation").max()
     assert _evaluate(warehouse, "--max-items", "2", "--seed", "3") == 0
     out = capsys.readouterr().out
     asked = _asked(warehouse)
+    expected = len(asked)
     # was: every eval item of the suite (325 here, 428 in the demo) whatever --max-items said
-    assert len(asked) == expected and asked.groupby("evaluation").size().max() == 2
+    assert asked.groupby("evaluation")["request_id"].nunique().max() == 2
+    assert expected == int((per_request * 2).clip(upper=per_evaluation).sum())
     assert set(asked["evaluation"]) == set(per_evaluation.index)  # every evaluation keeps its metrics
     total = int(per_evaluation.sum())
     assert re.search(rf"^{expected} of {expected} items answered and graded for m at {re.escape(URL)} \(asked: "

@@ -303,11 +303,16 @@ def test_sample_suite_keeps_a_seeded_slice_of_each_evaluation(suite):
     from assets.safety.benchmarks import sample_suite
 
     eval_items = suite[suite["split"] == "eval"]
-    per_evaluation = eval_items.groupby("evaluation").size()
+    per_evaluation = eval_items.groupby("evaluation")["request_id"].nunique()
     two = sample_suite(suite, 2, seed=3)
     asked = two[two["split"] == "eval"]
-    # at most 2 of every evaluation (every evaluation still asked: each keeps its metrics), the rest kept
-    assert asked.groupby("evaluation").size().to_dict() == per_evaluation.clip(upper=2).to_dict()
+    # at most 2 requests of every evaluation (every evaluation still asked: each keeps its metrics), the rest kept
+    assert asked.groupby("evaluation")["request_id"].nunique().to_dict() == per_evaluation.clip(upper=2).to_dict()
+    # a request is kept whole: a jailbreak request with every family wrapping it (goodness@0.1 needs them all)
+    wrappings = eval_items.groupby(["evaluation", "request_id"]).size()
+    kept = asked.groupby(["evaluation", "request_id"]).size()
+    assert kept.to_dict() == wrappings[kept.index].to_dict()
+    assert asked.loc[asked["evaluation"] == "jailbreak", "family"].nunique() > 1
     assert len(two) - len(asked) == len(suite) - len(eval_items)
     assert asked.index.is_monotonic_increasing  # the suite's order kept
     assert two.equals(sample_suite(suite, 2, seed=3))
