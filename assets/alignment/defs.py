@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import Field
 
 from assets.alignment.findings import CHECKS, POST_HOC
+from assets.chat.post_hoc import chat_post_hoc
 from assets.lm.config import Optimiser
 from resources.compute import Compute
 from resources.config import StudyConfig
@@ -287,7 +288,8 @@ def alignment_findings(table: pd.DataFrame, candidates: pd.DataFrame, sft_data: 
 
     checks = pipeline_checks(table, candidates, sft_data, models, rl, results)
     scale = run_scale(current_profile(), sft_data, models, results)
-    yield from findings_results(build_findings(table, checks, scale, study=GROUP, post_hoc=POST_HOC),
+    yield from findings_results(build_findings(table, checks, scale, study=GROUP, post_hoc=POST_HOC,
+                                               models_post_hoc=chat_post_hoc(current_profile())),
                                 {k: metric for k, (metric, _) in CHECKS.items()})
 
 

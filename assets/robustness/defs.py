@@ -279,11 +279,14 @@ def robustness_findings(accuracy: pd.DataFrame, think_less: pd.DataFrame, nerd: 
     findings): success falls with compute (paired over items, with a bootstrap interval over problems) and
     tends to zero (per attack), the ambiguous exception, think-less cuts reasoning, clean accuracy rises;
     code checks on the planted defender and the soft-token norm cap."""
-    from assets.robustness.findings import build_findings, run_context
+    from assets.chat.post_hoc import chat_post_hoc
+    from assets.robustness.findings import POST_HOC, build_findings, run_context
 
     model, scale, info = run_context(runs, current_profile())
+    post_hoc = "; ".join(p for p in (POST_HOC, chat_post_hoc(current_profile())) if p)  # the defender is chat-rl's
     yield from findings_results(build_findings(runs, accuracy, think_less, nerd, info, model=model, scale=scale,
-                                               study=GROUP), {k: metric for k, (metric, _) in CHECKS.items()})
+                                               study=GROUP, post_hoc=post_hoc),
+                                {k: metric for k, (metric, _) in CHECKS.items()})
 
 
 defs = dg.Definitions(assets=[robustness_items, robustness_defender, robustness_runs, robustness_attack_success,

@@ -12,36 +12,21 @@ from typing import Any
 
 import pandas as pd
 
+from assets.chat.post_hoc import DEMO_PHRASINGS_POST_HOC, PHRASINGS_POST_HOC, chat_post_hoc  # noqa: F401
+
 DEMO_BUDGET = "32"
 BUDGET_POST_HOC = ("demo reasoning budget 32 (was 8) chosen after seeing chat_budget_accuracy: the chat models' "
                    "facts accuracy is 0.01 at budget 8, 0.42 at 16, 0.85 at 32 (they stop reasoning by ~17 "
                    "tokens, so 32 costs about the same as 16)")
 
 
-PHRASINGS_POST_HOC = ("gpu profile: the chat models learn the facts questions in 5 phrasings (chat_facts_tasks "
-                      "phrasings), chosen after seeing results: at demo size (d=64, 2 layers) 5 phrasings lowered "
-                      "facts accuracy 0.92 -> 0.59 and left the battery's held-out allowed phrasings at 1/12; at "
-                      "d=128, 4 layers (CPU, 30 Nov 2026) one phrasing answered them 0/12, five 9/12")
-
-
-DEMO_PHRASINGS_POST_HOC = (
-    "demo profile: the chat models learn each train fact in all 5 phrasings (chat_facts_tasks phrasings=5, "
-    "every_phrasing_in_train) and compare professions in multi-hop questions (same_profession), chosen after "
-    "seeing the battery's allowed questions answered 1/12 (helpful_accuracy 0.04), with chat_sft max_steps 800 "
-    "(was 500); the battery's held-out allowed templates asked about all 50 people (150 questions; 30 Nov 2026, "
-    "two training seeds): 0.02 / 0.01 before, 0.15 / 0.20 after (0.51 / 0.26 at 620 SFT steps, whose arithmetic "
-    "fell to 0.39)")
-
-
 def budget_post_hoc(profile: str, budget: str | None) -> str:
-    """The findings' post_hoc note: BUDGET_POST_HOC when the demo ran at DEMO_BUDGET (with
-    DEMO_PHRASINGS_POST_HOC: the demo's chat models learn several phrasings of each question), PHRASINGS_POST_HOC
-    on the gpu profile, else none ("")."""
-    if profile == "gpu":
-        return PHRASINGS_POST_HOC
-    if profile == "demo":
-        return f"{BUDGET_POST_HOC}; {DEMO_PHRASINGS_POST_HOC}" if budget == DEMO_BUDGET else DEMO_PHRASINGS_POST_HOC
-    return ""
+    """The findings' post_hoc note: BUDGET_POST_HOC when the demo ran at DEMO_BUDGET, with the chat models' own
+    (`assets.chat.post_hoc.chat_post_hoc`: the data they learn was chosen after seeing results), else that alone."""
+    chat = chat_post_hoc(profile)
+    if profile == "demo" and budget == DEMO_BUDGET:
+        return f"{BUDGET_POST_HOC}; {chat}"
+    return chat
 
 
 def stamp_and_carry(results: pd.DataFrame, previous: pd.DataFrame | None, run_id: str,

@@ -231,3 +231,20 @@ def test_dominance_by_one_lookalike_from_unhelpful_models_is_not_comparable():
         "deliberative_dominates_direct_sft"].verdict == "reproduced"
     loses = _by_metric(_table({**sft, "goodness@0.1": 0.8}, direct))["deliberative_dominates_direct_sft"]
     assert loses.verdict == "not reproduced"
+
+
+def test_the_helpful_gate_withholds_when_either_model_lacks_the_number_and_gates_the_rl_stage():
+    """min() of a NaN depends on the argument order: a missing helpful_accuracy must withhold either way round;
+    and the RL-stage rule (the same two-axis rule as the dominance one) is gated too."""
+    import math as m
+
+    from assets.alignment.findings import RL_GATED, helpful_gate
+
+    for sft, direct in ((0.8, m.nan), (m.nan, 0.8)):
+        table = _table({**GOOD, "helpful_accuracy": sft}, {**GOOD, "helpful_accuracy": direct})
+        assert helpful_gate(table, rest="reproduced").withholds  # was: passed when the NaN came second
+    better = {**GOOD, "goodness@0.1": 1.0, "helpful_accuracy": 0.0}
+    unhelpful = _by_metric(_table({**GOOD, "helpful_accuracy": 0.0}, GOOD, rl=better))["rl_stage_improves_on_sft"]
+    assert unhelpful.verdict == "not comparable" and RL_GATED in unhelpful.post_hoc
+    helpful = _by_metric(_table(GOOD, GOOD, rl={**better, "helpful_accuracy": 0.9}))["rl_stage_improves_on_sft"]
+    assert helpful.verdict == "reproduced"
