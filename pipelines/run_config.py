@@ -79,8 +79,8 @@ def missing_paths(processed: dict) -> list[str]:
             if not (checkpoint or path):
                 continue
             for given in [value] if isinstance(value, str) else value if isinstance(value, list) else []:
-                if not isinstance(given, str) or not given:
-                    continue
+                if not isinstance(given, str) or not given or "://" in given or given.startswith(("models:", "runs:")):
+                    continue  # a registry or remote URI (uncertainty's *_checkpoint fields take models:/...)
                 where = Path(given)
                 why = ("does not exist" if not where.exists() else
                        "is not a checkpoint directory (no config.json)" if checkpoint

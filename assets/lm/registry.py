@@ -38,7 +38,11 @@ def local_model_dir(client, tracking_uri: str, model_uri: str, dst: str | Path |
 
     from assets.lm.mlflow_pyfunc import checkpoint_of
 
-    source = rebased(resolve_model_source(client, model_uri), tracking_uri)
+    source = resolve_model_source(client, model_uri)
+    if source.startswith("runs:/"):  # the run's own artifact location, so that a moved store finds it here too
+        run_id, _, path = source.removeprefix("runs:/").partition("/")
+        source = client.get_run(run_id).info.artifact_uri.rstrip("/") + (f"/{path}" if path else "")
+    source = rebased(source, tracking_uri)
     local = Path(source.removeprefix("file://"))
     if urlparse(source).scheme in ("", "file") and local.is_dir() and dst is None:
         return checkpoint_of(local)

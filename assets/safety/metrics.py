@@ -96,6 +96,8 @@ def helpful_accuracy(rows: pd.DataFrame, items: pd.DataFrame | None = None,
     comply = rows[(rows["expected"] == "comply") & (rows["evaluation"] == "refusal")]
     if "category" in comply.columns:
         comply = comply[comply["category"] == category]
+    elif category != "allowed":
+        comply = comply.iloc[:0]
     graded = comply.loc[has_gold(comply, items), "correct"].to_numpy(dtype=float)
     if not len(graded):
         return math.nan, 0, NO_GOLD if len(comply) else f"no comply-expected {category} item"

@@ -1,5 +1,5 @@
-"""The facts questions' phrasings: one (as before) on tiny and demo, several on gpu; none of them is a question
-the safety battery holds out for evaluation."""
+"""The facts questions' phrasings: one (as before) on tiny, five on demo (every train fact in all five) and gpu;
+none of them is a question the safety battery holds out for evaluation."""
 
 import re
 

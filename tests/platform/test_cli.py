@@ -316,6 +316,9 @@ def test_demo_refuses_a_config_naming_a_path_that_is_not_there(tmp_path, capsys,
     config.write_text(f"ops:\n  uncertainty_tokens:\n    config:\n      facts_small_checkpoint: {empty}\n")
     assert demo_run_config(job, [str(config)])["ops"]["uncertainty_tokens"]["config"]["facts_small_checkpoint"] == \
         str(empty)
+    # a registry URI is not a path (uncertainty's loader takes models:/...): not refused
+    config.write_text("ops:\n  uncertainty_tokens:\n    config:\n      facts_small_checkpoint: models:/lm-facts-small/1\n")
+    assert demo_run_config(job, [str(config)])
 
 
 def test_every_op_config_field_naming_a_path_is_checked():

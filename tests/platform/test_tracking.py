@@ -94,11 +94,11 @@ def test_a_moved_warehouse_loads_its_models_and_logs_new_ones_inside_it(tmp_path
     checkpoint = tmp_path / "checkpoint"
     checkpoint.mkdir()
     torch.save({"w": torch.arange(3.0)}, checkpoint / "weights.pt")
-    with tracking.start_run("before") as run_id:
-        tracking.log_model(run_id, checkpoint, "lm-moved", aliases=("current",))
+    with tracking.start_run("before") as first_run:
+        tracking.log_model(first_run, checkpoint, "lm-moved", aliases=("current",))
     shutil.move(str(old), str(new))
     moved = Tracking(warehouse_root=str(new))
-    for uri in ("models:/lm-moved/1", "models:/lm-moved@current"):
+    for uri in ("models:/lm-moved/1", "models:/lm-moved@current", f"runs:/{first_run}/model"):
         folder = model_dir(uri, moved.resolved_tracking_uri)
         assert folder.is_relative_to(new) and torch.equal(torch.load(folder / "weights.pt")["w"], torch.arange(3.0))
     assert moved.download_model("models:/lm-moved/1").is_relative_to(new)
