@@ -104,7 +104,8 @@ def run_context(runs: pd.DataFrame, profile: str) -> tuple[str, str, dict]:
     sees = bool(runs["attacker_sees_reasoning"].any())
     scale = (f"{profile} profile: {model}, reasoning budgets {levels}, "
              f"{runs['problem_id'].nunique()} problems, adaptive attacker reads "
-             f"{'answers and reasoning' if sees else 'answers only'}")
+             f"{'answers and reasoning' if sees else 'answers only'}; one trained defender (one training seed: the "
+             "intervals cover problems, not training noise)")
     info = {"soft_norm_cap": float(runs["soft_cap"].max()), "soft_max_norm": float(runs["soft_norm"].max())}
     return model, scale, info
 
