@@ -134,19 +134,14 @@ def chat_tokenizer(context: dg.AssetExecutionContext, tracking: Tracking, facts_
     """Word-level tokenizer over the facts world's words, every task word, the numbers 0-99 and the safety
     policy's and battery's words (`safety_vocabulary`: read, never trained on), with the chat special tokens
     (roles, reasoning channel, answer, end) and the Jinja chat template, logged to MLflow."""
-    from assets.chat.format import install_chat_format
     from assets.chat.runs import log_tokenizer
-    from assets.chat.study import chat_vocabulary
+    from assets.chat.study import build_chat_tokenizer
     from assets.chat.tables import template_example
-    from assets.corpora.facts_world import vocabulary, world_from_record
-    from assets.corpora.tokenization import train_word_level_tokenizer
 
-    base = chat_vocabulary(vocabulary(world_from_record(facts_world)), *tasks.values())
-    words = chat_vocabulary(base, extra_words=safety_vocabulary["word"])
-    tokenizer = install_chat_format(train_word_level_tokenizer(words))
+    tokenizer, added = build_chat_tokenizer(facts_world, list(tasks.values()), safety_vocabulary["word"])
     record = log_tokenizer(tracking, tokenizer, context.run.run_id)
     context.add_output_metadata({"vocab_size": len(tokenizer), "tokenizer_uri": record["tokenizer_uri"],
-                                 "safety_words_added": len(words) - len(base),
+                                 "safety_words_added": added,
                                  "mlflow": dg.MetadataValue.url(record["mlflow_link"]),
                                  "template_example": dg.MetadataValue.md(template_example(tokenizer))})
     return record

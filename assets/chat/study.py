@@ -42,6 +42,18 @@ BUDGET_COLUMNS = [
 ]
 
 
+def build_chat_tokenizer(facts_world: dict, task_frames: Sequence[pd.DataFrame], extra_words) -> tuple[Any, int]:
+    """The chat word-level tokenizer with the chat format installed: every word of the facts world (its record)
+    and of the task tables, plus ``extra_words`` (read, never trained on); and how many of those were new."""
+    from assets.chat.format import install_chat_format
+    from assets.corpora.facts_world import vocabulary, world_from_record
+    from assets.corpora.tokenization import train_word_level_tokenizer
+
+    base = chat_vocabulary(vocabulary(world_from_record(facts_world)), *task_frames)
+    words = chat_vocabulary(base, extra_words=extra_words)
+    return install_chat_format(train_word_level_tokenizer(words)), len(words) - len(base)
+
+
 def chat_vocabulary(world_words: Sequence[str], *task_frames: pd.DataFrame,
                     extra_words: Sequence[str] = ()) -> list[str]:
     """World words, then task words, then the numbers 0..MAX_TOTAL and digit strings, then `extra_words`
