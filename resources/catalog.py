@@ -303,18 +303,25 @@ def query(root: str | Path, sql: str) -> pd.DataFrame:
                 con.execute(statement)
             return con.execute(statements[-1]).df()
         except duckdb.Error as exc:
-            hint = _missing_view_hint(Path(root), exc) if isinstance(exc, duckdb.CatalogException) else ""
+            hint = _missing_view_hint(con, Path(root), exc) if isinstance(exc, duckdb.CatalogException) else ""
             raise CatalogError(f"query failed: {str(exc).splitlines()[0]}{hint}") from exc
     finally:
         con.close()
 
 
-def _missing_view_hint(root: Path, exc: duckdb.Error) -> str:
-    """What to do about a table the query names that the catalog has no view of: a table whose files are in
-    the warehouse but could not be viewed (e.g. its only file is unreadable) is rebuilt, and its unreadable
-    files named, by `reprolab catalog`; any other name is listed by `reprolab tables` (or not there at all)."""
+def _missing_view_hint(con: duckdb.DuckDBPyConnection, root: Path, exc: duckdb.Error) -> str:
+    """What to do about a table the query names that the catalog has no view of: a study's table named without
+    its schema (``chat_rl`` for ``chat.chat_rl``) is named in full; a table whose files are in the warehouse but
+    could not be viewed (e.g. its only file is unreadable) is rebuilt, and its unreadable files named, by
+    `reprolab catalog`; any other name is listed by `reprolab tables` (or not there at all)."""
     match = re.search(r'Table with name "?([\w.]+)"? does not exist', str(exc))
     name = match.group(1).split(".")[-1] if match else None
+    if name is not None and "." not in match.group(1):
+        schemas = [r[0] for r in con.execute(
+            "SELECT schema_name FROM duckdb_views() WHERE NOT internal AND view_name = ? ORDER BY 1", [name]
+        ).fetchall()]
+        if schemas:
+            return f" (did you mean {' or '.join(f'{s}.{name}' for s in schemas)}? a study's tables are in its schema)"
     on_disk = name is not None and any(p.is_dir() for p in Path(root).resolve().glob(f"*/{name}"))
     if on_disk:
         return (f" ({name} has files in the warehouse but no view: `reprolab catalog` rebuilds the views and "

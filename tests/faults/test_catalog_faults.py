@@ -116,6 +116,14 @@ def test_a_table_whose_every_file_is_corrupt_says_how_to_find_out(warehouse):
         query(warehouse, "SELECT * FROM fault_group.no_such_table")
 
 
+def test_a_table_named_without_its_schema_is_named_in_full(warehouse):
+    refresh_catalog(warehouse)
+    with pytest.raises(CatalogError, match=r"did you mean fault_group\.docs\?"):
+        query(warehouse, "SELECT * FROM docs")
+    with pytest.raises(CatalogError, match=r"`reprolab tables` lists"):
+        query(warehouse, "SELECT * FROM no_such_table")
+
+
 def test_catalog_on_missing_or_unwritable_warehouse_is_one_line(tmp_path, capsys):
     assert main(["--warehouse", str(tmp_path / "nowhere"), "catalog"]) == 2
     err = capsys.readouterr().err.strip()
