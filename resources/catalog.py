@@ -178,7 +178,9 @@ def refresh_catalog(root: str | Path, tables: Iterable[tuple[str, str]] | None =
     with _writer_lock(root):
         final = catalog_path(root)
         tmp = root / f".catalog-{os.getpid()}-{uuid.uuid4().hex}.duckdb"
-        incremental = tables is not None and final.exists()
+        # a catalog built for another folder (a copied or moved warehouse) names that folder's files in every
+        # view: updating a few views would leave the rest reading there, so it is rebuilt whole
+        incremental = tables is not None and final.exists() and _built_for_path(final) in (None, str(root))
         if incremental:
             shutil.copyfile(final, tmp)
         targets = list(tables) if incremental else list_tables(root)
@@ -249,6 +251,18 @@ def _open(path: Path) -> duckdb.DuckDBPyConnection:
         return duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
         raise CatalogError(f"cannot open the catalog {path}: {str(exc).splitlines()[0]}") from exc
+
+
+def _built_for_path(path: Path) -> str | None:
+    """`_built_for` of the catalog file at ``path`` ("" when it cannot be opened, so it is rebuilt whole)."""
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:
+        return ""
+    try:
+        return _built_for(con)
+    finally:
+        con.close()
 
 
 def _built_for(con: duckdb.DuckDBPyConnection) -> str | None:

@@ -58,3 +58,18 @@ def test_a_moved_warehouse_keeps_its_catalog(resources_for, warehouse_root, tmp_
     shutil.move(str(warehouse_root), moved)
     assert query(moved, "SELECT count(*) AS n FROM toy.toy_corpus")["n"].iloc[0] == 2
     assert query(moved, "SELECT root FROM main.catalog_root")["root"].iloc[0] == str(moved.resolve())
+
+
+def test_a_copied_warehouse_materializing_again_reads_only_its_own_files(resources_for, warehouse_root, tmp_path):
+    """A copy's first materialization updates a few views; the others named the original's files (and read them,
+    or were refused as outside the warehouse) until the whole catalog was rebuilt for the copy."""
+    from resources import default_resources
+
+    assert dg.materialize([toy_corpus], resources=resources_for).success
+    copy = tmp_path / "copied-warehouse"
+    shutil.copytree(warehouse_root, copy)
+    assert dg.materialize([toy_corpus, toy_model], selection=[toy_model.key],
+                          resources=default_resources(str(copy))).success
+    assert query(copy, "SELECT count(*) AS n FROM toy.toy_corpus")["n"].iloc[0] == 2
+    sql = query(copy, "SELECT string_agg(sql, ' ') AS sql FROM duckdb_views() WHERE NOT internal")["sql"].iloc[0]
+    assert str(warehouse_root.resolve()) + "/" not in sql and str(copy.resolve()) in sql
