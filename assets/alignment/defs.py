@@ -95,6 +95,9 @@ class AlignmentSFTConfig(Optimiser, StudyConfig):
     methods: list[str] = Field(default=["deliberative", "no_citation", "direct"], description="methods to train")
     comply_repeats: int = Field(default=1, description="times each prompt to answer appears in every method's SFT "
                                 "data (1: the battery's train split as it is, ~3/4 requests to refuse)")
+    helpful_replay: int = Field(default=0, description="chat-sft's own training conversations (the chat tasks' "
+                                "train split, no safety data) replayed beside every method's data alike, against "
+                                "forgetting how to answer; 0: none")
     max_steps: int = pick(tiny=4, demo=120, gpu=1000)
     batch_size: int = pick(tiny=8, demo=16, gpu=64)
     learning_rate: float = pick(tiny=3e-3, demo=2e-3, gpu=3e-4)
@@ -119,7 +122,7 @@ def alignment_sft_models(context: dg.AssetExecutionContext, config: AlignmentSFT
     methods by the baselines check). Conversations longer than the model's positions are dropped for all."""
     from assets.alignment import tables, validity
     from assets.alignment.evaluation import saw_no_safety_data, starting_point_audit
-    from assets.alignment.sft_data import fit_context, repeat_comply
+    from assets.alignment.sft_data import fit_context, repeat_comply, replay_conversations
     from assets.alignment.training import train_sft_methods
     from assets.lm.registration import Display, load_tokenizer_of
     from assets.lm.threads import torch_threads
@@ -128,17 +131,19 @@ def alignment_sft_models(context: dg.AssetExecutionContext, config: AlignmentSFT
     table, dropped = fit_context(alignment_sft_data, load_tokenizer_of({"tokenizer_uri": chat_sft["model_uri"]},
                                                                        tracking), int(chat_sft["model_size"]["context_length"]))
     table = repeat_comply(table, config.comply_repeats)
+    replay = replay_conversations(tasks.values(), config.helpful_replay, config.seed)
     cfg = config.train_config(compute, eval_interval=config.max_steps)
     display = Display(dg.MetadataValue.url, functools.partial(figure_metadata, warehouse_root=warehouse.root,
                                                               run_id=context.run.run_id))
     with torch_threads(config.cpu_threads, cfg.device):
         records, meta, identical = train_sft_methods(
             context, tracking, compute, display, chat_sft, table, cfg, methods=config.methods,
-            aliases=config.aliases, params=config.model_dump())
+            aliases=config.aliases, params=config.model_dump(), replay=replay)
     yield dg.Output({"models": records, "starting_point_audit": audit, "identical": identical,
-                     "dropped_too_long": dropped, "trained_conversations": len(table),
+                     "dropped_too_long": dropped, "trained_conversations": len(table) + len(replay),
+                     "replayed_conversations": len(replay),
                      "base_model_uri": chat_sft["model_uri"]},
-                    metadata={**tables.sft_models_metadata(meta, identical, len(table), dropped),
+                    metadata={**tables.sft_models_metadata(meta, identical, len(table), dropped, len(replay)),
                               "prompt_answer_digests": dg.MetadataValue.json(identical["digests"]),
                               "starting_point_audit": dg.MetadataValue.json(audit)})
     yield dg.AssetCheckResult(check_name="starting_point_saw_no_safety_data", passed=saw_no_safety_data(audit),
@@ -146,7 +151,8 @@ def alignment_sft_models(context: dg.AssetExecutionContext, config: AlignmentSFT
     digests = {m: r["prompt_answer_digest"] for m, r in records.items()}
     yield dg.AssetCheckResult(check_name="baselines_share_prompts_and_answers", metadata={
         "methods_differing": identical["methods_differing"], "digests": dg.MetadataValue.json(digests)},
-        passed=validity.baselines_share_prompts_and_answers(records, identical, len(table), len(config.methods)))
+        passed=validity.baselines_share_prompts_and_answers(records, identical, len(table) + len(replay),
+                                                            len(config.methods)))
 
 
 class AlignmentRLConfig(StudyConfig):

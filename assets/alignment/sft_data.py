@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import numpy as np
 import pandas as pd
 
 from assets.alignment.generator import strip_citations
@@ -104,6 +105,23 @@ def repeat_comply(table: pd.DataFrame, repeats: int) -> pd.DataFrame:
         raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
     comply = table[table["expected"] == "comply"]
     return pd.concat([table, *[comply] * (repeats - 1)], ignore_index=True)
+
+
+def replay_conversations(task_frames, n: int, seed: int = 0) -> list[list[dict]]:
+    """`n` of the starting point's own training conversations (the chat tasks' train split, what chat-sft was
+    fine-tuned on, with their worked solutions), drawn without replacement in a seeded order, to replay beside
+    every method's safety data: the same conversations for each method, none of them about the policy. 0: none;
+    more than the split holds: all of it."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise ValueError(f"n must be an integer >= 0, got {n!r}")
+    from assets.chat.study import split_rows
+    from assets.chat.tasks import conversation
+
+    rows = split_rows(list(task_frames), "train")
+    if n == 0 or rows.empty:
+        return []
+    picked = np.random.default_rng([seed, 7, 11]).permutation(len(rows))[:n]
+    return [conversation(rows.iloc[int(i)]) for i in sorted(picked)]
 
 
 def prompt_answer_texts(conversations_: list[list[dict]]) -> list[str]:

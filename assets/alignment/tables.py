@@ -21,11 +21,12 @@ def rows_by_category(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def sft_models_metadata(metadata: Mapping[str, Mapping[str, Any]], identical: Mapping[str, Any],
-                        conversations: int, dropped: int) -> dict:
-    """The SFT models' plain metadata: each method's training metadata as ``<method>_<key>``, the conversations
-    trained and dropped as too long, and the identity check's counts (its digests left out)."""
+                        conversations: int, dropped: int, replayed: int = 0) -> dict:
+    """The SFT models' plain metadata: each method's training metadata as ``<method>_<key>``, the safety
+    conversations trained and dropped as too long, chat-sft's conversations replayed beside them, and the identity
+    check's counts (its digests left out)."""
     return {**{f"{m}_{k}": v for m, d in metadata.items() for k, v in d.items()},
-            "conversations": conversations, "dropped_too_long": dropped,
+            "conversations": conversations, "dropped_too_long": dropped, "replayed_conversations": replayed,
             **{k: v for k, v in identical.items() if k != "digests"}}
 
 

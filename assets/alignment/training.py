@@ -34,15 +34,16 @@ def registered_name(method: str, stage: str = "sft") -> str:
 def train_sft_methods(context: Any, tracking: Any, compute: Any, display: Any, start: Mapping[str, Any],
                       table: pd.DataFrame, train_config: Any, *, methods: Sequence[str] = METHODS,
                       aliases: Sequence[str] = ("current",), params: Mapping[str, Any] | None = None,
-                      plot_prefix: str = "alignment") -> tuple[dict, dict, dict]:
-    """(records by method, metadata by method, the identity check) of one SFT per method from `start`."""
+                      plot_prefix: str = "alignment", replay: Sequence[list[dict]] = ()) -> tuple[dict, dict, dict]:
+    """(records by method, metadata by method, the identity check) of one SFT per method from `start`. `replay`:
+    conversations added to every method's data alike (`sft_data.replay_conversations`), after its own."""
     from assets.chat.sft import fine_tune, sft_data
     from assets.lm.registration import DatasetInput, load_registered, train_and_register
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ValueError(f"methods must be a non-empty subset of {list(METHODS)}, got {list(methods)}")
-    by_method = {m: conversations(table, m) for m in methods}
+    by_method = {m: [*conversations(table, m), *replay] for m in methods}
     identical = check_identical(by_method)
     context_length = int(start["model_size"]["context_length"])
     records, metadata = {}, {}
@@ -51,7 +52,8 @@ def train_sft_methods(context: Any, tracking: Any, compute: Any, display: Any, s
         data = sft_data(tokenizer, by_method[method], context_length)
         compute.seed_everything(train_config.seed)
         run = {**(params or {}), "method": method, "base_model_uri": start["model_uri"],
-               "conversations": len(data), "target_tokens": data.n_target_tokens}
+               "conversations": len(data), "replayed_conversations": len(replay),
+               "target_tokens": data.n_target_tokens}
         name = registered_name(method)
         # the hash the baselines code check compares: of exactly the conversations this fine-tune is given
         prompts_answers = DatasetInput.of_texts(f"alignment-sft-{method}-prompts-answers",

@@ -10,6 +10,7 @@ from assets.alignment.evaluation import paired_gain, value
 
 METHODS = ("helpful_only", "policy_in_context", "direct_sft", "no_citation_sft", "deliberative_sft",
            "deliberative_rl")
+REPLAY = 3  # chat-sft's conversations replayed beside every method's safety data
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +20,8 @@ def alignment_run(backbone):
 
     selection = dg.AssetSelection.groups("alignment").upstream() - dg.AssetSelection.groups("corpora", "lm")
     result = dg.materialize(list(defs.assets) + list(defs.asset_checks), selection=selection, instance=backbone.instance,
-                            resources=backbone.resources)
+                            resources=backbone.resources,
+                            run_config={"ops": {"alignment_sft_models": {"config": {"helpful_replay": REPLAY}}}})
     assert result.success
     backbone.check_reads(result)
     return result
@@ -40,7 +42,9 @@ def test_alignment_group_materializes_with_consistent_numbers(alignment_run):
     # the RL record is chat-rl's (the shared train_rl / rl_record): sizes and whether RL moved the policy
     assert rl["parameters"] > rl["non_embedding_parameters"] > 0 and isinstance(rl["rl_moved_policy"], bool)
     assert rl["sft_model_uri"] == models["models"]["deliberative"]["model_uri"]
-    assert models["identical"]["conversations"] == models["trained_conversations"] == len(sft) - models["dropped_too_long"]
+    assert models["replayed_conversations"] == REPLAY
+    assert (models["identical"]["conversations"] == models["trained_conversations"]
+            == len(sft) - models["dropped_too_long"] + REPLAY)
     assert models["starting_point_audit"]["refusal_targets"] == 0
 
     results = alignment_run.asset_value("alignment_results")

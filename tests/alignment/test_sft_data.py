@@ -13,8 +13,11 @@ from assets.alignment.sft_data import (
     prompt_answer_digest,
     prompt_answer_texts,
     repeat_comply,
+    replay_conversations,
     strip_policy,
 )
+from assets.chat.tasks import ArithmeticSpec, arithmetic_problems
+from assets.chat.tasks import conversation as task_conversation
 from assets.safety.policy import render_policy
 
 
@@ -87,3 +90,18 @@ def test_repeat_comply_shifts_the_mix_for_every_method_alike(table):
     assert check_identical({m: conversations(tripled, m) for m in METHODS})["conversations"] == len(tripled)
     with pytest.raises(ValueError, match="repeats"):
         repeat_comply(table, 0)
+
+
+def test_replay_draws_the_starting_points_train_conversations_alike_for_every_method(table):
+    tasks = arithmetic_problems(ArithmeticSpec(seed=0, n_train=12, n_validation=5, n_test=5))
+    train = [task_conversation(r) for _, r in tasks[tasks["split"] == "train"].iterrows()]
+    replay = replay_conversations([tasks], 5, seed=0)
+    assert len(replay) == 5 and all(c in train for c in replay)  # never a validation or test problem
+    assert replay == replay_conversations([tasks], 5, seed=0) != replay_conversations([tasks], 5, seed=1)
+    assert len({json.dumps(c) for c in replay}) == 5  # without replacement
+    assert sorted(map(json.dumps, replay_conversations([tasks], 100))) == sorted(map(json.dumps, train))
+    assert replay_conversations([tasks], 0) == [] and not any(policy_in(c) for c in replay)
+    identical = check_identical({m: [*conversations(table, m), *replay] for m in METHODS})
+    assert identical["conversations"] == len(table) + 5 and identical["methods_differing"] == 0
+    with pytest.raises(ValueError, match="n must be an integer >= 0"):
+        replay_conversations([tasks], -1)

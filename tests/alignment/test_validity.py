@@ -40,8 +40,9 @@ def test_table_rules():
 
 def test_sft_models_metadata_flattens_per_method_and_leaves_the_digests_out():
     meta = tables.sft_models_metadata({"direct": {"final_loss": 1.0}}, {"methods": 1, "digests": {"direct": "x"}},
-                                      conversations=4, dropped=1)
-    assert meta == {"direct_final_loss": 1.0, "conversations": 4, "dropped_too_long": 1, "methods": 1}
+                                      conversations=4, dropped=1, replayed=2)
+    assert meta == {"direct_final_loss": 1.0, "conversations": 4, "dropped_too_long": 1, "replayed_conversations": 2,
+                    "methods": 1}
 
 
 def test_a_missing_answer_fails_the_sft_data_check():
