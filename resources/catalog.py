@@ -289,6 +289,12 @@ def _refuse_writes(con: duckdb.DuckDBPyConnection, statements: list) -> None:
             kind = inner[0].type.name if len(inner) == 1 else "EXPLAIN"
             if kind == "EXPLAIN":  # nested or unparsable EXPLAIN: refuse rather than guess
                 kind = "nested EXPLAIN"
+        if kind == "MULTI" and re.search(r"\bPIVOT\b", statement.query, re.IGNORECASE):
+            raise CatalogError(
+                "query refused: a PIVOT without its values is run by DuckDB as several statements (one creates a "
+                "type); name them and it is one SELECT: PIVOT … ON metric IN ('helpful_accuracy', 'goodness@0.1') "
+                "USING first(value)"
+            )
         if kind not in ("SELECT", "PRAGMA"):
             raise CatalogError(
                 f"the catalog is read-only: `reprolab query` runs reading statements only (SELECT, DESCRIBE, "

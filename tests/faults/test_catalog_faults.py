@@ -79,6 +79,11 @@ def test_sql_door_refuses_every_write_and_every_outside_read(warehouse):
     assert set(query(warehouse, "DESCRIBE fault_group.docs")["column_name"]) >= {"doc_id", "n", "run_id"}
     assert len(query(warehouse, "SUMMARIZE fault_group.docs")) > 0
     assert len(query(warehouse, "SELECT * FROM fault_group.docs_history")) == 6
+    # a PIVOT that names its values is one SELECT; without them DuckDB runs several statements, and we say how
+    pivoted = query(warehouse, "PIVOT fault_group.docs ON doc_id IN ('a', 'b') USING sum(n)")
+    assert list(pivoted.columns[-2:]) == ["a", "b"]
+    with pytest.raises(CatalogError, match=r"PIVOT without its values .* ON metric IN"):
+        query(warehouse, "PIVOT fault_group.docs ON doc_id USING sum(n)")
 
 
 def test_cli_query_door_exits_nonzero_with_one_line(warehouse, capsys):
