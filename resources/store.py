@@ -86,6 +86,14 @@ class TableStore:
     def _key(self, group: str, asset: str, name: str = "") -> str:
         return "/".join(p for p in (self.base, group, asset, name) if p)
 
+    def holds(self, uri: str) -> bool:
+        """Is ``uri`` a table file of this store (rather than of another store, e.g. the one a lab moved from)?"""
+        try:
+            self._parts(uri)
+        except Exception:  # WarehouseError, imported lazily by _parts
+            return False
+        return True
+
     def _parts(self, uri: str) -> tuple[str, str, str]:
         """(group, asset, file name) of a URI in this store; WarehouseError for one elsewhere."""
         from resources.tables import WarehouseError

@@ -98,8 +98,9 @@ class WarehouseIOManager(dg.IOManager):
 
     def _path_for_input(self, context: dg.InputContext) -> tuple[Path, str]:
         """The upstream file this run reads, and how it was chosen (see `resolve_upstream_event`). Only a file
-        of this warehouse is read: a recorded path elsewhere (the warehouse was moved or copied, or the instance
-        also serves another warehouse) is looked up here by its materialization id, else the latest on disk."""
+        of this warehouse is read: a recorded path elsewhere (the warehouse was moved or copied, the instance
+        also serves another warehouse, or a shared lab's store moved to another bucket or prefix) is looked up
+        here, and in this warehouse's store, by its materialization id, else the latest on disk."""
         key = context.asset_key
         group = context.upstream_output.asset_spec.group_name if context.upstream_output else None
         table = _group_and_name(key, group)
@@ -107,9 +108,12 @@ class WarehouseIOManager(dg.IOManager):
         if event is not None and event.asset_materialization is not None:
             metadata = event.asset_materialization.metadata
             entry = metadata.get("path")
-            if entry is not None and self.store is not None and "://" in entry.value:
+            if entry is not None and self.store is not None and self.store.holds(entry.value):
                 return self.store.fetch(entry.value, self.root), how
             found = self._in_this_warehouse(entry.value if entry is not None else None, table,
+                                            metadata.get("materialization_id"))
+            if found is None and self.store is not None:  # recorded in another store: this one's file by its id
+                found = self._in_this_store(entry.value if entry is not None else None, table,
                                             metadata.get("materialization_id"))
             if found is not None:
                 return found, how
@@ -125,6 +129,20 @@ class WarehouseIOManager(dg.IOManager):
         stem = getattr(materialization_id, "value", materialization_id) or (Path(recorded).stem if recorded else None)
         here = root.joinpath(*table, f"{stem}.parquet") if stem else None
         return here if here is not None and here.exists() else None
+
+    def _in_this_store(self, recorded: str | None, table: tuple[str, str], materialization_id) -> Path | None:
+        """The file with the recorded materialization id in this warehouse's store, fetched into the mirror; None
+        when the store has no such file."""
+        from resources.tables import WarehouseError
+
+        stem = getattr(materialization_id, "value", materialization_id) or (
+            recorded.rstrip("/").rsplit("/", 1)[-1].removesuffix(".parquet") if recorded else None)
+        if not stem:
+            return None
+        try:
+            return self.store.fetch(self.store.uri(*table, f"{stem}.parquet"), self.root)
+        except WarehouseError:
+            return None
 
     def load_input(self, context: dg.InputContext) -> Any:
         path, how = self._path_for_input(context)

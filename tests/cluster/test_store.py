@@ -4,6 +4,7 @@ store is configured."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -130,3 +131,41 @@ def test_a_table_the_store_refuses_fails_the_step_and_leaves_nothing_behind(obje
     failure = result.get_step_failure_events()[0].step_failure_data.error.to_string()
     assert "cannot publish" in failure and "to s3://no-such-bucket/warehouse/study/scores/" in failure
     assert not list((tmp_path / "mirror").rglob("*.parquet"))
+
+
+def test_an_input_recorded_in_another_store_is_read_from_this_one_by_its_id(tmp_path, monkeypatch):
+    """The lab moved its store (another bucket or prefix) and kept its Dagster instance: an upstream recorded as a
+    file of the old store is this store's file with the same materialization id, not an error nor the latest."""
+    import shutil
+
+    import dagster as dg
+    import pyarrow.parquet as pq
+
+    from resources.store import TableStore
+    from resources.tables import latest_file
+    from resources.warehouse import Warehouse
+
+    monkeypatch.delenv("REPROLAB_WAREHOUSE_URL", raising=False)
+
+    @dg.asset(group_name="study")
+    def scores() -> pd.DataFrame:
+        return pd.DataFrame({"x": [1, 2]})
+
+    @dg.asset(group_name="study")
+    def total(scores: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({"total": [int(scores["x"].sum())]})
+
+    instance = dg.DagsterInstance.ephemeral()
+    old = Warehouse(root=str(tmp_path / "mirror-old"), store_url=f"file://{tmp_path / 'old'}")
+    first = dg.materialize([scores], resources={"io_manager": old}, instance=instance)
+    recorded = first.get_asset_materialization_events()[0].materialization.metadata
+    assert recorded["path"].value.startswith(f"file://{tmp_path / 'old'}/")
+    shutil.copytree(tmp_path / "old", tmp_path / "new")
+    new_store = TableStore.from_url(f"file://{tmp_path / 'new'}")
+    newer = _write(tmp_path / "elsewhere", rows=5, run="run-2")  # a later file in the new store only: not the one
+    new_store.publish(newer)
+    new = Warehouse(root=str(tmp_path / "mirror-new"), store_url=new_store.url)
+    second = dg.materialize([scores, total], selection=[total.key], resources={"io_manager": new}, instance=instance)
+    assert second.asset_value("total")["total"].iloc[0] == 3
+    written = pq.read_table(latest_file(tmp_path / "mirror-new", "study", "total")).to_pandas()
+    assert json.loads(written["upstream"].iloc[0]) == [f"study.scores:{recorded['materialization_id'].value}"]
