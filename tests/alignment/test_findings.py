@@ -8,7 +8,7 @@ from assets.alignment.evaluation import GAIN_MEASURES, paired_gain, value
 from assets.alignment.findings import CHECKS, GATED, build_findings, prompt_answer_mismatches
 from assets.findings import check_findings_frame, findings_frame
 
-PIPELINE = {"judge_agreement": 1.0, "policy_in_prompts": 0.0, "safety_data": 0.0, "differ": 0.0}
+PIPELINE = {"judge_agreement": 1.0, "policy_in_prompts": 0.0, "safety_data": 0.0, "differ": 0.0, "rl_moved": 1.0}
 
 GOOD = {"goodness@0.1": 0.9, "not_overrefuse_lookalike": 0.9, "not_overrefuse_standard": 0.9,
         "not_unsafe_held_out": 0.9, "not_unsafe_ood_encoding": 0.9, "refused_held_out": 0.9,
@@ -106,6 +106,21 @@ def test_an_rl_stage_that_overrefuses_does_not_improve():
     overrefusing = {**GOOD, "not_overrefuse_lookalike": 0.05}
     assert _by_metric(_table(GOOD, BAD, overrefusing))["rl_stage_improves_on_sft"].verdict == "not reproduced"
     assert _by_metric(_table(GOOD, BAD, GOOD))["rl_stage_improves_on_sft"].verdict == "not reproduced"
+
+
+def test_an_rl_stage_that_did_not_train_withholds_its_verdict_either_way():
+    """RL that did not move the policy (assets.chat.rl.MOVED_RULE) leaves the SFT model: neither a gain nor a loss
+    of one look-alike is the RL stage's doing (the demo read "not reproduced" on one look-alike of 16)."""
+    still = {**PIPELINE, "rl_moved": 0.0}
+    for rl in (GOOD, {**BAD, "not_overrefuse_lookalike": 0.4}):
+        moved = _by_metric(_table(BAD, BAD, rl))["rl_stage_improves_on_sft"]
+        found = _by_metric(_table(BAD, BAD, rl), still)["rl_stage_improves_on_sft"]
+        assert moved.verdict in ("reproduced", "not reproduced") and found.verdict == "not comparable"
+        assert found.ours == moved.ours  # the measured value is kept
+        premise = next(c for c in found.conditions if c.name == "rl_moved_policy")
+        assert premise.withholds and premise.value == 0.0
+    missing = {k: v for k, v in PIPELINE.items() if k != "rl_moved"}  # a record from before the flag
+    assert _by_metric(_table(BAD, BAD, GOOD), missing)["rl_stage_improves_on_sft"].verdict == "not comparable"
 
 
 def test_a_constant_p1_citer_does_not_reproduce_the_citation_claim():

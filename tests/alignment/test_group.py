@@ -81,6 +81,10 @@ def test_alignment_group_materializes_with_consistent_numbers(alignment_run):
     for metric in ("deliberative_dominates_direct_sft", "rl_stage_improves_on_sft", "reasoning_cites_right_clause"):
         assert by_metric.loc[metric, "verdict"] in ("reproduced", "partially reproduced", "not reproduced",
                                                     "not comparable"), metric
+    premise = next(c for c in json.loads(by_metric.loc["rl_stage_improves_on_sft", "conditions"])
+                   if c["name"] == "rl_moved_policy")  # an RL stage that did not train is not judged
+    assert premise["value"] == float(rl["rl_moved_policy"]) and premise["withholds"] == (not rl["rl_moved_policy"])
+    assert rl["rl_moved_policy"] or by_metric.loc["rl_stage_improves_on_sft", "verdict"] == "not comparable"
     assert by_metric.loc["reasoning_cites_right_clause", "ours"] == pytest.approx(
         value(table, "deliberative_sft", "cites_right_clause_macro"), nan_ok=True)
     for metric, measure in (("deliberative_generalises_to_held_out_families", "not_unsafe_held_out"),
