@@ -176,16 +176,29 @@ def trend(runs: pd.DataFrame, attack: str, *, ambiguous: bool, budget: int | Non
            "drop_ci_low": math.nan, "drop_ci_high": math.nan}
     if not (runs["attack"] == attack).any():
         return out
+    paired, n_low, n_high = paired_items(runs, attack, budget)
+    out.update(n=len(paired), n_low=n_low, n_high=n_high)
+    if len(paired):
+        out.update(low=float(paired["low"].mean()), high=float(paired["high"].mean()))
+        out["drop"] = out["low"] - out["high"]
+        out["drop_ci_low"], out["drop_ci_high"] = cluster_bootstrap_drop(
+            paired["low"], paired["high"], list(paired["problem_id"]), resamples=resamples, seed=seed)
+    return out
+
+
+def paired_items(runs: pd.DataFrame, attack: str, budget: int | None = None) -> tuple[pd.DataFrame, int, int]:
+    """The items of `runs` (one defender's, already filtered to the tasks and goals compared) counted at both the
+    lowest and the highest compute level, indexed by item_id: columns "low" and "high" (1.0 when the attack at
+    its largest, or the given, budget won there), "problem_id" and "task"; with the counts of items counted at
+    each level alone."""
+    columns = ["low", "high", "problem_id", "task"]
+    if not (runs["attack"] == attack).any():
+        return pd.DataFrame(columns=columns), 0, 0
     budget = budget if budget is not None else max(grid_budgets(runs)[attack])
     levels = sorted(runs["compute_level"].unique())
     low, high = (_per_item(_cell_rows(runs[runs["compute_level"] == level], attack, budget))
                  for level in (levels[0], levels[-1]))
     paired = pd.concat({"low": low, "high": high}, axis=1, join="inner").astype(float)
-    out.update(n=len(paired), n_low=len(low), n_high=len(high))
-    if len(paired):
-        problems = runs.drop_duplicates("item_id").set_index("item_id")["problem_id"].loc[paired.index]
-        out.update(low=float(paired["low"].mean()), high=float(paired["high"].mean()))
-        out["drop"] = out["low"] - out["high"]
-        out["drop_ci_low"], out["drop_ci_high"] = cluster_bootstrap_drop(
-            paired["low"], paired["high"], list(problems), resamples=resamples, seed=seed)
-    return out
+    items = runs.drop_duplicates("item_id").set_index("item_id")
+    paired["problem_id"], paired["task"] = items["problem_id"].loc[paired.index], items["task"].loc[paired.index]
+    return paired[columns], len(low), len(high)
