@@ -39,7 +39,9 @@ TASK_INS = {"arithmetic": dg.AssetIn("chat_arithmetic_tasks"), "facts": dg.Asset
 class ItemsConfig(StudyConfig):
     """How many test problems per task are attacked, and how many many-shot examples each carries."""
 
-    n_per_task: int = Field(default=pick(tiny=2, demo=8, gpu=100), description="attacked test problems per task")
+    n_per_task: int = Field(default=pick(tiny=2, demo=20, gpu=100), description="attacked test problems per task "
+                            "(demo 8 -> 20 on 30 Nov 2026, for power: with 8 the exact tests over problems pass only "
+                            "when 6 of 8 change; fixed before any run at 20)")
     max_shots: int = Field(default=pick(tiny=1, demo=3, gpu=4), description="many-shot examples drawn per item "
                            "(the largest many-shot budget)")
     seed: int = Field(default=0, description="seed of the marker words and the many-shot examples drawn")
