@@ -106,11 +106,15 @@ def cmd_demo(args) -> int:
         progress.stop()
     minutes = (time.time() - start) / 60
     checks = failed_checks(result.get_asset_check_evaluations())
-    status = "succeeded" if result.success else f"FAILED (steps: {', '.join(progress.failed) or 'see the log'})"
+    failed = ", ".join(progress.failed)
+    status = "succeeded" if result.success else (f"FAILED (steps: {failed})" if failed else
+                                                 "FAILED before any step failed (see the log above)")
     if checks["ERROR"]:  # data checks do not block, so a run can succeed with tables that broke their rules
         status += f", but {len(checks['ERROR'])} data checks FAILED: {', '.join(checks['ERROR'])}"
     print(f"\nrun {result.run_id} {status} in {minutes:.1f} min, {progress.done}/{total} assets materialized; "
           f"{len(checks['WARN'])} checks warn (findings not reproduced, an untrusted judge: `make ui`)\n")
+    if not result.success and not progress.done:  # nothing new: the summary would show the last run's tables
+        return 1
     cmd_summary(args)
     report = Path(args.warehouse) / "report" / "index.html"
     print(f"\nnext: `make report` writes {report.resolve()}; `make ui` opens the Dagster UI on http://127.0.0.1:3000;"

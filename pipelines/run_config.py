@@ -103,7 +103,11 @@ def _config_error(error, op_names: list[str]) -> str:
 
 def _compute_config_valid(run_config: dict) -> None:
     """The compute resource's fields (of the processed config: `{env: VAR}` resolved) checked as the resource
-    checks them (its device, e.g.), before a run starts: Dagster's schema knows only that they are strings."""
+    checks them before a run starts (Dagster's schema knows only that they are strings): the device's spelling,
+    and for a CUDA device that CUDA is available here (torch is imported only then)."""
     from resources.compute import Compute
 
-    Compute(**run_config.get("resources", {}).get("compute", {}).get("config", {})).check_device()
+    compute = Compute(**run_config.get("resources", {}).get("compute", {}).get("config", {}))
+    compute.check_device()
+    if compute.device.startswith("cuda"):
+        compute.torch_device()

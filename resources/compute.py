@@ -56,6 +56,10 @@ class Compute(dg.ConfigurableResource):
             return "cuda" if torch.cuda.is_available() else "cpu"
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigurationError(f"device={self.device!r} (resource `compute`): CUDA is not available here; use 'auto' or 'cpu'")
+        index = int(self.device.split(":")[1]) if ":" in self.device else 0
+        if self.device.startswith("cuda") and index >= torch.cuda.device_count():
+            raise ConfigurationError(f"device={self.device!r} (resource `compute`): out of range, this machine has "
+                                     f"{torch.cuda.device_count()} CUDA device(s)")
         return self.device
 
     def use_bf16(self) -> bool:
