@@ -103,11 +103,19 @@ def register_policy_in_context(context: Any, tracking: Any, start: Mapping[str, 
                                aliases: Sequence[str] = ("current",)) -> dict:
     """Register the policy-in-context baseline: a version of ``alignment-policy-in-context`` whose weights are
     the starting point's own (its artifact, not a copy), with the system message to paste as a version tag
-    and run parameter (which clauses fit, in how many tokens, of the whole policy's)."""
+    and run parameter (which clauses fit, in how many tokens, of the whole policy's). Once per starting point
+    and message: asked again (the nightly re-evaluation), the version registered for them is reused."""
     name = "alignment-policy-in-context"
     params = {"base_model_uri": start["model_uri"], "pasted_clauses": ",".join(excerpt["clauses"]) or "none",
               "pasted_tokens": excerpt["tokens"], "full_policy_tokens": excerpt["full_policy_tokens"],
               "system_message": excerpt["text"] or "(not one clause fits)"}
+    same = _registered_like(tracking, name, params)
+    if same is not None:  # the nightly re-evaluation asks again: the same weights and message are one version
+        for alias in aliases:
+            tracking.client.set_registered_model_alias(name, alias, same.version)
+        return {"model_uri": f"models:/{name}/{same.version}", "registered_model": name,
+                "model_version": int(same.version), "aliases": list(aliases), "mlflow_run_id": same.run_id,
+                "mlflow_link": tracking.run_link(same.run_id), **params}
     with tracking.start_run(name, dagster_run_id=context.run.run_id, asset_key="alignment_results",
                             params=params) as run_id:
         registered = tracking.register_version(
@@ -115,3 +123,16 @@ def register_policy_in_context(context: Any, tracking: Any, start: Mapping[str, 
             tags={"system_message": params["system_message"][:5000], "base_model_uri": start["model_uri"]},
             description="chat-sft's weights; at inference the system_message tag is pasted before the conversation")
     return {**registered, **params}
+
+
+def _registered_like(tracking: Any, name: str, params: Mapping[str, Any]) -> Any | None:
+    """The newest version of ``name`` registered for the same starting point and system message, else None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = tracking.client.search_model_versions(f"name='{name}'")
+    except MlflowException:
+        return None
+    same = [v for v in versions if v.tags.get("base_model_uri") == params["base_model_uri"]
+            and v.tags.get("system_message") == params["system_message"][:5000]]
+    return max(same, key=lambda v: int(v.version)) if same else None
