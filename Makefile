@@ -26,7 +26,8 @@ test: $(STAMP)  ## the test suite (tiny profile)
 
 ui: $(STAMP)  ## the Dagster UI (webserver + daemon) on 127.0.0.1:$(PORT)
 	$(BIN)/reprolab init
-	$(BIN)/dagster instance concurrency set gpu 1 >/dev/null
+	# one GPU step at a time unless the operator set the pool already (`dagster instance concurrency set gpu N`)
+	$(BIN)/dagster instance concurrency get gpu | grep -q '/ 0 slots' && $(BIN)/dagster instance concurrency set gpu 1 >/dev/null || true
 	$(BIN)/dagster dev -h 127.0.0.1 -p $(PORT) -w dagster_home/workspace.yaml
 
 report: $(STAMP)  ## the static HTML report from the DuckDB catalog: warehouse/report/index.html

@@ -91,6 +91,8 @@ def allocation(runs_frame: pd.DataFrame, constants: pd.DataFrame, unique_tokens:
     repeated budget; ``budgets`` default the grid's span x10) and the paper's."""
     from assets.scaling.allocation import allocation_table
 
+    if budgets is not None and not len(budgets):
+        raise ValueError("budgets is empty: give FLOP budgets, or leave it unset for the grid's span x10")
     law = fitting.law_from_constants(constants)
     repeated = runs_frame[runs_frame["nominal_epochs"] > 1]
     cap = unique_tokens or float((repeated if len(repeated) else runs_frame)["unique_tokens"].max())

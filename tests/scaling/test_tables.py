@@ -56,3 +56,12 @@ def test_law_fit_ordering_and_allocation_and_effective_data_rules():
     effective = pd.DataFrame({"effective_data_multiple": [1.0, 1.9], "epochs": [1, 2], "limit_multiple": [16.0, 16.0]})
     assert gx_check(*validity.effective_data(expectations(), effective), name="effective").passed
     assert not gx_check(*validity.effective_data(expectations(), effective.assign(epochs=[1, 1.5])), name="e").passed
+
+
+def test_an_empty_budget_list_is_refused_not_replaced_by_the_default():
+    import pytest
+
+    from assets.scaling.study import allocation
+
+    with pytest.raises(ValueError, match="budgets is empty"):
+        allocation(pd.DataFrame(), pd.DataFrame(), None, [], 1e9, [1e20])
