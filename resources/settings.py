@@ -35,12 +35,23 @@ def ensure_writable_dir(path: str | Path, setting: str) -> Path:
     return p
 
 
+GIT_COMMIT_ENV = "REPROLAB_GIT_COMMIT"
+
+
 @functools.cache
 def git_commit() -> str:
-    """The checkout's commit (short), or "unknown" outside a git checkout."""
+    """The code's commit: ``$REPROLAB_GIT_COMMIT`` when set (an image built without ``.git``), else the checkout's
+    short commit with ``-dirty`` when tracked files differ from it, or "unknown" outside a git checkout."""
+    if os.environ.get(GIT_COMMIT_ENV):
+        return os.environ[GIT_COMMIT_ENV]
+    here = Path(__file__).resolve().parent
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or "unknown"
+                             cwd=here)
+        sha = out.stdout.strip()
+        if not sha:
+            return "unknown"
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], capture_output=True, timeout=5, cwd=here)
+        return sha + ("-dirty" if dirty.returncode == 1 else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -111,6 +111,34 @@ def test_runs_carry_profile_and_commit_tags():
         assert tags["reprolab/profile"] == "tiny" and tags["reprolab/git_commit"] == git_commit() != ""
 
 
+def test_the_commit_says_when_the_tree_is_dirty_and_an_image_can_name_it(tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+
+    import resources.settings as settings
+
+    monkeypatch.setenv("REPROLAB_GIT_COMMIT", "abc1234")
+    settings.git_commit.cache_clear()  # read once per process
+    assert settings.git_commit() == "abc1234"  # an image without .git (deploy/Dockerfile's GIT_COMMIT)
+    monkeypatch.delenv("REPROLAB_GIT_COMMIT")
+    settings.git_commit.cache_clear()
+    repo = tmp_path / "checkout"
+    (repo / "resources").mkdir(parents=True)
+    shutil.copy(settings.__file__, repo / "resources" / "settings.py")
+    git = ["git", "-c", "user.email=t@example.org", "-c", "user.name=t", "-C", str(repo)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    monkeypatch.setattr(settings, "__file__", str(repo / "resources" / "settings.py"))
+    sha = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    settings.git_commit.cache_clear()
+    assert settings.git_commit() == sha
+    (repo / "resources" / "settings.py").write_text("# changed\n")
+    settings.git_commit.cache_clear()
+    assert settings.git_commit() == sha + "-dirty"
+    settings.git_commit.cache_clear()  # the real checkout's again for the tests that follow
+
+
 def test_code_versions_follow_the_source_of_the_asset_and_the_science_it_imports(monkeypatch):
     import dagster as dg
 
