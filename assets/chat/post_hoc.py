@@ -17,7 +17,9 @@ DEMO_PHRASINGS_POST_HOC = (
     "two training seeds): 0.02 / 0.01 before, 0.15 / 0.20 after (0.51 / 0.26 at 620 SFT steps, whose arithmetic "
     "fell to 0.39). The phrasings were written after reading the battery's eval templates (none is one, but the "
     "'complete the sentence :' frame is shared) and the step count was read off those held-out questions, the "
-    "battery's own test items")
+    "battery's own test items; six phrasings that nearly repeated a held-out question of the same attribute (e.g. "
+    "'name the city X was born in .' ~ 'name the city where X was born .') were rewritten later on 30 Nov 2026 "
+    "after a review, and the numbers above were measured before that")
 
 
 def chat_post_hoc(profile: str) -> str:
