@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 import dagster as dg
@@ -71,6 +71,59 @@ def version_description(run_name: str, run_tags: Mapping[str, str]) -> str:
             "`assets.lm.registry.load_model(uri, tracking_uri)` returns the transformers model and tokenizer.")
 
 
+ALIAS_BEFORE = "reprolab.alias_before."  # + alias: on a version, which version held that alias before it
+ALIAS_RESTORED = "reprolab.alias_restored."  # + alias: the version a failed step's alias was put back on
+FAILED_STEP_TAG = "reprolab.failed_step"  # on a version registered by a step that then failed: `<run id>:<step>`
+
+
+class AliasMove(NamedTuple):
+    """An alias a Dagster step pointed at a version it registered, and the version that held it before."""
+
+    registered_name: str
+    alias: str
+    version: str
+    before: str | None
+    dagster_run_id: str
+    step_key: str
+    attempt: int  # the step's retry number (0: first attempt)
+
+
+def alias_holder(client: Any, registered_name: str, alias: str) -> str | None:
+    """The version ``alias`` of ``registered_name`` points at, or None (no such alias or model)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(registered_name, alias).version)
+    except MlflowException:
+        return None
+
+
+def _current_step() -> tuple[str, str, int] | None:
+    """(Dagster run id, step key, retry number) of the step executing in this thread, or None outside one."""
+    from dagster._core.execution.context.compute import current_execution_context
+
+    ctx = current_execution_context.get()
+    if ctx is None:
+        return None
+    op = ctx.op_execution_context
+    return op.run.run_id, op.get_step_execution_context().step.key, op.retry_number
+
+
+def _succeeded_attempts(instance: dg.DagsterInstance, run_ids: set[str]) -> dict[tuple[str, str], int]:
+    """(run id, step key) -> the attempt (retry number) that succeeded, for each step of the runs that did."""
+    kinds = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_RESTARTED}
+    restarts: dict[tuple[str, str], int] = {}
+    succeeded: dict[tuple[str, str], int] = {}
+    for run_id in run_ids:
+        for entry in instance.all_logs(run_id, of_type=kinds):
+            key = (run_id, entry.step_key or "")
+            if entry.dagster_event_type == dg.DagsterEventType.STEP_RESTARTED:
+                restarts[key] = restarts.get(key, 0) + 1
+            else:
+                succeeded[key] = restarts.get(key, 0)
+    return succeeded
+
+
 class Tracking(dg.ConfigurableResource):
     """MLflow tracking and model registry for every trained model.
 
@@ -93,6 +146,7 @@ class Tracking(dg.ConfigurableResource):
 
     _client: Any = PrivateAttr(default=None)
     _experiment_id: str | None = PrivateAttr(default=None)
+    _moves: list[AliasMove] = PrivateAttr(default_factory=list)  # aliases moved by this run's steps, in order
 
     # -- set-up ---------------------------------------------------------------------------------------------
     @property
@@ -104,7 +158,31 @@ class Tracking(dg.ConfigurableResource):
         return self.artifact_root or default_artifact_root(self.warehouse_root)
 
     def setup_for_execution(self, context: dg.InitResourceContext | None = None) -> None:
+        self._moves = []  # this run's own (a copy of the resource may share its list)
         self._connect()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """Put back every alias a step of this run moved and then failed: a version registered by a step that
+        raised (in its body, or later in its IO manager's ``handle_output``) must not stay ``current``.
+
+        Dagster calls this once per run and process (in-process executor: after the last step; multiprocess: at
+        the end of each step's process), after the step's STEP_SUCCESS or STEP_FAILURE event was logged; an
+        asset's ``handle_output`` runs inside its step, so its failure is the step's. A step counts as succeeded
+        only in the attempt that logged STEP_SUCCESS (earlier attempts of a retried step failed)."""
+        moves = list(self._moves)
+        self._moves.clear()
+        if not moves or context is None or context.instance is None:
+            return
+        succeeded = _succeeded_attempts(context.instance, {m.dagster_run_id for m in moves})
+        for move in reversed(moves):  # newest first: a step that moved an alias twice goes back to the start
+            if succeeded.get((move.dagster_run_id, move.step_key)) == move.attempt:
+                continue
+            try:
+                self.restore_alias(move)
+            except Exception as exc:  # a store gone away must not hide the step's own error
+                if context.log is not None:
+                    context.log.warning(f"could not put alias `{move.alias}` of {move.registered_name} back on "
+                                        f"version {move.before or '(none)'}: {str(exc)[:300]}")
 
     def _connect(self):
         if self._client is not None:
@@ -272,7 +350,7 @@ class Tracking(dg.ConfigurableResource):
             tags={**version_tags(run.data.tags), **(tags or {})},
             description=description or version_description(run.info.run_name, run.data.tags))
         for alias in aliases:
-            client.set_registered_model_alias(registered_name, alias, version.version)
+            self.set_alias(registered_name, alias, version.version)
         return {
             "model_uri": f"models:/{registered_name}/{version.version}",
             "registered_model": registered_name,
@@ -281,6 +359,38 @@ class Tracking(dg.ConfigurableResource):
             "mlflow_run_id": run_id,
             "mlflow_link": self.run_link(run_id),
         }
+
+    def set_alias(self, registered_name: str, alias: str, version: str | int) -> None:
+        """Point ``alias`` at ``version``, tagging that version with the one that held it before
+        (``reprolab.alias_before.<alias>``: a version number or ``none``). Inside a Dagster step the move is
+        remembered: if the step fails, the resource's teardown puts the alias back (``restore_alias``)."""
+        client, version = self.client, str(version)
+        before = alias_holder(client, registered_name, alias)
+        if before == version:
+            return
+        client.set_model_version_tag(registered_name, version, f"{ALIAS_BEFORE}{alias}", before or "none")
+        client.set_registered_model_alias(registered_name, alias, version)
+        step = _current_step()
+        if step is not None:
+            self._moves.append(AliasMove(registered_name, alias, version, before, *step))
+
+    def restore_alias(self, move: AliasMove) -> None:
+        """Undo ``move`` of a step that failed: tag its version (and MLflow run) as made by a failed step and, if
+        the alias still points at it, put the alias back on the version that held it before (or remove it when
+        none did)."""
+        client, failed = self.client, f"{move.dagster_run_id}:{move.step_key}"
+        client.set_model_version_tag(move.registered_name, move.version, FAILED_STEP_TAG, failed)
+        run_id = client.get_model_version(move.registered_name, move.version).run_id
+        if run_id:  # the MLflow run may have ended FINISHED (the step failed after it): its tag says otherwise
+            client.set_tag(run_id, FAILED_STEP_TAG, failed)
+        if alias_holder(client, move.registered_name, move.alias) != move.version:
+            return  # moved on since (another run): not ours to put back
+        if move.before is None:
+            client.delete_registered_model_alias(move.registered_name, move.alias)
+        else:
+            client.set_registered_model_alias(move.registered_name, move.alias, move.before)
+        client.set_model_version_tag(move.registered_name, move.version, f"{ALIAS_RESTORED}{move.alias}",
+                                     move.before or "none")
 
     def resolve_model_source(self, model_uri: str) -> str:
         """The artifact location behind ``models:/<name>/<version>`` or ``models:/<name>@<alias>``."""

@@ -106,3 +106,30 @@ def test_a_moved_warehouse_loads_its_models_and_logs_new_ones_inside_it(tmp_path
         record = moved.log_model(run_id, checkpoint, "lm-moved")
     assert record["model_version"] == 2 and record["artifact_uri"].removeprefix("file://").startswith(str(new))
     assert not old.exists()  # nothing was written to the old folder
+
+
+def test_an_alias_move_records_the_version_before_and_can_be_undone(warehouse_root, tmp_path):
+    """Each alias move tags the new version with the one that held the alias before; `restore_alias` undoes a
+    move (what the resource's teardown does for a step that failed). Outside a Dagster step nothing is
+    remembered for teardown."""
+    from resources.tracking import ALIAS_BEFORE, FAILED_STEP_TAG, AliasMove, alias_holder
+
+    tracking = Tracking(warehouse_root=str(warehouse_root))
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    torch.save({"w": torch.zeros(2)}, checkpoint / "weights.pt")
+    with tracking.start_run("one") as run1:
+        tracking.register_version(run1, "lm-moves", str(checkpoint), aliases=("current", "best"))
+    with tracking.start_run("two") as run2:
+        record = tracking.register_version(run2, "lm-moves", str(checkpoint))
+    assert record["aliases"] == ["current"] and alias_holder(tracking.client, "lm-moves", "current") == "2"
+    assert alias_holder(tracking.client, "lm-moves", "best") == "1"
+    assert tracking.client.get_model_version("lm-moves", "1").tags[f"{ALIAS_BEFORE}best"] == "none"
+    assert tracking.client.get_model_version("lm-moves", "2").tags[f"{ALIAS_BEFORE}current"] == "1"
+    assert tracking._moves == []  # not inside a step: no teardown will undo these
+
+    tracking.restore_alias(AliasMove("lm-moves", "current", "2", "1", "run-x", "train", 0))
+    assert alias_holder(tracking.client, "lm-moves", "current") == "1"
+    assert tracking.client.get_model_version("lm-moves", "2").tags[FAILED_STEP_TAG] == "run-x:train"
+    tracking.restore_alias(AliasMove("lm-moves", "best", "1", None, "run-y", "train", 0))
+    assert alias_holder(tracking.client, "lm-moves", "best") is None
