@@ -6,11 +6,19 @@ waits forever. Every Dagster event records the pid of the process that wrote it;
 (the pid of its RUN_START event: the run worker, not a step subprocess) no longer exists on this machine, or is
 now a different process started after the run, is dead. `recover` marks such runs failed and frees their slots; `reprolab
 recover` runs it by hand, `reprolab demo` before it starts, and the ``dead_run_sensor`` from the daemon.
+
+Under the multiprocess executor a step runs in its own subprocess, which outlives a killed run worker: left alone it
+would finish and write its materialization (and register its model) after the run was marked failed and its slot
+given to another run. Before marking a dead run failed, `recover` stops the run's step processes still alive (the
+pids of its STEP_WORKER_STARTED / STEP_START events): SIGTERM, which Dagster turns into an interrupt of the step's
+code (the step fails and its resources are torn down, so an alias its model moved is put back), then SIGKILL for
+one that has not exited after ``grace`` seconds.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +30,9 @@ _ACTIVE = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.Dagster
 # Only RUN_START: it is written by the run worker, which lives as long as the run. Step events come from step
 # subprocesses under the multiprocess executor, which end between steps while the run is alive and well.
 _PID_EVENTS = {dg.DagsterEventType.RUN_START}
+# Written by the process that runs a step (a subprocess under the multiprocess executor, else the run worker).
+_STEP_PID_EVENTS = {dg.DagsterEventType.STEP_WORKER_STARTED, dg.DagsterEventType.STEP_START}
+STEP_GRACE_S = 20.0  # how long a step process has after SIGTERM to fail its step and exit, before SIGKILL
 
 
 @dataclass(frozen=True)
@@ -40,7 +51,10 @@ def _process_start(pid: int) -> float | None:
         return None
     except OSError:
         return time.time()  # unreadable: assume alive
-    ticks = int(stat.rsplit(")", 1)[1].split()[19])
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):  # exited, not yet reaped by its parent: gone all the same
+        return None
+    ticks = int(fields[19])
     boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
                 if line.startswith("btime"))
     return boot + ticks / os.sysconf("SC_CLK_TCK")
@@ -93,21 +107,66 @@ def dead_runs(instance: dg.DagsterInstance) -> list[DeadRun]:
     return found
 
 
+def live_step_processes(instance: dg.DagsterInstance, run_id: str) -> list[int]:
+    """The pids of processes that ran steps of ``run_id`` and are still alive (the same processes: each started
+    before it wrote its first event; never this process or the run worker)."""
+    first_seen: dict[int, float] = {}
+    for record in instance.get_records_for_run(run_id, of_type=_STEP_PID_EVENTS, ascending=True).records:
+        event = record.event_log_entry.dagster_event
+        if event is not None and event.pid:
+            first_seen.setdefault(int(event.pid), record.event_log_entry.timestamp)
+    worker = worker_pid(instance, run_id)
+    return [pid for pid, since in first_seen.items() if pid not in (worker, os.getpid()) and _alive(pid, since)]
+
+
+def stop_processes(pids: list[int], grace: float = STEP_GRACE_S) -> list[int]:
+    """SIGTERM each of ``pids``, SIGKILL those still alive after ``grace`` seconds; the pids still alive after
+    that (a process this user may not signal, or one stuck in the kernel)."""
+    started = {pid: _process_start(pid) for pid in pids}
+
+    def alive() -> list[int]:  # the same processes: a pid reused since is not one of them
+        return [pid for pid in pids if started[pid] is not None and _alive(pid, started[pid])]
+
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        for pid in alive():
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.time() + wait
+        while alive() and time.time() < deadline:
+            time.sleep(0.2)
+        if not alive():
+            return []
+    return alive()
+
+
 def free_slots(instance: dg.DagsterInstance, run_id: str) -> None:
     instance.event_log_storage.free_concurrency_slots_for_run(run_id)
 
 
-def recover(instance: dg.DagsterInstance, log: Callable[[str], None] = print) -> list[DeadRun]:
-    """Mark every dead run failed and free its pool slots; returns what was recovered."""
-    dead = dead_runs(instance)
-    for d in dead:
+def recover(instance: dg.DagsterInstance, log: Callable[[str], None] = print,
+            grace: float = STEP_GRACE_S) -> list[DeadRun]:
+    """Stop every dead run's step processes still alive, then mark the run failed and free its pool slots;
+    returns what was recovered (a run whose step process would not stop is left for the next pass)."""
+    recovered = []
+    for d in dead_runs(instance):
         run = instance.get_run_by_id(d.run_id)
         if run is None:
             continue
+        steps = live_step_processes(instance, d.run_id)
+        if steps:
+            log(f"run {d.run_id} ({d.job_name}): {d.reason} but step process(es) {steps} still run; stopping them "
+                f"(SIGTERM, SIGKILL after {grace:g} s)")
+            left = stop_processes(steps, grace)
+            if left:
+                log(f"run {d.run_id}: step process(es) {left} did not stop; the run is left as it is")
+                continue
+        recovered.append(d)
         instance.report_run_failed(run, message=f"reprolab recover: {d.reason}; marked failed, pool slots freed")
         free_slots(instance, d.run_id)
         log(f"recovered run {d.run_id} ({d.job_name}): {d.reason}; marked failed, its pool slots freed")
-    return dead
+    return recovered
 
 
 def pool_waits(instance: dg.DagsterInstance, run_id: str, pools: tuple[str, ...] = ("gpu",)) -> list[str]:

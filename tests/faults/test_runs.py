@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pipelines.recovery import dead_runs, pool_waits, recover
+from pipelines.recovery import dead_runs, live_step_processes, pool_waits, recover
 from pipelines.stores import init_stores
 
 REPO = Path(__file__).resolve().parents[2]
@@ -149,3 +149,62 @@ def _two_step_job():
     """Two steps under the default (multiprocess) executor."""
     return dg.Definitions(assets=[_first, _second], jobs=[dg.define_asset_job("two_steps")]).resolve_job_def(
         "two_steps")
+
+
+MULTIPROCESS_CHILD = textwrap.dedent("""
+    import os, time
+    from pathlib import Path
+    import dagster as dg
+
+    @dg.asset
+    def slow_step():
+        marks = Path(os.environ["MARKS"])
+        (marks / "started").write_text(str(os.getpid()))
+        time.sleep(40)
+        (marks / "finished").write_text("a late write of a run already marked failed")
+        return 1
+
+    def slow_job():
+        return dg.Definitions(assets=[slow_step], jobs=[dg.define_asset_job("slow")]).resolve_job_def("slow")
+
+    if __name__ == "__main__":
+        dg.execute_job(dg.reconstructable(slow_job), instance=dg.DagsterInstance.get(), raise_on_error=False)
+""")
+
+
+def test_a_dead_runs_live_step_process_is_stopped_before_the_run_is_marked_failed(home, tmp_path):
+    """The run worker is killed, its step subprocess (multiprocess executor) runs on: `recover` stops it (SIGTERM:
+    the step fails) before marking the run failed, so nothing of the run is written after it was failed."""
+    script, marks = tmp_path / "slow_run.py", tmp_path / "marks"
+    script.write_text(MULTIPROCESS_CHILD)
+    marks.mkdir()
+    worker = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "DAGSTER_HOME": str(home), "MARKS": str(marks)})
+    step_pid = None
+    try:
+        step_pid = int(_wait_for(lambda: (marks / "started").exists() and (marks / "started").read_text(),
+                                 timeout=120, what="the step to start"))
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+        instance = dg.DagsterInstance.get()
+        [dead] = dead_runs(instance)
+        assert step_pid != dead.pid and live_step_processes(instance, dead.run_id) == [step_pid]
+
+        lines: list[str] = []
+        assert [d.run_id for d in recover(instance, log=lines.append, grace=15)] == [dead.run_id]
+        assert not live_step_processes(instance, dead.run_id)  # stopped before the run was marked failed
+        assert any(f"step process(es) [{step_pid}] still run" in line for line in lines), lines
+        assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.FAILURE
+        events = [e.dagster_event for e in instance.all_logs(dead.run_id) if e.dagster_event]
+        kinds = [e.event_type for e in events]
+        assert dg.DagsterEventType.ASSET_MATERIALIZATION not in kinds and not (marks / "finished").exists()
+        # SIGTERM interrupted the step's code: the step failed (its resources torn down) before the run did
+        assert kinds.index(dg.DagsterEventType.STEP_FAILURE) < kinds.index(dg.DagsterEventType.RUN_FAILURE)
+    finally:
+        worker.kill()
+        if step_pid is not None:
+            try:
+                os.kill(step_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
