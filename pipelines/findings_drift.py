@@ -2,7 +2,8 @@
 
 For every ``[<study>, "findings"]`` asset in the code location a check compares ``ours`` per metric between
 the latest and the previous materialization (read from the warehouse's Parquet history: the file the asset's
-latest materialization recorded, and the one before it). A relative change
+latest materialization recorded, and the one before it that is a materialization, never a file a failed step
+left). A relative change
 beyond the tolerance fails with WARN severity; a metric that stops being a finite number (finite in the previous
 materialization, not now) fails with ERROR. A metric that was never finite is a "not comparable" finding, listed
 in the metadata but not an error. A metric of the previous materialization missing from the latest (dropped or
@@ -59,12 +60,13 @@ def findings_regression_check(key: dg.AssetKey, tolerance: float = DEFAULT_TOLER
                                        metadata={"error": f"no materialization of {key.to_user_string()}"})
         files = files[:checked_file_index(context.instance, key, files) + 1]  # not a newer one written since
         latest = read_table(files[-1])
-        previous = read_table(files[-2]) if len(files) > 1 else latest.iloc[0:0]
+        before = previous_file_index(context.instance, key, files)
+        previous = read_table(files[before]) if before is not None else latest.iloc[0:0]
         table = compare_findings(previous, latest, tolerance)
         broken = table.loc[table["broken"], "metric"].tolist()
         changed = table.loc[table["changed"], "metric"].tolist()
         lost = table.loc[table["lost"], "metric"].tolist()
-        metadata = {"compared_with": files[-2].stem if len(files) > 1 else "nothing (first materialization)",
+        metadata = {"compared_with": files[before].stem if before is not None else "nothing (first materialization)",
                     "tolerance": tolerance, "changed": dg.MetadataValue.json(changed),
                     "lost": dg.MetadataValue.json(lost),
                     "not_finite": dg.MetadataValue.json(table.loc[~table["finite"] & ~table["lost"], "metric"].tolist()),
@@ -90,6 +92,41 @@ def checked_file_index(instance: dg.DagsterInstance, key: dg.AssetKey, files: li
     stems = [Path(str(f)).stem for f in files]
     stem = Path(str(entry.value)).stem if entry is not None else None
     return stems.index(stem) if stem in stems else len(files) - 1
+
+
+def previous_file_index(instance: dg.DagsterInstance, key: dg.AssetKey, files: list) -> int | None:
+    """The index of the file the check compares ``files[-1]`` with: the newest earlier one that is a
+    materialization, None when there is none. A file whose run this instance knows but which recorded no
+    materialization of it is skipped: a step that failed after writing it (the IO manager now removes such a file,
+    but one written before that, or by a process killed between writing and recording, stays on disk). A file of a
+    run this instance never saw (another machine of a shared lab, an earlier instance) counts."""
+    for index in range(len(files) - 2, -1, -1):
+        if not _left_by_a_failed_step(instance, key, files[index]):
+            return index
+    return None
+
+
+def _left_by_a_failed_step(instance: dg.DagsterInstance, key: dg.AssetKey, path) -> bool:
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+    from dagster import DagsterEventType
+
+    try:
+        run_ids = pq.read_table(path, columns=["run_id"]).column("run_id").unique().to_pylist()
+    except Exception:  # unreadable, or no lineage: not this check's business, read_table will say
+        return False
+    if len(run_ids) != 1 or instance.get_run_record_by_id(str(run_ids[0])) is None:
+        return False
+    recorded = set()
+    for record in instance.get_records_for_run(str(run_ids[0]), of_type=DagsterEventType.ASSET_MATERIALIZATION).records:
+        materialization = record.event_log_entry.asset_materialization
+        if materialization is None or materialization.asset_key != key:
+            continue
+        metadata = materialization.metadata
+        entry = metadata.get("materialization_id") or metadata.get("path")
+        recorded.add(Path(str(getattr(entry, "value", entry))).stem)
+    return Path(str(path)).stem not in recorded
 
 
 def regression_checks(asset_keys) -> list[dg.AssetChecksDefinition]:

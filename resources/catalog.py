@@ -100,16 +100,52 @@ def _create_views(con: duckdb.DuckDBPyConnection, root: Path, group: str, asset:
     return [f"{group}.{asset}", f"{group}.{asset}_history"]
 
 
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _columns(con: duckdb.DuckDBPyConnection, view: str) -> set[str] | None:
+    """The view's columns, None when it no longer binds (a file it names is unreadable). DESCRIBE reads the
+    Parquet footers only."""
+    try:
+        return {r[0] for r in con.execute(f"DESCRIBE {view}").fetchall()}
+    except duckdb.Error:
+        return None
+
+
+def _repair_views(con: duckdb.DuckDBPyConnection, root: Path, report: RefreshReport) -> dict[str, set[str]]:
+    """Rebuild the views of a copied catalog that no longer bind: a file they name became unreadable (truncated,
+    deleted) since they were built. Each such table gets its views over its readable files again (the unreadable
+    ones named in ``report.warnings``, as a full rebuild does); one that still cannot be viewed is dropped and
+    named in ``report.errors``. Without this, one damaged file of any table fails every later refresh. The
+    history view is the one checked: it names every file the latest view does (both are built together).
+    Returns the columns of each history view that binds, for `_create_lineage_views`."""
+    rows = con.execute("SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal AND schema_name <> "
+                       "'main' AND view_name LIKE '%\\_history' ESCAPE '\\'").fetchall()
+    described = {f"{s}.{v}": _columns(con, f'"{s}"."{v}"') for s, v in rows}
+    for group, asset in sorted({tuple(v.removesuffix("_history").split(".", 1)) for v, c in described.items()
+                                if c is None}):
+        try:
+            if not _create_views(con, root, group, asset, report):
+                report.errors[f"{group}.{asset}"] = "every file unreadable: its views were dropped"
+        except duckdb.Error as exc:
+            con.execute(f'DROP VIEW IF EXISTS "{group}"."{asset}"')
+            con.execute(f'DROP VIEW IF EXISTS "{group}"."{asset}_history"')
+            report.errors[f"{group}.{asset}"] = f"views dropped: {_first_line(exc)}"
+    return {view: columns for view, columns in described.items() if columns is not None}
+
+
 def _create_findings_view(con: duckdb.DuckDBPyConnection, views: Iterable[str]) -> None:
     groups = sorted({v.split(".")[0] for v in views if v.endswith(".findings") and not v.startswith("main.")})
-    parts = [f'SELECT * FROM "{g}"."findings"' for g in groups]
+    parts = [f'SELECT * FROM "{g}"."findings"' for g in groups if _columns(con, f'"{g}"."findings"') is not None]
     if parts:
         con.execute("CREATE OR REPLACE VIEW main.findings AS " + " UNION ALL BY NAME ".join(parts))
     else:
         con.execute("DROP VIEW IF EXISTS main.findings")
 
 
-def _create_lineage_views(con: duckdb.DuckDBPyConnection, views: Iterable[str]) -> None:
+def _create_lineage_views(con: duckdb.DuckDBPyConnection, views: Iterable[str],
+                          report: RefreshReport | None = None, described: dict[str, set[str]] | None = None) -> None:
     """``main.lineage``: one row per (table, materialization, upstream reference), typed. A table reference
     (``corpora.facts_documents:<id>``) splits into table and materialization id; a model reference
     (``models:/lm-facts-small/3``) resolves to the table and materialization whose record registered it
@@ -118,13 +154,20 @@ def _create_lineage_views(con: duckdb.DuckDBPyConnection, views: Iterable[str]) 
     ``main.models`` holds registered models only: one row per ``model_uri`` (the table and materialization that
     recorded it first, in a ``model_uri`` column or in a ``models`` column holding several models' records). Rows whose ``model_uri`` is empty or NULL (models trained and logged but not registered,
     e.g. the royalties game's coalition models other than the all-owners one) are left out: nothing can load
-    them by URI, and their MLflow runs are in the recording table's ``mlflow_run_id``."""
+    them by URI, and their MLflow runs are in the recording table's ``mlflow_run_id``.
+
+    A history view that cannot be described (a file it lists became unreadable) is left out of both views and
+    named in ``report.errors``; the rest are built. ``described``: columns already known per history view."""
     histories = sorted(v for v in views if v.endswith("_history") and not v.startswith("main."))
     raw, models = [], []
     for view in histories:
         schema, name = view.split(".", 1)
         table = f"{schema}.{name.removesuffix('_history')}"
-        columns = {r[0] for r in con.execute(f'DESCRIBE "{schema}"."{name}"').fetchall()}
+        columns = (described or {}).get(view) or _columns(con, f'"{schema}"."{name}"')
+        if columns is None:
+            if report is not None:
+                report.errors[view] = "left out of main.lineage and main.models: a file it lists is unreadable"
+            continue
         if not {"materialization_id", "run_id", "upstream"} <= columns:
             continue
         resolution = "upstream_resolution" if "upstream_resolution" in columns else "NULL"
@@ -192,13 +235,15 @@ def refresh_catalog(root: str | Path, tables: Iterable[tuple[str, str]] | None =
                         report.views += _create_views(con, root, group, asset, report)
                     except duckdb.Error as exc:
                         report.errors[f"{group}.{asset}"] = str(exc).splitlines()[0]
+                # the copied views of other tables may name a file that became unreadable since
+                described = _repair_views(con, root, report) if incremental else {}
                 existing = [
                     f"{s}.{n}" for s, n in con.execute(
                         "SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal"
                     ).fetchall()
                 ]
                 _create_findings_view(con, existing)
-                _create_lineage_views(con, existing)
+                _create_lineage_views(con, existing, report, described)
                 con.execute(f"CREATE OR REPLACE VIEW main.catalog_root AS SELECT {_sql_str(root)} AS root")
                 con.execute("CHECKPOINT")
             finally:

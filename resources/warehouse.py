@@ -71,30 +71,49 @@ class WarehouseIOManager(dg.IOManager):
             resolution=self._resolution.get((context.run_id, context.step_key), {}),
         )
         path = write_table(self.root, group, name, obj, lineage)
-        location = str(path)
-        if self.store is not None:
-            try:
-                location = self.store.publish(path)
-            except Exception:
-                path.unlink(missing_ok=True)  # not in the store: not in the warehouse (this mirror included)
-                raise
-            self.store.sync(self.root, [(group, name)])  # other machines' materializations join the history views
-        if self.refresh:
+        published = None
+        try:  # a step that fails after the write leaves no file: `reprolab catalog` would serve it as the latest
+            location = self.store.uri(group, name, path.name) if self.store is not None else str(path)
+            rows = len(obj) if not isinstance(obj, dict) else 1
+            context.add_output_metadata(
+                {
+                    "path": dg.MetadataValue.path(location),
+                    "materialization_id": path.stem,
+                    "dagster/row_count": rows,
+                    "table": f"{group}.{name}",
+                    "dagster/table_name": f"{group}.{name}",  # the DuckDB view that serves it
+                    "dagster/uri": dg.MetadataValue.path(location),
+                    "dagster/column_schema": column_schema(path),
+                }
+            )
+            if self.store is not None:
+                published = self.store.publish(path)  # the last step that may fail it
+            self._refresh_catalog(context, group, name)  # warns, never raises an Exception
+        except BaseException:  # an interrupt too: the file is removed, the error goes on unchanged
+            path.unlink(missing_ok=True)  # not recorded: not in the warehouse (this mirror included)
+            if published is not None:
+                _withdraw(self.store, published, context)
+            raise
+
+    def _refresh_catalog(self, context: dg.OutputContext, group: str, name: str) -> None:
+        """Bring the catalog's views of the table up to date (in a shared lab, with the store's files first). The
+        Parquet file is the truth: a catalog that cannot be refreshed is a warning, never a failed step."""
+        try:
+            if self.store is not None:
+                self.store.sync(self.root, [(group, name)])  # other machines' materializations join the history
+            if not self.refresh:
+                return
             report = refresh_catalog(self.root, [(group, name)])
-            for table, err in report.errors.items():
-                context.log.warning(f"catalog view for {table} not refreshed: {err}")
-        rows = len(obj) if not isinstance(obj, dict) else 1
-        context.add_output_metadata(
-            {
-                "path": dg.MetadataValue.path(location),
-                "materialization_id": path.stem,
-                "dagster/row_count": rows,
-                "table": f"{group}.{name}",
-                "dagster/table_name": f"{group}.{name}",  # the DuckDB view that serves it
-                "dagster/uri": dg.MetadataValue.path(location),
-                "dagster/column_schema": column_schema(path),
-            }
-        )
+        except Exception as exc:
+            context.log.warning(f"{group}.{name} is written, but the catalog could not be refreshed "
+                                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else exc!r}); "
+                                "run `reprolab catalog` to rebuild it")
+            return
+        for table, err in report.errors.items():
+            context.log.warning(f"catalog view for {table} not refreshed: {err}; `reprolab catalog` rebuilds "
+                                "the catalog and names every unreadable file")
+        for file, why in report.warnings.items():
+            context.log.warning(f"catalog: {why} ({file}); `reprolab catalog` names every unreadable file")
 
     def _path_for_input(self, context: dg.InputContext) -> tuple[Path, str]:
         """The upstream file this run reads, and how it was chosen (see `resolve_upstream_event`). Only a file
@@ -154,6 +173,16 @@ class WarehouseIOManager(dg.IOManager):
         self._resolution.setdefault((step.run_id, step.step.key), {})[table_id] = how
         context.log.debug(f"input {context.asset_key.to_user_string()}: {path} ({how})")
         return value
+
+
+def _withdraw(store: TableStore, uri: str, context: dg.OutputContext) -> None:
+    """Remove a file this step published before it failed (best effort: the step's own error is what matters)."""
+    try:
+        group, asset, name = store._parts(uri)
+        store.filesystem.delete_file(store._key(group, asset, name))
+    except Exception as exc:
+        context.log.warning(f"could not remove {uri} from the store after the step failed ({exc}); delete it by "
+                            "hand, or it is served as the latest materialization")
 
 
 def model_uris(value: Any) -> set[str]:
