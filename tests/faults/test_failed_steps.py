@@ -168,3 +168,20 @@ def test_a_run_terminated_while_the_catalog_refreshes_withdraws_the_published_fi
     assert not result.success
     assert not materialization_files(warehouse_root, "fault_steps", "scaling")
     assert not TableStore.from_url(store_dir.as_uri()).listing([("fault_steps", "scaling")])
+
+
+def test_lineage_views_skip_a_history_view_that_cannot_be_described(resources_for, warehouse_root):
+    import duckdb
+
+    from resources.catalog import RefreshReport, _create_lineage_views, _create_views
+
+    assert dg.materialize([unrelated, scaling], resources=resources_for).success
+    con = duckdb.connect()
+    views = _create_views(con, warehouse_root, "fault_steps", "unrelated") + _create_views(
+        con, warehouse_root, "fault_steps", "scaling")
+    damaged = materialization_files(warehouse_root, "fault_steps", "unrelated")[-1]
+    damaged.write_bytes(damaged.read_bytes()[:20])
+    report = RefreshReport()
+    _create_lineage_views(con, views, report)  # raised "No magic bytes found" before
+    assert list(report.errors) == ["fault_steps.unrelated_history"]
+    assert con.execute("SELECT count(*) FROM main.lineage").fetchone() == (0,)  # built over the other table
