@@ -12,14 +12,9 @@ import zoneinfo
 import dagster as dg
 
 from pipelines.recovery import dead_run_sensor
-from resources.profiles import SettingError, current_profile
-from resources.settings import git_commit
+from resources.profiles import SettingError
 from resources.stages import STAGE_TAG
-
-
-def run_tags() -> dict[str, str]:
-    """Tags on every run of the lab's jobs: which profile and which commit produced it."""
-    return {"reprolab/profile": current_profile(), "reprolab/git_commit": git_commit()}
+from resources.warehouse import run_tags
 
 # Assets that read a user's files need their path set first: materialize those from the launchpad.
 USER_INPUTS = dg.AssetSelection.tag("reprolab/input", "user").downstream()

@@ -228,6 +228,28 @@ def resolve_upstream_event(instance: dg.DagsterInstance, key: dg.AssetKey, run_i
     return (found.records[0].event_log_entry if found.records else None), "at launch"
 
 
+def run_tags() -> dict[str, str]:
+    """The lab's tags on a run: which profile and which commit produced it."""
+    from resources.profiles import current_profile
+
+    return {"reprolab/profile": current_profile(), "reprolab/git_commit": git_commit()}
+
+
+def tag_run(context: dg.InitResourceContext) -> None:
+    """Give a run the lab's tags when it lacks them: the jobs carry them, but a materialization launched from the
+    UI or `dagster asset materialize` runs an implicit asset job without tags (every run writes through this IO
+    manager, so it is tagged on its first step)."""
+    run, instance = getattr(context, "dagster_run", None), getattr(context, "instance", None)
+    if run is None or instance is None:
+        return
+    missing = {k: v for k, v in run_tags().items() if k not in run.tags}
+    if missing:
+        try:
+            instance.add_run_tags(run.run_id, missing)
+        except Exception:  # a tag is bookkeeping: never fail a step over it
+            pass
+
+
 class Warehouse(dg.ConfigurableIOManagerFactory):
     """Parquet + DuckDB warehouse: the default IO manager of every table asset.
 
@@ -243,6 +265,7 @@ class Warehouse(dg.ConfigurableIOManagerFactory):
                                                                           "this machine only)")
 
     def create_io_manager(self, context: dg.InitResourceContext) -> WarehouseIOManager:
+        tag_run(context)
         return WarehouseIOManager(ensure_writable_dir(self.root, "warehouse root (resource `io_manager`, field `root`)"),
                                   refresh=self.update_catalog,
                                   store=TableStore.from_url(self.store_url) if self.store_url else None)

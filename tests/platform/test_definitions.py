@@ -104,11 +104,30 @@ def test_every_asset_has_kinds_owners_and_its_study():
 
 def test_runs_carry_profile_and_commit_tags():
     from pipelines.definitions import defs
-    from pipelines.jobs import git_commit
+    from resources.settings import git_commit
 
     for name in ("main", "nightly_evaluation", "training"):
         tags = defs.resolve_job_def(name).tags
         assert tags["reprolab/profile"] == "tiny" and tags["reprolab/git_commit"] == git_commit() != ""
+
+
+def test_an_ad_hoc_materialization_is_tagged_too(resources_for):
+    """The UI's or the CLI's materializations run an implicit asset job without the jobs' tags: the IO manager
+    adds them on the run's first step."""
+    import dagster as dg
+
+    from resources.settings import git_commit
+
+    @dg.asset(group_name="toy")
+    def toy_table():
+        import pandas as pd
+
+        return pd.DataFrame({"x": [1]})
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([toy_table], resources=resources_for, instance=instance)
+    tags = instance.get_run_by_id(result.run_id).tags
+    assert tags["reprolab/profile"] == "tiny" and tags["reprolab/git_commit"] == git_commit()
 
 
 def test_the_commit_says_when_the_tree_is_dirty_and_an_image_can_name_it(tmp_path, monkeypatch):
