@@ -12,7 +12,8 @@ would finish and write its materialization (and register its model) after the ru
 given to another run. Before marking a dead run failed, `recover` stops the run's step processes still alive (the
 pids of its STEP_WORKER_STARTED / STEP_START events): SIGTERM, which Dagster turns into an interrupt of the step's
 code (the step fails and its resources are torn down, so an alias its model moved is put back), then SIGKILL for
-one that has not exited after ``grace`` seconds.
+one that has not exited after ``grace`` seconds. A step killed outright never tore its resources down: `recover`
+puts back the MLflow aliases that the run's unfinished steps moved (`Tracking.restore_aliases_of_dead_run`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -145,10 +147,38 @@ def free_slots(instance: dg.DagsterInstance, run_id: str) -> None:
     instance.event_log_storage.free_concurrency_slots_for_run(run_id)
 
 
-def recover(instance: dg.DagsterInstance, log: Callable[[str], None] = print,
-            grace: float = STEP_GRACE_S) -> list[DeadRun]:
-    """Stop every dead run's step processes still alive, then mark the run failed and free its pool slots;
-    returns what was recovered (a run whose step process would not stop is left for the next pass)."""
+def _lab_tracking() -> Any | None:
+    """This lab's Tracking resource (``$REPROLAB_WAREHOUSE``, ``$REPROLAB_MLFLOW_TRACKING_URI``), or None when its
+    SQLite store does not exist yet (nothing was registered: recovering creates no store)."""
+    from resources.settings import default_warehouse_root
+    from resources.tracking import Tracking
+
+    tracking = Tracking(warehouse_root=default_warehouse_root())  # read now, not when Tracking was imported
+    uri = tracking.resolved_tracking_uri
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return None
+    return tracking
+
+
+def restore_registry(tracking: Any, instance: dg.DagsterInstance, run_id: str, log: Callable[[str], None]) -> None:
+    """Put back the MLflow aliases that steps of the dead run ``run_id`` moved and never finished (the run's
+    resources were not torn down: the Tracking resource's teardown never ran)."""
+    try:
+        tracking = tracking if tracking is not None else _lab_tracking()
+        undone = tracking.restore_aliases_of_dead_run(instance, run_id, warn=log) if tracking is not None else []
+    except Exception as exc:  # an unreachable registry must not keep the run's pool slot
+        log(f"run {run_id}: could not check the MLflow aliases its steps moved: {str(exc)[:300]}")
+        return
+    for m in undone:
+        log(f"run {run_id}: alias `{m.alias}` of {m.registered_name} put back from version {m.version} (step "
+            f"{m.step_key} never finished) to {m.before or '(none: removed)'}")
+
+
+def recover(instance: dg.DagsterInstance, log: Callable[[str], None] = print, grace: float = STEP_GRACE_S,
+            tracking: Any = None) -> list[DeadRun]:
+    """Stop every dead run's step processes still alive, put back the MLflow aliases its unfinished steps moved
+    (``tracking``: default this lab's), then mark the run failed and free its pool slots; returns what was
+    recovered (a run whose step process would not stop is left for the next pass)."""
     recovered = []
     for d in dead_runs(instance):
         run = instance.get_run_by_id(d.run_id)
@@ -162,6 +192,7 @@ def recover(instance: dg.DagsterInstance, log: Callable[[str], None] = print,
             if left:
                 log(f"run {d.run_id}: step process(es) {left} did not stop; the run is left as it is")
                 continue
+        restore_registry(tracking, instance, d.run_id, log)
         recovered.append(d)
         instance.report_run_failed(run, message=f"reprolab recover: {d.reason}; marked failed, pool slots freed")
         free_slots(instance, d.run_id)

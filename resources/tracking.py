@@ -74,6 +74,7 @@ def version_description(run_name: str, run_tags: Mapping[str, str]) -> str:
 ALIAS_BEFORE = "reprolab.alias_before."  # + alias: on a version, which version held that alias before it
 ALIAS_RESTORED = "reprolab.alias_restored."  # + alias: the version a failed step's alias was put back on
 FAILED_STEP_TAG = "reprolab.failed_step"  # on a version registered by a step that then failed: `<run id>:<step>`
+ALIAS_MOVED_BY = "reprolab.alias_moved_by."  # + alias: the Dagster step that moved it: `<run id>:<step>:<attempt>`
 
 
 class AliasMove(NamedTuple):
@@ -171,18 +172,43 @@ class Tracking(dg.ConfigurableResource):
         only in the attempt that logged STEP_SUCCESS (earlier attempts of a retried step failed)."""
         moves = list(self._moves)
         self._moves.clear()
-        if not moves or context is None or context.instance is None:
-            return
-        succeeded = _succeeded_attempts(context.instance, {m.dagster_run_id for m in moves})
+        if moves and context is not None and context.instance is not None:
+            self._undo_failed(context.instance, moves, context.log.warning if context.log else None)
+
+    def _undo_failed(self, instance: dg.DagsterInstance, moves: list[AliasMove],
+                     warn: Any = None) -> list[AliasMove]:
+        """Restore each of ``moves`` (oldest first) whose step attempt did not log STEP_SUCCESS; those undone."""
+        succeeded = _succeeded_attempts(instance, {m.dagster_run_id for m in moves})
+        undone = []
         for move in reversed(moves):  # newest first: a step that moved an alias twice goes back to the start
             if succeeded.get((move.dagster_run_id, move.step_key)) == move.attempt:
                 continue
             try:
                 self.restore_alias(move)
+                undone.append(move)
             except Exception as exc:  # a store gone away must not hide the step's own error
-                if context.log is not None:
-                    context.log.warning(f"could not put alias `{move.alias}` of {move.registered_name} back on "
-                                        f"version {move.before or '(none)'}: {str(exc)[:300]}")
+                if warn is not None:
+                    warn(f"could not put alias `{move.alias}` of {move.registered_name} back on version "
+                         f"{move.before or '(none)'}: {str(exc)[:300]}")
+        return undone
+
+    def restore_aliases_of_dead_run(self, instance: dg.DagsterInstance, dagster_run_id: str,
+                                    warn: Any = None) -> list[AliasMove]:
+        """The teardown's work for a run whose process died before its resources were torn down (SIGKILL, a lost
+        machine): every alias a step of ``dagster_run_id`` moved to a version it registered
+        (``reprolab.alias_moved_by.<alias>`` on the version) is put back unless that step succeeded; returns
+        the moves undone."""
+        versions = self.client.search_model_versions(f"tags.`dagster.run_id` = '{dagster_run_id}'")
+        moves = []
+        for v in sorted(versions, key=lambda v: (v.name, int(v.version))):
+            for key, value in v.tags.items():
+                if key.startswith(ALIAS_MOVED_BY) and value.startswith(f"{dagster_run_id}:"):
+                    alias = key.removeprefix(ALIAS_MOVED_BY)
+                    _, step_key, attempt = value.rsplit(":", 2)
+                    before = v.tags.get(f"{ALIAS_BEFORE}{alias}", "none")
+                    moves.append(AliasMove(v.name, alias, str(v.version), None if before == "none" else before,
+                                           dagster_run_id, step_key, int(attempt)))
+        return self._undo_failed(instance, moves, warn) if moves else []
 
     def _connect(self):
         if self._client is not None:
@@ -372,6 +398,9 @@ class Tracking(dg.ConfigurableResource):
         client.set_registered_model_alias(registered_name, alias, version)
         step = _current_step()
         if step is not None:
+            run_id, step_key, attempt = step
+            client.set_model_version_tag(registered_name, version, f"{ALIAS_MOVED_BY}{alias}",
+                                         f"{run_id}:{step_key}:{attempt}")
             self._moves.append(AliasMove(registered_name, alias, version, before, *step))
 
     def restore_alias(self, move: AliasMove) -> None:

@@ -40,6 +40,7 @@ def home(tmp_path, monkeypatch):
     home.mkdir()
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("REPROLAB_WAREHOUSE", str(tmp_path / "warehouse"))  # the registry `recover` checks
     init_stores(tmp_path / "warehouse", home)
     return home
 
@@ -208,3 +209,49 @@ def test_a_dead_runs_live_step_process_is_stopped_before_the_run_is_marked_faile
                 os.kill(step_pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+REGISTERING_CHILD = textwrap.dedent("""
+    import os, sys, time
+    import dagster as dg
+    from resources.tracking import Tracking
+
+    @dg.asset
+    def trained(context: dg.AssetExecutionContext, tracking: Tracking):
+        with tracking.start_run("trained", dagster_run_id=context.run.run_id) as run_id:
+            tracking.register_version(run_id, "lm-killed", os.environ["SOURCE"])  # alias current
+        print("registered", flush=True)
+        time.sleep(120)  # killed here, before the step could finish (or tear its resources down)
+        return 1
+
+    defs = dg.Definitions(assets=[trained], resources={"tracking": Tracking(warehouse_root=os.environ["WH"])})
+    defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=dg.DagsterInstance.get())
+""")
+
+
+def test_recover_puts_back_the_alias_a_killed_runs_unfinished_step_moved(home, tmp_path):
+    """SIGKILL leaves no teardown: the alias `current` the step moved to its version stays there until `recover`
+    puts it back on the version before, and tags the version as from a failed step."""
+    from resources.tracking import FAILED_STEP_TAG, Tracking, alias_holder
+
+    tracking = Tracking(warehouse_root=str(tmp_path / "warehouse"))
+    with tracking.start_run("before") as run_id:
+        tracking.register_version(run_id, "lm-killed", str(tmp_path))  # version 1, current
+    worker = subprocess.Popen([sys.executable, "-c", REGISTERING_CHILD], cwd=REPO, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={**os.environ, "DAGSTER_HOME": str(home), "WH": str(tmp_path / "warehouse"),
+                                   "SOURCE": str(tmp_path)})
+    try:
+        assert worker.stdout.readline().strip() == "registered", worker.stderr.read()[-2000:]
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+    finally:
+        worker.kill()
+    assert alias_holder(tracking.client, "lm-killed", "current") == "2"  # what a killed step leaves
+    instance = dg.DagsterInstance.get()
+    lines: list[str] = []
+    [dead] = recover(instance, log=lines.append, tracking=tracking)
+    assert alias_holder(tracking.client, "lm-killed", "current") == "1"
+    assert tracking.client.get_model_version("lm-killed", "2").tags[FAILED_STEP_TAG] == f"{dead.run_id}:trained"
+    assert any("alias `current` of lm-killed put back from version 2" in line for line in lines), lines
+    assert recover(instance, log=lines.append, tracking=tracking) == []  # once only
