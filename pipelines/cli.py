@@ -90,7 +90,10 @@ def cmd_demo(args) -> int:
         return 2
     init_stores(args.warehouse)
     instance = DagsterInstance.get()
-    recover(instance)  # a run killed earlier must not hold the gpu pool slot this run needs
+    from resources.tracking import Tracking
+
+    # a run killed earlier must not hold the gpu pool slot this run needs (nor an alias its failed step moved)
+    recover(instance, tracking=Tracking(warehouse_root=str(Path(args.warehouse).resolve())))
     total = len(MAIN_SELECTION.resolve(defs.resolve_asset_graph()))
     run_id = str(uuid.uuid4())
     _stop_on_signals(instance, run_id)
@@ -161,8 +164,9 @@ def cmd_recover(args) -> int:
     from dagster import DagsterInstance
 
     from pipelines.recovery import recover
+    from resources.tracking import Tracking
 
-    recovered = recover(DagsterInstance.get())
+    recovered = recover(DagsterInstance.get(), tracking=Tracking(warehouse_root=str(Path(args.warehouse).resolve())))
     if not recovered:
         print("no dead runs: nothing holds a pool slot it should not")
     return 0

@@ -112,7 +112,7 @@ def register_policy_in_context(context: Any, tracking: Any, start: Mapping[str, 
     same = _registered_like(tracking, name, params)
     if same is not None:  # the nightly re-evaluation asks again: the same weights and message are one version
         for alias in aliases:
-            tracking.client.set_registered_model_alias(name, alias, same.version)
+            tracking.set_alias(name, alias, same.version)
         return {"model_uri": f"models:/{name}/{same.version}", "registered_model": name,
                 "model_version": int(same.version), "aliases": list(aliases), "mlflow_run_id": same.run_id,
                 "mlflow_link": tracking.run_link(same.run_id), **params}
