@@ -12,7 +12,8 @@ import torch
 from mlflow.exceptions import MlflowException
 from pydantic import Field
 
-from resources.tracking import ALIAS_BEFORE, ALIAS_RESTORED, FAILED_STEP_TAG, Tracking
+from resources.aliases import ALIAS_BEFORE, ALIAS_RESTORED, FAILED_STEP_TAG
+from resources.tracking import Tracking
 
 NAME = "toy-failing-step"
 

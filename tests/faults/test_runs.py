@@ -232,7 +232,8 @@ REGISTERING_CHILD = textwrap.dedent("""
 def test_recover_puts_back_the_alias_a_killed_runs_unfinished_step_moved(home, tmp_path):
     """SIGKILL leaves no teardown: the alias `current` the step moved to its version stays there until `recover`
     puts it back on the version before, and tags the version as from a failed step."""
-    from resources.tracking import FAILED_STEP_TAG, Tracking, alias_holder
+    from resources.aliases import FAILED_STEP_TAG, alias_holder
+    from resources.tracking import Tracking
 
     tracking = Tracking(warehouse_root=str(tmp_path / "warehouse"))
     with tracking.start_run("before") as run_id:

@@ -112,7 +112,7 @@ def test_an_alias_move_records_the_version_before_and_can_be_undone(warehouse_ro
     """Each alias move tags the new version with the one that held the alias before; `restore_alias` undoes a
     move (what the resource's teardown does for a step that failed). Outside a Dagster step nothing is
     remembered for teardown."""
-    from resources.tracking import ALIAS_BEFORE, FAILED_STEP_TAG, AliasMove, alias_holder
+    from resources.aliases import ALIAS_BEFORE, FAILED_STEP_TAG, AliasMove, alias_holder
 
     tracking = Tracking(warehouse_root=str(warehouse_root))
     checkpoint = tmp_path / "checkpoint"
