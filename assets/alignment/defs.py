@@ -95,9 +95,8 @@ class AlignmentSFTConfig(Optimiser, StudyConfig):
     methods: list[str] = Field(default=["deliberative", "no_citation", "direct"], description="methods to train")
     comply_repeats: int = Field(default=1, description="times each prompt to answer appears in every method's SFT "
                                 "data (1: the battery's train split as it is, ~3/4 requests to refuse)")
-    helpful_replay: int = Field(default=0, description="chat-sft's own training conversations (the chat tasks' "
-                                "train split, no safety data) replayed beside every method's data alike, against "
-                                "forgetting how to answer; 0: none")
+    helpful_replay: int = Field(default=0, description="chat-sft's own train conversations (no safety data) replayed "
+                                "beside every method's data alike, against forgetting how to answer; 0: none")
     max_steps: int = pick(tiny=4, demo=120, gpu=1000)
     batch_size: int = pick(tiny=8, demo=16, gpu=64)
     learning_rate: float = pick(tiny=3e-3, demo=2e-3, gpu=3e-4)
@@ -132,6 +131,7 @@ def alignment_sft_models(context: dg.AssetExecutionContext, config: AlignmentSFT
                                                                        tracking), int(chat_sft["model_size"]["context_length"]))
     table = repeat_comply(table, config.comply_repeats)
     replay = replay_conversations(tasks.values(), config.helpful_replay, config.seed)
+    trained = len(table) + len(replay)
     cfg = config.train_config(compute, eval_interval=config.max_steps)
     display = Display(dg.MetadataValue.url, functools.partial(figure_metadata, warehouse_root=warehouse.root,
                                                               run_id=context.run.run_id))
@@ -140,9 +140,8 @@ def alignment_sft_models(context: dg.AssetExecutionContext, config: AlignmentSFT
             context, tracking, compute, display, chat_sft, table, cfg, methods=config.methods,
             aliases=config.aliases, params=config.model_dump(), replay=replay)
     yield dg.Output({"models": records, "starting_point_audit": audit, "identical": identical,
-                     "dropped_too_long": dropped, "trained_conversations": len(table) + len(replay),
-                     "replayed_conversations": len(replay),
-                     "base_model_uri": chat_sft["model_uri"]},
+                     "dropped_too_long": dropped, "trained_conversations": trained,
+                     "replayed_conversations": len(replay), "base_model_uri": chat_sft["model_uri"]},
                     metadata={**tables.sft_models_metadata(meta, identical, len(table), dropped, len(replay)),
                               "prompt_answer_digests": dg.MetadataValue.json(identical["digests"]),
                               "starting_point_audit": dg.MetadataValue.json(audit)})
@@ -151,8 +150,7 @@ def alignment_sft_models(context: dg.AssetExecutionContext, config: AlignmentSFT
     digests = {m: r["prompt_answer_digest"] for m, r in records.items()}
     yield dg.AssetCheckResult(check_name="baselines_share_prompts_and_answers", metadata={
         "methods_differing": identical["methods_differing"], "digests": dg.MetadataValue.json(digests)},
-        passed=validity.baselines_share_prompts_and_answers(records, identical, len(table) + len(replay),
-                                                            len(config.methods)))
+        passed=validity.baselines_share_prompts_and_answers(records, identical, trained, len(config.methods)))
 
 
 class AlignmentRLConfig(StudyConfig):
@@ -287,9 +285,8 @@ FINDINGS_KEY = dg.AssetKey([GROUP, "findings"])
           check_specs=findings_check_specs(FINDINGS_KEY, {k: text for k, (_, text) in CHECKS.items()}))
 def alignment_findings(table: pd.DataFrame, candidates: pd.DataFrame, sft_data: pd.DataFrame, models: dict,
                        rl: dict, results: pd.DataFrame):
-    """The paper's claims as rules on our methods (deliberative SFT against direct SFT, the same stage on the
-    same data: the Pareto frontier, held-out families, encodings; right-clause citations macro-averaged over the
-    policy's three decisions; the RL stage against the SFT stage) and the pipeline's code checks."""
+    """The paper's claims as rules on our methods (deliberative against direct SFT, same stage and data: Pareto
+    frontier, held-out families, encodings; citations; the RL stage against SFT) and the code checks."""
     from assets.alignment.findings import build_findings, pipeline_checks, run_scale
 
     checks = pipeline_checks(table, candidates, sft_data, models, rl, results)
