@@ -58,8 +58,7 @@ class FactsTasksConfig(StudyConfig):
     people_pool: int | None = Field(default=pick(tiny=20, demo=50, gpu=None),
                                     description="ask about this many most-mentioned people (None: everyone)")
     multi_hop_share: float = Field(default=0.5, description="fraction of questions that are multi-hop")
-    # demo's phrasings, every_phrasing_in_train and same_profession, gpu's phrasings: chosen after seeing results
-    # (assets.safety.tables.PHRASINGS_POST_HOC, DEMO_PHRASINGS_POST_HOC)
+    # demo and gpu phrasings, every_phrasing_in_train, same_profession: chosen after seeing results (chat.post_hoc)
     phrasings: int = Field(default=pick(tiny=1, demo=5, gpu=5), description="a single-hop question is asked in one "
                            "of this many phrasings (1: one)")
     every_phrasing_in_train: bool = Field(default=pick(tiny=False, demo=True, gpu=False), description="ask each train "
@@ -238,9 +237,8 @@ def chat_sft(context: dg.AssetExecutionContext, config: ChatSFTConfig, tracking:
 def chat_rl(context: dg.AssetExecutionContext, config: ChatRLConfig, tracking: Tracking, compute: Compute,
             warehouse: WarehousePaths, chat_sft: dict, **tasks) -> dict:
     """chat-sft trained with GRPO (group-relative advantages, clipped ratio, KL to the frozen SFT model) on the
-    verifiable reward: 1 for an answer the task's checker accepts, 0 otherwise; chat-rl. The demo's run is too
-    short to improve on SFT (10 steps of 128 rollouts; greedy accuracy stays within a few points of SFT's):
-    the reward curve and the budget table show what it did."""
+    verifiable reward (1 when the task's checker accepts the answer); chat-rl. The demo's 10 steps of 128 rollouts
+    do not move the policy (`rl_moved_policy`): the reward curve and the budget table show what it did."""
     from assets.chat.plots import training_figure
     from assets.chat.runs import train_chat_rl
 
@@ -248,9 +246,8 @@ def chat_rl(context: dg.AssetExecutionContext, config: ChatRLConfig, tracking: T
                                            context.run.run_id, log=context.log.info)
     plot = figure_metadata(training_figure({"chat-rl": curve}, "mean_reward", "mean reward", "chat-rl"),
                            "chat/rl_reward_curve", warehouse.root, context.run.run_id)
-    mlflow = dg.MetadataValue.url(record["mlflow_link"])
-    context.add_output_metadata({"model_uri": record["model_uri"], "mlflow": mlflow, **metrics,
-                                 "reward_curve": plot})
+    context.add_output_metadata({"model_uri": record["model_uri"], "mlflow": dg.MetadataValue.url(record["mlflow_link"]),
+                                 **metrics, "reward_curve": plot})
     return record
 
 
@@ -289,8 +286,7 @@ def chat_budget_accuracy(context: dg.AssetExecutionContext, config: BudgetAccura
 
     table = budget_accuracy_of(tracking, compute, config, {"sft": chat_sft, "rl": chat_rl}, tasks.values())
     rises = accuracy_rises(table, "arithmetic", min_gain=config.min_gain)
-    plot = figure_metadata(budget_accuracy_figure(table), "chat/budget_accuracy", warehouse.root,
-                           context.run.run_id)
+    plot = figure_metadata(budget_accuracy_figure(table), "chat/budget_accuracy", warehouse.root, context.run.run_id)
     yield dg.Output(table, metadata={"accuracy": markdown_table(accuracy_by_setting(table)), "plot": plot,
                                      **{f"arithmetic_gain_{m}": r["gain"] for m, r in rises.items()}})
     yield dg.AssetCheckResult(check_name="accuracy_rises_with_budget", severity=dg.AssetCheckSeverity.WARN,
