@@ -13,7 +13,10 @@ given to another run. Before marking a dead run failed, `recover` stops the run'
 pids of its STEP_WORKER_STARTED / STEP_START events): SIGTERM, which Dagster turns into an interrupt of the step's
 code (the step fails and its resources are torn down, so an alias its model moved is put back), then SIGKILL for
 one that has not exited after ``grace`` seconds. A step killed outright never tore its resources down: `recover`
-puts back the MLflow aliases that the run's unfinished steps moved (`Tracking.restore_aliases_of_dead_run`).
+puts back the MLflow aliases that the run's unfinished steps moved (`Tracking.restore_aliases_of_dead_run`), and
+sets aside the Parquet files the run wrote that Dagster never recorded (`set_aside_unrecorded`): a step killed
+between writing its table and recording it would otherwise leave a file that `reprolab catalog` serves as the
+latest materialization.
 """
 
 from __future__ import annotations
@@ -160,6 +163,14 @@ def _lab_tracking() -> Any | None:
     return tracking
 
 
+def _warehouse_root(root: str | Path | None, tracking: Any) -> Path:
+    from resources.settings import default_warehouse_root
+
+    if root is not None:
+        return Path(root)
+    return Path(getattr(tracking, "warehouse_root", None) or default_warehouse_root())
+
+
 def restore_registry(tracking: Any, instance: dg.DagsterInstance, run_id: str, log: Callable[[str], None]) -> None:
     """Put back the MLflow aliases that steps of the dead run ``run_id`` moved and never finished (the run's
     resources were not torn down: the Tracking resource's teardown never ran)."""
@@ -174,10 +185,74 @@ def restore_registry(tracking: Any, instance: dg.DagsterInstance, run_id: str, l
             f"{m.step_key} never finished) to {m.before or '(none: removed)'}")
 
 
+UNRECORDED = "_unrecorded"  # <warehouse>/_unrecorded/<group>/<asset>/<file>: tables no run recorded, set aside
+
+
+def recorded_materialization_ids(instance: dg.DagsterInstance, run_id: str) -> set[str]:
+    """The table files (``materialization_id`` metadata) the instance recorded as materialized by ``run_id``."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    ids = set()
+    for record in records:
+        mat = record.event_log_entry.asset_materialization
+        value = mat.metadata.get("materialization_id") if mat is not None else None
+        if value is not None:
+            ids.add(str(getattr(value, "value", value)))
+    return ids
+
+
+def _written_by(path: Path, run_id: str) -> bool:
+    """Whether the table file's lineage names ``run_id`` (the file name holds only its first 8 characters)."""
+    import pyarrow.parquet as pq
+
+    try:
+        column = pq.read_table(path, columns=["run_id"]).column("run_id")
+    except Exception:  # unreadable, or no lineage: not provably this run's, so left where it is
+        return False
+    return len(column) > 0 and str(column[0]) == run_id
+
+
+def set_aside_unrecorded(instance: dg.DagsterInstance, run_id: str, root: str | Path,
+                         log: Callable[[str], None] = print) -> list[Path]:
+    """Move the Parquet files that the dead run ``run_id`` wrote under the warehouse ``root`` and that the instance
+    never recorded (the step was killed between the write and the record) to ``<root>/_unrecorded/``, out of
+    the catalog's reach but kept for a look (in a shared lab, also out of the store, where the step may have
+    published it), and rebuild the catalog. Returns the new paths."""
+    from resources.catalog import refresh_catalog
+    from resources.store import active_store
+    from resources.tables import list_tables, table_dir
+
+    root = Path(root)
+    recorded = recorded_materialization_ids(instance, run_id)
+    store = active_store()
+    moved = []
+    for group, asset in list_tables(root):
+        for path in sorted(table_dir(root, group, asset).glob(f"*-{run_id[:8]}.parquet")):
+            if path.stem in recorded or not _written_by(path, run_id):
+                continue
+            target = root / UNRECORDED / group / asset / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            path.replace(target)
+            moved.append(target)
+            log(f"run {run_id}: {group}.{asset} file {path.name} was written but never recorded (its step was "
+                f"killed); set aside to {target}")
+            if store is not None:  # else the next sync brings it back
+                try:
+                    store.filesystem.delete_file(store._key(group, asset, path.name))
+                except OSError:
+                    pass  # never published
+    if moved and (root / "catalog.duckdb").exists():
+        try:  # whole: a table whose only file was set aside loses its views
+            refresh_catalog(root)
+        except Exception as exc:  # the files are out of the way; the views catch up on the next refresh
+            log(f"run {run_id}: catalog not rebuilt after setting files aside ({exc}); run `reprolab catalog`")
+    return moved
+
+
 def recover(instance: dg.DagsterInstance, log: Callable[[str], None] = print, grace: float = STEP_GRACE_S,
-            tracking: Any = None) -> list[DeadRun]:
+            tracking: Any = None, warehouse_root: str | Path | None = None) -> list[DeadRun]:
     """Stop every dead run's step processes still alive, put back the MLflow aliases its unfinished steps moved
-    (``tracking``: default this lab's), then mark the run failed and free its pool slots; returns what was
+    (``tracking``: default this lab's), set aside the table files it wrote and never recorded (``warehouse_root``:
+    default the tracking's, else this lab's), then mark the run failed and free its pool slots; returns what was
     recovered (a run whose step process would not stop is left for the next pass)."""
     recovered = []
     for d in dead_runs(instance):
@@ -193,6 +268,10 @@ def recover(instance: dg.DagsterInstance, log: Callable[[str], None] = print, gr
                 log(f"run {d.run_id}: step process(es) {left} did not stop; the run is left as it is")
                 continue
         restore_registry(tracking, instance, d.run_id, log)
+        try:
+            set_aside_unrecorded(instance, d.run_id, _warehouse_root(warehouse_root, tracking), log)
+        except Exception as exc:  # a warehouse that cannot be swept must not keep the run's pool slot
+            log(f"run {d.run_id}: could not check the table files it wrote: {str(exc)[:300]}")
         recovered.append(d)
         instance.report_run_failed(run, message=f"reprolab recover: {d.reason}; marked failed, pool slots freed")
         free_slots(instance, d.run_id)

@@ -256,3 +256,64 @@ def test_recover_puts_back_the_alias_a_killed_runs_unfinished_step_moved(home, t
     assert tracking.client.get_model_version("lm-killed", "2").tags[FAILED_STEP_TAG] == f"{dead.run_id}:trained"
     assert any("alias `current` of lm-killed put back from version 2" in line for line in lines), lines
     assert recover(instance, log=lines.append, tracking=tracking) == []  # once only
+
+
+WRITING_CHILD = textwrap.dedent("""
+    import os, time
+    import dagster as dg
+    import pandas as pd
+    import resources.warehouse as warehouse
+
+    def schema_then_hang(path):  # called after the file is written, before Dagster records it: killed here
+        print("written", flush=True)
+        time.sleep(120)
+
+    if os.environ["HANG"] == "1":
+        warehouse.column_schema = schema_then_hang
+
+    @dg.asset(group_name="faults")
+    def scores():
+        return pd.DataFrame({"score": [float(os.environ["SCORE"])]})
+
+    defs = dg.Definitions(assets=[scores], resources={"io_manager": warehouse.Warehouse(root=os.environ["WH"])})
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=dg.DagsterInstance.get())
+    print("done", result.success, flush=True)
+""")
+
+
+def test_recover_sets_aside_a_table_file_its_killed_step_wrote_but_never_recorded(home, tmp_path):
+    """Killed between writing its Parquet file and recording it, a step leaves a file that the catalog would serve
+    as the latest materialization; `recover` moves it to `_unrecorded/` and the catalog serves the last recorded."""
+    from pipelines.recovery import UNRECORDED
+    from resources.catalog import connect_read_only
+
+    wh = tmp_path / "warehouse"
+
+    def child(score: float, hang: bool) -> subprocess.Popen:
+        env = {**os.environ, "DAGSTER_HOME": str(home), "WH": str(wh), "SCORE": str(score), "HANG": str(int(hang))}
+        return subprocess.Popen([sys.executable, "-c", WRITING_CHILD], cwd=REPO, text=True, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    good = child(1.0, hang=False)
+    out, err = good.communicate(timeout=180)
+    assert "done True" in out, err[-2000:]
+    killed = child(2.0, hang=True)
+    try:
+        assert killed.stdout.readline().strip() == "written", killed.stderr.read()[-2000:]
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=30)
+    finally:
+        killed.kill()
+    files = sorted((wh / "faults" / "scores").glob("*.parquet"))
+    assert len(files) == 2  # the killed step's file is on disk, and the newest
+
+    instance = dg.DagsterInstance.get()
+    lines: list[str] = []
+    [dead] = recover(instance, log=lines.append, warehouse_root=wh)
+    assert files[1].name.endswith(f"-{dead.run_id[:8]}.parquet")
+    assert [p.name for p in (wh / "faults" / "scores").glob("*.parquet")] == [files[0].name]
+    assert (wh / UNRECORDED / "faults" / "scores" / files[1].name).exists()  # kept for a look
+    assert any("written but never recorded" in line for line in lines), lines
+    with connect_read_only(wh) as con:  # rebuilt: the view serves the last recorded materialization
+        assert con.execute("SELECT score FROM faults.scores").fetchall() == [(1.0,)]
+        assert con.execute("SELECT count(*) FROM faults.scores_history").fetchone() == (1,)
