@@ -14,9 +14,11 @@ Rules (fixed in code, not tuned to the numbers; ``Rule`` / ``Condition`` of the 
   1.25, partially 1.5 (for k=3 / k=2 the partial band's lower edge, 1.0, is "the exponent does not grow");
   and only when every fit is polynomial (r^2 >= 0.9, partially >= 0.8) and, with more than two k, the
   exponent grows at every step in k.
-- finite sample: median steps to 99% test accuracy against the public replication's ~832 steps, within a
-  factor 1.5 (partially 3), only in the anchor's setting (n=20, k=3, width 1000, 500 samples); elsewhere the
-  row is descriptive.
+- finite sample: median steps to 99% test accuracy against a public replication's 832 steps (`ANCHOR_SOURCE`:
+  the Sutro Group's one run, not the paper), within a factor 1.5 (partially 3), only in the anchor's setting
+  (n=20, k=3, width 1000, 500 samples); elsewhere the row is descriptive. A censored median (half the runs or
+  more never reached the target) leaves ours a lower bound, the steps trained: "not reproduced" when that bound
+  is already beyond the partial factor (more than 3 x 832 steps), else the verdict is withheld.
 """
 
 from __future__ import annotations
@@ -36,9 +38,12 @@ CHECKS = {
     "progress_precedes_accuracy": "The hidden-progress measure rises during the plateau, before accuracy moves.",
     "tc_exponent_grows_with_k": "t_c grows polynomially in n with an exponent proportional to k (n^(alpha k)).",
     "finite_sample_matches_anchor": "With 500 samples and weight decay, 99% test accuracy in about 832 steps "
-                                    "(a public replication's number, not the paper's).",
+                                    "(a public replication's number, the Sutro Group's, not the paper's).",
 }
 ANCHOR_STEPS = 832  # public replication (not the paper): n=20, k=3, width-1000 MLP, 500 samples, wd 0.01 -> 99%
+ANCHOR_SOURCE = ("Sutro Group, github.com/cybertronai/SutroYaro findings/exp1_fix_hyperparams.md (3 Mar 2026, "
+                 "commit c463ea1): one run, 99.0% of 200 test samples at epoch 52 = 832 SGD steps (16 batches of "
+                 "32 per epoch; lr 0.1, weight decay 0.01; its loss not stated there)")
 ANCHOR_SETTING = (20, 3, 1000, 500)  # n, k, width, training-set size
 ABRUPT = Rule.at_most(0.25, partial=0.5)  # "falls within a small fraction of the steps"
 RISING = Rule.at_least(0.5, partial=0.25)  # share of runs whose progress measure rises in the plateau
@@ -164,24 +169,34 @@ def finite_sample_finding(summary: pd.DataFrame, scale: str) -> Finding:
                        note="no finite-sample run with weight decay in the config")
     row = decayed.iloc[0]
     median = float(row["median_t_c"])
-    # a censored median (half the runs or more never reached the target): the steps trained are a lower bound
-    ours = median if math.isfinite(median) else float(row["max_steps_trained"])
+    censored = not math.isfinite(median)
+    # a censored median (half the runs or more never reached the target): the steps trained are a lower bound,
+    # which decides the rule only when it is already beyond the partial factor ("not reproduced")
+    ours = float(row["max_steps_trained"]) if censored else median
+    beyond = ours > ANCHOR_STEPS * ANCHOR.partial
     reached = Condition("share of runs reaching 99% test accuracy", float(row["generalized"] / row["runs"]),
-                        Rule.at_least(0.5))
+                        Rule.at_least(0.5), withholds=censored and not beyond)
     controls = summary[summary["weight_decay"] == 0]
     control = ("; without weight decay " + ", ".join(
         f"{int(c.generalized)}/{int(c.runs)} runs reached the target in {int(c.max_steps_trained)} steps "
         f"(median final test accuracy {c.median_final_eval_accuracy:.3f})" for c in controls.itertuples())
         if len(controls) else "")
     same_setting = (int(row["n"]), int(row["k"]), int(row["width"]), int(row["train_set_size"])) == ANCHOR_SETTING
-    rule_text = (f"Rule: {ANCHOR.describe()} (about {ANCHOR_STEPS} steps, a public replication, not the paper), "
-                 "and at least half the runs reach the target; only in the anchor's setting (n=20, k=3, width "
-                 "1000, 500 samples)" + ("" if same_setting else ": not this setting, so descriptive") + ". ")
+    rule_text = (f"Rule: {ANCHOR.describe()} (about {ANCHOR_STEPS} steps, a public replication, not the paper: "
+                 f"{ANCHOR_SOURCE}), and at least half the runs reach the target; a censored median (half the runs "
+                 "or more never reached it) leaves ours the steps trained, a lower bound: not reproduced when it "
+                 f"is beyond the partial factor (> {ANCHOR_STEPS * ANCHOR.partial:g} steps), else the verdict is "
+                 "withheld; only in the anchor's setting (n=20, k=3, width 1000, 500 samples)"
+                 + ("" if same_setting else ": not this setting, so descriptive") + ". ")
+    bound = ("already beyond the partial factor" if beyond else "which cannot decide the rule: verdict withheld")
     note = (rule_text + f"n={int(row['n'])}, k={int(row['k'])}, width {int(row['width'])}, "
             f"{int(row['train_set_size'])} samples, weight decay {row['weight_decay']:g}, {row['loss']} loss: "
             f"memorised the training set at a median {row['median_memorized_step']:.0f} steps, 99% test accuracy "
-            + (f"at {median:.0f}" if math.isfinite(median) else f"not reached by the median run in {ours:.0f}")
-            + f" ({int(row['generalized'])}/{int(row['runs'])} runs){control}.")
+            + (f"not reached by the median run in {ours:.0f} steps (a lower bound, {bound})" if censored
+               else f"at {median:.0f}")
+            + f" ({int(row['generalized'])}/{int(row['runs'])} runs){control}."
+            + (" A censored median inside the partial factor is withheld since the review of 30 Nov 2026 (before, "
+               "such a lower bound could read as a pass)." if censored else ""))
     return Finding(STUDY, metric, ours, reference=float(ANCHOR_STEPS), source="public replication",
                    rule=ANCHOR if same_setting else None, conditions=[reached] if same_setting else (),
                    scale=scale, post_hoc=ANCHOR_POST_HOC if same_setting else "", note=note)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from assets.findings import check_findings_frame, findings_frame
 from assets.parity import analysis, findings
 
 
@@ -70,6 +71,23 @@ def test_exponent_ratio_is_judged_against_the_ratio_of_the_ks(exponents, r_squar
     assert ratio.note.startswith("Rule:")
 
 
+@pytest.mark.parametrize(("exponents", "verdict"), [
+    ((1.0, 1.5, 2.0), "reproduced"),  # grows at every k, ratio 2.0 = 4/2
+    ((1.0, 2.2, 2.0), "not reproduced"),  # the same ratio 2.0, but the exponent falls from k=3 to k=4
+    ((1.0, 1.0, 2.0), "not reproduced"),  # flat from k=2 to k=3: not a step up
+])
+def test_with_three_k_the_exponent_must_step_up_at_every_k(exponents, verdict):
+    ks = (2, 3, 4)
+    fit = pd.DataFrame({"k": ks, "exponent": exponents, "r_squared": 0.99, "prefactor": 1.0,
+                        "exponent_stderr": 0.1, "n_values": "10,20,40", "median_t_c_values": "1,2,3",
+                        "alpha": [e / k for e, k in zip(exponents, ks, strict=True)]})
+    ratio = findings.scaling_findings(fit, "test", per_k=False)[-1]
+    assert ratio.metric.startswith("exponent ratio k=4 / k=2") and ratio.reference == 2.0
+    assert ratio.ours == pytest.approx(2.0) and ratio.verdict == verdict  # the ratio alone would read reproduced
+    step = [c for c in ratio.conditions if c.name.startswith("exponent steps up")]
+    assert len(step) == 1 and step[0].value == (1.0 if verdict == "reproduced" else 0.0)
+
+
 def test_finite_sample_is_judged_against_the_public_replication():
     def summary(median_t_c, generalized=3, n=20, k=3, width=1000, size=500):
         return pd.DataFrame([{"weight_decay": 0.01, "median_t_c": median_t_c, "max_steps_trained": 2500,
@@ -79,13 +97,35 @@ def test_finite_sample_is_judged_against_the_public_replication():
     near = findings.finite_sample_finding(summary(900.0), "test")
     assert near.source == "public replication" and near.reference == 832 and near.verdict == "reproduced"
     assert near.post_hoc  # the tolerance was set with the demo's number on record
+    assert "Sutro Group" in near.note and "cybertronai/SutroYaro" in near.note  # the replication is named
     # 1,600 vs 832 is a factor 1.9: outside the factor 1.5, inside the partial factor 3
     assert findings.finite_sample_finding(summary(1600.0), "test").verdict == "partially reproduced"
     assert findings.finite_sample_finding(summary(3000.0), "test").verdict == "not reproduced"
     censored = findings.finite_sample_finding(summary(math.nan, generalized=1), "test")
     assert censored.ours == 2500 and censored.verdict == "not reproduced"  # a lower bound, and most runs failed
+    # a censored median is a lower bound: "not reproduced" only once it is beyond the partial factor (> 2,496)
+    assert "a lower bound, already beyond" in censored.note
     other = findings.finite_sample_finding(summary(900.0, n=10, k=2, width=64, size=200), "test")
     assert other.rule is None and other.verdict == "not comparable"
+
+
+@pytest.mark.parametrize(("generalized", "runs", "trained", "verdict"), [
+    (1, 2, 1000, "not comparable"),  # half reached 99%: median unknown, >= 1,000 is inside the factor 1.5
+    (1, 2, 2000, "not comparable"),  # >= 2,000 would be "partially", but the median may be far later
+    (1, 3, 200, "not comparable"),  # a bound below the reference says nothing
+    (0, 2, 2400, "not comparable"),  # none reached 99%, but within 2,400 steps: still inside the factor 3
+    (1, 2, 5000, "not reproduced"),  # >= 5,000 steps: beyond the factor 3 whatever the median is
+])
+def test_a_censored_finite_sample_median_withholds_what_its_lower_bound_cannot_decide(generalized, runs, trained,
+                                                                                      verdict):
+    summary = pd.DataFrame([{"weight_decay": 0.01, "median_t_c": math.nan, "max_steps_trained": trained,
+                             "generalized": generalized, "runs": runs, "n": 20, "k": 3, "width": 1000,
+                             "train_set_size": 500, "loss": "hinge", "median_memorized_step": 500.0}])
+    found = findings.finite_sample_finding(summary, "test")
+    assert found.ours == trained and found.verdict == verdict
+    assert found.conditions[0].value == pytest.approx(generalized / runs)  # the measured share is kept
+    assert ("verdict withheld" in found.note) == (verdict == "not comparable")
+    assert check_findings_frame(findings_frame([found])) == []  # the table re-derives the withheld verdict
 
 
 def test_transition_share_and_its_verdict():

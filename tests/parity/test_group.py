@@ -3,7 +3,7 @@
 import dagster as dg
 import pytest
 
-from assets.findings import VERDICTS, check_findings_frame
+from assets.findings import check_findings_frame
 from pipelines.definitions import defs
 from resources.catalog import query
 
@@ -63,12 +63,58 @@ def test_higher_degree_parities_take_longer(group):
     assert fit["points"].tolist() == [3, 3] and fit["exponent"].notna().all()
 
 
+_RANKS = ("not reproduced", "partially reproduced", "reproduced")
+
+
+def _graded(value: float, bar: float, partial: float, at_most: bool = False) -> int:
+    """0, 1, 2 (not, partially, reproduced) of ``value`` against a bar and its looser partial bar."""
+    meets = (lambda b: value <= b) if at_most else (lambda b: value >= b)
+    return 2 if meets(bar) else 1 if meets(partial) else 0
+
+
+def _recomputed_verdicts(root) -> dict[str, tuple[float, str]]:
+    """metric -> (ours, verdict) of the graded findings, recomputed from the materialized tables with the
+    rules of assets/parity/findings.py written out here (its module docstring)."""
+    expected = {}
+    cells = query(root, "SELECT n, k, median_transition_share FROM parity.parity_convergence "
+                        "WHERE sweep = 'scaling' AND arch = 'mlp'")
+    k = int(cells["k"].max())
+    n = int(cells.loc[cells["k"] == k, "n"].max())
+    share = float(cells.loc[(cells["k"] == k) & (cells["n"] == n), "median_transition_share"].median())
+    expected[f"transition share of t_c (k={k}, n={n})"] = (share, _RANKS[_graded(share, 0.25, 0.5, at_most=True)])
+    # the MLP's finding reads the headline sweep's runs (the first in the config), the polynet's all of its own
+    progress = query(root, "SELECT p.arch, p.k, p.testable, p.p_value FROM parity.parity_hidden_progress p "
+                           "JOIN parity.parity_runs r USING (run_key) WHERE p.measure = 'relevant_change_ratio' "
+                           "AND (r.sweep = 'scaling' OR p.arch = 'polynet')")
+    for arch, rows in progress.groupby("arch"):
+        at_k = rows[rows["k"] == rows["k"].max()]
+        rising = float((at_k["testable"] & (at_k["p_value"] < 0.05)).mean())
+        metric = f"runs with rising relevant_change_ratio in the plateau ({arch}, k={int(at_k['k'].iloc[0])})"
+        expected[metric] = (rising, _RANKS[_graded(rising, 0.5, 0.25)])
+    fits = query(root, "SELECT arch, k, exponent, r_squared FROM parity.parity_scaling ORDER BY arch, k")
+    for arch, fit in fits.groupby("arch"):
+        if len(fit) < 2:
+            continue
+        lo, hi = fit.iloc[0], fit.iloc[-1]
+        ratio = hi["exponent"] / lo["exponent"]
+        factor = max(ratio / (hi["k"] / lo["k"]), (hi["k"] / lo["k"]) / ratio)
+        rank = min(_graded(factor, 1.25, 1.5, at_most=True), _graded(fit["r_squared"].min(), 0.9, 0.8))
+        expected[f"exponent ratio k={int(hi['k'])} / k={int(lo['k'])} ({arch})"] = (ratio, _RANKS[rank])
+    return expected
+
+
 def test_findings_table(group):
     _, root = group
     found = query(root, "SELECT * FROM parity.findings")
     assert check_findings_frame(found) == []
     assert {"reference", "source", "rule", "post_hoc"} <= set(found.columns)
-    assert (found["study"] == "parity").all() and found["verdict"].isin(VERDICTS).all()
+    assert (found["study"] == "parity").all()
+    # every graded finding's number and verdict, recomputed from the tables it was built on
+    expected = _recomputed_verdicts(root)
+    assert len(expected) >= 4  # transition, rising (mlp, polynet), the mlp exponent ratio
+    rows = found.set_index("metric")
+    for metric, (ours, verdict) in expected.items():
+        assert rows.loc[metric, "ours"] == pytest.approx(ours) and rows.loc[metric, "verdict"] == verdict, metric
     metrics = " | ".join(found["metric"])
     for part in ("transition share", "rising relevant_change_ratio", "exponent ratio", "finite-sample"):
         assert part in metrics
