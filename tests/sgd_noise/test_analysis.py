@@ -51,6 +51,22 @@ def test_equal_step_comparison_and_the_never_worse_rule():
     assert science.never_worse_finding(table.assign(task="t"), "t", "scale").verdict == "not comparable"
 
 
+def test_equal_step_tolerance_on_a_real_tie_and_a_larger_batch_one_percent_worse():
+    runs = _runs([{"run_key": "big", "regime": "online", "batch_size": 16, "learning_rate": 0.1, "seed": 0},
+                  {"run_key": "small", "regime": "online", "batch_size": 4, "learning_rate": 0.1, "seed": 0}])
+    # steps 10..40: a tie within 0.2% (0.1% worse), 1% worse, 0.5% worse, 10% better
+    curves = _curves({"big": [2.0, 1.001, 1.01, 1.005, 0.9], "small": [2.0, 1.0, 1.0, 1.0, 1.0]})
+    table = analysis.equal_step_comparison(curves, runs).set_index("step")
+    assert table.index.tolist() == [10, 20, 30, 40] and (table["knob"] == "batch_size").all()
+    assert table["tie"].tolist() == [True, False, False, False]
+    # a tie is not worse; 1% and 0.5% worse are worse (beyond the 0.2% tolerance); 10% better is not worse
+    assert table["less_noise_not_worse"].tolist() == [True, False, False, True]
+    assert table.loc[20, "quiet_loss"] == pytest.approx(1.01) and table.loc[20, "noisy_loss"] == 1.0
+    # a looser tolerance of 2% reads all three as ties / not worse: the tolerance is what decides
+    loose = analysis.equal_step_comparison(curves, runs, tolerance=0.02)
+    assert loose["tie"].tolist() == [True, True, True, False] and loose["less_noise_not_worse"].all()
+
+
 def _steps(quiet, noisy):
     """An equal-step table of one batch pair: quiet (larger batch) vs noisy losses at steps 1, 2, ..."""
     return pd.DataFrame([{"task": "t", "regime": "online", "knob": "batch_size", "learning_rate": 0.1,
@@ -128,6 +144,26 @@ def test_implicit_bias_and_its_verdicts():
     assert "4x as many passes" in note and "B=4 sees ~1 epochs, B=16 ~4" in note
 
 
+def test_implicit_bias_takes_the_best_held_out_loss_of_an_overfitting_run():
+    rows = []
+    for regime in ("online", "offline"):
+        rows += [{"run_key": f"{regime}_big", "regime": regime, "batch_size": 16, "learning_rate": 0.1, "seed": 0},
+                 {"run_key": f"{regime}_small", "regime": regime, "batch_size": 4, "learning_rate": 0.1, "seed": 0}]
+    runs = _runs(rows)
+    # offline both runs go down, then up (overfitting); the larger batch (more passes) overfits more
+    curves = _curves({"online_big": [2.0, 1.2, 1.0], "online_small": [2.0, 1.5, 1.3],
+                      "offline_big": [2.0, 1.0, 1.6], "offline_small": [2.0, 1.1, 1.3]})
+    table = analysis.implicit_bias(runs, curves)
+    offline = table[(table["regime"] == "offline") & (table["knob"] == "batch_size")].iloc[0]
+    assert (offline["quiet_best"], offline["noisy_best"]) == (pytest.approx(1.0), pytest.approx(1.1))
+    assert (offline["quiet_final"], offline["noisy_final"]) == (pytest.approx(1.6), pytest.approx(1.3))
+    # at its best the larger batch was better (-0.1): no implicit-bias advantage, though the final losses
+    # (+0.3) would read as one
+    assert offline["noise_advantage"] == pytest.approx(-0.1)
+    assert offline["noise_advantage_final"] == pytest.approx(0.3)
+    assert science.implicit_bias_finding(table, "t", "s").verdict == "not reproduced"
+
+
 def test_scale_note_prints_plain_numbers():
     runs = pd.DataFrame({"batch_size": pd.Series([4, 64], dtype="int64"), "learning_rate": [0.05, 0.1],
                          "seed": [0, 1], "steps": [1200, 1200]})
@@ -137,11 +173,12 @@ def test_scale_note_prints_plain_numbers():
 
 def _summary(cross, same, seed=0.1, seed_spread=0.01):
     """A distance summary: per regime (online, offline) the cross-seed and same-seed medians over a seed
-    baseline ``seed`` whose distances vary by ``seed_spread`` (half-IQR)."""
+    baseline ``seed`` whose distances vary by ``seed_spread`` (half-IQR; a pair: online, offline)."""
+    spreads = seed_spread if isinstance(seed_spread, tuple) else (seed_spread, seed_spread)
     rows = []
     for i, regime in enumerate(("online", "offline")):
         rows += [{"task": "t", "regime": regime, "kind": "seed", "median_tv_equal_loss": seed,
-                  "median_tv_equal_step": seed, "spread_tv_equal_loss": seed_spread, "ratio_to_seed_baseline": 1.0}]
+                  "median_tv_equal_step": seed, "spread_tv_equal_loss": spreads[i], "ratio_to_seed_baseline": 1.0}]
         for kind, tv in (("noise_cross_seed", cross[i]), ("noise_same_seed", same[i])):
             rows.append({"task": "t", "regime": regime, "kind": kind, "median_tv_equal_loss": tv,
                          "median_tv_equal_step": 0.2, "spread_tv_equal_loss": 0.01,
@@ -163,6 +200,13 @@ def test_equal_loss_needs_the_online_offline_contrast():
     # a contrast within the seed baseline's noise is not comparable either
     noisy = _summary(cross=(0.11, 0.12), same=(0.02, 0.05), seed_spread=0.04)
     assert science.equal_loss_finding(noisy, "t", "s").verdict == "not comparable"
+    # the seed baseline's noise is the larger of the two regimes' half-IQRs: a gap of 0.03 between the
+    # same-seed distances is resolved against 0.01 but not against 0.05, whichever regime is the noisier
+    gap = dict(cross=(0.11, 0.2), same=(0.02, 0.05))
+    assert science.equal_loss_finding(_summary(**gap, seed_spread=0.01), "t", "s").verdict == "reproduced"
+    for spreads in ((0.01, 0.05), (0.05, 0.01)):
+        uneven = science.equal_loss_finding(_summary(**gap, seed_spread=spreads), "t", "s")
+        assert uneven.verdict == "not comparable" and "noise 0.0500" in uneven.note, spreads
     # far from the golden path online: not reproduced whatever the contrast
     far = science.equal_loss_finding(_summary(cross=(0.2, 0.3), same=(0.02, 0.08)), "t", "s")
     assert far.verdict == "not reproduced"

@@ -37,6 +37,16 @@ def test_first_crossing_interpolates_on_the_running_minimum():
     assert first_crossing([1.0, 0.5], [0, 1], 2.0).step == 0.0
 
 
+def test_a_rise_before_the_crossing_does_not_count():
+    # offline: down to 1.8, up to 2.5 (overfitting), then down to 1.0. On the running minimum (3, 1.8, 1.8, 1.0)
+    # the level 1.5 is 0.3 / 0.8 of the way from 1.8 to 1.0; on the raw losses it would be 1.0 / 1.5 from 2.5
+    hit = first_crossing([3.0, 1.8, 2.5, 1.0], [0, 10, 20, 30], 1.5)
+    assert (hit.index, hit.weight, hit.step) == (2, pytest.approx(0.375), pytest.approx(23.75))
+    # the loss levels end at the highest of the runs' best losses, not of their final (risen) losses
+    curves = _curves({"a": [2.0, 1.0, 0.6, 0.9], "b": [2.0, 1.4, 0.8, 1.2]})
+    assert loss_levels(curves, ["a", "b"], 3, start_fraction=0.0).tolist() == pytest.approx([2.0, 1.4, 0.8])
+
+
 def _curves(losses_by_run):
     rows = [{"run_key": k, "checkpoint": i, "step": 10 * i, "eval_loss": loss}
             for k, losses in losses_by_run.items() for i, loss in enumerate(losses)]
