@@ -61,10 +61,11 @@ class WatermarkGenerationConfig(StudyConfig):
                                "of a code text starting at a random line")
     response_tokens: int = Field(default=pick(tiny=24, demo=40, gpu=200), description="tokens per generated text")
     n_texts: int = Field(default=pick(tiny=6, demo=24, gpu=200), description="watermarked texts per scheme")
-    n_null: int = Field(default=pick(tiny=100, demo=200, gpu=1000),
-                        description="unwatermarked texts that calibrate each detector's 1% FPR threshold")
+    n_null: int = Field(default=pick(tiny=200, demo=400, gpu=1000),
+                        description="unwatermarked texts: a seeded half calibrates each detector's 1% FPR threshold, "
+                                    "the other half is held out to test it (calibration_holds)")
     fpr: float = Field(default=0.01, description="false-positive rate: detection threshold = the (1 - fpr) "
-                       "quantile of the unwatermarked texts' scores")
+                       "quantile of the calibration half's unwatermarked scores")
     z_threshold: float = Field(default=4.0, description="KGW's own z threshold (reported beside the calibrated one)")
     kgw_gamma: float = Field(default=0.25, description="KGW γ: share of the vocabulary in each green list "
                              "(seeded by the previous token)")
@@ -89,7 +90,7 @@ class WatermarkGenerationConfig(StudyConfig):
 
 
 @dg.multi_asset(
-    outs={name: dg.AssetOut(is_required=False, group_name=GROUP, code_version="1", tags=stage("evaluation"),
+    outs={name: dg.AssetOut(is_required=False, group_name=GROUP, code_version="2", tags=stage("evaluation"),
                             description=validity.TABLES[name]) for name in ("watermark_texts", "watermark_calibration")},
     ins={"generator": dg.AssetIn("lm_code_small"), "oracle": dg.AssetIn("lm_code_large"),
          "documents": dg.AssetIn("code_corpus")},

@@ -133,7 +133,8 @@ def scale_note(summary: pd.DataFrame, calibration: pd.DataFrame, profile: str) -
     """The scale every finding states: texts per scheme, calibration texts, vocabulary, the walk and oracles."""
     cal = calibration.set_index("scheme")
     return (f"{profile} profile: {int(summary['n_texts'].iloc[0])} texts per scheme, "
-            f"{int(cal['n_null'].iloc[0])} unwatermarked for calibration, code LM family "
+            f"{int(cal['n_null'].iloc[0])} unwatermarked ({int(cal['n_calibration'].iloc[0])} calibrate the 1% FPR "
+            f"threshold, {int(cal['n_held_out'].iloc[0])} held out test it), code LM family "
             f"(vocabulary {int(cal['vocab_size'].iloc[0])}), {int(summary['steps_budget'].iloc[0])}-step walk "
             f"({summary['protocol'].iloc[0]}); {oracle_label(summary.iloc[0])}")
 
@@ -155,8 +156,10 @@ def build_findings(summary: pd.DataFrame, calibration: pd.DataFrame, scale: str,
             study, f"detection_rate_before_{name}", r["detection_rate_before"],
             rule=Rule.at_least(HIGH_DETECTION, partial=SOME_DETECTION), scale=scale,
             note=f"{name} ({params}): {r['detection_rate_before']:.0%} of unattacked watermarked texts above the "
-                 f"threshold calibrated at 1% FPR on unwatermarked text (null FPR {c['null_false_positive_rate']:.1%}, "
-                 f"threshold {c['threshold']:.3g}; p <= 0.01: {c['p_below_fpr_rate']:.0%}{z_note}). The detector's "
+                 f"threshold calibrated at 1% FPR on {int(c['n_calibration'])} unwatermarked texts (threshold "
+                 f"{c['threshold']:.3g}; on {int(c['n_held_out'])} held-out unwatermarked texts it flags "
+                 f"{int(c['held_out_false_positives'])}, {c['held_out_false_positive_rate']:.1%}; p <= 0.01: "
+                 f"{c['p_below_fpr_rate']:.0%}{z_note}). The detector's "
                  f"own p-values on unwatermarked text: mean {c['null_p_mean']:.2f}, KS test vs uniform p = "
                  f"{c['null_p_ks_pvalue']:.2g}. Paper: high detection of unattacked text."))
         low, high = r["judge_perplexity_ratio_low"], r.get("judge_perplexity_ratio_high", math.nan)

@@ -7,10 +7,12 @@ model whose mean log-probability of the response is the quality oracle, and ``ju
 `assets.watermark.ngram`) measures quality independently of both.
 
 Detection is always judged against a threshold calibrated on unwatermarked text: the (1 − fpr) quantile of
-the detector's scores on ``n_null`` unwatermarked generations. p-values: the normal tail for the z-tests;
+the detector's scores on a seeded half of the ``n_null`` unwatermarked generations (`null_split`); the other half
+is held out, and its false-positive rate at that threshold tests the 1% out of sample (`assets.watermark.validity`
+judges it). p-values: the normal tail for the z-tests;
 for EXP / EXP-edit the authors' permutation test before and after the attack, and along the walk (where a
-permutation test per step would cost ``runs`` times more) the empirical p-value against the unwatermarked
-texts' scores, (1 + #{null ≥ score}) / (N + 1).
+permutation test per step would cost ``runs`` times more) the empirical p-value against the calibration half's
+scores, (1 + #{null ≥ score}) / (N + 1).
 """
 
 from __future__ import annotations
@@ -89,6 +91,17 @@ def decode(tokenizer: Any, rows) -> list[str]:
     return [tokenizer.decode(r.tolist(), skip_special_tokens=True) for r in rows]
 
 
+SPLIT_SEED_OFFSET = 17  # the null split's seed is the study's seed + this (recorded as ``split_seed``)
+
+
+def null_split(n_null: int, seed: int) -> np.ndarray:
+    """Which unwatermarked texts are held out from calibration [n_null] (True: held out): a seeded random half
+    (when n_null is odd, the extra text calibrates)."""
+    held_out = np.zeros(n_null, dtype=bool)
+    held_out[np.random.default_rng(seed).permutation(n_null)[:n_null // 2]] = True
+    return held_out
+
+
 def calibrated_threshold(null_scores: np.ndarray, fpr: float) -> float:
     """The score a text must exceed: the (1 − fpr) quantile of the unwatermarked texts' scores."""
     return float(np.quantile(np.asarray(null_scores, dtype=float), 1 - fpr, method="higher"))
@@ -126,8 +139,9 @@ def generate_texts(generator: Any, tokenizer: Any, texts: Sequence[str], schemes
 def detection_tables(gen: dict, schemes: dict[str, Scheme], s: StudySettings, quality: dict[str, np.ndarray],
                      texts: dict[str, list[str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per text (watermarked and unwatermarked, under every detector; with its token ids) and per scheme
-    (the calibrated threshold, the null texts' false-positive rate and p-values, detection before any attack).
-    ``quality`` and ``texts`` are keyed by generation name and "null"."""
+    (the threshold calibrated on the calibration half of the null texts, the false-positive rate on that half and
+    on the held-out half, the null p-values, detection before any attack). ``quality`` and ``texts`` are keyed by
+    generation name and "null"."""
     from scipy.stats import kstest
 
     from assets.watermark.schemes import scheme_params
@@ -137,9 +151,12 @@ def detection_tables(gen: dict, schemes: dict[str, Scheme], s: StudySettings, qu
 
     rows, calibration = [], []
     n_perm = min(s.n_texts, len(gen["null_tokens"]))
+    split_seed = s.seed + SPLIT_SEED_OFFSET
+    held_out = null_split(len(gen["null_tokens"]), split_seed)
     for name, scheme in schemes.items():
         null = scheme.detect(gen["null_tokens"])
-        threshold = calibrated_threshold(null["score"], s.fpr)
+        threshold = calibrated_threshold(null["score"][~held_out], s.fpr)
+        flagged = null["score"] > threshold
         wm = scheme.detect(gen["tokens"][scheme.texts_from], runs=s.permutation_runs, seed=s.seed)
         if scheme.kind in ("exp", "exp_edit"):  # the authors' permutation p-values on part of the null texts
             null_p = scheme.detect(gen["null_tokens"][:n_perm], runs=s.permutation_runs, seed=s.seed + 1)["p_value"]
@@ -149,12 +166,17 @@ def detection_tables(gen: dict, schemes: dict[str, Scheme], s: StudySettings, qu
                 "scheme": name, "role": role, "text_id": np.arange(len(res["score"])), "score": res["score"],
                 "statistic": res["statistic"], "p_value": res["p_value"], "detected": res["score"] > threshold,
                 "p_below_fpr": res["p_value"] <= s.fpr, "oracle_logprob": quality[key], "text": texts[key],
-                "prompt_ids": list(prompts[key].numpy()), "response_ids": list(tokens[key].numpy())})
+                "prompt_ids": list(prompts[key].numpy()), "response_ids": list(tokens[key].numpy()),
+                "held_out": held_out if role == "unwatermarked" else False})
             rows.append(frame)
         null_p = null["p_value"][~np.isnan(null["p_value"])]
         calibration.append({
-            **scheme_params(scheme), "fpr": s.fpr, "permutation_runs": s.permutation_runs, "threshold": threshold, "n_null": len(null["score"]),
-            "null_false_positive_rate": float(np.mean(null["score"] > threshold)),
+            **scheme_params(scheme), "fpr": s.fpr, "permutation_runs": s.permutation_runs, "threshold": threshold,
+            "n_null": len(null["score"]), "split_seed": split_seed, "n_calibration": int((~held_out).sum()),
+            "n_held_out": int(held_out.sum()),
+            "calibration_false_positive_rate": float(np.mean(flagged[~held_out])),  # <= fpr by construction
+            "held_out_false_positives": int(flagged[held_out].sum()),
+            "held_out_false_positive_rate": float(np.mean(flagged[held_out])) if held_out.any() else np.nan,
             "null_score_mean": float(np.mean(null["score"])), "null_score_std": float(np.std(null["score"])),
             "null_p_mean": float(null_p.mean()), "null_p_ks_pvalue": float(kstest(null_p, "uniform").pvalue),
             "detection_rate": float(np.mean(wm["score"] > threshold)),
@@ -166,8 +188,9 @@ def detection_tables(gen: dict, schemes: dict[str, Scheme], s: StudySettings, qu
 
 
 # the calibration's columns a reader needs first
-CALIBRATION_SHOWN = ("scheme", "threshold", "null_false_positive_rate", "null_p_ks_pvalue", "detection_rate",
-                     "p_below_fpr_rate", "z_threshold_rate")
+CALIBRATION_SHOWN = ("scheme", "threshold", "n_calibration", "n_held_out", "held_out_false_positives",
+                     "held_out_false_positive_rate", "null_p_ks_pvalue", "detection_rate", "p_below_fpr_rate",
+                     "z_threshold_rate")
 
 
 def generate_and_detect(generator: Any, oracle: Any, tokenizer: Any, texts: Sequence[str], schemes: dict[str, Scheme],
@@ -185,8 +208,9 @@ def generate_and_detect(generator: Any, oracle: Any, tokenizer: Any, texts: Sequ
 @dataclass
 class AttackInputs:
     """The generation step's tables back as what `run_attack` takes: the schemes, the generations (``gen`` of
-    `generate_texts`: prompts and the watermarked tokens of every generating scheme), the unwatermarked texts'
-    scores per scheme, the settings they were made with, and the first scheme's unwatermarked texts."""
+    `generate_texts`: prompts and the watermarked tokens of every generating scheme), the calibration half's
+    unwatermarked scores per scheme (for empirical p-values), the settings they were made with, and the first
+    scheme's unwatermarked texts (both halves)."""
 
     schemes: dict[str, Scheme]
     gen: dict[str, Any]
@@ -210,9 +234,10 @@ def attack_inputs(texts: pd.DataFrame, calibration: pd.DataFrame, seed: int = 0,
                                          dtype=torch.long)
                       for name, g in marked.groupby("scheme") if schemes[name].texts_from == name}}
     null = texts[texts["role"] == "unwatermarked"]
-    null_scores = {name: g["score"].to_numpy() for name, g in null.groupby("scheme")}
+    calibrating = null[~null["held_out"].astype(bool)] if "held_out" in null else null
+    null_scores = {name: g["score"].to_numpy() for name, g in calibrating.groupby("scheme")}
     s = StudySettings(prompt_tokens=gen["prompts"].size(1), response_tokens=len(first["response_ids"].iloc[0]),
-                      n_texts=len(first), n_null=len(null_scores[first["scheme"].iloc[0]]),
+                      n_texts=len(first), n_null=int((null["scheme"] == first["scheme"].iloc[0]).sum()),
                       fpr=float(calibration["fpr"].iloc[0]),
                       permutation_runs=int(calibration["permutation_runs"].iloc[0]), seed=seed)
     return AttackInputs(schemes, gen, null_scores, s, null[null["scheme"] == first["scheme"].iloc[0]])

@@ -143,7 +143,13 @@ def test_walk_backs_off_and_keeps_the_text_under_a_strict_oracle(tiny_lm):
 
 def test_the_attack_reads_back_the_generations_its_tables_hold(tiny_lm, schemes):
     """The generation step's tables turn back into the tensors, scores and settings the attack needs."""
-    from assets.watermark.study import StudySettings, attack_inputs, detection_tables
+    from assets.watermark.study import (
+        SPLIT_SEED_OFFSET,
+        StudySettings,
+        attack_inputs,
+        detection_tables,
+        null_split,
+    )
 
     s = StudySettings(prompt_tokens=4, response_tokens=12, n_texts=3, n_null=100, permutation_runs=3)
     prompts = torch.randint(120, (3, 4), generator=torch.Generator().manual_seed(3))
@@ -162,9 +168,56 @@ def test_the_attack_reads_back_the_generations_its_tables_hold(tiny_lm, schemes)
     assert torch.equal(inputs.gen["prompts"], prompts)
     for name, generated in tokens.items():
         assert torch.equal(inputs.gen["tokens"][name], generated), name
-    for name, scheme in schemes.items():
-        assert np.allclose(np.sort(inputs.null_scores[name]), np.sort(scheme.detect(null)["score"])), name
+    held_out = null_split(100, s.seed + SPLIT_SEED_OFFSET)
+    assert held_out.sum() == 50 and (calibration["n_held_out"] == 50).all() and (calibration["split_seed"] == 17).all()
+    for name, scheme in schemes.items():  # empirical p-values along the walk: against the calibration half only
+        assert np.allclose(np.sort(inputs.null_scores[name]), np.sort(scheme.detect(null[~held_out])["score"])), name
+        rows = table[(table["scheme"] == name) & (table["role"] == "unwatermarked")].sort_values("text_id")
+        assert (rows["held_out"].to_numpy() == held_out).all(), name
     assert (inputs.settings.prompt_tokens, inputs.settings.response_tokens, inputs.settings.n_texts,
             inputs.settings.n_null, inputs.settings.permutation_runs, inputs.settings.seed) == (4, 12, 3, 100, 3, 9)
     assert len(inputs.null_texts) == 100 and (inputs.null_texts["scheme"] == "kgw").all()
     assert WalkSettings.of({"steps": 5, "span": 2, "unrelated": 1}) == WalkSettings(steps=5, span=2)
+
+
+def test_a_threshold_that_fails_on_held_out_texts_fails_the_calibration_check(tiny_lm, schemes):
+    """The threshold is set on the calibration half only, and the check reads the held-out half: plant
+    KGW-watermarked texts among the held-out unwatermarked ones (a null the calibration never saw) and the check
+    fails; on plain random tokens it holds."""
+    from assets.watermark import validity
+    from assets.watermark.study import (
+        SPLIT_SEED_OFFSET,
+        StudySettings,
+        calibrated_threshold,
+        detection_tables,
+        null_split,
+    )
+
+    s = StudySettings(prompt_tokens=4, response_tokens=24, n_texts=2, n_null=200, permutation_runs=2)
+    held_out = null_split(200, s.seed + SPLIT_SEED_OFFSET)
+    prompts = torch.randint(120, (2, 4), generator=torch.Generator().manual_seed(3))
+    null_prompts = torch.randint(120, (200, 4), generator=torch.Generator().manual_seed(4))
+    plain = torch.randint(120, (200, 24), generator=torch.Generator().manual_seed(5))
+    tokens = {name: scheme.generate(tiny_lm, prompts, 24, seed=7) for name, scheme in schemes.items()
+              if scheme.texts_from == name}
+    planted = np.flatnonzero(held_out)[:10]  # 10 of the 100 held-out texts carry the KGW watermark
+    shifted = plain.clone()
+    shifted[planted] = schemes["kgw"].generate(tiny_lm, null_prompts[planted], 24, seed=8)
+
+    def calibrate(null):
+        gen = {"prompts": prompts, "tokens": tokens, "null_prompts": null_prompts, "null_tokens": null}
+        keys = [*tokens, "null"]
+        return detection_tables(gen, schemes, s, {k: -np.ones(200 if k == "null" else 2) for k in keys},
+                                {k: ["x"] * (200 if k == "null" else 2) for k in keys})[1].set_index("scheme")
+
+    calibration = calibrate(plain)
+    assert validity.calibration_holds(calibration.reset_index(), s.fpr)[0]
+    assert (calibration["n_held_out"] == 100).all() and (calibration["calibration_false_positive_rate"] <= 0.01).all()
+    shifted_calibration = calibrate(shifted)
+    kgw = shifted_calibration.loc["kgw"]
+    # the calibration half is untouched, so its threshold is the plain texts' one
+    assert kgw["threshold"] == calibration.loc["kgw", "threshold"] == calibrated_threshold(
+        schemes["kgw"].detect(plain[~held_out])["score"], s.fpr)
+    assert kgw["held_out_false_positives"] >= 10 and kgw["calibration_false_positive_rate"] <= 0.01
+    holds, numbers = validity.calibration_holds(shifted_calibration.reset_index(), s.fpr)
+    assert not holds and numbers["n_held_out"] == 100

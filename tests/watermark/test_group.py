@@ -3,6 +3,7 @@
 import dagster as dg
 import numpy as np
 
+from assets.watermark.study import calibrated_threshold, null_split
 from tests.lm.dataset_inputs import assert_trained_on
 
 
@@ -15,14 +16,24 @@ def test_watermark_group_materializes_with_consistent_numbers(backbone):
 
     calibration = result.asset_value("watermark_calibration").set_index("scheme")
     assert list(calibration.index) == schemes
-    assert (calibration["null_false_positive_rate"] <= 0.01).all()  # threshold = the 99% quantile of the null
+    # threshold = the 99% quantile of the calibration half, so that half's own rate is at most 1% by construction
+    assert (calibration["calibration_false_positive_rate"] <= 0.01).all()
     texts = result.asset_value("watermark_texts")
-    assert len(texts) == len(schemes) * (6 + 100)  # tiny profile: 6 watermarked, 100 unwatermarked texts
+    assert len(texts) == len(schemes) * (6 + 200)  # tiny profile: 6 watermarked, 200 unwatermarked texts
+    assert (calibration[["n_calibration", "n_held_out"]] == 100).all().all()
     null = texts[texts["role"] == "unwatermarked"]
+    held_out = null_split(200, int(calibration["split_seed"].iloc[0]))
+    assert not texts.loc[texts["role"] == "watermarked", "held_out"].any()
     for name in schemes:
-        scores = null.loc[null["scheme"] == name, "score"]
-        assert np.isclose((scores > calibration.loc[name, "threshold"]).mean(),
-                          calibration.loc[name, "null_false_positive_rate"])
+        rows = null[null["scheme"] == name].sort_values("text_id")
+        assert (rows["held_out"].to_numpy() == held_out).all(), name  # one split, recorded, for every scheme
+        scores, threshold = rows["score"].to_numpy(), calibration.loc[name, "threshold"]
+        assert threshold == calibrated_threshold(scores[~held_out], 0.01)  # set on the calibration half only
+        assert np.isclose((scores[~held_out] > threshold).mean(),
+                          calibration.loc[name, "calibration_false_positive_rate"])
+        assert (scores[held_out] > threshold).sum() == calibration.loc[name, "held_out_false_positives"]
+        assert np.isclose((scores[held_out] > threshold).mean(),
+                          calibration.loc[name, "held_out_false_positive_rate"])
     marked = texts[texts["role"] == "watermarked"]
     # EXP and EXP-edit read the same texts
     assert (marked.loc[marked["scheme"] == "exp", "text"].to_numpy() ==
@@ -82,9 +93,14 @@ def test_watermark_group_materializes_with_consistent_numbers(backbone):
     by_metric = findings.set_index("metric")["ours"]
     assert np.isclose(by_metric["detection_rate_before_kgw"], summary.loc["kgw", "detection_rate_before"])
 
-    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    checks = {name: e.passed for name, e in evaluations.items()}
     for name in ("texts_valid", "calibration_holds", "attack_valid"):
         assert checks[name], name
+    # the calibration check reads the held-out half, and says how many texts each half has
+    held = {k: v.value for k, v in evaluations["calibration_holds"].metadata.items()}
+    assert (held["n_calibration"], held["n_held_out"], held["fails_at_false_positives"]) == (100, 100, 5)
+    assert np.isclose(held["worst_held_out_false_positive_rate"], calibration["held_out_false_positive_rate"].max())
     assert {"watermarked_text_detected", "attack_removes_watermarks"} <= set(checks)
     verdicts = findings.set_index("metric")["verdict"]
     assert checks["attack_removes_watermarks"] == (verdicts["attack_success_worst"] == "reproduced")
