@@ -7,7 +7,8 @@ paper states no numbers for them, so every finding's reference is none. Every co
 premise (p visibly regurgitates at the top level): without it, or without a CP-k bar (p never sampled the exact
 text), the finding is not comparable rather than passed on a ratio of near-zero numbers. CP-k's sampled exact
 rate is a count of a few dozen samples: its 95% Wilson interval must lie on one side of the bar (1/10 of p's
-rate), else the samples cannot separate the rule and the CP-k findings are not comparable.
+rate), else the samples cannot separate the rule and the CP-k findings are not comparable. CP-k's k_x is
+descriptive: its accepted outputs pass the threshold k by construction, so its median cannot fail a bar.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ REVIEW = ("rule made stricter after review (30 Nov 2026), not tuned to pass: a f
 SAMPLE_REVIEW = ("sample gate added after review (30 Nov 2026), not tuned to pass: CP-k's sampled exact rate counts "
                  "only when its 95% Wilson interval lies on one side of the bar, else not comparable")
 COMBINED = ("cp_delta", "cp_kl", "cp_k")
+CP_K_DESCRIPTIVE = (
+    "descriptive (no rule; judged against the yardstick until a review of 30 Nov 2026, when it read 'reproduced' "
+    "on demo): CP-k keeps a proposal only when its k_x <= the threshold k, so its accepted outputs ({share:.0%} "
+    "here) have k_x <= k by construction and the rest are its lowest-k proposals; its median is then below k "
+    "whenever half are accepted, and below p's by selection, so it cannot show that k stays small. CP-k's claim is "
+    "judged on its sampled exact rate (exact_rate_top_cp_k). ")
 # check name -> (the finding it reads, what it claims)
 CHECKS = {
     "combined_models_regurgitate_far_less": (
@@ -240,14 +247,16 @@ def build_findings(summary: pd.DataFrame, reg: pd.DataFrame, k_values: pd.DataFr
     for model in COMBINED:
         n = k[model]
         info = n["information_bits"]
-        known = math.isfinite(info)  # without the yardstick (no q_safe rows) the finding is descriptive
+        # without the yardstick (no q_safe rows) the finding is descriptive; CP-k's is always (CP_K_DESCRIPTIVE)
+        judged = math.isfinite(info) and model != "cp_k"
+        by_construction = CP_K_DESCRIPTIVE.format(share=n["within_k_share"]) if model == "cp_k" else ""
         out.append(Finding(
-            study, f"median_k_bits_{model}", n["median_k_bits"], rule=Rule.at_most(info) if known else None,
+            study, f"median_k_bits_{model}", n["median_k_bits"], rule=Rule.at_most(info) if judged else None,
             scale=scale, post_hoc=post_hoc,
             conditions=[Condition("p95_k_bits", n["p95_k_bits"], Rule.at_most(info)),
                         Condition("median_k_bits_top_minus_p", n["median_k_bits_top"] - k["p"]["median_k_bits_top"],
-                                  Rule.at_most(0.0, partial=info))] if known else [],
-            note=f"k_x of sampled continuations: median {n['median_k_bits']:.2f} bits "
+                                  Rule.at_most(0.0, partial=info))] if judged else [],
+            note=f"{by_construction}k_x of sampled continuations: median {n['median_k_bits']:.2f} bits "
                  f"({n['median_k_bits_per_token']:.3f}/token), 95th percentile {n['p95_k_bits']:.2f}, median at the "
                  f"top level {n['median_k_bits_top']:.2f} vs p's {k['p']['median_k_bits_top']:.2f}; p's 95th "
                  f"percentile {k['p']['p95_k_bits']:.2f}. Yardstick (the bar): protected continuations carry "

@@ -153,3 +153,24 @@ def test_corpus_cut_is_a_post_hoc_choice():
     assert f.corpus_post_hoc(None, 4000) == ""
     text = f.corpus_post_hoc(500, 4000)
     assert text.startswith("public corpus cut to 500 of the 4000") and "after seeing results" in text
+
+
+def test_cp_k_k_is_descriptive_because_its_threshold_selects_it():
+    # CP-k keeps only proposals with k_x <= k: its median sits below k (12 on demo) by construction, far under the
+    # 45-bit yardstick, so a rule on it could not fail; CP-Δ's and CP-KL's k stay judged
+    reg = regurgitation([-1.0], [-20.0], [0.0], safe_bits=-45.0)
+    ks = k_values(SMALL_K, spread=5)
+    by = findings(reg, ks)
+    row = by.loc["median_k_bits_cp_k"]
+    assert row["verdict"] == "not comparable" and row["rule"] == "descriptive (no rule)"
+    assert row["conditions"] == "[]" and math.isnan(row["bar"])
+    share = ks.loc[ks["model"] == "cp_k", "within_k"].mean()  # 3, 8 and 13 bits against the unit's k of 12
+    assert share == pytest.approx(2 / 3)
+    assert row["note"].startswith("descriptive") and "by construction" in row["note"]
+    assert f"accepted outputs ({share:.0%} here)" in row["note"] and "exact_rate_top_cp_k" in row["note"]
+    assert row["ours"] == pytest.approx(8.0)  # the median is still reported
+    # the same numbers under CP-Δ's name are judged: reproduced here, not reproduced past the yardstick
+    assert by.loc["median_k_bits_cp_delta", "verdict"] == "reproduced"
+    wide = findings(reg, k_values({**SMALL_K, "cp_k": 10.0, "cp_delta": 10.0}, spread=40))
+    assert wide.loc["median_k_bits_cp_delta", "verdict"] == "not reproduced"
+    assert wide.loc["median_k_bits_cp_k", "verdict"] == "not comparable"
