@@ -213,9 +213,12 @@ def at_largest_k(progress: pd.DataFrame, arch: str) -> tuple[pd.DataFrame, int]:
 
 
 def scale_note(runs: pd.DataFrame, profile: str) -> str:
-    """The scale a finding states: runs, n, k, widths, the t_c criterion and the device."""
+    """The scale a finding states: runs, n, k, widths, seeds, the longest run, the t_c criterion and the device
+    (so a rerun with other seeds or another step cap reads differently where its verdict may differ)."""
+    seeds = sorted(runs["seed"].unique().tolist())
     return (f"{profile} profile: {len(runs)} runs, n in {sorted(runs['n'].unique().tolist())}, "
             f"k in {sorted(runs['k'].unique().tolist())}, width {sorted(runs['width'].unique().tolist())}, "
+            f"seeds {seeds[0]}-{seeds[-1]} ({len(seeds)}), at most {int(runs['steps_trained'].max()):,} steps, "
             f"t_c at {runs['accuracy_target'].iloc[0]:.0%} of {int(runs['eval_size'].iloc[0])} fresh samples, "
             f"device {runs['device'].iloc[0]}")
 

@@ -40,7 +40,9 @@ CELLS: list[GridCell] = grid_cells(**pick(**GRIDS))  # this profile's grid (asse
 class ScalingTokensConfig(StudyConfig):
     """How the corpus becomes token pools. By default the code corpus; ``corpus_path`` reads any local corpus
     (a .txt, .jsonl or .parquet file, or a folder of .txt files) and encodes it with the code tokenizer
-    (byte-level BPE: lossless on any text)."""
+    (byte-level BPE: lossless on any text). The code corpus stays an input in the graph (and in the rows'
+    ``upstream``) but is then not read: the rows' ``source`` and every run's ``corpus`` name the file read, by
+    absolute path and content hash."""
 
     chunk_tokens: int = Field(default=pick(tiny=128, demo=512, gpu=4096),
                               description="unique pools are drawn from the corpus in chunks of this many tokens")

@@ -17,12 +17,21 @@ PAPER_BUDGETS = [float(c) for c in np.logspace(20, 24, 9)]  # FLOPs of the paper
 # ---------------------------------------------------------------------------------------------- preparation
 def study_corpus(documents: pd.DataFrame, corpus_path: str | None, text_column: str, validation_fraction: float,
                  seed: int) -> tuple[pd.DataFrame, str]:
-    """(documents, source): the code corpus as given, or the local corpus at ``corpus_path`` read instead."""
+    """(documents, source): the code corpus as given, or the local corpus at ``corpus_path`` read instead. The
+    source names a local corpus by its absolute path and a hash of its documents (``/data/c.jsonl#sha256:…``), so
+    two files of one name, or one file edited between runs, are told apart in every table that carries it."""
     if not corpus_path:
         return documents, "code_corpus"
+    import hashlib
+    from pathlib import Path
+
     from assets.corpora.user_corpus import read_user_corpus
 
-    return read_user_corpus(corpus_path, text_column, None, validation_fraction, seed), corpus_path
+    documents = read_user_corpus(corpus_path, text_column, None, validation_fraction, seed)
+    digest = hashlib.sha256()
+    for split, text in zip(documents["split"], documents["text"], strict=True):
+        digest.update(f"{split}\0{len(text)}\0{text}".encode())
+    return documents, f"{Path(corpus_path).expanduser().resolve()}#sha256:{digest.hexdigest()[:16]}"
 
 
 def encoded_splits(tokenizer: Any, documents: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -232,3 +232,15 @@ def test_polynet_hidden_progress_is_judged_at_its_largest_k():
     assert k == 3 and len(poly) == 2
     assert findings.hidden_progress_finding(poly, "test", "polynet, k=3").verdict == "not reproduced"
     assert findings.at_largest_k(progress, "mlp")[0].empty
+
+
+def test_the_scale_note_names_seeds_and_the_longest_run():
+    """A rerun with other seeds or a longer step cap must read differently (a reviewer's flipped verdict did not)."""
+    from assets.parity.findings import scale_note
+
+    runs = pd.DataFrame({"n": [20, 20], "k": [2, 3], "width": [64, 64], "seed": [100, 101],
+                         "steps_trained": [900, 1500], "accuracy_target": [0.99, 0.99], "eval_size": [500, 500],
+                         "device": ["cpu", "cpu"]})
+    note = scale_note(runs, "tiny")
+    assert "seeds 100-101 (2)" in note and "at most 1,500 steps" in note
+    assert scale_note(runs.assign(seed=[0, 1], steps_trained=[900, 1000]), "tiny") != note

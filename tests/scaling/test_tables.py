@@ -24,6 +24,24 @@ def test_a_grid_runs_params_and_names():
     assert study_corpus(documents, None, "text", 0.1, 0) == (documents, "code_corpus")
 
 
+def test_a_local_corpus_is_named_by_its_absolute_path_and_content(tmp_path, monkeypatch):
+    """Two files of one name in two folders, or one file edited, give different sources (the `corpus` column of
+    every grid run); the same content in the same place gives the same source."""
+    texts = ["def f():\n    return 1\n", "x = [i for i in range(3)]\n", "print('hi')\n"] * 4
+    sources = []
+    for folder, edit in (("a", ""), ("b", ""), ("a", "# edited\n")):
+        path = tmp_path / folder / "corpus.txt"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("\n\n".join(texts) + edit)
+        monkeypatch.chdir(path.parent)
+        documents, source = study_corpus(pd.DataFrame(), "corpus.txt", "text", 0.25, 0)
+        assert len(documents) == len(texts) and source.startswith(f"{path}#sha256:")
+        sources.append(source)
+    assert len(set(sources)) == 3
+    monkeypatch.chdir(tmp_path)
+    assert study_corpus(pd.DataFrame(), str(tmp_path / "b" / "corpus.txt"), "text", 0.25, 0)[1] == sources[1]
+
+
 def test_runs_rule_holds_d_to_unique_tokens_times_epochs():
     runs = pd.DataFrame({"run": ["a", "b"], "mlflow_run_id": ["1", "2"], "held_out_loss": [3.0, 2.5],
                          "parameters": [100, 200], "epochs": [1, 4], "unique_tokens": [512, 512],
