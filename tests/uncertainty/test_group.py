@@ -5,6 +5,7 @@ import math
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pytest
 
 
 def test_uncertainty_group_materializes_with_consistent_numbers(backbone):
@@ -25,9 +26,21 @@ def test_uncertainty_group_materializes_with_consistent_numbers(backbone):
 
     labels = result.asset_value("uncertainty_labels")
     assert len(labels) == len(tokens)
+    stored = next(e.materialization.metadata["thresholds"].value for e in result.get_asset_materialization_events()
+                  if e.asset_key == dg.AssetKey("uncertainty_labels"))
     for dataset, rows in labels.groupby("dataset"):  # the tiny profile's thresholds come from quantiles
         th = quantile_thresholds(rows["small_entropy"].to_numpy(), rows["large_entropy"].to_numpy())
         assert (proxy_labels(rows["small_entropy"], rows["large_entropy"], th) == rows["label"]).all(), dataset
+        # recomputed here with np.quantile: floor = median H_s; above it, the lower quartiles of H_l and |dH|
+        hs, hl = rows["small_entropy"].to_numpy(dtype=float), rows["large_entropy"].to_numpy(dtype=float)
+        floor = np.quantile(hs, 0.5)
+        above = hs >= floor
+        zero, delta = np.quantile(hl[above], 0.25), np.quantile(np.abs(hl - hs)[above], 0.25)
+        expected = {"entropy_min": floor, "zero_entropy": zero, "entropy_delta": delta}
+        assert {k: stored[dataset][k] for k in expected} == pytest.approx(expected, abs=1e-8), dataset
+        epistemic = above & (hl <= zero)
+        aleatoric = above & ~epistemic & (np.abs(hl - hs) <= delta)
+        assert (rows["label"].to_numpy() == np.where(epistemic, 1, np.where(aleatoric, 0, -1))).all(), dataset
     # tiny profile: no balancing (its models label by token id alone), so every labelled token is kept
     assert (labels["kept"] == (labels["label"] >= 0)).all()
     assert labels.loc[labels["dataset"] == "facts", "label"].value_counts().min() >= 10

@@ -16,6 +16,7 @@ from assets.uncertainty.labels import (
     class_counts,
     label_table,
     proxy_labels,
+    quantile_thresholds,
     truth_labels,
 )
 
@@ -88,3 +89,22 @@ def test_truth_labels_use_the_true_entropy_and_an_aleatoric_floor():
     assert truth_labels(small, true, th, aleatoric_min=2.0).tolist()[2:4] == [UNLABELLED, ALEATORIC]
     with pytest.raises(ValueError, match="aleatoric_min"):
         truth_labels(small, true, th, aleatoric_min=0.1)
+
+
+def test_quantile_thresholds_read_the_floor_then_the_tokens_above_it():
+    # H_s 0..8: its median (the floor) is 4. The five tokens above it have H_l 0, 1, 2, 6.5, 8 (their 0.25 quantile:
+    # 1.0) and |H_l - H_s| 4, 4, 4, 0.5, 0 (0.25 quantile: 0.5); the four below it have H_l 10 (over all nine
+    # tokens the H_l quantile would be 2.0 and the gap's 4.0: the tokens below the floor do not count)
+    hs = np.arange(9.0)
+    hl = np.array([10.0, 10.0, 10.0, 10.0, 0.0, 1.0, 2.0, 6.5, 8.0])
+    th = quantile_thresholds(hs, hl)
+    assert th.entropy_min == 4.0 and th.entropy_max == math.inf and th.allow_overlap
+    assert th.zero_entropy == pytest.approx(1.0, abs=1e-8) and th.zero_entropy > 1.0  # the quantile itself counts
+    assert th.entropy_delta == pytest.approx(0.5, abs=1e-8) and th.entropy_delta > 0.5
+    # the quantile token itself falls in its class: H_l 1.0 epistemic, gap 0.5 aleatoric
+    assert list(proxy_labels(hs, hl, th)) == [UNLABELLED] * 4 + [EPISTEMIC, EPISTEMIC, UNLABELLED, ALEATORIC, ALEATORIC]
+    # other quantiles: the floor at 0.75 is 6, and above it H_l 2, 6.5, 8 (median 6.5), gaps 4, 0.5, 0 (median 0.5)
+    other = quantile_thresholds(hs, hl, q_min=0.75, q_zero=0.5, q_delta=0.5)
+    assert (other.entropy_min, round(other.zero_entropy, 6), round(other.entropy_delta, 6)) == (6.0, 6.5, 0.5)
+    with pytest.raises(ValueError, match="at least one token"):
+        quantile_thresholds(np.array([]), np.array([]))
