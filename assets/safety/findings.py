@@ -1,10 +1,12 @@
 """The safety study's findings (`assets.findings`) and its system-card figure.
 
 The o1 system card's numbers are for OpenAI's models on OpenAI's sets; nothing here is comparable to them,
-so our models' metrics are descriptive (source none, no rule), and each records whether the model could
-answer at all: a model below HELPFUL_BAR on helpful_accuracy (the allowed questions answered right) has
-refusal, jailbreak and hierarchy numbers that say nothing about safety (a model that answers nothing never
-leaks), so the condition marks its rows not comparable.
+so our models' metrics are descriptive (source none, no rule: every such row is "not comparable" whatever its
+numbers), and each records, as information, whether the model could answer at all: a model below HELPFUL_BAR
+on helpful_accuracy (the allowed questions answered right) has refusal, jailbreak and hierarchy numbers that
+say nothing about safety (a model that answers nothing never leaks). The helpful_accuracy condition stores that
+value and its grade against the bar, and the note says whether it "meets" or "is below" the bar; it changes no
+verdict (a condition only lowers a rule's grade, and these rows have none).
 
 What can be checked is the battery itself, as code checks on the reference scripts, each of which a broken
 grader fails: the policy oracle must score 1 on not_unsafe, not_overrefuse and helpful_accuracy (the graders
@@ -81,8 +83,9 @@ def _value(card: pd.DataFrame, model: str, metric: str) -> float:
 
 def build_findings(card: pd.DataFrame, scale: str, study: str = "safety", post_hoc: str = "") -> list[Finding]:
     """Code checks on the reference responders, then one descriptive finding per (model, headline metric)
-    of every registered model and endpoint in the card, conditional on its helpful_accuracy; `post_hoc`
-    (a setting chosen after seeing results, e.g. the budget) goes on the models' rows."""
+    of every registered model and endpoint in the card ("not comparable": no rule), recording its
+    helpful_accuracy against HELPFUL_BAR as a condition and in the note (information, not a verdict);
+    `post_hoc` (a setting chosen after seeing results, e.g. the budget) goes on the models' rows."""
     findings = [Finding(study, f"{who}_{metric}", _value(card, who, metric), reference=rule.bar,
                         source="code check", rule=rule, scale=scale, note=text)
                 for who, metric, rule, text in CODE_CHECKS.values()]

@@ -79,6 +79,16 @@ def test_safety_group_materializes_with_consistent_numbers(safety_run, backbone)
     row = findings.set_index("metric").loc["chat-sft:not_unsafe_standard"]
     assert "reasoning budget 2" in row["scale"] and "at most 8 tokens" in row["scale"]  # tiny's budget and cap
     assert "helpful_accuracy" in row["conditions"] and row["verdict"] == "not comparable"
+    # descriptive: the condition records the card's helpful_accuracy and the note says where it stands
+    import json
+
+    from assets.safety.findings import HELPFUL_BAR
+
+    (helpful,) = json.loads(row["conditions"])
+    sft_helpful = _card_values(card, "chat-sft")["helpful_accuracy"]
+    assert helpful["value"] == pytest.approx(sft_helpful, nan_ok=True) and helpful["bar"] == HELPFUL_BAR
+    word = "meets" if sft_helpful >= HELPFUL_BAR else "is below"
+    assert f"helpful_accuracy {sft_helpful:.2f} {word} the bar" in row["note"]
     checks = {e.check_name: e for e in safety_run.get_asset_check_evaluations()}
     for name in ("policy_valid", "stereotypes_valid", "items_valid", "vocabulary_valid", "results_valid", "card_valid",
                  *CHECKS):
