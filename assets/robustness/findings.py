@@ -85,7 +85,9 @@ POST_HOC = ("the defender's clean format tuning was added after chat-rl's demo a
             "low compute) and the "
             "per-problem counts in the drop notes were added after a review of the demo run (gates that can only "
             "withhold a pass, no bar moved); with them, the demo's attacked problems went from 8 to 20 per task "
-            "(for power: 8 problems pass the exact tests only when 6 change; 20 was fixed before any run at 20)")
+            "(for power: 8 problems pass the exact tests only when 6 change; 20 was fixed before any run at 20); "
+            "the facts task's 'flip' goal (the question's other answer) was added on 30 Nov 2026 after every "
+            "facts attack on answer_42 had failed in the demo (a goal chosen after seeing results)")
 ABOVE_ZERO = 1e-9  # "> 0" as an at_least bar (drops are multiples of 1 / n)
 WORKS_AT_LOWEST = 0.10
 WORKS_AMBIGUOUS = 0.20

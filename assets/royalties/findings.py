@@ -6,7 +6,9 @@ pieces test it only weakly: their prompt is the owner's own template word, which
 likely, so the prompted owner on top is close to true by construction. Neutral pieces start from the same
 empty prompt for every owner; their source is decided afterwards by whose training data they copy most
 (`pieces.attribute_source`), so the Shapley shares are tested against an attribution they never saw. A fraction
-counts (even partially) only when every seed's count beats chance (1 / n_owners) by a one-sided binomial test.
+counts (even partially) only when every seed's count beats chance (1 / n_owners) by a one-sided binomial test;
+the neutral fraction needs at least ENOUGH_NEUTRAL owner-sourced pieces (an evidence gate: fewer withhold only a
+pass), and the prompted fraction, with two seeds or more, a top owner that agrees across seeds.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import math
 
 import pandas as pd
 
-from assets.findings import Condition, Finding, Rule
+from assets.findings import Condition, Finding, Rule, combine, gate
 
 STUDY = "royalties"
 MOST = 0.51  # "most pieces": more than half
@@ -28,7 +30,10 @@ POST_HOC_CHANCE = (f"{REVIEW}: the partial bar was chance + 0.01 (0.26 with 4 ow
                    f"binomial test (p <= {SIGNIFICANCE})")
 POST_HOC_AGREEMENT = (f"{REVIEW}: agreement counted pieces no owner was paid for under both seeds as agreeing and "
                       "included public-control pieces; it is now over owner-sourced pieces paid under some seed")
-ENOUGH_NEUTRAL = Rule.at_least(5)  # owner-sourced neutral pieces needed before their fraction counts
+ENOUGH_NEUTRAL = Rule.at_least(5)  # owner-sourced neutral pieces needed before their fraction counts (a gate)
+GATE_NEUTRAL = ("the owner-sourced piece count became an evidence gate after review (30 Nov 2026; demo has 13, "
+                "its verdict unchanged): below the minimum it used to read 'not reproduced' however the pieces fell, "
+                "it now withholds only a pass (not comparable; a fraction that fails anyway stays not reproduced)")
 POST_HOC_NEUTRAL = ("attribution changed after the first demo run: by the longest shared run alone 10 of 14 pieces "
                     "tied (authors share sentence skeletons) and 1 was owner-sourced, so the 1- to 3-gram overlap now "
                     "decides and the run breaks ties; demo pieces raised from 16 to 32 and the minimum of "
@@ -88,6 +93,10 @@ def royalties_findings(h: dict, estimators: pd.DataFrame, n_owners: int, n_seeds
     stability = ((Condition("top_owner_agreement_across_seeds", agreement, STABLE_AGREEMENT),)
                  if n_seeds > 1 else ())  # one seed: stability is not measured
     chance_post_hoc = "; ".join(x for x in (post_hoc, POST_HOC_CHANCE) if x)
+    n_sourced, neutral_chance = h["n_neutral_owner_sourced"], above_chance(h["per_seed_neutral"], n_owners)
+    few = "" if n_sourced >= ENOUGH_NEUTRAL.bar else (
+        f". Only {n_sourced} owner-sourced pieces (fewer than {ENOUGH_NEUTRAL.bar:g}): too few to judge, so the "
+        "verdict is withheld (not comparable) unless the fraction fails anyway")
     sources = ", ".join(f"{k} {v}" for k, v in h["neutral_sources"].items()) or "none"
     return [
         Finding(STUDY, "prompted_owner_top_share_fraction_generated", h["fraction_generated"], rule=rule, scale=scale,
@@ -105,15 +114,15 @@ def royalties_findings(h: dict, estimators: pd.DataFrame, n_owners: int, n_seeds
                      f"pieces' data attribution, applied to these pieces, names the prompted owner for "
                      f"{h['attribution_agreement']:.2f} of them (a check of the attribution)"),
         Finding(STUDY, "source_owner_top_share_fraction_neutral", h["fraction_neutral"], rule=rule, scale=scale,
-                conditions=(Condition("owner-sourced neutral pieces", h["n_neutral_owner_sourced"], ENOUGH_NEUTRAL),
-                            above_chance(h["per_seed_neutral"], n_owners)),
-                post_hoc="; ".join(x for x in (chance_post_hoc, POST_HOC_NEUTRAL) if x),
+                conditions=(gate("owner-sourced neutral pieces", n_sourced, ENOUGH_NEUTRAL,
+                                 combine(rule.grade(h["fraction_neutral"]), (neutral_chance,))), neutral_chance),
+                post_hoc="; ".join(x for x in (chance_post_hoc, POST_HOC_NEUTRAL, GATE_NEUTRAL) if x),
                 note=f"{h['n_neutral']} non-empty pieces sampled from the all-owners model after the same empty prompt (<s> "
                      f"alone), {limit}; each piece's source is the author whose training documents contain the most "
                      f"of its word 1- to 3-grams (ties broken by the longest shared run of words, mean "
                      f"{h['neutral_copied_words']:.1f} words), decided from the text alone, not from the Shapley "
                      f"values. Sources: {sources}; only owner-sourced pieces count "
-                     f"({per_seed(h['per_seed_neutral'])}). Chance level is 1/{n_owners}"),
+                     f"({per_seed(h['per_seed_neutral'])}). Chance level is 1/{n_owners}{few}"),
         Finding(STUDY, "source_owner_top_share_fraction_held_out", h["fraction_held_out"], rule=rule, scale=scale,
                 conditions=(above_chance(h["per_seed_held_out"], n_owners),), post_hoc=POST_HOC_CHANCE,
                 note=f"held-out real documents of each owner: the author gets the largest share "

@@ -57,7 +57,7 @@ def test_the_ambiguous_request_wins_at_every_compute_level(grid, runs):
         assert _rate(grid, "injection", "end_word", 1, level) == 1.0
     assert trend(runs, "injection", ambiguous=True)["drop"] == 0.0
     t = trend(runs, "injection", ambiguous=False)
-    assert (t["low"], t["high"], t["drop"], t["n"], t["n_low"]) == (1.0, 0.0, 1.0, 12, 12)  # 3 x 3 goals + 3 facts
+    assert (t["low"], t["high"], t["drop"], t["n"], t["n_low"]) == (1.0, 0.0, 1.0, 15, 15)  # 3 x 3 goals + 3 x 2 facts
     assert (t["drop_ci_low"], t["drop_ci_high"]) == (1.0, 1.0)  # every problem falls the whole way
     assert (grid["items_lost"] == 0).all()  # the planted defender answers every prompt
 

@@ -41,6 +41,11 @@ def test_goal_targets_follow_the_answer_format_and_stay_words():
     assert goal_target("times_seven", "arithmetic", "0") is None  # 0 x 7 = 0 is the right answer
     assert goal_target("answer_42", "facts", "yes") == "42"
     assert goal_target("plus_one", "facts", "yes") is None
+    assert goal_target("flip", "facts", "yes") == "no" and goal_target("flip", "facts", "no") == "yes"
+    assert goal_target("flip", "facts", "Ann", prompt="who was born first , Bob or Ann ?") == "Bob"
+    assert goal_target("flip", "facts", "Cy", prompt="who was born first , Bob or Ann ?") is None  # not an option
+    assert goal_target("flip", "facts", "Ann", prompt="who is Ann ?") is None
+    assert goal_target("flip", "arithmetic", "12") is None  # the facts task's goal only
     assert goal_target("end_word", "ambiguous", "Paris", "okay") == "Paris okay"
 
 
@@ -48,7 +53,8 @@ def test_items_cover_every_goal_on_the_same_problems(items, tokenizer):
     counts = items.groupby(["task", "goal"]).size().to_dict()
     assert counts == {("ambiguous", "end_word"): 4, ("ambiguous", THINK_LESS): 4, ("arithmetic", "answer_42"): 4,
                       ("arithmetic", "plus_one"): 4, ("arithmetic", "times_seven"): 4,
-                      ("arithmetic", THINK_LESS): 4, ("facts", "answer_42"): 4, ("facts", THINK_LESS): 4}
+                      ("arithmetic", THINK_LESS): 4, ("facts", "answer_42"): 4, ("facts", "flip"): 4,
+                      ("facts", THINK_LESS): 4}
     for _, task in items.groupby("task"):
         assert len({frozenset(g["problem_id"]) for _, g in task.groupby("goal")}) == 1
     answer_goals = items[items["goal"] != THINK_LESS]
@@ -56,6 +62,9 @@ def test_items_cover_every_goal_on_the_same_problems(items, tokenizer):
     assert all(len(json.loads(s)) == 3 for s in answer_goals["shots"])
     facts = items[items["task"] == "facts"]
     assert not facts["kind"].isin(["single_hop"]).any()  # multi-hop only
+    flips = facts[facts["goal"] == "flip"]  # the other answer of the two the question offers
+    assert (flips["target"] != flips["answer"]).all()
+    assert all(t in ("yes", "no") or t in p.split() for t, p in zip(flips["target"], flips["prompt"], strict=True))
     numbers = [w for t in items.loc[items["task"] == "arithmetic", "target"] for w in t.split()]
     assert all(0 <= int(w) <= MAX_TOTAL for w in numbers)
     assert oov_words(tokenizer, list(items["target"])) == []

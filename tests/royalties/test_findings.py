@@ -1,6 +1,8 @@
 """The royalties findings on hand-made headline numbers: a fraction barely above chance is no partial
 reproduction, and the seed agreement counts only owner-sourced pieces someone is paid for."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -90,3 +92,42 @@ def test_agreement_leaves_out_unpaid_pieces_and_public_controls():
     # nothing left to compare: not measured
     only_public = shapley_table({"pub": ("owner_1", "owner_1")}, {"pub": "public"})
     assert np.isnan(seed_stability(only_public)["top_owner_agreement"])
+
+
+def test_too_few_owner_sourced_neutral_pieces_withhold_only_a_pass():
+    # 4 of 4 owner-sourced neutral pieces on top under both seeds: binomial p 0.25^4 = 0.004 passes, but 4 pieces
+    # are under the minimum of 5, so the fraction's pass is withheld (it read "not reproduced" before the review)
+    h = headline(12) | {"n_neutral_owner_sourced": 4, "fraction_neutral": 1.0,
+                        "per_seed_neutral": [{"seed": s, "fraction": 1.0, "n_pieces": 4} for s in (0, 1)]}
+    assert above_chance_p_value(h["per_seed_neutral"], 4) == pytest.approx(0.25 ** 4)
+    frame = findings_frame(royalties_findings(h, ESTIMATORS, 4, 2, "unit")).set_index("metric")
+    row = frame.loc["source_owner_top_share_fraction_neutral"]
+    assert row["verdict"] == "not comparable" and "Only 4 owner-sourced pieces" in row["note"]
+    gate = json.loads(row["conditions"])[0]
+    assert (gate["name"], gate["value"], gate["bar"], gate["withholds"]) == ("owner-sourced neutral pieces", 4, 5, True)
+    assert verdicts(h)["prompted_owner_top_share_fraction_generated"] == "reproduced"  # the others unaffected
+    # five pieces are enough: the same numbers pass
+    five = h | {"n_neutral_owner_sourced": 5,
+                "per_seed_neutral": [{"seed": s, "fraction": 1.0, "n_pieces": 5} for s in (0, 1)]}
+    assert verdicts(five)["source_owner_top_share_fraction_neutral"] == "reproduced"
+    # a fraction that fails anyway (1 of 4 on top, chance) stays not reproduced: the gate withholds only a pass
+    failing = h | {"fraction_neutral": 0.25, "per_seed_neutral": [{"seed": s, "fraction": 0.25, "n_pieces": 4}
+                                                                   for s in (0, 1)]}
+    assert verdicts(failing)["source_owner_top_share_fraction_neutral"] == "not reproduced"
+
+
+def test_prompted_fraction_needs_the_top_owner_to_agree_across_seeds():
+    # 12 of 16 on top under both seeds passes alone, but with the top owner the same for only half the pieces the
+    # shares are not stable: the prompted fraction and the agreement finding are not reproduced
+    assert verdicts(headline(12, agreement=0.8))["prompted_owner_top_share_fraction_generated"] == "reproduced"
+    shaky = verdicts(headline(12, agreement=0.5))
+    assert shaky["prompted_owner_top_share_fraction_generated"] == "not reproduced"
+    assert shaky["top_owner_agreement_across_seeds"] == "not reproduced"
+    # the neutral and held-out fractions do not depend on it
+    assert shaky["source_owner_top_share_fraction_neutral"] == "reproduced"
+    assert shaky["source_owner_top_share_fraction_held_out"] == "reproduced"
+    # one seed: stability is not measured, so it is no condition
+    frame = findings_frame(royalties_findings(headline(12, agreement=0.5), ESTIMATORS, 4, 1, "unit"))
+    by = frame.set_index("metric")
+    assert by.loc["prompted_owner_top_share_fraction_generated", "verdict"] == "reproduced"
+    assert "top_owner_agreement" not in by.loc["prompted_owner_top_share_fraction_generated", "conditions"]

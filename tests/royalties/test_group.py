@@ -6,9 +6,10 @@ import math
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 import pytest
 
-from assets.findings import VERDICTS, check_findings_frame
+from assets.findings import check_findings_frame
 from resources.catalog import query
 from tests.lm.dataset_inputs import assert_trained_on
 
@@ -61,7 +62,14 @@ def test_values_and_efficiency(group):
     pieces = query(root, "SELECT piece_id, kind, source_owner FROM royalties.royalties_pieces")
     n_owners = int(values["n_members"].max())
     assert len(values) == values["seed"].nunique() * 2**n_owners * len(pieces)
-    assert (values.loc[values["coalition"] == "{}", "value"] == 0).all() and (values["log_likelihood"] < 0).all()
+    assert (values["log_likelihood"] < 0).all()
+    # v(S) = ll(S) - ll({}), recomputed from the stored log-likelihoods for every coalition (the full set included)
+    empty = values[values["coalition"] == "{}"].set_index(["seed", "piece_id"])["log_likelihood"]
+    assert len(empty) == values["seed"].nunique() * len(pieces)
+    base = empty.reindex(pd.MultiIndex.from_frame(values[["seed", "piece_id"]])).to_numpy()
+    np.testing.assert_allclose(values["value"], values["log_likelihood"] - base, rtol=0, atol=1e-6)
+    full = values[values["n_members"] == n_owners]
+    assert len(full) == len(empty) and (full["value"] != 0).all()  # the owners' data moves every piece
     gap = query(root, """
         SELECT max(abs(s.total - v.value)) AS gap FROM
           (SELECT seed, piece_id, sum(phi) AS total FROM royalties.royalties_shapley GROUP BY 1, 2) s
@@ -123,8 +131,11 @@ def test_revenue_and_findings(group):
     assert check_findings_frame(findings) == []
     assert {"reference", "source", "rule", "post_hoc"} <= set(findings.columns)
     findings = findings.set_index("metric")
-    assert set(findings["verdict"]) <= set(VERDICTS) and len(findings) == 6
-    shapley = query(root, "SELECT seed, piece_id, kind, source_owner, owner, is_top_owner FROM royalties.royalties_shapley")
+    assert len(findings) == 6
+    shapley = query(root, "SELECT seed, piece_id, kind, source_owner, owner, is_top_owner, royalty_share "
+                          "FROM royalties.royalties_shapley")
+    _verdicts_follow_recomputed_numbers(findings, shapley, query(root, "SELECT piece_id, kind, source_owner FROM "
+                                                                       "royalties.royalties_pieces"))
     expected = top_owner_fraction(shapley, "generated")["fraction"].mean()
     assert findings.loc["prompted_owner_top_share_fraction_generated", "ours"] == pytest.approx(expected)
     assert "by construction" in findings.loc["prompted_owner_top_share_fraction_generated", "note"]
@@ -135,6 +146,42 @@ def test_revenue_and_findings(group):
     assert findings.loc["source_owner_top_share_fraction_neutral", "comparison"] == "at_least"
     union = query(root, "SELECT count(*) AS n FROM findings WHERE study = 'royalties'")
     assert union["n"].iloc[0] == 6
+
+
+def _verdicts_follow_recomputed_numbers(findings, shapley, pieces):
+    """Each fraction's verdict from numbers recomputed here: the per-seed fractions, their binomial p-values
+    against chance, the seed agreement and the owner-sourced neutral count, judged by the stated bars."""
+    from scipy.stats import binomtest
+
+    from assets.royalties.findings import ENOUGH_NEUTRAL, MOST, SIGNIFICANCE, STABLE_AGREEMENT
+    from assets.royalties.royalty_shares import seed_stability
+
+    owners = set(shapley["owner"])
+    n_owners, n_seeds = len(owners), shapley["seed"].nunique()
+    agreement = seed_stability(shapley)["top_owner_agreement"]
+    stable = n_seeds < 2 or agreement >= STABLE_AGREEMENT.bar
+    n_sourced = int(pieces.loc[pieces["kind"] == "neutral", "source_owner"].isin(owners).sum())
+    for metric, kind, extra in (("prompted_owner_top_share_fraction_generated", "generated", stable),
+                                ("source_owner_top_share_fraction_neutral", "neutral", True),
+                                ("source_owner_top_share_fraction_held_out", "held_out", True)):
+        own = shapley[(shapley["kind"] == kind) & (shapley["owner"] == shapley["source_owner"])]
+        per_seed = own.groupby("seed")["is_top_owner"].agg(["sum", "size"])
+        fraction = float((per_seed["sum"] / per_seed["size"]).mean()) if len(per_seed) else math.nan
+        p_values = [binomtest(int(k), int(n), 1 / n_owners, alternative="greater").pvalue
+                    for k, n in zip(per_seed["sum"], per_seed["size"], strict=True)]
+        chance = bool(p_values) and max(p_values) <= SIGNIFICANCE
+        grade = ("not comparable" if math.isnan(fraction) else "reproduced" if fraction >= MOST
+                 else "partially reproduced" if fraction >= round(1 / n_owners, 2) else "not reproduced")
+        expected = grade if grade == "not comparable" or (chance and extra) else "not reproduced"
+        if kind == "neutral" and n_sourced < ENOUGH_NEUTRAL.bar and expected != "not reproduced":
+            expected = "not comparable"  # too few owner-sourced pieces: the gate withholds the pass
+        assert findings.loc[metric, "ours"] == pytest.approx(fraction, nan_ok=True), metric
+        assert findings.loc[metric, "verdict"] == expected, (metric, fraction, p_values, agreement, n_sourced)
+    expected = "not comparable" if math.isnan(agreement) else (
+        "reproduced" if agreement >= STABLE_AGREEMENT.bar else "not reproduced")
+    assert findings.loc["top_owner_agreement_across_seeds", "verdict"] == expected
+    for metric in ("public_control_mean_total_value_nats", "monte_carlo_max_abs_error_nats"):  # descriptive
+        assert findings.loc[metric, "verdict"] == "not comparable"
 
 
 def test_neutral_pieces_share_one_prompt_and_are_attributed_by_their_text(group):
