@@ -2,7 +2,10 @@
 
 Two kinds: a word-level tokenizer for the facts world (one word = one token, so ground truth needs no
 alignment) and a byte-level BPE for real text such as code (lossless on any string). Both share the
-special tokens <pad>, <s>, </s>, <unk> at ids 0..3, and prepend <s> when encoding.
+special tokens <pad>, <s>, </s>, <unk> at ids 0..3, and prepend <s> when encoding. A document stream
+(`encode_documents`) opens and closes each document with the tokenizer's own bos/eos ids (`document_token_ids`),
+so an imported checkpoint's tokenizer (GPT-2's <|endoftext|>, Llama 3's <|begin_of_text|>) is laid out the way
+it was trained.
 """
 
 from __future__ import annotations
@@ -109,12 +112,31 @@ def _backend(tokenizer) -> Tokenizer:
                      f"{type(tokenizer).__name__}")
 
 
+def document_token_ids(tokenizer) -> tuple[int, int]:
+    """(bos, eos): the ids that open and close each document in a token stream.
+
+    A transformers tokenizer gives its own ``bos_token_id`` / ``eos_token_id`` (ours: <s> = 1, </s> = 2; GPT-2,
+    Pythia: <|endoftext|> for both; Llama 3: <|begin_of_text|> / <|end_of_text|>); one that has only one of
+    the two uses it for both, as GPT-2 does. A bare `tokenizers.Tokenizer` has no such attributes: its <s> and
+    </s>. A tokenizer with neither raises ValueError."""
+    if isinstance(tokenizer, Tokenizer):
+        bos, eos = tokenizer.token_to_id(BOS), tokenizer.token_to_id(EOS)
+        if bos is None or eos is None:
+            raise ValueError(f"tokenizer lacks the special tokens {BOS!r}/{EOS!r} that open and close a document")
+        return bos, eos
+    bos, eos = getattr(tokenizer, "bos_token_id", None), getattr(tokenizer, "eos_token_id", None)
+    if bos is None and eos is None:
+        raise ValueError("tokenizer has neither a beginning-of-sequence nor an end-of-sequence token (bos_token / "
+                         "eos_token in its tokenizer_config.json); a document stream needs at least one of them "
+                         "(e.g. GPT-2's <|endoftext|>)")
+    return int(eos if bos is None else bos), int(bos if eos is None else eos)
+
+
 def encode_documents(tokenizer, texts: Sequence[str], add_eos: bool = True) -> np.ndarray:
-    """One int32 token stream: each document as <s> tokens... [</s>], documents back to back."""
+    """One int32 token stream: each document as <bos> tokens... [<eos>], documents back to back (the ids of
+    `document_token_ids`: <s> and </s> for our tokenizers, a checkpoint tokenizer's own otherwise)."""
     backend = _backend(tokenizer)
-    bos, eos = backend.token_to_id(BOS), backend.token_to_id(EOS)
-    if bos is None or eos is None:
-        raise ValueError(f"tokenizer lacks the special tokens {BOS!r}/{EOS!r}")
+    bos, eos = document_token_ids(tokenizer)
     texts = list(texts)
     for i, text in enumerate(texts):
         if not isinstance(text, str):

@@ -18,6 +18,7 @@ from assets.lm.model import ModelSize
 from assets.lm.registration import (
     DatasetInput,
     Display,
+    imported_shape,
     imported_tokenizer,
     load_tokenizer_of,
     train_and_register,
@@ -113,11 +114,13 @@ def language_model_asset(corpus: str, size: ModelSize) -> dg.AssetsDefinition:
         compute.seed_everything(config.seed)
         model_size, cfg = config.model_size(size.name, family=size), config.train_config(compute)
         train_texts, val_texts = corpus_texts(corpus, documents)
-        shape = dataclasses.asdict(model_size)
         torchrun = config.nproc_per_node > 1 and not config.checkpoint_dir
         tokenizer = None if torchrun else load_tokenizer_of(tokenizer_record, tracking)
         # an imported checkpoint with a tokenizer of its own is registered with it, and the record names that one
         own = imported_tokenizer(config.checkpoint_dir, tokenizer) if config.checkpoint_dir else None
+        # an imported checkpoint's own shape (its config), not the family size it stands in for
+        shape = {"name": model_size.name, **(imported_shape(config.checkpoint_dir) if config.checkpoint_dir
+                                              else dataclasses.asdict(model_size))}
         params = {"corpus": corpus, "size": model_size.name, **shape,
                   **{k: v for k, v in config.model_dump().items() if k not in shape},
                   "tokenizer_uri": tokenizer_record["tokenizer_uri"] if own is None else "the checkpoint's own"}
@@ -138,7 +141,8 @@ def language_model_asset(corpus: str, size: ModelSize) -> dg.AssetsDefinition:
                                                           run_id=context.run.run_id)))
         record |= {"corpus": corpus, "size": model_size.name, "source": fitted.source,
                    "non_embedding_parameters": fitted.non_embedding_parameters, "vocab_size": fitted.vocab_size,
-                   "model_size": shape,
+                   "model_size": {**shape, "vocab_size": shape.get("vocab_size", fitted.vocab_size),
+                                  "parameters": fitted.parameters},
                    "tokenizer_uri": tokenizer_record["tokenizer_uri"] if own is None else record["model_uri"],
                    "processes": config.nproc_per_node if fitted.source == "trained" else 1}
         yield dg.Output(record, output_name=name, metadata={**metadata, "tokens_seen": fitted.tokens_seen})

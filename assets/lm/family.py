@@ -54,8 +54,46 @@ class FittedModel(TrainResult):
                 "tokens_seen": self.tokens_seen, "train_seconds": self.seconds}
 
 
+def with_document_tokens(tokenizer: Any, checkpoint_dir: str | Path) -> Any:
+    """A checkpoint's own ``tokenizer`` with both a bos and an eos token: the one it has stands for the other
+    (GPT-2 and Pythia open and close documents with <|endoftext|>), so every reader of the registered
+    tokenizer's ``bos_token_id`` / ``eos_token_id`` gets the ids the validation stream used. A tokenizer with
+    neither is refused, naming ``checkpoint_dir``."""
+    from assets.corpora.tokenization import document_token_ids
+
+    try:
+        document_token_ids(tokenizer)
+    except ValueError:
+        raise ValueError(
+            f"checkpoint_dir={str(checkpoint_dir)!r}: its tokenizer has neither a bos_token nor an eos_token, and "
+            "documents are read as <bos> text <eos>: set at least one (e.g. tokenizer.eos_token = '<|endoftext|>', "
+            "or the token its model was trained to end a text with) and save it again with "
+            "tokenizer.save_pretrained into the same folder") from None
+    if tokenizer.bos_token is None:
+        tokenizer.bos_token = tokenizer.eos_token
+    if tokenizer.eos_token is None:
+        tokenizer.eos_token = tokenizer.bos_token
+    return tokenizer
+
+
+def check_embedding_covers(checkpoint_dir: str | Path, rows: int, tokens: int, *, own: bool) -> None:
+    """Refuse (ValueError) a checkpoint whose embedding has fewer ``rows`` than the ``tokens`` of the tokenizer it
+    is read with: its own (``own``) or, without one, the corpus tokenizer. A larger embedding (padded for speed,
+    as many checkpoints are) is fine."""
+    if rows >= tokens:
+        return
+    if own:
+        raise ValueError(f"checkpoint_dir={str(checkpoint_dir)!r}: its model's embedding has {rows} rows but its "
+                         f"tokenizer has {tokens} tokens (ids {rows}..{tokens - 1} have no embedding): call "
+                         f"model.resize_token_embeddings({tokens}) before model.save_pretrained (the new rows start "
+                         "untrained), or save the tokenizer the model was trained with")
+    raise ValueError(f"checkpoint_dir={str(checkpoint_dir)!r}: its model's embedding has {rows} rows, fewer than the "
+                     f"corpus tokenizer's {tokens} tokens, and it has no tokenizer of its own: save the checkpoint "
+                     "with the tokenizer it was trained with (tokenizer.save_pretrained into the same folder)")
+
+
 def token_streams(tokenizer: Any, train_texts: Sequence[str], val_texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Encode the train and validation documents as two token streams (<s> doc </s> …)."""
+    """Encode the train and validation documents as two token streams (<bos> doc <eos> …, the tokenizer's own)."""
     if not len(train_texts) or not len(val_texts):
         raise ValueError(f"need train and validation documents, got {len(train_texts)} and {len(val_texts)}")
     return encode_documents(tokenizer, list(train_texts)), encode_documents(tokenizer, list(val_texts))
@@ -84,11 +122,9 @@ def fit_language_model(
     """Train a fresh model of ``size`` (or import ``checkpoint_dir``) and save it with its tokenizer to ``out_dir``."""
     if checkpoint_dir:
         model, own_tokenizer = load_checkpoint(checkpoint_dir, device=cfg.device)
-        tokenizer = own_tokenizer or tokenizer
+        tokenizer = with_document_tokens(own_tokenizer, checkpoint_dir) if own_tokenizer is not None else tokenizer
         vocab = len(tokenizer)
-        if model.config.vocab_size < vocab:
-            raise ValueError(f"checkpoint_dir={checkpoint_dir!r}: model vocabulary {model.config.vocab_size} is "
-                             f"smaller than its tokenizer's {vocab}; save the checkpoint with its own tokenizer")
+        check_embedding_covers(checkpoint_dir, model.config.vocab_size, vocab, own=own_tokenizer is not None)
         context = min(size.context_length, getattr(model.config, "max_position_embeddings", size.context_length))
         train_tokens, val_tokens = token_streams(tokenizer, train_texts, val_texts)
         micro_batch = cfg.batch_size // cfg.grad_accum_steps  # the same validation windows training scores

@@ -141,6 +141,26 @@ def count_parameters(model: torch.nn.Module, *, non_embedding: bool = False) -> 
     return total
 
 
+def checkpoint_shape(config: Any) -> dict[str, Any]:
+    """The shape of a Hugging Face model from its ``config`` (``model.config`` or ``AutoConfig``), in
+    `ModelSize`'s words: d_model, n_layers, n_heads, d_ff, context_length, n_kv_heads, plus vocab_size (the
+    embedding's rows) and model_type. Read through the standard config names (GPT-2's n_embd/n_layer/n_head/
+    n_positions map onto them); a field the architecture does not state is None (GPT-2's unset n_inner is its
+    4 * d_model)."""
+    def read(*names: str) -> Any:
+        return next((value for name in names if (value := getattr(config, name, None)) is not None), None)
+
+    d_model = read("hidden_size", "d_model", "n_embd")
+    d_ff = read("intermediate_size", "n_inner", "ffn_dim", "d_ff")
+    if d_ff is None and getattr(config, "model_type", None) == "gpt2" and d_model is not None:
+        d_ff = 4 * d_model
+    heads = read("num_attention_heads", "n_head")
+    return {"d_model": d_model, "n_layers": read("num_hidden_layers", "n_layer"), "n_heads": heads, "d_ff": d_ff,
+            "context_length": read("max_position_embeddings", "n_positions", "n_ctx"),
+            "n_kv_heads": read("num_key_value_heads") or heads, "vocab_size": read("vocab_size"),
+            "model_type": getattr(config, "model_type", None)}
+
+
 def model_flops_per_token(size: ModelSize, vocab_size: int) -> float:
     """Training FLOPs per token (forward + backward) in the PaLM/nanoGPT convention, for MFU.
 

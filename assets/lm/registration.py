@@ -169,21 +169,49 @@ def imported_tokenizer(checkpoint_dir: str | Path, tokenizer: Any) -> Any | None
     the checkpoint has no tokenizer files (the model then uses ``tokenizer``) or the same vocabulary.
 
     A checkpoint without a tokenizer whose model vocabulary is not ``tokenizer``'s size is refused (ValueError):
-    its token ids would mean other words."""
+    its token ids would mean other words. So is one whose own tokenizer has neither a bos nor an eos token (a
+    document stream needs one; with only one, it stands for both, as GPT-2's <|endoftext|> does) or more tokens
+    than its model's embedding has rows."""
     from transformers import AutoConfig, AutoTokenizer
 
     path = Path(checkpoint_dir)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"checkpoint_dir={str(path)!r} has no config.json (not a save_pretrained checkpoint)")
     if any((path / name).is_file() for name in TOKENIZER_FILES):
-        own = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        return None if own.get_vocab() == tokenizer.get_vocab() else own
+        from assets.lm.family import check_embedding_covers, with_document_tokens
+
+        try:
+            own = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        except Exception as exc:
+            raise ValueError(f"checkpoint_dir={str(path)!r}: its tokenizer files could not be loaded: "
+                             f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}") from exc
+        if own.get_vocab() == tokenizer.get_vocab():
+            return None
+        own = with_document_tokens(own, path)  # refused here, before a run is opened, when it has neither
+        rows = AutoConfig.from_pretrained(path, local_files_only=True).vocab_size
+        check_embedding_covers(path, rows, len(own), own=True)
+        return own
     vocab = AutoConfig.from_pretrained(path, local_files_only=True).vocab_size
     if vocab != len(tokenizer):
         raise ValueError(f"checkpoint_dir={str(path)!r} has no tokenizer and its model's vocabulary ({vocab} tokens) "
                          f"is not the corpus tokenizer's ({len(tokenizer)}): save the checkpoint with the tokenizer "
                          "it was trained with (tokenizer.save_pretrained into the same folder)")
     return None
+
+
+def imported_shape(checkpoint_dir: str | Path) -> dict[str, Any]:
+    """The shape of the model in a local checkpoint, from its config.json (`assets.lm.model.checkpoint_shape`):
+    what an imported model's record and MLflow parameters state, not the family size it stands in for."""
+    from transformers import AutoConfig
+
+    from assets.lm.model import checkpoint_shape
+
+    try:
+        config = AutoConfig.from_pretrained(Path(checkpoint_dir), local_files_only=True)
+    except Exception as exc:  # transformers' message does not always name the folder
+        raise ValueError(f"checkpoint_dir={str(checkpoint_dir)!r}: its config.json could not be read: "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}") from exc
+    return checkpoint_shape(config)
 
 
 def load_registered(record: Mapping[str, Any], tracking: Any, device: str = "cpu") -> tuple[Any, Any]:

@@ -122,3 +122,42 @@ def test_encode_documents_accepts_a_loaded_tokenizer(tmp_path, facts):
 def test_load_tokenizer_names_missing_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="tokenizer.json"):
         load_tokenizer(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("kind", ["word", "bpe"])
+def test_our_tokenizers_open_and_close_documents_with_s_and_slash_s(kind, tmp_path, facts, bpe):
+    """Reading the tokenizer's own bos/eos ids changes nothing for ours: <s> = 1 and </s> = 2, raw, wrapped or
+    saved and loaded, and the same stream either way."""
+    from assets.corpora.tokenization import as_fast_tokenizer, document_token_ids
+
+    world, documents = facts
+    raw = train_word_level_tokenizer(vocabulary(world)) if kind == "word" else bpe
+    texts = documents["text"].tolist()[:5] if kind == "word" else [TRICKY, "x = 1\n"]
+    variants = [raw, as_fast_tokenizer(raw), load_tokenizer(save_tokenizer(raw, tmp_path / kind))]
+    assert [document_token_ids(t) for t in variants] == [(1, 2)] * 3
+    for tokenizer in variants[1:]:
+        np.testing.assert_array_equal(encode_documents(tokenizer, texts), encode_documents(raw, texts))
+
+
+def test_a_checkpoint_tokenizer_uses_its_own_bos_and_eos(facts):
+    """GPT-2 / Pythia: <|endoftext|> opens and closes a document; one with only an eos uses it for both; Llama 3:
+    its own two; a tokenizer with neither is refused."""
+    from assets.corpora.tokenization import document_token_ids
+    from tests.corpora.foreign_tokenizers import ENDOFTEXT, byte_level_bpe
+
+    texts = facts[1]["text"].tolist()[:20]
+    gpt2 = byte_level_bpe(texts, 300)
+    assert "<s>" not in gpt2.get_vocab() and "</s>" not in gpt2.get_vocab()
+    end = gpt2.convert_tokens_to_ids(ENDOFTEXT)
+    assert document_token_ids(gpt2) == (end, end) == (0, 0)
+    pieces = [gpt2(t, add_special_tokens=False)["input_ids"] for t in texts[:2]]
+    assert encode_documents(gpt2, texts[:2]).tolist() == [i for p in pieces for i in [end, *p, end]]
+    eos_only = byte_level_bpe(texts, 300, bos_token=None)
+    assert eos_only.bos_token_id is None and document_token_ids(eos_only) == (end, end)
+    llama3 = byte_level_bpe(texts, 300, ["<|begin_of_text|>", "<|end_of_text|>"], bos_token="<|begin_of_text|>",
+                            eos_token="<|end_of_text|>")
+    assert document_token_ids(llama3) == (0, 1)
+    stream = encode_documents(llama3, texts[:1]).tolist()
+    assert stream == [0, *llama3(texts[0], add_special_tokens=False)["input_ids"], 1]
+    with pytest.raises(ValueError, match="neither a beginning-of-sequence nor an end-of-sequence token"):
+        encode_documents(byte_level_bpe(texts, 300, bos_token=None, eos_token=None), texts)
