@@ -163,12 +163,19 @@ class UserCorpusConfig(StudyConfig):
 
 @dg.asset(group_name=GROUP, tags={**USER_INPUT_TAG, **stage("data")})
 def user_corpus(context: dg.AssetExecutionContext, config: UserCorpusConfig) -> pd.DataFrame:
-    """A user's corpus read from local files, split train/validation (set ``path`` in the launchpad)."""
-    from assets.corpora.user_corpus import read_user_corpus
+    """A user's corpus read from local files, split train/validation (set ``path`` in the launchpad); every row
+    names where it came from (``source_path``, resolved) and the exact bytes read (``corpus_hash``, sha256)."""
+    from pathlib import Path
+
+    from assets.corpora.user_corpus import corpus_hash, read_user_corpus
 
     documents = read_user_corpus(config.path, config.text_column, config.owner_column,
                                  config.validation_fraction, config.seed)
-    context.add_output_metadata({"source": config.path, "characters": int(documents["text"].str.len().sum())})
+    lineage = {"source_path": str(Path(config.path).expanduser().resolve()), "corpus_hash": corpus_hash(config.path)}
+    documents = documents.assign(**lineage)
+    splits = documents["split"].value_counts()
+    context.add_output_metadata({"source": config.path, **lineage, "characters": int(documents["text"].str.len().sum()),
+                                 **{f"{split}_documents": int(splits.get(split, 0)) for split in ("train", "validation")}})
     return documents
 
 
@@ -180,19 +187,22 @@ class BPETokenizerConfig(StudyConfig):
                                "this many times in the corpus")
 
 
-def _log_tokenizer(context, tracking: Tracking, tokenizer, corpus: str, kind: str) -> dict[str, Any]:
-    """Save a tokenizer in transformers' format, log it to MLflow, and return the record assets store."""
+def _log_tokenizer(context, tracking: Tracking, tokenizer, corpus: str, kind: str,
+                   lineage: dict[str, str] | None = None) -> dict[str, Any]:
+    """Save a tokenizer in transformers' format, log it to MLflow, and return the record assets store;
+    ``lineage`` (the corpus' ``corpus_hash``) goes into the record, the MLflow parameters and the metadata."""
+    lineage = lineage or {}
     from assets.corpora.tokenization import save_tokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
         save_tokenizer(tokenizer, tmp)
         with tracking.start_run(f"tokenizer-{corpus}", dagster_run_id=context.run.run_id,
                                 asset_key=context.asset_key.to_user_string(),
-                                params={"kind": kind, "vocab_size": tokenizer.get_vocab_size()}) as run_id:
+                                params={"kind": kind, "vocab_size": tokenizer.get_vocab_size(), **lineage}) as run_id:
             uri = tracking.log_artifacts(run_id, tmp, "tokenizer")
     record = {"tokenizer_uri": uri, "corpus": corpus, "kind": kind, "vocab_size": tokenizer.get_vocab_size(),
-              "mlflow_run_id": run_id, "mlflow_link": tracking.run_link(run_id)}
-    context.add_output_metadata({"vocab_size": record["vocab_size"], "tokenizer_uri": uri,
+              **lineage, "mlflow_run_id": run_id, "mlflow_link": tracking.run_link(run_id)}
+    context.add_output_metadata({"vocab_size": record["vocab_size"], "tokenizer_uri": uri, **lineage,
                                  "mlflow": dg.MetadataValue.url(record["mlflow_link"])})
     return record
 
@@ -215,18 +225,24 @@ def code_tokenizer(context: dg.AssetExecutionContext, config: BPETokenizerConfig
 
     train = code_corpus.loc[code_corpus["split"] == "train", "text"]
     tokenizer = train_bpe_tokenizer(train, config.vocab_size, config.min_frequency)
-    return _log_tokenizer(context, tracking, tokenizer, "code", "byte-level-bpe")
+    return _log_tokenizer(context, tracking, tokenizer, "code", "byte-level-bpe", _corpus_lineage(code_corpus))
 
 
 @dg.asset(group_name=GROUP, tags={**USER_INPUT_TAG, **stage("data")})
 def user_tokenizer(context: dg.AssetExecutionContext, config: BPETokenizerConfig, tracking: Tracking,
                    user_corpus: pd.DataFrame) -> dict:
-    """Byte-level BPE trained on the user corpus' train split."""
+    """Byte-level BPE trained on the user corpus' train split; its record names the corpus (``corpus_hash``)."""
     from assets.corpora.tokenization import train_bpe_tokenizer
 
     train = user_corpus.loc[user_corpus["split"] == "train", "text"]
     tokenizer = train_bpe_tokenizer(train, config.vocab_size, config.min_frequency)
-    return _log_tokenizer(context, tracking, tokenizer, "user", "byte-level-bpe")
+    return _log_tokenizer(context, tracking, tokenizer, "user", "byte-level-bpe", _corpus_lineage(user_corpus))
+
+
+def _corpus_lineage(documents: pd.DataFrame) -> dict[str, str]:
+    """The corpus a tokenizer was trained on: its ``corpus_hash`` (and ``source_path``) when the rows carry them."""
+    return {column: str(documents[column].iloc[0]) for column in ("corpus_hash", "source_path")
+            if column in documents.columns and len(documents) and documents[column].nunique() == 1}
 
 
 # ---------------------------------------------------------------------------------------- data quality
@@ -288,9 +304,17 @@ def code_corpus_valid(code_corpus: pd.DataFrame) -> dg.AssetCheckResult:
     return gx_check(code_corpus, suite, name="code_corpus")
 
 
-@dg.asset_check(asset=user_corpus, description="ids unique, no empty documents, valid splits")
+@dg.asset_check(asset=user_corpus, description="ids unique, no empty documents, both splits present (a model "
+                "trained on the corpus needs validation documents: one document, or validation_fraction 0, leaves "
+                "none), one source and content hash")
 def user_corpus_valid(user_corpus: pd.DataFrame) -> dg.AssetCheckResult:
-    return gx_check(user_corpus, _documents_expectations("doc_id", ["train", "validation"]), name="user_corpus")
+    gxe = expectations()
+    suite = _documents_expectations("doc_id", ["train", "validation"]) + [
+        gxe.ExpectColumnDistinctValuesToEqualSet(column="split", value_set=["train", "validation"]),
+        *[gxe.ExpectColumnUniqueValueCountToBeBetween(column=c, min_value=1, max_value=1)
+          for c in ("source_path", "corpus_hash")],
+    ]
+    return gx_check(user_corpus, suite, name="user_corpus")
 
 
 defs = dg.Definitions(

@@ -3,17 +3,21 @@
 Accepted inputs:
 - a directory: every `.txt` file below it (recursively) is one document, doc_id = its relative path;
   with `owner_column`, a document's owner is the name of the top-level subfolder it sits in;
-- a `.txt` file: documents are separated by one or more blank lines, doc_id = "<file>:<n>" (1-based);
-- a `.jsonl` file: one JSON object per line holding the text (and owner) field, doc_id = "<file>:<line>";
+- a `.txt` file: documents are separated by one or more blank lines (a line of only whitespace, any Unicode
+  whitespace such as a no-break space, is blank), doc_id = "<file>:<n>" (1-based);
+- a `.jsonl` file: one JSON object per line holding the text (and owner) field, doc_id = "<file>:<line>"; lines
+  end at "\n" (a trailing "\r" is dropped), so U+2028, U+2029 and U+0085 inside a string stay in the text;
 - a `.parquet` file: one row per document, doc_id = "<file>:<row>" (0-based).
 
-Documents that are empty or whitespace-only are dropped. Everything else that is wrong raises a
-`UserCorpusError` naming the file and what was expected.
+.txt text has its line endings made "\n" (Windows "\r\n" and old Mac "\r" alike). Documents that are empty or
+whitespace-only are dropped. Everything else that is wrong raises a `UserCorpusError` naming the file and what
+was expected. `corpus_hash` names the exact bytes a corpus was read from.
 """
 
 from __future__ import annotations
 
 import codecs
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -22,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 SUPPORTED = ".txt file, .jsonl file, .parquet file, or a directory of .txt files"
-_BLANK_LINES = re.compile(r"\n(?:[ \t\f\v]*\n)+")
+_BLANK_LINES = re.compile(r"\n(?:[^\S\n]*\n)+")  # [^\S\n]: any Unicode whitespace but the line break itself
 
 
 class UserCorpusError(ValueError):
@@ -62,6 +66,26 @@ def read_user_corpus(path: str | Path, text_column: str = "text", owner_column: 
     return documents[columns]
 
 
+def corpus_hash(path: str | Path) -> str:
+    """sha256 naming the exact corpus at ``path``: of a file's bytes; of a directory's .txt files, over the sorted
+    (relative path, file sha256) pairs (as `assets.corpora.code_corpus.corpus_hash_of`)."""
+    path = Path(path)
+    if not path.is_dir():
+        return _file_sha256(path)
+    hasher = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() == ".txt"):
+        hasher.update(f"{file.relative_to(path).as_posix()}\0{_file_sha256(file)}\n".encode())
+    return hasher.hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
 def _splits(n: int, validation_fraction: float, seed: int) -> np.ndarray:
     n_validation = round(validation_fraction * n)
     if validation_fraction > 0 and n >= 2:
@@ -83,9 +107,15 @@ def _decode(path: Path) -> str:
                               f"{offset}") from None
 
 
+def _unix_lines(text: str) -> str:
+    """``text`` with Windows (\\r\\n) and old Mac (\\r) line endings made \\n."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def _read_txt(path: Path) -> list[dict]:
-    text = _decode(path).replace("\r\n", "\n")
-    paragraphs = [p.strip("\n") for p in _BLANK_LINES.split(text)]
+    text = _unix_lines(_decode(path))
+    # framed by line breaks, so blank lines at the very start and end separate too
+    paragraphs = [p.strip("\n") for p in _BLANK_LINES.split(f"\n{text}\n")]
     return [{"doc_id": f"{path.name}:{i}", "text": p} for i, p in enumerate(paragraphs, start=1)]
 
 
@@ -96,7 +126,7 @@ def _read_directory(root: Path, owner_column: str | None) -> list[dict]:
     records = []
     for file in files:
         relative = file.relative_to(root)
-        record = {"doc_id": relative.as_posix(), "text": _decode(file)}
+        record = {"doc_id": relative.as_posix(), "text": _unix_lines(_decode(file))}
         if owner_column is not None:
             if len(relative.parts) < 2:
                 raise UserCorpusError(f"{file}: with owner_column, every .txt file must sit in a subfolder "
@@ -108,7 +138,9 @@ def _read_directory(root: Path, owner_column: str | None) -> list[dict]:
 
 def _read_jsonl(path: Path, text_column: str, owner_column: str | None) -> list[dict]:
     records = []
-    for line_number, line in enumerate(_decode(path).splitlines(), start=1):
+    # split at "\n" only: str.splitlines would also break at U+2028/U+2029/U+0085, which JSON allows raw in a string
+    for line_number, line in enumerate(_decode(path).split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         where = f"{path}: line {line_number}"

@@ -148,3 +148,47 @@ def test_bad_validation_fraction(tmp_path):
     path.write_text("hello")
     with pytest.raises(UserCorpusError, match="validation_fraction"):
         read_user_corpus(path, validation_fraction=1.5)
+
+
+def test_jsonl_keeps_unicode_line_separators_inside_strings(tmp_path):
+    """JSON allows U+2028, U+2029 and U+0085 raw inside a string; only "\\n" ends a line (a "\\r" before it too)."""
+    texts = ["one\u2028two", "para\u2029graph", "next\u0085line"]
+    path = tmp_path / "c.jsonl"
+    path.write_bytes("\r\n".join(json.dumps({"text": t}, ensure_ascii=False) for t in texts).encode("utf-8"))
+    documents = read_user_corpus(path, validation_fraction=0.0)
+    assert documents["text"].tolist() == texts
+    assert documents["doc_id"].tolist() == ["c.jsonl:1", "c.jsonl:2", "c.jsonl:3"]
+
+
+@pytest.mark.parametrize("blank", ["\xa0", "\u2003", " \u3000\t", "\u2028"])
+def test_txt_a_line_of_any_unicode_whitespace_separates_documents(tmp_path, blank):
+    path = tmp_path / "c.txt"
+    path.write_text(f"{blank}\ndoc one\n{blank}\ndoc two\nstill two\n{blank}\n", encoding="utf-8")
+    assert read_user_corpus(path, validation_fraction=0.0)["text"].tolist() == ["doc one", "doc two\nstill two"]
+
+
+def test_txt_old_mac_and_windows_line_endings(tmp_path):
+    path = tmp_path / "mac.txt"
+    path.write_bytes(b"first line\rstill first\r\rsecond\r\n\r\nthird\r")
+    assert read_user_corpus(path, validation_fraction=0.0)["text"].tolist() == [
+        "first line\nstill first", "second", "third"]
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_bytes(b"x\ry\r\nz")
+    assert read_user_corpus(tmp_path / "d", validation_fraction=0.0)["text"].tolist() == ["x\ny\nz"]
+
+
+def test_corpus_hash_names_the_bytes(tmp_path):
+    from assets.corpora.user_corpus import corpus_hash
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        _jsonl(tmp_path / folder / "corpus.jsonl", [{"text": "same"}])
+    one, other = corpus_hash(tmp_path / "a" / "corpus.jsonl"), corpus_hash(tmp_path / "b" / "corpus.jsonl")
+    assert one == other and len(one) == 64  # a content hash: the path is recorded beside it
+    _jsonl(tmp_path / "b" / "corpus.jsonl", [{"text": "changed"}])
+    assert corpus_hash(tmp_path / "b" / "corpus.jsonl") != one
+    before = corpus_hash(tmp_path)  # a folder: its .txt files' paths and bytes
+    (tmp_path / "a" / "x.txt").write_text("doc")
+    after = corpus_hash(tmp_path)
+    (tmp_path / "a" / "x.txt").write_text("doc!")
+    assert len({before, after, corpus_hash(tmp_path)}) == 3

@@ -24,3 +24,23 @@ def test_a_missing_size_or_split_fails_the_corpus_checks():
     failed = _failed(facts_documents_valid(facts.assign(split=["train", None], duplicate_count=[math.nan, 1])))
     assert {"expect_column_values_to_not_be_null(column='split')",  # the protected/split pair rule fails too
             "expect_column_values_to_not_be_null(column='duplicate_count')"} <= set(failed), failed
+
+
+def test_a_user_corpus_without_a_validation_split_fails_its_check(tmp_path):
+    """One document (or validation_fraction 0) leaves no validation documents, which a model trained on the corpus
+    needs: the check says so, as code_corpus_valid does; two sources or hashes in one table fail it too."""
+    from assets.corpora.defs import user_corpus_valid
+    from assets.corpora.user_corpus import read_user_corpus
+
+    path = tmp_path / "one.txt"
+    path.write_text("a single document\nwith two lines\n")
+    stamped = {"source_path": str(path), "corpus_hash": "0" * 64}
+    single = read_user_corpus(path).assign(**stamped)
+    assert single["split"].tolist() == ["train"]
+    assert _failed(user_corpus_valid(single)) == [
+        "expect_column_distinct_values_to_equal_set(column='split', value_set=['train', 'validation'])"]
+    path.write_text("first document\n\nsecond document\n")
+    both = read_user_corpus(path).assign(**stamped)
+    assert user_corpus_valid(both).passed
+    assert _failed(user_corpus_valid(both.assign(corpus_hash=["0" * 64, "1" * 64]))) == [
+        "expect_column_unique_value_count_to_be_between(column='corpus_hash', min_value=1, max_value=1)"]
