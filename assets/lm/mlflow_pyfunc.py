@@ -6,8 +6,8 @@ tokenizer) that the studies load with `assets.lm.model.load_checkpoint`. The loa
 the model as code, so loading needs only torch and transformers (not this project).
 
 `predict` takes prompts (a DataFrame with a ``prompt`` column, or a list of strings) and returns the generated
-continuations; a tokenizer with a chat template (the chat models) gets each prompt as a user message and the
-reply's final answer is returned. Params: ``max_new_tokens`` (16), ``temperature`` (0: greedy).
+continuations; a plain prompt is read after the tokenizer's bos token (as documents were), a tokenizer with a chat
+template (the chat models) gets each prompt as a user message and the reply's final answer is returned. Params: ``max_new_tokens`` (16), ``temperature`` (0: greedy).
 """
 
 from __future__ import annotations
@@ -34,7 +34,11 @@ class CausalLMPyfunc:
         if getattr(self.tokenizer, "chat_template", None):
             return list(self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=True,
                                                            add_generation_prompt=True, return_dict=True)["input_ids"])
-        return self.tokenizer(prompt)["input_ids"]
+        # a prompt opens a document as the model read them: after its bos token (ours add <s> themselves; a GPT-2
+        # tokenizer adds nothing, and its <|endoftext|> is both bos and eos)
+        ids = list(self.tokenizer(prompt)["input_ids"])
+        bos = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
+        return ids if bos is None or ids[:1] == [bos] else [bos, *ids]
 
     def _text(self, ids: list[int]) -> str:
         text = self.tokenizer.decode(ids, skip_special_tokens=False)

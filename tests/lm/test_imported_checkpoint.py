@@ -112,6 +112,21 @@ def test_the_shape_of_an_imported_checkpoint_is_read_from_its_config(tmp_path):
         "vocab_size": 50, "model_type": "gpt2"}
 
 
+def test_the_mlflow_model_reads_a_prompt_after_the_tokenizers_own_bos(tmp_path, gpt2_tokenizer):
+    """The registered pyfunc opens a prompt the way documents were read: GPT-2's <|endoftext|> first (its tokenizer
+    adds nothing), ours unchanged (it adds <s> itself); an empty prompt then still has a token to start from."""
+    from assets.lm.mlflow_pyfunc import CausalLMPyfunc
+
+    gpt2 = CausalLMPyfunc(gpt2_checkpoint(tmp_path / "gpt2", OWN_VOCAB, gpt2_tokenizer))
+    assert gpt2._prompt_ids("alice was") == [0, *gpt2_tokenizer("alice was")["input_ids"]]
+    assert gpt2._prompt_ids("") == [0]
+    assert len(gpt2.predict(["", "alice was"], params={"max_new_tokens": 2})) == 2
+    corpus = as_fast_tokenizer(train_word_level_tokenizer(sorted({w for t in TEXTS for w in t.split()})))
+    ours = CausalLMPyfunc(gpt2_checkpoint(tmp_path / "ours", len(corpus), corpus))
+    assert ours._prompt_ids("alice was") == corpus("alice was")["input_ids"] == [1, *corpus("alice was",
+                                                                                            add_special_tokens=False)["input_ids"]]
+
+
 def test_an_imported_checkpoint_is_registered_with_its_own_tokenizer(tmp_path, warehouse_root, resources_for,
                                                                      gpt2_tokenizer):
     """A 2-layer, 64-position GPT-2 with GPT-2's tokenizer layout stands in for the 1-layer, 32-position
