@@ -36,9 +36,13 @@ def check_same_vocabulary(small_tokenizer: Any, large_tokenizer: Any) -> None:
 
 
 def encode_document(tokenizer: Any, text: str) -> list[int]:
-    """<s> tokens </s>, as the family's training stream lays documents out."""
+    """<bos> tokens <eos>, as the family's training stream lays documents out (the tokenizer's own tokens: a
+    local checkpoint's GPT-2-style tokenizer with only one of them uses it for both)."""
+    from assets.corpora.tokenization import document_token_ids
+
+    bos, eos = document_token_ids(tokenizer)
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    return [int(tokenizer.bos_token_id), *map(int, ids), int(tokenizer.eos_token_id)]
+    return [bos, *map(int, ids), eos]
 
 
 def resolve_layers(layers: Sequence[int] | None, n_layers: int) -> list[int]:

@@ -122,3 +122,15 @@ def test_token_asset_reads_a_checkpoint_pair_set_by_config(pair, warehouse_root)
     assert list(table.filter(like="hidden_l").columns) == ["hidden_l1"]
     assert table.loc[table["dataset"] == "facts", "true_entropy"].notna().all()
     assert events[1].passed  # the token table's Great Expectations check
+
+
+def test_a_local_checkpoints_eos_only_tokenizer_lays_documents_out_with_its_own_token():
+    """A checkpoint tokenizer with only an eos token (no bos) opens and closes each document with it, as the
+    registered-import path does (assets.corpora.tokenization.document_token_ids); it used to crash on bos None."""
+    from tests.corpora.foreign_tokenizers import ENDOFTEXT, byte_level_bpe
+
+    tok = byte_level_bpe(["the cat sat on the mat"] * 20, vocab_size=300, bos_token=None)
+    assert tok.bos_token_id is None
+    eot = tok.convert_tokens_to_ids(ENDOFTEXT)
+    ids = encode_document(tok, "the cat sat")
+    assert ids[0] == ids[-1] == eot and ids[1:-1] == tok("the cat sat", add_special_tokens=False)["input_ids"]
