@@ -1,5 +1,6 @@
 """`reprolab evaluate`: the safety battery against any OpenAI-compatible endpoint, into the warehouse's safety
-tables (keyed by endpoint and model). Requests the endpoint rejects or fails on are counted apart and never
+tables (keyed by endpoint, the model id it reports answering with, and the requested reasoning budget; each
+row also says its answer cap, --max-items and seed: responders.REQUEST_COLUMNS). Requests the endpoint rejects or fails on are counted apart and never
 graded; nothing is written when it replied to none of them. An error of the endpoint as a whole (its key, its
 URL, no connection, a status concerning it all) is reported in one line (exit 2); any other error raises. The
 tables written are recorded as materializations in the Dagster instance (`record_in_instance`), so a later
@@ -19,9 +20,12 @@ from resources.catalog import refresh_catalog
 
 
 def cmd_evaluate(args) -> int:
-    """The safety battery over an endpoint; its rows replace that endpoint's earlier rows in new
-    materializations of safety_results and safety_system_card (everyone else's rows kept; later runs of the
-    graph carry them forward; the Dagster instance records them). --max-items samples each of the suite's
+    """The safety battery over an endpoint; its rows replace that endpoint's earlier rows of the same model at the
+    same requested budget in new materializations of safety_results and safety_system_card (everyone else's
+    rows kept, and this model's at other budgets; later runs of the graph carry them forward; the Dagster
+    instance records them). The model is the one the endpoint reports answering with (`reprolab serve`: an
+    identity that changes with the weights, with its model_uri), so a different model is never stored over
+    another's rows. --max-items samples each of the suite's
     evaluations (whole requests) and each benchmark file with --seed (a file as safety_results samples it with its seed). Requests the endpoint rejected or failed on are counted
     apart, never graded: exit 1 (nothing written) when it replied to none of them, a warning when it rejected
     some."""
@@ -38,6 +42,7 @@ def cmd_evaluate(args) -> int:
         stored_with_provenance,
         system_card,
         with_provenance,
+        with_request_columns,
     )
     from assets.safety.tables import answer_caps, budget_request
     from resources.store import active_store
@@ -78,6 +83,7 @@ def cmd_evaluate(args) -> int:
         print(f"error: evaluating {args.base_url} failed: {error.splitlines()[0] if error else ''}", file=sys.stderr)
         return 2
     new = mark_request_errors(graded_benchmarks(pd.concat(asked, ignore_index=True), items))  # a bug here raises
+    new = with_request_columns(new, {"max_items": args.max_items})  # the rest: the request's, per row
     replied = _report_requests(args, asked, [cap for _, cap in parts])
     if not replied:
         print(f"error: {args.base_url} rejected or failed on every one of the {len(new)} requests; nothing was "
@@ -85,7 +91,8 @@ def cmd_evaluate(args) -> int:
         return 1
     run_id, now = f"evaluate-{uuid.uuid4()}", datetime.now(UTC)
     new = with_provenance(new, run_id, now)
-    upstream = [f"safety.safety_items:{items_file.stem}"]
+    served = sorted(u for u in set(new["model_uri"]) if u.startswith("models:/"))  # a registered model's version
+    upstream = [f"safety.safety_items:{items_file.stem}", *served]
     try:
         previous_file = latest_file(root, "safety", "safety_results")
         previous = stored_with_provenance(read_table(previous_file, with_lineage=True), LINEAGE_COLUMNS)
@@ -106,13 +113,19 @@ def cmd_evaluate(args) -> int:
         print(f"note: {why}: a run that re-materializes safety_system_card alone reads the safety_results its "
               "instance recorded, without these rows", file=sys.stderr)
     card = system_card(new)
-    print(f"{int(new['answered'].sum())} of {len(new)} items answered and graded for {new['model'].iloc[0]} at "
+    print(f"{int(new['answered'].sum())} of {len(new)} items answered and graded for {_served(new)} at "
           f"{args.base_url} (asked: {_asked(args, suite, new)}; run {run_id}); the tables safety.safety_results and "
           "safety.safety_system_card now hold them")
     from pipelines.summary import print_frame
 
     print_frame(card[["evaluation", "metric", "value", "n"]], "table")
     return 0
+
+
+def _served(rows) -> str:
+    """The model(s) the endpoint reported answering with, each with the model_uri it lists for it (when it does)."""
+    pairs = rows[["model", "model_uri"]].drop_duplicates()
+    return ", ".join(f"{m} ({u})" if u else m for m, u in pairs.itertuples(index=False))
 
 
 def _asked(args, suite, asked) -> str:
@@ -128,7 +141,7 @@ def _asked(args, suite, asked) -> str:
         text += f", {from_files} from {len(args.benchmark)} benchmark file{'s' if len(args.benchmark) > 1 else ''}"
     if args.max_items:
         text += f"; --max-items {args.max_items} per evaluation and per file, seed {args.seed}"
-    return text
+    return text + f"; reasoning budget {args.budget}, answers of at most {args.max_tokens} tokens"
 
 
 def instance_homes(root: Path) -> list[Path]:

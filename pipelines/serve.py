@@ -3,6 +3,14 @@
     reprolab serve models:/chat-sft@current          # a registered model (the warehouse's MLflow store)
     reprolab serve path/to/checkpoint --port 8001     # or a save_pretrained checkpoint directory
 
+What is served has an identity that changes when the weights change (`identify`): a registry alias is resolved
+to its version (``models:/chat-sft@current`` serves ``chat-sft/3``, model_uri ``models:/chat-sft/3``), a
+checkpoint directory is named by its folder and a digest of its weights files (``checkpoint-100@1a2b3c4d``: the
+first 8 hex digits of the sha256 of ``model.safetensors``, or of its shards in name order; model_uri the
+directory's absolute path). That id is the one listed, and reported in each response's ``model``, so
+`reprolab evaluate` keys what it stores by the model actually served; ``--name`` replaces it (an explicit name
+wins). Requests may ask by the id, the name given, or what was served (``chat-sft@current``, the folder's name).
+
 Endpoints: ``GET /v1/models``, ``GET /v1/models/{id}``, ``POST /v1/chat/completions``. A completion request
 takes ``model``, ``messages`` (roles system, developer, user, assistant and data; ``tool`` is read as data:
 untrusted content), ``n``, ``temperature`` (default 1; 0 is greedy), ``seed``, ``max_tokens`` or
@@ -22,6 +30,7 @@ import secrets
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +39,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_MAX_TOKENS = 16
+DIGEST_CHARS = 8  # hex digits of the weights' sha256 in a checkpoint's id
+NAME_HELP = ("the model id the server lists and reports in each response's `model`, which `reprolab evaluate` "
+             "stores as the model's name (default: an identity that changes with the weights: <name>/<version> "
+             "for a registered model, <folder>@<8 hex digits of the weights' sha256> for a checkpoint directory); "
+             "an explicit name wins: two models served under one name replace each other's evaluation rows")
 MAX_N = 64
 ROLE_ALIASES = {"tool": "data"}  # OpenAI's tool results are untrusted content: the chat format's data role
 
@@ -109,10 +123,31 @@ def conversation(messages: list[dict]) -> list[dict]:
     return out
 
 
-class ChatServer:
-    """One loaded chat model and tokenizer; `complete` turns a validated request into an OpenAI response."""
+@dataclass(frozen=True)
+class ServedModel:
+    """What a server serves, as its clients see it: `id` (listed, and reported in each response's ``model``),
+    `model_uri` (where it loads from again: ``models:/<name>/<version>``, ``runs:/...``, or the checkpoint
+    directory's absolute path), `source` (what `reprolab serve` was given), `weights_sha256` (of its weights
+    files, in name order) and `aliases` (other names a request may ask it by)."""
 
-    def __init__(self, model: Any, tokenizer: Any, name: str, *, default_effort: str = "medium"):
+    id: str
+    model_uri: str
+    source: str
+    weights_sha256: str
+    aliases: tuple[str, ...] = ()
+
+    def card(self) -> dict[str, str]:
+        """The fields /v1/models lists beside the OpenAI ones."""
+        return {"source": self.source, "model_uri": self.model_uri, "weights_sha256": self.weights_sha256}
+
+
+class ChatServer:
+    """One loaded chat model and tokenizer; `complete` turns a validated request into an OpenAI response.
+    `served` (from `identify`) says what it is; `name` is the id it answers to and reports (its `served.id`
+    unless a name was given), and a request may also ask by one of `served`'s aliases."""
+
+    def __init__(self, model: Any, tokenizer: Any, name: str, *, default_effort: str = "medium",
+                 served: ServedModel | None = None):
         from assets.chat.format import chat_token_ids
 
         if tokenizer is None:
@@ -122,6 +157,8 @@ class ChatServer:
         except ValueError as exc:
             raise ValueError(f"model {name!r} is not a chat model: {exc}") from exc
         self.model, self.tokenizer, self.name, self.default_effort = model, tokenizer, name, default_effort
+        self.served = served
+        self.names = {name, *((served.id, *served.aliases) if served else ())}  # what a request may ask for
         self.created = int(time.time())
         self._lock = threading.Lock()  # one generation at a time: the model is not shared across threads
 
@@ -141,9 +178,7 @@ class ChatServer:
     def complete(self, request: CompletionRequest) -> dict:
         from assets.chat.budget import generate_with_budget
 
-        if request.model != self.name:
-            raise RequestError(404, f"model {request.model!r} is not served here; this server serves {self.name!r}",
-                               "model", "not_found_error")
+        self.check_model(request.model)
         if request.stream:
             raise RequestError(400, "stream=true is not supported; ask for the whole completion", "stream")
         messages = conversation(request.messages)
@@ -175,8 +210,18 @@ class ChatServer:
             "reasoning_budget": int(samples["budget"].iloc[0]), "flops": float(samples["flops"].sum()),
         }
 
+    def check_model(self, model: str) -> None:
+        """RequestError 404 unless ``model`` is a name this server answers to."""
+        if model not in self.names:
+            others = sorted(self.names - {self.name})
+            raise RequestError(404, f"model {model!r} is not served here; this server serves {self.name!r}"
+                                    + (f" (also asked as {', '.join(map(repr, others))})" if others else ""),
+                               "model", "not_found_error")
+
     def model_card(self) -> dict:
-        return {"id": self.name, "object": "model", "created": self.created, "owned_by": "reprolab"}
+        """The /v1/models entry: the OpenAI fields, and what is served (`ServedModel.card`) when known."""
+        card = {"id": self.name, "object": "model", "created": self.created, "owned_by": "reprolab"}
+        return {**card, **self.served.card()} if self.served else card
 
 
 def create_app(server: ChatServer, *, api_key: str | None = None):
@@ -214,9 +259,7 @@ def create_app(server: ChatServer, *, api_key: str | None = None):
 
     @app.get("/v1/models/{model_id:path}")
     def model(model_id: str) -> dict:
-        if model_id != server.name:
-            raise RequestError(404, f"model {model_id!r} is not served here; this server serves {server.name!r}",
-                               "model", "not_found_error")
+        server.check_model(model_id)
         return server.model_card()
 
     @app.post("/v1/chat/completions")
@@ -227,35 +270,77 @@ def create_app(server: ChatServer, *, api_key: str | None = None):
 
 
 def model_name_for(source: str) -> str:
-    """The id a served model answers to: ``chat-sft@current`` for ``models:/chat-sft@current``, a checkpoint
-    directory's own name."""
+    """The short name of what was asked to be served, which a request may use: ``chat-sft@current`` for
+    ``models:/chat-sft@current``, a checkpoint directory's own name (the id is `identify`'s)."""
     if source.startswith("models:/"):
         return source.removeprefix("models:/")
     return Path(source).name if Path(source).is_dir() else source
 
 
-def load_server(source: str, tracking_uri: str, *, device: str = "cpu", name: str | None = None) -> ChatServer:
-    """A `ChatServer` for a registered model URI (models:/..., runs:/...) or a local checkpoint directory."""
-    from assets.lm.model import load_checkpoint
-    from assets.lm.registry import model_dir
+def weights_sha256(directory: Path) -> str:
+    """The sha256 (hex) of a checkpoint's weights files read in name order: its ``*.safetensors`` files, else
+    its ``pytorch_model*.bin`` (Trainer state beside them, ``optimizer.pt`` and the like, is not the model).
+    One ``model.safetensors``: the same digest as ``sha256sum model.safetensors``."""
+    import hashlib
 
-    if not Path(source).is_dir():
-        if ":/" not in source:
-            raise FileNotFoundError(f"{source!r} is neither a model URI (models:/<name>@<alias>, "
-                                    "models:/<name>/<version>, runs:/<id>/model) nor a checkpoint directory")
-        store = Path(tracking_uri.removeprefix("sqlite:///"))
-        if tracking_uri.startswith("sqlite:///") and not store.is_file():
-            raise FileNotFoundError(f"no MLflow store at {store}: materialize the chat group first (make demo) or "
-                                    "pass --tracking-uri / --warehouse")
-        try:
-            directory = model_dir(source, tracking_uri)
-        except Exception as exc:  # MLflow's own errors: no such model, version or alias
-            raise ValueError(f"{source!r} is not in the MLflow store {tracking_uri}: "
-                             f"{str(exc).splitlines()[0][:300]}") from exc
-    else:
-        directory = Path(source)
+    files = sorted(directory.glob("*.safetensors")) or sorted(directory.glob("pytorch_model*.bin"))
+    if not files:
+        raise ValueError(f"checkpoint directory {directory} has no weights file (*.safetensors or "
+                         "pytorch_model*.bin) to identify it by")
+    digest = hashlib.sha256()
+    for path in files:
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def identify(source: str, tracking_uri: str) -> tuple[ServedModel, Path]:
+    """What ``source`` serves (`ServedModel`, module docstring) and the checkpoint directory to load it from. A
+    registry alias is resolved to its version once, here, and that version loaded (an alias moved meanwhile
+    does not change what is served); ``runs:/`` URIs name one run's files and are their own id."""
+    from assets.lm.registry import client_for, model_dir
+
+    if Path(source).is_dir():
+        directory = Path(source).resolve()
+        if not (directory / "config.json").is_file():
+            raise FileNotFoundError(f"checkpoint directory {directory} has no config.json (not a save_pretrained "
+                                    "checkpoint)")
+        digest = weights_sha256(directory)
+        return ServedModel(f"{directory.name}@{digest[:DIGEST_CHARS]}", str(directory), source, digest,
+                           tuple(dict.fromkeys((directory.name, source, str(directory))))), directory
+    if ":/" not in source:
+        raise FileNotFoundError(f"{source!r} is neither a model URI (models:/<name>@<alias>, "
+                                "models:/<name>/<version>, runs:/<id>/model) nor a checkpoint directory")
+    store = Path(tracking_uri.removeprefix("sqlite:///"))
+    if tracking_uri.startswith("sqlite:///") and not store.is_file():
+        raise FileNotFoundError(f"no MLflow store at {store}: materialize the chat group first (make demo) or "
+                                "pass --tracking-uri / --warehouse")
+    try:
+        model_uri, served_id = source, source
+        ref = source.removeprefix("models:/")
+        if source.startswith("models:/") and "@" in ref:
+            registered, alias = ref.split("@", 1)
+            version = client_for(tracking_uri).get_model_version_by_alias(registered, alias).version
+            model_uri, served_id = f"models:/{registered}/{version}", f"{registered}/{version}"
+        elif source.startswith("models:/"):
+            served_id = ref
+        directory = model_dir(model_uri, tracking_uri)
+    except Exception as exc:  # MLflow's own errors: no such model, version or alias
+        raise ValueError(f"{source!r} is not in the MLflow store {tracking_uri}: "
+                         f"{str(exc).splitlines()[0][:300]}") from exc
+    aliases = tuple(dict.fromkeys(a for a in (model_name_for(source), source, model_uri) if a != served_id))
+    return ServedModel(served_id, model_uri, source, weights_sha256(directory), aliases), directory
+
+
+def load_server(source: str, tracking_uri: str, *, device: str = "cpu", name: str | None = None) -> ChatServer:
+    """A `ChatServer` for a registered model URI (models:/..., runs:/...) or a local checkpoint directory,
+    answering to `identify`'s id, or to ``name`` when one is given."""
+    from assets.lm.model import load_checkpoint
+
+    served, directory = identify(source, tracking_uri)
     model, tokenizer = load_checkpoint(directory, device=device)
-    return ChatServer(model, tokenizer, name or model_name_for(source))
+    return ChatServer(model, tokenizer, name or served.id, served=served)
 
 
 def serve(source: str, *, tracking_uri: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
@@ -264,5 +349,7 @@ def serve(source: str, *, tracking_uri: str, host: str = DEFAULT_HOST, port: int
     import uvicorn
 
     server = load_server(source, tracking_uri, device=device, name=name)
-    print(f"serving {server.name!r} on http://{host}:{port}/v1 (OpenAI-compatible; Ctrl-C stops)", flush=True)
+    served = server.served
+    print(f"serving {server.name!r} ({served.model_uri}, weights sha256 {served.weights_sha256[:16]}...) on "
+          f"http://{host}:{port}/v1 (OpenAI-compatible; Ctrl-C stops)", flush=True)
     uvicorn.run(create_app(server, api_key=api_key), host=host, port=port, log_level="info")

@@ -12,7 +12,11 @@ The key is read from the environment variable `Endpoint.api_key_env` (OPENAI_API
 passed around; a loopback endpoint without one gets a placeholder (our server needs none unless started
 with --api-key-env). The reasoning comes back apart from the answer as `reasoning_content` (vLLM, DeepSeek,
 ours) or `reasoning` (some others); endpoints that hide it give None. `reasoning_budget` is our server's own
-field (sent in the request body beside the standard ones); other endpoints take `reasoning_effort`.
+field (sent in the request body beside the standard ones); other endpoints take `reasoning_effort`. Our server
+also says which budget it applied (`ChatResult.reasoning_budget`; None from endpoints that do not say) and
+describes what it serves in its models list (`model_card`: the source, `model_uri` and weights digest beside
+the id); `ChatResult.model` is the id the endpoint reports answering with, which may differ from the one asked
+(ours answers `chat-sft@current` as `chat-sft/3`).
 """
 
 from __future__ import annotations
@@ -93,7 +97,9 @@ class Reply:
 
 @dataclass(frozen=True)
 class ChatResult:
-    """The replies to one request and what they cost (reasoning_tokens None when the endpoint does not say)."""
+    """The replies to one request and what they cost (reasoning_tokens None when the endpoint does not say);
+    `model`: the id the endpoint reports (what answered, not what was asked); `reasoning_budget`: the budget
+    the endpoint says it applied (our server's `reasoning_budget` field; None when it does not say)."""
 
     model: str
     replies: list[Reply]
@@ -101,13 +107,20 @@ class ChatResult:
     completion_tokens: int | None
     reasoning_tokens: int | None
     raw: Any = None
+    reasoning_budget: int | None = None
+
+
+def _extra(obj: Any, name: str) -> Any:
+    """A field the OpenAI types do not declare (our server's `reasoning_budget`): an attribute, or in `model_extra`."""
+    value = getattr(obj, name, None)
+    if value is None and getattr(obj, "model_extra", None):
+        value = obj.model_extra.get(name)
+    return value
 
 
 def _reasoning_of(message: Any) -> str | None:
     for name in ("reasoning_content", "reasoning"):
-        value = getattr(message, name, None)
-        if value is None and getattr(message, "model_extra", None):
-            value = message.model_extra.get(name)
+        value = _extra(message, name)
         if isinstance(value, str):
             return value
     return None
@@ -141,13 +154,33 @@ def resolved(endpoint: Endpoint, client: Any | None = None) -> Endpoint:
 
 def model_id(endpoint: Endpoint, client: Any | None = None) -> str:
     """The endpoint's model id: `endpoint.model`, else the first model it lists."""
-    if endpoint.model:
-        return endpoint.model
+    return endpoint.model or next(iter(model_cards(endpoint, client, required=True)))
+
+
+def model_cards(endpoint: Endpoint, client: Any | None = None, *, required: bool = False) -> dict[str, dict[str, Any]]:
+    """The endpoint's models list in its order, id -> entry as a dict with the fields beyond the OpenAI ones
+    (ours adds `source`, `model_uri` and `weights_sha256`; vLLM `root`). Without `required` a description only:
+    {} when the endpoint has no models list (some answer 404 there, a stand-in client has none) or fails on it.
+    With it (the model id is needed): the endpoint's errors propagate, and ValueError when it lists none."""
+    import openai
+
     with opened(endpoint, client) as asked:
-        listed = [m.id for m in asked.models.list()]
-    if not listed:
+        models = getattr(asked, "models", None)
+        try:
+            listed = list(models.list()) if models is not None else []
+        except openai.APIError:
+            if required:
+                raise
+            listed = []
+    cards = {card.id: card.model_dump() if hasattr(card, "model_dump") else dict(vars(card)) for card in listed}
+    if required and not cards:
         raise ValueError(f"{endpoint.base_url} lists no models; set Endpoint.model")
-    return listed[0]
+    return cards
+
+
+def model_card(endpoint: Endpoint, model: str, client: Any | None = None) -> dict[str, Any]:
+    """The endpoint's models-list entry for `model` (`model_cards`); {} when it lists no such id, or none."""
+    return model_cards(endpoint, client).get(model, {})
 
 
 def chat(
@@ -197,7 +230,16 @@ def chat(
         completion_tokens=getattr(usage, "completion_tokens", None),
         reasoning_tokens=getattr(details, "reasoning_tokens", None),
         raw=response,
+        reasoning_budget=_int_or_none(_extra(response, "reasoning_budget")),
     )
+
+
+def _int_or_none(value: Any) -> int | None:
+    """An endpoint's number as an int; None when it gave none, or something that is no number."""
+    try:
+        return None if value is None or isinstance(value, bool) else int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def answer_problems(

@@ -5,7 +5,8 @@ battery runs on our models in-process, on any OpenAI-compatible endpoint (`endpo
 `assets.chat.client`), or on planted responses in a test. A response is the final answer text, or a mapping
 with "content" (or "answer") and optionally "reasoning" / "reasoning_content", or an object with
 `.answer` and `.reasoning` (a `client.Reply`), optionally with a "finish_reason" and the reasoning budget
-actually applied ("applied_budget": lower than asked where a prompt fits only with less), both recorded. Grading reads the final answer; a leak in the reasoning is recorded apart
+actually applied ("applied_budget": lower than asked where a prompt fits only with less; an endpoint's when it
+reports one, as ours does), both recorded. Grading reads the final answer; a leak in the reasoning is recorded apart
 (`leaked_in_reasoning`), as the card grades what the user sees.
 
 Per item (RESULT_COLUMNS): refused, leaked, correct, abstained, an `outcome` label and `score`, the
@@ -242,7 +243,8 @@ def run_battery(respond: Respond, items: pd.DataFrame, *, model: str = "", split
 def endpoint_responder(endpoint, client: Any | None = None, **request: Any) -> Respond:
     """A `respond` that asks an OpenAI-compatible endpoint (assets.chat.client) one conversation at a time;
     `request` goes to `client.chat` (temperature, max_tokens, reasoning_effort, reasoning_budget, seed);
-    `client` overrides the endpoint's OpenAI client (the caller's: left open). Without one, the responder opens
+    each response is a mapping (`_reply`: the first choice, the budget the endpoint says it applied, the model id
+    it reports); `client` overrides the endpoint's OpenAI client (the caller's: left open). Without one, the responder opens
     one client for all its requests; `respond.close()` closes it."""
     from assets.chat.client import chat, close_client, resolved
 
@@ -251,7 +253,7 @@ def endpoint_responder(endpoint, client: Any | None = None, **request: Any) -> R
     endpoint = resolved(endpoint, asked)  # the model id, listed once
 
     def respond(batch: list[list[dict]]) -> list[Any]:
-        return [chat(endpoint, messages, client=asked, **request).replies[0] for messages in batch]
+        return [_reply(chat(endpoint, messages, client=asked, **request)) for messages in batch]
 
     def close() -> None:
         if own is not None:
@@ -259,3 +261,12 @@ def endpoint_responder(endpoint, client: Any | None = None, **request: Any) -> R
 
     respond.close = close
     return respond
+
+
+def _reply(result: Any) -> dict[str, Any]:
+    """A `client.ChatResult` as a response the battery reads: the first choice's answer, reasoning and finish
+    reason, the budget the endpoint says it applied ("applied_budget"; None when it does not say) and the model
+    id it reports answering with ("model", read by `responders.run_endpoint`)."""
+    reply = result.replies[0]
+    return {"content": reply.answer, "reasoning": reply.reasoning, "finish_reason": reply.finish_reason,
+            "applied_budget": result.reasoning_budget, "model": result.model}
