@@ -43,7 +43,8 @@ DIGEST_CHARS = 8  # hex digits of the weights' sha256 in a checkpoint's id
 NAME_HELP = ("the model id the server lists and reports in each response's `model`, which `reprolab evaluate` "
              "stores as the model's name (default: an identity that changes with the weights: <name>/<version> "
              "for a registered model, <folder>@<8 hex digits of the weights' sha256> for a checkpoint directory); "
-             "an explicit name wins: two models served under one name replace each other's evaluation rows")
+             "an explicit name wins, so the weights' digest is then only in /v1/models: new weights served from "
+             "the same place under the same name replace the earlier model's evaluation rows")
 MAX_N = 64
 ROLE_ALIASES = {"tool": "data"}  # OpenAI's tool results are untrusted content: the chat format's data role
 
