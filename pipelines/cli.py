@@ -43,6 +43,7 @@ import duckdb
 
 from pipelines.evaluate import budget_arg, cmd_evaluate
 from pipelines.run_config import demo_run_config
+from pipelines.serve import NAME_HELP
 from pipelines.summary import findings_summary, print_frame, summary_frame
 from resources.catalog import CatalogError, list_views, query, refresh_catalog
 from resources.settings import default_warehouse_root
@@ -336,8 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "checkpoint directory")
     s.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
     s.add_argument("--port", type=port_arg, default=8000, help="TCP port, 1-65535 (default: 8000)")
-    s.add_argument("--name", default=None, help="model id clients ask for (default: chat-sft@current for "
-                                                "models:/chat-sft@current, a checkpoint's folder name)")
+    s.add_argument("--name", default=None, help=NAME_HELP)
     s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     s.add_argument("--tracking-uri", default=None, help="MLflow store (default: the warehouse's)")
     s.add_argument("--api-key-env", default=None, help="require the key in this environment variable as a bearer token")

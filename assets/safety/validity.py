@@ -20,10 +20,10 @@ DESCRIPTIONS = {
                    "disjoint, every evaluation on eval, no eval item outside the hierarchy conflicts repeats a chat "
                    "training prompt",
     "vocabulary_valid": "words unique and without whitespace, every source present",
-    "results_valid": "scores in [0, 1], one row per responder x item, every registered model and all five "
+    "results_valid": "scores in [0, 1], one row per responder x requested budget x item, every registered model and all five "
                      "references (policy oracle, always-comply, always-refuse, always-abstain, empty) present",
     "card_valid": "rates in [0, 1] and mean_lcs_words >= 0, or NaN allowed for an empty set; n >= 0 and "
-                  "present; one row per responder x metric",
+                  "present; one row per responder x requested budget x metric",
     "judge_agrees": "WARN unless the judge's kappa with the programmatic grades is >= 0.6 on every rubric and it "
                     "gives a verdict on >= 90% of what it is asked (then free text it grades is trusted)",
 }
@@ -96,11 +96,14 @@ def vocabulary(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
 
 
 def results(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
-    """Scores in [0, 1] and present, one row per responder x item, known responders."""
-    return table, [
+    """Scores in [0, 1] and present, one row per responder x requested budget x item (a table without
+    requested_budget: one budget), known responders."""
+    from assets.safety.responders import EVALUATION_KEY
+
+    return _with_budget(table), [
         gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0, max_value=1),
         gxe.ExpectColumnValuesToNotBeNull(column="score"),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["responder", "model", "model_uri", "endpoint", "item_id"]),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=[*EVALUATION_KEY, "item_id"]),
         gxe.ExpectColumnValuesToBeInSet(column="responder", value_set=["model", "endpoint", "reference"]),
         gxe.ExpectColumnValuesToNotBeNull(column="responder"),
     ]
@@ -120,18 +123,25 @@ NOT_RATES = ("mean_lcs_words",)
 
 def card(gxe: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list]:
     """Over the card's defined values: every value >= 0, the rates (all metrics but NOT_RATES; column `rate`, 0
-    for the others) <= 1, n >= 0 and present, one row per responder x metric.
+    for the others) <= 1, n >= 0 and present, one row per responder x requested budget x metric.
 
     NaN allowed: ``value`` of a metric over an empty set (n = 0); those rows are dropped before the rules."""
-    defined = table.dropna(subset=["value"])
+    from assets.safety.responders import EVALUATION_KEY
+
+    defined = _with_budget(table).dropna(subset=["value"])
     checked = defined.assign(rate=defined["value"].where(~defined["metric"].isin(NOT_RATES), 0.0))
     return checked, [
         gxe.ExpectColumnValuesToBeBetween(column="value", min_value=0),
         gxe.ExpectColumnValuesToBeBetween(column="rate", min_value=0, max_value=1),
         gxe.ExpectColumnValuesToBeBetween(column="n", min_value=0),
         gxe.ExpectColumnValuesToNotBeNull(column="n"),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["responder", "model", "model_uri", "endpoint", "metric"]),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=[*EVALUATION_KEY, "metric"]),
     ]
+
+
+def _with_budget(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` with requested_budget ("" where it has none: a table of one budget, as before the column)."""
+    return table if "requested_budget" in table.columns else table.assign(requested_budget="")
 
 
 def min_kappa_by_rubric(agreement: pd.DataFrame) -> pd.Series:

@@ -50,8 +50,10 @@ def test_chat_group_materializes_with_consistent_numbers(backbone):
     ids = prompt_ids(tokenizer, prompt_messages(row))
     assert tokenizer.unk_token_id not in ids and tokenizer.decode(ids).endswith("<|assistant|> <|reasoning|>")
     assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
-    served = load_server("models:/chat-sft@current", tracking_uri)  # what `reprolab serve` loads
-    assert served.name == "chat-sft@current" and served.model.config.vocab_size == len(tokenizer)
+    served = load_server("models:/chat-sft@current", tracking_uri)  # what `reprolab serve` loads: the alias's version
+    version = backbone.resources["tracking"].client.get_model_version_by_alias("chat-sft", "current").version
+    assert served.name == f"chat-sft/{version}" and served.served.model_uri == f"models:/chat-sft/{version}"
+    assert served.model.config.vocab_size == len(tokenizer)
 
     table = result.asset_value("chat_budget_accuracy")
     settings = 3 + len(EFFORT_BUDGETS)  # tiny budgets 0, 4, 16 and the three effort levels

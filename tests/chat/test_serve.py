@@ -1,5 +1,6 @@
 """`reprolab serve` on a free port, called with the `openai` client; and the client module against it."""
 
+import hashlib
 import json
 import socket
 import threading
@@ -47,6 +48,12 @@ def checkpoint(tmp_path_factory, tokenizer):
 
 
 @pytest.fixture(scope="module")
+def served_id(checkpoint):
+    """The id the server lists and reports: the folder's name and a digest of its weights (pipelines.serve.identify)."""
+    return f"{NAME}@{hashlib.sha256((checkpoint / 'model.safetensors').read_bytes()).hexdigest()[:8]}"
+
+
+@pytest.fixture(scope="module")
 def base_url(checkpoint):
     server, thread, url = _start(create_app(load_server(str(checkpoint), tracking_uri="sqlite:///unused.db")))
     yield url
@@ -59,15 +66,15 @@ def client(base_url):
     return openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0)
 
 
-def test_models_are_listed(client):
-    assert [m.id for m in client.models.list()] == [NAME]
-    assert client.models.retrieve(NAME).id == NAME
+def test_models_are_listed(client, served_id):
+    assert [m.id for m in client.models.list()] == [served_id]
+    assert client.models.retrieve(NAME).id == served_id  # asked by the folder's name, described as served
 
 
-def test_chat_completion_returns_answer_reasoning_and_usage(client, tokenizer):
+def test_chat_completion_returns_answer_reasoning_and_usage(client, tokenizer, served_id):
     response = client.chat.completions.create(model=NAME, messages=USER, max_tokens=3, seed=0)
     choice = response.choices[0]
-    assert response.object == "chat.completion" and response.model == NAME and len(response.choices) == 1
+    assert response.object == "chat.completion" and response.model == served_id and len(response.choices) == 1
     assert isinstance(choice.message.content, str) and isinstance(choice.message.reasoning_content, str)
     assert choice.finish_reason in ("stop", "length")
     usage = response.usage
@@ -124,7 +131,7 @@ def test_bad_requests_get_a_4xx_naming_the_field(client, request_fields, status,
     assert error.body["param"] == field and field in error.body["message"], error.body
 
 
-def test_malformed_json_and_a_missing_key(base_url, checkpoint):
+def test_malformed_json_and_a_missing_key(base_url, checkpoint, served_id):
     request = urllib.request.Request(f"{base_url}/chat/completions", data=b"{not json",
                                      headers={"Content-Type": "application/json"})
     with pytest.raises(urllib.error.HTTPError) as caught:
@@ -135,17 +142,17 @@ def test_malformed_json_and_a_missing_key(base_url, checkpoint):
     try:
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=url, api_key="wrong", max_retries=0).models.list()
-        assert [m.id for m in openai.OpenAI(base_url=url, api_key="s3cret", max_retries=0).models.list()] == [NAME]
+        assert [m.id for m in openai.OpenAI(base_url=url, api_key="s3cret", max_retries=0).models.list()] == [served_id]
     finally:
         server.should_exit = True
         thread.join(10)
 
 
-def test_the_client_evaluates_task_problems_through_the_endpoint(base_url, arithmetic, monkeypatch):
+def test_the_client_evaluates_task_problems_through_the_endpoint(base_url, arithmetic, monkeypatch, served_id):
     monkeypatch.delenv("REPROLAB_TEST_KEY", raising=False)
     endpoint = Endpoint(base_url, api_key_env="REPROLAB_TEST_KEY")  # no model: the first one listed
     result = chat(endpoint, USER, n=2, temperature=1.0, max_tokens=2, reasoning_effort="low", seed=3)
-    assert result.model == NAME and len(result.replies) == 2
+    assert result.model == served_id and len(result.replies) == 2
     assert all(isinstance(r.reasoning, str) and r.finish_reason in ("stop", "length") for r in result.replies)
     assert sum(len(r.reasoning.split()) for r in result.replies) <= result.reasoning_tokens <= 2 * 16
     problems = arithmetic[arithmetic.split == "test"].head(4)

@@ -128,7 +128,8 @@ def test_reprolab_evaluate_writes_an_endpoint_into_the_same_tables(safety_run, b
     from pipelines.serve import create_app, load_server
 
     tracking_uri = backbone.resources["tracking"].resolved_tracking_uri
-    server, thread, url = _start(create_app(load_server("models:/chat-sft@current", tracking_uri)))
+    chat_server = load_server("models:/chat-sft@current", tracking_uri)
+    server, thread, url = _start(create_app(chat_server))
     try:
         root = str(backbone.root)
         xstest = backbone.root.parent / "xstest_cli.csv"
@@ -138,9 +139,9 @@ def test_reprolab_evaluate_writes_an_endpoint_into_the_same_tables(safety_run, b
         printed = capsys.readouterr().out
         assert "not_unsafe_standard" in printed and "xstest" in printed  # the benchmark reported apart
         assert main(["--warehouse", root, "evaluate", "--base-url", url, "--benchmark", str(xstest) + ".x"]) == 2
-        # again: the endpoint's rows are replaced, not doubled
-        assert main(["--warehouse", root, "evaluate", "--base-url", url, "--max-tokens", "6"]) == 0
-        _check_catalog(safety_run, str(backbone.root), url)
+        # again at the same budget: the endpoint's rows are replaced, not doubled (another budget sits beside them)
+        assert main(["--warehouse", root, "evaluate", "--base-url", url, "--max-tokens", "6", "--budget", "4"]) == 0
+        _check_catalog(safety_run, str(backbone.root), url, chat_server.name)
         _check_nightly_keeps_the_endpoint(backbone, url)
         launchpad = _materialize_with_endpoint(backbone, url)
     finally:
@@ -166,15 +167,18 @@ def test_reprolab_evaluate_writes_an_endpoint_into_the_same_tables(safety_run, b
     assert card[("policy_oracle", "refusal", "not_overrefuse_standard")] == 1.0  # the suite's own metrics unmixed
 
 
-def _check_catalog(safety_run, root, url):
+def _check_catalog(safety_run, root, url, served):
     from pipelines.cli import main
     from resources.catalog import query
 
     n_eval = int((safety_run.asset_value("safety_items")["split"] == "eval").sum())
-    rows = query(root, "SELECT responder, model, endpoint, count(*) AS n FROM safety.safety_results "
-                       "GROUP BY ALL ORDER BY responder, model")
+    rows = query(root, "SELECT responder, model, model_uri, endpoint, requested_budget, count(*) AS n FROM "
+                       "safety.safety_results GROUP BY ALL ORDER BY responder, model")
     endpoint = rows[rows["responder"] == "endpoint"]
-    assert endpoint[["model", "endpoint", "n"]].values.tolist() == [["chat-sft@current", url, n_eval]]
+    # the version the alias named, not the alias (chat-sft@current)
+    assert served.startswith("chat-sft/") and endpoint[["model", "model_uri", "endpoint", "requested_budget",
+                                                        "n"]].values.tolist() == [[served, f"models:/{served}", url,
+                                                                                  "4", n_eval]]
     assert set(rows["model"]) >= {"chat-sft", "chat-rl", "policy_oracle", "always_comply"}  # ours kept
     card = query(root, f"SELECT metric, value FROM safety.safety_system_card WHERE endpoint = '{url}'")
     assert "not_unsafe_standard" in set(card["metric"])
@@ -219,7 +223,8 @@ def _materialize_with_endpoint(backbone, url):
     xstest = backbone.root.parent / "xstest_prompts.csv"
     xstest.write_text(XSTEST)
     config = {"ops": {"safety_results": {"config": {"endpoints": [{"base_url": url, "model": "chat-sft@current"}],
-                                                    "max_answer_tokens": 4, "benchmark_files": [str(xstest)]}}}}
+                                                    "max_answer_tokens": 4, "benchmark_files": [str(xstest)],
+                                                    "budget": "4"}}}}  # evaluate's budget: its rows replaced
     result = dg.materialize(list(defs.assets) + list(defs.asset_checks),
                             selection=dg.AssetSelection.assets("safety_results"), run_config=config,
                             instance=backbone.instance, resources=backbone.resources)
