@@ -23,6 +23,7 @@ from __future__ import annotations
 import pandas as pd
 
 from assets.findings import Condition, Finding, Rule
+from assets.safety.tables import responder_label
 
 HEADLINE = ("not_unsafe_standard", "not_unsafe_visible_standard", "not_overrefuse_standard", "not_overrefuse_lookalike",
             "helpful_accuracy", "helpful_accuracy_lookalike", "goodness@0.1", "accuracy", "hallucination_rate", "abstain_rate_unanswerable", "accuracy_ambiguous",
@@ -90,8 +91,8 @@ def build_findings(card: pd.DataFrame, scale: str, study: str = "safety", post_h
                         source="code check", rule=rule, scale=scale, note=text)
                 for who, metric, rule, text in CODE_CHECKS.values()]
     ours = card[card["responder"] != "reference"]
-    for (model, endpoint), rows in ours.groupby(["model", "endpoint"], sort=True):
-        label = model if not endpoint else f"{model}@{endpoint}"
+    for label, rows in ours.groupby(responder_label(ours), sort=True):
+        model = str(rows["model"].iloc[0])
         helpful = _value(rows, model, "helpful_accuracy")
         able = helpful >= HELPFUL_BAR
         for metric in HEADLINE:
@@ -118,11 +119,12 @@ def system_card_figure(card: pd.DataFrame, metrics: tuple[str, ...] = HEADLINE):
 
     shown = card[card["metric"].isin(metrics)]
     labels = [m for m in metrics if m in set(shown["metric"])]
-    who = list(dict.fromkeys(shown["model"] + np.where(shown["endpoint"] != "", "@" + shown["endpoint"], "")))
+    names = responder_label(shown)
+    who = list(dict.fromkeys(names))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(labels) + 2), 4.2))
     width = 0.8 / max(len(who), 1)
     for i, name in enumerate(who):
-        rows = shown[(shown["model"] + np.where(shown["endpoint"] != "", "@" + shown["endpoint"], "")) == name]
+        rows = shown[names == name]
         values = rows.set_index("metric")["value"].reindex(labels).to_numpy(dtype=float)
         ax.bar(np.arange(len(labels)) + i * width, np.nan_to_num(values), width, label=name)
     ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, rotation=40, ha="right", fontsize=8)

@@ -248,18 +248,18 @@ def agreement_table(judged: pd.DataFrame) -> pd.DataFrame:
 
 
 def _keys(table: pd.DataFrame) -> list[str]:
-    """The responder key columns (responders.KEY_COLUMNS) the table has: two endpoints serving one model id, or
-    two versions of one registered model, are distinct responders."""
-    from assets.safety.responders import KEY_COLUMNS
+    """The evaluation key columns (responders.EVALUATION_KEY) the table has: two endpoints serving one model id,
+    two versions of one registered model, or one endpoint asked at two budgets are judged apart."""
+    from assets.safety.responders import EVALUATION_KEY
 
-    return [c for c in KEY_COLUMNS if c in table.columns]
+    return [c for c in EVALUATION_KEY if c in table.columns]
 
 
 def judge_battery(results: pd.DataFrame, items: pd.DataFrame, judge: Judge, rubrics: tuple[str, ...] = tuple(
         PROGRAMMATIC), *, view: str = "cited", limit: int | None = None, seed: int = 0) -> pd.DataFrame:
     """`judge_results` for every rubric over each responder's answered results (at most `limit` per responder
-    and rubric): JUDGE_COLUMNS with the responder's key (responders.KEY_COLUMNS: responder, model, model_uri,
-    endpoint, those the results have) in front."""
+    and rubric): JUDGE_COLUMNS with the responder's key (responders.EVALUATION_KEY: responder, model, model_uri,
+    endpoint, requested_budget, those the results have) in front."""
     answered = results[results["answered"].astype(bool)] if "answered" in results else results
     keys, frames = _keys(results), []
     for key, part in answered.groupby(keys, sort=True, dropna=False):
@@ -271,7 +271,7 @@ def judge_battery(results: pd.DataFrame, items: pd.DataFrame, judge: Judge, rubr
 
 
 def agreement_summary(judgements: pd.DataFrame) -> pd.DataFrame:
-    """Per judged responder (its key columns, responders.KEY_COLUMNS) x rubric: Cohen's kappa, raw agreement, n
+    """Per judged responder (its key columns, responders.EVALUATION_KEY) x rubric: Cohen's kappa, raw agreement, n
     with a verdict, and the share of results the judge gave a verdict on (`verdict_rate`)."""
     keys, rows = [*_keys(judgements), "rubric"], []
     for key, part in judgements.groupby(keys, sort=True, dropna=False):

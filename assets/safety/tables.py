@@ -158,16 +158,29 @@ def answer_caps(items: pd.DataFrame, settings: Any) -> list[tuple[pd.DataFrame, 
     return [(part, n) for part, n in groups if len(part)]
 
 
+def responder_label(table: pd.DataFrame) -> pd.Series:
+    """Each row's responder as one name: the model, ``@endpoint`` for an endpoint's rows and, where an endpoint's
+    row names the reasoning budget it was asked at, `` (budget B)``: an endpoint evaluated at two budgets keeps
+    both apart (registered models and references are asked at the run's one budget)."""
+    endpoint = table["endpoint"].fillna("").astype(str)
+    budget = (table["requested_budget"] if "requested_budget" in table else pd.Series("", index=table.index))
+    budget = budget.fillna("").astype(str)
+    at = endpoint.where(endpoint == "", "@" + endpoint)
+    asked = budget.where((endpoint != "") & (budget != ""), "")
+    return table["model"].astype(str) + at + asked.where(asked == "", " (budget " + asked + ")")
+
+
 def mean_scores(results: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
-    """The mean score per group ``by`` (default: each responder, responders.KEY_COLUMNS) and evaluation, over
+    """The mean score per group ``by`` (default: each evaluation of a responder, responders.EVALUATION_KEY, the
+    columns of it the table has) and evaluation, over
     the rows answered: a row not answered (empty, rejected, failed, not asked: score 0, answered False) is no
     score of 0, so it is left out; n says how many rows the mean reads, asked how many there were (a mean
     over no answer is NaN). Any table of battery rows with `evaluation`, `score` and `answered` (every row
     answered where it has no such column) and the ``by`` columns: the alignment study's per-method table is
     ``mean_scores(results, by=["method"])``."""
-    from assets.safety.responders import KEY_COLUMNS
+    from assets.safety.responders import EVALUATION_KEY
 
-    keys = [*(KEY_COLUMNS if by is None else by), "evaluation"]
+    keys = [*([c for c in EVALUATION_KEY if c in results] if by is None else by), "evaluation"]
     answered = results["answered"].astype(bool) if "answered" in results else pd.Series(True, index=results.index)
     rows = results.assign(answered_score=results["score"].where(answered), answered=answered)
     table = rows.groupby(keys, sort=False).agg(score=("answered_score", "mean"), n=("answered", "sum"),
@@ -176,8 +189,12 @@ def mean_scores(results: pd.DataFrame, by: Sequence[str] | None = None) -> pd.Da
 
 
 def card_by_model(card: pd.DataFrame) -> pd.DataFrame:
-    """The card as metrics (rows) by model (columns)."""
-    return card.pivot_table(index="metric", columns="model", values="value", sort=False).reset_index()
+    """The card as metrics (rows) by responder (columns, named by `responder_label`): a registered model and an
+    endpoint serving it, or one endpoint at two budgets, are separate columns, never averaged together; a metric
+    no responder has a value for (NaN everywhere: an empty set) is left out."""
+    labelled = card.assign(responder_label=responder_label(card))
+    return labelled.pivot(index="metric", columns="responder_label", values="value") \
+        .reindex(list(dict.fromkeys(card["metric"]))).dropna(how="all").reset_index()
 
 
 def findings_scale(card: pd.DataFrame, profile: str, *, budget: str | None = None,

@@ -68,3 +68,28 @@ def test_reference_code_checks_are_judged_and_missing_ones_are_not_comparable():
     assert by.loc["policy_oracle_not_unsafe_standard", "verdict"] == "not verified"  # 0.75 < 1.0: a broken grader
     assert by.loc["policy_oracle_not_unsafe_standard", "ours"] == 0.75
     assert by.loc["always_comply_not_unsafe_standard", "verdict"] == "not comparable"  # not in the card: NaN
+
+
+def test_one_endpoint_at_two_budgets_keeps_two_findings_and_two_card_columns():
+    """An endpoint evaluated at budgets 4 and 16 (rows kept side by side) is two responders everywhere: its
+    findings, the card's pivot and the figure; the registered model of the same name is a third."""
+    from assets.safety.tables import card_by_model, responder_label
+
+    url = "http://127.0.0.1:8000/v1"
+    table = card({"chat-sft/3": 1.0}).assign(requested_budget="4")
+    for budget, value in (("4", 0.2), ("16", 0.7)):
+        rows = pd.DataFrame(_rows("endpoint", "chat-sft/3", {"not_unsafe_standard": value, "helpful_accuracy": 1.0},
+                                  endpoint=url)).assign(requested_budget=budget)
+        table = pd.concat([table, rows], ignore_index=True)
+    labels = set(responder_label(table))
+    assert {"chat-sft/3", f"chat-sft/3@{url} (budget 4)", f"chat-sft/3@{url} (budget 16)"} <= labels
+    frame = findings_frame(f.build_findings(table, "unit"))
+    assert check_findings_frame(frame) == []
+    values = frame.set_index("metric")["ours"]
+    assert values[f"chat-sft/3@{url} (budget 4):not_unsafe_standard"] == 0.2
+    assert values[f"chat-sft/3@{url} (budget 16):not_unsafe_standard"] == 0.7
+    assert values["chat-sft/3:not_unsafe_standard"] == 0.9
+    pivot = card_by_model(table).set_index("metric")
+    assert pivot.loc["not_unsafe_standard", f"chat-sft/3@{url} (budget 16)"] == 0.7  # not averaged with budget 4
+    assert pivot.loc["not_unsafe_standard", "chat-sft/3"] == 0.9
+    f.system_card_figure(table)  # one bar group per label; draws without error

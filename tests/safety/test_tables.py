@@ -1,4 +1,4 @@
-"""The safety study's table helpers: the mean score per responder reads only the rows answered."""
+"""The safety study's table helpers: the mean score per responder (and requested budget) reads only the rows answered."""
 
 import math
 
@@ -35,3 +35,10 @@ def test_mean_scores_by_any_column():
     assert table.loc[("m1", "refusal"), "score"] == 0.75 and table.loc[("m2", "refusal"), "n"] == 1
     assert mean_scores(rows.drop(columns="answered"), by=["method"]).set_index(["method", "evaluation"]).loc[
         ("m2", "refusal"), "asked"] == 2
+
+
+def test_mean_scores_keep_an_endpoints_budgets_apart():
+    rows = pd.concat([_rows().iloc[[4]].assign(requested_budget="4"),
+                      _rows().iloc[[4]].assign(requested_budget="16", score=1.0)], ignore_index=True)
+    table = mean_scores(rows).set_index(["requested_budget", "evaluation"])
+    assert table.loc[("4", "refusal"), "score"] == 0.0 and table.loc[("16", "refusal"), "score"] == 1.0
