@@ -12,6 +12,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from assets.corpora import validity
 from resources.config import StudyConfig
 from resources.presentation import figure_metadata, markdown_table
 from resources.profiles import pick
@@ -246,75 +247,31 @@ def _corpus_lineage(documents: pd.DataFrame) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------- data quality
-def _documents_expectations(id_column: str, splits: list[str]) -> list:
-    gxe = expectations()
-    return [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectColumnValuesToBeUnique(column=id_column),
-        gxe.ExpectColumnValuesToNotBeNull(column="text"),
-        gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),
-        gxe.ExpectColumnValuesToBeInSet(column="split", value_set=splits),
-        gxe.ExpectColumnValuesToNotBeNull(column="split"),
-    ]
-
-
 @dg.asset_check(asset="facts_documents", description="ids unique, no empty documents, valid splits, "
                 "protected documents only in train and duplicated at least once")
 def facts_documents_valid(facts_documents: pd.DataFrame) -> dg.AssetCheckResult:
-    gxe = expectations()
-    suite = _documents_expectations("doc_id", ["train", "validation", "test"]) + [
-        gxe.ExpectColumnValuesToBeBetween(column="n_words", min_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="duplicate_count", min_value=1),
-        gxe.ExpectColumnPairValuesToBeInSet(
-            column_A="protected", column_B="split",
-            value_pairs_set=[(False, "train"), (False, "validation"), (False, "test"), (True, "train")]),
-        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("n_words", "duplicate_count", "protected")],
-    ]
-    return gx_check(facts_documents, suite, name="facts_documents")
+    return gx_check(*validity.facts_documents(expectations(), facts_documents), name="facts_documents")
 
 
 @dg.asset_check(asset="facts_token_truth", description="true entropies finite and non-negative, "
                 "probabilities in (0, 1], fact tokens have zero entropy")
 def facts_token_truth_valid(facts_token_truth: pd.DataFrame) -> dg.AssetCheckResult:
-    gxe = expectations()
-    facts_only = facts_token_truth[facts_token_truth["is_fact"]]
-    suite = [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectColumnValuesToNotBeNull(column="true_entropy"),
-        gxe.ExpectColumnValuesToBeBetween(column="true_entropy", min_value=0, max_value=50),
-        gxe.ExpectColumnValuesToBeBetween(column="true_prob", min_value=1e-300, max_value=1.0),
-        gxe.ExpectColumnValuesToBeInSet(column="slot", value_set=["template", "name", "attribute", "filler",
-                                                                 "fixed", "end"]),
-        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("true_prob", "slot")],
-    ]
-    result = gx_check(facts_token_truth, suite, name="facts_token_truth")
-    fact_entropy = float(facts_only["true_entropy"].abs().max()) if len(facts_only) else 0.0
-    passed = result.passed and fact_entropy == 0.0
-    return dg.AssetCheckResult(passed=passed, metadata={**result.metadata, "max_fact_entropy": fact_entropy})
+    result = gx_check(*validity.facts_token_truth(expectations(), facts_token_truth), name="facts_token_truth")
+    fact_entropy = validity.max_fact_entropy(facts_token_truth)
+    return dg.AssetCheckResult(passed=result.passed and fact_entropy == 0.0,
+                               metadata={**result.metadata, "max_fact_entropy": fact_entropy})
 
 
 @dg.asset_check(asset=code_corpus, description="paths unique, no empty files, both splits present")
 def code_corpus_valid(code_corpus: pd.DataFrame) -> dg.AssetCheckResult:
-    gxe = expectations()
-    suite = _documents_expectations("doc_id", ["train", "validation"]) + [
-        gxe.ExpectColumnValuesToBeBetween(column="n_bytes", min_value=1),
-        gxe.ExpectColumnValuesToNotBeNull(column="n_bytes"),
-        gxe.ExpectColumnDistinctValuesToEqualSet(column="split", value_set=["train", "validation"]),
-    ]
-    return gx_check(code_corpus, suite, name="code_corpus")
+    return gx_check(*validity.code_corpus(expectations(), code_corpus), name="code_corpus")
 
 
 @dg.asset_check(asset=user_corpus, description="ids unique, no empty documents, both splits present (a model "
                 "trained on the corpus needs validation documents: one document, or validation_fraction 0, leaves "
                 "none), one source and content hash")
 def user_corpus_valid(user_corpus: pd.DataFrame) -> dg.AssetCheckResult:
-    gxe = expectations()
-    suite = _documents_expectations("doc_id", ["train", "validation"]) + [
-        gxe.ExpectColumnDistinctValuesToEqualSet(column="split", value_set=["train", "validation"]),
-        *[gxe.ExpectColumnUniqueValueCountToBeBetween(column=c, min_value=1, max_value=1)
-          for c in ("source_path", "corpus_hash")],
-    ]
-    return gx_check(user_corpus, suite, name="user_corpus")
+    return gx_check(*validity.user_corpus(expectations(), user_corpus), name="user_corpus")
 
 
 defs = dg.Definitions(

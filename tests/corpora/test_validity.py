@@ -1,5 +1,5 @@
-"""The corpora's data checks (assets.corpora.defs, called directly on planted tables): a missing value in a
-required column fails them (GX's range and set rules skip missing values)."""
+"""The corpora's data checks (assets.corpora.defs over the rules in assets.corpora.validity, called directly on
+planted tables): a missing value in a required column fails them (GX's range and set rules skip missing values)."""
 
 import math
 
@@ -44,3 +44,19 @@ def test_a_user_corpus_without_a_validation_split_fails_its_check(tmp_path):
     assert user_corpus_valid(both).passed
     assert _failed(user_corpus_valid(both.assign(corpus_hash=["0" * 64, "1" * 64]))) == [
         "expect_column_unique_value_count_to_be_between(column='corpus_hash', min_value=1, max_value=1)"]
+
+
+def test_a_fact_token_with_entropy_fails_the_token_truth_check():
+    """A fact token is determined by the world (true entropy 0): one that is not fails the check even though every
+    GX rule holds; a missing slot fails a GX rule."""
+    from assets.corpora.defs import facts_token_truth_valid
+
+    truth = pd.DataFrame({"true_entropy": [0.0, 1.5], "true_prob": [1.0, 0.25], "slot": ["attribute", "filler"],
+                          "is_fact": [True, False]})
+    result = facts_token_truth_valid(truth)
+    assert result.passed and result.metadata["max_fact_entropy"].value == 0.0
+    uncertain = facts_token_truth_valid(truth.assign(true_entropy=[0.5, 1.5]))
+    assert not uncertain.passed and uncertain.metadata["max_fact_entropy"].value == 0.5
+    assert "failed_expectations" not in uncertain.metadata  # the GX rules held: the fact rule alone failed it
+    assert _failed(facts_token_truth_valid(truth.assign(slot=["attribute", None]))) == [
+        "expect_column_values_to_not_be_null(column='slot')"]
