@@ -38,6 +38,7 @@ class FittedModel(TrainResult):
     non_embedding_parameters: int
     source: str  # "trained" or "checkpoint"
     vocab_size: int
+    validation_context_length: int | None = None  # tokens per window final_val_loss was measured on
 
     @classmethod
     def saved(cls, result: TrainResult, **saved: Any) -> FittedModel:
@@ -51,6 +52,7 @@ class FittedModel(TrainResult):
     def record(self) -> dict[str, Any]:
         """The numbers a model record keeps."""
         return {"parameters": self.parameters, "final_val_loss": self.final_val_loss,
+                "validation_context_length": self.validation_context_length,
                 "tokens_seen": self.tokens_seen, "train_seconds": self.seconds}
 
 
@@ -119,7 +121,9 @@ def fit_language_model(
     checkpoint_dir: str | None = None,
     on_log: Callable[[dict], None] | None = None,
 ) -> FittedModel:
-    """Train a fresh model of ``size`` (or import ``checkpoint_dir``) and save it with its tokenizer to ``out_dir``."""
+    """Train a fresh model of ``size`` (or import ``checkpoint_dir``) and save it with its tokenizer to ``out_dir``.
+    An imported model is scored on windows of the family's context or its own positions, whichever is shorter
+    (``validation_context_length`` of the result says which)."""
     if checkpoint_dir:
         model, own_tokenizer = load_checkpoint(checkpoint_dir, device=cfg.device)
         tokenizer = with_document_tokens(own_tokenizer, checkpoint_dir) if own_tokenizer is not None else tokenizer
@@ -138,11 +142,13 @@ def fit_language_model(
                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
         train_tokens, val_tokens = token_streams(tokenizer, train_texts, val_texts)
         result, source = train(model, train_tokens, val_tokens, cfg, on_log=on_log), "trained"
+        context = cfg.context_length or size.context_length
     if is_main_process():  # under torchrun every rank holds the same weights; one writes them
         save_checkpoint(model, tokenizer, out_dir, overwrite=True)
     return FittedModel.saved(
         result, checkpoint_dir=Path(out_dir), parameters=count_parameters(model),
-        non_embedding_parameters=count_parameters(model, non_embedding=True), source=source, vocab_size=vocab)
+        non_embedding_parameters=count_parameters(model, non_embedding=True), source=source, vocab_size=vocab,
+        validation_context_length=int(context))
 
 
 def corpus_texts(corpus: str, documents: pd.DataFrame) -> tuple[list[str], list[str]]:

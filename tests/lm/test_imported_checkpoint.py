@@ -162,6 +162,7 @@ def test_an_imported_checkpoint_is_registered_with_its_own_tokenizer(tmp_path, w
     stream = encode_documents(tokenizer, val_texts)
     assert stream[0] == 0 and (stream == 0).sum() == 2 * len(val_texts)
     assert math.isclose(validation_loss(model, stream, 32, 16, 8), record["final_val_loss"], rel_tol=1e-5)
+    assert record["validation_context_length"] == 32  # the family's 32, not the checkpoint's 64 positions
     # its shape: the checkpoint's, in the record, the table and the MLflow parameters
     shape = {"name": "small", "d_model": 16, "n_layers": 2, "n_heads": 2, "d_ff": 64, "context_length": 64,
              "n_kv_heads": 2, "vocab_size": OWN_VOCAB, "model_type": "gpt2", "parameters": record["parameters"]}
