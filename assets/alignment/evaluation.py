@@ -112,7 +112,8 @@ def policy_excerpt(tokenizer, positions: int, reserve: int, order: Sequence[str]
 
 def with_policy(respond: Callable, policy_text: str) -> Callable:
     """A responder that asks `respond` with the policy as a first system message; conversations the inner
-    responder could not fit are reported in `.unanswered` under their original (policy-free) messages."""
+    responder could not fit are reported in `.unanswered` under their original (policy-free) messages, and what
+    it asks with (`.request`: budget, answer cap, seed) is the inner responder's."""
     def wrapped(batch: list[list[dict]]) -> list:
         sent = [[{"role": "system", "content": policy_text}, *m] if policy_text else m for m in batch]
         out = respond(sent)
@@ -122,6 +123,7 @@ def with_policy(respond: Callable, policy_text: str) -> Callable:
         return out
 
     wrapped.unanswered = set()
+    wrapped.request = getattr(respond, "request", None)
     return wrapped
 
 

@@ -33,7 +33,9 @@ def test_with_policy_pastes_the_policy_and_reports_unanswered_under_the_original
         return ["ok"] * len(batch)
 
     inner.unanswered = set()
+    inner.request = {"requested_budget": "8", "max_tokens": 4, "seed": 0}
     respond = with_policy(inner, "P1 ( x ) : y .")
+    assert respond.request == inner.request  # its rows say what they were asked with, as the inner model's do
     short, long = [{"role": "user", "content": "hi"}], [{"role": "user", "content": "a long one"}]
     assert respond([short, long]) == ["ok", "ok"]
     assert all(m[0] == {"role": "system", "content": "P1 ( x ) : y ."} for m in seen)
