@@ -189,12 +189,15 @@ def mean_scores(results: pd.DataFrame, by: Sequence[str] | None = None) -> pd.Da
 
 
 def card_by_model(card: pd.DataFrame) -> pd.DataFrame:
-    """The card as metrics (rows) by responder (columns, named by `responder_label`): a registered model and an
-    endpoint serving it, or one endpoint at two budgets, are separate columns, never averaged together; a metric
-    no responder has a value for (NaN everywhere: an empty set) is left out."""
+    """The card as metrics (rows, per evaluation where the card has one: a user benchmark may reuse a suite
+    metric's name) by responder (columns, named by `responder_label`): a registered model and an endpoint
+    serving it, or one endpoint at two budgets, are separate columns, never averaged together; a metric no
+    responder has a value for (NaN everywhere: an empty set) is left out."""
+    rows = [c for c in ("evaluation", "metric") if c in card.columns]
     labelled = card.assign(responder_label=responder_label(card))
-    return labelled.pivot(index="metric", columns="responder_label", values="value") \
-        .reindex(list(dict.fromkeys(card["metric"]))).dropna(how="all").reset_index()
+    order = list(dict.fromkeys(map(tuple, card[rows].to_numpy())))
+    table = labelled.pivot(index=rows, columns="responder_label", values="value")
+    return table.reindex(order if len(rows) > 1 else [r[0] for r in order]).dropna(how="all").reset_index()
 
 
 def findings_scale(card: pd.DataFrame, profile: str, *, budget: str | None = None,

@@ -92,4 +92,9 @@ def test_one_endpoint_at_two_budgets_keeps_two_findings_and_two_card_columns():
     pivot = card_by_model(table).set_index("metric")
     assert pivot.loc["not_unsafe_standard", f"chat-sft/3@{url} (budget 16)"] == 0.7  # not averaged with budget 4
     assert pivot.loc["not_unsafe_standard", "chat-sft/3"] == 0.9
+    # a user benchmark reusing a suite metric's name is its own row, not a clash in the pivot
+    doubled = pd.concat([table, table[table["evaluation"] == "xstest"].assign(evaluation="refusal", value=0.5)])
+    by_evaluation = card_by_model(doubled).set_index(["evaluation", "metric"])
+    assert by_evaluation.loc[("xstest", "goodness@0.1"), "able"] == 0.1
+    assert by_evaluation.loc[("refusal", "goodness@0.1"), "able"] == 0.5
     f.system_card_figure(table)  # one bar group per label; draws without error
