@@ -162,9 +162,10 @@ def cluster_bootstrap_drop(low: Sequence[float], high: Sequence[float], clusters
 
 
 def trend(runs: pd.DataFrame, attack: str, *, ambiguous: bool, budget: int | None = None, resamples: int = 2000,
-          seed: int = 0) -> dict:
+          seed: int = 0, clean_missed: bool = False) -> dict:
     """Success of an attack at its largest (or the given) adversary budget at the lowest and highest compute
-    levels, pooled over goals and tasks, on the items counted at both levels (one defender's `runs`):
+    levels, pooled over goals and tasks, on the items counted at both levels (one defender's `runs`; with
+    `clean_missed`, only those whose clean conversation missed the goal at both levels, `paired_items`):
 
     {"low", "high", "drop", "n": items compared, "n_low" / "n_high": items counted at each level alone,
     "drop_ci_low", "drop_ci_high": the 95% cluster-bootstrap interval of the drop over problems}.
@@ -176,7 +177,7 @@ def trend(runs: pd.DataFrame, attack: str, *, ambiguous: bool, budget: int | Non
            "drop_ci_low": math.nan, "drop_ci_high": math.nan}
     if not (runs["attack"] == attack).any():
         return out
-    paired, n_low, n_high = paired_items(runs, attack, budget)
+    paired, n_low, n_high = paired_items(runs, attack, budget, clean_missed=clean_missed)
     out.update(n=len(paired), n_low=n_low, n_high=n_high)
     if len(paired):
         out.update(low=float(paired["low"].mean()), high=float(paired["high"].mean()))
@@ -186,11 +187,17 @@ def trend(runs: pd.DataFrame, attack: str, *, ambiguous: bool, budget: int | Non
     return out
 
 
-def paired_items(runs: pd.DataFrame, attack: str, budget: int | None = None) -> tuple[pd.DataFrame, int, int]:
+def paired_items(runs: pd.DataFrame, attack: str, budget: int | None = None, *,
+                 clean_missed: bool = False) -> tuple[pd.DataFrame, int, int]:
     """The items of `runs` (one defender's, already filtered to the tasks and goals compared) counted at both the
     lowest and the highest compute level, indexed by item_id: columns "low" and "high" (1.0 when the attack at
     its largest, or the given, budget won there), "problem_id" and "task"; with the counts of items counted at
-    each level alone."""
+    each level alone.
+
+    `clean_missed`: keep only the items whose clean conversation (no attack) answered and missed the goal at
+    both levels, so that every win is the attack's own: where a goal is a wrong answer the defender may give
+    unattacked (the facts task's "flip", the other of two answers), a win at low compute can be the defender's
+    own error, and a drop with compute its clean accuracy gain."""
     columns = ["low", "high", "problem_id", "task"]
     if not (runs["attack"] == attack).any():
         return pd.DataFrame(columns=columns), 0, 0
@@ -199,6 +206,10 @@ def paired_items(runs: pd.DataFrame, attack: str, budget: int | None = None) -> 
     low, high = (_per_item(_cell_rows(runs[runs["compute_level"] == level], attack, budget))
                  for level in (levels[0], levels[-1]))
     paired = pd.concat({"low": low, "high": high}, axis=1, join="inner").astype(float)
+    if clean_missed:
+        clean = [_per_item(_cell_rows(runs[runs["compute_level"] == level], attack, 0)) for level in (levels[0], levels[-1])]
+        missed = pd.concat(clean, axis=1, join="inner")
+        paired = paired[paired.index.isin(missed.index[~missed.any(axis=1)])]
     items = runs.drop_duplicates("item_id").set_index("item_id")
     paired["problem_id"], paired["task"] = items["problem_id"].loc[paired.index], items["task"].loc[paired.index]
     return paired[columns], len(low), len(high)
