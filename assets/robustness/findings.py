@@ -164,8 +164,9 @@ def _own_wins_note(own: dict) -> str:
                 "cannot be told from the defender's own errors (not comparable where it would pass)")
     return (f"; the attack's own wins (the {own['n']} items whose clean conversation missed the goal at both levels, "
             f"so no win is the defender's own error): success {own['low']:.2f} -> {own['high']:.2f}, drop "
-            f"{own['drop']:.3f}" + ("" if own["drop"] > 0 else "; not comparable where it would pass: the drop is "
-                                   "the defender's own errors on the goal, not resistance to the attack"))
+            f"{own['drop']:.3f}" + ("" if own["drop"] > 0 else "; not comparable where it would pass: on these "
+                                   "items success did not fall, so a pooled drop is the defender's own errors on "
+                                   "the goal, not resistance to the attack"))
 
 
 def _own_gate(own: dict, rest: str) -> Condition:
