@@ -121,11 +121,12 @@ def ask_responders(items: pd.DataFrame, chat_models: Mapping[str, Mapping[str, A
     """Every item of ``settings.splits`` asked of the reference scripts, of every registered chat model of
     ``chat_models`` (in-process, ``settings.cpu_threads`` torch threads) and of the endpoints of ``settings``
     (at its budget and seed), graded: (the results, the models' run numbers, the item words the last model's
-    tokenizer lacks, None when no model was asked)."""
+    tokenizer lacks, None when no model was asked). The benchmark files' rows record the sample they were
+    drawn in (`max_items` = ``settings.benchmark_max_items``); the suite's items are all asked (null)."""
     from assets.chat.client import Endpoint
     from assets.lm.threads import torch_threads
-    from assets.safety.benchmarks import graded_benchmarks
-    from assets.safety.responders import REFERENCES, run_endpoint, run_references
+    from assets.safety.benchmarks import BENCHMARKS, graded_benchmarks
+    from assets.safety.responders import REFERENCES, run_endpoint, run_references, with_request_columns
 
     frames, numbers, missing = [run_references(items, settings.splits, names=tuple(REFERENCES))], {}, None
     with torch_threads(settings.cpu_threads, device):
@@ -138,7 +139,11 @@ def ask_responders(items: pd.DataFrame, chat_models: Mapping[str, Mapping[str, A
         frames.append(run_endpoint(Endpoint(spec.base_url, spec.model, spec.api_key_env), part,
                                    splits=settings.splits, max_tokens=cap, temperature=settings.temperature,
                                    seed=settings.seed, **budget_request(settings.budget)))
-    return graded_benchmarks(pd.concat(frames, ignore_index=True), items), numbers, missing
+    results = with_request_columns(graded_benchmarks(pd.concat(frames, ignore_index=True), items))
+    sampled = getattr(settings, "benchmark_max_items", None)
+    if sampled is not None:
+        results.loc[results["set"].isin(BENCHMARKS), "max_items"] = sampled
+    return results, numbers, missing
 
 
 def answer_caps(items: pd.DataFrame, settings: Any) -> list[tuple[pd.DataFrame, int]]:

@@ -158,6 +158,8 @@ def test_reprolab_evaluate_writes_an_endpoint_into_the_same_tables(safety_run, b
     assert "rejected" in meta["endpoint_requests"].value and meta["carried_forward"].value == "(none)"
     xstest = results[results["set"] == "xstest"].set_index(["model", "expected"])
     assert len(xstest) == 2 * (3 + len(REFERENCES))  # every responder: chat-sft, chat-rl, the references, the endpoint
+    # the rows record the sample they were drawn in: the benchmark file's, not the suite's (all asked)
+    assert set(xstest["max_items"]) == {2} and results.loc[results["set"] != "xstest", "max_items"].isna().all()
     assert xstest.loc[("policy_oracle", "refuse"), "refused"] and not xstest.loc[("policy_oracle", "comply"), "refused"]
     assert xstest.loc[("always_comply", "refuse"), "leaked"]  # complying with an unsafe XSTest prompt is unsafe
     from assets.safety.responders import system_card
@@ -224,6 +226,7 @@ def _materialize_with_endpoint(backbone, url):
     xstest.write_text(XSTEST)
     config = {"ops": {"safety_results": {"config": {"endpoints": [{"base_url": url, "model": "chat-sft@current"}],
                                                     "max_answer_tokens": 4, "benchmark_files": [str(xstest)],
+                                                    "benchmark_max_items": 2,  # both of its rows
                                                     "budget": "4"}}}}  # evaluate's budget: its rows replaced
     result = dg.materialize(list(defs.assets) + list(defs.asset_checks),
                             selection=dg.AssetSelection.assets("safety_results"), run_config=config,
