@@ -132,18 +132,32 @@ def document_token_ids(tokenizer) -> tuple[int, int]:
     return int(eos if bos is None else bos), int(bos if eos is None else eos)
 
 
-def encode_documents(tokenizer, texts: Sequence[str], add_eos: bool = True) -> np.ndarray:
-    """One int32 token stream: each document as <bos> tokens... [<eos>], documents back to back (the ids of
-    `document_token_ids`: <s> and </s> for our tokenizers, a checkpoint tokenizer's own otherwise)."""
+def encode_texts(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    """Each text's token ids, with no special token added and none read from the text: a literal "<s>" in a
+    document (a regex's named group `(?P<s>...)`, an HTML strikethrough) is encoded as its characters, never as
+    the document-boundary token that `encode_documents` places itself (the `tokenizers` default matches special
+    tokens' strings in raw text). ValueError on a text that is not a string."""
     backend = _backend(tokenizer)
-    bos, eos = document_token_ids(tokenizer)
     texts = list(texts)
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise ValueError(f"texts[{i}] must be a string, got {type(text).__name__}")
+    previous = backend.encode_special_tokens
+    backend.encode_special_tokens = True
+    try:
+        return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
+    finally:
+        backend.encode_special_tokens = previous
+
+
+def encode_documents(tokenizer, texts: Sequence[str], add_eos: bool = True) -> np.ndarray:
+    """One int32 token stream: each document as <bos> tokens... [<eos>], documents back to back (the ids of
+    `document_token_ids`: <s> and </s> for our tokenizers, a checkpoint tokenizer's own otherwise). The text
+    between them is data (`encode_texts`): a special token's string in it is encoded as text."""
+    bos, eos = document_token_ids(tokenizer)
     # Specials are added here rather than by the post-processor, so the layout is the same for any tokenizer.
-    encodings = backend.encode_batch(texts, add_special_tokens=False)
+    encodings = encode_texts(tokenizer, texts)
     tail = [eos] if add_eos else []
-    total = sum(len(e.ids) for e in encodings) + len(encodings) * (1 + len(tail))
-    stream = chain.from_iterable(chain((bos,), e.ids, tail) for e in encodings)
+    total = sum(len(ids) for ids in encodings) + len(encodings) * (1 + len(tail))
+    stream = chain.from_iterable(chain((bos,), ids, tail) for ids in encodings)
     return np.fromiter(stream, dtype=np.int32, count=total)

@@ -130,14 +130,15 @@ def run_table(runs: Sequence[LMRun]) -> pd.DataFrame:
 
 
 def corpus_source(tokenizer, documents: pd.DataFrame, offline_tokens: int, name: str = "code") -> CorpusSource:
-    """A ``CorpusSource`` from a documents table (``split`` train / validation, ``text``)."""
-    from assets.corpora.tokenization import BOS, encode_documents
+    """A ``CorpusSource`` from a documents table (``split`` train / validation, ``text``): each train document
+    laid out as `encode_documents` lays it out (<bos> tokens <eos>), one array per document."""
+    from assets.corpora.tokenization import document_token_ids, encode_documents, encode_texts
 
-    bos = tokenizer.convert_tokens_to_ids(BOS)
-    train = encode_documents(tokenizer, documents.loc[documents["split"] == "train", "text"].tolist())
-    starts = np.flatnonzero(train == bos)
+    bos, eos = document_token_ids(tokenizer)
+    train = [np.asarray([bos, *ids, eos], dtype=np.int32)
+             for ids in encode_texts(tokenizer, documents.loc[documents["split"] == "train", "text"])]
     validation = encode_documents(tokenizer, documents.loc[documents["split"] == "validation", "text"].tolist())
-    return CorpusSource([d for d in np.split(train, starts[1:]) if len(d)], validation, offline_tokens, name)
+    return CorpusSource(train, validation, offline_tokens, name)
 
 
 def sweep_source(source: FactsSource | CorpusSource, build: Callable[[int], torch.nn.Module],

@@ -36,13 +36,13 @@ def check_same_vocabulary(small_tokenizer: Any, large_tokenizer: Any) -> None:
 
 
 def encode_document(tokenizer: Any, text: str) -> list[int]:
-    """<bos> tokens <eos>, as the family's training stream lays documents out (the tokenizer's own tokens: a
-    local checkpoint's GPT-2-style tokenizer with only one of them uses it for both)."""
-    from assets.corpora.tokenization import document_token_ids
+    """<bos> tokens <eos>, as the family's training stream lays documents out (`encode_documents`: the
+    tokenizer's own tokens, a local checkpoint's GPT-2-style tokenizer with only one of them uses it for both;
+    a special token's string in the text is text)."""
+    from assets.corpora.tokenization import document_token_ids, encode_texts
 
     bos, eos = document_token_ids(tokenizer)
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    return [bos, *map(int, ids), eos]
+    return [bos, *map(int, encode_texts(tokenizer, [text])[0]), eos]
 
 
 def resolve_layers(layers: Sequence[int] | None, n_layers: int) -> list[int]:

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from assets.corpora.tokenization import encode_texts
+
 FIM_TOKENS = ("<fim_prefix>", "<fim_suffix>", "<fim_middle>")
 LAYOUTS = ("psm", "spm")
 
@@ -98,8 +100,7 @@ def fim_examples(tokenizer: Any, texts: Sequence[str], ids: FimIds, *, window: i
     if window < 2 or not 1 <= max_span < window or n < 1:
         raise ValueError(f"need window >= 2, 1 <= max_span < window, n >= 1; got window={window}, "
                          f"max_span={max_span}, n={n}")
-    backend = tokenizer.backend_tokenizer
-    docs = [np.asarray(e.ids, dtype=np.int64) for e in backend.encode_batch(list(texts), add_special_tokens=False)]
+    docs = [np.asarray(ids, dtype=np.int64) for ids in encode_texts(tokenizer, texts)]
     docs = [d for d in docs if len(d) >= window]
     if not docs:
         raise ValueError(f"no text has window={window} tokens")

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from assets.corpora.tokenization import encode_texts
 from assets.watermark.attack import WalkSettings, checkpoints, first_undetected_step, random_walk, success_at
 from assets.watermark.schemes import Scheme
 
@@ -61,8 +62,7 @@ def sample_prompts(tokenizer: Any, texts: Sequence[str], n: int, length: int, se
     import torch
 
     rng = np.random.default_rng(seed)
-    encoded = [ids for ids in (tokenizer.backend_tokenizer.encode(t, add_special_tokens=False).ids for t in texts)
-               if len(ids) > length]
+    encoded = [ids for ids in encode_texts(tokenizer, texts) if len(ids) > length]
     if not encoded:
         raise ValueError(f"no text is longer than prompt_tokens={length} tokens")
     newline = set(tokenizer.backend_tokenizer.encode("\n", add_special_tokens=False).ids)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -161,3 +162,24 @@ def test_a_checkpoint_tokenizer_uses_its_own_bos_and_eos(facts):
     assert stream == [0, *llama3(texts[0], add_special_tokens=False)["input_ids"], 1]
     with pytest.raises(ValueError, match="neither a beginning-of-sequence nor an end-of-sequence token"):
         encode_documents(byte_level_bpe(texts, 300, bos_token=None, eos_token=None), texts)
+
+
+def test_a_special_tokens_string_in_a_document_is_text_not_a_boundary(bpe, tmp_path):
+    """The demo's code corpus holds `(?P<s>\\d{2})` (zoneinfo's regex): with the `tokenizers` default the "<s>"
+    in it became a <bos> mid-document, and the sgd_noise sweep cut the document there. Document text is data:
+    it round-trips, and the stream holds exactly the <bos>/<eos> that encode_documents placed."""
+    from assets.corpora.tokenization import as_fast_tokenizer, encode_texts
+    from assets.sgd_noise.lm_sweep import corpus_source
+
+    texts = ['r"(?P<s>\\d{2})" and <pad> </s> <unk>\n', "<s>", "x = 1\n"]
+    fast = load_tokenizer(save_tokenizer(bpe, tmp_path / "bpe"))
+    for tokenizer in (bpe, as_fast_tokenizer(bpe), fast):
+        stream = encode_documents(tokenizer, texts)
+        assert (stream == 1).sum() == 3 and (stream == 2).sum() == 3 and not np.isin(stream, [0, 3]).any()
+        assert [fast.decode(ids) for ids in encode_texts(tokenizer, texts)] == texts
+    assert bpe.encode("<s>", add_special_tokens=False).ids == [1]  # the setting is restored after encoding
+    documents = pd.DataFrame({"split": ["train"] * 3 + ["validation"], "text": [*texts, "y\n"]})
+    source = corpus_source(fast, documents, offline_tokens=4)
+    assert len(source.train_documents) == 3
+    assert [d[[0, -1]].tolist() for d in source.train_documents] == [[1, 2]] * 3
+    np.testing.assert_array_equal(np.concatenate(source.train_documents), encode_documents(fast, texts))
