@@ -183,3 +183,11 @@ def test_a_special_tokens_string_in_a_document_is_text_not_a_boundary(bpe, tmp_p
     assert len(source.train_documents) == 3
     assert [d[[0, -1]].tolist() for d in source.train_documents] == [[1, 2]] * 3
     np.testing.assert_array_equal(np.concatenate(source.train_documents), encode_documents(fast, texts))
+    # a GPT-2-style checkpoint's tokenizer: <|endoftext|> opens and closes documents, and is text inside one
+    from tests.corpora.foreign_tokenizers import ENDOFTEXT, byte_level_bpe
+
+    gpt2 = byte_level_bpe(["x = 1\n", "end of text"] * 10, 300)
+    eot = gpt2.convert_tokens_to_ids(ENDOFTEXT)
+    stream = encode_documents(gpt2, [f"a {ENDOFTEXT} b", "c"])
+    assert np.flatnonzero(stream == eot).tolist() == [0, len(stream) - 4, len(stream) - 3, len(stream) - 1]  # "c" one token
+    assert gpt2.decode(encode_texts(gpt2, [f"a {ENDOFTEXT} b"])[0]) == f"a {ENDOFTEXT} b"
