@@ -207,8 +207,9 @@ def paired_items(runs: pd.DataFrame, attack: str, budget: int | None = None, *,
                  for level in (levels[0], levels[-1]))
     paired = pd.concat({"low": low, "high": high}, axis=1, join="inner").astype(float)
     if clean_missed:
-        clean = [_per_item(_cell_rows(runs[runs["compute_level"] == level], attack, 0)) for level in (levels[0], levels[-1])]
-        missed = pd.concat(clean, axis=1, join="inner")
+        clean = (_per_item(_cell_rows(runs[runs["compute_level"] == level], attack, 0))
+                 for level in (levels[0], levels[-1]))
+        missed = pd.concat(list(clean), axis=1, join="inner")
         paired = paired[paired.index.isin(missed.index[~missed.any(axis=1)])]
     items = runs.drop_duplicates("item_id").set_index("item_id")
     paired["problem_id"], paired["task"] = items["problem_id"].loc[paired.index], items["task"].loc[paired.index]

@@ -27,8 +27,9 @@ not a safe one.
 What each row was asked with (REQUEST_COLUMNS): the reasoning budget requested (`requested_budget`: a token
 count or an effort level as asked, "" for the reference scripts; `applied_budget` says what was applied), the
 answer cap (`max_tokens`), the per-evaluation sample size (`max_items`: `reprolab evaluate --max-items`, or the
-graph's `benchmark_max_items` on the benchmark files' rows; null when every item was asked) and the seed. An evaluation is keyed by its responder and requested budget
-(EVALUATION_KEY): one responder asked at two budgets keeps both sets side by side, in the results and on the card.
+graph's `benchmark_max_items` on the benchmark files' rows; null when every item was asked) and the seed. An
+evaluation is keyed by its responder and requested budget (EVALUATION_KEY): one responder asked at two budgets
+keeps both sets side by side, in the results and on the card.
 
 Provenance (PROVENANCE_COLUMNS): every row says which run evaluated it (`evaluated_run_id`) and when
 (`evaluated_at`). `carry_forward` keeps an endpoint's most recent rows when a later run re-evaluates the
