@@ -140,7 +140,11 @@ def chat_token_ids(tokenizer: Any) -> ChatTokenIds:
 
 
 def validate_messages(messages: Sequence[Mapping[str, Any]], *, field: str = "messages") -> list[dict]:
-    """Check a conversation's shape; returns it as plain dicts. Raises ValueError naming the bad message."""
+    """Check a conversation's shape; returns it as plain dicts. Raises ValueError naming the bad message.
+
+    A message's text may not hold a chat token (`CHAT_SPECIAL_TOKENS`): the rendered template is tokenized as
+    one string, so `<|system|>` written in a user or data message would become the role token itself and forge
+    a turn of higher authority. Such text is refused, as tiktoken refuses special tokens in text by default."""
     if isinstance(messages, str | bytes) or not isinstance(messages, Sequence) or not messages:
         raise ValueError(f"{field} must be a non-empty list of {{'role', 'content'}} dicts, got {messages!r}")
     out = []
@@ -154,6 +158,11 @@ def validate_messages(messages: Sequence[Mapping[str, Any]], *, field: str = "me
             value = message.get(key)
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{field}[{i}].{key} must be a string, got {type(value).__name__}")
+            forged = [t for t in CHAT_SPECIAL_TOKENS if value and t in value]
+            if forged:
+                raise ValueError(f"{field}[{i}].{key} holds the chat format's token {forged[0]!r}: the tokenizer "
+                                 "would read it as that token, so text could open a turn or a channel (a data "
+                                 "message posing as the system); remove it from the text")
         out.append(dict(message))
     return out
 
