@@ -7,7 +7,9 @@ the model as code, so loading needs only torch and transformers (not this projec
 
 `predict` takes prompts (a DataFrame with a ``prompt`` column, or a list of strings) and returns the generated
 continuations; a plain prompt is read after the tokenizer's bos token (as documents were), a tokenizer with a chat
-template (the chat models) gets each prompt as a user message and the reply's final answer is returned. Params: ``max_new_tokens`` (16), ``temperature`` (0: greedy).
+template (the chat models) gets each prompt as a user message (one holding a chat token such as `<|system|>`
+is refused: it would forge a turn) and the reply's final answer is returned. Params: ``max_new_tokens`` (16),
+``temperature`` (0: greedy).
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ class CausalLMPyfunc:
 
     def _prompt_ids(self, prompt: str) -> list[int]:
         if getattr(self.tokenizer, "chat_template", None):
+            # the prompt is a user message rendered into one string: a chat token in it would be that token
+            forged = [t for t in self.tokenizer.get_added_vocab() if t.startswith("<|") and t in prompt]
+            if forged:
+                raise ValueError(f"prompt holds the chat token {forged[0]!r}, which would forge a turn; remove it")
             return list(self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=True,
                                                            add_generation_prompt=True, return_dict=True)["input_ids"])
         # a prompt opens a document as the model read them: after its bos token (ours add <s> themselves; a GPT-2
