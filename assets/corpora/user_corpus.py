@@ -2,7 +2,10 @@
 
 Accepted inputs:
 - a directory: every `.txt` file below it (recursively) is one document, doc_id = its relative path;
-  with `owner_column`, a document's owner is the name of the top-level subfolder it sits in;
+  with `owner_column`, a document's owner is the name of the top-level subfolder it sits in; hidden files and
+  folders (a name starting with "."), such as Jupyter's `.ipynb_checkpoints` copies or macOS's `._` files,
+  are not part of the corpus (nor of its hash): a checkpoint copy would be a duplicate on the other side of
+  the split;
 - a `.txt` file: documents are separated by one or more blank lines (a line of only whitespace, any Unicode
   whitespace such as a no-break space, is blank), doc_id = "<file>:<n>" (1-based);
 - a `.jsonl` file: one JSON object per line holding the text (and owner) field, doc_id = "<file>:<line>"; lines
@@ -73,9 +76,16 @@ def corpus_hash(path: str | Path) -> str:
     if not path.is_dir():
         return _file_sha256(path)
     hasher = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() == ".txt"):
+    for file in _corpus_files(path):
         hasher.update(f"{file.relative_to(path).as_posix()}\0{_file_sha256(file)}\n".encode())
     return hasher.hexdigest()
+
+
+def _corpus_files(root: Path) -> list[Path]:
+    """The .txt files below ``root``, sorted, leaving out hidden ones (any part of the path below ``root``
+    starting with ".")."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() == ".txt"
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
 def _file_sha256(path: Path) -> str:
@@ -120,9 +130,10 @@ def _read_txt(path: Path) -> list[dict]:
 
 
 def _read_directory(root: Path, owner_column: str | None) -> list[dict]:
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() == ".txt")
+    files = _corpus_files(root)
     if not files:
-        raise UserCorpusError(f"{root}: directory holds no .txt files; expected one document per .txt file")
+        raise UserCorpusError(f"{root}: directory holds no .txt files outside hidden folders; expected one "
+                              "document per .txt file")
     records = []
     for file in files:
         relative = file.relative_to(root)
@@ -164,6 +175,12 @@ def _string_field(obj: dict, field: str, where: str, argument: str) -> str:
     value = obj[field]
     if not isinstance(value, str):
         raise UserCorpusError(f"{where}: field {field!r} must be a string, got {type(value).__name__}")
+    try:  # JSON allows a lone surrogate ("\ud83d": an emoji cut in half), which is no text and cannot be stored
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise UserCorpusError(f"{where}: field {field!r} holds a lone surrogate {value[error.start]!r} at "
+                              f"character {error.start} (an emoji or other character cut in half); not text"
+                              ) from None
     return value
 
 

@@ -41,6 +41,36 @@ def test_directory_of_txt_files_one_document_each_with_owner_folders(tmp_path):
     assert (documents["split"] == "validation").sum() == 1
 
 
+def test_hidden_files_and_folders_are_not_documents(tmp_path):
+    """Jupyter's `.ipynb_checkpoints` copies were read as documents (a duplicate of an essay could land in
+    validation beside its original in train), and a macOS `._` AppleDouble file stopped the read as non-UTF-8."""
+    from assets.corpora.user_corpus import corpus_hash
+
+    (tmp_path / "alice" / ".ipynb_checkpoints").mkdir(parents=True)
+    for i in range(4):
+        (tmp_path / "alice" / f"e{i}.txt").write_text(f"alice essay {i}\n")
+        (tmp_path / "alice" / ".ipynb_checkpoints" / f"e{i}-checkpoint.txt").write_text(f"alice essay {i}\n")
+    (tmp_path / "alice" / "._e0.txt").write_bytes(b"\x00\x05\x16\x07\xff")
+    before = corpus_hash(tmp_path)
+    documents = read_user_corpus(tmp_path, owner_column="owner", validation_fraction=0.5, seed=0)
+    assert documents["doc_id"].tolist() == [f"alice/e{i}.txt" for i in range(4)]
+    assert not set(documents.loc[documents["split"] == "train", "text"]) & set(
+        documents.loc[documents["split"] == "validation", "text"])
+    (tmp_path / "alice" / ".ipynb_checkpoints" / "e0-checkpoint.txt").write_text("edited in a checkpoint\n")
+    assert corpus_hash(tmp_path) == before  # hidden files are not the corpus
+    (tmp_path / "only_hidden" / ".git").mkdir(parents=True)
+    (tmp_path / "only_hidden" / ".git" / "notes.txt").write_text("x")
+    with pytest.raises(UserCorpusError, match="no .txt files outside hidden folders"):
+        read_user_corpus(tmp_path / "only_hidden")
+
+
+def test_a_lone_surrogate_in_json_is_refused_naming_the_line(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"text": "fine"}\n{"text": "cut \\ud83d"}\n', encoding="utf-8")
+    with pytest.raises(UserCorpusError, match=r"c.jsonl: line 2: field 'text' holds a lone surrogate"):
+        read_user_corpus(path)
+
+
 def test_jsonl_with_owner_and_seeded_split(tmp_path):
     objects = [{"body": f"text number {i}", "who": f"o{i % 3}"} for i in range(20)]
     path = _jsonl(tmp_path / "corpus.jsonl", objects)
