@@ -121,14 +121,17 @@ def available_unique_tokens(chunks: pd.DataFrame) -> int:
 
 
 def unique_pool(chunks: pd.DataFrame, unique_tokens: int) -> np.ndarray:
-    """The first ``unique_tokens`` train tokens in draw order: the run's whole training data."""
+    """The run's whole training data: the first ``unique_tokens`` + 1 train tokens in draw order, ``unique_tokens``
+    to read and one more, the last window's target. A window of T inputs needs T + 1 tokens, so a pool of exactly
+    U tokens holds only U/T - 1 whole windows: its last T tokens would never be read and every "epoch" would
+    repeat a window (the grid's unique data and epochs were both off by one window until 1 Dec 2026)."""
     train = chunks[chunks["split"] == "train"].sort_values("draw")
     available = int(train["n_tokens"].sum())
-    if unique_tokens > available:
-        raise ValueError(f"unique_tokens={unique_tokens} exceeds the corpus' {available} train tokens; "
-                         "lower the grid's unique budgets or use a larger corpus")
-    need = math.ceil(unique_tokens / int(train["n_tokens"].iloc[0]))
-    return np.concatenate([np.asarray(t, dtype=np.int32) for t in train["tokens"].iloc[:need]])[:unique_tokens]
+    if unique_tokens + 1 > available:
+        raise ValueError(f"unique_tokens={unique_tokens} exceeds the corpus' {available} train tokens less the "
+                         "last window's target; lower the grid's unique budgets or use a larger corpus")
+    need = math.ceil((unique_tokens + 1) / int(train["n_tokens"].iloc[0]))
+    return np.concatenate([np.asarray(t, dtype=np.int32) for t in train["tokens"].iloc[:need]])[:unique_tokens + 1]
 
 
 def held_out_tokens(chunks: pd.DataFrame) -> np.ndarray:

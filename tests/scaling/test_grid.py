@@ -40,16 +40,34 @@ def test_unique_pools_are_nested_draws_of_the_corpus_and_held_out_data_is_separa
     chunks = token_chunks(train, val, chunk_tokens=100, seed=3)
     assert available_unique_tokens(chunks) == 10_000
     small, big = unique_pool(chunks, 250), unique_pool(chunks, 1000)
-    assert len(small) == 250 and len(big) == 1000
-    np.testing.assert_array_equal(big[:250], small)  # nested: a larger budget extends the smaller one
-    assert len(np.unique(big)) == 1000  # no token position drawn twice
+    assert len(small) == 251 and len(big) == 1001  # U to read and the last window's target
+    np.testing.assert_array_equal(big[:251], small)  # nested: a larger budget extends the smaller one
+    assert len(np.unique(big)) == 1001  # no token position drawn twice
     assert not np.array_equal(big[:200], train[:200])  # drawn across the corpus, not its first files
     np.testing.assert_array_equal(held_out_tokens(chunks), val)
-    assert not set(held_out_tokens(chunks)) & set(unique_pool(chunks, 10_000))
+    assert not set(held_out_tokens(chunks)) & set(unique_pool(chunks, 9_999))
     with pytest.raises(ValueError, match="exceeds the corpus"):
-        unique_pool(chunks, 10_001)
+        unique_pool(chunks, 10_000)
     # the draw depends on the seed only
     np.testing.assert_array_equal(unique_pool(token_chunks(train, val, 100, seed=3), 300), unique_pool(chunks, 300))
+
+
+def test_an_epoch_reads_every_unique_token_once():
+    """U = 256 unique tokens at T = 16 are 16 whole windows: one epoch in EpochOrder reads each pool position
+    once as an input and repeats none (a pool of exactly U tokens made 15 windows: 16 tokens never read, one
+    window repeated in every epoch-1 run, and the recorded epochs off by one window)."""
+    import torch
+
+    from assets.lm.data import EpochOrder, TokenStream
+
+    chunks = token_chunks(np.arange(10_000, dtype=np.int32), np.arange(50_000, 50_100, dtype=np.int32), 100, seed=1)
+    pool = unique_pool(chunks, 256)
+    stream = TokenStream(pool, 16)
+    order = EpochOrder(stream, torch.Generator().manual_seed(0))
+    assert order.n_windows == 256 // 16
+    x, y = order.get_batch(stream, order.n_windows)
+    assert sorted(x.flatten().tolist()) == sorted(pool[:256].tolist())  # every unique token read once
+    assert torch.equal(y[:, :-1], x[:, 1:]) and order.epochs_completed == 1.0
 
 
 def test_steps_make_d_equal_u_times_epochs():
