@@ -5,7 +5,7 @@ alignment) and a byte-level BPE for real text such as code (lossless on any stri
 special tokens <pad>, <s>, </s>, <unk> at ids 0..3, and prepend <s> when encoding. A document stream
 (`encode_documents`) opens and closes each document with the tokenizer's own bos/eos ids (`document_token_ids`),
 so an imported checkpoint's tokenizer (GPT-2's <|endoftext|>, Llama 3's <|begin_of_text|>) is laid out the way
-it was trained.
+it was trained (one <|endoftext|> between documents where it is both).
 """
 
 from __future__ import annotations
@@ -152,12 +152,16 @@ def encode_texts(tokenizer, texts: Sequence[str]) -> list[list[int]]:
 
 def encode_documents(tokenizer, texts: Sequence[str], add_eos: bool = True) -> np.ndarray:
     """One int32 token stream: each document as <bos> tokens... [<eos>], documents back to back (the ids of
-    `document_token_ids`: <s> and </s> for our tokenizers, a checkpoint tokenizer's own otherwise). The text
-    between them is data (`encode_texts`): a special token's string in it is encoded as text."""
+    `document_token_ids`: <s> and </s> for our tokenizers, a checkpoint tokenizer's own otherwise). Where one
+    token is both (GPT-2's <|endoftext|>), documents are separated by one of it, as GPT-2 read its training text
+    (<|endoftext|> doc <|endoftext|> doc <|endoftext|>), not two in a row, a pair it never saw. The text between
+    them is data (`encode_texts`): a special token's string in it is encoded as text."""
     bos, eos = document_token_ids(tokenizer)
     # Specials are added here rather than by the post-processor, so the layout is the same for any tokenizer.
     encodings = encode_texts(tokenizer, texts)
-    tail = [eos] if add_eos else []
-    total = sum(len(ids) for ids in encodings) + len(encodings) * (1 + len(tail))
-    stream = chain.from_iterable(chain((bos,), ids, tail) for ids in encodings)
+    separator = add_eos and bos == eos  # one shared token: it closes each document and opens the next
+    tail = [eos] if add_eos and not separator else []
+    close = [eos] if separator and encodings else []
+    total = sum(len(ids) for ids in encodings) + len(encodings) * (1 + len(tail)) + len(close)
+    stream = chain(chain.from_iterable(chain((bos,), ids, tail) for ids in encodings), close)
     return np.fromiter(stream, dtype=np.int32, count=total)

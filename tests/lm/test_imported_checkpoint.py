@@ -130,7 +130,7 @@ def test_the_mlflow_model_reads_a_prompt_after_the_tokenizers_own_bos(tmp_path, 
 def test_an_imported_checkpoint_is_registered_with_its_own_tokenizer(tmp_path, warehouse_root, resources_for,
                                                                      gpt2_tokenizer):
     """A 2-layer, 64-position GPT-2 with GPT-2's tokenizer layout stands in for the 1-layer, 32-position
-    lm_facts_small: it is scored on <|endoftext|> doc <|endoftext|> windows, registered with its tokenizer, and its
+    lm_facts_small: it is scored on windows of documents between single <|endoftext|>s, registered with its tokenizer, and its
     record (and the SQL table, and MLflow) states its own shape; loaded back, it scores the same loss."""
     from assets.corpora.tokenization import encode_documents
     from assets.lm.family import corpus_texts, validation_loss
@@ -157,10 +157,11 @@ def test_an_imported_checkpoint_is_registered_with_its_own_tokenizer(tmp_path, w
     model, tokenizer = load_registered(record, tracking)
     assert tokenizer.get_vocab() == gpt2_tokenizer.get_vocab() and model.config.vocab_size == OWN_VOCAB
     assert (tokenizer.bos_token, tokenizer.eos_token) == (ENDOFTEXT, ENDOFTEXT)
-    # its evaluation: the tiny facts windows (32 tokens) of <|endoftext|> doc <|endoftext|>, read again here
+    # its evaluation: the tiny facts windows (32 tokens) of <|endoftext|> doc <|endoftext|> doc ..., one
+    # <|endoftext|> between documents as GPT-2 was trained, read again here
     _, val_texts = corpus_texts("facts", result.output_for_node("facts_world", "facts_documents"))
     stream = encode_documents(tokenizer, val_texts)
-    assert stream[0] == 0 and (stream == 0).sum() == 2 * len(val_texts)
+    assert stream[0] == stream[-1] == 0 and (stream == 0).sum() == len(val_texts) + 1
     assert math.isclose(validation_loss(model, stream, 32, 16, 8), record["final_val_loss"], rel_tol=1e-5)
     assert record["validation_context_length"] == 32  # the family's 32, not the checkpoint's 64 positions
     # its shape: the checkpoint's, in the record, the table and the MLflow parameters
