@@ -85,6 +85,23 @@ def test_jsonl_with_owner_and_seeded_split(tmp_path):
     assert not documents["split"].equals(other["split"])
 
 
+def test_a_document_keeps_its_side_when_the_corpus_grows(tmp_path):
+    """The split ranks documents by a seeded hash of their text: appending a document moves at most the one at
+    the cut (the old permutation by position moved 4 of 10 validation documents into train), reordering moves
+    none, and a copy of a validation text that is appended is no train document beside it unless at the cut."""
+    objects = [{"text": f"essay number {i}"} for i in range(100)]
+    before = read_user_corpus(_jsonl(tmp_path / "a.jsonl", objects), validation_fraction=0.1, seed=3)
+    grown = read_user_corpus(_jsonl(tmp_path / "b.jsonl", [*objects, {"text": "one more essay"}]),
+                             validation_fraction=0.1, seed=3)
+    validation = set(before.loc[before["split"] == "validation", "text"])
+    assert len(validation) == 10 and len(validation - set(grown.loc[grown["split"] == "validation", "text"])) <= 1
+    shuffled = read_user_corpus(_jsonl(tmp_path / "c.jsonl", objects[::-1]), validation_fraction=0.1, seed=3)
+    assert set(shuffled.loc[shuffled["split"] == "validation", "text"]) == validation
+    copied = read_user_corpus(_jsonl(tmp_path / "d.jsonl", [*objects, *objects[:50]]), validation_fraction=0.1, seed=3)
+    sides = copied.groupby("text")["split"].nunique()
+    assert (sides > 1).sum() <= 1  # copies rank side by side: only a pair at the cut can part
+
+
 def test_parquet_drops_empty_documents(tmp_path):
     path = tmp_path / "corpus.parquet"
     pd.DataFrame({"text": ["alpha", "   ", "gamma"], "owner": ["a", "b", "c"]}).to_parquet(path)
