@@ -241,9 +241,15 @@ def user_tokenizer(context: dg.AssetExecutionContext, config: BPETokenizerConfig
 
 
 def _corpus_lineage(documents: pd.DataFrame) -> dict[str, str]:
-    """The corpus a tokenizer was trained on: its ``corpus_hash`` (and ``source_path``) when the rows carry them."""
-    return {column: str(documents[column].iloc[0]) for column in ("corpus_hash", "source_path")
-            if column in documents.columns and len(documents) and documents[column].nunique() == 1}
+    """The corpus a tokenizer was trained on: its ``corpus_hash`` (and ``source_path``) when the rows carry them,
+    and ``train_sha256``, the digest of the train split's texts in order: the bytes alone do not name what the
+    tokenizer read, which the split's seed and fraction decide too."""
+    import hashlib
+
+    lineage = {column: str(documents[column].iloc[0]) for column in ("corpus_hash", "source_path")
+               if column in documents.columns and len(documents) and documents[column].nunique() == 1}
+    train = documents.loc[documents["split"] == "train", "text"].astype(str)
+    return {**lineage, "train_sha256": hashlib.sha256("\x1e".join(train).encode()).hexdigest()}
 
 
 # ---------------------------------------------------------------------------------------- data quality

@@ -2,6 +2,7 @@
 file (``source_path``) and which bytes (``corpus_hash``) they came from, and the tokenizer trained on each names
 its corpus' hash."""
 
+import hashlib
 import json
 
 import dagster as dg
@@ -27,6 +28,8 @@ def test_user_corpus_rows_and_tokenizer_name_their_source(tmp_path, warehouse_ro
         hashes[folder], paths[folder] = rows["corpus_hash"].iloc[0], rows["source_path"].iloc[0]
         assert rows["corpus_hash"].nunique() == 1 and len(hashes[folder]) == 64
         assert record["corpus_hash"] == hashes[folder] and record["source_path"] == paths[folder]
+        train = "\x1e".join(rows.loc[rows["split"] == "train", "text"])  # what the tokenizer read, by content
+        assert record["train_sha256"] == hashlib.sha256(train.encode()).hexdigest()
         checks = result.get_asset_check_evaluations()
         assert [c.check_name for c in checks] == ["user_corpus_valid"] and checks[0].passed
         metadata = result.asset_materializations_for_node("user_corpus")[0].metadata
