@@ -7,7 +7,7 @@ Accepted inputs:
   are not part of the corpus (nor of its hash): a checkpoint copy would be a duplicate on the other side of
   the split;
 - a `.txt` file: documents are separated by one or more blank lines (a line of only whitespace, any Unicode
-  whitespace such as a no-break space, is blank), doc_id = "<file>:<n>" (1-based);
+  whitespace such as a no-break space, is blank), doc_id = "<file>:<n>" (the n-th non-empty document, 1-based);
 - a `.jsonl` file: one JSON object per line holding the text (and owner) field, doc_id = "<file>:<line>"; lines
   end at "\n" (a trailing "\r" is dropped), so U+2028, U+2029 and U+0085 inside a string stay in the text;
 - a `.parquet` file: one row per document, doc_id = "<file>:<row>" (0-based).
@@ -134,7 +134,9 @@ def _read_txt(path: Path) -> list[dict]:
     text = _unix_lines(_decode(path))
     # framed by line breaks, so blank lines at the very start and end separate too
     paragraphs = [p.strip("\n") for p in _BLANK_LINES.split(f"\n{text}\n")]
-    return [{"doc_id": f"{path.name}:{i}", "text": p} for i, p in enumerate(paragraphs, start=1)]
+    # numbered after the empty ones are dropped: a blank line added at the top must not rename every document
+    documents = [p for p in paragraphs if p.strip()]
+    return [{"doc_id": f"{path.name}:{i}", "text": p} for i, p in enumerate(documents, start=1)]
 
 
 def _read_directory(root: Path, owner_column: str | None) -> list[dict]:

@@ -24,6 +24,9 @@ def test_txt_file_splits_documents_at_blank_lines(tmp_path):
     assert documents["text"].tolist() == ["First document\nstill first.", "  Second, indented.", "Third ✓"]
     assert documents["doc_id"].tolist() == ["essays.txt:1", "essays.txt:2", "essays.txt:3"]
     assert (documents["split"] == "train").all()
+    # a blank (or whitespace-only) line added at the top renames nothing: ids count the documents
+    path.write_text(" \n\nFirst document\nstill first.\n\n  Second, indented.\n\nThird ✓\n", encoding="utf-8")
+    pd.testing.assert_frame_equal(read_user_corpus(path, validation_fraction=0.0), documents)
 
 
 def test_directory_of_txt_files_one_document_each_with_owner_folders(tmp_path):
