@@ -135,8 +135,9 @@ def fit_sft(
     """Fine-tune `model` in place on `train` conversations for cfg.max_steps optimizer steps.
 
     Each step takes cfg.batch_size conversations (in cfg.grad_accum_steps micro-batches), visiting every
-    conversation once per epoch in a seeded order. The loss is the mean over the micro-batch's assistant
-    tokens. `val` is scored every cfg.eval_interval steps and after the last. The curve has the LM trainer's
+    conversation once per epoch in a seeded order. The loss is the mean over the step's assistant tokens, all
+    its micro-batches together (a mean per micro-batch, averaged, would weigh a token of a short answer more and
+    make grad_accum_steps change the objective). `val` is scored every cfg.eval_interval steps and after the last. The curve has the LM trainer's
     CURVE_COLUMNS; "tokens" counts the real (non-padding) tokens read. As in the LM trainer, the train losses stay
     on the device and are read back (one host sync) every cfg.loss_readback_steps steps, at evaluations and
     after the last step; rows read back together share one tokens_per_s, and on_log gets them then. Raises
@@ -212,13 +213,16 @@ def _fit(model: Any, train: SFTData, cfg: TrainConfig, val: SFTData | None, on_l
         lr = lr_at(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        for _ in range(cfg.grad_accum_steps):
-            rows = next_rows(micro)
-            x, y = _batch(train, rows)
+        # the step's loss is the mean over all its assistant tokens, whichever micro-batch holds them: each
+        # micro-batch's summed loss over the step's count, so grad_accum_steps does not change the objective
+        parts = [next_rows(micro) for _ in range(cfg.grad_accum_steps)]
+        batches = [_batch(train, rows) for rows in parts]
+        targets = max(sum(int((y != IGNORE_INDEX).sum()) for _, y in batches), 1)  # counted on the host
+        for rows, (x, y) in zip(parts, batches, strict=True):
             with autocast:
-                loss = runner(to_device(x, device), to_device(y, device))
-            (loss / cfg.grad_accum_steps).backward()
-            interval_loss += loss.detach() / cfg.grad_accum_steps
+                loss = runner(to_device(x, device), to_device(y, device), "sum") / targets
+            loss.backward()
+            interval_loss += loss.detach()
             interval_tokens += int(train.lengths[rows].sum())
         if cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

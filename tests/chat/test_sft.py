@@ -87,3 +87,25 @@ def test_sft_through_the_fused_view_is_the_same_fine_tuning(tokenizer, arithmeti
     # the weights written back into the Hugging Face model score as the fused run's own validation said
     assert fused_after == pytest.approx(fused.final_val_loss, rel=1e-5)
     assert fused_after == pytest.approx(plain_after, rel=1e-4)
+
+
+def test_gradient_accumulation_does_not_change_the_objective(tokenizer, arithmetic):
+    """One step over the same four conversations, in one batch or in two micro-batches of unequal assistant
+    tokens (one short conversation, three long): the same per-token mean, so the same update and the same
+    logged loss (a mean per micro-batch, averaged, weighed the short answer's tokens more: cos 0.9 between the
+    two gradients in a review's run)."""
+    rows = [conversation(r) for _, r in arithmetic[arithmetic.split == "train"].iterrows()]
+    order = sft_data(tokenizer, rows, CONTEXT).labels.ne(IGNORE_INDEX).sum(1).argsort().tolist()
+    data = sft_data(tokenizer, [rows[i] for i in (order[0], *order[-3:])], CONTEXT)
+    counts = [int(data.labels[i].ne(IGNORE_INDEX).sum()) for i in range(4)]
+    assert min(counts) * 2 < max(counts)  # micro-batches of unequal target counts, whatever the order
+    initial = sft_loss(make_model(tokenizer, seed=0), data)
+    weights, logged = [], []
+    for accumulation in (1, 2):
+        model = make_model(tokenizer, seed=0)
+        cfg = TrainConfig(max_steps=1, batch_size=4, grad_accum_steps=accumulation, learning_rate=1e-2,
+                          warmup_steps=0, grad_clip=None, eval_interval=1, seed=0)
+        logged.append(fit_sft(model, data, cfg).curve["train_loss"].iloc[0])
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert logged[0] == pytest.approx(initial, rel=1e-5) and logged[1] == pytest.approx(initial, rel=1e-5)
+    torch.testing.assert_close(weights[1], weights[0], rtol=0, atol=1e-6)
