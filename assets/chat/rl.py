@@ -204,10 +204,9 @@ def grpo(
         raise ValueError("grpo: rows must be a non-empty task table with a 'messages' column")
     device = cfg.device
     policy.to(device)
-    if reference is None and cfg.beta > 0:
+    if reference is None:  # kept at beta = 0 too: the KL to it is how far RL moved the policy (`rl_movement`)
         reference = copy.deepcopy(policy)
-    if reference is not None:
-        reference.to(device).eval().requires_grad_(False)
+    reference.to(device).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(
         policy.parameters(), lr=cfg.learning_rate, betas=(0.9, 0.99), weight_decay=cfg.weight_decay
     )
@@ -251,9 +250,7 @@ def grpo(
         sequences, targets, mask = (t.to(device) for t in rollout_tensors(samples))
         n_tokens = mask.sum(1).clamp(min=1)
         with torch.no_grad(), autocast:
-            ref_logp = (
-                token_logprobs(reference, sequences, targets, cfg.temperature) if cfg.beta > 0 else None
-            )
+            ref_logp = token_logprobs(reference, sequences, targets, cfg.temperature)
         policy.train()
         old_logp = None
         for _ in range(cfg.updates_per_batch):
@@ -266,10 +263,8 @@ def grpo(
                 ratio * advantages[:, None],
                 ratio.clamp(1 - cfg.clip_epsilon, 1 + cfg.clip_epsilon) * advantages[:, None],
             )
-            kl = torch.zeros_like(logp)
-            if ref_logp is not None:
-                log_ratio = ref_logp - logp
-                kl = log_ratio.exp() - log_ratio - 1
+            log_ratio = ref_logp - logp
+            kl = log_ratio.exp() - log_ratio - 1  # measured at beta = 0 too, where it weighs nothing
             per_token = -(surrogate - cfg.beta * kl)
             loss = ((per_token * mask).sum(1) / n_tokens).mean()
             optimizer.zero_grad(set_to_none=True)

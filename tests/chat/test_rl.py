@@ -107,6 +107,17 @@ def test_grpo_raises_a_verifiable_reward(problems, small_tokenizer, bf16):
     assert any(not torch.equal(v, reference_before[k]) for k, v in policy.state_dict().items())
 
 
+def test_without_a_kl_penalty_the_kl_is_still_measured(problems, small_tokenizer):
+    """beta = 0 (no penalty, as DAPO / Dr. GRPO train) kept no reference, so the curve's KL read 0 however far
+    the policy moved and `rl_movement` said RL did not move it. The KL is measured all the same."""
+    train = problems[problems.split == "train"]
+    cfg = GRPOConfig(steps=6, prompts_per_step=4, group_size=8, learning_rate=1e-2, beta=0.0, budget=2,
+                     max_answer_tokens=1, seed=0)
+    policy = make_model(small_tokenizer, seed=0, size=SIZE)
+    curve = grpo(policy, small_tokenizer, train, first_word_is_target, cfg).curve
+    assert curve["kl"].iloc[0] == 0 and curve["kl"].iloc[-1] > 1e-3  # moved from where it started (was 0)
+
+
 def test_bad_rewards_and_configs_are_refused(problems, small_tokenizer):
     policy = make_model(small_tokenizer, size=SIZE)
     with pytest.raises(ValueError, match="reward must return 16 finite numbers"):
