@@ -92,7 +92,10 @@ def model_size(source: Any, name: str, family: ModelSize | None = None) -> Model
 
 def train_config(source: Any, compute: Any, **overrides: Any) -> TrainConfig:
     """`TrainConfig` from the optimiser fields ``source`` has, on ``compute``'s device, precision and compile
-    setting (the Compute resource), with ``overrides`` (e.g. ``eval_interval=steps``) on top."""
+    setting (the Compute resource), with ``overrides`` (e.g. ``eval_interval=steps``) on top. A grad_clip of 0
+    means no clipping (None)."""
     fields = {field: getattr(source, field) for field in OPTIMISER_FIELDS if hasattr(source, field)}
+    if fields.get("grad_clip") == 0:  # the config's "0: none" (FIELD_DOCS) is TrainConfig's None
+        fields["grad_clip"] = None
     device = {"device": compute.torch_device(), "bf16": compute.use_bf16(), "compile": compute.use_compile()}
     return TrainConfig(**{**fields, **device, **overrides})

@@ -56,6 +56,14 @@ def test_train_config_takes_the_optimiser_fields_the_config_has():
         StudyConfig(warmup_steps=20).train_config(CPU())  # TrainConfig's own validation still applies
 
 
+def test_a_grad_clip_of_zero_means_no_clipping():
+    class Unclipped(StudyConfig):
+        grad_clip: float = 0.0  # FIELD_DOCS: "gradient-norm clip (0: none)"; TrainConfig refused 0.0
+
+    assert Unclipped(warmup_steps=2).train_config(CPU()).grad_clip is None
+    assert Unclipped(warmup_steps=2, grad_clip=0.5).train_config(CPU()).grad_clip == 0.5
+
+
 def test_model_size_is_built_by_keyword_and_empty_fields_take_the_family_size():
     assert StudyConfig().model_size("t") == ModelSize(name="t", d_model=16, n_layers=1, n_heads=2, d_ff=64,
                                                       context_length=32)
