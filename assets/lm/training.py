@@ -48,8 +48,9 @@ class TrainConfig:
     context_length None uses the model's config.max_position_embeddings. log_interval: one curve row every
     this many steps (train_loss averaged over them), plus every evaluation step.
     eval_batches * (batch_size / grad_accum_steps) fixed validation windows are scored every eval_interval
-    steps and after the last step. divergence_factor: after warmup, a train loss above this multiple of the
-    first step's loss raises TrainingDivergedError (None disables; non-finite losses always raise).
+    steps and after the last step. divergence_factor: after warmup, a logged train loss (a row's mean over its
+    log_interval steps) above this multiple of the first row's raises TrainingDivergedError (None disables;
+    non-finite losses always raise).
     deterministic None means True on CPU (torch.use_deterministic_algorithms) and False on CUDA.
     sampling: "random" draws training windows uniformly with replacement (nanoGPT); "epochs" visits
     non-overlapping windows once per epoch in a fresh order each epoch (`assets.lm.data.EpochOrder`).
@@ -260,7 +261,7 @@ def train(
     """Train `model` in place on random windows of `train_tokens`; score fixed windows of `val_tokens`.
 
     Returns the loss curve and totals. Raises TrainingDivergedError (naming the step and loss) on a
-    non-finite loss or, after warmup, a train loss above divergence_factor x the first step's loss. Under
+    non-finite loss or, after warmup, a logged train loss above divergence_factor x the first logged row's. Under
     torchrun every rank returns the same (all-reduced) curve; only rank 0 calls `on_log(row)`.
     """
     import torch
