@@ -248,8 +248,10 @@ def _corpus_lineage(documents: pd.DataFrame) -> dict[str, str]:
 
     lineage = {column: str(documents[column].iloc[0]) for column in ("corpus_hash", "source_path")
                if column in documents.columns and len(documents) and documents[column].nunique() == 1}
-    train = documents.loc[documents["split"] == "train", "text"].astype(str)
-    return {**lineage, "train_sha256": hashlib.sha256("\x1e".join(train).encode()).hexdigest()}
+    digest = hashlib.sha256()  # of the texts joined by "\x1e", fed one by one (a corpus may be large)
+    for i, text in enumerate(documents.loc[documents["split"] == "train", "text"].astype(str)):
+        digest.update(("\x1e" if i else "").encode() + text.encode())
+    return {**lineage, "train_sha256": digest.hexdigest()}
 
 
 # ---------------------------------------------------------------------------------------- data quality
