@@ -137,9 +137,10 @@ def fit_sft(
     Each step takes cfg.batch_size conversations (in cfg.grad_accum_steps micro-batches), visiting every
     conversation once per epoch in a seeded order. The loss is the mean over the step's assistant tokens, all
     its micro-batches together (a mean per micro-batch, averaged, would weigh a token of a short answer more and
-    make grad_accum_steps change the objective). `val` is scored every cfg.eval_interval steps and after the last. The curve has the LM trainer's
-    CURVE_COLUMNS; "tokens" counts the real (non-padding) tokens read. As in the LM trainer, the train losses stay
-    on the device and are read back (one host sync) every cfg.loss_readback_steps steps, at evaluations and
+    make grad_accum_steps change the objective). `val` is scored every cfg.eval_interval steps and after the
+    last. The curve has the LM trainer's CURVE_COLUMNS; "tokens" counts the real (non-padding) tokens read. As
+    in the LM trainer, the train losses stay on the device and are read back (one host sync) every
+    cfg.loss_readback_steps steps, at evaluations and
     after the last step; rows read back together share one tokens_per_s, and on_log gets them then. Raises
     TrainingDivergedError on a non-finite loss when it is read back, naming the step of the row (the rows
     before it are logged first). The model is left in train mode, as the LM trainer leaves it.

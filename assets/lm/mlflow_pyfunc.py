@@ -34,7 +34,8 @@ class CausalLMPyfunc:
 
     def _prompt_ids(self, prompt: str) -> list[int]:
         if getattr(self.tokenizer, "chat_template", None):
-            # the prompt is a user message rendered into one string: a chat token in it would be that token
+            # the prompt is a user message rendered into one string: a chat token in it would be that token (the
+            # check of assets.chat.format.validate_messages, restated: this file loads without the project)
             forged = [t for t in self.tokenizer.get_added_vocab() if t.startswith("<|") and t in prompt]
             if forged:
                 raise ValueError(f"prompt holds the chat token {forged[0]!r}, which would forge a turn; remove it")
